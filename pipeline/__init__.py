@@ -1,0 +1,1 @@
+"""Build, push and snapshot the coding-agent sandbox image."""

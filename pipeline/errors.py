@@ -1,0 +1,76 @@
+"""The pipeline's fatal errors: each has its own exit code and says how to fix what went wrong.
+
+Sessions catch `PipelineError` and print `str(error)`: one line, cause then fix, no traceback
+(set `PIPELINE_TRACEBACK=1` to see one).
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """A failure the user can act on."""
+
+    exit_code = 1
+
+    def __init__(self, cause: str, fix: str = "") -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.fix = fix
+
+    def __str__(self) -> str:
+        one_line = " ".join(self.cause.split())
+        return f"{one_line} — fix: {self.fix}" if self.fix else one_line
+
+
+class ConfigError(PipelineError):
+    """A bad environment variable or argument."""
+
+    exit_code = 2
+
+
+class EngineError(PipelineError):
+    """The Docker engine or buildx cannot be used."""
+
+    exit_code = 3
+
+
+class GitError(PipelineError):
+    """The git repository cannot give the facts a build needs, or refuses the build."""
+
+    exit_code = 4
+
+
+class BuildError(PipelineError):
+    """`docker buildx build` failed."""
+
+    exit_code = 5
+
+
+class DeadlineExceeded(PipelineError):
+    """A build or a wait ran past its deadline."""
+
+    exit_code = 6
+
+
+class RegistryError(PipelineError):
+    """The registry refused credentials, a push, or does not have an image."""
+
+    exit_code = 7
+
+
+class DaytonaError(PipelineError):
+    """Daytona's API answered with an error, or a snapshot/sandbox ended in a failed state."""
+
+    exit_code = 8
+
+
+class DaytonaAuthError(DaytonaError):
+    """Daytona refused the credentials (401/403)."""
+
+    exit_code = 9
+
+
+class SandboxError(PipelineError):
+    """A sandbox container did not become healthy."""
+
+    exit_code = 10
