@@ -12,10 +12,12 @@ class PipelineError(Exception):
 
     exit_code = 1
 
-    def __init__(self, cause: str, fix: str = "") -> None:
+    def __init__(self, cause: str, fix: str = "", details: tuple[str, ...] = ()) -> None:
         super().__init__(cause)
         self.cause = cause
         self.fix = fix
+        # Context printed above the one-line error, e.g. the last lines of a build log.
+        self.details = details
 
     def __str__(self) -> str:
         one_line = " ".join(self.cause.split())

@@ -1,0 +1,91 @@
+"""Sessions of sandbox-pipeline. `nox -l` lists them; the README says more.
+
+Sessions run in the interpreter that runs nox (venv_backend="none"): scripts/setup.sh puts nox
+and the project into .venv, so no session creates or checks a virtualenv on the fast path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+nox.options.sessions = ["lint", "unit"]
+nox.options.default_venv_backend = "none"
+nox.options.error_on_external_run = False
+
+
+def _run(session: nox.Session, name: str) -> None:
+    """Run one pipeline command; a PipelineError becomes one line, no traceback."""
+    try:
+        from pipeline.commands import resolve
+        from pipeline.errors import PipelineError
+
+        command = resolve(name)
+    except ModuleNotFoundError as error:
+        session.error(
+            f"{error.name} is not installed for {sys.executable} — fix: run scripts/setup.sh "
+            "and use .venv/bin/nox (or `pip install -e .` into nox's environment)"
+        )
+    try:
+        command(session.posargs)
+    except PipelineError as error:
+        if os.environ.get("PIPELINE_TRACEBACK"):
+            raise
+        for line in error.details:
+            session.log(f"    {line}")
+        session.error(f"{error} [exit code {error.exit_code} with python -m pipeline {name}]")
+
+
+def _pytest(session: nox.Session, *args: str) -> None:
+    # pytest's exit code 5 (nothing collected) fails the session like any other non-zero code.
+    session.run(sys.executable, "-m", "pytest", *args, *session.posargs, external=True)
+
+
+@nox.session(default=True)
+def lint(session: nox.Session) -> None:
+    """Lint and type-check: ruff check, ruff format --check, mypy --strict."""
+    session.run(sys.executable, "-m", "ruff", "check", ".", external=True)
+    session.run(sys.executable, "-m", "ruff", "format", "--check", ".", external=True)
+    session.run(sys.executable, "-m", "mypy", "pipeline", "daytona_emulator", "noxfile.py", external=True)
+
+
+@nox.session(default=True)
+def unit(session: nox.Session) -> None:
+    """Unit tests: pure decisions and adapters, no engine, registry or emulator needed."""
+    _pytest(session, "-m", "not engine and not registry and not emulator and not sandbox_image")
+
+
+@nox.session(default=False)
+def test_engine(session: nox.Session) -> None:
+    """Build-core integration tests on the real engine, buildx and a local registry."""
+    _pytest(session, "-m", "(engine or registry) and not emulator and not sandbox_image")
+
+
+@nox.session(default=False)
+def snapshot_local(session: nox.Session) -> None:
+    """Build the sandbox image from this checkout and load it as :local and :sha-<sha> (PUSH=1 pushes)."""
+    _run(session, "snapshot_local")
+
+
+@nox.session(default=False)
+def snapshot_push(session: nox.Session) -> None:
+    """Build and push :main and :sha-<sha> with the registry cache (CI on main); refuses a dirty tree."""
+    _run(session, "snapshot_push")
+
+
+@nox.session(default=False)
+def doctor(session: nox.Session) -> None:
+    """Check the engine, buildx, cache-export support and registry credentials; one line per problem."""
+    _run(session, "doctor")
+
+
+@nox.session(default=False)
+def registry(session: nox.Session) -> None:
+    """Serve a local OCI registry with htpasswd auth on 127.0.0.1 (offline demos)."""
+    _run(session, "registry")

@@ -1,0 +1,111 @@
+"""`snapshot_local` and `snapshot_push`: plan, log in, build, report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from pipeline import console
+from pipeline.buildx import BuildOutcome, build, docker_client
+from pipeline.cli import parser
+from pipeline.errors import ConfigError
+from pipeline.gitfacts import read_git_facts
+from pipeline.plan import BuildPlan, Mode, plan_build
+from pipeline.registry_auth import ensure_login
+from pipeline.report import publish
+from pipeline.settings import BuildSettings, ReportSettings, load
+
+LOGIN_TIMEOUT_S = 60
+
+
+def snapshot_local(argv: Sequence[str]) -> None:
+    args = parser(
+        "snapshot_local",
+        "Build the sandbox image from this checkout and load it as :local and :sha-<sha>; "
+        "with PUSH=1 also push the sha tag and use the registry build cache.",
+    ).parse_args(argv)
+    run_build("local", dry_run=args.dry_run)
+
+
+def snapshot_push(argv: Sequence[str]) -> None:
+    args = parser(
+        "snapshot_push",
+        "Build and push :main and :sha-<sha> with the registry build cache (CI on main). "
+        "Refuses a dirty work tree.",
+    ).parse_args(argv)
+    run_build("push", dry_run=args.dry_run)
+
+
+def prepare(mode: Mode) -> tuple[BuildSettings, BuildPlan]:
+    settings = load(BuildSettings)
+    facts = read_git_facts(settings.build_context, os.environ)
+    # The commit time, not the wall clock: an unchanged rebuild then yields the same image digest.
+    return settings, plan_build(mode, settings, facts, built_at=facts.commit_time)
+
+
+def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
+    settings, plan = prepare(mode)
+    reports = load(ReportSettings)
+    for line in plan.describe():
+        console.say(f"    {line}")
+    if dry_run:
+        console.step("dry run: nothing was built, pushed or tagged")
+        return None
+    if not plan.dockerfile.is_file():
+        raise ConfigError(
+            f"SANDBOX_DOCKERFILE={plan.dockerfile} does not exist",
+            "point SANDBOX_DOCKERFILE at the sandbox Dockerfile (default sandbox/Dockerfile)",
+        )
+    if not plan.context.is_dir():
+        raise ConfigError(
+            f"SANDBOX_BUILD_CONTEXT={plan.context} is not a directory",
+            "point it at the folder to send to the build (default: the repo root)",
+        )
+    if plan.push:
+        client = docker_client(settings.docker_host, LOGIN_TIMEOUT_S)
+        source = ensure_login(client, settings)
+        console.step(f"logged in to {settings.registry_host} ({source})")
+    with console.group(f"docker buildx build ({', '.join(plan.build_tags)})"):
+        outcome = build(plan, settings.docker_host, console.say)
+    _tell(outcome)
+    publish("build", _report_values(plan, outcome), reports, summary=_summary(plan, outcome))
+    return outcome
+
+
+def _tell(outcome: BuildOutcome) -> None:
+    if outcome.cache_export.startswith("failed"):
+        console.warn(
+            f"the registry cache was not exported ({outcome.cache_export.removeprefix('failed: ')})"
+            "; the image is fine, the next cold build will be slower"
+        )
+    if outcome.cache_import.startswith("failed"):
+        console.warn(f"the registry cache could not be read ({outcome.cache_import})")
+    verb = "built and pushed" if outcome.pushed else "built"
+    console.step(
+        f"{verb} {', '.join(outcome.tags)} in {outcome.duration_s:.1f} s "
+        f"({outcome.steps_cached}/{outcome.steps_total} steps cached)"
+        + (f", digest {outcome.digest}" if outcome.digest else "")
+    )
+
+
+def _report_values(plan: BuildPlan, outcome: BuildOutcome) -> dict[str, object]:
+    return {
+        "image": plan.pushed_tags[0],
+        "repository": plan.repository,
+        "sha": plan.sha,
+        "dirty": plan.dirty,
+        "branch": plan.branch,
+        **outcome.model_dump(mode="json"),
+        "labels": plan.labels,
+    }
+
+
+def _summary(plan: BuildPlan, outcome: BuildOutcome) -> list[tuple[str, str]]:
+    return [
+        ("tags", ", ".join(f"`{t}`" for t in outcome.tags)),
+        ("digest", f"`{outcome.digest}`" if outcome.digest else "-"),
+        ("steps cached", f"{outcome.steps_cached}/{outcome.steps_total}"),
+        ("cache", f"import {outcome.cache_import}, export {outcome.cache_export}"),
+        ("duration", f"{outcome.duration_s:.1f} s"),
+        ("pushed", "yes" if outcome.pushed else "no"),
+    ]

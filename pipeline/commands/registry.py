@@ -1,0 +1,47 @@
+"""`registry`: run the local OCI registry in the foreground for offline demos."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline import console
+from pipeline.cli import parser
+from pipeline.local_registry import start_registry
+
+
+def registry(argv: Sequence[str]) -> None:
+    cli = parser("registry", "Serve a local OCI registry (htpasswd auth) until Ctrl-C.")
+    cli.add_argument("--port", type=int, default=5000)
+    cli.add_argument("--username", default="pipeline")
+    cli.add_argument("--root", type=Path, help="storage folder (default: a temporary one)")
+    args = cli.parse_args(argv)
+    if args.dry_run:
+        console.step(f"would serve a registry on 127.0.0.1:{args.port} for {args.username}")
+        return
+    root = args.root or Path(tempfile.mkdtemp(prefix="sandbox-registry-"))
+    # A password from the environment is kept; otherwise one is made and stored 0600, not printed.
+    served = start_registry(
+        root,
+        username=args.username,
+        port=args.port,
+        password=os.environ.get("REGISTRY_PASSWORD") or None,
+    )
+    secret_file = root / "password"
+    secret_file.touch(mode=0o600)
+    secret_file.write_text(served.password)
+    console.step(f"registry on {served.host}, user {served.username}, storage {root}")
+    console.output(
+        f"export SANDBOX_IMAGE_REPOSITORY={served.host}/iterate/sandbox "
+        f'REGISTRY_USERNAME={served.username} REGISTRY_PASSWORD="$(cat {secret_file})"'
+    )
+    try:
+        while served.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        served.stop()

@@ -1,0 +1,93 @@
+"""Facts about the git repository that holds the build context, read once and frozen."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.errors import GitError
+
+_USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)[^/@]*@", re.IGNORECASE)
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
+
+
+class GitFacts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sha: str
+    dirty: bool
+    branch: str | None  # None on a detached HEAD with no CI ref to name it
+    work_tree: Path
+    git_dir: Path  # per-worktree dir (differs from common_dir in a linked worktree)
+    common_dir: Path
+    commit_time: datetime
+    source_url: str | None  # origin as a browsable https URL, never with credentials
+
+
+def read_git_facts(path: Path, env: Mapping[str, str]) -> GitFacts:
+    """Read sha, dirtiness, branch and git dirs of the repository containing `path`."""
+    import git  # gitpython costs ~0.15 s to import; only sessions that need git pay for it
+
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(
+            f"{path} is not inside a git repository",
+            "run from a git checkout or set SANDBOX_BUILD_CONTEXT to a folder inside one",
+        ) from None
+    with repo:
+        try:
+            commit = repo.head.commit
+        except ValueError:
+            raise GitError(
+                f"the repository at {repo.working_tree_dir} has no commits yet",
+                "commit once, or set GIT_SHA",
+            ) from None
+        # What `git status --porcelain` prints is the definition of dirty: untracked files count,
+        # ignored ones do not (is_dirty() would miss untracked files).
+        dirty = bool(repo.git.status("--porcelain"))
+        branch = _branch(repo, env)
+        return GitFacts(
+            sha=commit.hexsha,
+            dirty=dirty,
+            branch=branch,
+            work_tree=Path(repo.working_tree_dir or path),
+            git_dir=Path(repo.git_dir),
+            common_dir=Path(repo.common_dir),
+            commit_time=datetime.fromtimestamp(commit.committed_date, tz=UTC),
+            source_url=_source_url(repo, env),
+        )
+
+
+def _branch(repo: object, env: Mapping[str, str]) -> str | None:
+    head = repo.head  # type: ignore[attr-defined]
+    if not head.is_detached:
+        return str(head.reference.name)
+    # CI checks out a detached HEAD; the workflow knows the branch it was asked for.
+    return env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME") or None
+
+
+def _source_url(repo: object, env: Mapping[str, str]) -> str | None:
+    server, slug = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY")
+    if server and slug:
+        return f"{server.rstrip('/')}/{slug}"
+    try:
+        url = next(repo.remote("origin").urls)  # type: ignore[attr-defined]
+    except (ValueError, StopIteration):
+        return None
+    return browsable_url(url)
+
+
+def browsable_url(remote_url: str) -> str:
+    """An https URL for a git remote, with any user or token removed (it ends up in a label)."""
+    url = _USERINFO.sub(r"\g<scheme>", remote_url.strip())
+    if "://" not in url:
+        scp = _SCP_LIKE.match(url)
+        if scp:
+            url = f"https://{scp['host']}/{scp['path']}"
+    url = re.sub(r"^(?:ssh|git)://", "https://", url)
+    return url.removesuffix(".git").removesuffix("/")

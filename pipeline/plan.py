@@ -1,0 +1,190 @@
+"""Pure decisions: which tags, cache refs, labels and args a build gets.
+
+Facts (git) + settings in, a frozen `BuildPlan` out; nothing here touches docker, git or the
+network, so every rule is pinned by a table of unit tests.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.errors import ConfigError, GitError
+from pipeline.gitfacts import GitFacts
+from pipeline.settings import BuildSettings
+
+Mode = Literal["local", "push"]
+MAX_TAG_LENGTH = 128
+_TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class CacheRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["registry"] = "registry"
+    ref: str
+
+    def buildx(self) -> dict[str, str]:
+        return {"type": self.type, "ref": self.ref}
+
+
+class CacheExport(CacheRef):
+    def buildx(self) -> dict[str, str]:
+        # buildx 0.13 defaults to a manifest list GHCR handles badly; say what we want, and never
+        # let a failed export fail a build that succeeded (it is reported instead).
+        return {
+            **super().buildx(),
+            "mode": "max",
+            "image-manifest": "true",
+            "oci-mediatypes": "true",
+            "ignore-error": "true",
+        }
+
+
+class BuildPlan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode
+    repository: str
+    sha: str
+    dirty: bool
+    branch: str | None
+    dockerfile: Path
+    context: Path
+    platforms: tuple[str, ...]
+    build_args: dict[str, str]
+    labels: dict[str, str]
+    push: bool
+    load: bool
+    pushed_tags: tuple[str, ...]  # built and pushed (the first is the one the build names)
+    local_tags: tuple[str, ...]  # tagged in the local engine after the build, never pushed
+    cache_from: tuple[CacheRef, ...]
+    cache_to: CacheExport | None
+    provenance: bool
+    sbom: bool
+    builder: str | None
+    timeout_s: float
+
+    @property
+    def all_tags(self) -> tuple[str, ...]:
+        return self.pushed_tags + self.local_tags
+
+    @property
+    def build_tags(self) -> tuple[str, ...]:
+        """Tags given to buildx: pushing sends every one of them, so only pushable tags."""
+        return self.pushed_tags if self.push else self.all_tags
+
+    def describe(self) -> list[str]:
+        """The plan as the lines a person reads before anything happens."""
+        lines = [
+            f"mode:       {self.mode} ({'push' if self.push else 'load into local engine'})",
+            f"commit:     {self.sha}{' (dirty work tree)' if self.dirty else ''}"
+            + (f" on {self.branch}" if self.branch else ""),
+            f"dockerfile: {self.dockerfile}",
+            f"context:    {self.context}",
+            f"platforms:  {', '.join(self.platforms)}",
+            f"builder:    {self.builder or 'default (BUILDX_BUILDER unset)'}",
+            f"timeout:    {self.timeout_s:g} s",
+        ]
+        lines += [f"tag:        {t}{' (pushed)' if self.push else ''}" for t in self.pushed_tags]
+        lines += [f"tag:        {t} (local only)" for t in self.local_tags if self.push]
+        if not self.push:
+            lines += [f"tag:        {t}" for t in self.local_tags]
+        lines += [f"build arg:  {k}={v}" for k, v in self.build_args.items()]
+        lines += [f"label:      {k}={v}" for k, v in self.labels.items()]
+        lines += [f"cache from: {c.ref}" for c in self.cache_from] or ["cache from: local only"]
+        lines.append(f"cache to:   {self.cache_to.ref} (mode=max)" if self.cache_to else "cache to:   -")
+        attest = [n for n, on in (("provenance", self.provenance), ("sbom", self.sbom)) if on]
+        lines.append(f"attest:     {', '.join(attest) or 'none'}")
+        return lines
+
+
+def sanitize_tag(tag: str) -> str:
+    """Docker's tag rules: [A-Za-z0-9_.-], no leading . or -, at most 128 characters."""
+    cleaned = _TAG_BAD_CHARS.sub("-", tag).lstrip(".-")
+    return cleaned[:MAX_TAG_LENGTH] or "unknown"
+
+
+def sha_tag(sha: str, dirty: bool) -> str:
+    return sanitize_tag(f"sha-{sha}{'-dirty' if dirty else ''}")
+
+
+def plan_build(
+    mode: Mode,
+    settings: BuildSettings,
+    facts: GitFacts,
+    built_at: datetime,
+) -> BuildPlan:
+    """Decide everything about one build; raises when the inputs cannot make a sound build."""
+    sha = settings.git_sha or facts.sha
+    repo = settings.image_repository
+    if mode == "push":
+        if facts.dirty:
+            raise GitError(
+                "the work tree is dirty; snapshot_push pushes an immutable sha- tag that must "
+                "match the commit",
+                "commit or stash your changes (see `git status --porcelain`), "
+                "or use `PUSH=1 nox -s snapshot_local` for a -dirty tag",
+            )
+        push = True
+        pushed: tuple[str, ...] = (f"{repo}:{sha_tag(sha, False)}", f"{repo}:main")
+        local: tuple[str, ...] = ()
+    else:
+        push = settings.push
+        pushed = (f"{repo}:{sha_tag(sha, facts.dirty)}",)
+        local = (f"{repo}:local",)
+    if len(settings.platforms) > 1 and not push:
+        raise ConfigError(
+            f"SANDBOX_BUILD_PLATFORM has {len(settings.platforms)} platforms, but a local engine "
+            "can load only one",
+            "set PUSH=1 to push a multi-platform image, or choose one platform",
+        )
+    cache_from, cache_to = _cache(settings, push, repo)
+    return BuildPlan(
+        mode=mode,
+        repository=repo,
+        sha=sha,
+        dirty=facts.dirty,
+        branch=facts.branch,
+        dockerfile=settings.dockerfile,
+        context=settings.build_context,
+        platforms=settings.platforms,
+        build_args={"GIT_SHA": sha},
+        labels=_labels(sha, facts, built_at),
+        push=push,
+        load=not push,
+        pushed_tags=pushed,
+        local_tags=local,
+        cache_from=cache_from,
+        cache_to=cache_to,
+        provenance="provenance" in settings.attestations,
+        sbom="sbom" in settings.attestations,
+        builder=settings.builder,
+        timeout_s=settings.build_timeout,
+    )
+
+
+def _cache(
+    settings: BuildSettings, push: bool, repo: str
+) -> tuple[tuple[CacheRef, ...], CacheExport | None]:
+    mode = settings.cache
+    if mode == "auto":
+        mode = "readwrite" if push else "off"
+    ref = f"{repo}:buildcache"
+    cache_from = (CacheRef(ref=ref),) if mode in ("read", "readwrite") else ()
+    cache_to = CacheExport(ref=ref) if mode == "readwrite" else None
+    return cache_from, cache_to
+
+
+def _labels(sha: str, facts: GitFacts, built_at: datetime) -> dict[str, str]:
+    labels = {
+        "org.opencontainers.image.revision": sha,
+        "org.opencontainers.image.created": built_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if facts.source_url:
+        labels["org.opencontainers.image.source"] = facts.source_url
+    return labels

@@ -1,0 +1,70 @@
+"""Reads buildx's plain progress: which steps ran or were cached, and how the cache behaved.
+
+buildx 0.13 has no machine-readable progress (`rawjson` came later), so the plain format is the
+contract: `#N [stage k/n] INSTRUCTION` opens a step, `#N CACHED` marks a cache hit, and
+`#N ERROR: ...` ends a vertex with an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+_VERTEX = re.compile(r"^#(?P<id>\d+) (?P<rest>.*)$")
+_STEP = re.compile(r"^\[(?:[\w.-]+ )?\d+/\d+\] ")
+TAIL_LINES = 25
+
+
+@dataclass
+class ProgressStats:
+    steps: dict[int, str] = field(default_factory=dict)
+    cached: set[int] = field(default_factory=set)
+    cache_import: str = "off"  # off | hit | empty (no cache yet) | failed: <reason>
+    cache_export: str = "off"  # off | ok | failed: <reason>
+    first_error: str | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    _import_vertices: set[int] = field(default_factory=set)
+    _export_vertices: set[int] = field(default_factory=set)
+
+    @property
+    def steps_total(self) -> int:
+        return len(self.steps)
+
+    @property
+    def steps_cached(self) -> int:
+        return len(self.cached & self.steps.keys())
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip("\n")
+        if line.strip():
+            self.tail.append(line)
+        match = _VERTEX.match(line)
+        if not match:
+            if line.startswith("ERROR:") and self.first_error is None:
+                self.first_error = line.removeprefix("ERROR:").strip()
+            return
+        vertex, rest = int(match["id"]), match["rest"]
+        if _STEP.match(rest) and vertex not in self.steps:
+            self.steps[vertex] = rest
+        elif rest.startswith("importing cache manifest from "):
+            self._import_vertices.add(vertex)
+            if self.cache_import == "off":
+                self.cache_import = "hit"
+        elif rest == "exporting cache to registry":
+            self._export_vertices.add(vertex)
+            self.cache_export = "ok"
+        elif rest == "CACHED":
+            self.cached.add(vertex)
+        elif rest.startswith("ERROR: "):
+            self._error(vertex, rest.removeprefix("ERROR: ").strip())
+
+    def _error(self, vertex: int, reason: str) -> None:
+        if vertex in self._import_vertices:
+            # A first build has no cache to import yet: that is expected, not a warning.
+            self.cache_import = "empty" if reason.endswith("not found") else f"failed: {reason}"
+        elif vertex in self._export_vertices:
+            self.cache_export = f"failed: {reason}"
+        elif self.first_error is None:
+            step = self.steps.get(vertex)
+            self.first_error = f"{step}: {reason}" if step else reason

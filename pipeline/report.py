@@ -1,0 +1,83 @@
+"""One result, several outputs: a JSON report file, `$GITHUB_OUTPUT` and the step summary.
+
+Each session publishes one section (`build`, `snapshot`, ...). Sections from several sessions
+in one job share the report file, so a later step can read all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.settings import ReportSettings
+
+Scalar = str | int | float | bool | None
+
+
+def publish(
+    section: str,
+    values: Mapping[str, Any],
+    settings: ReportSettings,
+    summary: Sequence[tuple[str, str]] = (),
+) -> None:
+    if settings.report_path:
+        _merge_json(settings.report_path, section, values)
+    if settings.github_output:
+        _append_outputs(settings.github_output, values)
+    if settings.github_step_summary and summary:
+        _append_summary(settings.github_step_summary, section, summary)
+
+
+def _merge_json(path: Path, section: str, values: Mapping[str, Any]) -> None:
+    try:
+        existing = json.loads(path.read_text())
+        if not isinstance(existing, dict):
+            existing = {}
+    except (OSError, ValueError):
+        existing = {}
+    existing[section] = dict(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(existing, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
+
+
+def output_lines(values: Mapping[str, Any]) -> list[str]:
+    """`key=value` lines for `$GITHUB_OUTPUT`; lists become comma-separated, multi-line values
+    use GitHub's heredoc form so they cannot inject other keys."""
+    lines: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            continue
+        text = _flat(value)
+        if "\n" in text:
+            marker = f"EOF_{secrets.token_hex(8)}"
+            lines += [f"{key}<<{marker}", text, marker]
+        else:
+            lines.append(f"{key}={text}")
+    return lines
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(_flat(v) for v in value)
+    return str(value)
+
+
+def _append_outputs(path: Path, values: Mapping[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write("\n".join(output_lines(values)) + "\n")
+
+
+def _append_summary(path: Path, section: str, rows: Sequence[tuple[str, str]]) -> None:
+    table = [f"### sandbox-pipeline: {section}", "", "| | |", "|---|---|"]
+    table += [f"| {key} | {value} |" for key, value in rows]
+    with path.open("a") as handle:
+        handle.write("\n".join(table) + "\n\n")

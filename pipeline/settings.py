@@ -1,0 +1,180 @@
+"""Configuration from the environment (pydantic-settings).
+
+Names are the ones CI files and people's shells already use; the README lists each. A bad value
+becomes one `ConfigError` line naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# docker's reference grammar, without tag or digest: optional registry host[:port], then
+# lower-case path components separated by "/".
+_REPOSITORY = re.compile(
+    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://", "fd://")
+
+CacheMode = Literal["auto", "off", "read", "readwrite"]
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        env_ignore_empty=True,  # `PUSH=` in a shell means "not set", not "invalid"
+        populate_by_name=False,
+        frozen=True,
+    )
+
+
+class BuildSettings(_Base):
+    """Everything `snapshot_local`, `snapshot_push` and `doctor` read from the environment."""
+
+    image_repository: str = Field(
+        "ghcr.io/iterate/sandbox", validation_alias="SANDBOX_IMAGE_REPOSITORY"
+    )
+    dockerfile: Path = Field(Path("sandbox/Dockerfile"), validation_alias="SANDBOX_DOCKERFILE")
+    build_context: Path = Field(PROJECT_ROOT, validation_alias="SANDBOX_BUILD_CONTEXT")
+    platforms: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("linux/amd64",), validation_alias="SANDBOX_BUILD_PLATFORM"
+    )
+    git_sha: str | None = Field(None, validation_alias="GIT_SHA")
+    push: bool = Field(False, validation_alias="PUSH")
+    builder: str | None = Field(None, validation_alias="BUILDX_BUILDER")
+    docker_host: str | None = Field(None, validation_alias="DOCKER_HOST")
+    build_timeout: float = Field(900, gt=0, validation_alias="SANDBOX_BUILD_TIMEOUT")
+    cache: CacheMode = Field("auto", validation_alias="SANDBOX_BUILD_CACHE")
+    attestations: Annotated[tuple[Literal["provenance", "sbom"], ...], NoDecode] = Field(
+        (), validation_alias="SANDBOX_ATTESTATIONS"
+    )
+    registry_username: str | None = Field(None, validation_alias="REGISTRY_USERNAME")
+    registry_password: SecretStr | None = Field(None, validation_alias="REGISTRY_PASSWORD")
+    github_actor: str | None = Field(None, validation_alias="GITHUB_ACTOR")
+    github_token: SecretStr | None = Field(None, validation_alias="GITHUB_TOKEN")
+    github_server_url: str | None = Field(None, validation_alias="GITHUB_SERVER_URL")
+    github_repository: str | None = Field(None, validation_alias="GITHUB_REPOSITORY")
+    github_ref_name: str | None = Field(None, validation_alias="GITHUB_REF_NAME")
+    github_head_ref: str | None = Field(None, validation_alias="GITHUB_HEAD_REF")
+
+    @field_validator("image_repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if not _REPOSITORY.match(value):
+            raise ValueError(
+                "an image repository without tag, lower-case, like ghcr.io/iterate/sandbox"
+            )
+        return value
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _platforms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(p.strip() for p in value.split(",") if p.strip())
+        if not value or any(not _PLATFORM.match(p) for p in value):
+            raise ValueError("os/arch[/variant], comma-separated, like linux/amd64,linux/arm64")
+        return value
+
+    @field_validator("attestations", mode="before")
+    @classmethod
+    def _attestations(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = {p.strip() for p in value.split(",") if p.strip()}
+            parts.discard("none")
+            unknown = parts - {"provenance", "sbom"}
+            if unknown:
+                raise ValueError("none, provenance, sbom or provenance,sbom")
+            return tuple(sorted(parts))
+        return value
+
+    @field_validator("git_sha")
+    @classmethod
+    def _sha(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _SHA.match(value.lower()):
+            raise ValueError("a full 40-character hex commit sha")
+        return value.lower()
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_DOCKER_HOST_SCHEMES):
+            raise ValueError("unix:///path/docker.sock, tcp://HOST:PORT or ssh://USER@HOST")
+        return value
+
+    @field_validator("dockerfile", "build_context")
+    @classmethod
+    def _relative_to_project(cls, value: Path) -> Path:
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+    @property
+    def registry_host(self) -> str:
+        """The registry a repository lives in, as docker decides it."""
+        first, _, rest = self.image_repository.partition("/")
+        if rest and ("." in first or ":" in first or first == "localhost"):
+            return first
+        return "docker.io"
+
+
+class ReportSettings(_Base):
+    """Where results go, so that nobody has to scrape stdout."""
+
+    report_path: Path | None = Field(None, validation_alias="PIPELINE_REPORT")
+    github_output: Path | None = Field(None, validation_alias="GITHUB_OUTPUT")
+    github_step_summary: Path | None = Field(None, validation_alias="GITHUB_STEP_SUMMARY")
+    github_actions: bool = Field(False, validation_alias="GITHUB_ACTIONS")
+
+
+def load(cls: type[SettingsT]) -> SettingsT:
+    """Build settings from the environment, turning pydantic's report into one ConfigError line."""
+    try:
+        return cls()
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            variable = _variable_name(cls, item["loc"])
+            shown = item.get("input")
+            accepted = _ACCEPTS.get(item["type"]) or _accepted(str(item["msg"]))
+            if isinstance(shown, str | int | float) and "password" not in variable.lower():
+                problems.append(f"{variable}={shown!r} is not valid: expected {accepted}")
+            else:
+                problems.append(f"{variable} is not valid: expected {accepted}")
+        raise ConfigError("; ".join(problems), "correct or unset the variable") from None
+
+
+_ACCEPTS = {
+    "bool_parsing": "1, 0, true, false, yes or no",
+    "bool_type": "1, 0, true, false, yes or no",
+    "float_parsing": "a number of seconds",
+    "int_parsing": "a whole number",
+}
+
+
+def _accepted(message: str) -> str:
+    for prefix in ("Value error, ", "Input should be "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def _variable_name(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
+    field = cls.model_fields.get(str(loc[0])) if loc else None
+    if field is not None and field.validation_alias is not None:
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            return alias
+        if isinstance(alias, AliasChoices):
+            return str(alias.choices[0])
+    return ".".join(str(part) for part in loc)
