@@ -97,7 +97,9 @@ def build(plan: BuildPlan, docker_host: str | None, on_line: LineSink) -> BuildO
                 stats.feed(line)
                 on_line(line.rstrip("\n"))
         except DockerException as error:
-            raise classify_failure(error.return_code, error.stderr or "", stats, plan) from None
+            raise classify_failure(
+                error.return_code, error.stderr or "", stats, plan, lambda: buildx_present(client)
+            ) from None
         metadata = _read_metadata(metadata_file)
     if plan.push and plan.local_tags:
         tag_locally(client, plan.pushed_tags[0], plan.local_tags)
@@ -145,10 +147,28 @@ def _export_state(stats: ProgressStats, metadata: dict[str, Any]) -> str:
     return stats.cache_export
 
 
+def buildx_present(client: DockerClient) -> bool:
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        client.buildx.version()
+    except DockerException:
+        return False
+    return True
+
+
 def classify_failure(
-    return_code: int, stderr: str, stats: ProgressStats, plan: BuildPlan
+    return_code: int,
+    stderr: str,
+    stats: ProgressStats,
+    plan: BuildPlan,
+    buildx_probe: Callable[[], bool] = lambda: True,
 ) -> Exception:
-    """Map a failed buildx run to the error that names its cause and fix."""
+    """Map a failed buildx run to the error that names its cause and fix.
+
+    `buildx_probe` is asked only when the run died before buildx printed any progress: without
+    the plugin the CLI just says "unknown flag", so the cause has to be checked, not parsed.
+    """
     tail = tuple(stats.tail)
     text = stderr + "\n" + "\n".join(tail)
     if return_code in TIMEOUT_EXIT_CODES:
@@ -163,7 +183,8 @@ def classify_failure(
             "the Docker engine does not answer" + _endpoint(text),
             "start it (scripts/setup-engine.sh) or point DOCKER_HOST at a running engine",
         )
-    if "unknown command: docker buildx" in text or "'buildx' is not a docker command" in text:
+    named = "unknown command: docker buildx" in text or "'buildx' is not a docker command" in text
+    if named or (not stats.saw_progress and not buildx_probe()):
         return EngineError(
             "docker buildx is not installed",
             "run scripts/setup-engine.sh (Debian: docker-buildx) or install the buildx plugin",

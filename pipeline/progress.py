@@ -26,6 +26,11 @@ class ProgressStats:
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     _import_vertices: set[int] = field(default_factory=set)
     _export_vertices: set[int] = field(default_factory=set)
+    _any_vertex: bool = False
+
+    @property
+    def saw_progress(self) -> bool:
+        return bool(self.steps) or bool(self._import_vertices) or self._any_vertex
 
     @property
     def steps_total(self) -> int:
@@ -45,6 +50,7 @@ class ProgressStats:
                 self.first_error = line.removeprefix("ERROR:").strip()
             return
         vertex, rest = int(match["id"]), match["rest"]
+        self._any_vertex = True
         if _STEP.match(rest) and vertex not in self.steps:
             self.steps[vertex] = rest
         elif rest.startswith("importing cache manifest from "):

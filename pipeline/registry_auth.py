@@ -102,24 +102,30 @@ def ensure_login(client: DockerClient, settings: BuildSettings) -> str:
 
 
 def login(client: DockerClient, host: str, credentials: Credentials) -> None:
-    from python_on_whales.exceptions import DockerException
-
     secret = credentials.password.get_secret_value()
-    try:
-        # python-on-whales passes the password on stdin (--password-stdin), never in argv.
-        client.login(server=host, username=credentials.username, password=secret)
-    except DockerException as error:
-        detail = (error.stderr or "").replace(secret, "***").strip().splitlines()
-        reason = detail[-1] if detail else f"exit code {error.return_code}"
-        if any(w in reason.lower() for w in ("unauthorized", "incorrect", "denied", "401")):
-            raise RegistryError(
-                f"{host} refused the credentials from {credentials.source} ({reason})",
-                f"check {credentials.source}; for ghcr.io the token needs write:packages",
-            ) from None
+    # The password goes on stdin, never argv; output is captured so docker's "stored
+    # unencrypted" notice does not read like a pipeline warning.
+    argv = [*client.client_config.docker_cmd, "login", "--username", credentials.username]
+    done = subprocess.run(
+        [*argv, "--password-stdin", host],
+        input=secret,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 0:
+        return
+    detail = (done.stderr or done.stdout).replace(secret, "***").strip().splitlines()
+    reason = detail[-1] if detail else f"exit code {done.returncode}"
+    if any(w in reason.lower() for w in ("unauthorized", "incorrect", "denied", "401")):
         raise RegistryError(
-            f"login to {host} failed: {reason}",
-            f"check that {host} is reachable from this machine (and DOCKER_HOST's engine)",
-        ) from None
+            f"{host} refused the credentials from {credentials.source} ({reason})",
+            f"check {credentials.source}; for ghcr.io the token needs write:packages",
+        )
+    raise RegistryError(
+        f"login to {host} failed: {reason}",
+        f"check that {host} is reachable from this machine (and DOCKER_HOST's engine)",
+    )
 
 
 def _gh_auth_token() -> str | None:

@@ -1,0 +1,84 @@
+"""What the Daytona sessions read from the environment (pydantic-settings, loaded with `load`)."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipeline.daytona import naming
+
+DEFAULT_API_URL = "https://app.daytona.io/api"
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        env_ignore_empty=True,  # `DAYTONA_ORGANIZATION_ID=` in a shell means "not set"
+        populate_by_name=False,
+        frozen=True,
+    )
+
+
+class DaytonaSettings(_Base):
+    """How to reach Daytona's API."""
+
+    api_url: str = Field(DEFAULT_API_URL, validation_alias="DAYTONA_API_URL")
+    api_key: SecretStr | None = Field(None, validation_alias="DAYTONA_API_KEY")
+    organization_id: str | None = Field(None, validation_alias="DAYTONA_ORGANIZATION_ID")
+    http_timeout: float = Field(30, gt=0, validation_alias="DAYTONA_HTTP_TIMEOUT")
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("an http(s) URL like https://app.daytona.io/api")
+        return value.rstrip("/")
+
+
+class SnapshotSettings(_Base):
+    """What snapshot to make, and how long to wait for it."""
+
+    name: str | None = Field(None, validation_alias="SANDBOX_SNAPSHOT_NAME")
+    image: str | None = Field(None, validation_alias="SANDBOX_IMAGE")
+    cpu: int = Field(2, gt=0, validation_alias="SANDBOX_SNAPSHOT_CPU")
+    memory: int = Field(4, gt=0, validation_alias="SANDBOX_SNAPSHOT_MEMORY")
+    disk: int = Field(10, gt=0, validation_alias="SANDBOX_SNAPSHOT_DISK")
+    entrypoint: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, validation_alias="SANDBOX_SNAPSHOT_ENTRYPOINT"
+    )
+    timeout: float = Field(1200, gt=0, validation_alias="DAYTONA_SNAPSHOT_TIMEOUT")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and (problem := naming.snapshot_name_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and (problem := naming.image_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("entrypoint", mode="before")
+    @classmethod
+    def _entrypoint(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = tuple(shlex.split(value))
+            except ValueError:
+                raise ValueError("a shell-quoted command like 'sleep infinity'") from None
+        return value or None
+
+
+class StageSettings(_Base):
+    """Which stage a `<stage>--<timestamp>` snapshot belongs to."""
+
+    iterate_user: str | None = Field(None, validation_alias="ITERATE_USER")
+    app_stage: str | None = Field(None, validation_alias="APP_STAGE")
+    prefix: str | None = Field(None, validation_alias="DAYTONA_SNAPSHOT_PREFIX")
