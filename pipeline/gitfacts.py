@@ -55,9 +55,11 @@ def read_git_facts(path: Path, env: Mapping[str, str]) -> GitFacts:
             sha=commit.hexsha,
             dirty=dirty,
             branch=branch,
-            work_tree=Path(repo.working_tree_dir or path),
-            git_dir=Path(repo.git_dir),
-            common_dir=Path(repo.common_dir),
+            # gitpython gives a worktree's common dir as ".../worktrees/NAME/../.."; resolve it,
+            # since these paths are mounted into containers for dev sync.
+            work_tree=Path(repo.working_tree_dir or path).resolve(),
+            git_dir=Path(repo.git_dir).resolve(),
+            common_dir=Path(repo.common_dir).resolve(),
             commit_time=datetime.fromtimestamp(commit.committed_date, tz=UTC),
             source_url=_source_url(repo, env),
         )

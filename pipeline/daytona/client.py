@@ -1,0 +1,411 @@
+"""A thin httpx adapter for Daytona's snapshot API: requests, retries, error mapping.
+
+Decisions (what to create, when to wait) live in naming.py and lifecycle.py; this module only
+turns calls into HTTP and HTTP failures into `pipeline.errors`. The API key lives in a SecretStr
+and is added to each request by an `httpx.Auth`, so it is in no header dict, repr or message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+import stamina
+from pydantic import SecretStr, ValidationError
+
+from pipeline import console
+from pipeline.daytona.models import ApiError, CreateSnapshot, Snapshot, SnapshotPage
+from pipeline.daytona.settings import DaytonaSettings
+from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
+
+# stamina logs each scheduled retry at WARNING; without a handler Python's last-resort handler
+# prints a bare "stamina.retry_scheduled" line. We print our own retry lines instead.
+logging.getLogger("stamina").addHandler(logging.NullHandler())
+
+SOURCE: Final = "sandbox-pipeline"
+KEYS_URL: Final = "https://app.daytona.io/dashboard/keys"
+LIST_LIMIT_MAX: Final = 200
+_M = TypeVar("_M", Snapshot, SnapshotPage)
+
+
+def _user_agent() -> str:
+    try:
+        return f"{SOURCE}/{version('sandbox-pipeline')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return SOURCE
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry 5xx, 429 and connection errors; tests pass a fast one."""
+
+    attempts: int = 6
+    timeout: float = 120.0  # total budget for one call, waits included
+    wait_initial: float = 0.5
+    wait_max: float = 15.0
+    wait_jitter: float = 0.5
+    retry_after_max: float = 60.0  # a Retry-After beyond this is capped, not obeyed blindly
+
+
+class CreateConflict(DaytonaError):
+    """409 on create: a snapshot with that name exists (often a concurrent run's)."""
+
+
+class OutcomeUnknown(DaytonaError):
+    """A POST may or may not have taken effect (connection dropped after sending, or 5xx).
+
+    Never retried as such: the caller looks the snapshot up first, then decides.
+    """
+
+
+class _Transient(Exception):
+    """Internal signal to stamina that a call may be retried; never escapes `_call`."""
+
+    def __init__(self, error: DaytonaError, retry_after: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class _BearerAuth(httpx.Auth):
+    def __init__(self, key: SecretStr) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(key=SecretStr('**********'))"
+
+
+class DaytonaClient:
+    def __init__(
+        self,
+        api_url: str,
+        api_key: SecretStr,
+        organization_id: str | None = None,
+        *,
+        http_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.organization_id = organization_id
+        self.retry = retry or RetryPolicy()
+        self._key = api_key
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": _user_agent(),
+            "X-Daytona-Source": SOURCE,
+        }
+        if organization_id:
+            headers["X-Daytona-Organization-ID"] = organization_id
+        self._http = httpx.Client(
+            base_url=self.api_url + "/",
+            auth=_BearerAuth(api_key),
+            headers=headers,
+            timeout=http_timeout,
+            transport=transport,
+            follow_redirects=False,  # a redirect would carry the key to wherever it points
+        )
+
+    @classmethod
+    def from_settings(cls, settings: DaytonaSettings, **kwargs: Any) -> DaytonaClient:
+        if settings.api_key is None:
+            raise ConfigError(
+                "DAYTONA_API_KEY is not set",
+                f"create a key with write:snapshots and delete:snapshots at {KEYS_URL} "
+                "and export DAYTONA_API_KEY",
+            )
+        return cls(
+            settings.api_url,
+            settings.api_key,
+            settings.organization_id,
+            http_timeout=settings.http_timeout,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"DaytonaClient({self.api_url!r}, organization_id={self.organization_id!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def get_snapshot(self, id_or_name: str) -> Snapshot | None:
+        """The snapshot with that name (or id), None when Daytona answers 404."""
+        response = self._call(
+            "GET", _path(id_or_name), f"looking up snapshot {id_or_name}", tolerate=(404,)
+        )
+        if response.status_code == 404:
+            return None
+        return self._parse(Snapshot, response, f"looking up snapshot {id_or_name}")
+
+    def list_snapshots(
+        self,
+        *,
+        page: int = 1,
+        limit: int = 100,
+        name: str | None = None,
+        sort: str = "createdAt",
+        order: str = "desc",
+    ) -> SnapshotPage:
+        params: dict[str, str | int] = {"page": page, "limit": limit, "sort": sort, "order": order}
+        if name:
+            params["name"] = name
+        operation = "listing snapshots" + (f" matching {name!r}" if name else "")
+        response = self._call("GET", "/snapshots", operation, params=params)
+        return self._parse(SnapshotPage, response, operation)
+
+    def iter_snapshots(
+        self, name: str | None, *, limit: int = LIST_LIMIT_MAX
+    ) -> Iterator[Snapshot]:
+        """Every snapshot the server matches to `name`, newest first, page by page (lazily)."""
+        page = 1
+        while True:
+            result = self.list_snapshots(page=page, limit=limit, name=name)
+            yield from result.items
+            if page >= result.total_pages or not result.items:
+                return
+            page += 1
+
+    def create_snapshot(self, request: CreateSnapshot) -> Snapshot:
+        operation = f"creating snapshot {request.name}"
+        response = self._call(
+            "POST", "/snapshots", operation, json=request.body(), idempotent=False, tolerate=(409,)
+        )
+        if response.status_code == 409:
+            raise CreateConflict(f"{operation}: {_message(response, self._key)}")
+        return self._parse(Snapshot, response, operation)
+
+    def activate_snapshot(self, snapshot_id: str) -> Snapshot:
+        operation = f"activating snapshot {snapshot_id}"
+        response = self._call("POST", f"{_path(snapshot_id)}/activate", operation, idempotent=False)
+        return self._parse(Snapshot, response, operation)
+
+    def delete_snapshot(self, snapshot_id: str) -> bool:
+        """Delete by UUID (Daytona refuses names here). False when it was already gone."""
+        response = self._call(
+            "DELETE", _path(snapshot_id), f"deleting snapshot {snapshot_id}", tolerate=(404,)
+        )
+        return response.status_code != 404
+
+    def build_logs_url(self, snapshot_id: str) -> str | None:
+        """None for image snapshots: Daytona answers 404 "has no build info" for every one."""
+        operation = f"getting the build-log URL of snapshot {snapshot_id}"
+        response = self._call(
+            "GET", f"{_path(snapshot_id)}/build-logs-url", operation, tolerate=(404,)
+        )
+        if response.status_code == 404:
+            return None
+        url = response.json().get("url") if _is_json_object(response) else None
+        if not isinstance(url, str):
+            raise DaytonaError(f"{operation}: the answer has no url")
+        return url
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Mapping[str, object] | None = None,
+        tolerate: tuple[int, ...] = (),
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """Send with retries on 5xx/429/connection errors; raise mapped errors otherwise.
+
+        Non-idempotent calls are retried only when the request surely had no effect: 429 (the
+        throttler rejects before the handler runs) and failures to connect.
+        """
+        policy = self.retry
+        last: list[DaytonaError] = []
+
+        def backoff(error: Exception) -> bool | float:
+            if not isinstance(error, _Transient):
+                return False
+            last[:] = [error.error]
+            if error.retry_after is not None:
+                return min(error.retry_after, policy.retry_after_max)
+            return True
+
+        try:
+            for attempt in stamina.retry_context(
+                on=backoff,
+                attempts=policy.attempts,
+                timeout=policy.timeout,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    if attempt.num > 1 and last:
+                        console.say(f"   retry {attempt.num - 1} after: {last[0]}")
+                    return self._once(method, path, operation, params, json, tolerate, idempotent)
+        except _Transient as exhausted:
+            raise exhausted.error from None
+        raise AssertionError("stamina yields at least one attempt")  # pragma: no cover
+
+    def _once(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        params: Mapping[str, str | int] | None,
+        json: Mapping[str, object] | None,
+        tolerate: tuple[int, ...],
+        idempotent: bool,
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise _Transient(self._unreachable(operation, error), None) from None
+        except httpx.TransportError as error:
+            if idempotent:
+                raise _Transient(self._unreachable(operation, error), None) from None
+            raise OutcomeUnknown(
+                f"{operation}: the connection failed after the request was sent "
+                f"({_describe(error)})"
+            ) from None
+        status = response.status_code
+        if status < 400 or status in tolerate:
+            return response
+        failure = api_error(status, _message(response, self._key), operation, self.organization_id)
+        if status == 429:
+            raise _Transient(failure, retry_after_seconds(response.headers, datetime.now(UTC)))
+        if status >= 500:
+            if idempotent:
+                raise _Transient(failure, None)
+            raise OutcomeUnknown(failure.cause, failure.fix)
+        raise failure
+
+    def _unreachable(self, operation: str, error: httpx.TransportError) -> DaytonaError:
+        return DaytonaError(
+            f"{operation}: cannot reach Daytona at {self.api_url} ({_describe(error)})",
+            "check DAYTONA_API_URL and the network",
+        )
+
+    def _parse(self, model: type[_M], response: httpx.Response, operation: str) -> _M:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as error:
+            raise DaytonaError(
+                f"{operation}: Daytona's answer is not a {model.__name__} "
+                f"({error.error_count()} problems, first: {error.errors()[0]['msg']})",
+                "check DAYTONA_API_URL points at Daytona's API (…/api)",
+            ) from None
+
+
+def api_error(
+    status: int, message: str, operation: str, organization_id: str | None
+) -> DaytonaError:
+    """The pipeline error for a Daytona error answer: auth problems name the variables to fix."""
+    cause = f"{operation}: Daytona answered {status} {message}".rstrip()
+    if status == 401:
+        return DaytonaAuthError(
+            cause,
+            f"check DAYTONA_API_KEY (a current key from {KEYS_URL})"
+            + ("" if organization_id else "; a JWT also needs DAYTONA_ORGANIZATION_ID"),
+        )
+    if status == 403:
+        org = (
+            "and that DAYTONA_ORGANIZATION_ID is an organization the key belongs to"
+            if organization_id
+            else "or set DAYTONA_ORGANIZATION_ID if the key belongs to another organization"
+        )
+        return DaytonaAuthError(
+            cause,
+            "give the key in DAYTONA_API_KEY the write:snapshots and delete:snapshots "
+            f"permissions, {org}",
+        )
+    if status == 429:
+        return DaytonaError(cause, "Daytona is rate limiting this organization; try again later")
+    if status >= 500:
+        return DaytonaError(cause, "Daytona is having trouble; try again in a few minutes")
+    return DaytonaError(cause)
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds to wait from `Retry-After` or Daytona's per-throttler `Retry-After-<name>`.
+
+    Seconds or an HTTP date; the longest of several wins. None when there is none we can read.
+    """
+    waits: list[float] = []
+    for key, value in headers.items():
+        lowered = key.lower()
+        if lowered != "retry-after" and not lowered.startswith("retry-after-"):
+            continue
+        seconds = _seconds(value.strip(), now)
+        if seconds is not None:
+            waits.append(seconds)
+    return max(waits) if waits else None
+
+
+def _seconds(value: str, now: datetime) -> float | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def _message(response: httpx.Response, key: SecretStr) -> str:
+    """Daytona's `message` (else `error`, else the start of the body), on one line."""
+    text = ""
+    if _is_json_object(response):
+        body = ApiError.model_validate(response.json())
+        text = body.message or body.error or ""
+    if not text:
+        text = response.text[:200] or response.reason_phrase
+    secret = key.get_secret_value()
+    if secret:
+        text = text.replace(secret, "***")  # a proxy that echoes the request must not leak it
+    return " ".join(text.split())
+
+
+def _is_json_object(response: httpx.Response) -> bool:
+    try:
+        return isinstance(response.json(), dict)
+    except ValueError:
+        return False
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
+def _path(id_or_name: str) -> str:
+    # Like the generated client: no safe characters, so a `/` stays inside one path segment.
+    return f"/snapshots/{quote(id_or_name, safe='')}"

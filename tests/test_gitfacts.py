@@ -1,0 +1,106 @@
+"""Git facts from real (temporary) repositories: dirtiness, detached HEAD, worktrees, URLs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import GitError
+from pipeline.gitfacts import browsable_url, read_git_facts
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.email=t@e.invalid", "-c", "user.name=t", *args],
+                          cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / ".gitignore").write_text("ignored.log\n")
+    (path / "a.txt").write_text("a\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "init")
+    return path
+
+
+def test_clean(repo: Path) -> None:
+    facts = read_git_facts(repo, {})
+    assert facts.sha == git(repo, "rev-parse", "HEAD") and not facts.dirty
+    assert facts.branch == "main" and facts.git_dir == facts.common_dir == repo / ".git"
+
+
+@pytest.mark.parametrize("change", ["untracked", "unstaged", "staged"])
+def test_dirty_means_git_status_porcelain(repo: Path, change: str) -> None:
+    if change == "untracked":
+        (repo / "new.txt").write_text("x")
+    else:
+        (repo / "a.txt").write_text("changed\n")
+        if change == "staged":
+            git(repo, "add", "a.txt")
+    assert read_git_facts(repo, {}).dirty
+
+
+def test_ignored_files_are_not_dirty(repo: Path) -> None:
+    (repo / "ignored.log").write_text("noise")
+    assert not read_git_facts(repo, {}).dirty
+
+
+def test_detached_head_takes_branch_from_ci(repo: Path) -> None:
+    git(repo, "checkout", "-q", "--detach")
+    assert read_git_facts(repo, {}).branch is None
+    assert read_git_facts(repo, {"GITHUB_REF_NAME": "main"}).branch == "main"
+    assert read_git_facts(repo, {"GITHUB_HEAD_REF": "pr", "GITHUB_REF_NAME": "1/merge"}).branch == "pr"
+
+
+def test_worktree_dirs(repo: Path, tmp_path: Path) -> None:
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(worktree))
+    facts = read_git_facts(worktree, {})
+    assert facts.branch == "feature"
+    assert facts.common_dir == repo / ".git"
+    assert facts.git_dir == repo / ".git" / "worktrees" / "wt"
+
+
+def test_subfolder_finds_repository(repo: Path) -> None:
+    (repo / "sandbox").mkdir()
+    assert read_git_facts(repo / "sandbox", {}).work_tree == repo
+
+
+def test_not_a_repository(tmp_path: Path) -> None:
+    with pytest.raises(GitError, match="not inside a git repository"):
+        read_git_facts(tmp_path, {})
+
+
+def test_no_commits(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    with pytest.raises(GitError, match="no commits yet"):
+        read_git_facts(tmp_path, {})
+
+
+def test_source_from_github_env(repo: Path) -> None:
+    env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "iterate/iterate"}
+    assert read_git_facts(repo, env).source_url == "https://github.com/iterate/iterate"
+
+
+@pytest.mark.parametrize(
+    ("remote", "url"),
+    [
+        ("git@github.com:iterate/iterate.git", "https://github.com/iterate/iterate"),
+        ("https://x-access-token:ghs_SECRET@github.com/iterate/iterate.git",
+         "https://github.com/iterate/iterate"),
+        ("ssh://git@github.com/iterate/iterate.git", "https://github.com/iterate/iterate"),
+        ("https://github.com/iterate/iterate/", "https://github.com/iterate/iterate"),
+    ],
+)
+def test_browsable_url_drops_credentials(remote: str, url: str) -> None:
+    assert browsable_url(remote) == url
+
+
+def test_origin_with_token_is_not_leaked(repo: Path) -> None:
+    git(repo, "remote", "add", "origin", "https://u:tok3n@github.com/iterate/iterate.git")
+    assert read_git_facts(repo, {}).source_url == "https://github.com/iterate/iterate"

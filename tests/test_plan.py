@@ -1,0 +1,185 @@
+"""The pure build decisions, pinned by tables (like docker/metadata-action's tests)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError, GitError
+from pipeline.gitfacts import GitFacts
+from pipeline.plan import MAX_TAG_LENGTH, plan_build, sanitize_tag, sha_tag
+from pipeline.settings import BuildSettings
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+WHEN = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+def facts(dirty: bool = False, source: str | None = "https://github.com/iterate/iterate") -> GitFacts:
+    return GitFacts(
+        sha=SHA,
+        dirty=dirty,
+        branch="main",
+        work_tree=Path("/repo"),
+        git_dir=Path("/repo/.git"),
+        common_dir=Path("/repo/.git"),
+        commit_time=WHEN,
+        source_url=source,
+    )
+
+
+def settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> BuildSettings:
+    for key in ("PUSH", "GIT_SHA", "SANDBOX_IMAGE_REPOSITORY", "SANDBOX_BUILD_PLATFORM",
+                "SANDBOX_BUILD_CACHE", "SANDBOX_ATTESTATIONS", "BUILDX_BUILDER"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return BuildSettings()
+
+
+REPO = "ghcr.io/iterate/sandbox"
+
+
+@pytest.mark.parametrize(
+    ("mode", "env", "dirty", "pushed", "local", "push"),
+    [
+        ("local", {}, False, (f"{REPO}:sha-{SHA}",), (f"{REPO}:local",), False),
+        ("local", {}, True, (f"{REPO}:sha-{SHA}-dirty",), (f"{REPO}:local",), False),
+        ("local", {"PUSH": "1"}, False, (f"{REPO}:sha-{SHA}",), (f"{REPO}:local",), True),
+        ("local", {"PUSH": "true"}, True, (f"{REPO}:sha-{SHA}-dirty",), (f"{REPO}:local",), True),
+        ("local", {"PUSH": "0"}, False, (f"{REPO}:sha-{SHA}",), (f"{REPO}:local",), False),
+        ("push", {}, False, (f"{REPO}:sha-{SHA}", f"{REPO}:main"), (), True),
+        ("push", {"PUSH": "0"}, False, (f"{REPO}:sha-{SHA}", f"{REPO}:main"), (), True),
+        (
+            "local",
+            {"GIT_SHA": "F" * 40},
+            False,
+            (f"{REPO}:sha-{'f' * 40}",),
+            (f"{REPO}:local",),
+            False,
+        ),
+        (
+            "local",
+            {"SANDBOX_IMAGE_REPOSITORY": "127.0.0.1:5000/a/b"},
+            False,
+            (f"127.0.0.1:5000/a/b:sha-{SHA}",),
+            ("127.0.0.1:5000/a/b:local",),
+            False,
+        ),
+    ],
+)
+def test_tags(
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    env: dict[str, str],
+    dirty: bool,
+    pushed: tuple[str, ...],
+    local: tuple[str, ...],
+    push: bool,
+) -> None:
+    plan = plan_build(mode, settings(monkeypatch, **env), facts(dirty), WHEN)  # type: ignore[arg-type]
+    assert plan.pushed_tags == pushed
+    assert plan.local_tags == local
+    assert plan.push is push and plan.load is not push
+    # A push never sends :local; a local build names every tag.
+    assert plan.build_tags == (pushed if push else pushed + local)
+
+
+def test_push_refuses_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(GitError, match="dirty"):
+        plan_build("push", settings(monkeypatch), facts(dirty=True), WHEN)
+
+
+@pytest.mark.parametrize(
+    ("env", "cache_from", "cache_to"),
+    [
+        ({}, (), None),
+        ({"PUSH": "1"}, (f"{REPO}:buildcache",), f"{REPO}:buildcache"),
+        ({"SANDBOX_BUILD_CACHE": "read"}, (f"{REPO}:buildcache",), None),
+        ({"PUSH": "1", "SANDBOX_BUILD_CACHE": "read"}, (f"{REPO}:buildcache",), None),
+        ({"PUSH": "1", "SANDBOX_BUILD_CACHE": "off"}, (), None),
+        ({"SANDBOX_BUILD_CACHE": "readwrite"}, (f"{REPO}:buildcache",), f"{REPO}:buildcache"),
+    ],
+)
+def test_cache_refs(
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    cache_from: tuple[str, ...],
+    cache_to: str | None,
+) -> None:
+    plan = plan_build("local", settings(monkeypatch, **env), facts(), WHEN)
+    assert tuple(c.ref for c in plan.cache_from) == cache_from
+    assert (plan.cache_to.ref if plan.cache_to else None) == cache_to
+
+
+def test_cache_export_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = plan_build("push", settings(monkeypatch), facts(), WHEN)
+    assert plan.cache_to is not None
+    assert plan.cache_to.buildx() == {
+        "type": "registry",
+        "ref": f"{REPO}:buildcache",
+        "mode": "max",
+        "image-manifest": "true",
+        "oci-mediatypes": "true",
+        "ignore-error": "true",
+    }
+
+
+def test_labels_and_args(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = plan_build("local", settings(monkeypatch), facts(), WHEN)
+    assert plan.build_args == {"GIT_SHA": SHA}
+    assert plan.labels == {
+        "org.opencontainers.image.revision": SHA,
+        "org.opencontainers.image.created": "2026-11-23T09:30:00Z",
+        "org.opencontainers.image.source": "https://github.com/iterate/iterate",
+    }
+    assert "org.opencontainers.image.source" not in plan_build(
+        "local", settings(monkeypatch), facts(source=None), WHEN
+    ).labels
+
+
+def test_attestations_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = plan_build("push", settings(monkeypatch), facts(), WHEN)
+    assert (plan.provenance, plan.sbom) == (False, False)
+    plan = plan_build(
+        "push", settings(monkeypatch, SANDBOX_ATTESTATIONS="provenance,sbom"), facts(), WHEN
+    )
+    assert (plan.provenance, plan.sbom) == (True, True)
+
+
+def test_several_platforms_need_push(monkeypatch: pytest.MonkeyPatch) -> None:
+    multi = {"SANDBOX_BUILD_PLATFORM": "linux/amd64,linux/arm64"}
+    with pytest.raises(ConfigError, match="PUSH=1"):
+        plan_build("local", settings(monkeypatch, **multi), facts(), WHEN)
+    plan = plan_build("local", settings(monkeypatch, PUSH="1", **multi), facts(), WHEN)
+    assert plan.platforms == ("linux/amd64", "linux/arm64")
+
+
+def test_describe_names_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "\n".join(plan_build("local", settings(monkeypatch, PUSH="1"), facts(), WHEN).describe())
+    for needle in (f"{REPO}:sha-{SHA} (pushed)", f"{REPO}:local (local only)",
+                   f"cache from: {REPO}:buildcache", "mode=max", f"GIT_SHA={SHA}",
+                   "linux/amd64", "attest:     none"):
+        assert needle in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("sha-abc", "sha-abc"),
+        ("feature/x", "feature-x"),
+        ("-leading", "leading"),
+        (".dot", "dot"),
+        ("ünïcode tag", "n-code-tag"),
+        ("", "unknown"),
+        ("a" * 200, "a" * MAX_TAG_LENGTH),
+    ],
+)
+def test_sanitize_tag(raw: str, clean: str) -> None:
+    assert sanitize_tag(raw) == clean
+
+
+def test_sha_tag_fits_docker_limit() -> None:
+    assert sha_tag(SHA, True) == f"sha-{SHA}-dirty"
+    assert len(sha_tag(SHA, True)) <= MAX_TAG_LENGTH

@@ -1,0 +1,106 @@
+"""Settings from the environment: defaults, accepted forms, and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.settings import PROJECT_ROOT, BuildSettings, ReportSettings, load
+
+VARIABLES = (
+    "SANDBOX_IMAGE_REPOSITORY SANDBOX_DOCKERFILE SANDBOX_BUILD_CONTEXT SANDBOX_BUILD_PLATFORM "
+    "GIT_SHA PUSH BUILDX_BUILDER DOCKER_HOST REGISTRY_USERNAME REGISTRY_PASSWORD GITHUB_ACTOR "
+    "GITHUB_TOKEN SANDBOX_BUILD_TIMEOUT SANDBOX_BUILD_CACHE SANDBOX_ATTESTATIONS"
+).split()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+
+
+def test_defaults() -> None:
+    s = load(BuildSettings)
+    assert s.image_repository == "ghcr.io/iterate/sandbox"
+    assert s.dockerfile == PROJECT_ROOT / "sandbox" / "Dockerfile"
+    assert s.build_context == PROJECT_ROOT
+    assert s.platforms == ("linux/amd64",)
+    assert s.push is False and s.git_sha is None and s.builder is None
+    assert s.build_timeout == 900
+    assert s.attestations == ()
+    assert s.registry_host == "ghcr.io"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("yes", True),
+                                                  ("0", False), ("false", False), ("", False)])
+def test_push_forms(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    monkeypatch.setenv("PUSH", value)
+    assert load(BuildSettings).push is expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepts"),
+    [
+        ("PUSH", "maybe", "1, 0, true, false, yes or no"),
+        ("SANDBOX_IMAGE_REPOSITORY", "ghcr.io/Iterate/sandbox", "lower-case"),
+        ("SANDBOX_IMAGE_REPOSITORY", "ghcr.io/iterate/sandbox:v1", "without tag"),
+        ("SANDBOX_BUILD_PLATFORM", "amd64", "os/arch"),
+        ("SANDBOX_BUILD_PLATFORM", ",", "os/arch"),
+        ("GIT_SHA", "abc123", "40-character"),
+        ("GIT_SHA", "z" * 40, "40-character"),
+        ("DOCKER_HOST", "127.0.0.1:2375", "tcp://HOST:PORT"),
+        ("SANDBOX_BUILD_TIMEOUT", "soon", "a number of seconds"),
+        ("SANDBOX_BUILD_TIMEOUT", "0", "greater than 0"),
+        ("SANDBOX_BUILD_CACHE", "sometimes", "'auto', 'off', 'read' or 'readwrite'"),
+        ("SANDBOX_ATTESTATIONS", "slsa", "provenance"),
+    ],
+)
+def test_bad_values_name_variable_and_what_it_accepts(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, accepts: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load(BuildSettings)
+    message = str(caught.value)
+    assert f"{variable}={value!r} is not valid" in message
+    assert accepts in message
+    assert "\n" not in message
+
+
+def test_accepted_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
+    monkeypatch.setenv("SANDBOX_IMAGE_REPOSITORY", "localhost:5000/team/sandbox_img")
+    monkeypatch.setenv("SANDBOX_BUILD_PLATFORM", "linux/amd64, linux/arm64/v8")
+    monkeypatch.setenv("SANDBOX_ATTESTATIONS", "none")
+    s = load(BuildSettings)
+    assert s.docker_host == "tcp://127.0.0.1:2375"
+    assert s.registry_host == "localhost:5000"
+    assert s.platforms == ("linux/amd64", "linux/arm64/v8")
+    assert s.attestations == ()
+
+
+@pytest.mark.parametrize(
+    ("repository", "host"),
+    [("iterate/sandbox", "docker.io"), ("sandbox", "docker.io"),
+     ("ghcr.io/iterate/sandbox", "ghcr.io"), ("127.0.0.1:5000/x", "127.0.0.1:5000")],
+)
+def test_registry_host(monkeypatch: pytest.MonkeyPatch, repository: str, host: str) -> None:
+    monkeypatch.setenv("SANDBOX_IMAGE_REPOSITORY", repository)
+    assert load(BuildSettings).registry_host == host
+
+
+def test_password_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRY_USERNAME", "u")
+    monkeypatch.setenv("REGISTRY_PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_tokentoken")
+    s = load(BuildSettings)
+    assert "hunter2-secret" not in repr(s) + str(s)
+    assert "ghs_tokentoken" not in repr(s) + str(s)
+
+
+def test_report_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("PIPELINE_REPORT", "/tmp/r.json")
+    s = load(ReportSettings)
+    assert s.github_actions is True and str(s.report_path) == "/tmp/r.json"
