@@ -52,7 +52,9 @@ def lint(session: nox.Session) -> None:
     """Lint and type-check: ruff check, ruff format --check, mypy --strict."""
     session.run(sys.executable, "-m", "ruff", "check", ".", external=True)
     session.run(sys.executable, "-m", "ruff", "format", "--check", ".", external=True)
-    session.run(sys.executable, "-m", "mypy", "pipeline", "daytona_emulator", "noxfile.py", external=True)
+    session.run(
+        sys.executable, "-m", "mypy", "pipeline", "daytona_emulator", "noxfile.py", external=True
+    )
 
 
 @nox.session(default=True)
@@ -69,19 +71,19 @@ def test_engine(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def snapshot_local(session: nox.Session) -> None:
-    """Build the sandbox image from this checkout and load it as :local and :sha-<sha> (PUSH=1 pushes)."""
+    """Build the sandbox image from this checkout as :local and :sha-<sha>; PUSH=1 also pushes."""
     _run(session, "snapshot_local")
 
 
 @nox.session(default=False)
 def snapshot_push(session: nox.Session) -> None:
-    """Build and push :main and :sha-<sha> with the registry cache (CI on main); refuses a dirty tree."""
+    """CI on main: build and push :main and :sha-<sha> with the registry cache; clean tree only."""
     _run(session, "snapshot_push")
 
 
 @nox.session(default=False)
 def doctor(session: nox.Session) -> None:
-    """Check the engine, buildx, cache-export support and registry credentials; one line per problem."""
+    """Check engine, buildx, cache export and registry credentials; one line per problem."""
     _run(session, "doctor")
 
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,9 +48,7 @@ class BuildOutcome(BaseModel):
     build_ref: str | None
 
 
-def docker_client(
-    docker_host: str | None, timeout_s: float | None = None
-) -> DockerClient:
+def docker_client(docker_host: str | None, timeout_s: float | None = None) -> DockerClient:
     """A python-on-whales client; with a timeout, every call runs under coreutils' `timeout`."""
     from python_on_whales import DockerClient
 
@@ -75,7 +73,7 @@ def build(plan: BuildPlan, docker_host: str | None, on_line: LineSink) -> BuildO
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
         try:
-            lines: Iterable[str] = client.buildx.build(
+            lines = client.buildx.build(
                 plan.context,
                 file=plan.dockerfile,
                 tags=list(plan.build_tags),
@@ -93,7 +91,7 @@ def build(plan: BuildPlan, docker_host: str | None, on_line: LineSink) -> BuildO
                 progress="plain",
                 stream_logs=True,
             )
-            for line in lines:
+            for line in cast(Iterable[str], lines):  # stream_logs=True yields str lines
                 stats.feed(line)
                 on_line(line.rstrip("\n"))
         except DockerException as error:
@@ -126,11 +124,11 @@ def tag_locally(client: DockerClient, source: str, targets: Iterable[str]) -> No
     from python_on_whales.exceptions import NoSuchImage
 
     try:
-        image = client.image.inspect(source)
+        client.image.inspect(source)
     except NoSuchImage:
-        image = client.image.pull(source, quiet=True)
+        client.image.pull(source, quiet=True)
     for target in targets:
-        image.tag(target)
+        client.image.tag(source, target)
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

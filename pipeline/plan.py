@@ -97,7 +97,9 @@ class BuildPlan(BaseModel):
         lines += [f"build arg:  {k}={v}" for k, v in self.build_args.items()]
         lines += [f"label:      {k}={v}" for k, v in self.labels.items()]
         lines += [f"cache from: {c.ref}" for c in self.cache_from] or ["cache from: local only"]
-        lines.append(f"cache to:   {self.cache_to.ref} (mode=max)" if self.cache_to else "cache to:   -")
+        lines.append(
+            f"cache to:   {self.cache_to.ref} (mode=max)" if self.cache_to else "cache to:   -"
+        )
         attest = [n for n, on in (("provenance", self.provenance), ("sbom", self.sbom)) if on]
         lines.append(f"attest:     {', '.join(attest) or 'none'}")
         return lines
@@ -153,7 +155,11 @@ def plan_build(
         dockerfile=settings.dockerfile,
         context=settings.build_context,
         platforms=settings.platforms,
-        build_args={"GIT_SHA": sha},
+        # BASE_IMAGE only when asked for: the Dockerfile's default is the official Node image.
+        build_args={
+            "GIT_SHA": sha,
+            **({"BASE_IMAGE": settings.base_image} if settings.base_image else {}),
+        },
         labels=_labels(sha, facts, built_at),
         push=push,
         load=not push,

@@ -46,6 +46,7 @@ class BuildSettings(_Base):
     image_repository: str = Field(
         "ghcr.io/iterate/sandbox", validation_alias="SANDBOX_IMAGE_REPOSITORY"
     )
+    base_image: str | None = Field(None, validation_alias="SANDBOX_BASE_IMAGE")
     dockerfile: Path = Field(Path("sandbox/Dockerfile"), validation_alias="SANDBOX_DOCKERFILE")
     build_context: Path = Field(PROJECT_ROOT, validation_alias="SANDBOX_BUILD_CONTEXT")
     platforms: Annotated[tuple[str, ...], NoDecode] = Field(

@@ -180,15 +180,29 @@ def test_missing_buildx_is_one_line(fixture_repo: FixtureRepo, tmp_path: Path) -
     empty = tmp_path / "empty"
     empty.mkdir()
     mounts = " && ".join(f"mount --bind {empty} {d}" for d in _plugin_dirs())
-    script = f"{mounts} && exec \"$@\""
+    script = f'{mounts} && exec "$@"'
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("PUSH", "DOCKER_HOST")}
     env.update(fixture_repo.env(DOCKER_CONFIG=str(tmp_path / "cfg")))
     done = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-m", "pipeline",
-         "snapshot_local"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            sys.executable,
+            "-m",
+            "pipeline",
+            "snapshot_local",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 3, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
@@ -209,8 +223,8 @@ def test_build_failure_shows_last_log_lines(tmp_path: Path, registry: LocalRegis
     repo = make_fixture_repo(
         tmp_path / "repo",
         registry.host,
-        "FROM scratch\nCOPY sandbox/busybox /bin/sh\nRUN [\"/bin/sh\", \"-c\", \"echo {nonce}; "
-        "echo boom-marker >&2; exit 3\"]\n",
+        'FROM scratch\nCOPY sandbox/busybox /bin/sh\nRUN ["/bin/sh", "-c", "echo {nonce}; '
+        'echo boom-marker >&2; exit 3"]\n',
     )
     run = run_pipeline("snapshot_local", env=repo.env())
     assert run.returncode == 5
@@ -223,7 +237,7 @@ def test_build_timeout_is_one_line(tmp_path: Path, registry: LocalRegistry) -> N
         tmp_path / "repo",
         registry.host,
         "FROM scratch\nCOPY sandbox/busybox /bin/busybox\n"
-        "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo {nonce}; /bin/busybox sleep 60\"]\n",
+        'RUN ["/bin/busybox", "sh", "-c", "echo {nonce}; /bin/busybox sleep 60"]\n',
     )
     run = run_pipeline("snapshot_local", env=repo.env(SANDBOX_BUILD_TIMEOUT="3"), timeout=60)
     assert run.returncode == 6
@@ -268,7 +282,9 @@ def test_secret_is_not_in_image(
     reference = f"{fixture_repo.repository}:sha-{fixture_repo.sha}"
     history = subprocess.run(
         ["docker", "image", "history", "--no-trunc", reference],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert registry.password not in json.dumps(_inspect(reference)) + history
     with httpx.Client() as client:

@@ -12,8 +12,13 @@ from pipeline.gitfacts import browsable_url, read_git_facts
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.email=t@e.invalid", "-c", "user.name=t", *args],
-                          cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.email=t@e.invalid", "-c", "user.name=t", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -54,7 +59,9 @@ def test_detached_head_takes_branch_from_ci(repo: Path) -> None:
     git(repo, "checkout", "-q", "--detach")
     assert read_git_facts(repo, {}).branch is None
     assert read_git_facts(repo, {"GITHUB_REF_NAME": "main"}).branch == "main"
-    assert read_git_facts(repo, {"GITHUB_HEAD_REF": "pr", "GITHUB_REF_NAME": "1/merge"}).branch == "pr"
+    assert (
+        read_git_facts(repo, {"GITHUB_HEAD_REF": "pr", "GITHUB_REF_NAME": "1/merge"}).branch == "pr"
+    )
 
 
 def test_worktree_dirs(repo: Path, tmp_path: Path) -> None:
@@ -91,8 +98,10 @@ def test_source_from_github_env(repo: Path) -> None:
     ("remote", "url"),
     [
         ("git@github.com:iterate/iterate.git", "https://github.com/iterate/iterate"),
-        ("https://x-access-token:ghs_SECRET@github.com/iterate/iterate.git",
-         "https://github.com/iterate/iterate"),
+        (
+            "https://x-access-token:ghs_SECRET@github.com/iterate/iterate.git",
+            "https://github.com/iterate/iterate",
+        ),
         ("ssh://git@github.com/iterate/iterate.git", "https://github.com/iterate/iterate"),
         ("https://github.com/iterate/iterate/", "https://github.com/iterate/iterate"),
     ],

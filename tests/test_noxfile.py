@@ -10,8 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def nox_list() -> dict[str, tuple[bool, str]]:
-    done = subprocess.run([sys.executable, "-m", "nox", "-l"], cwd=ROOT, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "-l"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     sessions = {}
     for line in done.stdout.splitlines():
         if line[:2] in ("* ", "- ") and " -> " in line:
@@ -35,7 +36,12 @@ def test_every_session_is_in_the_readme() -> None:
 
 
 def test_help_works_through_nox() -> None:
-    done = subprocess.run([sys.executable, "-m", "nox", "-s", "snapshot_local", "--", "--help"],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "-s", "snapshot_local", "--", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "--dry-run" in done.stdout

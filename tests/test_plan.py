@@ -16,7 +16,9 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 WHEN = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
 
-def facts(dirty: bool = False, source: str | None = "https://github.com/iterate/iterate") -> GitFacts:
+def facts(
+    dirty: bool = False, source: str | None = "https://github.com/iterate/iterate"
+) -> GitFacts:
     return GitFacts(
         sha=SHA,
         dirty=dirty,
@@ -30,8 +32,15 @@ def facts(dirty: bool = False, source: str | None = "https://github.com/iterate/
 
 
 def settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> BuildSettings:
-    for key in ("PUSH", "GIT_SHA", "SANDBOX_IMAGE_REPOSITORY", "SANDBOX_BUILD_PLATFORM",
-                "SANDBOX_BUILD_CACHE", "SANDBOX_ATTESTATIONS", "BUILDX_BUILDER"):
+    for key in (
+        "PUSH",
+        "GIT_SHA",
+        "SANDBOX_IMAGE_REPOSITORY",
+        "SANDBOX_BUILD_PLATFORM",
+        "SANDBOX_BUILD_CACHE",
+        "SANDBOX_ATTESTATIONS",
+        "BUILDX_BUILDER",
+    ):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -134,9 +143,18 @@ def test_labels_and_args(monkeypatch: pytest.MonkeyPatch) -> None:
         "org.opencontainers.image.created": "2026-11-23T09:30:00Z",
         "org.opencontainers.image.source": "https://github.com/iterate/iterate",
     }
-    assert "org.opencontainers.image.source" not in plan_build(
-        "local", settings(monkeypatch), facts(source=None), WHEN
-    ).labels
+    assert (
+        "org.opencontainers.image.source"
+        not in plan_build("local", settings(monkeypatch), facts(source=None), WHEN).labels
+    )
+
+
+def test_base_image_build_arg_only_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SANDBOX_BASE_IMAGE", raising=False)
+    assert "BASE_IMAGE" not in plan_build("local", settings(monkeypatch), facts(), WHEN).build_args
+    monkeypatch.setenv("SANDBOX_BASE_IMAGE", "sandbox-base/node24-bookworm:local")
+    plan = plan_build("local", settings(monkeypatch), facts(), WHEN)
+    assert plan.build_args["BASE_IMAGE"] == "sandbox-base/node24-bookworm:local"
 
 
 def test_attestations_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,9 +176,15 @@ def test_several_platforms_need_push(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_describe_names_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     text = "\n".join(plan_build("local", settings(monkeypatch, PUSH="1"), facts(), WHEN).describe())
-    for needle in (f"{REPO}:sha-{SHA} (pushed)", f"{REPO}:local (local only)",
-                   f"cache from: {REPO}:buildcache", "mode=max", f"GIT_SHA={SHA}",
-                   "linux/amd64", "attest:     none"):
+    for needle in (
+        f"{REPO}:sha-{SHA} (pushed)",
+        f"{REPO}:local (local only)",
+        f"cache from: {REPO}:buildcache",
+        "mode=max",
+        f"GIT_SHA={SHA}",
+        "linux/amd64",
+        "attest:     none",
+    ):
         assert needle in text
 
 

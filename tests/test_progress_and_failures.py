@@ -43,7 +43,7 @@ def test_partial_cache() -> None:
 
 def test_step_error_names_the_step() -> None:
     stats = feed(
-        "#5 [2/3] RUN make\n#5 0.2 boom\n#5 ERROR: process \"make\" did not complete "
+        '#5 [2/3] RUN make\n#5 0.2 boom\n#5 ERROR: process "make" did not complete '
         "successfully: exit code: 2\n"
     )
     assert stats.first_error == (
@@ -52,8 +52,12 @@ def test_step_error_names_the_step() -> None:
 
 
 def test_cache_import_hit_and_other_import_failure() -> None:
-    assert feed("#3 importing cache manifest from r:buildcache\n#3 DONE 0.1s\n").cache_import == "hit"
-    failed = feed("#3 importing cache manifest from r:buildcache\n#3 ERROR: unexpected status 500\n")
+    assert (
+        feed("#3 importing cache manifest from r:buildcache\n#3 DONE 0.1s\n").cache_import == "hit"
+    )
+    failed = feed(
+        "#3 importing cache manifest from r:buildcache\n#3 ERROR: unexpected status 500\n"
+    )
     assert failed.cache_import == "failed: unexpected status 500"
 
 
@@ -65,8 +69,14 @@ def test_tail_is_bounded() -> None:
 def _plan(monkeypatch: pytest.MonkeyPatch, mode: str = "local") -> BuildPlan:
     monkeypatch.delenv("PUSH", raising=False)
     facts = GitFacts(
-        sha="a" * 40, dirty=False, branch=None, work_tree=Path("/r"), git_dir=Path("/r/.git"),
-        common_dir=Path("/r/.git"), commit_time=datetime.now(UTC), source_url=None,
+        sha="a" * 40,
+        dirty=False,
+        branch=None,
+        work_tree=Path("/r"),
+        git_dir=Path("/r/.git"),
+        common_dir=Path("/r/.git"),
+        commit_time=datetime.now(UTC),
+        source_url=None,
     )
     return plan_build(mode, BuildSettings(), facts, datetime.now(UTC))  # type: ignore[arg-type]
 
@@ -76,11 +86,18 @@ def _plan(monkeypatch: pytest.MonkeyPatch, mode: str = "local") -> BuildPlan:
     [
         (124, "", "#5 [1/2] RUN sleep 1000\n", True, DeadlineExceeded, "timeout"),
         (137, "", "", True, DeadlineExceeded, "SANDBOX_BUILD_TIMEOUT"),
-        (1, "ERROR: Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon "
-         "running?", "", True, EngineError, "at unix:///x.sock"),
+        (
+            1,
+            "ERROR: Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon "
+            "running?",
+            "",
+            True,
+            EngineError,
+            "at unix:///x.sock",
+        ),
         (1, "docker: unknown command: docker buildx", "", True, EngineError, "buildx is not"),
         (125, "unknown flag: --progress", "", False, EngineError, "buildx is not installed"),
-        (1, "ERROR: no builder \"cloud\" found", "", True, EngineError, "BUILDX_BUILDER"),
+        (1, 'ERROR: no builder "cloud" found', "", True, EngineError, "BUILDX_BUILDER"),
         (1, "", "#5 [1/2] RUN false\n#5 ERROR: exit code: 1\n", True, BuildError, "RUN false"),
     ],
 )

@@ -14,8 +14,16 @@ from pipeline.settings import BuildSettings, ReportSettings
 
 
 def test_output_lines() -> None:
-    lines = output_lines({"digest": "sha256:1", "tags": ["a", "b"], "pushed": True,
-                          "branch": None, "labels": {"x": "y"}, "steps": 3})
+    lines = output_lines(
+        {
+            "digest": "sha256:1",
+            "tags": ["a", "b"],
+            "pushed": True,
+            "branch": None,
+            "labels": {"x": "y"},
+            "steps": 3,
+        }
+    )
     assert lines == ["digest=sha256:1", "tags=a,b", "pushed=true", "branch=", "steps=3"]
 
 
@@ -34,14 +42,20 @@ def test_publish_merges_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     publish("build", {"digest": "sha256:1"}, settings, summary=[("digest", "`sha256:1`")])
     publish("snapshot", {"snapshot_name": "n"}, settings)
     assert json.loads(report.read_text()) == {
-        "build": {"digest": "sha256:1"}, "snapshot": {"snapshot_name": "n"}
+        "build": {"digest": "sha256:1"},
+        "snapshot": {"snapshot_name": "n"},
     }
     assert outputs.read_text().splitlines() == ["digest=sha256:1", "snapshot_name=n"]
     assert "| digest | `sha256:1` |" in summary.read_text()
 
 
-CREDENTIAL_VARS = ("REGISTRY_USERNAME", "REGISTRY_PASSWORD", "GITHUB_ACTOR", "GITHUB_TOKEN",
-                   "SANDBOX_IMAGE_REPOSITORY")
+CREDENTIAL_VARS = (
+    "REGISTRY_USERNAME",
+    "REGISTRY_PASSWORD",
+    "GITHUB_ACTOR",
+    "GITHUB_TOKEN",
+    "SANDBOX_IMAGE_REPOSITORY",
+)
 
 
 @pytest.fixture
@@ -67,7 +81,9 @@ def test_github_token_for_ghcr_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_x")
     found = registry_auth.resolve_credentials(BuildSettings())
     assert found is not None and (found.username, found.source) == (
-        "octo", "GITHUB_ACTOR/GITHUB_TOKEN")
+        "octo",
+        "GITHUB_ACTOR/GITHUB_TOKEN",
+    )
     monkeypatch.setenv("SANDBOX_IMAGE_REPOSITORY", "registry.example.com/x")
     assert registry_auth.resolve_credentials(BuildSettings()) is None
 

@@ -7,11 +7,23 @@ import pytest
 from pipeline.errors import ConfigError
 from pipeline.settings import PROJECT_ROOT, BuildSettings, ReportSettings, load
 
-VARIABLES = (
-    "SANDBOX_IMAGE_REPOSITORY SANDBOX_DOCKERFILE SANDBOX_BUILD_CONTEXT SANDBOX_BUILD_PLATFORM "
-    "GIT_SHA PUSH BUILDX_BUILDER DOCKER_HOST REGISTRY_USERNAME REGISTRY_PASSWORD GITHUB_ACTOR "
-    "GITHUB_TOKEN SANDBOX_BUILD_TIMEOUT SANDBOX_BUILD_CACHE SANDBOX_ATTESTATIONS"
-).split()
+VARIABLES = [
+    "SANDBOX_IMAGE_REPOSITORY",
+    "SANDBOX_DOCKERFILE",
+    "SANDBOX_BUILD_CONTEXT",
+    "SANDBOX_BUILD_PLATFORM",
+    "GIT_SHA",
+    "PUSH",
+    "BUILDX_BUILDER",
+    "DOCKER_HOST",
+    "REGISTRY_USERNAME",
+    "REGISTRY_PASSWORD",
+    "GITHUB_ACTOR",
+    "GITHUB_TOKEN",
+    "SANDBOX_BUILD_TIMEOUT",
+    "SANDBOX_BUILD_CACHE",
+    "SANDBOX_ATTESTATIONS",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -32,8 +44,10 @@ def test_defaults() -> None:
     assert s.registry_host == "ghcr.io"
 
 
-@pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("yes", True),
-                                                  ("0", False), ("false", False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("true", True), ("yes", True), ("0", False), ("false", False), ("", False)],
+)
 def test_push_forms(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
     monkeypatch.setenv("PUSH", value)
     assert load(BuildSettings).push is expected
@@ -82,8 +96,12 @@ def test_accepted_forms(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("repository", "host"),
-    [("iterate/sandbox", "docker.io"), ("sandbox", "docker.io"),
-     ("ghcr.io/iterate/sandbox", "ghcr.io"), ("127.0.0.1:5000/x", "127.0.0.1:5000")],
+    [
+        ("iterate/sandbox", "docker.io"),
+        ("sandbox", "docker.io"),
+        ("ghcr.io/iterate/sandbox", "ghcr.io"),
+        ("127.0.0.1:5000/x", "127.0.0.1:5000"),
+    ],
 )
 def test_registry_host(monkeypatch: pytest.MonkeyPatch, repository: str, host: str) -> None:
     monkeypatch.setenv("SANDBOX_IMAGE_REPOSITORY", repository)

@@ -1,0 +1,165 @@
+"""Benchmark of the build core, ratios measured side by side in one run.
+
+  .venv/bin/python bench/build_bench.py                 # tiny fixture image
+  .venv/bin/python bench/build_bench.py --image sandbox # the real sandbox/Dockerfile
+
+(1) overhead: an unchanged `nox -s snapshot_local` against the raw `docker buildx build` of the
+    same context with the same flags (goal <= 1.3x); nox's start-up is measured on its own.
+(2) registry cache: after `docker builder prune -af`, a build warmed from the registry cache
+    against a cold one (goal <= 0.15x, every step cached).
+Runs alternate between the contenders so machine noise hits both alike; medians are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.local_registry import start_registry  # noqa: E402
+from tests.conftest import make_fixture_repo  # noqa: E402
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode:
+        sys.exit(f"bench: command failed: {argv[:4]}...\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    cli = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    cli.add_argument("--image", choices=("fixture", "sandbox"), default="fixture")
+    cli.add_argument("--runs", type=int, default=7, help="repetitions of the overhead pair")
+    cli.add_argument("--cache-runs", type=int, default=2, help="repetitions of cold/warm")
+    args = cli.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    registry = start_registry(work / "registry", username="bench")
+    try:
+        env = dict(os.environ, DOCKER_CONFIG=str(work / "docker-config"))
+        for key in ("PUSH", "GIT_SHA", "PIPELINE_REPORT", "GITHUB_OUTPUT"):
+            env.pop(key, None)
+        if args.image == "fixture":
+            repo = make_fixture_repo(work / "repo", registry.host)
+            context, dockerfile, repository = (
+                repo.path,
+                repo.path / "sandbox/Dockerfile",
+                repo.repository,
+            )
+        else:
+            context, dockerfile = ROOT, ROOT / "sandbox" / "Dockerfile"
+            repository = f"{registry.host}/iterate/sandbox-bench"
+        env.update(
+            SANDBOX_BUILD_CONTEXT=str(context),
+            SANDBOX_DOCKERFILE=str(dockerfile),
+            SANDBOX_IMAGE_REPOSITORY=repository,
+            REGISTRY_USERNAME=registry.username,
+            REGISTRY_PASSWORD=registry.password,
+        )
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=context, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain"],
+                cwd=context,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        tag = f"sha-{sha}{'-dirty' if dirty else ''}"
+        extra_args: list[str] = []
+        if base := env.get("SANDBOX_BASE_IMAGE"):
+            extra_args = ["--build-arg", f"BASE_IMAGE={base}"]
+        nox = [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py")]
+        ours = [*nox, "-s", "snapshot_local"]
+        plan = json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import json,sys; from pipeline.commands.build import prepare;"
+                    "print(json.dumps(prepare('local')[1].labels))",
+                ],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        raw = [
+            "docker",
+            "buildx",
+            "build",
+            "--progress",
+            "plain",
+            "--load",
+            "--provenance=false",
+            "--sbom=false",
+            "-f",
+            str(dockerfile),
+            "--build-arg",
+            f"GIT_SHA={sha}",
+            *extra_args,
+            *[a for k, v in plan.items() for a in ("--label", f"{k}={v}")],
+            "-t",
+            f"{repository}:{tag}",
+            "-t",
+            f"{repository}:local",
+            str(context),
+        ]
+
+        print(f"image: {args.image} ({dockerfile})", flush=True)
+        timed(ours, env)  # warm the local build cache: every later build is "unchanged"
+        ours_s, raw_s, nox_s, module_s = [], [], [], []
+        for _ in range(args.runs):
+            ours_s.append(timed(ours, env))
+            raw_s.append(timed(raw, env))
+            nox_s.append(timed([*nox, "-l"], env))
+            module_s.append(timed([sys.executable, "-m", "pipeline", "snapshot_local"], env))
+        o, r = statistics.median(ours_s), statistics.median(raw_s)
+        print(f"(1) unchanged rebuild, median of {args.runs}:")
+        print(f"    raw docker buildx build        {r:6.2f} s")
+        print(f"    nox -s snapshot_local          {o:6.2f} s   ratio {o / r:.2f}x (goal <= 1.3x)")
+        print(f"    python -m pipeline (no nox)    {statistics.median(module_s):6.2f} s")
+        print(f"    nox -l (nox start-up alone)    {statistics.median(nox_s):6.2f} s", flush=True)
+
+        push_env = dict(env, PUSH="1", PIPELINE_REPORT=str(work / "report.json"))
+        cold_s, warm_s, cached = [], [], []
+        for i in range(args.cache_runs):
+            # A repository per round: the cold build finds no cache and exports one; the warm
+            # build, after the local build cache is pruned again, can only get it from there.
+            round_env = dict(push_env, SANDBOX_IMAGE_REPOSITORY=f"{repository}-round{i}")
+            subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, check=True)
+            cold_s.append(timed(ours, round_env))
+            subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, check=True)
+            warm_s.append(timed(ours, round_env))
+            report = json.loads((work / "report.json").read_text())["build"]
+            cached.append(f"{report['steps_cached']}/{report['steps_total']}")
+        c, w = statistics.median(cold_s), statistics.median(warm_s)
+        print(f"(2) after docker builder prune -af, median of {args.cache_runs}:")
+        print(f"    cold build (no cache)          {c:6.2f} s")
+        print(f"    warm from registry cache       {w:6.2f} s   ratio {w / c:.2f}x (goal <= 0.15x)")
+        print(f"    steps cached in warm builds    {', '.join(cached)}")
+    finally:
+        registry.stop()
+
+
+if __name__ == "__main__":
+    main()
