@@ -91,3 +91,15 @@ def doctor(session: nox.Session) -> None:
 def registry(session: nox.Session) -> None:
     """Serve a local OCI registry with htpasswd auth on 127.0.0.1 (offline demos)."""
     _run(session, "registry")
+
+
+@nox.session(default=False)
+def sandbox_up(session: nox.Session) -> None:
+    """Start a sandbox container from the local image, checkout synced in; waits for health."""
+    _run(session, "sandbox_up")
+
+
+@nox.session(default=False)
+def sandbox_down(session: nox.Session) -> None:
+    """Remove a sandbox container (`-- NAME`) or every one the pipeline made (`-- --all`)."""
+    _run(session, "sandbox_down")

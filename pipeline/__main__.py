@@ -21,7 +21,9 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"error: unknown command {name!r} — fix: one of {', '.join(COMMANDS)}", file=sys.stderr)
+        print(
+            f"error: unknown command {name!r} — fix: one of {', '.join(COMMANDS)}", file=sys.stderr
+        )
         return 2
     try:
         resolve(name)(rest)

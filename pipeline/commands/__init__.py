@@ -15,6 +15,8 @@ COMMANDS: dict[str, str] = {
     "snapshot_push": "pipeline.commands.build:snapshot_push",
     "doctor": "pipeline.commands.doctor:doctor",
     "registry": "pipeline.commands.registry:registry",
+    "sandbox_up": "pipeline.commands.sandbox_local:sandbox_up",
+    "sandbox_down": "pipeline.commands.sandbox_local:sandbox_down",
 }
 
 
