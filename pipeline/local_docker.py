@@ -215,7 +215,8 @@ def stop(name: str, docker: DockerClient | None = None) -> None:
 def cleanup(docker: DockerClient | None = None) -> list[str]:
     """Remove every container this provider made; returns their names."""
     docker = docker or client()
-    found = docker.container.list(all=True, filters={"label": f"{LABEL}=1"})
-    for container in found:
-        container.remove(force=True)
-    return [c.name for c in found]
+    found = docker.container.list(all=True, filters=[("label", f"{LABEL}=1")])
+    names = [c.name for c in found]  # read before removal: python-on-whales inspects lazily
+    if found:
+        docker.container.remove(found, force=True)
+    return names

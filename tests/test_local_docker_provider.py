@@ -1,0 +1,163 @@
+"""The local-docker provider on the real engine, with a busybox stand-in for the sandbox daemon.
+
+The real image is proven by the sandbox suite; these tests pin the provider's own mechanics:
+image choice, labels, the published port, dev-sync mounts, health waits and cleanup.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline import local_docker
+from pipeline.errors import SandboxError
+from pipeline.local_docker import LocalDockerSettings, pick_image
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+HEALTHY = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN mkdir -p /www/api /var/log/daemon && echo '{"ok": true}' > /www/api/health \\
+    && echo daemon-log-marker > /var/log/daemon/daemon.log
+CMD ["httpd", "-f", "-p", "3000", "-h", "/www"]
+"""
+BROKEN = HEALTHY.replace(
+    'CMD ["httpd", "-f", "-p", "3000", "-h", "/www"]',
+    'CMD ["sh", "-c", "echo broken-start-marker; sleep 600"]',
+)
+
+
+def _build(tmp: Path, dockerfile: str, tag: str) -> str:
+    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.copy("/bin/busybox", tmp / "busybox")
+    (tmp / "Dockerfile").write_text(dockerfile)
+    subprocess.run(
+        ["docker", "buildx", "build", "--load", "-q", "-t", tag, str(tmp)],
+        capture_output=True,
+        check=True,
+    )
+    return tag
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory, engine: None) -> Iterator[dict[str, str]]:
+    root = tmp_path_factory.mktemp("provider-images")
+    nonce = uuid.uuid4().hex[:8]
+    built = {
+        "healthy": _build(root / "h", HEALTHY, f"provider-test/healthy:{nonce}"),
+        "broken": _build(root / "b", BROKEN, f"provider-test/broken:{nonce}"),
+    }
+    yield built
+    subprocess.run(["docker", "image", "rm", *built.values()], capture_output=True, check=False)
+
+
+@pytest.fixture
+def sandbox_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    for key in (
+        "LOCAL_DOCKER_IMAGE_NAME",
+        "LOCAL_DOCKER_REPO_CHECKOUT",
+        "LOCAL_DOCKER_GIT_DIR",
+        "LOCAL_DOCKER_COMMON_DIR",
+        "DOCKER_HOST",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    yield monkeypatch
+    local_docker.cleanup()
+
+
+def _labels(name: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{json .Config.Labels}}", name],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_start_healthy_without_sync(
+    images: dict[str, str], sandbox_env: pytest.MonkeyPatch
+) -> None:
+    sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", images["healthy"])
+    sandbox = local_docker.start(sync=False)
+    assert sandbox.url.startswith("http://127.0.0.1:")
+    assert httpx.get(f"{sandbox.url}/api/health").json() == {"ok": True}
+    assert local_docker.LABEL in _labels(sandbox.name)
+    assert local_docker.cleanup() == [sandbox.name]
+    assert local_docker.cleanup() == []
+
+
+def test_dev_sync_mounts(
+    images: dict[str, str], sandbox_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "marker.txt").write_text("from the host\n")
+    gitdir, commondir = tmp_path / "gitdir", tmp_path / "commondir"
+    gitdir.mkdir()
+    commondir.mkdir()
+    sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", images["healthy"])
+    sandbox_env.setenv("LOCAL_DOCKER_REPO_CHECKOUT", str(checkout))
+    sandbox_env.setenv("LOCAL_DOCKER_GIT_DIR", str(gitdir))
+    sandbox_env.setenv("LOCAL_DOCKER_COMMON_DIR", str(commondir))
+    sandbox = local_docker.start()
+    assert local_docker.execute(
+        sandbox.name, ["cat", "/host/repo-checkout/marker.txt"]
+    ).strip() == ("from the host")
+    with pytest.raises(Exception, match="Read-only"):
+        local_docker.execute(sandbox.name, ["touch", "/host/repo-checkout/x"])
+    local_docker.execute(sandbox.name, ["touch", "/host/gitdir/written"])
+    assert (gitdir / "written").exists()
+
+
+def test_unhealthy_sandbox_is_removed_and_logs_shown(
+    images: dict[str, str], sandbox_env: pytest.MonkeyPatch
+) -> None:
+    sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", images["broken"])
+    sandbox_env.setenv("LOCAL_DOCKER_HEALTH_TIMEOUT", "3")
+    with pytest.raises(SandboxError) as caught:
+        local_docker.start(sync=False, name=f"broken-{uuid.uuid4().hex[:6]}")
+    error = caught.value
+    assert "did not become healthy within 3 s" in str(error)
+    assert any("broken-start-marker" in line for line in error.details)
+    assert any("daemon-log-marker" in line for line in error.details)
+    assert local_docker.cleanup() == []  # nothing half-done left behind
+
+
+def test_missing_image_is_one_line(sandbox_env: pytest.MonkeyPatch) -> None:
+    sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", "provider-test/absent:nope")
+    with pytest.raises(SandboxError, match="not in the local engine"):
+        local_docker.start(sync=False)
+
+
+def test_down_refuses_foreign_containers(
+    images: dict[str, str], sandbox_env: pytest.MonkeyPatch
+) -> None:
+    name = f"foreign-{uuid.uuid4().hex[:6]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, images["healthy"]], capture_output=True, check=True
+    )
+    try:
+        with pytest.raises(SandboxError, match="not made by the sandbox pipeline"):
+            local_docker.stop(name)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize(
+    ("configured", "local_exists", "expected"),
+    [("x/y:z", True, "x/y:z"), (None, True, "r/s:local"), (None, False, "r/s:main")],
+)
+def test_pick_image(
+    configured: str | None, local_exists: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOCAL_DOCKER_IMAGE_NAME", raising=False)
+    settings = LocalDockerSettings(LOCAL_DOCKER_IMAGE_NAME=configured)  # type: ignore[call-arg]
+    assert pick_image(settings, "r/s", lambda ref: local_exists) == expected
