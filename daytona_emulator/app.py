@@ -1,0 +1,77 @@
+"""Assemble the emulator: FastAPI routes inside raw-path routing inside the traffic layer.
+
+`create_app(config)` returns the ASGI app and the `EmulatorState` it serves, so an in-process
+runner (server.py) can hand tests a direct handle on the same knobs the admin routes use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
+
+from daytona_emulator import admin_routes, snapshot_routes
+from daytona_emulator.config import EmulatorConfig
+from daytona_emulator.errors import ApiError
+from daytona_emulator.lifecycle import Lifecycle
+from daytona_emulator.rawpath import RawPathRouting
+from daytona_emulator.state import EmulatorState
+from daytona_emulator.traffic import TrafficMiddleware
+from daytona_emulator.wire import error_response, request_url
+
+log = logging.getLogger(__name__)
+
+
+def _fastapi_app(state: EmulatorState) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(Lifecycle(state).run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="Daytona API emulator",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    app.state.emulator = state
+    app.include_router(snapshot_routes.router)
+    app.include_router(admin_routes.router)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.message, request.scope, error.headers)
+
+    @app.exception_handler(HTTPException)
+    async def no_route(request: Request, error: HTTPException) -> JSONResponse:
+        # Express answers unknown routes and unknown methods alike: 404 "Cannot GET /path".
+        if error.status_code in (404, 405):
+            message = f"Cannot {request.method} {request_url(request.scope)}"
+            return error_response(404, message, request.scope)
+        return error_response(error.status_code, str(error.detail), request.scope)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return error_response(500, "An unexpected error occurred.", request.scope)
+
+    return app
+
+
+def create_app(config: EmulatorConfig) -> tuple[ASGIApp, EmulatorState]:
+    state = EmulatorState(config)
+    app: ASGIApp = TrafficMiddleware(RawPathRouting(_fastapi_app(state)), state.knobs)
+    return app, state

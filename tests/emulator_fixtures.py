@@ -1,0 +1,250 @@
+"""Pytest fixtures for tests that talk to the Daytona emulator (and the local OCI registry).
+
+Import the fixtures you use into your test module (pytest finds them by name):
+
+    from tests.emulator_fixtures import daytona_emulator, push_tiny_image
+
+- `daytona_emulator`: a running `EmulatorServer` (API URL `.base_url`, key `.api_key`, knobs
+  `.knobs`), reset before and after each test. One server per test session, stopped at the end.
+  Extra keys: `SANDBOX_ONLY_KEY` (same organization, no snapshot permissions) and
+  `OTHER_ORG_KEY` (a second organization).
+- `daytona_emulator_with_registry`: `daytona_emulator` holding the credentials of conftest's
+  `registry` fixture, so snapshots of `<registry.host>/<name>:<tag>` images pull for real.
+- `push_tiny_image(registry, name, tag)`: put a one-layer image into that registry through its
+  HTTP API (no engine needed, milliseconds).
+
+The fixtures depend only on pytest built-ins and conftest's `registry`, so importing the ones
+you use is enough.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import ssl
+import tarfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from daytona_emulator.config import SANDBOX_ONLY_PERMISSIONS, ApiKey, EmulatorConfig
+from daytona_emulator.server import EmulatorServer
+from pipeline.local_registry import LocalRegistry
+
+EMULATOR_KEY = "dtn_emulator_test_key"
+SANDBOX_ONLY_KEY = "dtn_emulator_sandbox_only_key"
+OTHER_ORG_KEY = "dtn_emulator_other_org_key"
+EMULATOR_ORG_ID = "5c1e3f0a-7d2b-4c8e-9a61-3b0f2d4e6a10"
+OTHER_ORG_ID = "8a2d4c6e-1f3b-4d5a-8e7c-9b0a1c2d3e4f"
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+_EMULATOR = pytest.StashKey[EmulatorServer]()
+
+
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(
+        api_keys=(
+            ApiKey(key=EMULATOR_KEY, organization_id=EMULATOR_ORG_ID),
+            ApiKey(
+                key=SANDBOX_ONLY_KEY,
+                organization_id=EMULATOR_ORG_ID,
+                permissions=SANDBOX_ONLY_PERMISSIONS,
+            ),
+            ApiKey(key=OTHER_ORG_KEY, organization_id=OTHER_ORG_ID),
+        )
+    )
+
+
+def shared_emulator(config: pytest.Config) -> EmulatorServer:
+    server = config.stash.get(_EMULATOR, None)
+    if server is None:
+        server = EmulatorServer(emulator_config()).start()
+        config.stash[_EMULATOR] = server
+        config.add_cleanup(server.stop)
+    return server
+
+
+@pytest.fixture
+def daytona_emulator(pytestconfig: pytest.Config) -> Iterator[EmulatorServer]:
+    server = shared_emulator(pytestconfig)
+    server.reset()
+    yield server
+    server.reset()
+
+
+@pytest.fixture
+def daytona_emulator_with_registry(
+    pytestconfig: pytest.Config, registry: LocalRegistry
+) -> Iterator[EmulatorServer]:
+    server = shared_emulator(pytestconfig)
+    server.reset()
+    server.knobs.set_registry_auth(registry.host, registry.username, registry.password)
+    yield server
+    server.reset()
+
+
+# Plain-HTTP loopback clients never use TLS, but httpx builds a context per client, and loading
+# the CA bundle costs ~50 ms each time: share one.
+_TLS = ssl.create_default_context()
+
+
+def api_client(server: EmulatorServer, key: str | None = None) -> httpx.Client:
+    """An httpx client on the emulator's `/api`, authenticated like Daytona's SDK."""
+    return httpx.Client(
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {key or server.api_key}"},
+        timeout=10,
+        trust_env=False,
+        verify=_TLS,
+    )
+
+
+def admin_client(server: EmulatorServer) -> httpx.Client:
+    """An httpx client on the emulator's root, for the `/_emulator/*` knob API."""
+    return httpx.Client(base_url=server.root_url, timeout=10, trust_env=False, verify=_TLS)
+
+
+def wait_for_state(
+    client: httpx.Client,
+    id_or_name: str,
+    states: Sequence[str],
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Poll `GET /snapshots/{x}` until its state is one of `states`; the last body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/snapshots/{id_or_name}")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        if body["state"] in states:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{id_or_name} still {body['state']} after {timeout} s")
+        time.sleep(0.05)
+
+
+# Pushing through the registry's HTTP API: no engine, a few milliseconds per image.
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    reference: str  # what Daytona gets as imageName: "<host>/<name>:<tag>"
+    digest: str  # of the manifest (or index) the tag points at
+    size: int  # compressed bytes of config + layers (of the amd64 image)
+
+
+def _layer(architecture: str) -> bytes:
+    """A gzipped tar with one file, deterministic so equal inputs give equal digests."""
+    payload = f"tiny image for linux/{architecture}\n".encode()
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as archive:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    return gzip.compress(tar_bytes.getvalue(), mtime=0)
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _upload_blob(client: httpx.Client, name: str, data: bytes) -> str:
+    digest = _digest(data)
+    started = client.post(f"/v2/{name}/blobs/uploads/")
+    started.raise_for_status()
+    # The upload URL carries its own `_state` query, which `params=` would replace.
+    location = started.headers["Location"]
+    separator = "&" if "?" in location else "?"
+    finished = client.put(
+        f"{location}{separator}digest={digest}",
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    finished.raise_for_status()
+    return digest
+
+
+def _put_manifest(
+    client: httpx.Client, name: str, reference: str, media_type: str, body: bytes
+) -> None:
+    response = client.put(
+        f"/v2/{name}/manifests/{reference}", content=body, headers={"Content-Type": media_type}
+    )
+    response.raise_for_status()
+
+
+def _push_platform(
+    client: httpx.Client, name: str, architecture: str, entrypoint: list[str] | None
+) -> tuple[bytes, int]:
+    layer = _layer(architecture)
+    uncompressed = gzip.decompress(layer)
+    config = json.dumps(
+        {
+            "architecture": architecture,
+            "os": "linux",
+            "config": {"Entrypoint": entrypoint, "Env": ["PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [_digest(uncompressed)]},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": _upload_blob(client, name, config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": _upload_blob(client, name, layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    return manifest, len(config) + len(layer)
+
+
+def push_tiny_image(
+    registry: LocalRegistry,
+    name: str,
+    tag: str,
+    *,
+    architectures: Sequence[str] = ("amd64",),
+    as_index: bool = False,
+    entrypoint: list[str] | None = None,
+) -> PushedImage:
+    """Push a one-layer image (an OCI index when `as_index` or several architectures)."""
+    with registry.client() as client:
+        pushed = [(arch, *_push_platform(client, name, arch, entrypoint)) for arch in architectures]
+        if len(pushed) == 1 and not as_index:
+            _, manifest, size = pushed[0]
+            _put_manifest(client, name, tag, OCI_MANIFEST, manifest)
+            return PushedImage(f"{registry.host}/{name}:{tag}", _digest(manifest), size)
+        entries = []
+        for arch, manifest, _ in pushed:
+            _put_manifest(client, name, _digest(manifest), OCI_MANIFEST, manifest)
+            entries.append(
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": _digest(manifest),
+                    "size": len(manifest),
+                    "platform": {"architecture": arch, "os": "linux"},
+                }
+            )
+        index = json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        ).encode()
+        _put_manifest(client, name, tag, OCI_INDEX, index)
+        amd64_size = next((size for arch, _, size in pushed if arch == "amd64"), 0)
+        return PushedImage(f"{registry.host}/{name}:{tag}", _digest(index), amd64_size)

@@ -1,0 +1,106 @@
+"""Starting and stopping the emulator: the in-process runner and `python -m daytona_emulator`."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from daytona_emulator.config import ApiKey, EmulatorConfig
+from daytona_emulator.server import EmulatorServer
+
+pytestmark = pytest.mark.emulator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def accepts_connections(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_runner_serves_then_frees_its_port() -> None:
+    config = EmulatorConfig(api_keys=(ApiKey(key="k1"),))
+    with EmulatorServer(config) as server:
+        port = server.port
+        assert server.base_url == f"http://127.0.0.1:{port}/api"
+        assert server.api_key == "k1"
+        response = httpx.get(f"{server.base_url}/snapshots", headers={"Authorization": "Bearer k1"})
+        assert response.json()["total"] == 0
+
+    assert not accepts_connections(port)
+    with pytest.raises(RuntimeError):
+        _ = server.port
+
+
+def test_runner_generates_a_key_when_none_is_configured() -> None:
+    with EmulatorServer() as server:
+        response = httpx.get(
+            f"{server.base_url}/snapshots", headers={"Authorization": f"Bearer {server.api_key}"}
+        )
+    assert server.api_key.startswith("dtn_")
+    assert response.status_code == 200
+
+
+def test_cli_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "daytona_emulator", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "--registry-auth HOST=USER:PASSWORD" in done.stdout
+    assert "--api-key KEY" in done.stdout
+
+
+def test_cli_refuses_malformed_registry_auth() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "daytona_emulator", "--registry-auth", "no-password"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "expected HOST=USER:PASSWORD" in done.stderr
+
+
+def test_cli_serves_the_api() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daytona_emulator",
+            "--port",
+            "0",
+            "--api-key",
+            "demo-key",
+            "--registry-auth",
+            "127.0.0.1:5000=user:pa:ss",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline().strip()
+        assert banner.startswith("Daytona emulator on http://127.0.0.1:")
+        base_url = banner.rsplit(" ", 1)[1]
+        with httpx.Client(base_url=base_url, trust_env=False) as client:
+            allowed = client.get("/snapshots", headers={"Authorization": "Bearer demo-key"})
+            refused = client.get("/snapshots", headers={"Authorization": "Bearer other"})
+        assert allowed.status_code == 200
+        assert refused.status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
