@@ -70,6 +70,12 @@ def test_engine(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def test_daytona(session: nox.Session) -> None:
+    """Daytona tier: emulator faithfulness (Daytona's SDK), snapshot client and sandbox suite."""
+    _pytest(session, "-m", "emulator")
+
+
+@nox.session(default=False)
 def snapshot_local(session: nox.Session) -> None:
     """Build the sandbox image from this checkout as :local and :sha-<sha>; PUSH=1 also pushes."""
     _run(session, "snapshot_local")
@@ -103,3 +109,27 @@ def sandbox_up(session: nox.Session) -> None:
 def sandbox_down(session: nox.Session) -> None:
     """Remove a sandbox container (`-- NAME`) or every one the pipeline made (`-- --all`)."""
     _run(session, "sandbox_down")
+
+
+@nox.session(default=False)
+def snapshot_daytona(session: nox.Session) -> None:
+    """Register the commit's pushed image as Daytona snapshot iterate-sandbox-<sha> (idempotent)."""
+    _run(session, "snapshot_daytona")
+
+
+@nox.session(default=False)
+def snapshot_stage(session: nox.Session) -> None:
+    """Make a Daytona snapshot <stage>--<YYYYMMDD-HHMMSS> (dev-$ITERATE_USER or APP_STAGE)."""
+    _run(session, "snapshot_stage")
+
+
+@nox.session(default=False)
+def snapshot_latest(session: nox.Session) -> None:
+    """Print the newest active Daytona snapshot of a stage or prefix (stdout)."""
+    _run(session, "snapshot_latest")
+
+
+@nox.session(default=False)
+def snapshots_clean(session: nox.Session) -> None:
+    """Show the retention plan for a prefix's Daytona snapshots; delete only with --yes."""
+    _run(session, "snapshots_clean")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
 GHCR = "ghcr.io"
-LOOPBACK_PREFIXES = ("127.", "localhost", "[::1]")
+_LOOPBACK = re.compile(r"^(?:127(?:\.\d{1,3}){3}|localhost|\[::1\])(?::\d+)?$")
 
 
 class Credentials(BaseModel):
@@ -40,8 +41,9 @@ def resolve_credentials(settings: BuildSettings) -> Credentials | None:
     if (user is None) != (password is None):
         missing = "REGISTRY_PASSWORD" if password is None else "REGISTRY_USERNAME"
         raise ConfigError(
-            f"{missing} is not set but its partner is", f"set both or neither of {missing} and "
-            + ("REGISTRY_USERNAME" if missing == "REGISTRY_PASSWORD" else "REGISTRY_PASSWORD")
+            f"{missing} is not set but its partner is",
+            f"set both or neither of {missing} and "
+            + ("REGISTRY_USERNAME" if missing == "REGISTRY_PASSWORD" else "REGISTRY_PASSWORD"),
         )
     if user is not None and password is not None:
         return Credentials(
@@ -81,7 +83,8 @@ def docker_config_has_auth(host: str) -> bool:
 
 
 def is_loopback(host: str) -> bool:
-    return host.startswith(LOOPBACK_PREFIXES)
+    """127.0.0.0/8, localhost or [::1], with an optional port; not e.g. localhost.example.com."""
+    return _LOOPBACK.fullmatch(host) is not None
 
 
 def ensure_login(client: DockerClient, settings: BuildSettings) -> str:

@@ -73,7 +73,7 @@ class BuildSettings(_Base):
     @field_validator("image_repository")
     @classmethod
     def _repository(cls, value: str) -> str:
-        if not _REPOSITORY.match(value):
+        if not _REPOSITORY.fullmatch(value):
             raise ValueError(
                 "an image repository without tag, lower-case, like ghcr.io/iterate/sandbox"
             )
@@ -84,7 +84,7 @@ class BuildSettings(_Base):
     def _platforms(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = tuple(p.strip() for p in value.split(",") if p.strip())
-        if not value or any(not _PLATFORM.match(p) for p in value):
+        if not value or any(not _PLATFORM.fullmatch(p) for p in value):
             raise ValueError("os/arch[/variant], comma-separated, like linux/amd64,linux/arm64")
         return value
 
@@ -105,7 +105,7 @@ class BuildSettings(_Base):
     def _sha(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not _SHA.match(value.lower()):
+        if not _SHA.fullmatch(value.lower()):
             raise ValueError("a full 40-character hex commit sha")
         return value.lower()
 

@@ -116,3 +116,19 @@ def test_docker_config_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_error_format() -> None:
     error = PipelineError("a\n  multi-line   cause", "do this")
     assert str(error) == "a multi-line cause — fix: do this"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1:5000", True),
+        ("127.1.2.3", True),
+        ("localhost:5000", True),
+        ("[::1]:5000", True),
+        ("localhost.example.com", False),
+        ("127.example.com", False),
+        ("ghcr.io", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert registry_auth.is_loopback(host) is loopback

@@ -63,6 +63,8 @@ def test_push_forms(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool)
         ("SANDBOX_BUILD_PLATFORM", ",", "os/arch"),
         ("GIT_SHA", "abc123", "40-character"),
         ("GIT_SHA", "z" * 40, "40-character"),
+        ("GIT_SHA", "a" * 40 + "\n", "40-character"),
+        ("SANDBOX_IMAGE_REPOSITORY", "ghcr.io/iterate/sandbox\n", "lower-case"),
         ("DOCKER_HOST", "127.0.0.1:2375", "tcp://HOST:PORT"),
         ("SANDBOX_BUILD_TIMEOUT", "soon", "a number of seconds"),
         ("SANDBOX_BUILD_TIMEOUT", "0", "greater than 0"),

@@ -17,6 +17,10 @@ COMMANDS: dict[str, str] = {
     "registry": "pipeline.commands.registry:registry",
     "sandbox_up": "pipeline.commands.sandbox_local:sandbox_up",
     "sandbox_down": "pipeline.commands.sandbox_local:sandbox_down",
+    "snapshot_daytona": "pipeline.daytona.commands:snapshot_daytona",
+    "snapshot_stage": "pipeline.daytona.commands:snapshot_stage",
+    "snapshot_latest": "pipeline.daytona.commands:snapshot_latest",
+    "snapshots_clean": "pipeline.daytona.commands:snapshots_clean",
 }
 
 

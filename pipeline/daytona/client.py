@@ -26,9 +26,24 @@ from pipeline.daytona.models import ApiError, CreateSnapshot, Snapshot, Snapshot
 from pipeline.daytona.settings import DaytonaSettings
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 
-# stamina logs each scheduled retry at WARNING; without a handler Python's last-resort handler
-# prints a bare "stamina.retry_scheduled" line. We print our own retry lines instead.
-logging.getLogger("stamina").addHandler(logging.NullHandler())
+_QUIET_MARK = "<sandbox-pipeline retry"
+
+
+class QuietRetry(Exception):
+    """Base of the signals we hand stamina; its log records for them are dropped (below)."""
+
+    def __repr__(self) -> str:
+        return f"{_QUIET_MARK}: {self}>"
+
+
+def _not_ours(record: logging.LogRecord) -> bool:
+    return not str(record.__dict__.get("stamina.caused_by", "")).startswith(_QUIET_MARK)
+
+
+# stamina logs every scheduled retry at WARNING, and nox puts a handler on the root logger: each
+# poll of a snapshot would print a bare "stamina.retry_scheduled". We print our own lines for
+# HTTP retries and progress for polls, so only stamina's records about our signals are dropped.
+logging.getLogger("stamina").addFilter(_not_ours)
 
 SOURCE: Final = "sandbox-pipeline"
 KEYS_URL: Final = "https://app.daytona.io/dashboard/keys"
@@ -66,7 +81,7 @@ class OutcomeUnknown(DaytonaError):
     """
 
 
-class _Transient(Exception):
+class _Transient(QuietRetry):
     """Internal signal to stamina that a call may be retried; never escapes `_call`."""
 
     def __init__(self, error: DaytonaError, retry_after: float | None) -> None:

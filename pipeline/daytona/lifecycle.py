@@ -15,7 +15,7 @@ from typing import TypeVar
 import stamina
 
 from pipeline import console
-from pipeline.daytona.client import CreateConflict, DaytonaClient, OutcomeUnknown
+from pipeline.daytona.client import CreateConflict, DaytonaClient, OutcomeUnknown, QuietRetry
 from pipeline.daytona.models import (
     ACTIVE,
     FAILED_STATES,
@@ -25,7 +25,7 @@ from pipeline.daytona.models import (
     Snapshot,
 )
 from pipeline.daytona.naming import Action, decide, one_line
-from pipeline.errors import DaytonaError, DeadlineExceeded
+from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -169,6 +169,16 @@ def ensure_snapshot(
                 # The POST may have worked: read the name again before any new POST.
                 console.warn(f"{unknown.cause}; looking the name up before trying again")
                 continue
+            except DaytonaAuthError:
+                raise
+            except DaytonaError:
+                # Daytona checks quota and validation before duplicates, so a run that lost the
+                # race can get a 400 instead of a 409: if the name exists now, wait for it.
+                if client.get_snapshot(spec.name) is None:
+                    raise
+                console.say(f"   {spec.name}: another run created it meanwhile; waiting for it")
+                action = "waited"
+                continue
         elif decision.action is Action.WAIT:
             waiting_for = current
             if action == "existing":
@@ -179,6 +189,15 @@ def ensure_snapshot(
                 action = "activated"
             except OutcomeUnknown as unknown:
                 console.warn(f"{unknown.cause}; reading the snapshot again")
+                continue
+            except DaytonaAuthError:
+                raise
+            except DaytonaError:
+                # 400 "already active" / "in pending state": a concurrent run activated it.
+                now = client.get_snapshot(spec.name)
+                if now is not None and now.state == INACTIVE:
+                    raise
+                action = "waited"
                 continue
         elif decision.action is Action.WAIT_GONE and current is not None:
             wait_gone(client, current, deadline=deadline, timeout=timeout, poll=poll, clock=clock)
@@ -249,7 +268,7 @@ def wait_gone(
     )
 
 
-class _NotYet(Exception):
+class _NotYet(QuietRetry):
     """A signal to stamina: read again later. Caught in `_poll`."""
 
     def __init__(self, polls: int) -> None:

@@ -40,7 +40,7 @@ def snapshot_name_problem(name: str) -> str | None:
         return "a non-empty snapshot name"
     if len(name) > MAX_NAME_LENGTH:
         return f"at most {MAX_NAME_LENGTH} characters (got {len(name)})"
-    if not SAFE_NAME.match(name):
+    if not SAFE_NAME.fullmatch(name):
         return "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"
     return None
 
@@ -49,7 +49,7 @@ def image_problem(image: str) -> str | None:
     """Why Daytona would refuse `image` for a snapshot, or None when it pins a tag or digest."""
     name, at, digest = image.partition("@")
     if at:
-        if not _DIGEST.match(digest):
+        if not _DIGEST.fullmatch(digest):
             return "a digest of the form image@sha256:<64 lower-case hex>"
         name = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
     last = name.rsplit("/", 1)[-1]
@@ -60,7 +60,7 @@ def image_problem(image: str) -> str | None:
     repository, colon, tag = last.partition(":")
     if not colon or not repository:
         return "an image with a tag or digest, like ghcr.io/iterate/sandbox:sha-<sha>"
-    if not _TAG.match(tag):
+    if not _TAG.fullmatch(tag):
         return "a tag of [A-Za-z0-9_.-], at most 128 characters"
     if tag.lower() in FLOATING_TAGS:
         return f"a fixed tag or digest; Daytona refuses floating tags like :{tag}"
@@ -90,14 +90,14 @@ def resolve_stage(
     """The stage and the variable it came from: DAYTONA_SNAPSHOT_PREFIX, then
     dev-$ITERATE_USER (a developer's own snapshots), then APP_STAGE."""
     candidates = (
-        ("DAYTONA_SNAPSHOT_PREFIX", prefix),
-        ("ITERATE_USER", f"dev-{iterate_user}" if iterate_user else None),
-        ("APP_STAGE", app_stage),
+        ("DAYTONA_SNAPSHOT_PREFIX", prefix, ""),
+        ("ITERATE_USER", iterate_user, "dev-"),
+        ("APP_STAGE", app_stage, ""),
     )
-    for variable, value in candidates:
+    for variable, value, stage_prefix in candidates:
         if value is None or not value.strip():
             continue
-        stage = sanitize_stage(value)
+        stage = sanitize_stage(stage_prefix + value.strip())
         if not stage or stage == "dev":
             raise ConfigError(
                 f"{variable}={value!r} leaves no usable stage name",

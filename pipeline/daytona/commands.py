@@ -1,0 +1,420 @@
+"""The Daytona sessions: `name(argv)` functions the noxfile calls with `session.posargs`.
+
+Each parses its options (prog `nox -s NAME --`), prints its plan, and raises PipelineError on
+failure. `--dry-run` prints the plan and changes nothing. The keyword-only parameters exist for
+tests (a client on an emulator, fast polling, a fixed clock); sessions never pass them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from pipeline import console
+from pipeline.cli import parser
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.latest import find_latest
+from pipeline.daytona.lifecycle import Outcome, PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.daytona.naming import (
+    image_problem,
+    match_prefix,
+    resolve_stage,
+    sha_image,
+    sha_snapshot_name,
+    snapshot_name_problem,
+    stage_snapshot_name,
+)
+from pipeline.daytona.retention import plan_retention
+from pipeline.daytona.settings import DaytonaSettings, SnapshotSettings, StageSettings
+from pipeline.errors import ConfigError, DaytonaError, GitError, PipelineError
+from pipeline.registry_api import check_image, parse_image, registry_credentials
+from pipeline.report import publish
+from pipeline.settings import BuildSettings, ReportSettings, load
+
+DEFAULT_KEEP = 5
+DEFAULT_DAYS = 7.0
+Now = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- snapshot_daytona / snapshot_stage -------------------------------------------------------
+
+
+def snapshot_daytona(
+    argv: Sequence[str],
+    *,
+    client: DaytonaClient | None = None,
+    poll: PollPolicy | None = None,
+) -> None:
+    """Register the commit's image as Daytona snapshot iterate-sandbox-<sha>; idempotent."""
+    cli = parser("snapshot_daytona", "Make iterate-sandbox-<sha> from <repo>:sha-<sha>.")
+    cli.add_argument(
+        "--name",
+        help="snapshot name (default: SANDBOX_SNAPSHOT_NAME, else iterate-sandbox-<sha>[-dirty])",
+    )
+    cli.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a snapshot of that name that failed or has another image",
+    )
+    _snapshot_options(cli)
+    args = cli.parse_args(argv)
+    settings = load(SnapshotSettings)
+    build = load(BuildSettings)
+    name = args.name or settings.name
+    image = args.image or settings.image
+    if name is None or image is None:
+        sha, dirty = _commit(build)
+        name = name or sha_snapshot_name(sha, dirty)
+        image = image or sha_image(build.image_repository, sha, dirty)
+    spec = _spec(args, settings, name, image)
+    _make(spec, args, settings, build, client=client, poll=poll, force=args.force)
+
+
+def snapshot_stage(
+    argv: Sequence[str],
+    *,
+    client: DaytonaClient | None = None,
+    poll: PollPolicy | None = None,
+    now: Now = _utcnow,
+) -> None:
+    """Make a new <stage>--<YYYYMMDD-HHMMSS> snapshot (stage: dev-$ITERATE_USER or APP_STAGE)."""
+    cli = parser("snapshot_stage", "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.")
+    cli.add_argument(
+        "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
+    )
+    _snapshot_options(cli)
+    args = cli.parse_args(argv)
+    settings = load(SnapshotSettings)
+    build = load(BuildSettings)
+    stage, source = _stage(args.prefix)
+    image = args.image or settings.image
+    if image is None:
+        sha, dirty = _commit(build)
+        image = sha_image(build.image_repository, sha, dirty)
+    spec = _spec(args, settings, stage_snapshot_name(stage, now()), image)
+    _make(
+        spec,
+        args,
+        settings,
+        build,
+        client=client,
+        poll=poll,
+        force=False,
+        extra_plan=(f"stage:      {stage} (from {source})",),
+    )
+
+
+def _snapshot_options(cli: argparse.ArgumentParser) -> None:
+    cli.add_argument(
+        "--image",
+        help="image to snapshot (default: SANDBOX_IMAGE, else "
+        "$SANDBOX_IMAGE_REPOSITORY:sha-<sha>[-dirty])",
+    )
+    cli.add_argument("--cpu", type=_positive_int, help="vCPUs (SANDBOX_SNAPSHOT_CPU, 2)")
+    cli.add_argument("--memory", type=_positive_int, help="GB (SANDBOX_SNAPSHOT_MEMORY, 4)")
+    cli.add_argument("--disk", type=_positive_int, help="GB (SANDBOX_SNAPSHOT_DISK, 10)")
+    cli.add_argument(
+        "--timeout",
+        type=_positive_float,
+        help="seconds to wait for active (DAYTONA_SNAPSHOT_TIMEOUT, 1200)",
+    )
+    cli.add_argument(
+        "--skip-image-check",
+        action="store_true",
+        help="do not ask the image's registry whether the tag exists",
+    )
+
+
+def _spec(
+    args: argparse.Namespace, settings: SnapshotSettings, name: str, image: str
+) -> SnapshotSpec:
+    for flag, value, problem in (
+        ("--name/SANDBOX_SNAPSHOT_NAME", name, snapshot_name_problem(name)),
+        ("--image/SANDBOX_IMAGE", image, image_problem(image)),
+    ):
+        if problem:
+            raise ConfigError(
+                f"{flag} {value!r} is not valid: expected {problem}",
+                "correct the option or variable",
+            )
+    return SnapshotSpec(
+        name=name,
+        image=image,
+        cpu=args.cpu or settings.cpu,
+        memory=args.memory or settings.memory,
+        disk=args.disk or settings.disk,
+        entrypoint=settings.entrypoint,
+    )
+
+
+def _make(
+    spec: SnapshotSpec,
+    args: argparse.Namespace,
+    settings: SnapshotSettings,
+    build: BuildSettings,
+    *,
+    client: DaytonaClient | None,
+    poll: PollPolicy | None,
+    force: bool,
+    extra_plan: tuple[str, ...] = (),
+) -> None:
+    daytona = load(DaytonaSettings)
+    timeout = args.timeout or settings.timeout
+    console.step("Daytona snapshot plan")
+    for line in (*extra_plan, *spec.describe()):
+        console.say(line)
+    console.say(
+        f"api:        {daytona.api_url}"
+        + (f" (organization {daytona.organization_id})" if daytona.organization_id else "")
+    )
+    console.say(f"deadline:   {timeout:g} s")
+    console.say(f"image check:{' skipped' if args.skip_image_check else ' registry v2 API'}")
+    if force:
+        console.say("force:      replace a failed snapshot or one with another image")
+    if args.dry_run:
+        console.say("dry run: Daytona and the registry were not contacted; nothing changed")
+        return
+
+    def check() -> None:
+        if args.skip_image_check:
+            return
+        host = parse_image(spec.image).host
+        digest = check_image(spec.image, registry_credentials(host, build))
+        console.say(f"   image exists: {spec.image}" + (f" ({digest})" if digest else ""))
+
+    with _client(client, daytona) as api:
+        console.step(f"Daytona snapshot {spec.name}")
+        outcome = ensure_snapshot(
+            api, spec, timeout=timeout, force=force, check_image=check, poll=poll
+        )
+    _report(spec, outcome)
+
+
+def _report(spec: SnapshotSpec, outcome: Outcome) -> None:
+    snap = outcome.snapshot
+    if outcome.action in ("existing", "waited") and (snap.cpu, snap.mem, snap.disk) != (
+        spec.cpu,
+        spec.memory,
+        spec.disk,
+    ):
+        console.warn(
+            f"{snap.name} exists with {snap.resources()}, not the requested {spec.cpu} vCPU, "
+            f"{spec.memory} GB memory, {spec.disk} GB disk (snapshots are immutable; "
+            "use another name or delete it to change them)"
+        )
+    console.step(
+        f"snapshot {snap.name} is {snap.state} ({outcome.action}, {outcome.duration_s:.1f} s)"
+    )
+    values = {
+        "name": snap.name,
+        "id": snap.id,
+        "state": snap.state,
+        "image": snap.image_name or spec.image,
+        "cpu": snap.cpu,
+        "memory": snap.mem,
+        "disk": snap.disk,
+        "action": outcome.action,
+        "duration_s": round(outcome.duration_s, 1),
+    }
+    publish(
+        "snapshot",
+        values,
+        load(ReportSettings),
+        [
+            ("snapshot", f"`{snap.name}` ({snap.state}, {outcome.action})"),
+            ("id", f"`{snap.id}`"),
+            ("image", f"`{values['image']}`"),
+            ("resources", snap.resources()),
+            ("duration", f"{outcome.duration_s:.1f} s"),
+        ],
+    )
+
+
+# --- snapshot_latest -------------------------------------------------------------------------
+
+
+def snapshot_latest(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
+    """Print the newest active snapshot name of a stage (stdout), for scripts and deploys."""
+    cli = parser("snapshot_latest", "Print the newest active snapshot of a prefix.")
+    cli.add_argument(
+        "--prefix",
+        help="stage like prd (matches prd--…) or a prefix ending in '-' "
+        "(default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)",
+    )
+    args = cli.parse_args(argv)
+    prefix = args.prefix or _stage(None)[0]
+    matched = match_prefix(prefix)
+    if args.dry_run:
+        console.say(
+            f"would ask Daytona for active snapshots starting with {matched!r}, newest first"
+        )
+        return
+    with _client(client, load(DaytonaSettings)) as api:
+        found = find_latest(api, matched)
+    if found is None:
+        raise DaytonaError(
+            f"no active snapshot starts with {matched!r}",
+            "make one with `nox -s snapshot_stage`, or check the prefix",
+        )
+    console.output(found.name)
+
+
+# --- snapshots_clean -------------------------------------------------------------------------
+
+
+def snapshots_clean(
+    argv: Sequence[str],
+    *,
+    client: DaytonaClient | None = None,
+    now: Now = _utcnow,
+) -> None:
+    """Delete a prefix's old snapshots (keeps newest N, recent ones, newest active); --yes acts."""
+    cli = parser(
+        "snapshots_clean",
+        "Retention for a prefix's snapshots; prints the plan, deletes only with --yes.",
+    )
+    cli.add_argument(
+        "--prefix",
+        action="append",
+        help="stage or prefix to clean; repeatable (default: the current stage)",
+    )
+    cli.add_argument(
+        "--keep",
+        type=_non_negative_int,
+        default=DEFAULT_KEEP,
+        help=f"always keep this many newest (default {DEFAULT_KEEP})",
+    )
+    cli.add_argument(
+        "--days",
+        type=_non_negative_float,
+        default=DEFAULT_DAYS,
+        help=f"always keep snapshots younger than this (default {DEFAULT_DAYS:g})",
+    )
+    cli.add_argument("--yes", action="store_true", help="delete what the plan says")
+    args = cli.parse_args(argv)
+    prefixes = [match_prefix(p) for p in (args.prefix or [_stage(None)[0]])]
+    rules = (
+        f"keep the newest {args.keep}, anything younger than {args.days:g} days and the newest "
+        "active one; delete the rest"
+    )
+    if args.dry_run:
+        for matched in prefixes:
+            console.say(f"would list snapshots starting with {matched!r}: {rules}")
+        console.say("dry run: Daytona was not contacted; run without --dry-run to see the plan")
+        return
+    deleted: list[str] = []
+    failures: list[str] = []
+    with _client(client, load(DaytonaSettings)) as api:
+        for matched in prefixes:
+            plan = plan_retention(
+                api.iter_snapshots(matched), matched, keep=args.keep, days=args.days, now=now()
+            )
+            with console.group(f"retention plan for {matched}"):
+                for line in plan.describe():
+                    console.say(line)
+            if not args.yes:
+                continue
+            for snapshot in plan.to_delete:
+                try:
+                    api.delete_snapshot(snapshot.id)
+                    deleted.append(snapshot.name)
+                    console.say(f"   deleted {snapshot.name}")
+                except PipelineError as error:
+                    failures.append(f"{snapshot.name}: {error.cause}")
+                    console.warn(f"could not delete {snapshot.name}: {error}")
+    if args.yes:
+        console.step(f"deleted {len(deleted)} snapshots")
+    else:
+        console.say("nothing deleted; pass --yes to delete what the plan says")
+    publish("snapshots_clean", {"deleted": deleted, "failed": len(failures)}, load(ReportSettings))
+    if failures:
+        raise DaytonaError(
+            f"{len(failures)} deletions failed, first: {failures[0]}",
+            "re-run; snapshots in use by sandboxes may need those stopped first",
+        )
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _client(client: DaytonaClient | None, settings: DaytonaSettings) -> Iterator[DaytonaClient]:
+    if client is not None:  # the caller's: they close it
+        yield client
+        return
+    with DaytonaClient.from_settings(settings) as own:
+        yield own
+
+
+def _stage(prefix: str | None) -> tuple[str, str]:
+    if prefix:
+        return resolve_stage(prefix=prefix, iterate_user=None, app_stage=None)[0], "--prefix"
+    stage = load(StageSettings)
+    return resolve_stage(
+        prefix=stage.prefix, iterate_user=stage.iterate_user, app_stage=stage.app_stage
+    )
+
+
+def _commit(build: BuildSettings) -> tuple[str, bool]:
+    """The commit whose image to snapshot: GIT_SHA or HEAD; dirty as snapshot_local tags it."""
+    from pipeline.gitfacts import read_git_facts
+
+    try:
+        facts = read_git_facts(build.build_context, os.environ)
+    except GitError:
+        if build.git_sha:  # CI may snapshot a pushed commit without a checkout
+            return build.git_sha, False
+        raise
+    if build.git_sha and build.git_sha != facts.sha:
+        # Another commit's image (a dispatch naming a sha): this tree's state says nothing of it.
+        return build.git_sha, False
+    return facts.sha, facts.dirty
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+__all__ = [
+    "snapshot_daytona",
+    "snapshot_latest",
+    "snapshot_stage",
+    "snapshots_clean",
+]
