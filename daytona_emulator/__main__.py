@@ -13,6 +13,7 @@ from daytona_emulator.config import (
     ApiKey,
     EmulatorConfig,
     RegistryCredential,
+    SandboxSettings,
     Timings,
 )
 from daytona_emulator.server import listening_socket, uvicorn_config
@@ -36,7 +37,8 @@ def _mirror(value: str) -> tuple[str, str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m daytona_emulator",
-        description="Offline emulator of Daytona's snapshot REST API. "
+        description="Offline emulator of Daytona's snapshot and sandbox REST API "
+        "(sandboxes are containers on the local Docker engine). "
         "Point DAYTONA_API_URL at http://HOST:PORT/api.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -82,6 +84,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help="seed a Daytona-provided general snapshot every organization lists",
     )
+    sandbox_defaults = SandboxSettings()
+    parser.add_argument(
+        "--docker-host",
+        default=None,
+        metavar="URL",
+        help="Docker engine that runs sandboxes (default: what the docker CLI uses)",
+    )
+    parser.add_argument(
+        "--publish-port",
+        action="append",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="container port published on 127.0.0.1 for preview URLs (repeatable; default: "
+        + ", ".join(str(port) for port in sandbox_defaults.published_ports)
+        + ")",
+    )
     return parser.parse_args(argv)
 
 
@@ -102,6 +121,10 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
             removal_seconds=args.removal_seconds,
         ),
         general_snapshots=tuple(args.general_snapshot),
+        sandboxes=SandboxSettings(
+            docker_host=args.docker_host,
+            published_ports=tuple(args.publish_port or SandboxSettings().published_ports),
+        ),
     ).with_generated_key()
 
 

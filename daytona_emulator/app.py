@@ -2,6 +2,7 @@
 
 `create_app(config)` returns the ASGI app and the `EmulatorState` it serves, so an in-process
 runner (server.py) can hand tests a direct handle on the same knobs the admin routes use.
+Preview traffic (preview_proxy.py) is split off before the traffic layer: it is not API traffic.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from daytona_emulator import admin_routes, snapshot_routes
+from daytona_emulator import (
+    admin_routes,
+    sandbox_admin_routes,
+    sandbox_routes,
+    snapshot_routes,
+    toolbox_routes,
+)
 from daytona_emulator.config import EmulatorConfig
 from daytona_emulator.errors import ApiError
 from daytona_emulator.lifecycle import Lifecycle
+from daytona_emulator.preview_proxy import PreviewDispatch
 from daytona_emulator.rawpath import RawPathRouting
 from daytona_emulator.state import EmulatorState
 from daytona_emulator.traffic import TrafficMiddleware
@@ -38,6 +46,8 @@ def _fastapi_app(state: EmulatorState) -> FastAPI:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            # Sandbox containers must not outlive the server.
+            await state.sandbox_lifecycle.shutdown()
 
     app = FastAPI(
         title="Daytona API emulator",
@@ -49,7 +59,10 @@ def _fastapi_app(state: EmulatorState) -> FastAPI:
     )
     app.state.emulator = state
     app.include_router(snapshot_routes.router)
+    app.include_router(sandbox_routes.router)
+    app.include_router(toolbox_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(sandbox_admin_routes.router)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -73,5 +86,6 @@ def _fastapi_app(state: EmulatorState) -> FastAPI:
 
 def create_app(config: EmulatorConfig) -> tuple[ASGIApp, EmulatorState]:
     state = EmulatorState(config)
-    app: ASGIApp = TrafficMiddleware(RawPathRouting(_fastapi_app(state)), state.knobs)
+    api = TrafficMiddleware(RawPathRouting(_fastapi_app(state)), state.knobs)
+    app: ASGIApp = PreviewDispatch(api, state)
     return app, state

@@ -15,18 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field
 # (organization-resource-permission.enum.ts). Reads need none.
 WRITE_SNAPSHOTS = "write:snapshots"
 DELETE_SNAPSHOTS = "delete:snapshots"
+WRITE_SANDBOXES = "write:sandboxes"
+DELETE_SANDBOXES = "delete:sandboxes"
 ALL_PERMISSIONS: frozenset[str] = frozenset(
     {
         WRITE_SNAPSHOTS,
         DELETE_SNAPSHOTS,
         "write:registries",
         "delete:registries",
-        "write:sandboxes",
-        "delete:sandboxes",
+        WRITE_SANDBOXES,
+        DELETE_SANDBOXES,
     }
 )
 # What a key limited to sandbox work looks like (pain point 9 in the spec: 403 on snapshot create).
-SANDBOX_ONLY_PERMISSIONS: frozenset[str] = frozenset({"write:sandboxes", "delete:sandboxes"})
+SANDBOX_ONLY_PERMISSIONS: frozenset[str] = frozenset({WRITE_SANDBOXES, DELETE_SANDBOXES})
 
 
 def new_id() -> str:
@@ -68,6 +70,11 @@ class Timings(BaseModel):
     # Real Daytona refuses activation for 10 minutes after a deactivation; 0 keeps tests fast.
     activation_cooldown_seconds: float = Field(default=0.0, ge=0)
     registry_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Daytona's `POST /sandbox` and `/start` wait up to 30 s for `started` before answering;
+    # shorter here so a sandbox that never starts fails a test quickly.
+    sandbox_start_wait_seconds: float = Field(default=10.0, ge=0)
+    # Grace period of `docker stop` before SIGKILL (`POST /sandbox/{id}/stop?force=true` kills).
+    sandbox_stop_timeout_seconds: float = Field(default=5.0, ge=0)
 
 
 class Limits(BaseModel):
@@ -79,6 +86,20 @@ class Limits(BaseModel):
     max_disk_per_sandbox: float = Field(default=10, ge=0)
     gpu_quota: int = Field(default=0, ge=0)
     max_snapshot_size_gb: float = Field(default=20, gt=0)
+
+
+class SandboxSettings(BaseModel):
+    """Where sandboxes run: containers on a Docker engine, reached through 127.0.0.1."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # None: the engine the docker CLI finds by itself (DOCKER_HOST, or the default socket)
+    docker_host: str | None = None
+    # Container ports published on 127.0.0.1 for preview URLs. Other ports are reached on the
+    # container's own address, which works only where the engine's network is routable (Linux).
+    published_ports: tuple[int, ...] = (3000, 8080)
+    # Daytona's runners pull and run linux/amd64 images only.
+    platform: str = "linux/amd64"
 
 
 class EmulatorConfig(BaseModel):
@@ -95,6 +116,7 @@ class EmulatorConfig(BaseModel):
     regions: tuple[str, ...] = ("us",)
     # Names of Daytona-provided `general: true` snapshots every organization sees in its list
     general_snapshots: tuple[str, ...] = ()
+    sandboxes: SandboxSettings = Field(default_factory=SandboxSettings)
 
     @property
     def default_region(self) -> str:

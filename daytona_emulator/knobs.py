@@ -1,4 +1,4 @@
-"""Test hooks: injected faults, scripted snapshot outcomes, runtime settings, the request log.
+"""Test hooks: injected faults, scripted snapshot and sandbox outcomes, settings, the request log.
 
 The same `Knobs` object backs the `/_emulator/*` admin routes and the in-process handle that
 `EmulatorServer.knobs` returns, so a test can use whichever is more convenient.
@@ -17,6 +17,7 @@ from daytona_emulator.config import EmulatorConfig, Limits, RegistryCredential, 
 
 FaultKind = Literal["error", "rate_limit", "delay", "drop", "drop_after"]
 OutcomeKind = Literal["stuck_pending", "stuck_pulling", "error", "build_failed"]
+SandboxOutcomeKind = Literal["error", "stuck_creating"]
 
 
 class FaultRule(BaseModel):
@@ -67,6 +68,21 @@ class SnapshotOutcome(BaseModel):
     reason: str = "Timeout processing snapshot pull on initial runner"
 
 
+class SandboxOutcome(BaseModel):
+    """What happens to sandboxes created from snapshots whose name matches `snapshot_pattern`.
+
+    `error`: the sandbox goes from `creating` to `error` with `reason` as `errorReason`, without
+    a container (so `POST /sandbox` answers 400 `Sandbox failed to start: <reason>`).
+    `stuck_creating`: it stays `creating`, as when no runner picks it up.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    snapshot_pattern: str
+    outcome: SandboxOutcomeKind
+    reason: str = "Failed to start sandbox container"
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -96,6 +112,7 @@ class Knobs:
         self._ids = itertools.count(1)
         self._faults: list[FaultRule] = []
         self._outcomes: list[SnapshotOutcome] = []
+        self._sandbox_outcomes: list[SandboxOutcome] = []
         self._requests: list[RequestRecord] = []
         self.timings = config.timings.model_copy()
         self.limits = config.limits.model_copy()
@@ -107,6 +124,7 @@ class Knobs:
         with self._lock:
             self._faults.clear()
             self._outcomes.clear()
+            self._sandbox_outcomes.clear()
             self._requests.clear()
             self.timings = self._config.timings.model_copy()
             self.limits = self._config.limits.model_copy()
@@ -157,6 +175,32 @@ class Knobs:
         with self._lock:
             return next(
                 (o for o in self._outcomes if fnmatch.fnmatchcase(name, o.name_pattern)), None
+            )
+
+    # Sandbox outcomes
+
+    def add_sandbox_outcome(self, outcome: SandboxOutcome) -> SandboxOutcome:
+        with self._lock:
+            self._sandbox_outcomes.append(outcome)
+            return outcome
+
+    def sandbox_outcomes(self) -> list[SandboxOutcome]:
+        with self._lock:
+            return list(self._sandbox_outcomes)
+
+    def clear_sandbox_outcomes(self) -> None:
+        with self._lock:
+            self._sandbox_outcomes.clear()
+
+    def sandbox_outcome_for(self, snapshot_name: str) -> SandboxOutcome | None:
+        with self._lock:
+            return next(
+                (
+                    o
+                    for o in self._sandbox_outcomes
+                    if fnmatch.fnmatchcase(snapshot_name, o.snapshot_pattern)
+                ),
+                None,
             )
 
     # Settings and registries

@@ -101,7 +101,8 @@ class EmulatorServer:
         return self.state.knobs
 
     def reset(self) -> None:
-        """Forget snapshots, faults, outcomes, the request log and runtime settings."""
+        """Forget snapshots, sandboxes (removing their containers), faults, outcomes, the request
+        log and runtime settings."""
         self.state.reset()
 
     def start(self) -> Self:

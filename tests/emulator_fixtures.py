@@ -12,6 +12,8 @@ Import the fixtures you use into your test module (pytest finds them by name):
   `registry` fixture, so snapshots of `<registry.host>/<name>:<tag>` images pull for real.
 - `push_tiny_image(registry, name, tag)`: put a one-layer image into that registry through its
   HTTP API (no engine needed, milliseconds).
+- `push_busybox_image(registry, name, tag, entrypoint=..., files=...)`: the same way, an image
+  that really runs: a static busybox (from the host) as its whole rootfs, plus extra files.
 
 The fixtures depend only on pytest built-ins and conftest's `registry`, so importing the ones
 you use is enough.
@@ -26,8 +28,9 @@ import json
 import ssl
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -182,9 +185,13 @@ def _put_manifest(
 
 
 def _push_platform(
-    client: httpx.Client, name: str, architecture: str, entrypoint: list[str] | None
+    client: httpx.Client,
+    name: str,
+    architecture: str,
+    entrypoint: list[str] | None,
+    layer: bytes | None = None,
 ) -> tuple[bytes, int]:
-    layer = _layer(architecture)
+    layer = layer or _layer(architecture)
     uncompressed = gzip.decompress(layer)
     config = json.dumps(
         {
@@ -248,3 +255,53 @@ def push_tiny_image(
         _put_manifest(client, name, tag, OCI_INDEX, index)
         amd64_size = next((size for arch, _, size in pushed if arch == "amd64"), 0)
         return PushedImage(f"{registry.host}/{name}:{tag}", _digest(index), amd64_size)
+
+
+BUSYBOX = Path("/bin/busybox")  # static (Debian's busybox-static), as the engine tests use it
+BUSYBOX_APPLETS = ("sh", "sleep", "echo", "cat", "pwd", "env", "httpd", "ls", "kill", "ps")
+
+
+def _busybox_layer(files: Mapping[str, str]) -> bytes:
+    """A gzipped rootfs: /bin/busybox, applet links, /tmp, and `files` (path -> text)."""
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as archive:
+        for directory in ("bin", "tmp", "root"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            archive.addfile(info)
+        binary = BUSYBOX.read_bytes()
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(binary), 0o755
+        archive.addfile(info, io.BytesIO(binary))
+        for applet in BUSYBOX_APPLETS:
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            archive.addfile(info)
+        for path, text in sorted(files.items()):
+            payload = text.encode()
+            parts = path.strip("/").split("/")
+            for depth in range(1, len(parts)):
+                info = tarfile.TarInfo("/".join(parts[:depth]))
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                archive.addfile(info)
+            info = tarfile.TarInfo("/".join(parts))
+            info.size, info.mode = len(payload), 0o644
+            archive.addfile(info, io.BytesIO(payload))
+    return gzip.compress(tar_bytes.getvalue(), mtime=0)
+
+
+def push_busybox_image(
+    registry: LocalRegistry,
+    name: str,
+    tag: str,
+    *,
+    entrypoint: list[str] | None = None,
+    files: Mapping[str, str] | None = None,
+) -> PushedImage:
+    """Push a runnable linux/amd64 image: busybox (`sh`, `httpd`, ...) plus `files`."""
+    with registry.client() as client:
+        manifest, size = _push_platform(
+            client, name, "amd64", entrypoint, layer=_busybox_layer(files or {})
+        )
+        _put_manifest(client, name, tag, OCI_MANIFEST, manifest)
+    return PushedImage(f"{registry.host}/{name}:{tag}", _digest(manifest), size)

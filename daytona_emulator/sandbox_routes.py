@@ -1,0 +1,430 @@
+"""`/api/sandbox`: Daytona's sandbox endpoints, guards and pipes in Nest's order.
+
+Per request: JSON body parsing (400), authentication (401), permission guard (403), lookup
+(404), body validation (400), then `sandbox.service.ts`'s rules. Container work happens in
+`sandbox_lifecycle.py`; like Daytona's controller, create and start wait (bounded) for `started`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from daytona_emulator.auth import AuthContext, authenticate
+from daytona_emulator.config import DELETE_SANDBOXES, WRITE_SANDBOXES, new_id
+from daytona_emulator.errors import ApiError, bad_request, forbidden, not_found
+from daytona_emulator.models import Snapshot, SnapshotState
+from daytona_emulator.preview_proxy import PREVIEW_PREFIX
+from daytona_emulator.sandbox_models import (
+    DEFAULT_AUTO_ARCHIVE_MINUTES,
+    DEFAULT_AUTO_DELETE_MINUTES,
+    DEFAULT_AUTO_STOP_MINUTES,
+    DEFAULT_USER,
+    SandboxRow,
+    SandboxState,
+    sandbox_list_item_wire,
+    sandbox_wire,
+)
+from daytona_emulator.snapshot_routes import _json_body as json_body
+from daytona_emulator.state import EmulatorState, emulator_state
+from daytona_emulator.store import is_uuid
+from daytona_emulator.validation import PER_SANDBOX_LIMIT_MESSAGE
+from daytona_emulator.wire import js_str
+
+router = APIRouter(prefix="/api/sandbox")
+
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class CreateSandboxRequest:
+    snapshot: str
+    name: str | None
+    user: str | None
+    env: dict[str, str]
+    labels: dict[str, str]
+    public: bool
+    network_block_all: bool | None
+    network_allow_list: str | None
+    target: str | None
+    auto_stop_interval: int | None
+    auto_archive_interval: int | None
+    auto_delete_interval: int | None
+    volume_ids: list[str]
+    has_resources: bool
+    has_build_info: bool
+
+
+def _context(request: Request) -> tuple[EmulatorState, AuthContext]:
+    state = emulator_state(request)
+    return state, authenticate(request, state.api_keys)
+
+
+def origin(request: Request) -> str:
+    """The emulator as this client reaches it: it is its own proxy, as for build logs."""
+    return str(request.base_url).rstrip("/")
+
+
+def toolbox_proxy_url(request: Request) -> str:
+    return f"{origin(request)}/toolbox"
+
+
+def _wire(state: EmulatorState, request: Request, row: SandboxRow) -> dict[str, Any]:
+    with state.sandboxes.lock:
+        return sandbox_wire(row, toolbox_proxy_url(request))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _string_map_messages(prop: str, value: object) -> list[str]:
+    if not isinstance(value, dict):
+        return [f"{prop} must be an object"]
+    if not all(isinstance(item, str) for item in value.values()):
+        return [f"each value in {prop} must be a string"]
+    return []
+
+
+def _dto_messages(body: dict[str, Any]) -> list[str]:
+    """class-validator on `CreateSandboxDto`, in its property order (the fields used here)."""
+    messages: list[str] = []
+    for prop in ("name", "snapshot", "user"):
+        if body.get(prop) is not None and not isinstance(body[prop], str):
+            messages.append(f"{prop} must be a string")
+    for prop in ("env", "labels"):
+        if body.get(prop) is not None:
+            messages.extend(_string_map_messages(prop, body[prop]))
+    for prop in ("public", "networkBlockAll"):
+        if body.get(prop) is not None and not isinstance(body[prop], bool):
+            messages.append(f"{prop} must be a boolean value")
+    for prop in ("networkAllowList", "target"):
+        if body.get(prop) is not None and not isinstance(body[prop], str):
+            messages.append(f"{prop} must be a string")
+    for prop in ("cpu", "gpu", "memory", "disk"):
+        if body.get(prop) is not None and not _is_int(body[prop]):
+            messages.append(f"{prop} must be an integer number")
+    for prop in ("autoStopInterval", "autoArchiveInterval", "autoDeleteInterval"):
+        if body.get(prop) is not None and not _is_int(body[prop]):
+            messages.append(f"{prop} must be an integer number")
+    for prop in ("autoStopInterval", "autoArchiveInterval"):
+        if _is_int(body.get(prop)) and body[prop] < 0:
+            messages.append(f"{prop} must not be less than 0")
+    volumes = body.get("volumes")
+    if volumes is not None:
+        if not isinstance(volumes, list):
+            messages.append("volumes must be an array")
+        elif not all(isinstance(v, dict) and isinstance(v.get("volumeId"), str) for v in volumes):
+            messages.append("volumes.volumeId must be a string")
+    return messages
+
+
+def parse_create_sandbox(body: object) -> CreateSandboxRequest:
+    fields: dict[str, Any] = body if isinstance(body, dict) else {}
+    messages = _dto_messages(fields)
+    if messages:
+        raise bad_request(", ".join(messages))
+    return CreateSandboxRequest(
+        snapshot=(fields.get("snapshot") or "").strip(),
+        name=fields.get("name") or None,
+        user=fields.get("user") or None,
+        env=dict(fields.get("env") or {}),
+        labels=dict(fields.get("labels") or {}),
+        public=bool(fields.get("public")),
+        network_block_all=fields.get("networkBlockAll"),
+        network_allow_list=fields.get("networkAllowList"),
+        target=(fields.get("target") or "").strip() or None,
+        auto_stop_interval=fields.get("autoStopInterval"),
+        auto_archive_interval=fields.get("autoArchiveInterval"),
+        auto_delete_interval=fields.get("autoDeleteInterval"),
+        volume_ids=[v["volumeId"] for v in fields.get("volumes") or []],
+        # The controller tests truthiness: `cpu: 0` is not "specifying resources".
+        has_resources=any(fields.get(prop) for prop in ("cpu", "gpu", "memory", "disk")),
+        has_build_info=fields.get("buildInfo") is not None,
+    )
+
+
+def _snapshot_for(state: EmulatorState, organization_id: str, id_or_name: str) -> Snapshot:
+    """`createFromSnapshot`'s lookup: own or general by name, or by id; an active one wins."""
+    is_id = is_uuid(id_or_name)
+    found = [
+        row
+        for row in state.snapshots.rows()
+        if (row.organization_id == organization_id or row.general)
+        and (row.name == id_or_name or (is_id and row.id == id_or_name.lower()))
+    ]
+    if not found:
+        raise bad_request(
+            f"Snapshot {id_or_name} not found. Did you add it through the Daytona Dashboard?"
+        )
+    snapshot = next((row for row in found if row.state == SnapshotState.ACTIVE), found[0])
+    if snapshot.state != SnapshotState.ACTIVE:
+        raise bad_request(f"Snapshot {id_or_name} is {snapshot.state.value}")
+    return snapshot
+
+
+def _check_per_sandbox_limits(state: EmulatorState, cpu: int, memory: int, disk: int) -> None:
+    """`validateOrganizationQuotas`: per-sandbox limits are 403s on this path."""
+    limits = state.knobs.limits
+    if cpu > limits.max_cpu_per_sandbox:
+        raise forbidden(
+            f"CPU request {cpu} exceeds maximum allowed per sandbox "
+            f"({js_str(limits.max_cpu_per_sandbox)}).\n{PER_SANDBOX_LIMIT_MESSAGE}"
+        )
+    if memory > limits.max_memory_per_sandbox:
+        raise forbidden(
+            f"Memory request {memory}GB exceeds maximum allowed per sandbox "
+            f"({js_str(limits.max_memory_per_sandbox)}GB).\n{PER_SANDBOX_LIMIT_MESSAGE}"
+        )
+    if disk > limits.max_disk_per_sandbox:
+        raise forbidden(
+            f"Disk request {disk}GB exceeds maximum allowed per sandbox "
+            f"({js_str(limits.max_disk_per_sandbox)}GB).\n{PER_SANDBOX_LIMIT_MESSAGE}"
+        )
+
+
+def _whole(amount: float) -> int:
+    # Sandbox resources are integer columns; the SDK refuses anything but JSON integers.
+    return math.ceil(amount)
+
+
+@router.post("")
+async def create_sandbox(request: Request) -> JSONResponse:
+    body = await json_body(request)
+    state, auth = _context(request)
+    auth.require(WRITE_SANDBOXES)
+    wanted = parse_create_sandbox(body)
+    if wanted.has_build_info:
+        if wanted.snapshot:
+            raise bad_request("Cannot specify a snapshot when using a build info entry")
+        raise bad_request(
+            "The emulator does not build images: create a snapshot from a pushed image "
+            "and create the sandbox from it"
+        )
+    if wanted.has_resources:
+        raise bad_request("Cannot specify Sandbox resources when using a snapshot")
+    region = wanted.target or state.config.default_region
+    if region not in state.config.regions:
+        raise not_found("Region not found")
+    # Daytona falls back to its configured default snapshot; here, the first general one.
+    snapshot_key = wanted.snapshot or next(iter(state.config.general_snapshots), "")
+    with state.snapshots.lock:
+        snapshot = _snapshot_for(state, auth.organization_id, snapshot_key)
+        cpu, gpu = _whole(snapshot.cpu), _whole(snapshot.gpu)
+        memory, disk = _whole(snapshot.mem), _whole(snapshot.disk)
+        snapshot_name, snapshot_ref = snapshot.name, snapshot.ref
+        image_name, entrypoint = snapshot.image_name, snapshot.entrypoint
+    _check_per_sandbox_limits(state, cpu, memory, disk)
+    if wanted.volume_ids:
+        # The emulator has no volumes, so none can be found.
+        raise not_found(f"Volume '{wanted.volume_ids[0]}' not found")
+    sandbox_id = new_id()
+    row = SandboxRow(
+        id=sandbox_id,
+        organization_id=auth.organization_id,
+        name=wanted.name or sandbox_id,
+        target=region,
+        snapshot_name=snapshot_name,
+        snapshot_ref=snapshot_ref,
+        image_name=image_name,
+        entrypoint=list(entrypoint) if entrypoint else None,
+        cpu=cpu,
+        gpu=gpu,
+        memory=memory,
+        disk=disk,
+        user=wanted.user or DEFAULT_USER,
+        env=wanted.env,
+        labels=wanted.labels,
+        public=wanted.public,
+        network_block_all=bool(wanted.network_block_all),
+        network_allow_list=wanted.network_allow_list,
+        auto_stop_interval=(
+            wanted.auto_stop_interval
+            if wanted.auto_stop_interval is not None
+            else DEFAULT_AUTO_STOP_MINUTES
+        ),
+        auto_archive_interval=(
+            # 0 means "the maximum", which is also the default.
+            wanted.auto_archive_interval or DEFAULT_AUTO_ARCHIVE_MINUTES
+        ),
+        auto_delete_interval=(
+            wanted.auto_delete_interval
+            if wanted.auto_delete_interval is not None
+            else DEFAULT_AUTO_DELETE_MINUTES
+        ),
+        runner_id=state.runner_id,
+    )
+    state.sandboxes.insert(row)
+    state.sandbox_lifecycle.create(row)
+    settled = await state.sandbox_lifecycle.settle(
+        row, SandboxState.CREATING, state.knobs.timings.sandbox_start_wait_seconds
+    )
+    if settled == SandboxState.ERROR:
+        raise bad_request(f"Sandbox failed to start: {row.error_reason}")
+    return JSONResponse(_wire(state, request, row), status_code=200)
+
+
+def _list_messages(params: dict[str, list[str]]) -> list[str]:
+    messages: list[str] = []
+    if "limit" in params:
+        raw = params["limit"][-1]
+        if not raw.strip().isdigit():
+            messages.append("limit must be an integer number")
+        elif int(raw) < 1:
+            messages.append("limit must not be less than 1")
+        elif int(raw) > MAX_LIST_LIMIT:
+            messages.append(f"limit must not be greater than {MAX_LIST_LIMIT}")
+    if "cursor" in params and not params["cursor"][-1].isdigit():
+        messages.append("cursor is invalid")
+    if "labels" in params:
+        try:
+            labels = json.loads(params["labels"][-1])
+        except json.JSONDecodeError:
+            labels = None
+        if not isinstance(labels, dict):
+            messages.append("labels must be a JSON object")
+    return messages
+
+
+def _values(params: dict[str, list[str]], name: str) -> set[str]:
+    """Repeated parameters and comma-separated lists alike (clients send either)."""
+    return {part for raw in params.get(name, []) for part in raw.split(",") if part}
+
+
+@router.get("")
+async def list_sandboxes(request: Request) -> JSONResponse:
+    """`ListSandboxesResponse` as SDK 0.226.1 pages it: `items` and an opaque `nextCursor`."""
+    state, auth = _context(request)
+    params: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        params.setdefault(key, []).append(value)
+    messages = _list_messages(params)
+    if messages:
+        raise ApiError(400, ", ".join(messages))
+    limit = int(params["limit"][-1]) if "limit" in params else DEFAULT_LIST_LIMIT
+    offset = int(params["cursor"][-1]) if "cursor" in params else 0
+    labels: dict[str, Any] = json.loads(params["labels"][-1]) if "labels" in params else {}
+    id_prefix = params.get("id", [""])[-1]
+    name_prefix = params.get("name", [""])[-1].lower()
+    states = _values(params, "states")
+    snapshots = _values(params, "snapshots")
+
+    def wanted(row: SandboxRow) -> bool:
+        return (
+            row.id.startswith(id_prefix)
+            and row.name.lower().startswith(name_prefix)
+            and all(row.labels.get(key) == value for key, value in labels.items())
+            and (not states or row.state.value in states)
+            and (not snapshots or row.snapshot_name in snapshots)
+        )
+
+    rows = state.sandboxes.matching(auth.organization_id, wanted)
+    page = rows[offset : offset + limit]
+    next_cursor = str(offset + limit) if offset + limit < len(rows) else None
+    url = toolbox_proxy_url(request)
+    with state.sandboxes.lock:
+        items = [sandbox_list_item_wire(row, url) for row in page]
+    return JSONResponse({"items": items, "nextCursor": next_cursor})
+
+
+@router.get("/{id_or_name}")
+async def get_sandbox(request: Request, id_or_name: str) -> JSONResponse:
+    state, auth = _context(request)
+    row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
+    return JSONResponse(_wire(state, request, row))
+
+
+@router.delete("/{id_or_name}")
+async def delete_sandbox(request: Request, id_or_name: str) -> JSONResponse:
+    state, auth = _context(request)
+    auth.require(DELETE_SANDBOXES)
+    with state.sandboxes.lock:
+        row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
+        if row.state != SandboxState.DESTROYING:
+            if row.busy:
+                raise bad_request("Sandbox state change in progress")
+            state.sandbox_lifecycle.destroy(row)
+    return JSONResponse(_wire(state, request, row), status_code=200)
+
+
+def _settled(row: SandboxRow) -> bool:
+    """Daytona's `String(sandbox.state) !== String(sandbox.desiredState)` test, negated."""
+    return row.state.value == row.desired_state.value
+
+
+@router.post("/{id_or_name}/start")
+async def start_sandbox(request: Request, id_or_name: str) -> JSONResponse:
+    state, auth = _context(request)
+    auth.require(WRITE_SANDBOXES)
+    with state.sandboxes.lock:
+        row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
+        if row.state == SandboxState.STARTED and _settled(row):
+            return JSONResponse(_wire(state, request, row), status_code=200)
+        if not _settled(row):
+            raise bad_request("State change in progress")
+        if row.state != SandboxState.STOPPED:
+            raise bad_request("Sandbox is not in valid state")
+        state.sandbox_lifecycle.start(row)
+    settled = await state.sandbox_lifecycle.settle(
+        row, SandboxState.STARTING, state.knobs.timings.sandbox_start_wait_seconds
+    )
+    if settled == SandboxState.ERROR:
+        raise bad_request(f"Sandbox failed to start: {row.error_reason}")
+    return JSONResponse(_wire(state, request, row), status_code=200)
+
+
+@router.post("/{id_or_name}/stop")
+async def stop_sandbox(request: Request, id_or_name: str) -> JSONResponse:
+    state, auth = _context(request)
+    auth.require(WRITE_SANDBOXES)
+    force = request.query_params.get("force") == "true"
+    with state.sandboxes.lock:
+        row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
+        if not _settled(row):
+            raise bad_request("State change in progress")
+        if row.state != SandboxState.STARTED:
+            raise bad_request("Sandbox is not started")
+        state.sandbox_lifecycle.stop(row, force=force)
+    return JSONResponse(_wire(state, request, row), status_code=200)
+
+
+@router.post("/{id_or_name}/public/{is_public}")
+async def update_public_status(request: Request, id_or_name: str, is_public: str) -> JSONResponse:
+    state, auth = _context(request)
+    auth.require(WRITE_SANDBOXES)
+    with state.sandboxes.lock:
+        row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
+        row.public = is_public == "true"
+    return JSONResponse(_wire(state, request, row), status_code=200)
+
+
+@router.get("/{id_or_name}/toolbox-proxy-url")
+async def get_toolbox_proxy_url(request: Request, id_or_name: str) -> JSONResponse:
+    state, auth = _context(request)
+    state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
+    return JSONResponse({"url": toolbox_proxy_url(request)})
+
+
+@router.get("/{id_or_name}/ports/{port}/preview-url")
+async def get_port_preview_url(request: Request, id_or_name: str, port: str) -> JSONResponse:
+    """`{sandboxId, url, token}`; the URL is the emulator's own preview proxy (preview_proxy.py)."""
+    state, auth = _context(request)
+    number = int(port) if port.isdigit() else 0
+    if not 1 <= number <= 65535:
+        raise bad_request("Invalid port")
+    with state.sandboxes.lock:
+        row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
+        return JSONResponse(
+            {
+                "sandboxId": row.id,
+                "url": f"{origin(request)}{PREVIEW_PREFIX}/{row.id}/{number}",
+                "token": row.auth_token,
+            }
+        )
