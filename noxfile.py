@@ -133,3 +133,15 @@ def snapshot_latest(session: nox.Session) -> None:
 def snapshots_clean(session: nox.Session) -> None:
     """Show the retention plan for a prefix's Daytona snapshots; delete only with --yes."""
     _run(session, "snapshots_clean")
+
+
+@nox.session(default=False)
+def sandbox_daytona(session: nox.Session) -> None:
+    """Start a Daytona sandbox from the latest (or a named) snapshot; print its preview URL."""
+    _run(session, "sandbox_daytona")
+
+
+@nox.session(default=False)
+def base_image(session: nox.Session) -> None:
+    """Make the Node 24 Debian base image offline (mmdebstrap + npm's node) for BASE_IMAGE."""
+    _run(session, "base_image")

@@ -21,6 +21,7 @@ FIXTURE_MARKERS = {
     "engine": "engine",
     "registry": "registry",
     "daytona_emulator": "emulator",
+    "daytona_emulator_with_registry": "emulator",
     "sandbox_image": "sandbox_image",
 }
 # Variables of the developer's shell that would change what a test builds.

@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "snapshot_stage": "pipeline.daytona.commands:snapshot_stage",
     "snapshot_latest": "pipeline.daytona.commands:snapshot_latest",
     "snapshots_clean": "pipeline.daytona.commands:snapshots_clean",
+    "sandbox_daytona": "pipeline.daytona.commands:sandbox_daytona",
+    "base_image": "pipeline.base_image:base_image",
 }
 
 

@@ -1,13 +1,15 @@
-"""A thin httpx adapter for Daytona's snapshot API: requests, retries, error mapping.
+"""A thin httpx adapter for Daytona's snapshot and sandbox APIs: requests, retries, error mapping.
 
-Decisions (what to create, when to wait) live in naming.py and lifecycle.py; this module only
-turns calls into HTTP and HTTP failures into `pipeline.errors`. The API key lives in a SecretStr
-and is added to each request by an `httpx.Auth`, so it is in no header dict, repr or message.
+Decisions (what to create, when to wait) live in naming.py, lifecycle.py and sandboxes.py; this
+module only turns calls into HTTP and HTTP failures into `pipeline.errors`. The API key lives in
+a SecretStr and is added to each request by an `httpx.Auth`, so it is in no header dict, repr or
+message (the toolbox gets it too, as from the SDK: it authenticates `process/execute`).
 """
 
 from __future__ import annotations
 
 import email.utils
+import json as json_module
 import logging
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +24,17 @@ import stamina
 from pydantic import SecretStr, ValidationError
 
 from pipeline import console
-from pipeline.daytona.models import ApiError, CreateSnapshot, Snapshot, SnapshotPage
+from pipeline.daytona.models import (
+    ApiError,
+    CreateSandbox,
+    CreateSnapshot,
+    ExecResult,
+    PortPreview,
+    Sandbox,
+    SandboxPage,
+    Snapshot,
+    SnapshotPage,
+)
 from pipeline.daytona.settings import DaytonaSettings
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 
@@ -48,7 +60,16 @@ logging.getLogger("stamina").addFilter(_not_ours)
 SOURCE: Final = "sandbox-pipeline"
 KEYS_URL: Final = "https://app.daytona.io/dashboard/keys"
 LIST_LIMIT_MAX: Final = 200
-_M = TypeVar("_M", Snapshot, SnapshotPage)
+SNAPSHOT_PERMISSIONS: Final = "write:snapshots and delete:snapshots"
+SANDBOX_PERMISSIONS: Final = "write:sandboxes and delete:sandboxes"
+# `POST /sandbox` and `/start` answer only once the sandbox started or the server gave up
+# waiting (30 s on Daytona): a shorter read timeout would turn every slow start into an
+# "outcome unknown".
+SANDBOX_WAIT_HTTP_TIMEOUT: Final = 75.0
+# The toolbox answers when the command ends; allow its own timeout plus this much.
+EXEC_HTTP_MARGIN: Final = 15.0
+DEFAULT_EXEC_TIMEOUT: Final = 60
+_M = TypeVar("_M", Snapshot, SnapshotPage, Sandbox, SandboxPage, PortPreview, ExecResult)
 
 
 def _user_agent() -> str:
@@ -71,13 +92,13 @@ class RetryPolicy:
 
 
 class CreateConflict(DaytonaError):
-    """409 on create: a snapshot with that name exists (often a concurrent run's)."""
+    """409 on create: a snapshot (or sandbox) with that name exists (often a concurrent run's)."""
 
 
 class OutcomeUnknown(DaytonaError):
     """A POST may or may not have taken effect (connection dropped after sending, or 5xx).
 
-    Never retried as such: the caller looks the snapshot up first, then decides.
+    Never retried as such: the caller looks the snapshot (or sandbox) up first, then decides.
     """
 
 
@@ -239,6 +260,177 @@ class DaytonaClient:
             raise DaytonaError(f"{operation}: the answer has no url")
         return url
 
+    # --- sandboxes -------------------------------------------------------------------------
+    # Paths and fields as in Daytona's generated client (daytona_api_client.api.sandbox_api).
+
+    def create_sandbox(self, request: CreateSandbox) -> Sandbox:
+        """`POST /sandbox`. Never retried once sent (a second POST could make a second
+        sandbox): a lost answer or a 5xx raises OutcomeUnknown, a 409 CreateConflict."""
+        operation = f"creating sandbox {request.name} from snapshot {request.snapshot}"
+        response = self._call(
+            "POST",
+            "/sandbox",
+            operation,
+            json=request.body(),
+            idempotent=False,
+            tolerate=(409,),
+            timeout=max(SANDBOX_WAIT_HTTP_TIMEOUT, self._http.timeout.read or 0),
+            permissions=SANDBOX_PERMISSIONS,
+        )
+        if response.status_code == 409:
+            raise CreateConflict(f"{operation}: {_message(response, self._key)}")
+        return self._parse(Sandbox, response, operation)
+
+    def get_sandbox(self, id_or_name: str) -> Sandbox | None:
+        """The sandbox with that id or name, None when Daytona answers 404."""
+        operation = f"looking up sandbox {id_or_name}"
+        response = self._call(
+            "GET",
+            _sandbox_path(id_or_name),
+            operation,
+            tolerate=(404,),
+            permissions=SANDBOX_PERMISSIONS,
+        )
+        if response.status_code == 404:
+            return None
+        return self._parse(Sandbox, response, operation)
+
+    def list_sandboxes(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SandboxPage:
+        """One page of `GET /sandbox`; `labels` is sent JSON-encoded, as the SDK does."""
+        params: dict[str, str | int] = {"limit": limit}
+        if labels:
+            params["labels"] = json_module.dumps(dict(labels), sort_keys=True)
+        if cursor:
+            params["cursor"] = cursor
+        operation = "listing sandboxes" + (f" labelled {dict(labels)}" if labels else "")
+        response = self._call(
+            "GET", "/sandbox", operation, params=params, permissions=SANDBOX_PERMISSIONS
+        )
+        if response.content.lstrip().startswith(b"["):
+            # Servers before the cursor API (public source up to v0.190) answer a bare array.
+            return self._parse(SandboxPage, _as_page(response), operation)
+        return self._parse(SandboxPage, response, operation)
+
+    def iter_sandboxes(
+        self, labels: Mapping[str, str] | None = None, *, limit: int = LIST_LIMIT_MAX
+    ) -> Iterator[Sandbox]:
+        """Every sandbox with all of `labels`, following `nextCursor` lazily."""
+        cursor: str | None = None
+        while True:
+            page = self.list_sandboxes(labels=labels, limit=limit, cursor=cursor)
+            yield from page.items
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
+
+    def start_sandbox(self, id_or_name: str) -> Sandbox:
+        operation = f"starting sandbox {id_or_name}"
+        response = self._call(
+            "POST",
+            f"{_sandbox_path(id_or_name)}/start",
+            operation,
+            idempotent=False,
+            timeout=max(SANDBOX_WAIT_HTTP_TIMEOUT, self._http.timeout.read or 0),
+            permissions=SANDBOX_PERMISSIONS,
+        )
+        return self._parse(Sandbox, response, operation)
+
+    def stop_sandbox(self, id_or_name: str, *, force: bool = False) -> Sandbox:
+        operation = f"stopping sandbox {id_or_name}"
+        response = self._call(
+            "POST",
+            f"{_sandbox_path(id_or_name)}/stop",
+            operation,
+            params={"force": "true"} if force else None,
+            idempotent=False,
+            permissions=SANDBOX_PERMISSIONS,
+        )
+        return self._parse(Sandbox, response, operation)
+
+    def delete_sandbox(self, id_or_name: str) -> bool:
+        """Ask Daytona to destroy it (asynchronous: it shows `destroying`, then 404).
+
+        False when it was already gone. Retried like a read: a repeat either finds it
+        `destroying` (accepted again) or gone (404), never something new.
+        """
+        response = self._call(
+            "DELETE",
+            _sandbox_path(id_or_name),
+            f"deleting sandbox {id_or_name}",
+            tolerate=(404,),
+            permissions=SANDBOX_PERMISSIONS,
+        )
+        return response.status_code != 404
+
+    def preview_url(self, id_or_name: str, port: int) -> PortPreview:
+        """The preview URL of a port and the token that opens it (`X-Daytona-Preview-Token`)."""
+        operation = f"getting the preview URL of port {port} of sandbox {id_or_name}"
+        response = self._call(
+            "GET",
+            f"{_sandbox_path(id_or_name)}/ports/{port}/preview-url",
+            operation,
+            permissions=SANDBOX_PERMISSIONS,
+        )
+        return self._parse(PortPreview, response, operation)
+
+    def toolbox_proxy_url(self, sandbox_id: str) -> str:
+        """What the SDK asks when a Sandbox came without `toolboxProxyUrl`."""
+        operation = f"getting the toolbox URL of sandbox {sandbox_id}"
+        response = self._call(
+            "GET",
+            f"{_sandbox_path(sandbox_id)}/toolbox-proxy-url",
+            operation,
+            permissions=SANDBOX_PERMISSIONS,
+        )
+        url = response.json().get("url") if _is_json_object(response) else None
+        if not isinstance(url, str) or not url:
+            raise DaytonaError(f"{operation}: the answer has no url")
+        return url
+
+    def execute(
+        self,
+        toolbox_proxy_url: str,
+        sandbox_id: str,
+        command: str,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: int = DEFAULT_EXEC_TIMEOUT,
+    ) -> ExecResult:
+        """Run `command` in the sandbox through the toolbox's `POST /process/execute`.
+
+        Like the SDK: the URL is `<toolboxProxyUrl>/<sandboxId>/process/execute` with the same
+        Bearer key. A command can have effects, so it is never re-sent after it may have run.
+        """
+        base = toolbox_proxy_url.rstrip("/")
+        if not base.startswith(("https://", "http://")):
+            # The key goes wherever this points: only to a real http(s) URL.
+            raise DaytonaError(
+                f"sandbox {sandbox_id} has no usable toolbox URL ({toolbox_proxy_url!r})"
+            )
+        body: dict[str, object] = {"command": command, "timeout": timeout}
+        if cwd:
+            body["cwd"] = cwd
+        if env:
+            body["envs"] = dict(env)
+        operation = f"running a command in sandbox {sandbox_id}"
+        response = self._call(
+            "POST",
+            f"{base}/{quote(sandbox_id, safe='')}/process/execute",
+            operation,
+            json=body,
+            idempotent=False,
+            timeout=timeout + EXEC_HTTP_MARGIN,
+            permissions=SANDBOX_PERMISSIONS,
+        )
+        return self._parse(ExecResult, response, operation)
+
     # --- transport ---------------------------------------------------------------------------
 
     def _call(
@@ -251,11 +443,15 @@ class DaytonaClient:
         json: Mapping[str, object] | None = None,
         tolerate: tuple[int, ...] = (),
         idempotent: bool = True,
+        timeout: float | None = None,
+        permissions: str = SNAPSHOT_PERMISSIONS,
     ) -> httpx.Response:
         """Send with retries on 5xx/429/connection errors; raise mapped errors otherwise.
 
         Non-idempotent calls are retried only when the request surely had no effect: 429 (the
-        throttler rejects before the handler runs) and failures to connect.
+        throttler rejects before the handler runs) and failures to connect. `path` may be an
+        absolute URL (the toolbox lives at the sandbox's `toolboxProxyUrl`); `timeout` replaces
+        the client's HTTP timeout for this call; `permissions` names what a 403 lacks.
         """
         policy = self.retry
         last: list[DaytonaError] = []
@@ -280,7 +476,17 @@ class DaytonaClient:
                 with attempt:
                     if attempt.num > 1 and last:
                         console.say(f"   retry {attempt.num - 1} after: {last[0]}")
-                    return self._once(method, path, operation, params, json, tolerate, idempotent)
+                    return self._once(
+                        method,
+                        path,
+                        operation,
+                        params,
+                        json,
+                        tolerate,
+                        idempotent,
+                        timeout,
+                        permissions,
+                    )
         except _Transient as exhausted:
             raise exhausted.error from None
         raise AssertionError("stamina yields at least one attempt")  # pragma: no cover
@@ -294,9 +500,17 @@ class DaytonaClient:
         json: Mapping[str, object] | None,
         tolerate: tuple[int, ...],
         idempotent: bool,
+        timeout: float | None = None,
+        permissions: str = SNAPSHOT_PERMISSIONS,
     ) -> httpx.Response:
         try:
-            response = self._http.request(method, path, params=params, json=json)
+            response = self._http.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             raise _Transient(self._unreachable(operation, error), None) from None
         except httpx.TransportError as error:
@@ -309,7 +523,13 @@ class DaytonaClient:
         status = response.status_code
         if status < 400 or status in tolerate:
             return response
-        failure = api_error(status, _message(response, self._key), operation, self.organization_id)
+        failure = api_error(
+            status,
+            _message(response, self._key),
+            operation,
+            self.organization_id,
+            permissions=permissions,
+        )
         if status == 429:
             raise _Transient(failure, retry_after_seconds(response.headers, datetime.now(UTC)))
         if status >= 500:
@@ -336,7 +556,12 @@ class DaytonaClient:
 
 
 def api_error(
-    status: int, message: str, operation: str, organization_id: str | None
+    status: int,
+    message: str,
+    operation: str,
+    organization_id: str | None,
+    *,
+    permissions: str = SNAPSHOT_PERMISSIONS,
 ) -> DaytonaError:
     """The pipeline error for a Daytona error answer: auth problems name the variables to fix."""
     cause = f"{operation}: Daytona answered {status} {message}".rstrip()
@@ -354,8 +579,7 @@ def api_error(
         )
         return DaytonaAuthError(
             cause,
-            "give the key in DAYTONA_API_KEY the write:snapshots and delete:snapshots "
-            f"permissions, {org}",
+            f"give the key in DAYTONA_API_KEY the {permissions} permissions, {org}",
         )
     if status == 429:
         return DaytonaError(cause, "Daytona is rate limiting this organization; try again later")
@@ -424,3 +648,12 @@ def _describe(error: Exception) -> str:
 def _path(id_or_name: str) -> str:
     # Like the generated client: no safe characters, so a `/` stays inside one path segment.
     return f"/snapshots/{quote(id_or_name, safe='')}"
+
+
+def _sandbox_path(id_or_name: str) -> str:
+    return f"/sandbox/{quote(id_or_name, safe='')}"
+
+
+def _as_page(response: httpx.Response) -> httpx.Response:
+    body = b'{"items": ' + response.content + b', "nextCursor": null}'
+    return httpx.Response(response.status_code, content=body)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pipeline import console
 from pipeline.cli import parser
 from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.latest import find_latest
+from pipeline.daytona.latest import find_latest, latest_snapshot
 from pipeline.daytona.lifecycle import Outcome, PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.daytona.models import CreateSandbox
 from pipeline.daytona.naming import (
     image_problem,
     match_prefix,
@@ -28,7 +31,25 @@ from pipeline.daytona.naming import (
     stage_snapshot_name,
 )
 from pipeline.daytona.retention import plan_retention
-from pipeline.daytona.settings import DaytonaSettings, SnapshotSettings, StageSettings
+from pipeline.daytona.sandboxes import (
+    CREATED_BY,
+    CREATED_BY_LABEL,
+    DEFAULT_PORT,
+    PIPELINE_LABELS,
+    PREVIEW_TOKEN_HEADER,
+    SANDBOX_POLL,
+    launch_sandbox,
+    new_sandbox_name,
+    pipeline_labels,
+    plan_cleanup,
+    stop_and_delete,
+)
+from pipeline.daytona.settings import (
+    DaytonaSettings,
+    SandboxSettings,
+    SnapshotSettings,
+    StageSettings,
+)
 from pipeline.errors import ConfigError, DaytonaError, GitError, PipelineError
 from pipeline.registry_api import check_image, parse_image, registry_credentials
 from pipeline.report import publish
@@ -341,6 +362,328 @@ def snapshots_clean(
         )
 
 
+# --- sandbox_daytona -------------------------------------------------------------------------
+
+
+def sandbox_daytona(
+    argv: Sequence[str],
+    *,
+    client: DaytonaClient | None = None,
+    poll: PollPolicy | None = None,
+    now: Now = _utcnow,
+) -> None:
+    """Start a sandbox from a snapshot and print its preview URL; --down / --cleanup remove."""
+    cli = parser(
+        "sandbox_daytona",
+        "Start a Daytona sandbox from the stage's newest snapshot (or --snapshot), wait for "
+        "started and print the preview URL of --port. --down NAME removes one; --cleanup "
+        "removes the pipeline's sandboxes.",
+    )
+    mode = cli.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--down", metavar="NAME", help="stop and delete sandbox NAME (or id); wait until gone"
+    )
+    mode.add_argument(
+        "--cleanup",
+        action="store_true",
+        help=f"delete every sandbox labelled {CREATED_BY_LABEL}={CREATED_BY} (plan; --yes acts)",
+    )
+    cli.add_argument(
+        "--snapshot",
+        help="snapshot to start (default: DAYTONA_SNAPSHOT_NAME, else the newest active one "
+        "of the stage)",
+    )
+    cli.add_argument(
+        "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
+    )
+    cli.add_argument("--name", help="sandbox name (default: sbx-<YYYYMMDD-HHMMSS>-<random>)")
+    cli.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"port whose preview URL to print (default {DEFAULT_PORT}, the sandbox daemon)",
+    )
+    cli.add_argument(
+        "--env",
+        action="append",
+        type=_env_pair,
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="environment variable for the sandbox; repeatable. A bare KEY takes the value of "
+        "$KEY here, which keeps secrets out of the process list",
+    )
+    cli.add_argument(
+        "--label",
+        action="append",
+        type=_label_pair,
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra label; repeatable",
+    )
+    cli.add_argument(
+        "--public", action="store_true", help="preview URLs open without a token (default: private)"
+    )
+    cli.add_argument(
+        "--timeout",
+        type=_positive_float,
+        help="seconds to wait for started, and for gone with --down (DAYTONA_SANDBOX_TIMEOUT, 300)",
+    )
+    cli.add_argument(
+        "--auto-stop",
+        type=_non_negative_int,
+        help="idle minutes before Daytona stops it, 0 never (DAYTONA_SANDBOX_AUTO_STOP, 60)",
+    )
+    cli.add_argument(
+        "--auto-delete",
+        type=_auto_delete,
+        help="minutes after a stop before Daytona deletes it, 0 at once, -1 never "
+        "(DAYTONA_SANDBOX_AUTO_DELETE, 0)",
+    )
+    cli.add_argument(
+        "--older-than",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="MINUTES",
+        help="with --cleanup: only sandboxes created at least this long ago (default 0: all)",
+    )
+    cli.add_argument("--yes", action="store_true", help="with --cleanup: delete what the plan says")
+    args = cli.parse_args(argv)
+    settings = load(SandboxSettings)
+    timeout = args.timeout or settings.timeout
+    if args.yes and not args.cleanup:
+        raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
+    if args.down:
+        _sandbox_down(args.down, args.dry_run, timeout, client=client, poll=poll)
+    elif args.cleanup:
+        _sandbox_cleanup(args, client=client, poll=poll, now=now)
+    else:
+        _sandbox_up(args, settings, timeout, client=client, poll=poll, now=now)
+
+
+def _sandbox_up(
+    args: argparse.Namespace,
+    settings: SandboxSettings,
+    timeout: float,
+    *,
+    client: DaytonaClient | None,
+    poll: PollPolicy | None,
+    now: Now,
+) -> None:
+    daytona = load(DaytonaSettings)
+    snapshot = args.snapshot or settings.snapshot
+    stage = None if snapshot else _stage(args.prefix)
+    name = args.name or new_sandbox_name(now(), secrets.token_hex(3))
+    if problem := snapshot_name_problem(name):
+        raise ConfigError(f"--name {name!r} is not valid: expected {problem}", "correct the option")
+    env = dict(args.env)
+    git_sha = _git_sha()
+    labels = pipeline_labels(dict(args.label), git_sha=git_sha)
+    request = CreateSandbox(
+        snapshot=snapshot or "(newest)",
+        name=name,
+        env=env,
+        labels=labels,
+        public=args.public,
+        auto_stop_interval=settings.auto_stop if args.auto_stop is None else args.auto_stop,
+        auto_delete_interval=(
+            settings.auto_delete if args.auto_delete is None else args.auto_delete
+        ),
+    )
+    console.step("Daytona sandbox plan")
+    if stage is not None:
+        console.say(
+            f"snapshot:   the newest active one starting with {match_prefix(stage[0])!r} "
+            f"(stage from {stage[1]})"
+        )
+    else:
+        console.say(f"snapshot:   {snapshot}")
+    for line in (
+        f"name:       {name}",
+        f"preview:    port {args.port} ({'public' if args.public else 'private: token needed'})",
+        f"env:        {', '.join(sorted(env)) or '(none)'}",  # names only: values may be secret
+        f"labels:     {', '.join(f'{k}={v}' for k, v in sorted(labels.items()))}",
+        f"auto-stop:  {_interval(request.auto_stop_interval, 'never')}",
+        f"auto-delete:{' ' + _interval(request.auto_delete_interval, 'never', zero='at stop')}",
+        f"deadline:   {timeout:g} s",
+        f"api:        {daytona.api_url}",
+    ):
+        console.say(line)
+    if args.dry_run:
+        console.say("dry run: Daytona was not contacted; nothing changed")
+        return
+    with _client(client, daytona) as api:
+        if snapshot is None:
+            assert stage is not None
+            snapshot = latest_snapshot(stage[0], api)
+            if snapshot is None:
+                raise DaytonaError(
+                    f"no active snapshot starts with {match_prefix(stage[0])!r}",
+                    "make one with `nox -s snapshot_stage`, or pass --snapshot",
+                )
+            console.say(f"   newest snapshot: {snapshot}")
+        request = request.model_copy(update={"snapshot": snapshot})
+        console.step(f"Daytona sandbox {name} from {snapshot}")
+        started = time.monotonic()
+        sandbox = launch_sandbox(api, request, timeout=timeout, poll=poll or SANDBOX_POLL)
+        try:
+            preview = api.preview_url(sandbox.id, args.port)
+        except PipelineError as error:
+            # It runs (and costs) even without a URL: say how to remove it.
+            raise DaytonaError(
+                f"sandbox {sandbox.name} started, but {error.cause}",
+                f"retry, or remove it: nox -s sandbox_daytona -- --down {sandbox.name}",
+            ) from None
+    duration = time.monotonic() - started
+    console.step(f"sandbox {sandbox.name} is {sandbox.state} ({duration:.1f} s)")
+    if not args.public:
+        console.say(
+            f"   private: browsers need a Daytona login; other clients send the "
+            f"{PREVIEW_TOKEN_HEADER} header (token from GET /sandbox/{sandbox.id}/ports/"
+            f"{args.port}/preview-url)"
+        )
+    console.say(f"   remove it: nox -s sandbox_daytona -- --down {sandbox.name}")
+    console.output(preview.url)
+    values = {
+        "name": sandbox.name,
+        "id": sandbox.id,
+        "snapshot": sandbox.snapshot or snapshot,
+        "state": sandbox.state,
+        "port": args.port,
+        "preview_url": preview.url,  # never the token
+        "public": args.public,
+        "duration_s": round(duration, 1),
+    }
+    publish(
+        "sandbox",
+        values,
+        load(ReportSettings),
+        [
+            ("sandbox", f"`{sandbox.name}` ({sandbox.state})"),
+            ("id", f"`{sandbox.id}`"),
+            ("snapshot", f"`{values['snapshot']}`"),
+            ("preview", f"{preview.url} (port {args.port})"),
+            ("duration", f"{duration:.1f} s"),
+        ],
+    )
+
+
+def _sandbox_down(
+    name: str,
+    dry_run: bool,
+    timeout: float,
+    *,
+    client: DaytonaClient | None,
+    poll: PollPolicy | None,
+) -> None:
+    if dry_run:
+        console.say(f"would stop sandbox {name}, delete it and wait until it is gone")
+        console.say("dry run: Daytona was not contacted; nothing changed")
+        return
+    with _client(client, load(DaytonaSettings)) as api:
+        console.step(f"removing Daytona sandbox {name}")
+        if not stop_and_delete(api, name, timeout=timeout, poll=poll or SANDBOX_POLL):
+            console.say(f"   no sandbox {name}: nothing to remove")
+
+
+def _sandbox_cleanup(
+    args: argparse.Namespace,
+    *,
+    client: DaytonaClient | None,
+    poll: PollPolicy | None,
+    now: Now,
+) -> None:
+    older_than = timedelta(minutes=args.older_than)
+    selector = f"{CREATED_BY_LABEL}={CREATED_BY}"
+    if args.dry_run:
+        console.say(
+            f"would list sandboxes labelled {selector}"
+            + (f" created over {args.older_than:g} min ago" if args.older_than else "")
+        )
+        console.say("dry run: Daytona was not contacted; run without --dry-run to see the plan")
+        return
+    timeout = args.timeout or load(SandboxSettings).timeout
+    deleted: list[str] = []
+    failures: list[str] = []
+    with _client(client, load(DaytonaSettings)) as api:
+        plan = plan_cleanup(api.iter_sandboxes(PIPELINE_LABELS), now=now(), older_than=older_than)
+        with console.group(f"sandboxes labelled {selector}"):
+            for line in plan.describe():
+                console.say(line)
+        if args.yes:
+            for sandbox in plan.to_delete:
+                try:
+                    if stop_and_delete(api, sandbox.id, timeout=timeout, poll=poll or SANDBOX_POLL):
+                        deleted.append(sandbox.name)
+                except PipelineError as error:
+                    failures.append(f"{sandbox.name}: {error.cause}")
+                    console.warn(f"could not remove {sandbox.name}: {error}")
+    if args.yes:
+        console.step(f"deleted {len(deleted)} sandboxes")
+    else:
+        console.say("nothing deleted; pass --yes to delete what the plan says")
+    publish("sandboxes_clean", {"deleted": deleted, "failed": len(failures)}, load(ReportSettings))
+    if failures:
+        raise DaytonaError(
+            f"{len(failures)} sandbox deletions failed, first: {failures[0]}",
+            "re-run `nox -s sandbox_daytona -- --cleanup --yes`",
+        )
+
+
+def _git_sha() -> str | None:
+    """The commit for the `git-sha` label; a label is not worth failing over, so best effort."""
+    try:
+        return _commit(load(BuildSettings))[0]
+    except PipelineError:
+        return None
+
+
+def _interval(minutes: int | None, off: str, zero: str | None = None) -> str:
+    if minutes is None:
+        return "Daytona's default"
+    if minutes < 0 or (minutes == 0 and zero is None):
+        return off
+    if minutes == 0 and zero is not None:
+        return zero
+    return f"{minutes} min"
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError("must be a TCP port (1-65535)")
+    return value
+
+
+def _auto_delete(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < -1:
+        raise argparse.ArgumentTypeError("must be -1 (never), 0 (at stop) or minutes")
+    return value
+
+
+def _label_pair(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise argparse.ArgumentTypeError("KEY=VALUE or KEY needs a name")
+    if equals:
+        return key, value
+    if key not in os.environ:
+        # Name only: the message must not show a value, and there is none anyway.
+        raise argparse.ArgumentTypeError(f"{key} is not set here (give KEY=VALUE or export it)")
+    return key, os.environ[key]
+
+
 # --- shared ----------------------------------------------------------------------------------
 
 
@@ -413,6 +756,7 @@ def _non_negative_float(text: str) -> float:
 
 
 __all__ = [
+    "sandbox_daytona",
     "snapshot_daytona",
     "snapshot_latest",
     "snapshot_stage",

@@ -1,4 +1,4 @@
-"""Daytona's wire format for snapshots, as pydantic models.
+"""Daytona's wire format for snapshots and sandboxes, as pydantic models.
 
 Only the fields the pipeline uses are typed; unknown keys are ignored so a newer server that adds
 fields does not break us. `state` stays a plain string: the server gained and lost states within
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 PENDING: Final = "pending"
 BUILDING: Final = "building"
@@ -85,3 +85,96 @@ class ApiError(_Wire):
     message: str | None = None
     error: str | None = None
     status_code: int | None = Field(None, alias="statusCode")
+
+
+# --- sandboxes ---------------------------------------------------------------------------------
+
+# SandboxState values the pipeline acts on (the API knows ~20; any other one is "not yet").
+SANDBOX_CREATING: Final = "creating"
+SANDBOX_STARTING: Final = "starting"
+SANDBOX_STARTED: Final = "started"
+SANDBOX_STOPPING: Final = "stopping"
+SANDBOX_STOPPED: Final = "stopped"
+SANDBOX_DESTROYING: Final = "destroying"
+SANDBOX_DESTROYED: Final = "destroyed"
+SANDBOX_ERROR: Final = "error"
+SANDBOX_BUILD_FAILED: Final = "build_failed"
+SANDBOX_ARCHIVED: Final = "archived"
+
+SANDBOX_FAILED_STATES: Final = frozenset({SANDBOX_ERROR, SANDBOX_BUILD_FAILED})
+# Being removed or removed: as good as gone for a wait, and never startable again.
+SANDBOX_GONE_STATES: Final = frozenset({SANDBOX_DESTROYING, SANDBOX_DESTROYED})
+
+
+class Sandbox(_Wire):
+    """A `Sandbox` (or `SandboxListItem`). `env` is deliberately not read: it may hold secrets
+    the caller passed in, and nothing here needs it back."""
+
+    id: str
+    name: str
+    state: str = "unknown"
+    desired_state: str | None = Field(None, alias="desiredState")
+    snapshot: str | None = None
+    error_reason: str | None = Field(None, alias="errorReason")
+    labels: dict[str, str] = Field(default_factory=dict)
+    public: bool = False
+    toolbox_proxy_url: str = Field("", alias="toolboxProxyUrl")
+    cpu: int | None = None
+    memory: int | None = None
+    disk: int | None = None
+    auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
+    auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
+    created_at: datetime | None = Field(None, alias="createdAt")
+
+    @property
+    def failed(self) -> bool:
+        return self.state in SANDBOX_FAILED_STATES
+
+
+class SandboxPage(_Wire):
+    """`ListSandboxesResponse`: cursor paging; `nextCursor` is null on the last page."""
+
+    items: list[Sandbox]
+    next_cursor: str | None = Field(None, alias="nextCursor")
+
+
+class CreateSandbox(_Wire):
+    """Body of `POST /sandbox` from a snapshot. No cpu/memory/disk: Daytona refuses them with a
+    snapshot (400 "Cannot specify Sandbox resources when using a snapshot")."""
+
+    snapshot: str
+    name: str
+    # Daytona's field is `env` (the SDK's parameter is `env_vars`). Values may be secrets:
+    # kept out of repr; they travel only in the request body.
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    labels: dict[str, str] = Field(default_factory=dict)
+    public: bool | None = None
+    auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
+    auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
+
+    def body(self) -> dict[str, object]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class PortPreview(_Wire):
+    """`PortPreviewUrl`. The token opens a private sandbox's port to anyone holding it, so it is
+    a SecretStr: reprs and reports show `**********`."""
+
+    sandbox_id: str = Field(alias="sandboxId")
+    url: str
+    token: SecretStr
+
+
+class ExecResult(_Wire):
+    """`ExecuteResponse` of the toolbox: `result` is stdout and stderr together."""
+
+    exit_code: int | None = Field(None, alias="exitCode")
+    result: str = ""
+    code: int | None = None  # older daemons said `code`; the SDK falls back to it too
+
+    @property
+    def exit_status(self) -> int:
+        """The command's exit code; -1 when the daemon reported none."""
+        if self.exit_code is not None:
+            return self.exit_code
+        return self.code if self.code is not None else -1

@@ -82,3 +82,15 @@ class StageSettings(_Base):
     iterate_user: str | None = Field(None, validation_alias="ITERATE_USER")
     app_stage: str | None = Field(None, validation_alias="APP_STAGE")
     prefix: str | None = Field(None, validation_alias="DAYTONA_SNAPSHOT_PREFIX")
+
+
+class SandboxSettings(_Base):
+    """Which snapshot `sandbox_daytona` starts, and how long its sandboxes live."""
+
+    snapshot: str | None = Field(None, validation_alias="DAYTONA_SNAPSHOT_NAME")
+    timeout: float = Field(300, gt=0, validation_alias="DAYTONA_SANDBOX_TIMEOUT")
+    # Minutes without activity before Daytona stops the sandbox (0: never), and minutes after a
+    # stop before it deletes it (0: at once, -1: never). Together they make a forgotten
+    # sandbox go away on its own instead of costing money until someone runs --cleanup.
+    auto_stop: int = Field(60, ge=0, validation_alias="DAYTONA_SANDBOX_AUTO_STOP")
+    auto_delete: int = Field(0, ge=-1, validation_alias="DAYTONA_SANDBOX_AUTO_DELETE")
