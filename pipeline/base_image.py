@@ -3,8 +3,9 @@
 No image can be pulled here, so the sandbox Dockerfile's `BASE_IMAGE` is made locally: a minbase
 bookworm rootfs from the Debian mirror the machine's apt sources name, with Node.js (the npm
 registry's `node-linux-<arch>` package), npm and corepack laid out as the official image does
-(/usr/local/bin/node, /usr/local/lib/node_modules/{npm,corepack}, /usr/local/bin/{npm,npx,corepack}),
-streamed into `docker import`. Every tarball is checked against the registry's integrity hash.
+(/usr/local/bin/node, /usr/local/lib/node_modules/{npm,corepack}, /usr/local/bin/{npm,npx,
+corepack}), streamed into `docker import`. Every tarball is checked against the registry's
+integrity hash.
 
 Idempotent: an image under the tag whose recipe label matches is kept (a `docker image inspect`,
 well under a second); `--force` rebuilds.
@@ -27,12 +28,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pipeline.console import output, say, step
 from pipeline.errors import ConfigError, EngineError, PipelineError
 from pipeline.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_TAG = "sandbox-base/node24-bookworm:local"
 SUITE = "bookworm"
@@ -46,7 +50,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 NPM_REGISTRY = "https://registry.npmjs.org"
 RECIPE_LABEL = "org.iterate.sandbox-base.recipe"
-RECIPE_REVISION = "1"  # bump when the layout below changes
+RECIPE_REVISION = "2"  # bump when the layout below changes
 APT_SOURCE_FILES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 _OPTIONS = re.compile(r"\[[^\]]*\]")
 CACHE_DIR = PROJECT_ROOT / ".pipeline" / "cache" / "base-image"
@@ -216,7 +220,6 @@ def docker_import_changes(plan: BasePlan) -> list[str]:
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         f"ENV NODE_VERSION={plan.node.version}",
         f"LABEL {RECIPE_LABEL}={plan.recipe}",
-        f"LABEL org.opencontainers.image.title=node{plan.node.version.split('.')[0]}-{SUITE}",
         'CMD ["node"]',
     ]
 
@@ -269,7 +272,9 @@ def image_recipe(tag: str) -> str | None:
     return str(labels.get(RECIPE_LABEL, ""))
 
 
-def fetch_npm_tarball(client: Any, package: NpmPackage, registry: str = NPM_REGISTRY) -> bytes:
+def fetch_npm_tarball(
+    client: httpx.Client, package: NpmPackage, registry: str = NPM_REGISTRY
+) -> bytes:
     """Download one package version's tarball and verify it against the registry metadata.
 
     Verified tarballs are kept under .pipeline/cache (and re-verified on every use).
@@ -331,7 +336,9 @@ def _extract_package(data: bytes, destination: Path) -> None:
         archive.extractall(destination, members=members, filter="data")
 
 
-def stage_node(plan: BasePlan, staging: Path, client: Any, registry: str = NPM_REGISTRY) -> None:
+def stage_node(
+    plan: BasePlan, staging: Path, client: httpx.Client, registry: str = NPM_REGISTRY
+) -> None:
     """Lay out /usr/local the way the official node image does."""
     local = staging / "usr" / "local"
     modules = local / "lib" / "node_modules"
@@ -429,6 +436,7 @@ def make_base_image(tag: str = DEFAULT_TAG, force: bool = False) -> str:
         step(f"fetching {plan.node.spec}, {plan.npm.spec}, {plan.corepack.spec} (verified)")
         with httpx.Client(timeout=120, verify=context, follow_redirects=True) as client:
             stage_node(plan, staging, client, registry)
+        say(f"fetched in {time.monotonic() - started:.1f} s")
         step(f"bootstrapping {SUITE} and importing it as {tag}")
         _bootstrap_and_import(plan, staging, Path(tmp) / "mmdebstrap.log")
     say(f"made {tag} in {time.monotonic() - started:.1f} s")
