@@ -70,6 +70,12 @@ def test_engine(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def test_local_docker(session: nox.Session) -> None:
+    """Sandbox tier: the real image from the offline base, booted and checked end to end."""
+    _pytest(session, "-m", "sandbox_image and not emulator")
+
+
+@nox.session(default=False)
 def test_daytona(session: nox.Session) -> None:
     """Daytona tier: emulator faithfulness (Daytona's SDK), snapshot client and sandbox suite."""
     _pytest(session, "-m", "emulator")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import BuildError, DeadlineExceeded, EngineError, RegistryError
+from pipeline.git_context import CONTEXT_NAME, make_git_context
 from pipeline.plan import BuildPlan
 from pipeline.progress import ProgressStats
 
@@ -72,6 +73,13 @@ def build(plan: BuildPlan, docker_host: str | None, on_line: LineSink) -> BuildO
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
+        contexts: dict[str, str | Path] = {}
+        if plan.git_context is not None:
+            source = plan.labels.get("org.opencontainers.image.source")
+            contexts[CONTEXT_NAME] = make_git_context(
+                plan.git_context, plan.sha, plan.branch, source, Path(tmp) / "git-meta"
+            )
+        secrets = [f"id=extra_ca_certs,src={plan.ca_bundle}"] if plan.ca_bundle else []
         try:
             lines = client.buildx.build(
                 plan.context,
@@ -87,6 +95,8 @@ def build(plan: BuildPlan, docker_host: str | None, on_line: LineSink) -> BuildO
                 provenance=plan.provenance,
                 sbom=plan.sbom,
                 builder=plan.builder,
+                build_contexts=contexts,
+                secrets=secrets,
                 metadata_file=metadata_file,
                 progress="plain",
                 stream_logs=True,

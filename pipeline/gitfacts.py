@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ def read_git_facts(path: Path, env: Mapping[str, str]) -> GitFacts:
     """Read sha, dirtiness, branch and git dirs of the repository containing `path`."""
     import git  # gitpython costs ~0.15 s to import; only sessions that need git pay for it
 
+    logging.getLogger("git").setLevel(logging.WARNING)  # nox shows DEBUG; its Popen lines are noise
     try:
         repo = git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):

@@ -68,6 +68,8 @@ class BuildPlan(BaseModel):
     sbom: bool
     builder: str | None
     timeout_s: float
+    git_context: Path | None  # the repo to clone one commit of, as build context `git-meta`
+    ca_bundle: Path | None  # build secret `extra_ca_certs`
 
     @property
     def all_tags(self) -> tuple[str, ...]:
@@ -100,6 +102,10 @@ class BuildPlan(BaseModel):
         lines.append(
             f"cache to:   {self.cache_to.ref} (mode=max)" if self.cache_to else "cache to:   -"
         )
+        if self.git_context:
+            lines.append(f"context:    git-meta = one-commit clone of {self.sha}")
+        if self.ca_bundle:
+            lines.append(f"secret:     extra_ca_certs from {self.ca_bundle}")
         attest = [n for n, on in (("provenance", self.provenance), ("sbom", self.sbom)) if on]
         lines.append(f"attest:     {', '.join(attest) or 'none'}")
         return lines
@@ -120,6 +126,7 @@ def plan_build(
     settings: BuildSettings,
     facts: GitFacts,
     built_at: datetime,
+    git_context: bool = False,
 ) -> BuildPlan:
     """Decide everything about one build; raises when the inputs cannot make a sound build."""
     sha = settings.git_sha or facts.sha
@@ -171,6 +178,8 @@ def plan_build(
         sbom="sbom" in settings.attestations,
         builder=settings.builder,
         timeout_s=settings.build_timeout,
+        git_context=facts.common_dir if git_context else None,
+        ca_bundle=settings.ca_bundle,
     )
 
 

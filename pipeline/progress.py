@@ -12,7 +12,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 _VERTEX = re.compile(r"^#(?P<id>\d+) (?P<rest>.*)$")
-_STEP = re.compile(r"^\[(?:[\w.-]+ )?\d+/\d+\] ")
+# "[2/3] RUN …" or, in multi-stage builds, "[stage-1  2/12] RUN …" (buildx pads the number).
+# FROM is resolved, never "CACHED", so it is not a step that could be cached.
+_STEP = re.compile(r"^\[(?:[\w.-]+ +)?\d+/\d+\] (?!FROM )")
 TAIL_LINES = 25
 
 

@@ -61,6 +61,11 @@ class BuildSettings(_Base):
     attestations: Annotated[tuple[Literal["provenance", "sbom"], ...], NoDecode] = Field(
         (), validation_alias="SANDBOX_ATTESTATIONS"
     )
+    # Trusted by the build's npm step only (a build secret, never a layer): networks whose egress
+    # re-signs TLS need their CA there. Default: SSL_CERT_FILE, else Debian's system bundle.
+    ca_bundle: Path | None = Field(
+        default_factory=lambda: _default_ca_bundle(), validation_alias="SANDBOX_BUILD_CA_BUNDLE"
+    )
     registry_username: str | None = Field(None, validation_alias="REGISTRY_USERNAME")
     registry_password: SecretStr | None = Field(None, validation_alias="REGISTRY_PASSWORD")
     github_actor: str | None = Field(None, validation_alias="GITHUB_ACTOR")
@@ -116,6 +121,15 @@ class BuildSettings(_Base):
             raise ValueError("unix:///path/docker.sock, tcp://HOST:PORT or ssh://USER@HOST")
         return value
 
+    @field_validator("ca_bundle", mode="before")
+    @classmethod
+    def _ca_bundle(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() == "none":
+            return None
+        if value is not None and not Path(value).is_file():
+            raise ValueError("the path of a PEM CA bundle, or none")
+        return value
+
     @field_validator("dockerfile", "build_context")
     @classmethod
     def _relative_to_project(cls, value: Path) -> Path:
@@ -128,6 +142,15 @@ class BuildSettings(_Base):
         if rest and ("." in first or ":" in first or first == "localhost"):
             return first
         return "docker.io"
+
+
+def _default_ca_bundle() -> Path | None:
+    import os
+
+    for candidate in (os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
 
 
 class ReportSettings(_Base):

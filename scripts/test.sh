@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/nox --no-color -s lint unit test_engine test_daytona "$@"
+exec .venv/bin/nox --no-color -s lint unit test_engine test_local_docker test_daytona "$@"

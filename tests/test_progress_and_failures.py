@@ -128,3 +128,13 @@ def test_probe_not_asked_once_buildx_printed_progress(monkeypatch: pytest.Monkey
 
     error = classify_failure(1, "", feed("#1 [internal] load\n"), _plan(monkeypatch), probe)
     assert isinstance(error, BuildError)
+
+
+def test_multistage_steps_with_padded_numbers_and_no_from() -> None:
+    # Real output of the sandbox image (a git-meta stage, then stage-1 with 12 instructions).
+    stats = feed((DATA / "buildx-multistage.txt").read_text())
+    assert "[stage-1 10/12] WORKDIR /home/iterate/src/github.com/iterate/iterate" in (
+        stats.steps.values()
+    )
+    assert not any(" FROM " in name for name in stats.steps.values())
+    assert stats.steps_total == 5

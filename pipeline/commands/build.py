@@ -9,6 +9,7 @@ from pipeline import console
 from pipeline.buildx import BuildOutcome, build, docker_client
 from pipeline.cli import parser
 from pipeline.errors import ConfigError
+from pipeline.git_context import dockerfile_wants_git_context
 from pipeline.gitfacts import read_git_facts
 from pipeline.plan import BuildPlan, Mode, plan_build
 from pipeline.registry_auth import ensure_login
@@ -40,7 +41,9 @@ def prepare(mode: Mode) -> tuple[BuildSettings, BuildPlan]:
     settings = load(BuildSettings)
     facts = read_git_facts(settings.build_context, os.environ)
     # The commit time, not the wall clock: an unchanged rebuild then yields the same image digest.
-    return settings, plan_build(mode, settings, facts, built_at=facts.commit_time)
+    wants_git = dockerfile_wants_git_context(settings.dockerfile)
+    plan = plan_build(mode, settings, facts, built_at=facts.commit_time, git_context=wants_git)
+    return settings, plan
 
 
 def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:

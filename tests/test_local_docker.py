@@ -1,0 +1,216 @@
+"""The local integration suite: the real sandbox image, built from the offline base by the
+pipeline, booted through the local-docker provider.
+
+Failures print the container's service logs (SandboxError details, or the assertion message).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline import local_docker
+from tests.conftest import ROOT, run_pipeline
+
+BASE_TAG = "sandbox-base/node24-bookworm:local"
+REPOSITORY = "sandbox-test/sandbox"
+CLIS = ("claude", "opencode", "pi", "gh", "pnpm", "tsx", "bun", "node")
+SERVICES = ("daemon", "egress-proxy", "opencode")
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    reference: str
+    sha: str
+    env: dict[str, str]
+    report: dict[str, object]
+
+
+@pytest.fixture(scope="module")
+def sandbox_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
+    """Base image (offline) and the real image, both made by the pipeline's own commands."""
+    base = run_pipeline("base_image", "--tag", BASE_TAG, env={}, timeout=900)
+    assert base.returncode == 0, base.output[-4000:]
+    report = tmp_path_factory.mktemp("report") / "report.json"
+    env = {
+        "SANDBOX_BASE_IMAGE": BASE_TAG,
+        "SANDBOX_IMAGE_REPOSITORY": REPOSITORY,
+        "PIPELINE_REPORT": str(report),
+    }
+    built = run_pipeline("snapshot_local", env=env, timeout=1800)
+    assert built.returncode == 0, built.output[-4000:]
+    result = json.loads(report.read_text())["build"]
+    return BuiltImage(f"{REPOSITORY}:local", result["sha"], env, result)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_pnpm_volume(engine: None) -> None:
+    # A volume created before the image declared the store dir would keep root ownership.
+    subprocess.run(
+        ["docker", "volume", "rm", "-f", local_docker.PNPM_STORE_VOLUME],
+        capture_output=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def provider_env(
+    sandbox_image: BuiltImage, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[BuiltImage]:
+    for key in (
+        "LOCAL_DOCKER_REPO_CHECKOUT",
+        "LOCAL_DOCKER_GIT_DIR",
+        "LOCAL_DOCKER_COMMON_DIR",
+        "DOCKER_HOST",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LOCAL_DOCKER_IMAGE_NAME", sandbox_image.reference)
+    yield sandbox_image
+    local_docker.cleanup()
+
+
+def _logs(name: str) -> str:
+    container = local_docker.client().container.inspect(name)
+    return "\n".join(local_docker.service_logs(container))
+
+
+def _sh(name: str, script: str) -> str:
+    return local_docker.execute(name, ["bash", "-lc", script])
+
+
+def test_rebuild_without_change_reuses_every_layer(
+    sandbox_image: BuiltImage, tmp_path: Path
+) -> None:
+    report = tmp_path / "again.json"
+    again = run_pipeline(
+        "snapshot_local", env={**sandbox_image.env, "PIPELINE_REPORT": str(report)}
+    )
+    assert again.returncode == 0, again.output[-3000:]
+    result = json.loads(report.read_text())["build"]
+    assert result["steps_total"] >= 10
+    assert result["steps_cached"] == result["steps_total"]
+    assert result["digest"] == sandbox_image.report["digest"]
+
+
+def test_boots_with_health_clis_and_supervised_services(provider_env: BuiltImage) -> None:
+    sandbox = local_docker.start(sync=False)
+    health = httpx.get(f"{sandbox.url}/api/health", timeout=5).json()
+    assert health["ok"] is True and health["gitSha"] == provider_env.sha, _logs(sandbox.name)
+    assert _sh(sandbox.name, "test -f /tmp/reached-entrypoint && echo yes").strip() == "yes"
+    for cli in CLIS:
+        out = _sh(sandbox.name, f"{cli} --version 2>&1")
+        assert re.search(r"\d+\.\d+", out), f"{cli} --version said {out!r}\n{_logs(sandbox.name)}"
+
+    def pids() -> dict[str, str]:
+        status = _sh(sandbox.name, "pidnap status")
+        found = dict(re.findall(r"^(\S+)\s+RUNNING\s+pid (\d+)", status, re.MULTILINE))
+        return found
+
+    deadline = time.monotonic() + 30
+    while not set(SERVICES) <= pids().keys() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    before = pids()
+    assert set(SERVICES) <= before.keys(), _logs(sandbox.name)
+    processes = httpx.get(f"{sandbox.url}/api/processes", timeout=5).text
+    assert all(service in processes for service in SERVICES)
+    _sh(sandbox.name, "processes restart opencode")
+    after = pids()
+    assert after["opencode"] != before["opencode"]
+    assert after["daemon"] == before["daemon"]
+
+
+def test_repo_is_a_git_repository_at_the_image_sha(provider_env: BuiltImage) -> None:
+    sandbox = local_docker.start(sync=False)
+    head = _sh(sandbox.name, "cd ~/src/github.com/iterate/iterate && git rev-parse HEAD").strip()
+    assert head == provider_env.sha
+
+
+def _host_facts(path: Path) -> str:
+    script = "git rev-parse --abbrev-ref HEAD; git rev-parse HEAD; git status --porcelain"
+    return subprocess.run(
+        ["bash", "-c", script], cwd=path, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _dirty_clone(tmp_path: Path) -> Path:
+    clone = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+
+    def git(*args: str, cwd: Path = clone) -> None:
+        subprocess.run(
+            ["git", "-c", "user.email=t@e.invalid", "-c", "user.name=t", *args],
+            cwd=cwd,
+            check=True,
+            capture_output=True,
+        )
+
+    (clone / "README.md").write_text((clone / "README.md").read_text() + "staged\n")
+    git("add", "README.md")
+    (clone / "pyproject.toml").write_text((clone / "pyproject.toml").read_text() + "# unstaged\n")
+    (clone / "untracked.txt").write_text("untracked\n")
+    return clone
+
+
+@pytest.mark.parametrize("layout", ["plain", "worktree"])
+def test_dev_sync_matches_host_git_state(
+    provider_env: BuiltImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    checkout = _dirty_clone(tmp_path)
+    if layout == "worktree":
+        worktree = tmp_path / "wt"
+        subprocess.run(
+            ["git", "worktree", "add", "-q", "-b", "feature", str(worktree)],
+            cwd=checkout,
+            check=True,
+            capture_output=True,
+        )
+        (worktree / "README.md").write_text("changed in the worktree\n")
+        subprocess.run(["git", "add", "README.md"], cwd=worktree, check=True)
+        (worktree / "noxfile.py").write_text("# unstaged\n")
+        (worktree / "new-in-worktree.txt").write_text("untracked\n")
+        checkout = worktree
+    # Only the checkout is given: git dir and common dir default from gitpython (worktrees too).
+    monkeypatch.setenv("LOCAL_DOCKER_REPO_CHECKOUT", str(checkout))
+    sandbox = local_docker.start(sync=True)
+    inside = _sh(
+        sandbox.name,
+        "cd ~/src/github.com/iterate/iterate && git rev-parse "
+        "--abbrev-ref HEAD; git rev-parse HEAD; git status --porcelain",
+    )
+    host = _host_facts(checkout)
+    assert inside.splitlines() == host.splitlines(), (
+        f"inside:\n{inside}\nhost:\n{host}\n{_logs(sandbox.name)}"
+    )
+    assert len(host.splitlines()) >= 5  # branch, HEAD and at least three changes
+
+
+@pytest.mark.parametrize("script", ["services.sh", "dev-sync.sh"])
+def test_verify_script(sandbox_image: BuiltImage, script: str) -> None:
+    """The image's own checks: .env restart delays (0.5 s / 5 s / never), the proxy upstream,
+    arguments exec'd instead of the supervisor, and dev sync's edge cases."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "sandbox" / "verify" / script), sandbox_image.reference],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "VERIFY_DAEMON_PORT": str(_free_port())},
+    )
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
+    assert "FAIL" not in done.stdout
+
+
+def _free_port() -> int:
+    from pipeline.local_registry import free_port
+
+    return free_port()
