@@ -25,7 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.git_context import dockerfile_wants_git_context, make_git_context  # noqa: E402
 from pipeline.local_registry import start_registry  # noqa: E402
+from pipeline.settings import _default_ca_bundle  # noqa: E402
 from tests.conftest import make_fixture_repo  # noqa: E402
 
 
@@ -86,6 +88,22 @@ def main() -> None:
         extra_args: list[str] = []
         if base := env.get("SANDBOX_BASE_IMAGE"):
             extra_args = ["--build-arg", f"BASE_IMAGE={base}"]
+        # The raw build gets what the pipeline passes too (made once here; the pipeline makes
+        # its git-meta clone on every run, which is part of the overhead being measured).
+        if dockerfile_wants_git_context(dockerfile):
+            common = Path(
+                subprocess.run(
+                    ["git", "rev-parse", "--git-common-dir"],
+                    cwd=context,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.strip()
+            )
+            clone = make_git_context((context / common).resolve(), sha, "main", None, work / "gm")
+            extra_args += ["--build-context", f"git-meta={clone}"]
+        if ca := _default_ca_bundle():
+            extra_args += ["--secret", f"id=extra_ca_certs,src={ca}"]
         nox = [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py")]
         ours = [*nox, "-s", "snapshot_local"]
         plan = json.loads(
