@@ -162,6 +162,19 @@ class ReportSettings(_Base):
     github_actions: bool = Field(False, validation_alias="GITHUB_ACTIONS")
 
 
+def env_names(*classes: type[BaseSettings]) -> list[str]:
+    """The environment variables the given settings classes read."""
+    names: list[str] = []
+    for cls in classes:
+        for field in cls.model_fields.values():
+            alias = field.validation_alias
+            if isinstance(alias, str):
+                names.append(alias)
+            elif isinstance(alias, AliasChoices):
+                names += [str(choice) for choice in alias.choices]
+    return names
+
+
 def load(cls: type[SettingsT]) -> SettingsT:
     """Build settings from the environment, turning pydantic's report into one ConfigError line."""
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.local_registry import LocalRegistry, start_registry
+from pipeline.settings import BuildSettings, ReportSettings, env_names
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_MARKERS = {
@@ -24,33 +25,8 @@ FIXTURE_MARKERS = {
     "daytona_emulator_with_registry": "emulator",
     "sandbox_image": "sandbox_image",
 }
-# Variables of the developer's shell that would change what a test builds.
-PIPELINE_VARIABLES = [
-    "SANDBOX_IMAGE_REPOSITORY",
-    "SANDBOX_BASE_IMAGE",
-    "SANDBOX_DOCKERFILE",
-    "SANDBOX_BUILD_CONTEXT",
-    "SANDBOX_BUILD_PLATFORM",
-    "GIT_SHA",
-    "PUSH",
-    "BUILDX_BUILDER",
-    "DOCKER_HOST",
-    "REGISTRY_USERNAME",
-    "REGISTRY_PASSWORD",
-    "GITHUB_ACTOR",
-    "GITHUB_TOKEN",
-    "GITHUB_OUTPUT",
-    "GITHUB_STEP_SUMMARY",
-    "GITHUB_ACTIONS",
-    "PIPELINE_REPORT",
-    "SANDBOX_BUILD_TIMEOUT",
-    "SANDBOX_BUILD_CACHE",
-    "SANDBOX_ATTESTATIONS",
-    "GITHUB_REF_NAME",
-    "GITHUB_HEAD_REF",
-    "GITHUB_SERVER_URL",
-    "GITHUB_REPOSITORY",
-]
+# Variables of the developer's shell that would change what a test builds or where it reports.
+PIPELINE_VARIABLES = env_names(BuildSettings, ReportSettings)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

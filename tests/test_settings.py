@@ -5,25 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.settings import PROJECT_ROOT, BuildSettings, ReportSettings, load
+from pipeline.settings import PROJECT_ROOT, BuildSettings, ReportSettings, env_names, load
 
-VARIABLES = [
-    "SANDBOX_IMAGE_REPOSITORY",
-    "SANDBOX_DOCKERFILE",
-    "SANDBOX_BUILD_CONTEXT",
-    "SANDBOX_BUILD_PLATFORM",
-    "GIT_SHA",
-    "PUSH",
-    "BUILDX_BUILDER",
-    "DOCKER_HOST",
-    "REGISTRY_USERNAME",
-    "REGISTRY_PASSWORD",
-    "GITHUB_ACTOR",
-    "GITHUB_TOKEN",
-    "SANDBOX_BUILD_TIMEOUT",
-    "SANDBOX_BUILD_CACHE",
-    "SANDBOX_ATTESTATIONS",
-]
+VARIABLES = env_names(BuildSettings)
 
 
 @pytest.fixture(autouse=True)
