@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import BuildError, DeadlineExceeded, EngineError, RegistryError
-from pipeline.git_context import CONTEXT_NAME, make_git_context
+from pipeline.git_context import CONTEXT_NAME, cached_git_context
 from pipeline.plan import BuildPlan
 from pipeline.progress import ProgressStats
 
@@ -76,8 +76,8 @@ def build(plan: BuildPlan, docker_host: str | None, on_line: LineSink) -> BuildO
         contexts: dict[str, str | Path] = {}
         if plan.git_context is not None:
             source = plan.labels.get("org.opencontainers.image.source")
-            contexts[CONTEXT_NAME] = make_git_context(
-                plan.git_context, plan.sha, plan.branch, source, Path(tmp) / "git-meta"
+            contexts[CONTEXT_NAME] = cached_git_context(
+                plan.git_context, plan.sha, plan.branch, source
             )
         secrets = [f"id=extra_ca_certs,src={plan.ca_bundle}"] if plan.ca_bundle else []
         try:

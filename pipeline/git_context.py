@@ -7,13 +7,47 @@ sandbox without dev sync is still a git repository at the image's commit.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from pipeline.errors import GitError
 
 CONTEXT_NAME = "git-meta"
+CACHE_KEEP = 5
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sandbox-pipeline" / "git-meta"
+
+
+def cached_git_context(
+    common_dir: Path, sha: str, branch: str | None, source_url: str | None
+) -> Path:
+    """The git-meta context for (sha, branch, source), made once and reused: its bytes depend on
+    nothing else, and an unchanged rebuild then spends no git calls on it."""
+    key = hashlib.sha256(f"{sha}\0{branch}\0{source_url}".encode()).hexdigest()[:24]
+    root = cache_root()
+    ready = root / key
+    if ready.is_dir():
+        os.utime(ready)  # most recently used survives the trim below
+        return ready
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".making-") as tmp:
+        made = make_git_context(common_dir, sha, branch, source_url, Path(tmp) / "clone")
+        try:
+            made.rename(ready)  # atomic: a concurrent build either sees all of it or none
+        except OSError:
+            if not ready.is_dir():
+                raise
+    for stale in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime)[:-CACHE_KEEP]:
+        if not stale.name.startswith("."):
+            shutil.rmtree(stale, ignore_errors=True)
+    return ready
 
 
 def dockerfile_wants_git_context(dockerfile: Path) -> bool:

@@ -6,7 +6,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipeline.git_context import dockerfile_wants_git_context, make_git_context
+import pytest
+
+from pipeline.git_context import (
+    CACHE_KEEP,
+    cached_git_context,
+    dockerfile_wants_git_context,
+    make_git_context,
+)
 
 
 def _repo(tmp_path: Path) -> tuple[Path, str]:
@@ -56,3 +63,17 @@ def test_dockerfile_detection(tmp_path: Path) -> None:
     assert dockerfile_wants_git_context(with_stage)
     assert not dockerfile_wants_git_context(without)
     assert not dockerfile_wants_git_context(tmp_path / "missing")
+
+
+def test_cache_reuses_and_trims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    repo, sha = _repo(tmp_path)
+    first = cached_git_context(repo / ".git", sha, "main", None)
+    marker = first / "reused-marker"
+    marker.write_text("x")
+    assert cached_git_context(repo / ".git", sha, "main", None) == first and marker.exists()
+    other = cached_git_context(repo / ".git", sha, "feature", None)
+    assert other != first
+    for i in range(CACHE_KEEP + 2):
+        cached_git_context(repo / ".git", sha, f"b{i}", None)
+    assert len([p for p in first.parent.iterdir() if not p.name.startswith(".")]) == CACHE_KEEP
