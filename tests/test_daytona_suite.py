@@ -124,7 +124,13 @@ def test_sandbox_from_the_snapshot_is_healthy(target: Target, sandbox: SandboxHa
     unauthenticated = httpx.get(f"{preview.url}/api/health", timeout=5)
     assert unauthenticated.status_code in (401, 403, 307)
 
+    deadline = time.monotonic() + 60  # supervisor says STARTING for a few seconds after boot
     status = _run(sandbox, "pidnap status")
+    while time.monotonic() < deadline and not all(
+        re.search(rf"^{re.escape(s)}\s+RUNNING", status, re.MULTILINE) for s in SERVICES
+    ):
+        time.sleep(1)
+        status = _run(sandbox, "pidnap status")
     for service in SERVICES:
         assert re.search(rf"^{re.escape(service)}\s+RUNNING", status, re.MULTILINE), (
             f"{service} not running:\n{status}\n{sandbox.logs()}"
