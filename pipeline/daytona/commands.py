@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from pipeline import console
 from pipeline.cli import parser
@@ -330,8 +331,7 @@ def snapshots_clean(
             console.say(f"would list snapshots starting with {matched!r}: {rules}")
         console.say("dry run: Daytona was not contacted; run without --dry-run to see the plan")
         return
-    deleted: list[str] = []
-    failures: list[str] = []
+    deletions = _Deletions("snapshots")
     with _client(client, load(DaytonaSettings)) as api:
         for matched in prefixes:
             plan = plan_retention(
@@ -340,26 +340,46 @@ def snapshots_clean(
             with console.group(f"retention plan for {matched}"):
                 for line in plan.describe():
                     console.say(line)
-            if not args.yes:
-                continue
-            for snapshot in plan.to_delete:
-                try:
-                    api.delete_snapshot(snapshot.id)
-                    deleted.append(snapshot.name)
-                    console.say(f"   deleted {snapshot.name}")
-                except PipelineError as error:
-                    failures.append(f"{snapshot.name}: {error.cause}")
-                    console.warn(f"could not delete {snapshot.name}: {error}")
-    if args.yes:
-        console.step(f"deleted {len(deleted)} snapshots")
-    else:
-        console.say("nothing deleted; pass --yes to delete what the plan says")
-    publish("snapshots_clean", {"deleted": deleted, "failed": len(failures)}, load(ReportSettings))
-    if failures:
-        raise DaytonaError(
-            f"{len(failures)} deletions failed, first: {failures[0]}",
-            "re-run; snapshots in use by sandboxes may need those stopped first",
-        )
+            if args.yes:
+                for snapshot in plan.to_delete:
+                    deletions.attempt(snapshot.name, partial(api.delete_snapshot, snapshot.id))
+    deletions.finish(
+        args.yes,
+        "snapshots_clean",
+        "re-run; snapshots in use by sandboxes may need those stopped first",
+    )
+
+
+class _Deletions:
+    """Deletes what a cleanup plan says one by one: a failure is reported and the rest go on;
+    the outcome is published and failures end in one error."""
+
+    def __init__(self, noun: str) -> None:
+        self.noun = noun
+        self.deleted: list[str] = []
+        self.failures: list[str] = []
+
+    def attempt(self, name: str, delete: Callable[[], bool]) -> None:
+        try:
+            if delete():  # False: it was already gone
+                self.deleted.append(name)
+                console.say(f"   deleted {name}")
+        except PipelineError as error:
+            self.failures.append(f"{name}: {error.cause}")
+            console.warn(f"could not delete {name}: {error}")
+
+    def finish(self, yes: bool, section: str, fix: str) -> None:
+        if yes:
+            console.step(f"deleted {len(self.deleted)} {self.noun}")
+        else:
+            console.say("nothing deleted; pass --yes to delete what the plan says")
+        values = {"deleted": self.deleted, "failed": len(self.failures)}
+        publish(section, values, load(ReportSettings))
+        if self.failures:
+            raise DaytonaError(
+                f"{len(self.failures)} {self.noun} deletions failed, first: {self.failures[0]}",
+                fix,
+            )
 
 
 # --- sandbox_daytona -------------------------------------------------------------------------
@@ -602,8 +622,7 @@ def _sandbox_cleanup(
         console.say("dry run: Daytona was not contacted; run without --dry-run to see the plan")
         return
     timeout = args.timeout or load(SandboxSettings).timeout
-    deleted: list[str] = []
-    failures: list[str] = []
+    deletions = _Deletions("sandboxes")
     with _client(client, load(DaytonaSettings)) as api:
         plan = plan_cleanup(api.iter_sandboxes(PIPELINE_LABELS), now=now(), older_than=older_than)
         with console.group(f"sandboxes labelled {selector}"):
@@ -611,22 +630,15 @@ def _sandbox_cleanup(
                 console.say(line)
         if args.yes:
             for sandbox in plan.to_delete:
-                try:
-                    if stop_and_delete(api, sandbox.id, timeout=timeout, poll=poll or SANDBOX_POLL):
-                        deleted.append(sandbox.name)
-                except PipelineError as error:
-                    failures.append(f"{sandbox.name}: {error.cause}")
-                    console.warn(f"could not remove {sandbox.name}: {error}")
-    if args.yes:
-        console.step(f"deleted {len(deleted)} sandboxes")
-    else:
-        console.say("nothing deleted; pass --yes to delete what the plan says")
-    publish("sandboxes_clean", {"deleted": deleted, "failed": len(failures)}, load(ReportSettings))
-    if failures:
-        raise DaytonaError(
-            f"{len(failures)} sandbox deletions failed, first: {failures[0]}",
-            "re-run `nox -s sandbox_daytona -- --cleanup --yes`",
-        )
+                deletions.attempt(
+                    sandbox.name,
+                    partial(
+                        stop_and_delete, api, sandbox.id, timeout=timeout, poll=poll or SANDBOX_POLL
+                    ),
+                )
+    deletions.finish(
+        args.yes, "sandboxes_clean", "re-run `nox -s sandbox_daytona -- --cleanup --yes`"
+    )
 
 
 def _git_sha() -> str | None:
