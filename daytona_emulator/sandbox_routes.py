@@ -21,6 +21,7 @@ from daytona_emulator.config import DELETE_SANDBOXES, WRITE_SANDBOXES, new_id
 from daytona_emulator.errors import ApiError, bad_request, forbidden, not_found
 from daytona_emulator.models import Snapshot, SnapshotState
 from daytona_emulator.preview_proxy import PREVIEW_PREFIX
+from daytona_emulator.request_body import json_body
 from daytona_emulator.sandbox_models import (
     DEFAULT_AUTO_ARCHIVE_MINUTES,
     DEFAULT_AUTO_DELETE_MINUTES,
@@ -31,7 +32,6 @@ from daytona_emulator.sandbox_models import (
     sandbox_list_item_wire,
     sandbox_wire,
 )
-from daytona_emulator.snapshot_routes import _json_body as json_body
 from daytona_emulator.state import EmulatorState, emulator_state
 from daytona_emulator.store import is_uuid
 from daytona_emulator.validation import PER_SANDBOX_LIMIT_MESSAGE

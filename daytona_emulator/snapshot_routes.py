@@ -7,10 +7,8 @@ then pipes and body validation (400), then the service's business rules.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
@@ -27,6 +25,7 @@ from daytona_emulator.models import (
     SnapshotState,
     snapshot_wire,
 )
+from daytona_emulator.request_body import json_body
 from daytona_emulator.state import EmulatorState, emulator_state
 from daytona_emulator.store import is_uuid
 from daytona_emulator.validation import (
@@ -44,25 +43,6 @@ def _context(request: Request) -> tuple[EmulatorState, AuthContext]:
     return state, authenticate(request, state.api_keys)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"Unexpected token {name[0]} in JSON")
-
-
-async def _json_body(request: Request) -> object:
-    """express.json(): only JSON content types are parsed; anything else is an empty body."""
-    if "json" not in request.headers.get("content-type", ""):
-        return {}
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
-        raise bad_request(f"{error.msg} in JSON at position {error.pos}") from error
-    except (ValueError, UnicodeDecodeError) as error:
-        raise bad_request(str(error)) from error
-
-
 def _by_uuid(state: EmulatorState, auth: AuthContext, raw_id: str) -> Snapshot:
     """Guard (lookup by name or id, 404), then `ParseUUIDPipe` (400), then load by id (404)."""
     snapshot_id = unquote(raw_id)
@@ -78,7 +58,7 @@ def _by_uuid(state: EmulatorState, auth: AuthContext, raw_id: str) -> Snapshot:
 @router.post("")
 async def create_snapshot(request: Request) -> JSONResponse:
     # Express parses the body in middleware, before any guard: malformed JSON is a 400 first.
-    body = await _json_body(request)
+    body = await json_body(request)
     state, auth = _context(request)
     auth.require(WRITE_SNAPSHOTS)
     wanted = parse_create_snapshot(body, state.config.regions)
