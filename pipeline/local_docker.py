@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,12 +62,16 @@ class Sandbox(BaseModel):
     synced: bool
 
 
-def pick_image(settings: LocalDockerSettings, repository: str, exists: object) -> str:
-    """LOCAL_DOCKER_IMAGE_NAME, else <repo>:local when present, else <repo>:main."""
+def image_candidates(settings: LocalDockerSettings, repository: str) -> list[str]:
+    """LOCAL_DOCKER_IMAGE_NAME, else <repo>:local, then <repo>:main."""
     if settings.image_name:
-        return settings.image_name
-    local = f"{repository}:local"
-    return local if exists(local) else f"{repository}:main"  # type: ignore[operator]
+        return [settings.image_name]
+    return [f"{repository}:local", f"{repository}:main"]
+
+
+def pick_image(candidates: list[str], exists: Callable[[str], bool]) -> str | None:
+    """The first candidate the engine has (each is asked about once)."""
+    return next((image for image in candidates if exists(image)), None)
 
 
 def sync_mounts(settings: LocalDockerSettings, env: Mapping[str, str]) -> SyncMounts:
@@ -95,10 +99,10 @@ def sync_mounts(settings: LocalDockerSettings, env: Mapping[str, str]) -> SyncMo
     )
 
 
-def client() -> DockerClient:
+def client(build: BuildSettings | None = None) -> DockerClient:
     from pipeline.buildx import docker_client
 
-    return docker_client(load(BuildSettings).docker_host)
+    return docker_client((build or load(BuildSettings)).docker_host)
 
 
 def image_exists(docker: DockerClient, reference: str) -> bool:
@@ -113,13 +117,13 @@ def start(
     docker: DockerClient | None = None,
 ) -> Sandbox:
     """Start a sandbox container and wait until its daemon reports healthy."""
-    settings = load(LocalDockerSettings)
-    docker = docker or client()
-    repository = load(BuildSettings).image_repository
-    image = pick_image(settings, repository, lambda ref: image_exists(docker, ref))
-    if not image_exists(docker, image):
+    settings, build = load(LocalDockerSettings), load(BuildSettings)
+    docker = docker or client(build)
+    candidates = image_candidates(settings, build.image_repository)
+    image = pick_image(candidates, lambda ref: image_exists(docker, ref))
+    if image is None:
         raise SandboxError(
-            f"image {image} is not in the local engine",
+            f"image {' or '.join(candidates)} is not in the local engine",
             "build it with `nox -s snapshot_local`, or set LOCAL_DOCKER_IMAGE_NAME",
         )
     mounts = sync_mounts(settings, os.environ) if sync else None

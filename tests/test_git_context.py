@@ -77,3 +77,15 @@ def test_cache_reuses_and_trims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     for i in range(CACHE_KEEP + 2):
         cached_git_context(repo / ".git", sha, f"b{i}", None)
     assert len([p for p in first.parent.iterdir() if not p.name.startswith(".")]) == CACHE_KEEP
+
+
+def test_unknown_sha_is_one_git_error_line(tmp_path: Path) -> None:
+    from pipeline.errors import GitError
+
+    repo, _ = _repo(tmp_path)
+    with pytest.raises(GitError) as caught:
+        make_git_context(repo / ".git", "f" * 40, "main", None, tmp_path / "clone")
+    message = str(caught.value)
+    assert "could not prepare the git-meta build context" in message
+    assert f"check that commit {'f' * 40} exists" in message
+    assert "\n" not in message

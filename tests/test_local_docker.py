@@ -24,7 +24,7 @@ from tests.conftest import ROOT, run_pipeline
 BASE_TAG = "sandbox-base/node24-bookworm:local"
 REPOSITORY = "sandbox-test/sandbox"
 CLIS = ("claude", "opencode", "pi", "gh", "pnpm", "tsx", "bun", "node")
-SERVICES = ("daemon", "egress-proxy", "opencode")
+SERVICES = local_docker.SERVICES
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import local_docker
 from pipeline.errors import SandboxError
-from pipeline.local_docker import LocalDockerSettings, pick_image
+from pipeline.local_docker import LocalDockerSettings, image_candidates, pick_image
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -133,7 +133,7 @@ def test_unhealthy_sandbox_is_removed_and_logs_shown(
 
 def test_missing_image_is_one_line(sandbox_env: pytest.MonkeyPatch) -> None:
     sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", "provider-test/absent:nope")
-    with pytest.raises(SandboxError, match="not in the local engine"):
+    with pytest.raises(SandboxError, match="provider-test/absent:nope is not in the local engine"):
         local_docker.start(sync=False)
 
 
@@ -152,12 +152,28 @@ def test_down_refuses_foreign_containers(
 
 
 @pytest.mark.parametrize(
-    ("configured", "local_exists", "expected"),
-    [("x/y:z", True, "x/y:z"), (None, True, "r/s:local"), (None, False, "r/s:main")],
+    ("configured", "present", "expected"),
+    [
+        ("x/y:z", {"x/y:z", "r/s:local"}, "x/y:z"),
+        ("x/y:z", {"r/s:local"}, None),
+        (None, {"r/s:local", "r/s:main"}, "r/s:local"),
+        (None, {"r/s:main"}, "r/s:main"),
+        (None, set(), None),
+    ],
 )
 def test_pick_image(
-    configured: str | None, local_exists: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+    configured: str | None,
+    present: set[str],
+    expected: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("LOCAL_DOCKER_IMAGE_NAME", raising=False)
     settings = LocalDockerSettings(LOCAL_DOCKER_IMAGE_NAME=configured)  # type: ignore[call-arg]
-    assert pick_image(settings, "r/s", lambda ref: local_exists) == expected
+    asked: list[str] = []
+
+    def exists(ref: str) -> bool:
+        asked.append(ref)
+        return ref in present
+
+    assert pick_image(image_candidates(settings, "r/s"), exists) == expected
+    assert len(asked) == len(set(asked))  # never the same image twice
