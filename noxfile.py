@@ -23,8 +23,8 @@ nox.options.error_on_external_run = False
 def _run(session: nox.Session, name: str) -> None:
     """Run one pipeline command; a PipelineError becomes one line, no traceback."""
     try:
-        from pipeline.commands import resolve
         from pipeline.errors import PipelineError
+        from pipeline.sessions import resolve
 
         command = resolve(name)
     except ModuleNotFoundError as error:

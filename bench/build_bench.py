@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.git_context import dockerfile_wants_git_context, make_git_context  # noqa: E402
-from pipeline.local_registry import start_registry  # noqa: E402
-from pipeline.settings import _default_ca_bundle  # noqa: E402
+from pipeline.adapters.git_context import dockerfile_wants_git_context, make_git_context  # noqa: E402
+from pipeline.adapters.local_registry import start_registry  # noqa: E402
+from pipeline.settings.build import _default_ca_bundle  # noqa: E402
 from tests.conftest import make_fixture_repo  # noqa: E402
 
 
@@ -111,7 +111,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-c",
-                    "import json,sys; from pipeline.commands.build import prepare;"
+                    "import json,sys; from pipeline.sessions.build import prepare;"
                     "print(json.dumps(prepare('local')[1].labels))",
                 ],
                 env=env,

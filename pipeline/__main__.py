@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from pipeline.commands import COMMANDS, resolve
 from pipeline.errors import PipelineError
+from pipeline.sessions import COMMANDS, resolve
 
 
 def main(argv: list[str]) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.settings import ReportSettings
+from pipeline.settings.build import ReportSettings
 
 Scalar = str | int | float | bool | None
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local_registry import LocalRegistry, start_registry
-from pipeline.settings import BuildSettings, ReportSettings, env_names
+from pipeline.adapters.local_registry import LocalRegistry, start_registry
+from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_MARKERS = {

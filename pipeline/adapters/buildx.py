@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.adapters.git_context import CONTEXT_NAME, cached_git_context
 from pipeline.errors import BuildError, DeadlineExceeded, EngineError, RegistryError
-from pipeline.git_context import CONTEXT_NAME, cached_git_context
-from pipeline.plan import BuildPlan
-from pipeline.progress import ProgressStats
+from pipeline.rules.build_plan import BuildPlan
+from pipeline.rules.progress import ProgressStats
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient

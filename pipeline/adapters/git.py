@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from pipeline.errors import GitError
-
-_USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)[^/@]*@", re.IGNORECASE)
-_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
-
-
-class GitFacts(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    sha: str
-    dirty: bool
-    branch: str | None  # None on a detached HEAD with no CI ref to name it
-    work_tree: Path
-    git_dir: Path  # per-worktree dir (differs from common_dir in a linked worktree)
-    common_dir: Path
-    commit_time: datetime
-    source_url: str | None  # origin as a browsable https URL, never with credentials
+from pipeline.rules.git_facts import GitFacts, browsable_url
 
 
 def read_git_facts(path: Path, env: Mapping[str, str]) -> GitFacts:
@@ -84,14 +66,3 @@ def _source_url(repo: object, env: Mapping[str, str]) -> str | None:
     except (ValueError, StopIteration):
         return None
     return browsable_url(url)
-
-
-def browsable_url(remote_url: str) -> str:
-    """An https URL for a git remote, with any user or token removed (it ends up in a label)."""
-    url = _USERINFO.sub(r"\g<scheme>", remote_url.strip())
-    if "://" not in url:
-        scp = _SCP_LIKE.match(url)
-        if scp:
-            url = f"https://{scp['host']}/{scp['path']}"
-    url = re.sub(r"^(?:ssh|git)://", "https://", url)
-    return url.removesuffix(".git").removesuffix("/")

@@ -18,7 +18,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import ConfigError, SandboxError
-from pipeline.settings import BuildSettings, _Base, load
+from pipeline.settings.build import BuildSettings, _Base, load
 
 if TYPE_CHECKING:
     from python_on_whales import Container, DockerClient
@@ -76,7 +76,7 @@ def pick_image(candidates: list[str], exists: Callable[[str], bool]) -> str | No
 
 def sync_mounts(settings: LocalDockerSettings, env: Mapping[str, str]) -> SyncMounts:
     """Mounts for dev sync; unset paths default from the checkout's git facts (worktrees too)."""
-    from pipeline.gitfacts import read_git_facts
+    from pipeline.adapters.git import read_git_facts
 
     if settings.repo_checkout and settings.git_dir and settings.common_dir:
         paths = (settings.repo_checkout, settings.git_dir, settings.common_dir)
@@ -100,7 +100,7 @@ def sync_mounts(settings: LocalDockerSettings, env: Mapping[str, str]) -> SyncMo
 
 
 def client(build: BuildSettings | None = None) -> DockerClient:
-    from pipeline.buildx import docker_client
+    from pipeline.adapters.buildx import docker_client
 
     return docker_client((build or load(BuildSettings)).docker_host)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from pipeline.adapters.registry_auth import GHCR, Credentials
 from pipeline.errors import ConfigError, RegistryError
-from pipeline.registry_auth import GHCR, Credentials
-from pipeline.settings import BuildSettings
+from pipeline.settings.build import BuildSettings
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"

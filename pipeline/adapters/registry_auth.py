@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from pipeline.errors import ConfigError, RegistryError
-from pipeline.settings import BuildSettings
+from pipeline.settings.build import BuildSettings
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient

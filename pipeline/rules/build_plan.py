@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import ConfigError, GitError
-from pipeline.gitfacts import GitFacts
-from pipeline.settings import BuildSettings
+from pipeline.rules.git_facts import GitFacts
+from pipeline.settings.build import BuildSettings
 
 Mode = Literal["local", "push"]
 MAX_TAG_LENGTH = 128

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pipeline.daytona.models import ACTIVE, REMOVING, Snapshot
+from pipeline.rules.daytona_models import ACTIVE, REMOVING, Snapshot
 
 
 class Verdict(StrEnum):

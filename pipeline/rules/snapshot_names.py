@@ -1,6 +1,7 @@
 """Pure rules: snapshot names, stage prefixes, image references, and what to do with what exists.
 
-Nothing here talks to the network; every rule is pinned by a table in tests/test_daytona_naming.py.
+Nothing here talks to the network; every rule is pinned by a table in
+tests/unit/test_daytona_naming.py.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pipeline.daytona.models import ACTIVE, IN_PROGRESS_STATES, INACTIVE, REMOVING, Snapshot
 from pipeline.errors import ConfigError
-from pipeline.plan import sha_tag
+from pipeline.rules.build_plan import sha_tag
+from pipeline.rules.daytona_models import ACTIVE, IN_PROGRESS_STATES, INACTIVE, REMOVING, Snapshot
 
 # The hosted API is stricter than the last public server source (it reportedly rejects `/` and
 # `:`), so we stay inside what every version accepts.

@@ -11,18 +11,18 @@ from collections.abc import Callable, Sequence
 Command = Callable[[Sequence[str]], None]
 
 COMMANDS: dict[str, str] = {
-    "snapshot_local": "pipeline.commands.build:snapshot_local",
-    "snapshot_push": "pipeline.commands.build:snapshot_push",
-    "doctor": "pipeline.commands.doctor:doctor",
-    "registry": "pipeline.commands.registry:registry",
-    "sandbox_up": "pipeline.commands.sandbox_local:sandbox_up",
-    "sandbox_down": "pipeline.commands.sandbox_local:sandbox_down",
-    "snapshot_daytona": "pipeline.daytona.commands:snapshot_daytona",
-    "snapshot_stage": "pipeline.daytona.commands:snapshot_stage",
-    "snapshot_latest": "pipeline.daytona.commands:snapshot_latest",
-    "snapshots_clean": "pipeline.daytona.commands:snapshots_clean",
-    "sandbox_daytona": "pipeline.daytona.commands:sandbox_daytona",
-    "base_image": "pipeline.base_image:base_image",
+    "snapshot_local": "pipeline.sessions.build:snapshot_local",
+    "snapshot_push": "pipeline.sessions.build:snapshot_push",
+    "doctor": "pipeline.sessions.doctor:doctor",
+    "registry": "pipeline.sessions.registry:registry",
+    "sandbox_up": "pipeline.sessions.sandbox_local:sandbox_up",
+    "sandbox_down": "pipeline.sessions.sandbox_local:sandbox_down",
+    "snapshot_daytona": "pipeline.sessions.daytona:snapshot_daytona",
+    "snapshot_stage": "pipeline.sessions.daytona:snapshot_stage",
+    "snapshot_latest": "pipeline.sessions.daytona:snapshot_latest",
+    "snapshots_clean": "pipeline.sessions.daytona:snapshots_clean",
+    "sandbox_daytona": "pipeline.sessions.daytona:sandbox_daytona",
+    "base_image": "pipeline.sessions.base_image:base_image",
 }
 
 

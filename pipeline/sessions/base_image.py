@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from pipeline.console import output, say, step
 from pipeline.errors import ConfigError, EngineError, PipelineError
-from pipeline.settings import PROJECT_ROOT
+from pipeline.settings.build import PROJECT_ROOT
 
 if TYPE_CHECKING:
     import httpx

@@ -6,15 +6,15 @@ import os
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.buildx import BuildOutcome, build, docker_client
-from pipeline.cli import parser
+from pipeline.adapters.buildx import BuildOutcome, build, docker_client
+from pipeline.adapters.git import read_git_facts
+from pipeline.adapters.git_context import dockerfile_wants_git_context
+from pipeline.adapters.registry_auth import ensure_login
 from pipeline.errors import ConfigError
-from pipeline.git_context import dockerfile_wants_git_context
-from pipeline.gitfacts import read_git_facts
-from pipeline.plan import BuildPlan, Mode, plan_build
-from pipeline.registry_auth import ensure_login
 from pipeline.report import publish
-from pipeline.settings import BuildSettings, ReportSettings, load
+from pipeline.rules.build_plan import BuildPlan, Mode, plan_build
+from pipeline.sessions.options import parser
+from pipeline.settings.build import BuildSettings, ReportSettings, load
 
 LOGIN_TIMEOUT_S = 60
 

@@ -17,22 +17,9 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from pipeline import console
-from pipeline.cli import parser
-from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.latest import find_latest, latest_snapshot
-from pipeline.daytona.lifecycle import Outcome, PollPolicy, SnapshotSpec, ensure_snapshot
-from pipeline.daytona.models import CreateSandbox
-from pipeline.daytona.naming import (
-    image_problem,
-    match_prefix,
-    resolve_stage,
-    sha_image,
-    sha_snapshot_name,
-    snapshot_name_problem,
-    stage_snapshot_name,
-)
-from pipeline.daytona.retention import plan_retention
-from pipeline.daytona.sandboxes import (
+from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.adapters.daytona.latest import find_latest, latest_snapshot
+from pipeline.adapters.daytona.sandboxes import (
     CREATED_BY,
     CREATED_BY_LABEL,
     DEFAULT_PORT,
@@ -45,16 +32,29 @@ from pipeline.daytona.sandboxes import (
     plan_cleanup,
     stop_and_delete,
 )
-from pipeline.daytona.settings import (
+from pipeline.adapters.daytona.snapshots import Outcome, PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.adapters.registry_api import check_image, parse_image, registry_credentials
+from pipeline.errors import ConfigError, DaytonaError, GitError, PipelineError
+from pipeline.report import publish
+from pipeline.rules.daytona_models import CreateSandbox
+from pipeline.rules.retention import plan_retention
+from pipeline.rules.snapshot_names import (
+    image_problem,
+    match_prefix,
+    resolve_stage,
+    sha_image,
+    sha_snapshot_name,
+    snapshot_name_problem,
+    stage_snapshot_name,
+)
+from pipeline.sessions.options import parser
+from pipeline.settings.build import BuildSettings, ReportSettings, load
+from pipeline.settings.daytona import (
     DaytonaSettings,
     SandboxSettings,
     SnapshotSettings,
     StageSettings,
 )
-from pipeline.errors import ConfigError, DaytonaError, GitError, PipelineError
-from pipeline.registry_api import check_image, parse_image, registry_credentials
-from pipeline.report import publish
-from pipeline.settings import BuildSettings, ReportSettings, load
 
 DEFAULT_KEEP = 5
 DEFAULT_DAYS = 7.0
@@ -719,7 +719,7 @@ def _stage(prefix: str | None) -> tuple[str, str]:
 
 def _commit(build: BuildSettings) -> tuple[str, bool]:
     """The commit whose image to snapshot: GIT_SHA or HEAD; dirty as snapshot_local tags it."""
-    from pipeline.gitfacts import read_git_facts
+    from pipeline.adapters.git import read_git_facts
 
     try:
         facts = read_git_facts(build.build_context, os.environ)

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipeline import console
-from pipeline.cli import parser
+from pipeline.adapters.registry_auth import docker_config_has_auth, is_loopback, resolve_credentials
 from pipeline.errors import PipelineError
-from pipeline.registry_auth import docker_config_has_auth, is_loopback, resolve_credentials
-from pipeline.settings import BuildSettings, load
+from pipeline.sessions.options import parser
+from pipeline.settings.build import BuildSettings, load
 
 CHECK_TIMEOUT_S = 20
 
@@ -65,7 +65,7 @@ def run_checks(skip_login: bool = False) -> list[Finding]:
 def _checks(settings: BuildSettings, skip_login: bool) -> list[Callable[[], Finding]]:
     from python_on_whales.exceptions import DockerException
 
-    from pipeline.buildx import docker_client
+    from pipeline.adapters.buildx import docker_client
     from pipeline.errors import EngineError
 
     endpoint = settings.docker_host or "the default socket"
@@ -148,7 +148,7 @@ def _checks(settings: BuildSettings, skip_login: bool) -> list[Callable[[], Find
             )
         if skip_login:
             return Finding(True, "registry credentials", f"{host}: {found.source} (not tried)")
-        from pipeline.registry_auth import login
+        from pipeline.adapters.registry_auth import login
 
         # A throw-away Docker config: the check must not store credentials anywhere.
         with tempfile.TemporaryDirectory(prefix="doctor-docker-config-") as config:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import console
-from pipeline.cli import parser
-from pipeline.local_registry import start_registry
+from pipeline.adapters.local_registry import start_registry
+from pipeline.sessions.options import parser
 
 
 def registry(argv: Sequence[str]) -> None:

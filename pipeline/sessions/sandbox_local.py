@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline import console, local_docker
-from pipeline.cli import parser
-from pipeline.settings import BuildSettings, load
+from pipeline import console
+from pipeline.adapters import local_docker
+from pipeline.sessions.options import parser
+from pipeline.settings.build import BuildSettings, load
 
 
 def sandbox_up(argv: Sequence[str]) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pipeline.daytona import naming
+from pipeline.rules import snapshot_names as naming
 
 DEFAULT_API_URL = "https://app.daytona.io/api"
 

@@ -2,7 +2,7 @@
 
 Import the fixtures you use into your test module (pytest finds them by name):
 
-    from tests.emulator_fixtures import daytona_emulator, push_tiny_image
+    from tests.helpers.emulator import daytona_emulator, push_tiny_image
 
 - `daytona_emulator`: a running `EmulatorServer` (API URL `.base_url`, key `.api_key`, knobs
   `.knobs`), reset before and after each test. One server per test session, stopped at the end.
@@ -38,7 +38,7 @@ import pytest
 
 from daytona_emulator.config import SANDBOX_ONLY_PERMISSIONS, ApiKey, EmulatorConfig
 from daytona_emulator.server import EmulatorServer
-from pipeline.local_registry import LocalRegistry
+from pipeline.adapters.local_registry import LocalRegistry
 
 EMULATOR_KEY = "dtn_emulator_test_key"
 SANDBOX_ONLY_KEY = "dtn_emulator_sandbox_only_key"

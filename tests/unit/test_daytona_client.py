@@ -15,19 +15,24 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pipeline.daytona import LatestCache, latest_snapshot
-from pipeline.daytona.client import (
+from pipeline.adapters.daytona.client import (
     CreateConflict,
     DaytonaClient,
     OutcomeUnknown,
     RetryPolicy,
     retry_after_seconds,
 )
-from pipeline.daytona.lifecycle import PollPolicy, SnapshotSpec, ensure_snapshot, failure_fix
-from pipeline.daytona.models import CreateSnapshot
-from pipeline.daytona.settings import DaytonaSettings, SnapshotSettings
+from pipeline.adapters.daytona.latest import LatestCache, latest_snapshot
+from pipeline.adapters.daytona.snapshots import (
+    PollPolicy,
+    SnapshotSpec,
+    ensure_snapshot,
+    failure_fix,
+)
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError, DeadlineExceeded
-from pipeline.settings import load
+from pipeline.rules.daytona_models import CreateSnapshot
+from pipeline.settings.build import load
+from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings
 
 KEY = "dtn_" + "s3cr3t" * 8
 URL = "https://daytona.test/api"

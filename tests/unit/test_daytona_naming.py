@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.daytona.models import Snapshot
-from pipeline.daytona.naming import (
+from pipeline.errors import ConfigError
+from pipeline.rules.daytona_models import Snapshot
+from pipeline.rules.retention import Verdict, plan_retention
+from pipeline.rules.snapshot_names import (
     MAX_NAME_LENGTH,
     Action,
     decide,
@@ -22,8 +24,6 @@ from pipeline.daytona.naming import (
     snapshot_name_problem,
     stage_snapshot_name,
 )
-from pipeline.daytona.retention import Verdict, plan_retention
-from pipeline.errors import ConfigError
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)

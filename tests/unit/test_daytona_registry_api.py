@@ -1,4 +1,4 @@
-"""The image-exists check (`pipeline.registry_api`): reference parsing, the auth protocol
+"""The image-exists check (`pipeline.adapters.registry_api`): reference parsing, the auth protocol
 (anonymous Bearer tokens, Basic), plain HTTP for loopback — with `httpx.MockTransport`."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pipeline.errors import ConfigError, RegistryError
-from pipeline.registry_api import (
+from pipeline.adapters.registry_api import (
     ImageRef,
     check_image,
     parse_challenge,
@@ -19,8 +18,9 @@ from pipeline.registry_api import (
     plain_http,
     registry_credentials,
 )
-from pipeline.registry_auth import Credentials
-from pipeline.settings import BuildSettings
+from pipeline.adapters.registry_auth import Credentials
+from pipeline.errors import ConfigError, RegistryError
+from pipeline.settings.build import BuildSettings
 
 DIGEST = "sha256:" + "c" * 64
 CREDS = Credentials(

@@ -19,11 +19,8 @@ from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
 from daytona_emulator.knobs import SandboxOutcome
-from pipeline.daytona.client import DaytonaClient, OutcomeUnknown, RetryPolicy
-from pipeline.daytona.commands import sandbox_daytona
-from pipeline.daytona.lifecycle import PollPolicy, SnapshotSpec, ensure_snapshot
-from pipeline.daytona.models import CreateSandbox, PortPreview, Sandbox
-from pipeline.daytona.sandboxes import (
+from pipeline.adapters.daytona.client import DaytonaClient, OutcomeUnknown, RetryPolicy
+from pipeline.adapters.daytona.sandboxes import (
     CREATED_BY,
     CREATED_BY_LABEL,
     GIT_SHA_LABEL,
@@ -44,7 +41,8 @@ from pipeline.daytona.sandboxes import (
     stop_and_delete,
     wait_started,
 )
-from pipeline.daytona.settings import SandboxSettings
+from pipeline.adapters.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.adapters.local_registry import LocalRegistry
 from pipeline.errors import (
     ConfigError,
     DaytonaAuthError,
@@ -52,9 +50,11 @@ from pipeline.errors import (
     DeadlineExceeded,
     PipelineError,
 )
-from pipeline.local_registry import LocalRegistry
-from pipeline.settings import load
-from tests.emulator_fixtures import (
+from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
+from pipeline.sessions.daytona import sandbox_daytona
+from pipeline.settings.build import load
+from pipeline.settings.daytona import SandboxSettings
+from tests.helpers.emulator import (
     EMULATOR_KEY,
     daytona_emulator_with_registry,
     push_busybox_image,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.adapters.git import read_git_facts
 from pipeline.errors import GitError
-from pipeline.gitfacts import browsable_url, read_git_facts
+from pipeline.rules.git_facts import browsable_url
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, GitError
-from pipeline.gitfacts import GitFacts
-from pipeline.plan import MAX_TAG_LENGTH, plan_build, sanitize_tag, sha_tag
-from pipeline.settings import BuildSettings
+from pipeline.rules.build_plan import MAX_TAG_LENGTH, plan_build, sanitize_tag, sha_tag
+from pipeline.rules.git_facts import GitFacts
+from pipeline.settings.build import BuildSettings
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 WHEN = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)

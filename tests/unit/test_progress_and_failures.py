@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.buildx import classify_failure
+from pipeline.adapters.buildx import classify_failure
 from pipeline.errors import BuildError, DeadlineExceeded, EngineError, RegistryError
-from pipeline.gitfacts import GitFacts
-from pipeline.plan import BuildPlan, plan_build
-from pipeline.progress import TAIL_LINES, ProgressStats
-from pipeline.settings import BuildSettings
+from pipeline.rules.build_plan import BuildPlan, plan_build
+from pipeline.rules.git_facts import GitFacts
+from pipeline.rules.progress import TAIL_LINES, ProgressStats
+from pipeline.settings.build import BuildSettings
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def feed(text: str) -> ProgressStats:

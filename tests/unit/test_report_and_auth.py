@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import registry_auth
+from pipeline.adapters import registry_auth
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.report import output_lines, publish
-from pipeline.settings import BuildSettings, ReportSettings
+from pipeline.settings.build import BuildSettings, ReportSettings
 
 
 def test_output_lines() -> None:

@@ -23,10 +23,10 @@ from types import ModuleType
 import httpx
 import pytest
 
-from pipeline import base_image
 from pipeline.errors import ConfigError
+from pipeline.sessions import base_image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "sandbox"
 DOCKERFILE = SANDBOX / "Dockerfile"
 DOCKERIGNORE = SANDBOX / "Dockerfile.dockerignore"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.settings import PROJECT_ROOT, BuildSettings, ReportSettings, env_names, load
+from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, env_names, load
 
 VARIABLES = env_names(BuildSettings)
 

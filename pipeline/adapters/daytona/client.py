@@ -24,7 +24,8 @@ import stamina
 from pydantic import SecretStr, ValidationError
 
 from pipeline import console
-from pipeline.daytona.models import (
+from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
+from pipeline.rules.daytona_models import (
     ApiError,
     CreateSandbox,
     CreateSnapshot,
@@ -35,8 +36,7 @@ from pipeline.daytona.models import (
     Snapshot,
     SnapshotPage,
 )
-from pipeline.daytona.settings import DaytonaSettings
-from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
+from pipeline.settings.daytona import DaytonaSettings
 
 _QUIET_MARK = "<sandbox-pipeline retry"
 

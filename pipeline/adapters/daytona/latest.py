@@ -1,8 +1,9 @@
 """The newest active snapshot of a prefix: what the app starts sandboxes from.
 
-Importable by the app (`from pipeline.daytona import latest_snapshot`). Answers are cached in
-the process for five minutes per prefix, because the app asks on every sandbox start and a
-stage gets a new snapshot at most every few minutes; developer prefixes are never cached.
+Importable by the app (`from pipeline.adapters.daytona.latest import latest_snapshot`).
+Answers are cached in the process for five minutes per prefix, because the app asks on
+every sandbox start and a stage gets a new snapshot at most every few minutes; developer
+prefixes are never cached.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.models import Snapshot
-from pipeline.daytona.naming import is_dev_prefix, match_prefix, pick_latest
-from pipeline.daytona.settings import DaytonaSettings
-from pipeline.settings import load
+from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.rules.daytona_models import Snapshot
+from pipeline.rules.snapshot_names import is_dev_prefix, match_prefix, pick_latest
+from pipeline.settings.build import load
+from pipeline.settings.daytona import DaytonaSettings
 
 CACHE_SECONDS = 300.0
 PAGE_SIZE = 50

@@ -25,14 +25,15 @@ from enum import StrEnum
 from typing import Final
 
 from pipeline import console
-from pipeline.daytona.client import (
+from pipeline.adapters.daytona.client import (
     DEFAULT_EXEC_TIMEOUT,
     CreateConflict,
     DaytonaClient,
     OutcomeUnknown,
 )
-from pipeline.daytona.lifecycle import PollPolicy
-from pipeline.daytona.models import (
+from pipeline.adapters.daytona.snapshots import PollPolicy
+from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded, PipelineError
+from pipeline.rules.daytona_models import (
     SANDBOX_ARCHIVED,
     SANDBOX_DESTROYED,
     SANDBOX_ERROR,
@@ -44,8 +45,7 @@ from pipeline.daytona.models import (
     PortPreview,
     Sandbox,
 )
-from pipeline.daytona.naming import one_line
-from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded, PipelineError
+from pipeline.rules.snapshot_names import one_line
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]

@@ -15,8 +15,14 @@ from typing import TypeVar
 import stamina
 
 from pipeline import console
-from pipeline.daytona.client import CreateConflict, DaytonaClient, OutcomeUnknown, QuietRetry
-from pipeline.daytona.models import (
+from pipeline.adapters.daytona.client import (
+    CreateConflict,
+    DaytonaClient,
+    OutcomeUnknown,
+    QuietRetry,
+)
+from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded
+from pipeline.rules.daytona_models import (
     ACTIVE,
     FAILED_STATES,
     INACTIVE,
@@ -24,8 +30,7 @@ from pipeline.daytona.models import (
     CreateSnapshot,
     Snapshot,
 )
-from pipeline.daytona.naming import Action, decide, one_line
-from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded
+from pipeline.rules.snapshot_names import Action, decide, one_line
 
 Clock = Callable[[], float]
 T = TypeVar("T")

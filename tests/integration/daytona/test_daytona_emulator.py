@@ -22,15 +22,10 @@ from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer, FaultRule, SnapshotOutcome
 from daytona_emulator.knobs import SettingsPatch
-from pipeline.daytona import LatestCache, latest_snapshot
-from pipeline.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.daytona.commands import (
-    snapshot_daytona,
-    snapshot_latest,
-    snapshot_stage,
-    snapshots_clean,
-)
-from pipeline.daytona.lifecycle import PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
+from pipeline.adapters.daytona.latest import LatestCache, latest_snapshot
+from pipeline.adapters.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.adapters.local_registry import LocalRegistry
 from pipeline.errors import (
     ConfigError,
     DaytonaAuthError,
@@ -39,8 +34,13 @@ from pipeline.errors import (
     PipelineError,
     RegistryError,
 )
-from pipeline.local_registry import LocalRegistry
-from tests.emulator_fixtures import (
+from pipeline.sessions.daytona import (
+    snapshot_daytona,
+    snapshot_latest,
+    snapshot_stage,
+    snapshots_clean,
+)
+from tests.helpers.emulator import (
     EMULATOR_KEY,
     SANDBOX_ONLY_KEY,
     daytona_emulator,

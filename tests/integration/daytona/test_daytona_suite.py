@@ -22,12 +22,12 @@ import pytest
 from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
-from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.sandboxes import SandboxHandle, preview_headers, running_sandbox
-from pipeline.local_registry import LocalRegistry
+from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.adapters.daytona.sandboxes import SandboxHandle, preview_headers, running_sandbox
+from pipeline.adapters.local_registry import LocalRegistry
 from tests.conftest import run_pipeline
-from tests.emulator_fixtures import daytona_emulator_with_registry  # noqa: F401
-from tests.test_local_docker import BASE_TAG, CLIS, SERVICES
+from tests.helpers.emulator import daytona_emulator_with_registry  # noqa: F401
+from tests.integration.image.test_local_docker import BASE_TAG, CLIS, SERVICES
 
 # Its Daytona fixtures are requested at run time (they depend on DAYTONA_SNAPSHOT_NAME), so the
 # marker that selects it for `nox -s test_daytona` is set here rather than derived.

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from daytona_emulator.server import EmulatorServer
-from tests.emulator_fixtures import (
+from tests.helpers.emulator import (
     OTHER_ORG_KEY,
     SANDBOX_ONLY_KEY,
     admin_client,

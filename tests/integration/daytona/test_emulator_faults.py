@@ -10,7 +10,7 @@ import pytest
 
 from daytona_emulator.knobs import FaultRule, OutcomeKind, SnapshotOutcome
 from daytona_emulator.server import EmulatorServer
-from tests.emulator_fixtures import admin_client, api_client, daytona_emulator, wait_for_state
+from tests.helpers.emulator import admin_client, api_client, daytona_emulator, wait_for_state
 
 __all__ = ["daytona_emulator"]  # imported for pytest, which finds fixtures by name
 

@@ -18,8 +18,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from daytona_emulator.server import EmulatorServer, listening_socket, uvicorn_config
-from pipeline.local_registry import LocalRegistry
-from tests.emulator_fixtures import (
+from pipeline.adapters.local_registry import LocalRegistry
+from tests.helpers.emulator import (
     admin_client,
     api_client,
     daytona_emulator,

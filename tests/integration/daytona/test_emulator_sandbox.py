@@ -27,8 +27,8 @@ from python_on_whales.exceptions import NoSuchContainer
 from daytona_emulator.config import EmulatorConfig, Timings
 from daytona_emulator.sandbox_runtime import INSTANCE_LABEL, SANDBOX_LABEL
 from daytona_emulator.server import EmulatorServer
-from pipeline.local_registry import LocalRegistry
-from tests.emulator_fixtures import (
+from pipeline.adapters.local_registry import LocalRegistry
+from tests.helpers.emulator import (
     api_client,
     daytona_emulator_with_registry,
     push_busybox_image,

@@ -19,7 +19,7 @@ from daytona.common.errors import DaytonaBadRequestError
 
 from daytona_emulator.knobs import FaultRule, SandboxOutcome
 from daytona_emulator.server import EmulatorServer
-from tests.emulator_fixtures import (
+from tests.helpers.emulator import (
     OTHER_ORG_KEY,
     SANDBOX_ONLY_KEY,
     admin_client,

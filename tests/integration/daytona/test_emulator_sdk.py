@@ -24,8 +24,8 @@ from daytona_api_client import SnapshotState
 
 from daytona_emulator.knobs import FaultRule
 from daytona_emulator.server import EmulatorServer
-from pipeline.local_registry import LocalRegistry
-from tests.emulator_fixtures import (
+from pipeline.adapters.local_registry import LocalRegistry
+from tests.helpers.emulator import (
     SANDBOX_ONLY_KEY,
     admin_client,
     api_client,

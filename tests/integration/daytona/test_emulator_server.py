@@ -15,7 +15,7 @@ from daytona_emulator.server import EmulatorServer
 
 pytestmark = pytest.mark.emulator
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def accepts_connections(port: int) -> bool:

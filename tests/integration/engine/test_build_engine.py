@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.local_registry import LocalRegistry
+from pipeline.adapters.local_registry import LocalRegistry
 from tests.conftest import FixtureRepo, image_exists, make_fixture_repo, run_pipeline
 
 pytestmark = pytest.mark.usefixtures("engine")

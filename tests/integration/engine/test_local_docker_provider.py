@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline import local_docker
+from pipeline.adapters import local_docker
+from pipeline.adapters.local_docker import LocalDockerSettings, image_candidates, pick_image
 from pipeline.errors import SandboxError
-from pipeline.local_docker import LocalDockerSettings, image_candidates, pick_image
 
 pytestmark = pytest.mark.usefixtures("engine")
 

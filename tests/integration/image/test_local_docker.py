@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline import local_docker
+from pipeline.adapters import local_docker
 from tests.conftest import ROOT, run_pipeline
 
 BASE_TAG = "sandbox-base/node24-bookworm:local"
@@ -211,6 +211,6 @@ def test_verify_script(sandbox_image: BuiltImage, script: str) -> None:
 
 
 def _free_port() -> int:
-    from pipeline.local_registry import free_port
+    from pipeline.adapters.local_registry import free_port
 
     return free_port()
