@@ -1,0 +1,126 @@
+"""Image references the way docker reads them: one parser for the whole project (pure).
+
+`parse_image_ref` splits `host/path:tag@sha256:…`; `image_problem` says why Daytona would refuse
+a reference; `is_loopback` is docker's rule for plain-HTTP registries (127.0.0.0/8, ::1,
+localhost). The pipeline and the Daytona emulator both use these, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+FLOATING_TAGS = frozenset({"latest", "lts", "stable"})
+
+DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# docker's reference grammar for a repository without tag or digest: an optional registry
+# host[:port], then lower-case path components separated by "/".
+REPOSITORY = re.compile(
+    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+
+
+class ImageRefError(ValueError):
+    """A string that is not an image reference; the message says what one looks like."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    host: str  # as docker names it: "docker.io" for Docker Hub
+    repository: str  # path inside the registry ("library/debian" for "debian")
+    tag: str | None
+    digest: str | None
+
+    @property
+    def reference(self) -> str:
+        """What the registry's manifest endpoint takes: the digest if pinned, else the tag."""
+        return self.digest or self.tag or "latest"
+
+    @property
+    def api_host(self) -> str:
+        return DOCKER_HUB_API if self.host == DOCKER_HUB else self.host
+
+    @property
+    def base_url(self) -> str:
+        scheme = "http" if is_loopback(self.host) else "https"
+        return f"{scheme}://{self.api_host}"
+
+    @property
+    def manifest_url(self) -> str:
+        return f"{self.base_url}/v2/{self.repository}/manifests/{self.reference}"
+
+    def __str__(self) -> str:
+        text = f"{self.host}/{self.repository}"
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def split_host(name: str) -> tuple[str, str]:
+    """`host/path` → (host, path); a first component with `.`, `:` or `localhost` is a host."""
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return DOCKER_HUB, name
+
+
+def parse_image_ref(image: str) -> ImageRef:
+    """Split an image reference the way docker does; raises ImageRefError on nonsense."""
+    name, at, digest = image.strip().partition("@")
+    tag: str | None = None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    host, repository = split_host(name)
+    if host == DOCKER_HUB and repository and "/" not in repository:
+        repository = f"library/{repository}"
+    if not name or not repository or repository.startswith("/") or "//" in repository:
+        raise ImageRefError(f"{image!r} is not an image reference like host/path:tag")
+    if at and not DIGEST.fullmatch(digest):
+        raise ImageRefError(f"{image!r} has a digest that is not sha256:<64 lower-case hex>")
+    if tag is not None and not TAG.fullmatch(tag):
+        raise ImageRefError(f"{image!r} has a tag outside [A-Za-z0-9_.-] (at most 128)")
+    return ImageRef(host=host, repository=repository, tag=tag, digest=digest if at else None)
+
+
+def pinned_image_problem(image: str) -> str | None:
+    """Why Daytona would refuse `image` for a snapshot, or None when it pins a tag or digest."""
+    try:
+        ref = parse_image_ref(image)
+    except ImageRefError:
+        if "@" in image:
+            return "a digest of the form image@sha256:<64 lower-case hex>"
+        if ":" in image.rsplit("/", 1)[-1]:
+            return "a tag of [A-Za-z0-9_.-], at most 128 characters"
+        return "an image reference like ghcr.io/iterate/sandbox:sha-<sha>"
+    if ref.digest:
+        return None
+    if ref.tag is None:
+        return "an image with a tag or digest, like ghcr.io/iterate/sandbox:sha-<sha>"
+    if ref.tag.lower() in FLOATING_TAGS:
+        return f"a fixed tag or digest; Daytona refuses floating tags like :{ref.tag}"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Docker's default insecure registries: 127.0.0.0/8, ::1 and localhost, any port."""
+    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    hostname = hostname.removeprefix("[").split("]")[0]
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def registry_host(repository: str) -> str:
+    """The registry a repository (no tag) lives on: `ghcr.io` for `ghcr.io/iterate/sandbox`."""
+    return split_host(repository)[0]

@@ -1,0 +1,56 @@
+"""The one polling helper: deadline, growing interval, a last probe at the deadline."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.polling import FakeClock, Interval, PollTimeout, poll
+
+
+def test_returns_the_first_result_that_is_done() -> None:
+    clock = FakeClock()
+    answers = iter([1, 2, 3, 4])
+    assert poll(lambda: next(answers), lambda n: n >= 3, timeout_s=60, clock=clock) == 3
+    assert clock.sleeps == [1.0, 1.0]
+
+
+def test_interval_grows_up_to_its_maximum() -> None:
+    clock = FakeClock()
+    with pytest.raises(PollTimeout) as raised:
+        poll(
+            lambda: "pending",
+            lambda s: s == "active",
+            timeout_s=20,
+            interval=Interval(first_s=1, factor=2, max_s=5),
+            clock=clock,
+        )
+    assert clock.sleeps[:5] == [1, 2, 4, 5, 5]
+    assert raised.value.last == "pending"
+    assert raised.value.waited_s == pytest.approx(20)
+
+
+def test_the_last_sleep_stops_at_the_deadline_and_probes_once_more() -> None:
+    clock = FakeClock()
+    seen: list[float] = []
+
+    def probe() -> float:
+        seen.append(clock.now)
+        return clock.now
+
+    with pytest.raises(PollTimeout):
+        poll(probe, lambda _: False, timeout_s=2.5, interval=1.0, clock=clock)
+    assert seen == [0.0, 1.0, 2.0, 2.5]
+
+
+def test_on_wait_sees_every_result_that_is_not_done() -> None:
+    clock = FakeClock()
+    answers = iter(["a", "b", "done"])
+    waits: list[tuple[str, float]] = []
+    poll(
+        lambda: next(answers),
+        lambda s: s == "done",
+        timeout_s=10,
+        clock=clock,
+        on_wait=lambda s, t: waits.append((s, t)),
+    )
+    assert waits == [("a", 0.0), ("b", 1.0)]
