@@ -46,10 +46,12 @@ class SyncMounts(BaseModel):
     common_dir: Path
 
     def volumes(self) -> list[tuple[str, str, str]]:
+        # All three read-only: entry.sh only copies from them, and a writable host .git would let
+        # code in the sandbox plant a hook or core.fsmonitor that runs on the host's next git call.
         return [
             (str(self.checkout), "/host/repo-checkout", "ro"),
-            (str(self.git_dir), "/host/gitdir", "rw"),
-            (str(self.common_dir), "/host/commondir", "rw"),
+            (str(self.git_dir), "/host/gitdir", "ro"),
+            (str(self.common_dir), "/host/commondir", "ro"),
         ]
 
 

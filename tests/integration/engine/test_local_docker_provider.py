@@ -111,10 +111,54 @@ def test_dev_sync_mounts(
     assert local_docker.execute(
         sandbox.name, ["cat", "/host/repo-checkout/marker.txt"]
     ).strip() == ("from the host")
-    with pytest.raises(Exception, match="Read-only"):
-        local_docker.execute(sandbox.name, ["touch", "/host/repo-checkout/x"])
-    local_docker.execute(sandbox.name, ["touch", "/host/gitdir/written"])
-    assert (gitdir / "written").exists()
+
+
+# Each way a process could create something: a new file, a directory, a redirect into an
+# existing file's neighbour, and remounting the mount read-write first (root in the container).
+WRITE_ATTEMPTS = (
+    "touch {path}/planted",
+    "mkdir {path}/hooks-planted",
+    "echo x > {path}/config-planted",
+    "mount -o remount,rw {path} && touch {path}/planted-after-remount",
+)
+
+
+def test_dev_sync_mounts_are_read_only_even_for_root(
+    images: dict[str, str], sandbox_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A process in the sandbox cannot plant a hook or a config in the host's checkout or .git."""
+    paths = {
+        "/host/repo-checkout": tmp_path / "checkout",
+        "/host/gitdir": tmp_path / "common" / "worktrees" / "wt",
+        "/host/commondir": tmp_path / "common",
+    }
+    for host in paths.values():
+        (host / "hooks").mkdir(parents=True)
+    sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", images["healthy"])
+    sandbox_env.setenv("LOCAL_DOCKER_REPO_CHECKOUT", str(paths["/host/repo-checkout"]))
+    sandbox_env.setenv("LOCAL_DOCKER_GIT_DIR", str(paths["/host/gitdir"]))
+    sandbox_env.setenv("LOCAL_DOCKER_COMMON_DIR", str(paths["/host/commondir"]))
+    before = {path: sorted(p.name for p in path.rglob("*")) for path in paths.values()}
+    sandbox = local_docker.start()
+    assert local_docker.execute(sandbox.name, ["id", "-u"]).strip() == "0"
+    refused = []
+    for inside in paths:
+        for attempt in WRITE_ATTEMPTS:
+            script = attempt.format(path=inside) + "; echo rc=$?"
+            # `sh -c` so a refusal is an exit code, not an exception; the hooks/ dir too.
+            for target in (inside, f"{inside}/hooks"):
+                out = local_docker.execute(
+                    sandbox.name, ["sh", "-c", script.replace(inside, target)]
+                )
+                assert not out.strip().endswith("rc=0"), f"{attempt} succeeded on {target}"
+                refused.append(target)
+    assert len(refused) == len(paths) * len(WRITE_ATTEMPTS) * 2
+    after = {path: sorted(p.name for p in path.rglob("*")) for path in paths.values()}
+    assert after == before, "something was created on the host through a dev-sync mount"
+    mounts = local_docker.execute(sandbox.name, ["cat", "/proc/mounts"])
+    for inside in paths:
+        line = next(m for m in mounts.splitlines() if m.split()[1] == inside)
+        assert line.split()[3].split(",")[0] == "ro", line
 
 
 def test_unhealthy_sandbox_is_removed_and_logs_shown(
