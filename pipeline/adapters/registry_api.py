@@ -1,111 +1,68 @@
-"""Does an image tag exist? One manifest request to the registry's v2 API, before Daytona is
-asked to pull it (Daytona would otherwise report a missing image minutes later, as `error`).
+"""Reading a registry's v2 API: does a tag exist, which digest it has now, which labels its image
+carries. Used before Daytona is asked to pull an image (which would otherwise report a missing
+one minutes later) and by the release chain (the built digest, `:main`'s revision).
 
 Speaks the distribution auth protocol: a `WWW-Authenticate: Bearer` challenge (ghcr.io, Docker
-Hub) is answered with a token from the realm (anonymous, or with credentials when we have
-them); a `Basic` challenge (htpasswd registries) with credentials. Loopback registries are plain
-HTTP, as docker treats them.
+Hub) is answered with a token from the realm, a `Basic` challenge (htpasswd registries) with
+credentials. Where credentials go is narrow on purpose:
+- they come from `registry_auth.resolve_credentials` for the image's own host, so
+  REGISTRY_USERNAME/REGISTRY_PASSWORD reach only the configured repository's registry;
+- a token realm gets them only over https (a loopback realm excepted), else it is asked
+  anonymously;
+- redirects (blobs on a CDN, a moved realm) are followed without any Authorization header.
+Loopback registries are plain HTTP, as docker treats them.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import hashlib
 import re
-from collections.abc import Generator
-from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 
 import httpx
 
-from pipeline.adapters.registry_auth import GHCR, Credentials
+from pipeline.adapters.http_auth import BearerAuth
+from pipeline.adapters.registry_auth import GHCR, Credentials, resolve_credentials
 from pipeline.errors import ConfigError, RegistryError
+from pipeline.rules.image_ref import ImageRef, ImageRefError, is_loopback, parse_image_ref
+from pipeline.rules.release import platform_manifest
 from pipeline.settings.build import BuildSettings
 
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"
-MANIFEST_TYPES = (
+INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MANIFEST_TYPES = (
+    INDEX_TYPES[0],
+    "application/vnd.oci.image.manifest.v1+json",
+    INDEX_TYPES[1],
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+MAX_REDIRECTS = 5
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
+_NO_AUTH = httpx.Auth()  # the base class sends the request unchanged
 PUSH_FIX = (
     "push it first (nox -s snapshot_push), or set SANDBOX_IMAGE / GIT_SHA to an image that exists"
 )
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    host: str  # as docker names it: "docker.io" for Docker Hub
-    repository: str  # path inside the registry ("library/debian" for "debian")
-    reference: str  # tag or sha256 digest
-
-    @property
-    def api_host(self) -> str:
-        return DOCKER_HUB_API if self.host == DOCKER_HUB else self.host
-
-    @property
-    def base_url(self) -> str:
-        scheme = "http" if plain_http(self.host) else "https"
-        return f"{scheme}://{self.api_host}"
-
-    @property
-    def manifest_url(self) -> str:
-        return f"{self.base_url}/v2/{self.repository}/manifests/{self.reference}"
-
-
 def parse_image(image: str) -> ImageRef:
-    """Split `host/path:tag` or `host/path@sha256:…` the way docker does."""
-    name, at, digest = image.strip().partition("@")
-    tag = ""
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = name.rsplit(":", 1)
-    reference = digest if at else tag
-    if not name or not reference:
+    """The one parser (`rules.image_ref`) for a reference with a tag or digest; ConfigError."""
+    try:
+        ref = parse_image_ref(image)
+    except ImageRefError as error:
+        raise ConfigError(str(error), "use a reference like ghcr.io/acme/app:sha-…") from None
+    if ref.tag is None and ref.digest is None:
         raise ConfigError(
             f"image {image!r} has no tag or digest", "use a reference like ghcr.io/acme/app:sha-…"
         )
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        host, repository = first, rest
-    else:
-        host, repository = DOCKER_HUB, name
-        if "/" not in repository:
-            repository = f"library/{repository}"
-    if not repository or repository.startswith("/") or "//" in repository:
-        raise ConfigError(f"image {image!r} is not a valid reference", "use host/path:tag")
-    return ImageRef(host=host, repository=repository, reference=reference)
-
-
-def plain_http(host: str) -> bool:
-    """Docker's default insecure registries: 127.0.0.0/8 and localhost (any port)."""
-    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    hostname = hostname.removeprefix("[").split("]")[0]
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
+    return ref
 
 
 def registry_credentials(host: str, settings: BuildSettings) -> Credentials | None:
-    """REGISTRY_USERNAME/REGISTRY_PASSWORD, else GITHUB_ACTOR/GITHUB_TOKEN for ghcr.io only
-    (a GitHub token means nothing to, and must not be sent to, any other registry)."""
-    if settings.registry_username and settings.registry_password:
-        return Credentials(
-            username=settings.registry_username,
-            password=settings.registry_password,
-            source="REGISTRY_USERNAME/REGISTRY_PASSWORD",
-        )
-    if host == GHCR and settings.github_token is not None:
-        return Credentials(
-            username=settings.github_actor or "github-actions",
-            password=settings.github_token,
-            source="GITHUB_ACTOR/GITHUB_TOKEN",
-        )
-    return None
+    """The one resolver (`registry_auth.resolve_credentials`) for registry `host`."""
+    return resolve_credentials(settings, host)
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -117,6 +74,165 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def may_send_credentials(url: httpx.URL) -> bool:
+    """Credentials travel only over https, or to a loopback host (docker's insecure default)."""
+    return url.scheme == "https" or is_loopback(url.netloc.decode("ascii"))
+
+
+class RegistryReader:
+    """Reads one repository of one registry; answers the auth challenge once, then reuses it."""
+
+    def __init__(
+        self,
+        image: str,
+        credentials: Credentials | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.image = image
+        self.ref = parse_image(image)
+        self.credentials = credentials
+        self.withheld = ""  # why credentials were not sent to the realm, for the refusal message
+        self._auth: httpx.Auth | None = None
+        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
+
+    def __enter__(self) -> RegistryReader:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._http.close()
+
+    def url(self, kind: str, reference: str) -> str:
+        return f"{self.ref.base_url}/v2/{self.ref.repository}/{kind}/{reference}"
+
+    def request(self, method: str, url: str, accept: str) -> httpx.Response:
+        """One request, authenticated as the registry asks; RegistryError when unreachable."""
+        headers = {"Accept": accept}
+        try:
+            response = self._send(method, url, headers, self._auth)
+            if response.status_code == 401 and self._auth is None:
+                self._auth = self._answer_challenge(response)
+                response = self._send(method, url, headers, self._auth)
+        except httpx.TransportError as error:
+            raise RegistryError(
+                f"cannot reach registry {self.ref.api_host} to check {self.image} "
+                f"({str(error) or type(error).__name__})",
+                "check the network, or the registry host in SANDBOX_IMAGE / "
+                "SANDBOX_IMAGE_REPOSITORY",
+            ) from None
+        return response
+
+    def manifest(self, reference: str | None = None, method: str = "HEAD") -> httpx.Response:
+        url = self.url("manifests", reference or self.ref.reference)
+        response = self.request(method, url, ", ".join(MANIFEST_TYPES))
+        if response.status_code == 405 and method == "HEAD":  # a registry without HEAD support
+            response = self.request("GET", url, ", ".join(MANIFEST_TYPES))
+        return response
+
+    def _send(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        headers: dict[str, str],
+        auth: httpx.Auth | None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        response = self._http.request(
+            method, url, headers=headers, params=params, auth=auth or _NO_AUTH
+        )
+        for _ in range(MAX_REDIRECTS):
+            if not response.has_redirect_location:
+                return response
+            # A redirect is followed without credentials: a blob's CDN or a moved endpoint
+            # must never see the registry's password or token.
+            target = response.url.join(response.headers["Location"])
+            response = self._http.request(method, target, headers=headers, auth=_NO_AUTH)
+        if response.has_redirect_location:
+            raise RegistryError(
+                f"registry {self.ref.api_host} redirected {url} more than {MAX_REDIRECTS} times",
+                "check the registry's status and retry",
+            )
+        return response
+
+    def _answer_challenge(self, response: httpx.Response) -> httpx.Auth:
+        scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        creds = self.credentials
+        basic = (
+            httpx.BasicAuth(creds.username, creds.password.get_secret_value()) if creds else None
+        )
+        if scheme == "basic":
+            if basic is None:
+                raise self.refused(401)
+            return basic
+        if scheme != "bearer" or not params.get("realm"):
+            raise RegistryError(
+                f"registry {self.ref.api_host} asks for an authentication this client does not "
+                f"speak ({scheme or 'no challenge'})",
+                "check the image, or skip the check with --skip-image-check",
+            )
+        realm = httpx.URL(params["realm"])
+        if basic is not None and not may_send_credentials(realm):
+            self.withheld = f"its token realm {realm} is plain http, so they were not sent"
+            basic = None
+        query = {"scope": params.get("scope") or f"repository:{self.ref.repository}:pull"}
+        if params.get("service"):
+            query["service"] = params["service"]
+        token_response = self._send("GET", realm, {}, basic, params=query)
+        if token_response.status_code in (401, 403):
+            raise self.refused(token_response.status_code)
+        try:
+            body = token_response.json()
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if token_response.status_code != 200 or not isinstance(token, str):
+            raise RegistryError(
+                f"registry {self.ref.api_host} gave no token for {self.image} "
+                f"(HTTP {token_response.status_code} from {realm})",
+                "check the registry's status and retry",
+            )
+        return BearerAuth(token)
+
+    def refused(self, status: int) -> RegistryError:
+        ref, creds = self.ref, self.credentials
+        if creds is None or self.withheld:
+            why = f" ({creds.source} not sent: {self.withheld})" if creds else ""
+            return RegistryError(
+                f"registry {ref.host} did not let us read {self.image} anonymously ({status}): "
+                f"the image is private or does not exist{why}",
+                "set REGISTRY_USERNAME/REGISTRY_PASSWORD"
+                + (" (or GITHUB_TOKEN with read:packages)" if ref.host == GHCR else "")
+                + "; if it is private, Daytona also needs a registry entry for "
+                + ref.host,
+            )
+        return RegistryError(
+            f"registry {ref.host} refused {creds.source} for {self.image} ({status})",
+            f"check {creds.source}; the token needs read access to {ref.repository}",
+        )
+
+    def fail(self, response: httpx.Response) -> RegistryError:
+        """The error for any manifest answer but 200."""
+        status = response.status_code
+        if status == 404:
+            return RegistryError(
+                f"image {self.image} does not exist in {self.ref.host} ({error_code(response)})",
+                PUSH_FIX,
+            )
+        if status in (401, 403):
+            return self.refused(status)
+        return RegistryError(
+            f"registry {self.ref.api_host} answered {status} for {self.image} "
+            f"({error_code(response)})",
+            "check the registry's status and retry",
+        )
+
+
 def check_image(
     image: str,
     credentials: Credentials | None = None,
@@ -125,122 +241,127 @@ def check_image(
     transport: httpx.BaseTransport | None = None,
 ) -> str | None:
     """Raise RegistryError unless `image` exists; returns its digest when the registry says it."""
-    ref = parse_image(image)
-    with httpx.Client(timeout=timeout, transport=transport, follow_redirects=True) as http:
-        try:
-            response = _manifest(http, ref, None)
-            if response.status_code == 401:
-                auth = _answer_challenge(http, ref, response, credentials, image)
-                response = _manifest(http, ref, auth)
-        except httpx.TransportError as error:
-            raise RegistryError(
-                f"cannot reach registry {ref.api_host} to check {image} "
-                f"({str(error) or type(error).__name__})",
-                "check the network, or the registry host in SANDBOX_IMAGE / "
-                "SANDBOX_IMAGE_REPOSITORY",
-            ) from None
-    status = response.status_code
-    if status == 200:
-        digest = response.headers.get("Docker-Content-Digest")
-        return str(digest) if digest else None
-    if status == 404:
-        raise RegistryError(
-            f"image {image} does not exist in {ref.host} ({_code(response)})", PUSH_FIX
-        )
-    if status in (401, 403):
-        raise _refused(image, ref, credentials, status)
-    raise RegistryError(
-        f"registry {ref.api_host} answered {status} for {image} ({_code(response)})",
-        "check the registry's status and retry",
-    )
+    with RegistryReader(image, credentials, timeout=timeout, transport=transport) as reader:
+        response = reader.manifest()
+        if response.status_code != 200:
+            raise reader.fail(response)
+    digest = response.headers.get("Docker-Content-Digest")
+    return str(digest) if digest else None
 
 
-def _manifest(http: httpx.Client, ref: ImageRef, auth: httpx.Auth | None) -> httpx.Response:
-    headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-    use = auth or httpx.Auth()  # the base class sends the request unchanged
-    response = http.head(ref.manifest_url, headers=headers, auth=use)
-    if response.status_code == 405:  # a registry without HEAD support
-        response = http.get(ref.manifest_url, headers=headers, auth=use)
-    return response
-
-
-def _answer_challenge(
-    http: httpx.Client,
-    ref: ImageRef,
-    response: httpx.Response,
-    credentials: Credentials | None,
-    image: str,
-) -> httpx.Auth:
-    scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-    basic = (
-        httpx.BasicAuth(credentials.username, credentials.password.get_secret_value())
-        if credentials
-        else None
-    )
-    if scheme == "basic":
-        if basic is None:
-            raise _refused(image, ref, None, 401)
-        return basic
-    if scheme != "bearer" or not params.get("realm"):
-        raise RegistryError(
-            f"registry {ref.api_host} asks for an authentication this client does not speak "
-            f"({scheme or 'no challenge'})",
-            "check the image, or skip the check with --skip-image-check",
-        )
-    query = {"scope": params.get("scope") or f"repository:{ref.repository}:pull"}
-    if params.get("service"):
-        query["service"] = params["service"]
-    token_response = http.get(params["realm"], params=query, auth=basic)
-    if token_response.status_code in (401, 403):
-        raise _refused(image, ref, credentials, token_response.status_code)
+def json_body(response: httpx.Response) -> dict[str, Any]:
     try:
-        body = token_response.json()
-        token = body.get("token") or body.get("access_token")
-    except (ValueError, AttributeError):
-        token = None
-    if token_response.status_code != 200 or not isinstance(token, str):
-        raise RegistryError(
-            f"registry {ref.api_host} gave no token for {image} "
-            f"(HTTP {token_response.status_code} from {params['realm']})",
-            "check the registry's status and retry",
-        )
-    return _TokenAuth(token)
+        body = response.json()
+    except ValueError:
+        body = None
+    return body if isinstance(body, dict) else {}
 
 
-class _TokenAuth(httpx.Auth):
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        yield request
-
-    def __repr__(self) -> str:
-        return "_TokenAuth(***)"
-
-
-def _refused(
-    image: str, ref: ImageRef, credentials: Credentials | None, status: int
-) -> RegistryError:
-    if credentials is None:
-        return RegistryError(
-            f"registry {ref.host} did not let us read {image} anonymously ({status}): the image "
-            "is private or does not exist",
-            "set REGISTRY_USERNAME/REGISTRY_PASSWORD"
-            + (" (or GITHUB_TOKEN with read:packages)" if ref.host == GHCR else "")
-            + "; if it is private, Daytona also needs a registry entry for "
-            + ref.host,
-        )
-    return RegistryError(
-        f"registry {ref.host} refused {credentials.source} for {image} ({status})",
-        f"check {credentials.source}; the token needs read access to {ref.repository}",
-    )
-
-
-def _code(response: httpx.Response) -> str:
+def error_code(response: httpx.Response) -> str:
     """The registry's error code (MANIFEST_UNKNOWN, NAME_UNKNOWN…) or the status phrase."""
     try:
         errors = response.json().get("errors") or []
         return str(errors[0].get("code")) if errors else response.reason_phrase
     except (ValueError, AttributeError, IndexError):
         return response.reason_phrase or f"HTTP {response.status_code}"
+
+
+def content_digest(response: httpx.Response) -> str:
+    return "sha256:" + hashlib.sha256(response.content).hexdigest()
+
+
+REVISION_LABEL = "org.opencontainers.image.revision"
+
+
+def reader_for(
+    image: str,
+    settings: BuildSettings,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> RegistryReader:
+    """A reader for `image` with the credentials the one resolver gives for its host."""
+    credentials = resolve_credentials(settings, parse_image(image).host)
+    return RegistryReader(image, credentials, timeout=timeout, transport=transport)
+
+
+def resolve_digest(
+    image: str,
+    settings: BuildSettings,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> str:
+    """The digest the registry serves for `image` now. For a multi-platform image (or one with
+    attestations) that is the index's digest, which is what buildx reports as
+    `containerimage.digest`; Daytona pulls by it too."""
+    with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
+        response = reader.manifest()
+        if response.status_code != 200:
+            raise reader.fail(response)
+        digest = response.headers.get("Docker-Content-Digest")
+        if digest:
+            return str(digest)
+        response = reader.manifest(method="GET")  # no header: the digest of the bytes served
+        if response.status_code != 200:
+            raise reader.fail(response)
+        return content_digest(response)
+
+
+def image_labels(
+    image: str,
+    settings: BuildSettings,
+    *,
+    platform: str | None = None,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, str] | None:
+    """The labels of `image` (manifest → config blob); None when the tag does not exist. For an
+    index, the manifest of `platform` (default: the first of SANDBOX_BUILD_PLATFORM)."""
+    wanted = platform or settings.platforms[0]
+    with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
+        response = reader.manifest(method="GET")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise reader.fail(response)
+        manifest = json_body(response)
+        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
+            chosen = platform_manifest(manifest, wanted)
+            if chosen is None:
+                raise RegistryError(
+                    f"{image} is an index without an image for {wanted}",
+                    "set SANDBOX_BUILD_PLATFORM to a platform the image was built for",
+                )
+            response = reader.manifest(chosen, method="GET")
+            if response.status_code != 200:
+                raise reader.fail(response)
+            manifest = json_body(response)
+        config = manifest.get("config")
+        digest = config.get("digest") if isinstance(config, dict) else None
+        if not isinstance(digest, str) or not digest.startswith("sha256:"):
+            raise RegistryError(
+                f"the manifest of {image} names no config blob",
+                "check that the tag points at a container image",
+            )
+        blob = reader.request("GET", reader.url("blobs", digest), "*/*")
+        if blob.status_code != 200 or content_digest(blob) != digest:
+            raise RegistryError(
+                f"registry {reader.ref.api_host} did not serve config blob {digest} of {image} "
+                f"(HTTP {blob.status_code})",
+                "check the registry's status and retry",
+            )
+    labels = (json_body(blob).get("config") or {}).get("Labels") or {}
+    return {str(key): str(value) for key, value in labels.items()}
+
+
+def image_revision(
+    image: str,
+    settings: BuildSettings,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> str | None:
+    """`org.opencontainers.image.revision` of `image`; None when the tag or the label is absent."""
+    labels = image_labels(image, settings, timeout=timeout, transport=transport)
+    return (labels or {}).get(REVISION_LABEL)

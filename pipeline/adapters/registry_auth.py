@@ -1,30 +1,54 @@
-"""Registry credentials: where they come from, and a login that keeps the secret off argv.
+"""Registry credentials: the one resolver every registry path uses, and a login that keeps the
+secret off argv.
 
-Order: REGISTRY_USERNAME/REGISTRY_PASSWORD, then GITHUB_ACTOR/GITHUB_TOKEN and `gh auth token`
-(for ghcr.io only: a GitHub token means nothing elsewhere), then what `docker login` already
-stored in the Docker config.
+Order, for a registry host:
+1. REGISTRY_USERNAME/REGISTRY_PASSWORD, only for the configured repository's registry (the host
+   of SANDBOX_IMAGE_REPOSITORY): they are never sent to any other image host;
+2. GITHUB_ACTOR/GITHUB_TOKEN, for ghcr.io only (a GitHub token means nothing elsewhere);
+3. `gh auth token`, for ghcr.io only;
+4. what `docker login` stored in the Docker config (`auths`, `credHelpers`, `credsStore`).
+The push (via `docker_login.push_credentials`) and the image check before a Daytona snapshot
+(`registry_api`) both ask `resolve_credentials`, so they cannot disagree.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from pipeline.errors import ConfigError, RegistryError
+from pipeline.rules.auth_words import says_auth_refused
+from pipeline.rules.image_ref import DOCKER_HUB, is_loopback
 from pipeline.settings.build import BuildSettings
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
+__all__ = [
+    "GHCR",
+    "Credentials",
+    "docker_config_credentials",
+    "docker_config_dir",
+    "docker_config_has_auth",
+    "ensure_login",
+    "is_loopback",
+    "login",
+    "push_login_credentials",
+    "resolve_credentials",
+]
+
 GHCR = "ghcr.io"
-_LOOPBACK = re.compile(r"^(?:127(?:\.\d{1,3}){3}|localhost|\[::1\])(?::\d+)?$")
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # how docker names Docker Hub in its config
+HELPER_TIMEOUT_S = 10
+DOCKER_CONFIG_SOURCE = "the Docker config (docker login)"
 
 
 class Credentials(BaseModel):
@@ -33,74 +57,153 @@ class Credentials(BaseModel):
     username: str
     password: SecretStr
     source: str  # which variables (or tool) they came from, for messages
+    stored: bool = False  # read from the Docker config: docker itself already has them
 
 
-def resolve_credentials(settings: BuildSettings) -> Credentials | None:
-    host = settings.registry_host
+def resolve_credentials(settings: BuildSettings, host: str | None = None) -> Credentials | None:
+    """Credentials for registry `host` (default: the configured repository's), or None."""
+    configured = settings.registry_host
+    host = host or configured
     user, password = settings.registry_username, settings.registry_password
     if (user is None) != (password is None):
         missing = "REGISTRY_PASSWORD" if password is None else "REGISTRY_USERNAME"
+        partner = "REGISTRY_USERNAME" if missing == "REGISTRY_PASSWORD" else "REGISTRY_PASSWORD"
         raise ConfigError(
             f"{missing} is not set but its partner is",
-            f"set both or neither of {missing} and "
-            + ("REGISTRY_USERNAME" if missing == "REGISTRY_PASSWORD" else "REGISTRY_PASSWORD"),
+            f"set both or neither of {missing} and {partner}",
         )
-    if user is not None and password is not None:
+    if user is not None and password is not None and host == configured:
         return Credentials(
             username=user, password=password, source="REGISTRY_USERNAME/REGISTRY_PASSWORD"
         )
-    if host != GHCR:
+    if host == GHCR:
+        if settings.github_token is not None:
+            return Credentials(
+                username=settings.github_actor or "github-actions",
+                password=settings.github_token,
+                source="GITHUB_ACTOR/GITHUB_TOKEN",
+            )
+        token = _gh_auth_token()
+        if token:
+            return Credentials(
+                username=settings.github_actor or _gh_user() or "gh",
+                password=SecretStr(token),
+                source="`gh auth token`",
+            )
+    return docker_config_credentials(host)
+
+
+def push_login_credentials(settings: BuildSettings) -> Credentials | None:
+    """What to log in with before a push; None when docker can push as it is (credentials in the
+    Docker config, or a loopback registry). Raises when there is nothing to push with."""
+    host = settings.registry_host
+    found = resolve_credentials(settings, host)
+    if found is not None and not found.stored:
+        return found
+    if found is not None or docker_config_has_auth(host) or is_loopback(host):
         return None
-    if settings.github_token is not None:
-        return Credentials(
-            username=settings.github_actor or "github-actions",
-            password=settings.github_token,
-            source="GITHUB_ACTOR/GITHUB_TOKEN",
-        )
-    token = _gh_auth_token()
-    if token:
-        return Credentials(
-            username=settings.github_actor or _gh_user() or "gh",
-            password=SecretStr(token),
-            source="`gh auth token`",
-        )
-    return None
+    raise RegistryError(
+        f"no credentials for {host}",
+        "set REGISTRY_USERNAME/REGISTRY_PASSWORD"
+        + (", or GITHUB_ACTOR/GITHUB_TOKEN, or run `gh auth login`" if host == GHCR else "")
+        + f", or run `docker login {host}`",
+    )
+
+
+def docker_config_dir() -> Path:
+    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+
+
+def read_docker_config(config_dir: Path | None = None) -> dict[str, Any]:
+    try:
+        config = json.loads(((config_dir or docker_config_dir()) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _config_keys(host: str) -> list[str]:
+    keys = [host, f"https://{host}", f"http://{host}"]
+    return [DOCKER_HUB_KEY, *keys] if host == DOCKER_HUB else keys
 
 
 def docker_config_has_auth(host: str) -> bool:
     """Whether `docker login HOST` (or a credential helper) already holds credentials."""
-    config_dir = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    try:
-        config = json.loads((config_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
+    config = read_docker_config()
     auths = config.get("auths") or {}
     helpers = config.get("credHelpers") or {}
-    keys = {host, f"https://{host}", f"http://{host}"}
-    if host == "docker.io":
-        keys.add("https://index.docker.io/v1/")
+    keys = set(_config_keys(host))
     return bool(keys & (auths.keys() | helpers.keys())) or bool(config.get("credsStore"))
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, localhost or [::1], with an optional port; not e.g. localhost.example.com."""
-    return _LOOPBACK.fullmatch(host) is not None
+def docker_config_credentials(host: str) -> Credentials | None:
+    """A username/password pair docker would use for `host`: its credential helper (as
+    `credHelpers`/`credsStore` name it), else a base64 `auths` entry. Identity tokens (Docker
+    Desktop's OAuth refresh tokens) are not a password and are left to docker itself."""
+    config = read_docker_config()
+    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
+    if isinstance(helper, str) and helper:
+        for key in _config_keys(host):
+            found = _from_helper(helper, key)
+            if found is not None:
+                return found
+    auths = config.get("auths") or {}
+    for key in _config_keys(host):
+        entry = auths.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("auth"), str):
+            try:
+                user, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                continue
+            if user and secret:
+                return Credentials(
+                    username=user,
+                    password=SecretStr(secret),
+                    source=DOCKER_CONFIG_SOURCE,
+                    stored=True,
+                )
+    return None
+
+
+def _from_helper(helper: str, server: str) -> Credentials | None:
+    program = shutil.which(f"docker-credential-{helper}")
+    if program is None:
+        return None
+    try:
+        done = subprocess.run(
+            [program, "get"],
+            input=server,
+            capture_output=True,
+            text=True,
+            timeout=HELPER_TIMEOUT_S,
+            check=False,
+        )
+        answer = json.loads(done.stdout) if done.returncode == 0 else {}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    user, secret = answer.get("Username"), answer.get("Secret")
+    if not isinstance(user, str) or not isinstance(secret, str) or not secret:
+        return None
+    if user == "<token>":  # an identity token: only docker's own OAuth flow can use it
+        return None
+    return Credentials(
+        username=user,
+        password=SecretStr(secret),
+        source=f"the Docker credential helper docker-credential-{helper}",
+        stored=True,
+    )
 
 
 def ensure_login(client: DockerClient, settings: BuildSettings) -> str:
-    """Log in for a push; returns where the credentials came from. Raises when there are none."""
-    host = settings.registry_host
-    credentials = resolve_credentials(settings)
+    """Log in for a push in the client's Docker config; returns where the credentials came from.
+
+    Superseded by `docker_login.push_credentials`, which keeps the login in a temporary config
+    for the push only; kept until the build session calls that instead.
+    """
+    credentials = push_login_credentials(settings)
     if credentials is None:
-        if docker_config_has_auth(host) or is_loopback(host):
-            return "docker config"
-        raise RegistryError(
-            f"no credentials for {host}",
-            "set REGISTRY_USERNAME/REGISTRY_PASSWORD"
-            + (", or GITHUB_ACTOR/GITHUB_TOKEN, or run `gh auth login`" if host == GHCR else "")
-            + f", or run `docker login {host}`",
-        )
-    login(client, host, credentials)
+        return "docker config"
+    login(client, settings.registry_host, credentials)
     return credentials.source
 
 
@@ -120,7 +223,7 @@ def login(client: DockerClient, host: str, credentials: Credentials) -> None:
         return
     detail = (done.stderr or done.stdout).replace(secret, "***").strip().splitlines()
     reason = detail[-1] if detail else f"exit code {done.returncode}"
-    if any(w in reason.lower() for w in ("unauthorized", "incorrect", "denied", "401")):
+    if says_auth_refused(reason):
         raise RegistryError(
             f"{host} refused the credentials from {credentials.source} ({reason})",
             f"check {credentials.source}; for ghcr.io the token needs write:packages",
@@ -131,26 +234,22 @@ def login(client: DockerClient, host: str, credentials: Credentials) -> None:
     )
 
 
-def _gh_auth_token() -> str | None:
+def _gh(*args: str) -> str | None:
     if shutil.which("gh") is None:
         return None
-    result = subprocess.run(
-        ["gh", "auth", "token", "--hostname", "github.com"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    token = result.stdout.strip()
-    return token if result.returncode == 0 and token else None
+    try:
+        result = subprocess.run(
+            ["gh", *args], capture_output=True, text=True, timeout=HELPER_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = result.stdout.strip()
+    return out if result.returncode == 0 and out else None
+
+
+def _gh_auth_token() -> str | None:
+    return _gh("auth", "token", "--hostname", "github.com")
 
 
 def _gh_user() -> str | None:
-    result = subprocess.run(
-        ["gh", "config", "get", "user", "--host", "github.com"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    return result.stdout.strip() or None
+    return _gh("config", "get", "user", "--host", "github.com")

@@ -59,10 +59,11 @@ CREDENTIAL_VARS = (
 
 
 @pytest.fixture
-def no_gh(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_gh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for key in CREDENTIAL_VARS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(registry_auth, "_gh_auth_token", lambda: None)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty-docker-config"))
 
 
 @pytest.mark.usefixtures("no_gh")
