@@ -1,0 +1,498 @@
+"""A Docker engine of the tests' own: a second `dockerd` that shares nothing with the user's.
+
+    engine = start_engine(containerd_store=True, tcp=True)   # ~2-3 s; EngineStartError if not
+    engine.host                 # "unix:///tmp/iterate-test-engine-…/docker.sock" (DOCKER_HOST)
+    engine.tcp_host             # "tcp://127.0.0.1:PORT" when tcp=True, else None
+    engine.env(tcp=True)        # {"DOCKER_HOST": …} for a subprocess
+    engine.docker("info")       # the docker CLI against it (CompletedProcess, text)
+    engine.reach_host_port(registry.port)  # the engine can then push to 127.0.0.1:PORT
+    engine.kill()               # SIGKILL: the engine dies at once, as a crashing engine does
+    engine.stop()               # clean shutdown, then its directory is removed
+    with started_engine() as engine: …                        # start, and stop on exit
+    own_engine_problem()        # why no own engine can run here (None when it can)
+
+Why it is built this way (each point was a real failure or a real risk here):
+- `dockerd --bridge=none` deletes the host's `docker0` interface when it starts (moby's
+  `removeDefaultBridgeInterface`): that is how a second engine once took the host engine's bridge
+  down. So the engine runs in network, mount and PID namespaces of its own
+  (`unshare --net --mount --pid`): its default bridge, `docker0`, lives in its own namespace and
+  RUN steps build with the default network; the host's interfaces, routes and iptables are
+  never touched (`--iptables=false` as well).
+- Its own containerd: dockerd uses a system containerd when `/run/containerd/containerd.sock`
+  exists (GitHub's runners have one, holding the host engine's images). A tmpfs over
+  `/run/containerd` and `/run/docker` inside the private mount namespace hides the host's, so
+  dockerd starts a containerd of its own under the engine's exec-root; `start_engine` checks so.
+- Its own --data-root, --exec-root, --pidfile, socket and --config-file (daemon.json in its
+  directory; never /etc/docker/daemon.json).
+- Loopback across namespaces: the engine's 127.0.0.1 is not the host's. The TCP API is a
+  forwarder in this process from host 127.0.0.1:PORT to the engine's unix socket (OrbStack's and
+  Docker Desktop's 127.0.0.1:2375 are forwarders too), and `reach_host_port` lets the engine
+  reach a host service (the test registry) at the same 127.0.0.1:PORT address.
+- The engine is PID 1's child in its PID namespace: killing that init kills containerd, shims
+  and build steps with it, so nothing outlives `kill()` or `stop()`; its mounts live only in its
+  mount namespace and vanish with it. The engine also dies if the process that started it does.
+- Not root: every privileged step goes through `sudo -n` (the socket's group is the caller's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.polling import Interval, PollTimeout, poll
+
+DIR_PREFIX = "iterate-test-engine-"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+# PID 1 of the engine's namespaces: loopback up, the host's containerd and engine state hidden,
+# then dockerd as its child; SIGTERM is passed on (an init ignores signals it has no trap for).
+_INIT = """\
+set -e
+ip link set lo up
+for hidden in /run/containerd /run/docker; do
+  if [ -d "$hidden" ]; then mount -t tmpfs -o mode=0711 iterate-test-engine "$hidden"; fi
+done
+set +e
+"$@" &
+engine=$!
+trap 'kill -TERM "$engine" 2>/dev/null' TERM INT
+while kill -0 "$engine" 2>/dev/null; do wait "$engine"; done
+"""
+
+# Run inside the engine's network namespace: opens a listener on its 127.0.0.1:PORT and hands
+# the socket to the test process over a unix socket; the test process then serves it.
+_LISTENER = """\
+import socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", port))
+listener.listen(64)
+with socket.socket(socket.AF_UNIX) as channel:
+    channel.connect(path)
+    socket.send_fds(channel, [b"listener"], [listener.fileno()])
+"""
+
+
+class EngineStartError(Exception):
+    """The own engine did not start; the message says why (and ends with its log's tail)."""
+
+
+def _privileged() -> list[str]:
+    return [] if os.geteuid() == 0 else ["sudo", "-n"]
+
+
+def own_engine_problem() -> str | None:
+    """Why an own engine cannot run on this machine, or None."""
+    if sys.platform != "linux":
+        return "an own engine needs Linux (dockerd and namespaces)"
+    missing = [
+        tool
+        for tool in ("dockerd", "docker", "unshare", "nsenter", "setpriv", "ip")
+        if shutil.which(tool) is None
+    ]
+    if missing:
+        return f"an own engine needs {', '.join(missing)} on PATH"
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            return "an own engine needs root or passwordless sudo"
+        done = subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False)
+        if done.returncode:
+            return "an own engine needs root or passwordless sudo (sudo -n true failed)"
+    return None
+
+
+class _Forwarder:
+    """Serves a listening socket: each connection is piped to a fresh `connect()`."""
+
+    def __init__(self, listener: socket.socket, connect: Callable[[], socket.socket]) -> None:
+        self.listener = listener
+        self.port: int = listener.getsockname()[1]  # still known after close()
+        self._connect = connect
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+
+    def _pipe(self, client: socket.socket) -> None:
+        try:
+            upstream = self._connect()
+        except OSError:
+            client.close()  # as an engine that is gone: the connection ends at once
+            return
+        with self._lock:
+            self._open.update((client, upstream))
+        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+        back.start()
+        _pump(client, upstream)
+        back.join()
+        with self._lock:
+            self._open.difference_update((client, upstream))
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        # shutdown() wakes a blocked accept(); close() alone would not, on Linux.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        with self._lock:
+            for conn in self._open:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        # Half-close: docker's hijacked streams (build sessions, attach) rely on it.
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+
+def _tcp_listener() -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))  # a free port, chosen by the kernel: no race
+    listener.listen(64)
+    return listener
+
+
+@dataclass
+class OwnEngine:
+    """A running engine of the tests' own (see the module's docstring)."""
+
+    root: Path
+    containerd_store: bool
+    process: subprocess.Popen[bytes]
+    init_pid: int
+    started_s: float  # how long start_engine took
+    _tcp: _Forwarder | None = None
+    _reached: dict[int, _Forwarder] = field(default_factory=dict)
+    _down: bool = False
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "docker.sock"
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def tcp_host(self) -> str | None:
+        if self._tcp is None:
+            return None
+        return f"tcp://127.0.0.1:{self._tcp.port}"
+
+    def env(self, tcp: bool = False) -> dict[str, str]:
+        host = self.tcp_host if tcp else self.host
+        if host is None:
+            raise ValueError("this engine was started without tcp=True")
+        return {"DOCKER_HOST": host}
+
+    def docker(
+        self, *args: str, tcp: bool = False, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_CONTEXT", "DOCKER_HOST")}
+        env.update(self.env(tcp=tcp))
+        return subprocess.run(
+            ["docker", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    def alive(self) -> bool:
+        return not self._down and self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        log = self.root / "dockerd.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def reach_host_port(self, port: int) -> None:
+        """Make the host's 127.0.0.1:`port` reachable from the engine at the same address."""
+        if port in self._reached:
+            return
+        if not self.alive():
+            raise RuntimeError("the engine is not running")
+        rendezvous = self.root / f"reach-{port}.sock"
+        with socket.socket(socket.AF_UNIX) as channel:
+            channel.bind(str(rendezvous))
+            channel.listen(1)
+            channel.settimeout(20)
+            argv = [
+                *_privileged(),
+                "nsenter",
+                f"--net=/proc/{self.init_pid}/ns/net",
+                sys.executable,
+                "-I",
+                "-c",
+                _LISTENER,
+                str(port),
+                str(rendezvous),
+            ]
+            opener = subprocess.Popen(argv, stderr=subprocess.PIPE)
+            try:
+                conn, _ = channel.accept()
+            except OSError as error:
+                opener.kill()
+                stderr = opener.communicate()[1].decode(errors="replace")
+                raise RuntimeError(
+                    f"no listener in the engine for port {port}: {stderr}"
+                ) from error
+            with conn:
+                _, fds, _, _ = socket.recv_fds(conn, 64, 1)
+            opener.wait(timeout=20)
+        rendezvous.unlink()
+        listener = socket.socket(fileno=fds[0])
+        self._reached[port] = _Forwarder(
+            listener, lambda: socket.create_connection(("127.0.0.1", port), timeout=10)
+        )
+
+    def _close_forwarders(self) -> None:
+        for forwarder in [self._tcp, *self._reached.values()]:
+            if forwarder is not None:
+                forwarder.close()
+
+    def _signal(self, signum: int) -> None:
+        if self.process.poll() is not None:
+            return
+        if self.init_pid <= 1:  # never found: signal the starter (never kill(-1) or init)
+            self.process.send_signal(signal.SIGKILL)
+            return
+        if os.geteuid() == 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.init_pid, signum)
+        else:
+            subprocess.run(
+                [*_privileged(), "kill", f"-{signum}", str(self.init_pid)],
+                capture_output=True,
+                check=False,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: dockerd, containerd and every build step die at once; the TCP port and the
+        unix socket then refuse connections. `stop()` still removes what is left."""
+        self._signal(signal.SIGKILL)
+        self.process.wait(timeout=STOP_TIMEOUT_S)
+        self._close_forwarders()
+        self._down = True
+
+    def stop(self) -> None:
+        """Shut the engine down cleanly (SIGKILL after STOP_TIMEOUT_S) and remove its directory."""
+        if self.process.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+        self._close_forwarders()
+        self._down = True
+        _remove_engine_dir(self.root)
+
+
+def _remove_engine_dir(root: Path) -> None:
+    # Mounts normally live only in the engine's namespace; any that reached the host's
+    # (no private mount namespace, an older unshare) would make the removal fail: unmount them.
+    inside = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4] == str(root) or line.split()[4].startswith(f"{root}/")
+    ]
+    for mountpoint in sorted(inside, key=len, reverse=True):
+        subprocess.run(
+            [*_privileged(), "umount", "-l", mountpoint], capture_output=True, check=False
+        )
+    if os.geteuid() == 0:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        subprocess.run(
+            [*_privileged(), "rm", "-rf", "--one-file-system", str(root)],
+            capture_output=True,
+            check=False,
+        )
+    if root.exists():
+        raise RuntimeError(f"could not remove the own engine's directory {root}")
+
+
+def _sweep_stale() -> None:
+    """Remove directories of own engines whose starter is gone (a test run that was killed)."""
+    for root in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        owner = root / "owner.pid"
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if not Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(RuntimeError):
+                _remove_engine_dir(root)
+
+
+def _dockerd_argv(root: Path) -> list[str]:
+    argv = [
+        "dockerd",
+        f"--data-root={root / 'data'}",
+        f"--exec-root={root / 'exec'}",
+        f"--pidfile={root / 'dockerd.pid'}",
+        f"--host=unix://{root / 'docker.sock'}",
+        f"--config-file={root / 'daemon.json'}",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--ip-masq=false",
+        # Belt and braces: even a shared containerd would keep this engine's objects apart.
+        "--containerd-namespace=iterate-test-engine",
+        "--containerd-plugins-namespace=iterate-test-engine-plugins",
+    ]
+    if os.geteuid() != 0:
+        argv.append(f"--group={os.getgid()}")  # the caller may use the socket
+    return argv
+
+
+def _ns_init_pid(starter: int) -> int | None:
+    """The host pid of PID 1 in the engine's namespace: a descendant of `starter`."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    family, queue = [], [starter]
+    while queue:
+        pid = queue.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        family += children
+        queue += children
+    for pid in family:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            nspids = next(line for line in status.splitlines() if line.startswith("NSpid:"))
+            if nspids.split()[-1] == "1" and len(nspids.split()) > 2:
+                return pid
+    return None
+
+
+def _wait_ready(engine: OwnEngine, timeout_s: float) -> None:
+    def probe() -> str:
+        if engine.process.poll() is not None:
+            return "exited"
+        done = engine.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
+        return "ready" if done.returncode == 0 else "waiting"
+
+    try:
+        state = poll(
+            probe,
+            lambda s: s != "waiting",
+            timeout_s=timeout_s,
+            interval=Interval(first_s=0.1, factor=1.5, max_s=1.0),
+        )
+    except PollTimeout:
+        state = f"no answer within {timeout_s:.0f} s"
+    if state != "ready":
+        raise EngineStartError(f"own engine: {state}\n{engine.log_tail()}")
+    containerd = engine.root / "exec" / "containerd" / "containerd.sock"
+    if not containerd.exists():
+        raise EngineStartError(f"own engine: no containerd of its own at {containerd}")
+
+
+def start_engine(
+    *, containerd_store: bool = True, tcp: bool = True, timeout_s: float = START_TIMEOUT_S
+) -> OwnEngine:
+    """Start an own engine and wait until it answers; EngineStartError (with its log) if not."""
+    problem = own_engine_problem()
+    if problem:
+        raise EngineStartError(problem)
+    _sweep_stale()
+    began = time.monotonic()
+    root = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))  # short: unix socket paths are limited
+    (root / "owner.pid").write_text(str(os.getpid()))
+    features = {"containerd-snapshotter": containerd_store}
+    (root / "daemon.json").write_text(json.dumps({"features": features}))
+    argv = [
+        *_privileged(),
+        # Dies with this process; --kill-child then takes the namespace's init along.
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        "unshare",
+        "--net",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        _INIT,
+        "iterate-test-engine",
+        *_dockerd_argv(root),
+    ]
+    with (root / "dockerd.log").open("wb") as log:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        init_pid = poll(
+            lambda: _ns_init_pid(process.pid),
+            lambda pid: pid is not None or process.poll() is not None,
+            timeout_s=10,
+            interval=0.05,
+        )
+    except PollTimeout:
+        init_pid = None
+    engine = OwnEngine(root, containerd_store, process, init_pid or 0, 0.0)
+    try:
+        if init_pid is None:
+            raise EngineStartError(f"own engine: unshare exited\n{engine.log_tail()}")
+        _wait_ready(engine, timeout_s)
+        if tcp:
+            engine._tcp = _Forwarder(_tcp_listener(), lambda: _unix(engine.socket))
+    except BaseException:
+        engine.stop()
+        raise
+    engine.started_s = time.monotonic() - began
+    return engine
+
+
+def _unix(path: Path) -> socket.socket:
+    conn = socket.socket(socket.AF_UNIX)
+    try:
+        conn.connect(str(path))
+    except OSError:
+        conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def started_engine(*, containerd_store: bool = True, tcp: bool = True) -> Iterator[OwnEngine]:
+    engine = start_engine(containerd_store=containerd_store, tcp=tcp)
+    try:
+        yield engine
+    finally:
+        engine.stop()
