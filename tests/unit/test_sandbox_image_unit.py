@@ -1,14 +1,13 @@
 """The sandbox image's files, checked without an engine: Dockerfile order and pins, the
-dockerignore, the supervisor config, the runtime scripts' pure parts and the base image's plan.
+dockerignore, the supervisor config and the runtime scripts' pure parts (the offline base
+image: test_base_image_unit.py).
 
 What needs an engine (boot, versions, restarts, dev-sync) is in sandbox/verify/*.sh.
 """
 
 from __future__ import annotations
 
-import base64
 import configparser
-import hashlib
 import importlib.util
 import json
 import re
@@ -22,9 +21,6 @@ from types import ModuleType
 
 import httpx
 import pytest
-
-from pipeline.errors import ConfigError
-from pipeline.sessions import base_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "sandbox"
@@ -423,102 +419,3 @@ def test_home_skeleton_configs_parse() -> None:
         json.loads((skeleton / name).read_text())
     for line in (skeleton / ".iterate" / ".env").read_text().splitlines():
         assert not line.strip() or line.startswith("#") or re.match(r"^[A-Z_][A-Z0-9_]*=", line)
-
-
-# --- base image (pure parts) -----------------------------------------------------------------
-
-DEB822 = """\
-Types: deb
-# http://snapshot.debian.org/archive/debian/20250520T000000Z
-URIs: http://mirror.example/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://mirror.example/debian-security
-Suites: bookworm-security
-Components: main
-
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: trixie
-Components: main
-"""
-
-
-def test_apt_sources_from_deb822_with_comments_between_fields() -> None:
-    assert base_image.apt_sources([DEB822]) == (
-        "deb http://mirror.example/debian bookworm main",
-        "deb http://mirror.example/debian bookworm-updates main",
-        "deb http://mirror.example/debian-security bookworm-security main",
-    )
-
-
-def test_apt_sources_from_one_line_format_and_defaults() -> None:
-    one_line = "deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian/ bookworm main\n"
-    assert base_image.apt_sources([one_line])[0:2] == (
-        "deb http://m.example/debian bookworm main",
-        "deb http://m.example/debian bookworm-updates main",
-    )
-    assert base_image.apt_sources([]) == (
-        "deb http://deb.debian.org/debian bookworm main",
-        "deb http://deb.debian.org/debian bookworm-updates main",
-        "deb http://deb.debian.org/debian-security bookworm-security main",
-    )
-    assert base_image.apt_sources(["# deb http://x bookworm main\n"])[0].startswith(
-        "deb http://deb.debian.org/debian "
-    )
-
-
-def test_integrity_is_checked_with_sri_or_shasum() -> None:
-    data = b"tarball bytes"
-    sri = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
-    assert base_image.integrity_matches(data, {"integrity": sri})
-    assert not base_image.integrity_matches(data + b"!", {"integrity": sri})
-    sha1 = hashlib.sha1(data, usedforsecurity=False).hexdigest()
-    assert base_image.integrity_matches(data, {"shasum": sha1})
-    assert not base_image.integrity_matches(data, {})
-
-
-def test_base_plan_pins_node_24_and_its_recipe_follows_the_inputs() -> None:
-    plan = base_image.make_plan(source_texts=[DEB822])
-    assert plan.node.name.startswith("node-linux-") and plan.node.version.startswith("24.")
-    for package in (plan.node, plan.npm, plan.corepack):
-        assert EXACT_VERSION.match(package.version)
-    other = base_image.make_plan(source_texts=[])
-    assert plan.recipe != other.recipe  # another mirror is another image
-    assert plan.recipe == base_image.make_plan(source_texts=[DEB822]).recipe
-    argv = base_image.mmdebstrap_argv(plan, Path("/stage"))
-    assert argv[:2] == ["mmdebstrap", "--variant=minbase"]
-    assert argv[argv.index("bookworm") + 1] == "-"  # the tarball streams into docker import
-    assert "--customize-hook=sync-in /stage/usr/local /usr/local" in argv
-    assert f"LABEL {base_image.RECIPE_LABEL}={plan.recipe}" in base_image.docker_import_changes(
-        plan
-    )
-
-
-def test_base_image_tag_must_be_name_and_tag() -> None:
-    with pytest.raises(ConfigError):
-        base_image.make_plan("no-tag-here", source_texts=[])
-
-
-def test_make_base_image_keeps_a_current_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = base_image.make_plan()
-    monkeypatch.setattr(base_image, "image_recipe", lambda tag: plan.recipe)
-
-    def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError("must not rebuild a current image")
-
-    monkeypatch.setattr(base_image, "_bootstrap_and_import", forbidden)
-    monkeypatch.setattr(base_image, "stage_node", forbidden)
-    assert base_image.make_base_image() == base_image.DEFAULT_TAG
-
-
-def test_base_image_command_help_names_the_nox_session(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    with pytest.raises(SystemExit) as exited:
-        base_image.base_image(["--help"])
-    assert exited.value.code == 0
-    assert "usage: nox -s base_image --" in capsys.readouterr().out
