@@ -1,0 +1,129 @@
+"""Which base a build uses (`ensure_build_base`), decided against the real engine.
+
+Stand-ins are busybox images with test-prefixed tags; "cannot be pulled" is a loopback registry
+port nothing listens on (the engine fails at once, as it does offline for Docker Hub). The offline
+base's "current" case is an image carrying the recipe label, so no mmdebstrap runs here; making
+it for real is the sandbox tier's job (test_local_docker.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.adapters import base_rootfs
+from pipeline.adapters.base_rootfs import BaseImageError
+from pipeline.adapters.build_base import choose_build_base
+from pipeline.rules.base_image_plan import RECIPE_LABEL
+
+UNPULLABLE = "127.0.0.1:9/sandbox-test/unpullable:none"  # port 9 (discard): nothing listens
+
+
+@pytest.fixture(scope="module")
+def nonce() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def made(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """Tags the tests made; every one is removed at the end."""
+    tags: list[str] = []
+    yield tags
+    if tags:
+        subprocess.run(["docker", "image", "rm", *tags], capture_output=True, check=False)
+
+
+def busybox_image(tmp: Path, tag: str, label: str = "") -> str:
+    tmp.mkdir(parents=True, exist_ok=True)
+    shutil.copy("/bin/busybox", tmp / "busybox")
+    (tmp / "Dockerfile").write_text(f"FROM scratch\nCOPY busybox /bin/busybox\n{label}\n")
+    subprocess.run(
+        ["docker", "buildx", "build", "--load", "-q", "-t", tag, str(tmp)],
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    return tag
+
+
+def dockerfile(tmp: Path, default_base: str) -> Path:
+    path = tmp / "Dockerfile"
+    path.write_text(f"ARG BASE_IMAGE={default_base}\nFROM ${{BASE_IMAGE}}\n")
+    return path
+
+
+def image_id(tag: str) -> str:
+    return subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_a_configured_base_the_engine_has_is_used(
+    made: list[str], nonce: str, tmp_path: Path
+) -> None:
+    tag = busybox_image(tmp_path / "b", f"sandbox-test/configured-base:{nonce}")
+    made.append(tag)
+    assert choose_build_base(tag, dockerfile(tmp_path, UNPULLABLE)) == tag
+
+
+def test_a_configured_base_that_cannot_be_had_is_one_line(made: list[str], tmp_path: Path) -> None:
+    with pytest.raises(BaseImageError) as caught:
+        choose_build_base(UNPULLABLE, dockerfile(tmp_path, UNPULLABLE))
+    line = str(caught.value)
+    assert f"SANDBOX_BASE_IMAGE={UNPULLABLE} is not in the engine and cannot be pulled" in line
+    assert "fix: unset SANDBOX_BASE_IMAGE" in line and "\n" not in line
+
+
+def test_the_dockerfiles_own_base_in_the_engine_costs_one_inspect(
+    made: list[str], nonce: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    official = busybox_image(tmp_path / "o", f"sandbox-test/official-base:{nonce}")
+    made.append(official)
+    # The real docker CLI behind a wrapper that writes down each call.
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "bin" / "docker"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {shutil.which("docker")} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    assert choose_build_base(None, dockerfile(tmp_path, official)) is None
+    assert calls.read_text().splitlines() == [
+        f"image inspect --format {{{{json .Config.Labels}}}} {official}"
+    ]
+
+
+def test_a_current_offline_base_is_used_when_the_official_cannot_be_pulled(
+    made: list[str], nonce: str, tmp_path: Path
+) -> None:
+    offline = f"sandbox-test/offline-base:{nonce}"
+    recipe = base_rootfs.plan_here(offline).recipe
+    made.append(busybox_image(tmp_path / "f", offline, f"LABEL {RECIPE_LABEL}={recipe}"))
+    before = image_id(offline)
+    assert choose_build_base(None, dockerfile(tmp_path, UNPULLABLE), offline_tag=offline) == offline
+    assert image_id(offline) == before  # kept, not remade
+
+
+def test_without_mmdebstrap_the_missing_tool_is_named_in_one_line(
+    made: list[str], nonce: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PATH with the docker CLI only, as on a machine without the test tools.
+    only_docker = tmp_path / "bin"
+    only_docker.mkdir()
+    (only_docker / "docker").symlink_to(str(shutil.which("docker")))
+    monkeypatch.setenv("PATH", str(only_docker))
+    offline = f"sandbox-test/never-made:{nonce}"
+    with pytest.raises(BaseImageError) as caught:
+        choose_build_base(None, dockerfile(tmp_path, UNPULLABLE), offline_tag=offline)
+    line = str(caught.value)
+    assert line.startswith(f"{UNPULLABLE} cannot be pulled (")
+    assert "mmdebstrap is not installed" in line and "fix: install mmdebstrap" in line
+    assert base_rootfs.image_label(offline, RECIPE_LABEL) is None  # nothing half-made
