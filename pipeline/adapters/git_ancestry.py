@@ -1,0 +1,102 @@
+"""Is the commit being built a strict ancestor of the one `:main` points at? Git answers, after
+fetching what a shallow clone (CI's default checkout) lacks.
+
+A shallow clone cannot say "no": its history stops at the shallow boundary. So the answer is
+taken only when it is certain (either commit reaches the other, or the clone has the whole
+history); otherwise the history is deepened step by step, up to `--unshallow`. When even that
+is not possible (no remote, a commit the remote does not have), the answer is "unknown", with
+the reason, and the caller keeps `:main` where it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from pipeline.rules.release import Ancestry
+
+FETCH_DEPTH = 64
+DEEPEN_STEPS = ("--deepen=64", "--deepen=1024", "--unshallow")
+GIT_TIMEOUT_S = 300
+_USERINFO = re.compile(r"://[^/@\s]+@")  # a token in a remote URL must not reach a log
+
+
+class _GitFailed(Exception):
+    pass
+
+
+def strict_ancestry(repo: Path, building: str, current: str, *, remote: str = "origin") -> Ancestry:
+    """Whether commit `building` is a strict ancestor of commit `current`, in the repository
+    that holds `repo` (any folder inside it)."""
+    if building == current:
+        return Ancestry("not-ancestor", "the same commit")
+    try:
+        missing = [sha for sha in (building, current) if not _has_commit(repo, sha)]
+        if missing:
+            depth = [f"--depth={FETCH_DEPTH}"] if _shallow(repo) else []
+            if problem := _fetch(repo, remote, depth, missing):
+                names = ", ".join(sha[:12] for sha in missing)
+                return Ancestry("unknown", f"{names} is not in this clone ({problem})")
+        for step in (None, *DEEPEN_STEPS):
+            if step is not None and (problem := _fetch(repo, remote, [step], [building, current])):
+                return Ancestry("unknown", f"the shallow clone could not be deepened ({problem})")
+            if _is_ancestor(repo, building, current):
+                return Ancestry("ancestor", f"{current[:12]} descends from {building[:12]}")
+            if _is_ancestor(repo, current, building):
+                return Ancestry("not-ancestor", f"{building[:12]} descends from {current[:12]}")
+            if not _shallow(repo):
+                return Ancestry("not-ancestor", "the two commits are on diverged histories")
+    except _GitFailed as error:
+        return Ancestry("unknown", str(error))
+    return Ancestry("unknown", "the clone is still shallow after `git fetch --unshallow`")
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # No prompt: a fetch that needs credentials it lacks must fail, not wait for a human.
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise _GitFailed(f"`git {args[0]}` took more than {GIT_TIMEOUT_S} s") from None
+    except OSError as error:
+        raise _GitFailed(f"git cannot run ({error})") from None
+
+
+def _has_commit(repo: Path, sha: str) -> bool:
+    return _git(repo, "cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
+
+
+def _shallow(repo: Path) -> bool:
+    done = _git(repo, "rev-parse", "--is-shallow-repository")
+    if done.returncode != 0:
+        raise _GitFailed(f"{repo} is not a git repository ({_last_line(done)})")
+    return done.stdout.strip() == "true"
+
+
+def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    done = _git(repo, "merge-base", "--is-ancestor", ancestor, descendant)
+    if done.returncode not in (0, 1):
+        raise _GitFailed(f"git merge-base failed ({_last_line(done)})")
+    return done.returncode == 0
+
+
+def _fetch(repo: Path, remote: str, options: list[str], shas: list[str]) -> str | None:
+    """Fetch `shas` from `remote`; returns why it failed, or None."""
+    if _git(repo, "remote", "get-url", remote).returncode != 0:
+        return f"there is no remote {remote!r} to fetch from"
+    done = _git(repo, "fetch", "--quiet", "--no-tags", *options, remote, *shas)
+    return None if done.returncode == 0 else f"git fetch {remote}: {_last_line(done)}"
+
+
+def _last_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return _USERINFO.sub("://***@", lines[-1]) if lines else f"exit code {done.returncode}"
