@@ -15,7 +15,9 @@ from daytona_emulator.server import EmulatorServer
 
 pytestmark = pytest.mark.emulator
 
-ROOT = Path(__file__).resolve().parents[3]
+# `python -m daytona_emulator` as from a checkout: the package sits in emulator/ (an install of
+# the workspace puts it on the path anywhere).
+EMULATOR_DIR = Path(__file__).resolve().parents[3] / "emulator"
 
 
 def accepts_connections(port: int) -> bool:
@@ -49,7 +51,7 @@ def test_runner_generates_a_key_when_none_is_configured() -> None:
 def test_cli_help() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "daytona_emulator", "--help"],
-        cwd=ROOT,
+        cwd=EMULATOR_DIR,
         capture_output=True,
         text=True,
         timeout=60,
@@ -63,7 +65,7 @@ def test_cli_help() -> None:
 def test_cli_refuses_malformed_registry_auth() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "daytona_emulator", "--registry-auth", "no-password"],
-        cwd=ROOT,
+        cwd=EMULATOR_DIR,
         capture_output=True,
         text=True,
         timeout=60,
@@ -86,7 +88,7 @@ def test_cli_serves_the_api() -> None:
             "--registry-auth",
             "127.0.0.1:5000=user:pa:ss",
         ],
-        cwd=ROOT,
+        cwd=EMULATOR_DIR,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
