@@ -89,6 +89,8 @@ def platform_manifest(index: dict[str, Any], platform: str) -> str | None:
         if not isinstance(entry, dict):
             continue
         found = entry.get("platform") or {}
+        if found.get("os") == "unknown":  # an attestation manifest, not an image
+            continue
         if (found.get("os"), found.get("architecture")) != (want_os, want_arch):
             continue
         if want_variant and found.get("variant") != want_variant:
