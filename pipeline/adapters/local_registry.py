@@ -10,13 +10,13 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from pipeline.errors import EngineError
+from pipeline.polling import PollTimeout, poll
 
 REGISTRY_BINARY = "docker-registry"
 
@@ -97,8 +97,8 @@ def start_registry(
         f"http:\n  addr: 127.0.0.1:{port}\n"
         f"auth:\n  htpasswd:\n    realm: sandbox-pipeline\n    path: {htpasswd}\n"
     )
-    log = (root / "registry.log").open("ab")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
+    with (root / "registry.log").open("ab") as log:  # the child keeps its own copy
+        process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
     registry = LocalRegistry(
         host=f"127.0.0.1:{port}",
         username=username,
@@ -106,20 +106,26 @@ def start_registry(
         root=root,
         process=process,
     )
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if process.poll() is not None:
             raise EngineError(
                 f"the local registry exited at start (code {process.returncode})",
                 f"see {root / 'registry.log'}",
             )
+        # Our credentials, so that another server already on the port cannot pass for ours.
         try:
-            httpx.get(f"{registry.url}/v2/", timeout=1)
-            return registry
+            with registry.client() as client:
+                return client.get("/v2/", timeout=1).status_code == 200
         except httpx.TransportError:
-            time.sleep(0.05)
-    registry.stop()
-    raise EngineError(
-        f"the local registry did not answer on {registry.host} within {ready_timeout:.0f} s",
-        f"see {root / 'registry.log'}",
-    )
+            return False
+
+    try:
+        poll(answers, bool, timeout_s=ready_timeout, interval=0.05)
+    except PollTimeout:
+        registry.stop()
+        raise EngineError(
+            f"the local registry did not answer on {registry.host} within {ready_timeout:.0f} s",
+            f"see {root / 'registry.log'}",
+        ) from None
+    return registry
