@@ -317,7 +317,7 @@ def image_labels(
     transport: httpx.BaseTransport | None = None,
 ) -> dict[str, str] | None:
     """The labels of `image` (manifest → config blob); None when the tag does not exist. For an
-    index, the manifest of `platform` (default: the first of SANDBOX_BUILD_PLATFORM)."""
+    index, the manifest of `platform` (default: the first of SANDBOX_BUILD_PLATFORM) if any."""
     wanted = platform or settings.platforms[0]
     with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
         response = reader.manifest(method="GET")
@@ -327,11 +327,13 @@ def image_labels(
             raise reader.fail(response)
         manifest = json_body(response)
         if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-            chosen = platform_manifest(manifest, wanted)
+            # Every platform of one build carries the same labels: any image answers when the
+            # wanted platform is not there (SANDBOX_BUILD_PLATFORM changed since that build).
+            chosen = platform_manifest(manifest, wanted) or platform_manifest(manifest, None)
             if chosen is None:
                 raise RegistryError(
-                    f"{image} is an index without an image for {wanted}",
-                    "set SANDBOX_BUILD_PLATFORM to a platform the image was built for",
+                    f"{image} is an index without any image manifest",
+                    "check that the tag points at a container image",
                 )
             response = reader.manifest(chosen, method="GET")
             if response.status_code != 200:

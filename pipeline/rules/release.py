@@ -79,11 +79,10 @@ def decide_main_move(current: str | None, building: str, ancestry: Ancestry | No
     return MainMove(True, f"{short} is not an ancestor of {current[:12]} on `:main`")
 
 
-def platform_manifest(index: dict[str, Any], platform: str) -> str | None:
-    """The digest of `platform`'s image (`os/arch[/variant]`) in an image index, or None.
-
-    Attestation manifests (platform `unknown/unknown`) are never chosen."""
-    want_os, _, rest = platform.partition("/")
+def platform_manifest(index: dict[str, Any], platform: str | None) -> str | None:
+    """The digest of `platform`'s image (`os/arch[/variant]`; None: the first image) in an image
+    index, or None. Attestation manifests (platform `unknown/unknown`) are never chosen."""
+    want_os, _, rest = (platform or "").partition("/")
     want_arch, _, want_variant = rest.partition("/")
     for entry in index.get("manifests") or []:
         if not isinstance(entry, dict):
@@ -91,10 +90,11 @@ def platform_manifest(index: dict[str, Any], platform: str) -> str | None:
         found = entry.get("platform") or {}
         if found.get("os") == "unknown":  # an attestation manifest, not an image
             continue
-        if (found.get("os"), found.get("architecture")) != (want_os, want_arch):
-            continue
-        if want_variant and found.get("variant") != want_variant:
-            continue
+        if platform is not None:
+            if (found.get("os"), found.get("architecture")) != (want_os, want_arch):
+                continue
+            if want_variant and found.get("variant") != want_variant:
+                continue
         digest = entry.get("digest")
         if isinstance(digest, str):
             return digest

@@ -72,7 +72,8 @@ INDEX = {
         ("linux/arm64/v7", None),
         ("linux/s390x", None),
         ("unknown/unknown", None),
+        (None, "sha256:arm"),  # any image, never the attestation
     ],
 )
-def test_platform_manifest(platform: str, digest: str | None) -> None:
+def test_platform_manifest(platform: str | None, digest: str | None) -> None:
     assert platform_manifest(INDEX, platform) == digest

@@ -118,6 +118,8 @@ def test_pushed_with_a_temporary_login_and_resolved_to_buildx_digest(
     assert is_index is provenance  # both shapes are really exercised
     labels = image_labels(image, settings)  # through the index to the amd64 manifest, if any
     assert labels is not None and labels[REVISION] == "one"
+    other_platform = image_labels(image, settings, platform="linux/s390x")
+    assert other_platform == labels  # the labels of any platform's image, not an error
 
 
 def test_a_tag_pushed_again_is_caught_by_its_digest(
