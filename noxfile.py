@@ -1,66 +1,133 @@
 """Sessions of sandbox-pipeline. `nox -l` lists them; the README says more.
 
-Sessions run in the interpreter that runs nox (venv_backend="none"): scripts/setup.sh puts nox
-and the project into .venv, so no session creates or checks a virtualenv on the fast path.
+Works from any nox (pipx, uvx, a venv holding only nox): each session installs what it needs
+into its own venv under .nox/ from uv.lock (uv when present, else virtualenv + pip pinned to the
+same lock), reuses that venv, and skips the install when nothing it installs has changed.
+Command sessions then run `python -m pipeline NAME`, which prints one line per failure and exits
+with the failure's own code (README: "When things go wrong").
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 import sys
 from pathlib import Path
 
+if sys.version_info >= (3, 11):  # noqa: UP036 (the user's nox may run on an older Python)
+    import tomllib
+else:  # a nox installed on an older Python; nox itself depends on tomli there
+    import tomli as tomllib
+
 import nox
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-
+nox.needs_version = ">=2025.2.9"
 nox.options.sessions = ["lint", "unit"]
-nox.options.default_venv_backend = "none"
-nox.options.error_on_external_run = False
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+
+ROOT = Path(__file__).resolve().parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+EMULATOR = ROOT / "emulator"
+LOCK = ROOT / "uv.lock"
+# What decides a session's packages: when none of these changed, the install step is skipped.
+INSTALL_INPUTS = (ROOT / "pyproject.toml", LOCK, EMULATOR / "pyproject.toml")
+# Long enough for `python -m pipeline` to cancel a build in the engine after Ctrl-C before nox
+# escalates to SIGTERM/SIGKILL (nox's default is 0.3 s).
+INTERRUPT_TIMEOUT_S = 30.0
+SYSTEM_PYTHON = "/usr/bin/python3"
+UNIT_MARKERS = "not engine and not registry and not emulator and not sandbox_image"
 
 
-def _run(session: nox.Session, name: str) -> None:
-    """Run one pipeline command; a PipelineError becomes one line, no traceback."""
-    try:
-        from pipeline.errors import PipelineError
-        from pipeline.sessions import resolve
+def _fingerprint(session: nox.Session, groups: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(f"{session.venv_backend}:{','.join(groups)}".encode())
+    for path in INSTALL_INPUTS:
+        digest.update(path.read_bytes() if path.exists() else b"-")
+    return digest.hexdigest()
 
-        command = resolve(name)
-    except ModuleNotFoundError as error:
-        session.error(
-            f"{error.name} is not installed for {sys.executable} — fix: run scripts/setup.sh "
-            "and use .venv/bin/nox (or `pip install -e .` into nox's environment)"
+
+def _install(session: nox.Session, *groups: str) -> None:
+    """The project (editable) plus the named dependency groups, pinned by uv.lock."""
+    venv = getattr(session.virtualenv, "location", None)
+    if not venv:
+        session.error("this session needs its own venv: run it without --no-venv")
+    stamp = Path(venv) / ".sandbox-pipeline-installed"
+    want = _fingerprint(session, groups)
+    if stamp.exists() and stamp.read_text() == want:
+        return
+    if session.venv_backend == "uv":
+        session.run_install(
+            "uv",
+            "sync",
+            "--locked",
+            "--quiet",
+            "--no-default-groups",
+            *(f"--group={group}" for group in groups),
+            env={"UV_PROJECT_ENVIRONMENT": venv},
+            silent=True,
         )
-    try:
-        command(session.posargs)
-    except PipelineError as error:
-        if os.environ.get("PIPELINE_TRACEBACK"):
-            raise
-        for line in error.details:
-            session.log(f"    {line}")
-        session.error(f"{error} [exit code {error.exit_code} with python -m pipeline {name}]")
+    else:
+        _pip_install(session, groups)
+    stamp.write_text(want)
+
+
+def _pip_install(session: nox.Session, groups: tuple[str, ...]) -> None:
+    """Without uv: pip, constrained to the versions uv.lock records (so both paths agree)."""
+    constraints = Path(session.create_tmp()) / "uv-lock-constraints.txt"
+    lock = tomllib.loads(LOCK.read_text())
+    pins = [
+        f"{package['name']}=={package['version']}"
+        for package in lock.get("package", [])
+        if "registry" in package.get("source", {})
+    ]
+    constraints.write_text("\n".join(pins) + "\n")
+    requirements = [
+        requirement
+        for requirement in nox.project.dependency_groups(PYPROJECT, *groups)
+        if not requirement.startswith("daytona-emulator")
+    ]
+    extra = ["-e", str(EMULATOR)] if EMULATOR.exists() and groups else []
+    session.install("-c", str(constraints), "-e", str(ROOT), *extra, *requirements, silent=True)
+
+
+def _pipeline(session: nox.Session, name: str) -> None:
+    """Run one pipeline command in the session's venv; its exit code says what failed."""
+    _install(session)
+    session.run(
+        "python",
+        "-m",
+        "pipeline",
+        name,
+        *session.posargs,
+        interrupt_timeout=INTERRUPT_TIMEOUT_S,
+        env={"PIPELINE_VIA_NOX": "1"},
+    )
 
 
 def _pytest(session: nox.Session, *args: str) -> None:
+    _install(session, "test")
     # pytest's exit code 5 (nothing collected) fails the session like any other non-zero code.
-    session.run(sys.executable, "-m", "pytest", *args, *session.posargs, external=True)
+    session.run("python", "-m", "pytest", *args, *session.posargs, interrupt_timeout=10.0)
 
 
 @nox.session(default=True)
 def lint(session: nox.Session) -> None:
     """Lint and type-check: ruff check, ruff format --check, mypy --strict."""
-    session.run(sys.executable, "-m", "ruff", "check", ".", external=True)
-    session.run(sys.executable, "-m", "ruff", "format", "--check", ".", external=True)
-    session.run(
-        sys.executable, "-m", "mypy", "pipeline", "daytona_emulator", "noxfile.py", external=True
-    )
+    _install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "pipeline", "emulator/daytona_emulator", "noxfile.py")
 
 
 @nox.session(default=True)
 def unit(session: nox.Session) -> None:
     """Unit tests: pure decisions and adapters, no engine, registry or emulator needed."""
-    _pytest(session, "-m", "not engine and not registry and not emulator and not sandbox_image")
+    _pytest(session, "-m", UNIT_MARKERS)
+
+
+@nox.session(default=False, python=SYSTEM_PYTHON)
+def unit_system_python(session: nox.Session) -> None:
+    """Unit tests on /usr/bin/python3 (Debian bookworm's 3.11.2 lacks what later 3.11s have)."""
+    _pytest(session, "-m", UNIT_MARKERS)
 
 
 @nox.session(default=False)
@@ -71,7 +138,7 @@ def test_engine(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def test_local_docker(session: nox.Session) -> None:
-    """Sandbox tier: the real image from the offline base, booted and checked end to end."""
+    """Sandbox tier: the real image, booted and checked end to end."""
     _pytest(session, "-m", "sandbox_image and not emulator")
 
 
@@ -81,73 +148,38 @@ def test_daytona(session: nox.Session) -> None:
     _pytest(session, "-m", "emulator")
 
 
-@nox.session(default=False)
-def snapshot_local(session: nox.Session) -> None:
-    """Build the sandbox image from this checkout as :local and :sha-<sha>; PUSH=1 also pushes."""
-    _run(session, "snapshot_local")
+def _command_session(name: str, doc: str) -> None:
+    def session_function(session: nox.Session) -> None:
+        _pipeline(session, name)
+
+    session_function.__doc__ = doc
+    session_function.__name__ = name
+    nox.session(name=name, default=False)(session_function)
 
 
-@nox.session(default=False)
-def snapshot_push(session: nox.Session) -> None:
-    """CI on main: build and push :main and :sha-<sha> with the registry cache; clean tree only."""
-    _run(session, "snapshot_push")
-
-
-@nox.session(default=False)
-def doctor(session: nox.Session) -> None:
-    """Check engine, buildx, cache export and registry credentials; one line per problem."""
-    _run(session, "doctor")
-
-
-@nox.session(default=False)
-def registry(session: nox.Session) -> None:
-    """Serve a local OCI registry with htpasswd auth on 127.0.0.1 (offline demos)."""
-    _run(session, "registry")
-
-
-@nox.session(default=False)
-def sandbox_up(session: nox.Session) -> None:
-    """Start a sandbox container from the local image, checkout synced in; waits for health."""
-    _run(session, "sandbox_up")
-
-
-@nox.session(default=False)
-def sandbox_down(session: nox.Session) -> None:
-    """Remove a sandbox container (`-- NAME`) or every one the pipeline made (`-- --all`)."""
-    _run(session, "sandbox_down")
-
-
-@nox.session(default=False)
-def snapshot_daytona(session: nox.Session) -> None:
-    """Register the commit's pushed image as Daytona snapshot iterate-sandbox-<sha> (idempotent)."""
-    _run(session, "snapshot_daytona")
-
-
-@nox.session(default=False)
-def snapshot_stage(session: nox.Session) -> None:
-    """Make a Daytona snapshot <stage>--<YYYYMMDD-HHMMSS> (dev-$ITERATE_USER or APP_STAGE)."""
-    _run(session, "snapshot_stage")
-
-
-@nox.session(default=False)
-def snapshot_latest(session: nox.Session) -> None:
-    """Print the newest active Daytona snapshot of a stage or prefix (stdout)."""
-    _run(session, "snapshot_latest")
-
-
-@nox.session(default=False)
-def snapshots_clean(session: nox.Session) -> None:
-    """Show the retention plan for a prefix's Daytona snapshots; delete only with --yes."""
-    _run(session, "snapshots_clean")
-
-
-@nox.session(default=False)
-def sandbox_daytona(session: nox.Session) -> None:
-    """Start a Daytona sandbox from the latest (or a named) snapshot; print its preview URL."""
-    _run(session, "sandbox_daytona")
-
-
-@nox.session(default=False)
-def base_image(session: nox.Session) -> None:
-    """Make the Node 24 Debian base image offline (mmdebstrap + npm's node) for BASE_IMAGE."""
-    _run(session, "base_image")
+# Every command session: `nox -s NAME -- --help` shows its options, `-- --dry-run` its plan.
+COMMAND_SESSIONS = {
+    "snapshot_local": "Build the sandbox image from this checkout as :local and :sha-<sha>; "
+    "PUSH=1 also pushes.",
+    "snapshot_push": "CI on main: build and push :main and :sha-<sha> with the registry cache; "
+    "clean tree only.",
+    "doctor": "Check engine, buildx, cache export and registry credentials; one line per problem.",
+    "registry": "Serve a local OCI registry with htpasswd auth on 127.0.0.1 (offline demos).",
+    "sandbox_up": "Start a sandbox container from the local image, checkout synced in; "
+    "waits for health.",
+    "sandbox_down": "Remove a sandbox container (`-- NAME`) or every one the pipeline made "
+    "(`-- --all`).",
+    "snapshot_daytona": "Register the commit's pushed image as Daytona snapshot "
+    "iterate-sandbox-<sha> (idempotent).",
+    "snapshot_stage": "Make a Daytona snapshot <stage>--<YYYYMMDD-HHMMSS> "
+    "(dev-$ITERATE_USER or APP_STAGE).",
+    "snapshot_latest": "Print the newest active Daytona snapshot of a stage or prefix (stdout).",
+    "snapshots_clean": "Show the retention plan for a prefix's Daytona snapshots; "
+    "delete only with --yes.",
+    "sandbox_daytona": "Start a Daytona sandbox from the latest (or a named) snapshot; "
+    "print its preview URL.",
+    "base_image": "Make the Node 24 Debian base image offline (mmdebstrap + npm's node) "
+    "for BASE_IMAGE.",
+}
+for _name, _doc in COMMAND_SESSIONS.items():
+    _command_session(_name, _doc)

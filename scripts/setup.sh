@@ -1,31 +1,36 @@
 #!/usr/bin/env bash
-# Everything a fresh Debian machine needs before any session: the Docker engine, buildx, the
-# local registry binary (scripts/setup-engine.sh), and .venv with nox and the project.
-# Idempotent and quick when nothing changed (the venv is rebuilt only when pyproject.toml changes).
+# The main job's set-up on a fresh machine: a Docker engine with buildx (scripts/setup-engine.sh
+# installs one only where none answers) and a nox to run the sessions: .venv holds nox and uv
+# only; every session installs what it needs into its own venv under .nox/ from uv.lock.
+# Already have nox (pipx, uvx)? Then `nox -s snapshot_local` needs nothing from this script but
+# the engine. Idempotent: about a second when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 bash scripts/setup-engine.sh
 
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
-  echo "[setup] error: $PYTHON is older than 3.11 — fix: install Python 3.11+ or set PYTHON=/path/to/python3.11" >&2
-  exit 1
-fi
+command -v "$PYTHON" >/dev/null 2>&1 || die "no $PYTHON on PATH — fix: install Python 3.11+ or set PYTHON=/path/to/python3"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || die "$PYTHON is older than 3.11 — fix: install Python 3.11+ or set PYTHON=/path/to/python3.11"
 if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+  # Debian and Ubuntu ship venv's pip bootstrap in a package of its own.
+  command -v apt-get >/dev/null 2>&1 \
+    || die "$PYTHON has no venv/ensurepip — fix: install a Python with venv, or set PYTHON"
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
   log "installing python3-venv"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
 fi
 
-stamp=.venv/.installed-from
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing the project into .venv (nox, pipeline, test tools)"
+want="nox[uv]>=2025.2.9 $("$PYTHON" -c 'import sys; print(sys.version)' | head -n 1)"
+stamp=.venv/.nox-only
+if [ ! -x .venv/bin/nox ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "creating .venv with nox and uv only"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
-  echo "$want" > "$stamp"
+  .venv/bin/python -m pip install -q --disable-pip-version-check 'nox[uv]>=2025.2.9'
+  printf '%s' "$want" > "$stamp"
 fi
-log "ready: .venv/bin/nox -l lists the sessions"
+log "ready: .venv/bin/nox -l lists the sessions (any nox ≥ 2025.2.9 works the same)"
