@@ -39,7 +39,7 @@ def push_credentials(settings: BuildSettings, host: str | None = None) -> Iterat
     for the host, or it is a loopback registry without any). Raises RegistryError when there
     are no credentials at all, or the registry refuses them."""
     host = host or settings.registry_host
-    credentials = push_login_credentials(settings)
+    credentials = push_login_credentials(settings, host)
     if credentials is None:
         yield None
         return

@@ -93,10 +93,11 @@ def resolve_credentials(settings: BuildSettings, host: str | None = None) -> Cre
     return docker_config_credentials(host)
 
 
-def push_login_credentials(settings: BuildSettings) -> Credentials | None:
-    """What to log in with before a push; None when docker can push as it is (credentials in the
-    Docker config, or a loopback registry). Raises when there is nothing to push with."""
-    host = settings.registry_host
+def push_login_credentials(settings: BuildSettings, host: str | None = None) -> Credentials | None:
+    """What to log in with before a push to `host` (default: the configured repository's
+    registry); None when docker can push as it is (credentials in the Docker config, or a
+    loopback registry). Raises when there is nothing to push with."""
+    host = host or settings.registry_host
     found = resolve_credentials(settings, host)
     if found is not None and not found.stored:
         return found
