@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,23 @@ def user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def settings(
     registry: LocalRegistry, user_config: Path, monkeypatch: pytest.MonkeyPatch
-) -> BuildSettings:
+) -> Iterator[BuildSettings]:
     for key in ("GITHUB_TOKEN", "GITHUB_ACTOR", "DOCKER_HOST", "BUILDX_BUILDER"):
         monkeypatch.delenv(key, raising=False)
-    repository = f"{registry.host}/iterate/release-{uuid.uuid4().hex[:10]}"
+    repository = f"{registry.host}/iterate-test/release-{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("SANDBOX_IMAGE_REPOSITORY", repository)
     monkeypatch.setenv("REGISTRY_USERNAME", registry.username)
     monkeypatch.setenv("REGISTRY_PASSWORD", registry.password)
-    return BuildSettings()
+    yield BuildSettings()
+    # The docker driver also keeps a pushed image in the engine: remove this test's tags only.
+    listed = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if listed:
+        subprocess.run(["docker", "image", "rm", *listed], capture_output=True, check=False)
 
 
 def push_image(
