@@ -178,7 +178,7 @@ class RegistryReader:
             )
         realm = httpx.URL(params["realm"])
         if basic is not None and not may_send_credentials(realm):
-            self.withheld = f"its token realm {realm} is plain http, so they were not sent"
+            self.withheld = f"its token realm {realm} is plain http"
             basic = None
         query = {"scope": params.get("scope") or f"repository:{self.ref.repository}:pull"}
         if params.get("service"):
