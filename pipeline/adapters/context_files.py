@@ -1,0 +1,253 @@
+"""The build context as buildx sends it: the walk, the ignore file it honours, and file digests
+kept in a stat cache so that an unchanged tree re-reads no file.
+
+The walk mirrors tonistiigi/fsutil's FilterFS (buildx 0.13): lstat only (symlinks are sent as
+links), an excluded directory is skipped unless an exception may match below it, and a
+directory that is excluded itself is still sent when something inside it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+from pipeline.rules.dockerignore import Matcher, ignore_file_candidates, read_patterns
+from pipeline.rules.fingerprint import ContextEntry, context_digest
+
+CACHE_FORMAT = 1
+# A file changed within this long of being hashed may keep its mtime (coarse file system clocks):
+# such entries are not trusted next time (git's "racily clean" rule).
+RACY_MARGIN_NS = 2_000_000_000
+
+
+class ContextError(ConfigError):
+    """The context cannot be read the way buildx would read it."""
+
+
+@dataclass(frozen=True)
+class IgnoreRules:
+    path: Path | None  # the ignore file buildx uses, None when there is none
+    text: str
+    matcher: Matcher
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def ignore_rules(dockerfile: Path, context: Path) -> IgnoreRules:
+    """The ignore file buildx picks for this Dockerfile and context, parsed."""
+    for candidate in ignore_file_candidates(dockerfile, context):
+        path = Path(candidate)
+        try:
+            raw = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as error:
+            raise ContextError(
+                f"cannot read {path}: {error.strerror}", "fix its permissions"
+            ) from None
+        text = raw.decode("utf-8", "surrogateescape")
+        return IgnoreRules(path, text, Matcher.from_patterns(read_patterns(text)))
+    return IgnoreRules(None, "", Matcher(()))
+
+
+def walk(context: Path, matcher: Matcher) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to the context, lstat) for everything buildx would send."""
+    yield from _walk_dir(os.path.realpath(context), "", None, [], matcher)
+
+
+@dataclass
+class _Dir:
+    path: str
+    info: os.stat_result
+    sent: bool
+
+
+def _walk_dir(
+    directory: str,
+    relative: str,
+    parent: tuple[bool, ...] | None,
+    ancestors: list[_Dir],
+    matcher: Matcher,
+) -> Iterator[tuple[str, os.stat_result]]:
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except PermissionError:
+        if ancestors and not ancestors[-1].sent:
+            return  # buildx, too, passes over an excluded directory it cannot read
+        raise ContextError(
+            f"cannot read {directory}: permission denied", "fix its permissions or exclude it"
+        ) from None
+    for entry in entries:
+        path = f"{relative}/{entry.name}" if relative else entry.name
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed while we walked
+        is_dir = stat.S_ISDIR(info.st_mode)
+        excluded, results = matcher.match(path, parent)
+        if excluded:
+            if is_dir and matcher.descend_excluded(path):
+                inner = [*ancestors, _Dir(path, info, sent=False)]
+                yield from _walk_dir(entry.path, path, results, inner, matcher)
+            continue
+        for ancestor in ancestors:  # an excluded directory is sent when something in it is
+            if not ancestor.sent:
+                ancestor.sent = True
+                yield ancestor.path, ancestor.info
+        yield path, info
+        if is_dir:
+            inner = [*ancestors, _Dir(path, info, sent=True)]
+            yield from _walk_dir(entry.path, path, results, inner, matcher)
+
+
+@dataclass
+class StatCache:
+    """Digest per path, trusted while size, mtime, ctime, inode, device and mode are unchanged."""
+
+    path: Path | None
+    entries: dict[str, list[int | str]] = field(default_factory=dict)
+    seen: dict[str, list[int | str]] = field(default_factory=dict)
+    hashed_files: int = 0
+    hashed_bytes: int = 0
+
+    @classmethod
+    def load(cls, path: Path | None) -> StatCache:
+        if path is None:
+            return cls(None)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls(path)
+        entries = data.get("entries") if isinstance(data, dict) else None
+        if data.get("format") != CACHE_FORMAT or not isinstance(entries, dict):
+            return cls(path)
+        return cls(path, entries)
+
+    def digest(self, absolute: str, relative: str, info: os.stat_result) -> str:
+        key: list[int | str] = [
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ctime_ns,
+            info.st_ino,
+            info.st_dev,
+            info.st_mode,
+        ]
+        cached = self.entries.get(relative)
+        if cached is not None and cached[:-1] == key:
+            digest = str(cached[-1])
+        else:
+            digest = _file_digest(absolute)
+            self.hashed_files += 1
+            self.hashed_bytes += info.st_size
+        self.seen[relative] = [*key, digest]
+        return digest
+
+    def save(self, started_ns: int) -> None:
+        """Keep what was seen, minus entries too fresh to trust; paths gone from the tree go."""
+        if self.path is None:
+            return
+        trusted = {
+            path: entry
+            for path, entry in self.seen.items()
+            if max(int(entry[1]), int(entry[2])) < started_ns - RACY_MARGIN_NS
+        }
+        if trusted == self.entries:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "entries": trusted}))
+        tmp.replace(self.path)
+
+
+def _file_digest(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as error:
+        raise ContextError(
+            f"cannot read {path} from the build context: {error.strerror}",
+            "fix its permissions or exclude it in the .dockerignore",
+        ) from None
+
+
+@dataclass(frozen=True)
+class ContextDigest:
+    digest: str
+    ignore: IgnoreRules
+    files: int
+    hashed_files: int  # read this time (stat cache misses)
+    hashed_bytes: int
+
+
+def digest_context(context: Path, dockerfile: Path, cache_file: Path | None) -> ContextDigest:
+    """The digest of the file set buildx sends for this Dockerfile and context."""
+    started_ns = time.time_ns()
+    rules = ignore_rules(dockerfile, context)
+    cache = StatCache.load(cache_file)
+    root = os.path.realpath(context)
+    entries = [_entry(root, path, info, cache) for path, info in walk(context, rules.matcher)]
+    cache.save(started_ns)
+    return ContextDigest(
+        digest=context_digest(entries),
+        ignore=rules,
+        files=len(entries),
+        hashed_files=cache.hashed_files,
+        hashed_bytes=cache.hashed_bytes,
+    )
+
+
+def _entry(root: str, path: str, info: os.stat_result, cache: StatCache) -> ContextEntry:
+    absolute = os.path.join(root, path)
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        payload = cache.digest(absolute, path, info)
+    elif stat.S_ISLNK(mode):
+        payload = os.readlink(absolute)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        payload = str(info.st_rdev)
+    else:
+        payload = ""
+    return ContextEntry(path=path, mode=mode, uid=info.st_uid, gid=info.st_gid, payload=payload)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sandbox-pipeline" / "fingerprint"
+
+
+def cache_file_for(cache_dirs: Sequence[Path], context: Path, rules: IgnoreRules) -> Path | None:
+    """Where this context's stat cache lives: the first of `cache_dirs` whose file buildx would
+    not send (inside the context and sent, the cache would change what it fingerprints)."""
+    root = Path(os.path.realpath(context))
+    key = hashlib.sha256(f"{root}\0{rules.path}".encode("utf-8", "surrogateescape")).hexdigest()
+    for directory in cache_dirs:
+        target = Path(os.path.realpath(directory)) / f"context-{key[:20]}.json"
+        if not is_sent(target, root, rules.matcher):
+            return target
+    return None
+
+
+def is_sent(path: Path, root: Path, matcher: Matcher) -> bool:
+    """Whether a path (existing or not) would be part of the context rooted at `root`."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    parent: tuple[bool, ...] | None = None
+    excluded = False
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        excluded, parent = matcher.match(prefix, parent)
+        if excluded and depth < len(parts) and not matcher.descend_excluded(prefix):
+            return False
+    return not excluded

@@ -1,0 +1,403 @@
+""".dockerignore semantics exactly as buildx 0.13 applies them when it sends a build context (pure).
+
+Three pieces of Go, ported line by line because a fingerprint that disagrees with buildx about
+which files are sent would skip a build that changes the image:
+- moby/patternmatcher `ignorefile.ReadAll`: BOM stripped; a line whose first byte is `#` is a
+  comment (an indented `#` is not); whitespace trimmed; `filepath.Clean`; one leading `/` dropped;
+  a leading `!` makes an exception.
+- moby/patternmatcher `Pattern.compile`/`match`: each pattern becomes a regexp anchored at both
+  ends (`*` and `?` stop at `/`, `**` crosses it), with the exact/prefix/suffix shortcuts and their
+  quirks (`**foo` is a plain suffix test, so it also matches `barfoo`).
+- `MatchesUsingParentResults`: patterns in order, the last one that matches wins; a pattern that
+  matched a directory counts as matching everything under it.
+Which directories buildx skips without looking inside is tonistiigi/fsutil's FilterFS rule,
+`descend_excluded`. Every case in tests/unit/test_dockerignore.py was checked against a real
+`docker buildx build` (see tests/integration/engine/test_dev_loop.py, which re-checks them live).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import PurePath
+
+from pipeline.errors import ConfigError
+
+_BOM = "\ufeff"
+# Go's unicode.IsSpace, which strings.TrimSpace uses (Python's str.strip() also strips \x1c-\x1f).
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+# The regexp metacharacters filepath.Match does not use (patternmatcher's shouldEscape).
+_ESCAPED = set(".+()|{}$")
+_POSIX_CLASSES = {
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "ascii": "\\x00-\\x7f",
+    "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": "\\t\\n\\v\\f\\r ",
+    "upper": "A-Z",
+    "word": "0-9A-Za-z_",
+    "xdigit": "0-9A-Fa-f",
+}
+
+
+class DockerignoreError(ConfigError):
+    """A pattern buildx refuses (it fails the build with the same complaint)."""
+
+
+def ignore_file_candidates(dockerfile: PurePath, context: PurePath) -> tuple[PurePath, PurePath]:
+    """Where buildx looks, in order: `<Dockerfile>.dockerignore` beside the Dockerfile, then
+    `.dockerignore` at the context root. The first that exists is used whole; they never merge."""
+    return dockerfile.with_name(dockerfile.name + ".dockerignore"), context / ".dockerignore"
+
+
+def read_patterns(text: str) -> list[str]:
+    """`ignorefile.ReadAll`: the patterns of an ignore file, in order."""
+    patterns: list[str] = []
+    for number, raw in enumerate(text.split("\n")):
+        line = raw.removesuffix("\r")  # bufio.ScanLines drops one trailing CR
+        if number == 0:
+            line = line.removeprefix(_BOM)
+        if line.startswith("#"):
+            continue
+        pattern = line.strip(_GO_SPACE)
+        if not pattern:
+            continue
+        invert = pattern.startswith("!")
+        if invert:
+            pattern = pattern[1:].strip(_GO_SPACE)
+        if pattern:
+            pattern = go_clean(pattern)
+            if len(pattern) > 1 and pattern.startswith("/"):
+                pattern = pattern[1:]
+        patterns.append("!" + pattern if invert else pattern)
+    return patterns
+
+
+def go_clean(path: str) -> str:
+    """Go's `filepath.Clean` on a slash-separated path (posixpath.normpath keeps a leading `//`)."""
+    if not path:
+        return "."
+    rooted = path.startswith("/")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part != "..":
+            parts.append(part)
+        elif parts and parts[-1] != "..":
+            parts.pop()
+        elif not rooted:
+            parts.append("..")
+    joined = "/".join(parts)
+    return "/" + joined if rooted else joined or "."
+
+
+class _Kind(Enum):
+    EXACT = "exact"
+    PREFIX = "prefix"
+    SUFFIX = "suffix"
+    REGEXP = "regexp"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    text: str  # cleaned, without the leading "!"
+    exclusion: bool
+    kind: _Kind
+    regexp: re.Pattern[str] | None
+
+    def match(self, path: str) -> bool:
+        if self.kind is _Kind.EXACT:
+            return path == self.text
+        if self.kind is _Kind.PREFIX:
+            return path.startswith(self.text[:-2])
+        if self.kind is _Kind.SUFFIX:
+            suffix = self.text[2:]
+            return path.endswith(suffix) or (suffix.startswith("/") and path == suffix[1:])
+        assert self.regexp is not None
+        return self.regexp.match(path) is not None
+
+    def without_trailing_glob(self) -> str:
+        """fsutil's patternWithoutTrailingGlob."""
+        return self.text.removesuffix("/**").removesuffix("/*")
+
+
+def compile_pattern(raw: str) -> Pattern | None:
+    """patternmatcher.New for one pattern; None for a blank one (skipped, as in Go)."""
+    text = raw.strip(_GO_SPACE)
+    if not text:
+        return None
+    text = go_clean(text)
+    exclusion = text.startswith("!")
+    if exclusion:
+        if len(text) == 1:
+            raise DockerignoreError(
+                'illegal exclusion pattern: "!"', "give the exception a path, e.g. !keep.txt"
+            )
+        text = text[1:]
+    validate_glob(text)
+    kind, regexp = _translate(text)
+    return Pattern(text=text, exclusion=exclusion, kind=kind, regexp=regexp)
+
+
+def _translate(text: str) -> tuple[_Kind, re.Pattern[str] | None]:
+    """Pattern.compile: which shortcut Go takes, or the regexp (built as Go builds it, then
+    read as RE2 reads it)."""
+    out = ["^"]
+    kind = _Kind.EXACT
+    i, n, index = 0, len(text), 0
+    while i < n:
+        ch = text[i]
+        i += 1
+        if ch == "*" and i < n and text[i] == "*":
+            i += 1
+            if i < n and text[i] == "/":
+                i += 1
+            if i < n:
+                out.append("(.*/)?")
+                kind = _Kind.REGEXP
+            elif kind is _Kind.EXACT:
+                kind = _Kind.PREFIX
+            else:
+                out.append(".*")
+                kind = _Kind.REGEXP
+            if index == 0:
+                kind = _Kind.SUFFIX
+        elif ch == "*":
+            out.append("[^/]*")
+            kind = _Kind.REGEXP
+        elif ch == "?":
+            out.append("[^/]")
+            kind = _Kind.REGEXP
+        elif ch in _ESCAPED:
+            out.append("\\" + ch)
+        elif ch == "\\":
+            out.append("\\" + text[i] if i < n else "\\")
+            if i < n:
+                i += 1
+                kind = _Kind.REGEXP
+        elif ch in "[]":
+            out.append(ch)
+            kind = _Kind.REGEXP
+        else:
+            out.append(ch)
+        index += 1
+    if kind is not _Kind.REGEXP:
+        return kind, None
+    # Go's regexp ends in $, which in RE2 is the end of the text: Python's \Z.
+    return kind, _re2_to_python("".join(out), text)
+
+
+def _re2_to_python(regex: str, pattern: str) -> re.Pattern[str]:
+    """The regexp Go built, as Python's `re` with RE2's meaning (classes and escapes differ)."""
+    out: list[str] = []
+    i, n = 0, len(regex)
+    while i < n:
+        ch = regex[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                _unsupported(pattern, "a trailing \\")
+            out.append(_re2_escape(regex[i + 1], pattern, in_class=False))
+            i += 2
+        elif ch == "[":
+            klass, i = _re2_class(regex, i + 1, pattern)
+            out.append(klass)
+        else:
+            out.append(ch)
+            i += 1
+    out.append(r"\Z")
+    try:
+        return re.compile("".join(out), re.ASCII)
+    except re.error as error:
+        raise DockerignoreError(
+            f".dockerignore pattern {pattern!r} is not a valid expression ({error})",
+            "fix the pattern; buildx refuses it too",
+        ) from None
+
+
+def _re2_escape(ch: str, pattern: str, *, in_class: bool) -> str:
+    if not (ch.isascii() and ch.isalnum()):
+        return re.escape(ch)
+    if ch == "s":
+        return r"\t\n\f\r " if in_class else r"[\t\n\f\r ]"  # RE2's \s has no \v
+    if ch in "dDwWaftnrv" or (ch in "bBA" and not in_class):
+        return "\\" + ch
+    if ch == "z" and not in_class:
+        return r"\Z"
+    return _unsupported(pattern, f"the escape \\{ch}")
+
+
+def _re2_class(regex: str, i: int, pattern: str) -> tuple[str, int]:
+    """One RE2 character class (after its `[`) as a Python class; returns it and the index
+    after its `]`."""
+    n = len(regex)
+    out = ["["]
+    if i < n and regex[i] == "^":
+        out.append("^")
+        i += 1
+    first = True
+    while True:
+        if i >= n:
+            raise DockerignoreError(
+                f".dockerignore pattern {pattern!r} has an unclosed [", "close the class with ]"
+            )
+        if regex[i] == "]" and not first:
+            return "".join(out) + "]", i + 1
+        first = False
+        named = _posix_class(regex, i, pattern)
+        if named is not None:
+            out.append(named[0])
+            i = named[1]
+            continue
+        low, i = _class_char(regex, i, pattern)
+        if i + 1 < n and regex[i] == "-" and regex[i + 1] != "]":
+            high, i = _class_char(regex, i + 1, pattern)
+            if len(low) != 1 or len(high) != 1 or ord(high) < ord(low):
+                _unsupported(pattern, f"the range {low}-{high}")
+            out.append(f"{re.escape(low)}-{re.escape(high)}")
+        else:
+            out.append(re.escape(low) if len(low) == 1 else low)
+
+
+def _posix_class(regex: str, i: int, pattern: str) -> tuple[str, int] | None:
+    if not regex.startswith("[:", i):
+        return None
+    end = regex.find(":]", i + 2)
+    if end < 0:
+        return None
+    name = regex[i + 2 : end]
+    if name not in _POSIX_CLASSES:
+        _unsupported(pattern, f"the class [:{name}:]")
+    return _POSIX_CLASSES[name], end + 2
+
+
+def _class_char(regex: str, i: int, pattern: str) -> tuple[str, int]:
+    """A class member: one literal character, or a translated escape (several characters)."""
+    if regex[i] != "\\":
+        return regex[i], i + 1
+    if i + 1 >= len(regex):
+        _unsupported(pattern, "a trailing \\")
+    escaped = regex[i + 1]
+    if escaped.isascii() and escaped.isalnum():
+        return _re2_escape(escaped, pattern, in_class=True), i + 2
+    return escaped, i + 2
+
+
+def _unsupported(pattern: str, what: str) -> str:
+    raise DockerignoreError(
+        f".dockerignore pattern {pattern!r} uses {what}, which the pipeline does not model",
+        "write the pattern with plain characters, *, ?, ** and simple [a-z] classes",
+    )
+
+
+def validate_glob(pattern: str) -> None:
+    """filepath.Match's syntax check (Go >= 1.16 validates the whole pattern)."""
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                _bad(pattern)
+            i += 2
+        elif ch == "[":
+            i = _glob_class(pattern, i + 1)
+        else:
+            i += 1
+
+
+def _glob_class(pattern: str, i: int) -> int:
+    n = len(pattern)
+    if i < n and pattern[i] == "^":
+        i += 1
+    ranges = 0
+    while True:
+        if i < n and pattern[i] == "]" and ranges > 0:
+            return i + 1
+        i = _glob_class_char(pattern, i)
+        if i < n and pattern[i] == "-":
+            i = _glob_class_char(pattern, i + 1)
+        ranges += 1
+
+
+def _glob_class_char(pattern: str, i: int) -> int:
+    n = len(pattern)
+    if i >= n or pattern[i] in "-]":
+        _bad(pattern)
+    if pattern[i] == "\\":
+        i += 1
+        if i >= n:
+            _bad(pattern)
+    return i + 1
+
+
+def _bad(pattern: str) -> None:
+    raise DockerignoreError(
+        f"syntax error in .dockerignore pattern {pattern!r} (buildx refuses it too)",
+        "fix the pattern: close every [ and do not end it with \\",
+    )
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """patternmatcher.PatternMatcher plus fsutil's knowledge of when an excluded directory must
+    still be walked (an exception below it may bring files back)."""
+
+    patterns: tuple[Pattern, ...]
+
+    @classmethod
+    def from_patterns(cls, patterns: Iterable[str]) -> Matcher:
+        compiled = (compile_pattern(p) for p in patterns)
+        return cls(tuple(p for p in compiled if p is not None))
+
+    @property
+    def exclusions(self) -> bool:
+        return any(p.exclusion for p in self.patterns)
+
+    @property
+    def only_prefix_exceptions(self) -> bool:
+        return not any(
+            p.exclusion and any(c in p.without_trailing_glob() for c in "*[]?^\\")
+            for p in self.patterns
+        )
+
+    def match(self, path: str, parent: Sequence[bool] | None) -> tuple[bool, tuple[bool, ...]]:
+        """MatchesUsingParentResults: (excluded?, per-pattern results to hand to children).
+        `parent` is None at the top level of the context."""
+        matched = False
+        results: list[bool] = []
+        for index, pattern in enumerate(self.patterns):
+            hit = bool(parent and parent[index])
+            if not hit and pattern.exclusion == matched:
+                hit = pattern.match(path)
+                if not hit and parent is None:
+                    hit = _parent_matches(pattern, path)
+            results.append(hit)
+            if hit:
+                matched = not pattern.exclusion
+        return matched, tuple(results)
+
+    def descend_excluded(self, directory: str) -> bool:
+        """Whether buildx walks into a directory that is itself excluded."""
+        if not self.only_prefix_exceptions:
+            return True
+        prefix = directory + "/"
+        return any(
+            p.exclusion and (p.without_trailing_glob() + "/").startswith(prefix)
+            for p in self.patterns
+        )
+
+
+def _parent_matches(pattern: Pattern, path: str) -> bool:
+    parts = path.split("/")[:-1]
+    return any(pattern.match("/".join(parts[: i + 1])) for i in range(len(parts)))

@@ -1,0 +1,221 @@
+"""What goes into a build's fingerprint, and how the inputs become one digest (pure).
+
+The fingerprint names every input that can change what `docker buildx build --load` makes: the
+context's files as buildx sends them, the Dockerfile, build args, labels, platforms, the local
+image ids of the images it starts from, secrets (keyed, never their plain hash), named build
+contexts and the options that change the output. `snapshot_local` stores it on the image as the
+label `LABEL`; when `:local` already carries the same value, nothing is built.
+
+Over-counting only costs a build; under-counting is a wrong skip, so anything the pipeline
+cannot read (an image that is not local, a variable in a FROM it cannot resolve) makes the
+fingerprint unknown instead of guessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+LABEL = "dev.iterate.sandbox-pipeline.inputs"
+VERSION = 1  # bump when what goes in changes, so old labels stop matching
+# buildx reads these from the environment and passes them on (SOURCE_DATE_EPOCH sets timestamps).
+ENV_INPUTS = ("SOURCE_DATE_EPOCH", "BUILDX_NO_DEFAULT_ATTESTATIONS")
+
+_KINDS = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "char",
+    stat.S_IFBLK: "block",
+}
+
+
+@dataclass(frozen=True)
+class ContextEntry:
+    """One path as buildx sends it. `payload`: a file's content digest, a symlink's target, a
+    device's number; empty for directories. Times are left out: BuildKit's cache ignores them,
+    so a touched but unchanged file yields the same image."""
+
+    path: str
+    mode: int  # st_mode: type and permission bits
+    uid: int
+    gid: int
+    payload: str
+
+    @property
+    def kind(self) -> str:
+        return _KINDS.get(stat.S_IFMT(self.mode), "other")
+
+    def line(self) -> str:
+        perms = stat.S_IMODE(self.mode)
+        return f"{self.path}\0{self.kind}\0{perms:o}\0{self.uid}\0{self.gid}\0{self.payload}\n"
+
+
+def context_digest(entries: Iterable[ContextEntry]) -> str:
+    """The file set as one digest, independent of the order the walk found it in."""
+    digest = hashlib.sha256()
+    for entry in sorted(entries, key=lambda e: e.path.encode("utf-8", "surrogateescape")):
+        digest.update(entry.line().encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+class BuildInputs(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    context: str  # context_digest of the files buildx sends
+    ignore_file: str | None  # which .dockerignore chose them (its content is in `context`'s rules)
+    ignore_rules: str  # sha256 of the ignore file's content ("" when there is none)
+    dockerfile: str  # sha256 of the Dockerfile's bytes
+    build_args: dict[str, str]
+    labels: dict[str, str]  # without LABEL itself
+    platforms: tuple[str, ...]
+    base_images: dict[str, str]  # image reference as written -> local image id
+    secrets: dict[str, str]  # secret id -> keyed digest of its content
+    contexts: dict[str, str]  # named build context -> what determines its content
+    options: dict[str, str]  # provenance, sbom, environment inputs, ...
+
+
+def fingerprint(inputs: BuildInputs) -> str:
+    """One hex digest of all inputs (canonical JSON, so dict order never matters)."""
+    document = {"version": VERSION, **inputs.model_dump(mode="json")}
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def unchanged(label_on_image: str | None, current: str | None) -> bool:
+    """Skip only on a positive match; an unknown fingerprint never matches."""
+    return current is not None and label_on_image == current
+
+
+def git_meta_identity(sha: str, branch: str | None, source_url: str | None) -> str:
+    """The git-meta context's bytes depend on exactly these (see adapters/git_context.py)."""
+    return json.dumps(["git-meta", sha, branch, source_url])
+
+
+class UnknownBase(ValueError):
+    """A FROM or --from the pipeline cannot resolve to an image reference without building."""
+
+
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+_VARIABLE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-+])?(?P<word>[^}]*)\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+_PLATFORM_ARGS = (
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+)
+
+
+def base_images(dockerfile: str, build_args: Mapping[str, str]) -> tuple[str, ...]:
+    """The images a build starts from or copies out of: each FROM that is not `scratch` or an
+    earlier stage, and each COPY --from / RUN --mount from= naming an image. Raises UnknownBase
+    when a reference depends on something only the build knows."""
+    defaults: dict[str, str | None] = {}
+    stages: set[str] = set()
+    found: list[str] = []
+    seen_from = False
+    for instruction, rest in _instructions(dockerfile):
+        if instruction == "ARG" and not seen_from:
+            for name, value in _arg_pairs(rest):
+                defaults[name] = value
+        elif instruction == "FROM":
+            seen_from = True
+            words = [w for w in rest.split() if not w.startswith("--")]
+            if not words:
+                raise UnknownBase(f"FROM without an image: {rest!r}")
+            image = _expand(words[0], defaults, build_args)
+            if image.lower() != "scratch" and image.lower() not in stages:
+                found.append(image)
+            if len(words) >= 3 and words[1].lower() == "as":
+                stages.add(words[2].lower())
+        elif instruction in ("COPY", "RUN"):
+            for source in _from_flags(rest):
+                if "$" in source:
+                    raise UnknownBase(f"{instruction} takes files from {source!r}, a variable")
+                if source.lower() not in stages and not source.isdigit():
+                    found.append(source)
+    return tuple(dict.fromkeys(found))
+
+
+def _instructions(dockerfile: str) -> Iterable[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    escape = "\\"
+    lines = dockerfile.splitlines()
+    for line in lines:  # parser directives come first and end at the first other line
+        directive = _DIRECTIVE.match(line)
+        if not directive:
+            break
+        if directive.group(1).lower() == "escape":
+            escape = directive.group(2)
+    pending = ""
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("#") or (not stripped and pending):
+            continue
+        if stripped.endswith(escape):
+            pending += stripped[: -len(escape)] + " "
+            continue
+        whole = (pending + stripped).strip()
+        pending = ""
+        if whole:
+            instruction, _, rest = whole.partition(" ")
+            yield instruction.upper(), rest.strip()
+    if pending.strip():
+        instruction, _, rest = pending.strip().partition(" ")
+        yield instruction.upper(), rest.strip()
+
+
+def _arg_pairs(rest: str) -> Iterable[tuple[str, str | None]]:
+    for word in rest.split():
+        name, equals, value = word.partition("=")
+        yield name, (value.strip("\"'") if equals else None)
+
+
+def _from_flags(rest: str) -> Iterable[str]:
+    for word in rest.split():
+        if word.lower().startswith("--from="):
+            yield word.split("=", 1)[1]
+        elif word.lower().startswith("--mount="):
+            for option in word.split("=", 1)[1].split(","):
+                key, _, value = option.partition("=")
+                if key.lower() == "from" and value:
+                    yield value
+
+
+def _expand(word: str, defaults: Mapping[str, str | None], args: Mapping[str, str]) -> str:
+    def value(name: str) -> str | None:
+        if name in defaults:
+            return args.get(name, defaults[name])
+        if name in _PLATFORM_ARGS:
+            raise UnknownBase(f"FROM uses ${name}, which buildx sets per platform")
+        return None  # undeclared: empty, as Docker does
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group("braced") or match.group("bare")
+        current = value(name)
+        op, alternative = match.group("op"), match.group("word") or ""
+        if op in (":-", "-") and (current is None or (op == ":-" and current == "")):
+            return alternative
+        if op in (":+", "+"):
+            return alternative if current is not None and (op == "+" or current) else ""
+        return current or ""
+
+    expanded = _VARIABLE.sub(substitute, word)
+    if "$" in expanded:
+        raise UnknownBase(f"cannot resolve {word!r}")
+    return expanded
