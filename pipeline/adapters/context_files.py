@@ -189,10 +189,9 @@ class ContextDigest:
     hashed_bytes: int
 
 
-def digest_context(context: Path, dockerfile: Path, cache_file: Path | None) -> ContextDigest:
-    """The digest of the file set buildx sends for this Dockerfile and context."""
+def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -> ContextDigest:
+    """The digest of the file set buildx sends (`rules` from `ignore_rules`)."""
     started_ns = time.time_ns()
-    rules = ignore_rules(dockerfile, context)
     cache = StatCache.load(cache_file)
     root = os.path.realpath(context)
     entries = [_entry(root, path, info, cache) for path, info in walk(context, rules.matcher)]

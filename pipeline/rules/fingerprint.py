@@ -71,8 +71,7 @@ class BuildInputs(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     context: str  # context_digest of the files buildx sends
-    ignore_file: str | None  # which .dockerignore chose them (its content is in `context`'s rules)
-    ignore_rules: str  # sha256 of the ignore file's content ("" when there is none)
+    ignore_file: str | None  # which ignore file chose them (its rules show in `context`)
     dockerfile: str  # sha256 of the Dockerfile's bytes
     build_args: dict[str, str]
     labels: dict[str, str]  # without LABEL itself

@@ -1,0 +1,87 @@
+"""Time to fingerprint a build's inputs, cold (no stat cache: every file read and hashed) and
+warm (stat cache from the previous run: nothing re-read).
+
+  .venv/bin/python bench/fingerprint_bench.py                # this repo: root context,
+                                                             # sandbox/Dockerfile(.dockerignore)
+  .venv/bin/python bench/fingerprint_bench.py --runs 20
+
+Settings come from the environment as for `nox -s snapshot_local` (SANDBOX_BASE_IMAGE,
+SANDBOX_BUILD_CONTEXT, ...). Two figures each: the context alone (walk + digests), and the whole
+fingerprint (plus Dockerfile, CA bundle and one `docker image inspect` of the base image and
+`:local`). The stat cache lives in a temporary folder, never in the repository's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.adapters.build_inputs import fingerprint_build  # noqa: E402
+from pipeline.adapters.context_files import cache_file_for, digest_context, ignore_rules  # noqa: E402
+from pipeline.adapters.git import read_git_facts  # noqa: E402
+from pipeline.adapters.git_context import dockerfile_wants_git_context  # noqa: E402
+from pipeline.rules.build_plan import BuildPlan, plan_build  # noqa: E402
+from pipeline.settings.build import BuildSettings, load  # noqa: E402
+
+
+def plan() -> BuildPlan:
+    settings = load(BuildSettings)
+    facts = read_git_facts(settings.build_context, os.environ)
+    wants_git = dockerfile_wants_git_context(settings.dockerfile)
+    return plan_build("local", settings, facts, built_at=facts.commit_time, git_context=wants_git)
+
+
+def context_only(built: BuildPlan, cache_dir: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    rules = ignore_rules(built.dockerfile, built.context)
+    result = digest_context(built.context, rules, cache_file_for([cache_dir], built.context, rules))
+    elapsed = time.perf_counter() - started
+    summary = (
+        f"{result.files} paths, {result.hashed_files} files read "
+        f"({result.hashed_bytes / 1e6:.1f} MB), ignore file {result.ignore.path}"
+    )
+    return elapsed, summary
+
+
+def whole(built: BuildPlan, cache_dir: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = fingerprint_build(
+        built,
+        docker_host=os.environ.get("DOCKER_HOST"),
+        cache_dirs=[cache_dir],
+        compare_with=f"{built.repository}:local",
+        env=os.environ,
+    )
+    elapsed = time.perf_counter() - started
+    return elapsed, f"{result.value or 'unknown'} ({result.reason})"
+
+
+def main() -> None:
+    cli = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    cli.add_argument("--runs", type=int, default=10, help="warm repetitions (median printed)")
+    args = cli.parse_args()
+    built = plan()
+    print(f"context:    {built.context}\ndockerfile: {built.dockerfile}")
+    for name, measure in (("context only", context_only), ("whole fingerprint", whole)):
+        with tempfile.TemporaryDirectory(prefix="fingerprint-bench-") as tmp:
+            cache_dir = Path(tmp)
+            cold, cold_summary = measure(built, cache_dir)
+            warm_runs = [measure(built, cache_dir) for _ in range(args.runs)]
+        warm = statistics.median(t for t, _ in warm_runs)
+        print(f"\n{name}:")
+        print(f"  cold: {cold * 1000:7.1f} ms   {cold_summary}")
+        print(f"  warm: {warm * 1000:7.1f} ms   median of {args.runs}, {warm_runs[-1][1]}")
+
+
+if __name__ == "__main__":
+    main()

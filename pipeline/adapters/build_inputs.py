@@ -1,0 +1,246 @@
+"""Collect a build's inputs from disk and the engine and fingerprint them (rules/fingerprint.py
+decides what counts); tag an image that already has the fingerprint instead of building.
+
+One `docker image inspect` answers for the base images and the image to compare with. Anything
+that cannot be read makes the fingerprint unknown (`value is None`, with the reason): a build
+then runs as it would without fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.adapters.context_files import (
+    ContextDigest,
+    cache_file_for,
+    default_cache_dir,
+    digest_context,
+    ignore_rules,
+)
+from pipeline.errors import EngineError, PipelineError
+from pipeline.rules.build_plan import BuildPlan
+from pipeline.rules.fingerprint import (
+    ENV_INPUTS,
+    LABEL,
+    BuildInputs,
+    UnknownBase,
+    base_images,
+    fingerprint,
+    git_meta_identity,
+)
+
+INSPECT_TIMEOUT_S = 30
+KEY_FILE_NAME = "fingerprint-key"
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    id: str
+    labels: dict[str, str]
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.labels.get(LABEL)
+
+
+Inspect = Callable[[Sequence[str], str | None], "list[LocalImage] | None"]
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    value: str | None  # None: unknown, never matches
+    reason: str  # why it is unknown, or what it covered
+    local: LocalImage | None  # what `compare_with` names in the engine now
+    context: ContextDigest | None = None
+
+
+def fingerprint_build(
+    plan: BuildPlan,
+    *,
+    docker_host: str | None,
+    cache_dirs: Sequence[Path],
+    compare_with: str | None,
+    env: Mapping[str, str],
+    builder_driver: str | None = None,
+    inspect: Inspect | None = None,
+) -> Fingerprint:
+    """The fingerprint of `plan`'s inputs, and the image `compare_with` names (if any).
+    `builder_driver`: the driver `docker buildx inspect` reported, when the caller asked it."""
+    if builder_driver is not None and builder_driver != "docker":
+        return Fingerprint(
+            None,
+            f"the buildx builder's driver is {builder_driver}, not docker "
+            "(it resolves base images remotely)",
+            None,
+        )
+    if builder_driver is None and not uses_engine_images(plan.builder, env):
+        return Fingerprint(
+            None,
+            "the buildx builder may not be the engine's own (it would "
+            "resolve base images remotely)",
+            None,
+        )
+    try:
+        dockerfile = plan.dockerfile.read_bytes()
+        bases = base_images(dockerfile.decode("utf-8", "surrogateescape"), plan.build_args)
+        rules = ignore_rules(plan.dockerfile, plan.context)
+        cache_file = cache_file_for(cache_dirs, plan.context, rules)
+        context = digest_context(plan.context, rules, cache_file)
+    except UnknownBase as error:
+        return Fingerprint(None, f"base image unknown before the build: {error}", None)
+    except (OSError, PipelineError) as error:
+        return Fingerprint(None, f"context not readable as buildx reads it: {error}", None)
+    images, local = _engine_images(bases, compare_with, docker_host, inspect or inspect_images)
+    if isinstance(images, str):
+        return Fingerprint(None, images, local)
+    key_dir = cache_file.parent if cache_file else default_cache_dir()
+    inputs = BuildInputs(
+        context=context.digest,
+        ignore_file=str(context.ignore.path) if context.ignore.path else None,
+        dockerfile=hashlib.sha256(dockerfile).hexdigest(),
+        build_args=dict(plan.build_args),
+        labels={k: v for k, v in plan.labels.items() if k != LABEL},
+        platforms=plan.platforms,
+        base_images=images,
+        secrets=_secrets(plan, key_dir),
+        contexts=_contexts(plan),
+        options={
+            "provenance": str(plan.provenance),
+            "sbom": str(plan.sbom),
+            "push": str(plan.push),
+            "load": str(plan.load),
+            **{name: env[name] for name in ENV_INPUTS if name in env},
+        },
+    )
+    summary = f"{context.files} paths, {context.hashed_files} read ({context.hashed_bytes} bytes)"
+    return Fingerprint(fingerprint(inputs), summary, local, context)
+
+
+def uses_engine_images(builder: str | None, env: Mapping[str, str]) -> bool:
+    """Whether buildx builds with the engine's `docker` driver, which takes a FROM image from
+    the engine when it has it (checked: a newer tag in the registry is not looked at). Another
+    driver resolves tags remotely, so a local image id says nothing about its input."""
+    config = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker") / "buildx"
+    builder = builder or env.get("BUILDX_BUILDER")
+    if builder is None:
+        try:
+            current = json.loads((config / "current").read_text())
+        except FileNotFoundError:
+            return True
+        except (OSError, ValueError):
+            return False
+        builder = str(current.get("Name") or "") if isinstance(current, dict) else None
+        if builder is None:
+            return False
+    if builder in ("", "default"):
+        return True
+    try:
+        instance = json.loads((config / "instances" / builder).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(instance, dict) and instance.get("Driver") == "docker"
+
+
+def _engine_images(
+    bases: Sequence[str], compare_with: str | None, docker_host: str | None, inspect: Inspect
+) -> tuple[dict[str, str] | str, LocalImage | None]:
+    """(base reference -> image id, or why there is none) and the image to compare with."""
+    wanted = [*bases, *([compare_with] if compare_with else [])]
+    found = inspect(wanted, docker_host) if wanted else []
+    local = found[len(bases)] if found is not None and compare_with else None
+    if found is None and compare_with:  # one is missing, usually `compare_with` (a first build)
+        found = inspect(bases, docker_host) if bases else []
+    if found is None:
+        return f"a base image is not in the engine ({', '.join(bases)}): buildx would pull it", None
+    return {ref: image.id for ref, image in zip(bases, found, strict=False)}, local
+
+
+def inspect_images(refs: Sequence[str], docker_host: str | None) -> list[LocalImage] | None:
+    """The images, in order, from one `docker image inspect`; None when any is missing."""
+    env = dict(os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {}))
+    argv = ["docker", "image", "inspect", "--format", "{{.Id}}\t{{json .Config.Labels}}", *refs]
+    try:
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=INSPECT_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode:
+        if "Cannot connect to the Docker daemon" in done.stderr:
+            raise EngineError(
+                "the Docker engine does not answer",
+                "start it (scripts/setup-engine.sh) or point DOCKER_HOST at a running engine",
+            )
+        return None
+    images = []
+    for line in done.stdout.splitlines():
+        image_id, _, labels = line.partition("\t")
+        parsed = json.loads(labels) if labels.strip() else None
+        images.append(
+            LocalImage(image_id.strip(), dict(parsed) if isinstance(parsed, dict) else {})
+        )
+    return images if len(images) == len(refs) else None
+
+
+def _secrets(plan: BuildPlan, key_dir: Path) -> dict[str, str]:
+    """Secret content as an HMAC under a key that never leaves this machine: the fingerprint is
+    a label, and a plain hash of a weak secret could be tested against guesses."""
+    if plan.ca_bundle is None:
+        return {}
+    key = _secret_key(key_dir)
+    content = Path(plan.ca_bundle).read_bytes()
+    return {"extra_ca_certs": hmac.new(key, content, hashlib.sha256).hexdigest()}
+
+
+def _secret_key(key_dir: Path) -> bytes:
+    path = key_dir / KEY_FILE_NAME
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    key_dir.mkdir(parents=True, exist_ok=True)
+    tmp = key_dir / f".{KEY_FILE_NAME}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+    try:
+        os.link(tmp, path)  # the first writer wins; everyone then reads the same key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_bytes()
+
+
+def _contexts(plan: BuildPlan) -> dict[str, str]:
+    if plan.git_context is None:
+        return {}
+    source = plan.labels.get("org.opencontainers.image.source")
+    return {"git-meta": git_meta_identity(plan.sha, plan.branch, source)}
+
+
+def tag_image(image_id: str, tags: Sequence[str], docker_host: str | None) -> None:
+    """Point `tags` at an image the engine already has (the skipped build's result)."""
+    env = dict(os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {}))
+    for tag in tags:
+        done = subprocess.run(
+            ["docker", "image", "tag", image_id, tag],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=INSPECT_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode:
+            raise EngineError(
+                f"could not tag {image_id[:19]} as {tag}: {done.stderr.strip()}",
+                "check that the engine answers (docker info), then rerun",
+            )
