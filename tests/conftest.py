@@ -1,5 +1,11 @@
 """Shared fixtures. Markers follow from the fixtures a test uses, so selection cannot drift:
-`engine` (a Docker engine with buildx), `registry` (the local OCI registry), `emulator`."""
+`engine` (a Docker engine with buildx), `registry` (the local OCI registry), `emulator`.
+
+The user's engine is left as the tests found it: nothing is pruned, everything a test makes
+there carries a test name (TEST_NAME_PREFIX, TEST_IMAGE_NAMESPACE, or the session registry's
+host) and is removed when the session ends. Tests that need an empty cache, a second engine or
+an engine that dies use `own_engine` (tests/helpers/engines.py).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,24 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import pytest
 
 from pipeline.adapters.local_registry import LocalRegistry, start_registry
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
+from tests.helpers.engines import EngineStartError, OwnEngine, start_engine
+from tests.helpers.host_engine import (
+    TEST_IMAGE_NAMESPACE,
+    Canary,
+    enter_session,
+    image_inventory,
+    leave_session,
+    remove_test_artifacts,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_MARKERS = {
@@ -24,20 +40,48 @@ FIXTURE_MARKERS = {
     "daytona_emulator": "emulator",
     "daytona_emulator_with_registry": "emulator",
     "sandbox_image": "sandbox_image",
+    "own_engine": "engine",
+    "own_engine_no_containerd_store": "engine",
 }
 # Variables of the developer's shell that would change what a test builds or where it reports.
 PIPELINE_VARIABLES = env_names(BuildSettings, ReportSettings)
 
+F = TypeVar("F", bound=Callable[..., object])
+_CHECK_AT_END = pytest.StashKey[bool]()
+_TOUCHES_ENGINE = pytest.StashKey[bool]()
+_REGISTRY_HOSTS: set[str] = set()  # every registry this session started (random ports)
+
+
+def runs_last(test: F) -> F:
+    """Run this test after every other one of the session (the final isolation check)."""
+    test.runs_last = True  # type: ignore[attr-defined]
+    return test
+
+
+def _runs_last(item: pytest.Item) -> bool:
+    return bool(getattr(getattr(item, "function", None), "runs_last", False))
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Runs before -m deselection (conftest hooks run first), which relies on these markers;
+    # deselection keeps the order, so what is put last here stays last.
     for item in items:
         for fixture in getattr(item, "fixturenames", ()):
             marker = FIXTURE_MARKERS.get(fixture)
             if marker:
                 item.add_marker(getattr(pytest.mark, marker))
+    items.sort(key=_runs_last)  # stable: only the final checks move, to the end
 
 
-def _unavailable(reason: str) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    engine_markers = set(FIXTURE_MARKERS.values()) - {"registry"}
+    session.config.stash[_CHECK_AT_END] = any(_runs_last(item) for item in session.items)
+    session.config.stash[_TOUCHES_ENGINE] = any(
+        item.get_closest_marker(marker) for item in session.items for marker in engine_markers
+    )
+
+
+def _unavailable(reason: str) -> NoReturn:
     # CI must never skip an integration tier: there a missing engine is a failure.
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI must run this tier)")
@@ -62,6 +106,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
     if shutil.which("docker-registry") is None:
         _unavailable("no docker-registry binary: run scripts/setup-engine.sh")
     served = start_registry(tmp_path_factory.mktemp("registry"), username="tester")
+    _REGISTRY_HOSTS.add(served.host)
     yield served
     served.stop()
 
@@ -128,7 +173,7 @@ def make_fixture_repo(path: Path, host: str, dockerfile: str = TINY_DOCKERFILE) 
     (path / "sandbox").mkdir(parents=True)
     shutil.copy("/bin/busybox", path / "sandbox" / "busybox")
     (path / "sandbox" / "Dockerfile").write_text(dockerfile.format(nonce=nonce))
-    repo = FixtureRepo(path=path, repository=f"{host}/iterate/sandbox-{nonce}")
+    repo = FixtureRepo(path=path, repository=f"{host}/{TEST_IMAGE_NAMESPACE}sandbox-{nonce}")
     repo.git("init", "-q", "-b", "main")
     repo.git("add", "-A")
     repo.git("-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "commit", "-qm", "init")
@@ -169,3 +214,70 @@ def image_exists(reference: str) -> bool:
         ["docker", "image", "inspect", reference], capture_output=True, check=False
     )
     return done.returncode == 0
+
+
+def _own_engine(containerd_store: bool) -> Iterator[OwnEngine]:
+    try:
+        engine = start_engine(containerd_store=containerd_store, tcp=True)
+    except EngineStartError as error:
+        _unavailable(f"no own engine: {error}")
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def own_engine() -> Iterator[OwnEngine]:
+    """An engine of the tests' own (containerd image store, unix socket and loopback TCP):
+    its build cache and images are nobody else's. Do not kill it; start one for that."""
+    yield from _own_engine(containerd_store=True)
+
+
+@pytest.fixture(scope="module")
+def own_engine_no_containerd_store() -> Iterator[OwnEngine]:
+    """An own engine with the classic image store (OrbStack's default): no registry cache export."""
+    yield from _own_engine(containerd_store=False)
+
+
+@dataclass
+class HostBaseline:
+    """The user's engine as the session found it; `problem` says why it could not be read."""
+
+    canary: Canary | None
+    images: set[str]
+    problem: str | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_what_tests_made(request: pytest.FixtureRequest) -> Iterator[None]:
+    """At the end of a session that used an engine: remove exactly what the tests made there."""
+    touches = request.config.stash.get(_TOUCHES_ENGINE, False) and shutil.which("docker")
+    if touches:
+        enter_session()
+    yield
+    if touches:
+        remove_test_artifacts(_REGISTRY_HOSTS)
+        leave_session()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_engine_baseline(
+    request: pytest.FixtureRequest, remove_what_tests_made: None
+) -> Iterator[HostBaseline | None]:
+    """Before any test: a canary build and the image list, when a final check will use them."""
+    if not request.config.stash.get(_CHECK_AT_END, False):
+        yield None
+        return
+    canary = None
+    try:
+        canary = Canary.build()
+        found = HostBaseline(canary, image_inventory())
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        found = HostBaseline(None, set(), f"no canary build on the user's engine: {error}")
+    yield found
+    if canary is not None:
+        canary.remove()
+
+
+def session_registry_hosts() -> set[str]:
+    """Hosts (127.0.0.1:PORT) of the registries this session started."""
+    return set(_REGISTRY_HOSTS)

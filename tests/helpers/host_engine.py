@@ -1,0 +1,241 @@
+"""The user's engine (whatever `docker` talks to) is left as the tests found it.
+
+Everything a test makes there carries a test name, and `remove_test_artifacts` removes exactly
+those at the end of a session: images by reference (a tag, never an image ID another tag may
+share), containers, volumes and networks by name. Nothing is ever pruned: a test that needs an
+empty build cache or a broken engine uses an engine of its own (tests/helpers/engines.py).
+
+Test sessions may run side by side on one engine (parallel CI jobs on one runner, several
+checkouts): a session always removes what carries its own registry's host (a random loopback
+port), but sweeps the generic test names only when no other test session is alive, so it never
+pulls an image from under a running test.
+
+A canary proves it: a tiny image built when the session starts must still be fully CACHED at the
+end, and every image the developer had must still be there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+# Names of everything the tests make on the user's engine.
+TEST_PREFIX = "iterate-test"
+TEST_NAME_PREFIX = f"{TEST_PREFIX}-"  # containers, volumes, networks
+TEST_IMAGE_NAMESPACE = f"{TEST_PREFIX}/"  # image repositories: [REGISTRY/]iterate-test/...
+# Namespaces other test files still use; they become TEST_IMAGE_NAMESPACE in time.
+OTHER_TEST_IMAGE_NAMESPACES = ("provider-test/", "sandbox-test/")
+# What earlier versions of the tests left behind (a nonce names each): swept too.
+LEGACY_TEST_IMAGES = re.compile(
+    r"^127\.0\.0\.1:\d+/(iterate/sandbox-[0-9a-f]{10,12}|sandbox-client/[0-9a-f]{10}):"
+)
+SESSIONS_DIR = Path(tempfile.gettempdir()) / f"{TEST_NAME_PREFIX}sessions"
+_REGISTRY_HOST = re.compile(r"^([^/]+[.:][^/]*|localhost)/")
+
+
+def registry_host(reference: str) -> str | None:
+    found = _REGISTRY_HOST.match(reference)
+    return found.group(1) if found else None
+
+
+def is_test_image(reference: str, registry_hosts: Iterable[str] = (), sweep: bool = True) -> bool:
+    """Did a test make this image (REPOSITORY:TAG)? Every image of this session's registries
+    (random loopback ports) is; with `sweep`, so is every image with a test name."""
+    host = registry_host(reference)
+    if host is not None and host in set(registry_hosts):
+        return True
+    if not sweep:
+        return False
+    path = reference[len(host) + 1 :] if host else reference
+    return bool(LEGACY_TEST_IMAGES.match(reference)) or path.startswith(
+        (TEST_IMAGE_NAMESPACE, *OTHER_TEST_IMAGE_NAMESPACES)
+    )
+
+
+def enter_session() -> None:
+    """Say that a test session runs (this process), so others do not sweep under it."""
+    SESSIONS_DIR.mkdir(exist_ok=True)
+    (SESSIONS_DIR / str(os.getpid())).touch()
+
+
+def leave_session() -> None:
+    (SESSIONS_DIR / str(os.getpid())).unlink(missing_ok=True)
+
+
+def other_live_sessions() -> list[int]:
+    """Pids of other test sessions still running (those of dead ones are forgotten)."""
+    live = []
+    for entry in SESSIONS_DIR.glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid == os.getpid():
+            continue
+        if Path(f"/proc/{pid}").exists():
+            live.append(pid)
+        else:
+            entry.unlink(missing_ok=True)
+    return live
+
+
+def _docker_lines(*args: str) -> list[str]:
+    done = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    return (
+        [line for line in done.stdout.splitlines() if line.strip()] if not done.returncode else []
+    )
+
+
+def image_references() -> list[str]:
+    """REPOSITORY:TAG of every tagged image on the user's engine."""
+    lines = _docker_lines("image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+    return sorted({line for line in lines if "<none>" not in line})
+
+
+def image_inventory() -> set[str]:
+    """Every image as `REPOSITORY:TAG ID` (untagged ones too), to compare before and after."""
+    format_ = "{{.Repository}}:{{.Tag}} {{.ID}}"
+    return set(_docker_lines("image", "ls", "--all", "--no-trunc", "--format", format_))
+
+
+def missing_images(before: set[str], after: set[str], registry_hosts: Iterable[str]) -> list[str]:
+    """Lines of `image_inventory()` that were there before, are gone, and were no test's.
+
+    While other test sessions run, images on any loopback registry may be theirs (made and
+    removed while this session ran) and are left out."""
+    hosts, others = set(registry_hosts), bool(other_live_sessions())
+    gone = []
+    for line in sorted(before - after):
+        reference = line.split(" ")[0]
+        if is_test_image(reference, hosts):
+            continue
+        if others and (registry_host(reference) or "").startswith("127.0.0.1:"):
+            continue
+        gone.append(line)
+    return gone
+
+
+@dataclass
+class Removed:
+    images: list[str]
+    containers: list[str]
+    volumes: list[str]
+    networks: list[str]
+    swept: bool
+
+
+def remove_test_artifacts(registry_hosts: Iterable[str] = ()) -> Removed:
+    """Remove from the user's engine what the tests made, and nothing else."""
+    hosts, sweep = set(registry_hosts), not other_live_sessions()
+    images = [ref for ref in image_references() if is_test_image(ref, hosts, sweep)]
+    containers = []
+    for line in _docker_lines("ps", "--all", "--format", "{{.Names}}\t{{.Image}}"):
+        name, _, image = line.partition("\t")
+        if (sweep and name.startswith(TEST_NAME_PREFIX)) or is_test_image(image, hosts, sweep):
+            containers.append(name)
+    volumes, networks = [], []
+    if sweep:
+        volumes = [
+            name
+            for name in _docker_lines("volume", "ls", "--format", "{{.Name}}")
+            if name.startswith(TEST_NAME_PREFIX)
+        ]
+        networks = [
+            name
+            for name in _docker_lines("network", "ls", "--format", "{{.Name}}")
+            if name.startswith(TEST_NAME_PREFIX)
+        ]
+    for command, names in (
+        (["rm", "--force", "--volumes"], containers),
+        (["image", "rm"], images),
+        (["volume", "rm"], volumes),
+        (["network", "rm"], networks),
+    ):
+        if names:
+            subprocess.run(
+                ["docker", *command, *names], capture_output=True, timeout=300, check=False
+            )
+    return Removed(images, containers, volumes, networks, sweep)
+
+
+_CANARY_DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN echo {nonce} > /canary
+"""
+_STEP = re.compile(r"^#(\d+) \[\s*\d+/\d+\] (.*)$", re.MULTILINE)
+
+
+@dataclass
+class BuildSteps:
+    total: int
+    cached: int
+    output: str
+
+
+def count_cached_steps(plain_progress: str, instructions: Iterable[str]) -> BuildSteps:
+    """Steps of `instructions` ("#N [k/n] INSTRUCTION") and how many buildx reported "#N CACHED".
+
+    Only the given instructions count: BuildKit also streams the progress of identical steps
+    that a concurrent build shares (another test's `COPY busybox`, say) into this build's.
+    """
+    wanted = set(instructions)
+    steps: dict[str, set[str]] = {}
+    for number, instruction in _STEP.findall(plain_progress):
+        if instruction in wanted:
+            steps.setdefault(instruction, set()).add(number)
+    cached = [
+        instruction
+        for instruction, numbers in steps.items()
+        if all(re.search(rf"^#{n} CACHED$", plain_progress, re.MULTILINE) for n in numbers)
+    ]
+    return BuildSteps(len(steps), len(cached), plain_progress)
+
+
+@dataclass
+class Canary:
+    """A tiny image built on the user's engine when the session starts."""
+
+    context: Path
+    reference: str
+    first: BuildSteps
+
+    @classmethod
+    def build(cls) -> Canary:
+        nonce = uuid.uuid4().hex[:12]  # steps nobody else's cache can answer for
+        context = Path(tempfile.mkdtemp(prefix=f"{TEST_NAME_PREFIX}canary-"))
+        shutil.copy("/bin/busybox", context / "busybox")
+        (context / "Dockerfile").write_text(_CANARY_DOCKERFILE.format(nonce=nonce))
+        canary = cls(context, f"{TEST_IMAGE_NAMESPACE}canary-{nonce}:1", BuildSteps(0, 0, ""))
+        try:
+            canary.first = canary.rebuild()
+        except BaseException:
+            canary.remove()
+            raise
+        return canary
+
+    def rebuild(self) -> BuildSteps:
+        argv = ["docker", "buildx", "build", "--progress", "plain", "-t", self.reference]
+        done = subprocess.run(
+            [*argv, str(self.context)], capture_output=True, text=True, timeout=300, check=False
+        )
+        if done.returncode:
+            raise RuntimeError(f"canary build failed:\n{done.stderr[-2000:]}")
+        dockerfile = (self.context / "Dockerfile").read_text().splitlines()
+        return count_cached_steps(done.stderr, dockerfile[1:])
+
+    def remove(self) -> None:
+        """The canary's image and context (its build cache stays: it is what was checked)."""
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["docker", "image", "rm", self.reference], capture_output=True, timeout=60
+            )
+        shutil.rmtree(self.context, ignore_errors=True)
