@@ -1,0 +1,169 @@
+"""A commit's tree as a temporary directory, for building a branch, tag or sha without checking
+it out (`SANDBOX_ITERATE_REPO_REF`).
+
+The tree is written by `git read-tree` into a temporary index and `git checkout-index` into a
+temporary folder: the user's checkout, index, untracked files and `.git` stay as they were (no
+worktree entry to leave behind if the process dies, no hooks run). Unlike `git archive` it
+honours no `export-ignore`/`export-subst`, and it applies the same attributes and filters as a
+checkout, so the files are those a checkout of the commit would have.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.errors import GitError
+from pipeline.rules.git_facts import GitFacts
+
+GIT_TIMEOUT_S = 300
+# Variables that would point git at another repository or index than the ones we name.
+_GIT_LOCATION_VARIABLES = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_NAMESPACE",
+)
+
+
+@dataclass(frozen=True)
+class ResolvedRef:
+    ref: str  # as the user wrote it
+    sha: str
+    commit_time: datetime
+    branch: str | None  # the branch it names (local, or origin's), None for a tag or a sha
+
+
+@dataclass(frozen=True)
+class ExportedTree:
+    path: Path  # the commit's files
+    work_tree: Path  # the checkout it was read from (untouched)
+    git_dir: Path
+    common_dir: Path
+    resolved: ResolvedRef
+
+    @property
+    def sha(self) -> str:
+        return self.resolved.sha
+
+    def map(self, path: Path) -> Path:
+        """A path in the checkout, as the same path in the export; other paths unchanged."""
+        try:
+            return self.path / Path(os.path.realpath(path)).relative_to(self.work_tree)
+        except ValueError:
+            return path
+
+    def facts(self, checkout: GitFacts) -> GitFacts:
+        """Git facts for a build of this commit: clean by definition, its own sha and time."""
+        return checkout.model_copy(
+            update={
+                "sha": self.resolved.sha,
+                "dirty": False,
+                "branch": self.resolved.branch,
+                "work_tree": self.path,
+                "commit_time": self.resolved.commit_time,
+            }
+        )
+
+
+def _git(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARIABLES}
+    try:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env={**clean, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed", "install git (apt-get install git)") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(
+            f"`git {args[0]}` did not finish within {GIT_TIMEOUT_S} s in {cwd}",
+            "check the repository (git fsck) and rerun",
+        ) from None
+
+
+def resolve_ref(work_tree: Path, ref: str) -> ResolvedRef:
+    """The commit `ref` names: as git reads it, else origin's branch of that name."""
+    if not ref or ref.startswith("-") or any(c.isspace() or c == "\0" for c in ref):
+        raise GitError(
+            f"SANDBOX_ITERATE_REPO_REF={ref!r} is not a branch, tag or sha",
+            "give a branch, tag or commit sha, e.g. SANDBOX_ITERATE_REPO_REF=my-feature-branch",
+        )
+    for candidate in (ref, f"refs/remotes/origin/{ref}"):
+        done = _git(work_tree, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                    f"{candidate}^{{commit}}")  # fmt: skip
+        if done.returncode == 0:
+            sha = done.stdout.strip()
+            break
+    else:
+        raise GitError(
+            f"SANDBOX_ITERATE_REPO_REF={ref!r} names no commit in {work_tree}",
+            f"check the name (git branch -a, git tag), or fetch it first: git fetch origin {ref}",
+        )
+    shown = _git(work_tree, "show", "-s", "--format=%ct", sha)
+    full = _git(work_tree, "rev-parse", "--symbolic-full-name", candidate)  # ref: no leading -
+    return ResolvedRef(
+        ref=ref,
+        sha=sha,
+        commit_time=datetime.fromtimestamp(int(shown.stdout.strip()), tz=UTC),
+        branch=_branch(full.stdout.strip()),
+    )
+
+
+def _branch(full_name: str) -> str | None:
+    for prefix in ("refs/heads/", "refs/remotes/origin/"):
+        if full_name.startswith(prefix):
+            return full_name.removeprefix(prefix)
+    return None
+
+
+def _locate(repo_path: Path) -> tuple[Path, Path, Path]:
+    done = _git(repo_path, "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir")
+    lines = done.stdout.splitlines()
+    if done.returncode or len(lines) != 3:
+        raise GitError(
+            f"{repo_path} is not inside a git checkout",
+            "run from a git checkout or set SANDBOX_BUILD_CONTEXT to a folder inside one",
+        )
+    work_tree, git_dir = Path(lines[0]).resolve(), Path(lines[1]).resolve()
+    common = Path(lines[2])
+    return work_tree, git_dir, (common if common.is_absolute() else repo_path / common).resolve()
+
+
+@contextmanager
+def export_ref(repo_path: Path, ref: str) -> Iterator[ExportedTree]:
+    """The tree of the commit `ref` names, in a temporary directory removed on exit."""
+    work_tree, git_dir, common_dir = _locate(repo_path)
+    resolved = resolve_ref(work_tree, ref)
+    scratch = Path(tempfile.mkdtemp(prefix=f"sandbox-ref-{resolved.sha[:12]}-"))
+    try:
+        tree = scratch / "tree"
+        tree.mkdir()
+        index = {"GIT_INDEX_FILE": str(scratch / "index")}
+        repo = (f"--git-dir={git_dir}", f"--work-tree={tree}")
+        for step in (("read-tree", resolved.sha), ("checkout-index", "--all", "--force")):
+            done = _git(tree, *repo, *step, env=index)
+            if done.returncode:
+                raise GitError(
+                    f"could not export {ref} ({resolved.sha[:12]}): {done.stderr.strip()}",
+                    "check that the commit's objects are present (git fsck), then rerun",
+                )
+        yield ExportedTree(tree, work_tree, git_dir, common_dir, resolved)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
