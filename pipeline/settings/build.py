@@ -14,16 +14,12 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
+from pipeline.rules.image_ref import REPOSITORY, registry_host
+from pipeline.rules.platforms import platform_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-# docker's reference grammar, without tag or digest: optional registry host[:port], then
-# lower-case path components separated by "/".
-_REPOSITORY = re.compile(
-    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
-_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+_PLATFORMS_FORM = "os/arch[/variant], comma-separated, like linux/amd64,linux/arm64"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://", "fd://")
 
@@ -56,7 +52,9 @@ class BuildSettings(_Base):
     push: bool = Field(False, validation_alias="PUSH")
     builder: str | None = Field(None, validation_alias="BUILDX_BUILDER")
     docker_host: str | None = Field(None, validation_alias="DOCKER_HOST")
-    build_timeout: float = Field(900, gt=0, validation_alias="SANDBOX_BUILD_TIMEOUT")
+    build_timeout: float = Field(
+        900, gt=0, allow_inf_nan=False, validation_alias="SANDBOX_BUILD_TIMEOUT"
+    )
     cache: CacheMode = Field("auto", validation_alias="SANDBOX_BUILD_CACHE")
     attestations: Annotated[tuple[Literal["provenance", "sbom"], ...], NoDecode] = Field(
         (), validation_alias="SANDBOX_ATTESTATIONS"
@@ -78,7 +76,7 @@ class BuildSettings(_Base):
     @field_validator("image_repository")
     @classmethod
     def _repository(cls, value: str) -> str:
-        if not _REPOSITORY.fullmatch(value):
+        if not REPOSITORY.fullmatch(value):
             raise ValueError(
                 "an image repository without tag, lower-case, like ghcr.io/iterate/sandbox"
             )
@@ -89,8 +87,12 @@ class BuildSettings(_Base):
     def _platforms(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = tuple(p.strip() for p in value.split(",") if p.strip())
-        if not value or any(not _PLATFORM.fullmatch(p) for p in value):
-            raise ValueError("os/arch[/variant], comma-separated, like linux/amd64,linux/arm64")
+        if not value:
+            raise ValueError(_PLATFORMS_FORM)
+        for platform in value:
+            problem = platform_problem(platform)
+            if problem:
+                raise ValueError(f"OCI platforms {_PLATFORMS_FORM} ({problem})")
         return value
 
     @field_validator("attestations", mode="before")
@@ -138,10 +140,7 @@ class BuildSettings(_Base):
     @property
     def registry_host(self) -> str:
         """The registry a repository lives in, as docker decides it."""
-        first, _, rest = self.image_repository.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            return first
-        return "docker.io"
+        return registry_host(self.image_repository)
 
 
 def _default_ca_bundle() -> Path | None:
@@ -196,6 +195,7 @@ _ACCEPTS = {
     "bool_parsing": "1, 0, true, false, yes or no",
     "bool_type": "1, 0, true, false, yes or no",
     "float_parsing": "a number of seconds",
+    "finite_number": "a finite number of seconds",
     "int_parsing": "a whole number",
 }
 
