@@ -1,7 +1,8 @@
 """`python -m pipeline COMMAND [options]`: the sessions' commands with distinct exit codes.
 
 nox exits 1 for any failed session; scripts that need to tell failures apart call this instead
-(`PipelineError.exit_code`: 2 config, 3 engine, 4 git, 5 build, 6 deadline, 7 registry, ...).
+(`PipelineError.exit_code`: 2 config, 3 engine, 4 git, 5 build, 6 deadline, 7 registry, ...,
+11 doctor; 130 after Ctrl-C, 143 after SIGTERM: see pipeline/errors.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pipeline.errors import PipelineError
+from pipeline.errors import DOCKER_CLI_FIX, EngineError, Interrupted, PipelineError
 from pipeline.sessions import COMMANDS, resolve
 
 
@@ -34,10 +35,27 @@ def main(argv: list[str]) -> int:
             print(f"    {line}", file=sys.stderr)
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        done = interrupt.done if isinstance(interrupt, Interrupted) else ""
+        print(f"interrupted{': ' + done if done else ''}", file=sys.stderr)
+        return interrupt.exit_code if isinstance(interrupt, Interrupted) else 130
+    except Exception as error:
+        missing = _missing_tool(error)
+        if missing is None or os.environ.get("PIPELINE_TRACEBACK"):
+            raise
+        print(f"error: {missing}", file=sys.stderr)
+        return missing.exit_code
     return 0
+
+
+def _missing_tool(error: Exception) -> EngineError | None:
+    """python-on-whales' ClientNotFoundError (a command it runs is not on PATH) as one line."""
+    if type(error).__name__ != "ClientNotFoundError":
+        return None
+    text = str(error)
+    tool = text.split("'")[1] if text.count("'") >= 2 else "docker"
+    fix = DOCKER_CLI_FIX if tool == "docker" else f"install {tool} or put it on PATH"
+    return EngineError(f"the {tool} command is not on PATH", fix)
 
 
 if __name__ == "__main__":

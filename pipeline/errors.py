@@ -2,9 +2,17 @@
 
 Sessions catch `PipelineError` and print `str(error)`: one line, cause then fix, no traceback
 (set `PIPELINE_TRACEBACK=1` to see one).
+
+Exit codes: 2 config, 3 engine, 4 git, 5 build (a Dockerfile step), 6 deadline, 7 registry,
+8 Daytona, 9 Daytona auth, 10 sandbox, 11 doctor found problems; 130 Ctrl-C and 143 SIGTERM
+(`Interrupted`: what the session had started was stopped first).
 """
 
 from __future__ import annotations
+
+import signal
+
+DOCKER_CLI_FIX = "install Docker's CLI (Debian: scripts/setup-engine.sh) or put `docker` on PATH"
 
 
 class PipelineError(Exception):
@@ -76,3 +84,26 @@ class SandboxError(PipelineError):
     """A sandbox container did not become healthy."""
 
     exit_code = 10
+
+
+class DoctorFoundProblems(PipelineError):
+    """`doctor` ran every check and at least one failed (its FAIL lines say which and the fix)."""
+
+    exit_code = 11
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM arrived, and what the session had started was stopped first.
+
+    A KeyboardInterrupt, so code that cleans up on Ctrl-C cleans up on this too. `done` says in
+    a few words what was stopped, e.g. "build cancelled".
+    """
+
+    def __init__(self, done: str = "", signum: int = signal.SIGINT) -> None:
+        super().__init__(done)
+        self.done = done
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
