@@ -1,33 +1,49 @@
-"""The one place that runs `docker buildx build` (through python-on-whales).
+"""The one place that runs `docker buildx` (argv from python-on-whales, the process run here).
 
-Streams plain progress, enforces the build timeout, reads `--metadata-file`, and turns docker's
-failures into pipeline errors without ever printing the argv python-on-whales puts in its
-exception text.
+python-on-whales cannot time a command out or stop what it started, so the docker CLI runs in a
+process group of its own: the build timeout is enforced here, and Ctrl-C, SIGTERM or the
+timeout send SIGINT, then SIGTERM, then SIGKILL to the whole group (the CLI and its buildx
+plugin), which makes buildx cancel the build in the engine. Nothing but python, git and docker
+needs to be on PATH. Output streams as plain progress; `--metadata-file` gives the digest;
+failures become pipeline errors (rules/failures.py) without ever printing an argv.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import selectors
 import shutil
+import signal
+import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.adapters.git_context import CONTEXT_NAME, cached_git_context
-from pipeline.errors import BuildError, DeadlineExceeded, EngineError, RegistryError
+from pipeline.errors import DOCKER_CLI_FIX, EngineError, Interrupted, PipelineError
 from pipeline.rules.build_plan import BuildPlan
+from pipeline.rules.failures import classify_failure, setup_failure, untag_after_failed_push
+from pipeline.rules.platforms import BuilderFacts, parse_builder_inspect
 from pipeline.rules.progress import ProgressStats
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
-TIMEOUT_EXIT_CODES = (124, 137)  # `timeout` timed out / had to SIGKILL
 LineSink = Callable[[str], None]
+# After each signal, how long the group gets to exit before the next, harder one.
+STOP_SIGNALS = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+QUERY_TIMEOUT_S = 30.0  # `docker buildx inspect`, `docker info`, `docker image rm`
+CONTAINERD_STORE = "io.containerd.snapshotter.v1"
 
 
 class BuildOutcome(BaseModel):
@@ -49,65 +65,233 @@ class BuildOutcome(BaseModel):
     build_ref: str | None
 
 
-def docker_client(docker_host: str | None, timeout_s: float | None = None) -> DockerClient:
-    """A python-on-whales client; with a timeout, every call runs under coreutils' `timeout`."""
+def docker_client(docker_host: str | None, config: Path | None = None) -> DockerClient:
+    """A python-on-whales client for the engine at `docker_host` (None: docker's default)."""
+    if shutil.which("docker") is None:
+        raise EngineError("the docker CLI is not on PATH", DOCKER_CLI_FIX)
     from python_on_whales import DockerClient
 
-    if shutil.which("docker") is None:
-        raise EngineError(
-            "the docker CLI is not on PATH", "run scripts/setup-engine.sh or install docker"
-        )
-    call = ["docker"]
-    if timeout_s is not None:
-        call = ["timeout", "--kill-after=10", f"{timeout_s:g}s", "docker"]
     # python-on-whales logs every argv it runs; argv is ours to show (or not), never its logger's.
     logging.getLogger("python_on_whales").setLevel(logging.WARNING)
-    return DockerClient(host=docker_host, client_call=call)
+    return DockerClient(host=docker_host, config=config)
 
 
-def build(plan: BuildPlan, docker_host: str | None, on_line: LineSink) -> BuildOutcome:
-    from python_on_whales.exceptions import DockerException
+def docker_argv(client: DockerClient, *args: str | Path) -> list[str]:
+    """`docker [--host …] [--config …] ARGS` as python-on-whales would run it."""
+    return [str(part) for part in (*client.client_config.docker_cmd, *args)]
 
-    client = docker_client(docker_host, plan.timeout_s)
+
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    timed_out: bool
+
+
+class GroupProcess:
+    """A command in a process group of its own, stopped as a whole (see the module doc)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def __enter__(self) -> GroupProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def finish(self, timeout_s: float, on_line: LineSink, cancelled: str) -> Ran:
+        """Stream its output lines until it exits or `timeout_s` passes (then stop it).
+
+        Ctrl-C or SIGTERM stop the group and raise `Interrupted(cancelled)`."""
+        with _sigterm_interrupts():
+            try:
+                exited = self._pump(time.monotonic() + timeout_s, on_line)
+            except KeyboardInterrupt as interrupt:
+                self.stop()
+                signum = interrupt.signum if isinstance(interrupt, Interrupted) else signal.SIGINT
+                raise Interrupted(cancelled, signum) from None
+            except BaseException:
+                self.stop()
+                raise
+            if not exited:
+                self.stop()
+        code = self.process.wait()
+        return Ran(returncode=code, timed_out=not exited)
+
+    def _pump(self, deadline: float, on_line: LineSink) -> bool:
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        pending = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if not selector.select(min(remaining, 1.0)):
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    on_line(line.decode(errors="replace"))
+        if pending:
+            on_line(pending.decode(errors="replace"))
+        try:
+            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """SIGINT, SIGTERM, SIGKILL to the group, each after the last had its grace period; a
+        second Ctrl-C skips to the next signal."""
+        for signum, grace in STOP_SIGNALS:
+            if not self._group_alive():
+                break
+            try:
+                os.killpg(self.process.pid, signum)
+            except ProcessLookupError:
+                break
+            try:
+                self._wait_group(grace)
+            except KeyboardInterrupt:
+                continue
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process.poll()
+
+    def _group_alive(self) -> bool:
+        self.process.poll()  # reap the leader: a zombie would keep the group "alive"
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _wait_group(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        stdout = self.process.stdout
+        if stdout is not None and not stdout.closed:
+            os.set_blocking(stdout.fileno(), False)
+        while time.monotonic() < deadline:
+            if stdout is not None and not stdout.closed:
+                with suppress(BlockingIOError):
+                    os.read(stdout.fileno(), 65536)  # keep the pipe from filling up
+            if not self._group_alive():
+                return
+            time.sleep(0.05)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While a group runs, SIGTERM (a cancelled CI job, nox giving up) is an `Interrupted`, so
+    the group is stopped before this process goes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted("", signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_docker(
+    client: DockerClient, *args: str, timeout_s: float = QUERY_TIMEOUT_S
+) -> tuple[int, str]:
+    """A short docker command: (exit code, output); a timeout is exit code -1."""
+    lines: list[str] = []
+    with GroupProcess(docker_argv(client, *args)) as group:
+        ran = group.finish(timeout_s, lines.append, f"docker {args[0]} stopped")
+    return (-1 if ran.timed_out else ran.returncode), "\n".join(lines)
+
+
+class BuilderProbe:
+    """`docker buildx inspect`, started early so it runs while git is read, collected later."""
+
+    def __init__(self, client: DockerClient, builder: str | None) -> None:
+        self.builder = builder
+        self.group = GroupProcess(
+            docker_argv(client, "buildx", "inspect", *filter(None, [builder]))
+        )
+
+    def __enter__(self) -> BuilderProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.group.stop()
+
+    def result(self, timeout_s: float = QUERY_TIMEOUT_S) -> BuilderFacts:
+        lines: list[str] = []
+        ran = self.group.finish(timeout_s, lines.append, "docker buildx inspect stopped")
+        text = "\n".join(lines)
+        if ran.timed_out:
+            raise EngineError(
+                f"`docker buildx inspect` did not answer within {timeout_s:g} s",
+                "check that the engine answers (`docker info`) and restart it if it hangs",
+            )
+        if ran.returncode:
+            raise setup_failure(text, self.builder) or EngineError(
+                f"`docker buildx inspect` failed: {_last_line(text)}",
+                "check the builder with `docker buildx ls`, or unset BUILDX_BUILDER",
+            )
+        return parse_builder_inspect(text)
+
+
+def containerd_image_store(client: DockerClient) -> bool | None:
+    """Whether the engine keeps images in containerd (None: it did not say)."""
+    code, text = run_docker(client, "info", "--format", "{{json .DriverStatus}}")
+    if code:
+        return None
+    try:
+        status = dict(json.loads(text.strip() or "[]") or [])
+    except (ValueError, TypeError):
+        return None
+    return status.get("driver-type") == CONTAINERD_STORE
+
+
+def build(plan: BuildPlan, client: DockerClient, on_line: LineSink) -> BuildOutcome:
     stats = ProgressStats()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
-        contexts: dict[str, str | Path] = {}
-        if plan.git_context is not None:
-            source = plan.labels.get("org.opencontainers.image.source")
-            contexts[CONTEXT_NAME] = cached_git_context(
-                plan.git_context, plan.sha, plan.branch, source
-            )
-        secrets = [f"id=extra_ca_certs,src={plan.ca_bundle}"] if plan.ca_bundle else []
+        argv = build_argv(client, plan, metadata_file)
+
+        def feed(line: str) -> None:
+            stats.feed(line)
+            on_line(line)
+
+        finished = False
         try:
-            lines = client.buildx.build(
-                plan.context,
-                file=plan.dockerfile,
-                tags=list(plan.build_tags),
-                build_args=plan.build_args,
-                labels=plan.labels,
-                platforms=list(plan.platforms),
-                push=plan.push,
-                load=plan.load,
-                cache_from=[c.buildx() for c in plan.cache_from] or None,
-                cache_to=plan.cache_to.buildx() if plan.cache_to else None,
-                provenance=plan.provenance,
-                sbom=plan.sbom,
-                builder=plan.builder,
-                build_contexts=contexts,
-                secrets=secrets,
-                metadata_file=metadata_file,
-                progress="plain",
-                stream_logs=True,
-            )
-            for line in cast(Iterable[str], lines):  # stream_logs=True yields str lines
-                stats.feed(line)
-                on_line(line.rstrip("\n"))
-        except DockerException as error:
-            raise classify_failure(
-                error.return_code, error.stderr or "", stats, plan, lambda: buildx_present(client)
-            ) from None
+            ran = GroupProcess(argv).finish(plan.timeout_s, feed, "build cancelled")
+            if ran.returncode or ran.timed_out:
+                error = classify_failure(
+                    ran.returncode,
+                    "",
+                    stats,
+                    plan,
+                    lambda: buildx_present(client),
+                    timed_out=ran.timed_out,
+                )
+                raise error
+            finished = True
+        finally:
+            if not finished:
+                _untag(client, untag_after_failed_push(stats, plan))
         metadata = _read_metadata(metadata_file)
     if plan.push and plan.local_tags:
         tag_locally(client, plan.pushed_tags[0], plan.local_tags)
@@ -119,7 +303,7 @@ def build(plan: BuildPlan, docker_host: str | None, on_line: LineSink) -> BuildO
         steps_total=stats.steps_total,
         steps_cached=stats.steps_cached,
         cache_import=stats.cache_import,
-        cache_export=_export_state(stats, metadata),
+        cache_export=_export_state(stats, metadata, plan),
         cache_from=tuple(c.ref for c in plan.cache_from),
         cache_to=plan.cache_to.ref if plan.cache_to else None,
         platforms=plan.platforms,
@@ -127,6 +311,40 @@ def build(plan: BuildPlan, docker_host: str | None, on_line: LineSink) -> BuildO
         sbom=plan.sbom,
         build_ref=metadata.get("buildx.build.ref"),
     )
+
+
+def build_argv(client: DockerClient, plan: BuildPlan, metadata_file: Path) -> list[str]:
+    from python_on_whales.client_config import Command
+
+    contexts: dict[str, str | Path] = {}
+    if plan.git_context is not None:
+        source = plan.labels.get("org.opencontainers.image.source")
+        contexts[CONTEXT_NAME] = cached_git_context(plan.git_context, plan.sha, plan.branch, source)
+    command = Command(["buildx", "build", "--progress", "plain"])
+    command.add_simple_arg("--builder", plan.builder)
+    command.add_simple_arg("--file", plan.dockerfile)
+    command.add_args_mapping("--build-arg", plan.build_args)
+    command.add_args_mapping("--label", plan.labels)
+    command.add_args_mapping("--build-context", contexts)
+    command.add_simple_arg("--platform", ",".join(plan.platforms))
+    command.add_flag("--push", plan.push)
+    command.add_flag("--load", plan.load)
+    command.append(f"--provenance={str(plan.provenance).lower()}")
+    command.append(f"--sbom={str(plan.sbom).lower()}")
+    for cache in plan.cache_from:
+        command.add_simple_arg("--cache-from", _buildx_options(cache.buildx()))
+    if plan.cache_to is not None:
+        command.add_simple_arg("--cache-to", _buildx_options(plan.cache_to.buildx()))
+    if plan.ca_bundle:
+        command.add_simple_arg("--secret", f"id=extra_ca_certs,src={plan.ca_bundle}")
+    command.add_simple_arg("--metadata-file", metadata_file)
+    command.add_args_iterable("--tag", plan.build_tags)
+    command.append(plan.context)
+    return docker_argv(client, *(str(part) for part in command))
+
+
+def _buildx_options(options: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in options.items())
 
 
 def tag_locally(client: DockerClient, source: str, targets: Iterable[str]) -> None:
@@ -141,6 +359,13 @@ def tag_locally(client: DockerClient, source: str, targets: Iterable[str]) -> No
         client.image.tag(source, target)
 
 
+def _untag(client: DockerClient, references: tuple[str, ...]) -> None:
+    """Drop local tags of a push that did not complete (best effort: the engine may be gone)."""
+    if references:
+        with suppress(OSError, PipelineError):
+            run_docker(client, "image", "rm", "--force", "--no-prune", *references)
+
+
 def _read_metadata(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
@@ -149,85 +374,19 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _export_state(stats: ProgressStats, metadata: dict[str, Any]) -> str:
+def _export_state(stats: ProgressStats, metadata: dict[str, Any], plan: BuildPlan) -> str:
+    if plan.cache_export_skipped:
+        return f"skipped: {plan.cache_export_skipped}"
     if stats.cache_export == "ok" and "cache.manifest" not in metadata:
         return "failed: buildx wrote no cache manifest"
     return stats.cache_export
 
 
 def buildx_present(client: DockerClient) -> bool:
-    from python_on_whales.exceptions import DockerException
-
-    try:
-        client.buildx.version()
-    except DockerException:
-        return False
-    return True
+    code, _ = run_docker(client, "buildx", "version")
+    return code == 0
 
 
-def classify_failure(
-    return_code: int,
-    stderr: str,
-    stats: ProgressStats,
-    plan: BuildPlan,
-    buildx_probe: Callable[[], bool] = lambda: True,
-) -> Exception:
-    """Map a failed buildx run to the error that names its cause and fix.
-
-    `buildx_probe` is asked only when the run died before buildx printed any progress: without
-    the plugin the CLI just says "unknown flag", so the cause has to be checked, not parsed.
-    """
-    tail = tuple(stats.tail)
-    text = stderr + "\n" + "\n".join(tail)
-    if return_code in TIMEOUT_EXIT_CODES:
-        where = stats.first_error or (tail[-1] if tail else "before any output")
-        return DeadlineExceeded(
-            f"the build hit its {plan.timeout_s:g} s timeout (last: {where})",
-            "raise SANDBOX_BUILD_TIMEOUT (seconds) or fix the step that hangs",
-            details=tail,
-        )
-    if "Cannot connect to the Docker daemon" in text or "error during connect" in text:
-        return EngineError(
-            "the Docker engine does not answer" + _endpoint(text),
-            "start it (scripts/setup-engine.sh) or point DOCKER_HOST at a running engine",
-        )
-    named = "unknown command: docker buildx" in text or "'buildx' is not a docker command" in text
-    if named or (not stats.saw_progress and not buildx_probe()):
-        return EngineError(
-            "docker buildx is not installed",
-            "run scripts/setup-engine.sh (Debian: docker-buildx) or install the buildx plugin",
-        )
-    if "no builder" in text and "found" in text:
-        return EngineError(
-            f"buildx builder {plan.builder!r} does not exist",
-            "unset BUILDX_BUILDER or create it with `docker buildx create`",
-        )
-    auth_words = ("unauthorized", "authentication required", "denied", "401 Unauthorized")
-    if plan.push and any(word in text for word in auth_words):
-        reason = stats.first_error or _last_error_line(text)
-        return RegistryError(
-            f"the registry refused the push: {reason}",
-            "check REGISTRY_USERNAME/REGISTRY_PASSWORD (or GITHUB_TOKEN with packages: write) "
-            "and that the account may push to " + plan.repository,
-            details=tail,
-        )
-    reason = stats.first_error or _last_error_line(text) or f"exit code {return_code}"
-    return BuildError(
-        f"docker buildx build failed: {reason}",
-        "fix the failing step (last lines of the build log above), then rerun",
-        details=tail,
-    )
-
-
-def _endpoint(text: str) -> str:
-    for marker in ("daemon at ", "connect to "):
-        if marker in text:
-            return " at " + text.split(marker, 1)[1].split()[0].rstrip(".")
-    return ""
-
-
-def _last_error_line(text: str) -> str:
-    for line in reversed(text.splitlines()):
-        if "ERROR" in line or "error" in line:
-            return line.strip().removeprefix("ERROR:").strip()
-    return ""
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1].removeprefix("ERROR:").strip() if lines else "no output"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,13 @@ from pipeline.rules.git_facts import GitFacts, browsable_url
 
 def read_git_facts(path: Path, env: Mapping[str, str]) -> GitFacts:
     """Read sha, dirtiness, branch and git dirs of the repository containing `path`."""
+    if not path.exists():
+        raise GitError(
+            f"{path} does not exist",
+            "point SANDBOX_BUILD_CONTEXT at a folder inside a git checkout",
+        )
+    if shutil.which("git") is None:  # gitpython would fail its import with a page of advice
+        raise GitError("git is not on PATH", "install git (Debian: apt-get install git)")
     import git  # gitpython costs ~0.15 s to import; only sessions that need git pay for it
 
     logging.getLogger("git").setLevel(logging.WARNING)  # nox shows DEBUG; its Popen lines are noise
@@ -29,7 +37,7 @@ def read_git_facts(path: Path, env: Mapping[str, str]) -> GitFacts:
         except ValueError:
             raise GitError(
                 f"the repository at {repo.working_tree_dir} has no commits yet",
-                "commit once, or set GIT_SHA",
+                "commit once (`git commit`), then rerun: a build names the commit it builds",
             ) from None
         # What `git status --porcelain` prints is the definition of dirty: untracked files count,
         # ignored ones do not (is_dirty() would miss untracked files).

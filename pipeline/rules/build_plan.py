@@ -13,13 +13,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.errors import ConfigError, GitError
+from pipeline.errors import ConfigError, EngineError, GitError
 from pipeline.rules.git_facts import GitFacts
-from pipeline.settings.build import BuildSettings
+from pipeline.rules.platforms import BuilderFacts, unsupported
+from pipeline.settings.build import BuildSettings, CacheMode
 
 Mode = Literal["local", "push"]
 MAX_TAG_LENGTH = 128
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+NO_CACHE_EXPORT = (
+    "the docker driver without the containerd image store cannot export a registry cache"
+)
+CACHE_EXPORT_FIX = (
+    'enable the containerd image store ({"features": {"containerd-snapshotter": true}} in '
+    "/etc/docker/daemon.json, or the setting of Docker Desktop/OrbStack) and restart the engine, "
+    "or select a docker-container builder with BUILDX_BUILDER"
+)
 
 
 class CacheRef(BaseModel):
@@ -70,6 +79,7 @@ class BuildPlan(BaseModel):
     timeout_s: float
     git_context: Path | None  # the repo to clone one commit of, as build context `git-meta`
     ca_bundle: Path | None  # build secret `extra_ca_certs`
+    cache_export_skipped: str | None = None  # why a planned cache export was dropped
 
     @property
     def all_tags(self) -> tuple[str, ...]:
@@ -99,9 +109,12 @@ class BuildPlan(BaseModel):
         lines += [f"build arg:  {k}={v}" for k, v in self.build_args.items()]
         lines += [f"label:      {k}={v}" for k, v in self.labels.items()]
         lines += [f"cache from: {c.ref}" for c in self.cache_from] or ["cache from: local only"]
-        lines.append(
-            f"cache to:   {self.cache_to.ref} (mode=max)" if self.cache_to else "cache to:   -"
-        )
+        if self.cache_to:
+            lines.append(f"cache to:   {self.cache_to.ref} (mode=max)")
+        elif self.cache_export_skipped:
+            lines.append(f"cache to:   - (skipped: {self.cache_export_skipped})")
+        else:
+            lines.append("cache to:   -")
         if self.git_context:
             lines.append(f"context:    git-meta = one-commit clone of {self.sha}")
         if self.ca_bundle:
@@ -129,7 +142,14 @@ def plan_build(
     git_context: bool = False,
 ) -> BuildPlan:
     """Decide everything about one build; raises when the inputs cannot make a sound build."""
-    sha = settings.git_sha or facts.sha
+    if settings.git_sha is not None and settings.git_sha != facts.sha:
+        # The files built are HEAD's: another commit's tags must never point at them.
+        raise GitError(
+            f"GIT_SHA={settings.git_sha} is not the commit being built: {facts.work_tree} is at "
+            f"{facts.sha}",
+            f"unset GIT_SHA, or check out {settings.git_sha} and rerun",
+        )
+    sha = facts.sha
     repo = settings.image_repository
     if mode == "push":
         if facts.dirty:
@@ -203,3 +223,40 @@ def _labels(sha: str, facts: GitFacts, built_at: datetime) -> dict[str, str]:
     if facts.source_url:
         labels["org.opencontainers.image.source"] = facts.source_url
     return labels
+
+
+def builder_problem(plan: BuildPlan, builder: BuilderFacts) -> ConfigError | None:
+    """Refuse platforms the builder does not list (an unbooted builder lists none: not known)."""
+    if not builder.platforms:
+        return None
+    missing = unsupported(plan.platforms, builder.platforms)
+    if not missing:
+        return None
+    return ConfigError(
+        f"SANDBOX_BUILD_PLATFORM={','.join(plan.platforms)}: builder {builder.name} "
+        f"({builder.driver}) cannot build {', '.join(missing)}; it builds "
+        + ", ".join(builder.platforms),
+        "choose platforms the builder lists, or select one that builds them with BUILDX_BUILDER "
+        "(e.g. a docker-container builder on a machine with QEMU binfmt)",
+    )
+
+
+def needs_image_store_check(plan: BuildPlan, builder: BuilderFacts) -> bool:
+    """Only the docker driver exports a registry cache through the engine's image store."""
+    return plan.cache_to is not None and builder.driver == "docker"
+
+
+def settle_cache_export(
+    plan: BuildPlan, containerd_store: bool | None, cache_mode: CacheMode
+) -> BuildPlan:
+    """Without the containerd image store buildx fails the export only after building: say so
+    now. An asked-for export (SANDBOX_BUILD_CACHE=readwrite) is refused; the automatic one is
+    dropped, and the build reports it."""
+    if plan.cache_to is None or containerd_store is not False:
+        return plan
+    if cache_mode == "readwrite":
+        raise EngineError(
+            f"SANDBOX_BUILD_CACHE=readwrite, but {NO_CACHE_EXPORT}",
+            CACHE_EXPORT_FIX + ", or set SANDBOX_BUILD_CACHE=read",
+        )
+    return plan.model_copy(update={"cache_to": None, "cache_export_skipped": NO_CACHE_EXPORT})

@@ -1,8 +1,9 @@
 """Reads buildx's plain progress: which steps ran or were cached, and how the cache behaved.
 
 buildx 0.13 has no machine-readable progress (`rawjson` came later), so the plain format is the
-contract: `#N [stage k/n] INSTRUCTION` opens a step, `#N CACHED` marks a cache hit, and
-`#N ERROR: ...` ends a vertex with an error.
+contract: `#N [stage k/n] INSTRUCTION` opens a step, `#N CACHED` marks a cache hit,
+`#N ERROR: ...` ends a vertex with an error, `#N naming to REF` and `#N pushing layers` are the
+exporter's, and a line `ERROR: ...` without `#N` is buildx's own verdict at the end.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ _VERTEX = re.compile(r"^#(?P<id>\d+) (?P<rest>.*)$")
 # "[2/3] RUN …" or, in multi-stage builds, "[stage-1  2/12] RUN …" (buildx pads the number).
 # FROM is resolved, never "CACHED", so it is not a step that could be cached.
 _STEP = re.compile(r"^\[(?:[\w.-]+ +)?\d+/\d+\] (?!FROM )")
+_NAMING = re.compile(r"^naming to (?P<ref>\S+)")
 TAIL_LINES = 25
+MAX_FINAL_ERRORS = 5
 
 
 @dataclass
@@ -25,7 +28,12 @@ class ProgressStats:
     cache_import: str = "off"  # off | hit | empty (no cache yet) | failed: <reason>
     cache_export: str = "off"  # off | ok | failed: <reason>
     first_error: str | None = None
+    failed_vertex: str | None = None  # title of the first vertex (not a cache one) that failed
+    final_errors: list[str] = field(default_factory=list)  # buildx's own `ERROR:` lines
+    named: list[str] = field(default_factory=list)  # references the exporter (re)tagged
+    pushing: bool = False  # the exporter started pushing to a registry
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    _titles: dict[int, str] = field(default_factory=dict)
     _import_vertices: set[int] = field(default_factory=set)
     _export_vertices: set[int] = field(default_factory=set)
     _any_vertex: bool = False
@@ -48,11 +56,16 @@ class ProgressStats:
             self.tail.append(line)
         match = _VERTEX.match(line)
         if not match:
-            if line.startswith("ERROR:") and self.first_error is None:
-                self.first_error = line.removeprefix("ERROR:").strip()
+            if line.startswith("ERROR:"):
+                reason = line.removeprefix("ERROR:").strip()
+                if len(self.final_errors) < MAX_FINAL_ERRORS:
+                    self.final_errors.append(reason)
+                if self.first_error is None:
+                    self.first_error = reason
             return
         vertex, rest = int(match["id"]), match["rest"]
         self._any_vertex = True
+        self._titles.setdefault(vertex, rest)
         if _STEP.match(rest) and vertex not in self.steps:
             self.steps[vertex] = rest
         elif rest.startswith("importing cache manifest from "):
@@ -64,6 +77,11 @@ class ProgressStats:
             self.cache_export = "ok"
         elif rest == "CACHED":
             self.cached.add(vertex)
+        elif rest.startswith("pushing "):
+            self.pushing = True
+        elif naming := _NAMING.match(rest):
+            if naming["ref"] not in self.named:
+                self.named.append(naming["ref"])
         elif rest.startswith("ERROR: "):
             self._error(vertex, rest.removeprefix("ERROR: ").strip())
 
@@ -73,6 +91,14 @@ class ProgressStats:
             self.cache_import = "empty" if reason.endswith("not found") else f"failed: {reason}"
         elif vertex in self._export_vertices:
             self.cache_export = f"failed: {reason}"
-        elif self.first_error is None:
-            step = self.steps.get(vertex)
-            self.first_error = f"{step}: {reason}" if step else reason
+        else:
+            if self.failed_vertex is None:
+                self.failed_vertex = self._titles.get(vertex, "")
+            if self.first_error is None:
+                step = self.steps.get(vertex)
+                self.first_error = f"{step}: {reason}" if step else reason
+
+    @property
+    def failed_in_step(self) -> bool:
+        """A Dockerfile instruction (not buildx's own work) ended with an error."""
+        return self.failed_vertex is not None and _STEP.match(self.failed_vertex) is not None

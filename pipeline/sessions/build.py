@@ -6,17 +6,29 @@ import os
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.adapters.buildx import BuildOutcome, build, docker_client
+from pipeline.adapters.buildx import (
+    BuilderProbe,
+    BuildOutcome,
+    build,
+    containerd_image_store,
+    docker_client,
+)
 from pipeline.adapters.git import read_git_facts
 from pipeline.adapters.git_context import dockerfile_wants_git_context
 from pipeline.adapters.registry_auth import ensure_login
 from pipeline.errors import ConfigError
 from pipeline.report import publish
-from pipeline.rules.build_plan import BuildPlan, Mode, plan_build
+from pipeline.rules.build_plan import (
+    CACHE_EXPORT_FIX,
+    BuildPlan,
+    Mode,
+    builder_problem,
+    needs_image_store_check,
+    plan_build,
+    settle_cache_export,
+)
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
-
-LOGIN_TIMEOUT_S = 60
 
 
 def snapshot_local(argv: Sequence[str]) -> None:
@@ -39,40 +51,64 @@ def snapshot_push(argv: Sequence[str]) -> None:
 
 def prepare(mode: Mode) -> tuple[BuildSettings, BuildPlan]:
     settings = load(BuildSettings)
+    return settings, plan_for(mode, settings)
+
+
+def plan_for(mode: Mode, settings: BuildSettings) -> BuildPlan:
+    if not settings.build_context.is_dir():
+        what = "is not a directory" if settings.build_context.exists() else "does not exist"
+        raise ConfigError(
+            f"SANDBOX_BUILD_CONTEXT={settings.build_context} {what}",
+            "point it at the folder to send to the build (default: the repo root)",
+        )
     facts = read_git_facts(settings.build_context, os.environ)
     # The commit time, not the wall clock: an unchanged rebuild then yields the same image digest.
     wants_git = dockerfile_wants_git_context(settings.dockerfile)
-    plan = plan_build(mode, settings, facts, built_at=facts.commit_time, git_context=wants_git)
-    return settings, plan
+    return plan_build(mode, settings, facts, built_at=facts.commit_time, git_context=wants_git)
 
 
 def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
-    settings, plan = prepare(mode)
+    settings = load(BuildSettings)
     reports = load(ReportSettings)
-    for line in plan.describe():
-        console.say(f"    {line}")
     if dry_run:
+        plan = plan_for(mode, settings)
+        _describe(plan)
         console.step("dry run: nothing was built, pushed or tagged")
         return None
-    if not plan.dockerfile.is_file():
-        raise ConfigError(
-            f"SANDBOX_DOCKERFILE={plan.dockerfile} does not exist",
-            "point SANDBOX_DOCKERFILE at the sandbox Dockerfile (default sandbox/Dockerfile)",
-        )
-    if not plan.context.is_dir():
-        raise ConfigError(
-            f"SANDBOX_BUILD_CONTEXT={plan.context} is not a directory",
-            "point it at the folder to send to the build (default: the repo root)",
+    client = docker_client(settings.docker_host)
+    # Asked now, answered while git is read: the check costs the fast path nothing.
+    with BuilderProbe(client, settings.builder) as probe:
+        plan = plan_for(mode, settings)
+        if not plan.dockerfile.is_file():
+            raise ConfigError(
+                f"SANDBOX_DOCKERFILE={plan.dockerfile} does not exist",
+                "point SANDBOX_DOCKERFILE at the sandbox Dockerfile (default sandbox/Dockerfile)",
+            )
+        builder = probe.result()
+    problem = builder_problem(plan, builder)
+    if problem is not None:
+        raise problem
+    if needs_image_store_check(plan, builder):
+        plan = settle_cache_export(plan, containerd_image_store(client), settings.cache)
+    _describe(plan)
+    if plan.cache_export_skipped:
+        console.warn(
+            f"no registry cache export: {plan.cache_export_skipped} (the image is built and "
+            f"pushed; to export the cache, {CACHE_EXPORT_FIX})"
         )
     if plan.push:
-        client = docker_client(settings.docker_host, LOGIN_TIMEOUT_S)
         source = ensure_login(client, settings)
         console.step(f"logged in to {settings.registry_host} ({source})")
     with console.group(f"docker buildx build ({', '.join(plan.build_tags)})"):
-        outcome = build(plan, settings.docker_host, console.say)
+        outcome = build(plan, client, console.say)
     _tell(outcome)
     publish("build", _report_values(plan, outcome), reports, summary=_summary(plan, outcome))
     return outcome
+
+
+def _describe(plan: BuildPlan) -> None:
+    for line in plan.describe():
+        console.say(f"    {line}")
 
 
 def _tell(outcome: BuildOutcome) -> None:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import console
 from pipeline.adapters.registry_auth import docker_config_has_auth, is_loopback, resolve_credentials
-from pipeline.errors import PipelineError
+from pipeline.errors import DoctorFoundProblems, PipelineError
+from pipeline.rules.build_plan import CACHE_EXPORT_FIX, NO_CACHE_EXPORT
+from pipeline.rules.platforms import BuilderFacts, unsupported
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
 
 CHECK_TIMEOUT_S = 20
 
@@ -42,7 +49,7 @@ def doctor(argv: Sequence[str]) -> None:
         console.output(finding.line())
     problems = [f for f in findings if not f.ok]
     if problems:
-        raise PipelineError(
+        raise DoctorFoundProblems(
             f"doctor found {len(problems)} problem(s): " + "; ".join(p.what for p in problems),
             "apply the fixes on the FAIL lines above",
         )
@@ -57,43 +64,67 @@ def run_checks(skip_login: bool = False) -> list[Finding]:
     for check in _checks(settings, skip_login):
         finding = check()
         findings.append(finding)
-        if not finding.ok and finding.what in ("docker CLI", "engine"):
-            break  # everything after needs an engine
+        if not finding.ok and finding.what in ("docker CLI", "engine", "builder"):
+            break  # everything after needs an engine and its builder
     return findings
 
 
-def _checks(settings: BuildSettings, skip_login: bool) -> list[Callable[[], Finding]]:
-    from python_on_whales.exceptions import DockerException
+@dataclass
+class _State:
+    """What one check finds and a later one uses."""
 
-    from pipeline.adapters.buildx import docker_client
+    client: DockerClient | None = None
+    builder: BuilderFacts | None = None
+
+    def docker(self) -> DockerClient:
+        assert self.client is not None  # the docker CLI check came first and passed
+        return self.client
+
+
+def _checks(settings: BuildSettings, skip_login: bool) -> list[Callable[[], Finding]]:
+    from pipeline.adapters.buildx import (
+        BuilderProbe,
+        containerd_image_store,
+        docker_client,
+        run_docker,
+    )
     from pipeline.errors import EngineError
 
     endpoint = settings.docker_host or "the default socket"
+    state = _State()
 
     def cli() -> Finding:
         try:
-            docker_client(settings.docker_host)
+            state.client = docker_client(settings.docker_host)
         except EngineError as error:
             return Finding(False, "docker CLI", error.cause, error.fix)
         return Finding(True, "docker CLI", "found")
 
     def engine() -> Finding:
-        try:
-            version = docker_client(settings.docker_host, CHECK_TIMEOUT_S).version()
-        except DockerException:
+        code, text = run_docker(
+            state.docker(),
+            "version",
+            "--format",
+            "{{.Server.Version}}",
+            timeout_s=CHECK_TIMEOUT_S,
+        )
+        if code:
             return Finding(
                 False,
                 "engine",
                 f"no Docker engine answers at {endpoint}",
                 "start it (scripts/setup-engine.sh) or set DOCKER_HOST to a running engine",
             )
-        server = version.server.version if version.server else "unknown"
-        return Finding(True, "engine", f"Docker {server} at {endpoint}")
+        return Finding(True, "engine", f"Docker {text.strip() or 'unknown'} at {endpoint}")
 
     def buildx() -> Finding:
-        try:
-            text = docker_client(settings.docker_host, CHECK_TIMEOUT_S).buildx.version()
-        except DockerException:
+        code, text = run_docker(
+            state.docker(),
+            "buildx",
+            "version",
+            timeout_s=CHECK_TIMEOUT_S,
+        )
+        if code:
             return Finding(
                 False,
                 "buildx",
@@ -102,31 +133,42 @@ def _checks(settings: BuildSettings, skip_login: bool) -> list[Callable[[], Find
             )
         return Finding(True, "buildx", text.strip())
 
-    def cache_export() -> Finding:
-        client = docker_client(settings.docker_host, CHECK_TIMEOUT_S)
+    def builder() -> Finding:
         try:
-            builder = client.buildx.inspect(settings.builder)
-        except DockerException:
+            with BuilderProbe(state.docker(), settings.builder) as probe:
+                facts = probe.result(CHECK_TIMEOUT_S)
+        except PipelineError as error:
+            return Finding(False, "builder", error.cause, error.fix)
+        state.builder = facts
+        missing = unsupported(settings.platforms, facts.platforms) if facts.platforms else ()
+        if missing:
             return Finding(
                 False,
-                "builder",
-                f"buildx builder {settings.builder!r} does not exist",
-                "unset BUILDX_BUILDER or create it with `docker buildx create`",
+                "platforms",
+                f"builder {facts.name} ({facts.driver}) cannot build SANDBOX_BUILD_PLATFORM "
+                f"{', '.join(missing)}; it builds {', '.join(facts.platforms)}",
+                "choose platforms the builder lists, or select one that builds them with "
+                "BUILDX_BUILDER",
             )
-        if builder.driver != "docker":
-            return Finding(True, "cache export", f"builder {builder.name} ({builder.driver})")
-        status = dict(client.info().driver_status or [])
-        if status.get("driver-type") == "io.containerd.snapshotter.v1":
+        platforms = ", ".join(facts.platforms) or "not booted yet"
+        return Finding(True, "builder", f"{facts.name} ({facts.driver}): {platforms}")
+
+    def cache_export() -> Finding:
+        assert state.builder is not None  # the builder check came first and passed
+        name, driver = state.builder.name, state.builder.driver
+        if driver != "docker":
+            return Finding(True, "cache export", f"builder {name} ({driver})")
+        store = containerd_image_store(state.docker())
+        if store:
+            return Finding(True, "cache export", f"builder {name} (docker, containerd image store)")
+        if store is None:
             return Finding(
-                True, "cache export", f"builder {builder.name} (docker, containerd image store)"
+                False,
+                "cache export",
+                "the engine did not say which image store it uses (`docker info`)",
+                "check that `docker info` answers",
             )
-        return Finding(
-            False,
-            "cache export",
-            "the docker driver without the containerd image store cannot export a registry cache",
-            'add {"features": {"containerd-snapshotter": true}} to /etc/docker/daemon.json and '
-            "restart dockerd, or select a docker-container builder with BUILDX_BUILDER",
-        )
+        return Finding(False, "cache export", NO_CACHE_EXPORT, CACHE_EXPORT_FIX)
 
     def credentials() -> Finding:
         host = settings.registry_host
@@ -152,17 +194,11 @@ def _checks(settings: BuildSettings, skip_login: bool) -> list[Callable[[], Find
 
         # A throw-away Docker config: the check must not store credentials anywhere.
         with tempfile.TemporaryDirectory(prefix="doctor-docker-config-") as config:
-            from python_on_whales import DockerClient
-
-            client = DockerClient(
-                host=settings.docker_host,
-                config=config,
-                client_call=["timeout", f"{CHECK_TIMEOUT_S}s", "docker"],
-            )
+            client = docker_client(settings.docker_host, config=Path(config))
             try:
                 login(client, host, found)
             except PipelineError as error:
                 return Finding(False, "registry credentials", error.cause, error.fix)
         return Finding(True, "registry credentials", f"{host}: {found.source} accepted")
 
-    return [cli, engine, buildx, cache_export, credentials]
+    return [cli, engine, buildx, builder, cache_export, credentials]

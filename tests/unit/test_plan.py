@@ -62,9 +62,9 @@ REPO = "ghcr.io/iterate/sandbox"
         ("push", {"PUSH": "0"}, False, (f"{REPO}:sha-{SHA}", f"{REPO}:main"), (), True),
         (
             "local",
-            {"GIT_SHA": "F" * 40},
+            {"GIT_SHA": SHA.upper()},
             False,
-            (f"{REPO}:sha-{'f' * 40}",),
+            (f"{REPO}:sha-{SHA}",),
             (f"{REPO}:local",),
             False,
         ),
@@ -93,6 +93,17 @@ def test_tags(
     assert plan.push is push and plan.load is not push
     # A push never sends :local; a local build names every tag.
     assert plan.build_tags == (pushed if push else pushed + local)
+
+
+@pytest.mark.parametrize("mode", ["local", "push"])
+def test_git_sha_of_another_commit_is_refused(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    # The files built are HEAD's: GIT_SHA=<A> on a tree at B would tag B's files as :sha-A.
+    other = "f" * 40
+    with pytest.raises(GitError) as caught:
+        plan_build(mode, settings(monkeypatch, GIT_SHA=other), facts(), WHEN)  # type: ignore[arg-type]
+    line = str(caught.value)
+    assert f"GIT_SHA={other} is not the commit being built" in line and SHA in line
+    assert "unset GIT_SHA" in line and "\n" not in line
 
 
 def test_push_refuses_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:

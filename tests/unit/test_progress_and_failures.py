@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.buildx import classify_failure
 from pipeline.errors import BuildError, DeadlineExceeded, EngineError, RegistryError
 from pipeline.rules.build_plan import BuildPlan, plan_build
+from pipeline.rules.failures import classify_failure
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.progress import TAIL_LINES, ProgressStats
 from pipeline.settings.build import BuildSettings
@@ -84,8 +84,6 @@ def _plan(monkeypatch: pytest.MonkeyPatch, mode: str = "local") -> BuildPlan:
 @pytest.mark.parametrize(
     ("code", "stderr", "progress", "probe", "kind", "words"),
     [
-        (124, "", "#5 [1/2] RUN sleep 1000\n", True, DeadlineExceeded, "timeout"),
-        (137, "", "", True, DeadlineExceeded, "SANDBOX_BUILD_TIMEOUT"),
         (
             1,
             "ERROR: Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon "
@@ -112,6 +110,21 @@ def test_classify_failure(
 ) -> None:
     error = classify_failure(code, stderr, feed(progress), _plan(monkeypatch), lambda: probe)
     assert isinstance(error, kind)
+    assert words in str(error)
+    assert "\n" not in str(error) and "fix:" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("progress", "words"),
+    [("#5 [1/2] RUN sleep 1000\n", "timeout"), ("", "SANDBOX_BUILD_TIMEOUT")],
+)
+def test_timeout_is_deadline_exceeded(
+    monkeypatch: pytest.MonkeyPatch, progress: str, words: str
+) -> None:
+    # The adapter enforces the timeout itself and says so; the exit code is whatever the
+    # stopped process group left (-2 after SIGINT).
+    error = classify_failure(-2, "", feed(progress), _plan(monkeypatch), timed_out=True)
+    assert isinstance(error, DeadlineExceeded)
     assert words in str(error)
     assert "\n" not in str(error) and "fix:" in str(error)
 
