@@ -95,15 +95,12 @@ def _privileged() -> list[str]:
     return [] if os.geteuid() == 0 else ["sudo", "-n"]
 
 
-def own_engine_problem() -> str | None:
+def own_engine_problem(egress: bool = False) -> str | None:
     """Why an own engine cannot run on this machine, or None."""
     if sys.platform != "linux":
         return "an own engine needs Linux (dockerd and namespaces)"
-    missing = [
-        tool
-        for tool in ("dockerd", "docker", "unshare", "nsenter", "setpriv", "ip")
-        if shutil.which(tool) is None
-    ]
+    tools = ("dockerd", "docker", "unshare", "nsenter", "setpriv", "ip")
+    missing = [t for t in (*tools, *(["slirp4netns"] if egress else [])) if not shutil.which(t)]
     if missing:
         return f"an own engine needs {', '.join(missing)} on PATH"
     if os.geteuid() != 0:
@@ -192,6 +189,7 @@ class OwnEngine:
     started_s: float  # how long start_engine took
     _tcp: _Forwarder | None = None
     _reached: dict[int, _Forwarder] = field(default_factory=dict)
+    _helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)  # slirp4netns
     _down: bool = False
 
     @property
@@ -280,6 +278,13 @@ class OwnEngine:
         for forwarder in [self._tcp, *self._reached.values()]:
             if forwarder is not None:
                 forwarder.close()
+        for helper in self._helpers:  # slirp4netns holds the namespace's tap: end it
+            helper.terminate()  # sudo passes SIGTERM on
+            try:
+                helper.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait(timeout=10)
 
     def _signal(self, signum: int) -> None:
         if self.process.poll() is not None:
@@ -356,7 +361,7 @@ def _sweep_stale() -> None:
                 _remove_engine_dir(root)
 
 
-def _dockerd_argv(root: Path) -> list[str]:
+def _dockerd_argv(root: Path, nat: bool) -> list[str]:
     argv = [
         "dockerd",
         f"--data-root={root / 'data'}",
@@ -364,9 +369,10 @@ def _dockerd_argv(root: Path) -> list[str]:
         f"--pidfile={root / 'dockerd.pid'}",
         f"--host=unix://{root / 'docker.sock'}",
         f"--config-file={root / 'daemon.json'}",
-        "--iptables=false",
+        # iptables (in the engine's own namespace) only for NAT to slirp4netns's egress.
+        f"--iptables={str(nat).lower()}",
         "--ip6tables=false",
-        "--ip-masq=false",
+        f"--ip-masq={str(nat).lower()}",
         # Belt and braces: even a shared containerd would keep this engine's objects apart.
         "--containerd-namespace=iterate-test-engine",
         "--containerd-plugins-namespace=iterate-test-engine-plugins",
@@ -420,11 +426,24 @@ def _wait_ready(engine: OwnEngine, timeout_s: float) -> None:
         raise EngineStartError(f"own engine: no containerd of its own at {containerd}")
 
 
+# Dies with this process (setpriv); --kill-child then takes the namespace's init along.
+_UNSHARE = ["setpriv", "--pdeathsig", "KILL", "unshare", "--net", "--mount", "--pid", "--fork"]
+_UNSHARE += ["--mount-proc", "--kill-child", "--propagation", "private"]
+
+
 def start_engine(
-    *, containerd_store: bool = True, tcp: bool = True, timeout_s: float = START_TIMEOUT_S
+    *,
+    containerd_store: bool = True,
+    tcp: bool = True,
+    egress: bool = False,
+    timeout_s: float = START_TIMEOUT_S,
 ) -> OwnEngine:
-    """Start an own engine and wait until it answers; EngineStartError (with its log) if not."""
-    problem = own_engine_problem()
+    """Start an own engine and wait until it answers; EngineStartError (with its log) if not.
+
+    `egress=True` gives its RUN steps the internet (apt, npm) through slirp4netns, a user-space
+    network stack that changes nothing on the host; it needs the slirp4netns package.
+    """
+    problem = own_engine_problem(egress=egress)
     if problem:
         raise EngineStartError(problem)
     _sweep_stale()
@@ -433,27 +452,8 @@ def start_engine(
     (root / "owner.pid").write_text(str(os.getpid()))
     features = {"containerd-snapshotter": containerd_store}
     (root / "daemon.json").write_text(json.dumps({"features": features}))
-    argv = [
-        *_privileged(),
-        # Dies with this process; --kill-child then takes the namespace's init along.
-        "setpriv",
-        "--pdeathsig",
-        "KILL",
-        "unshare",
-        "--net",
-        "--mount",
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        "--kill-child",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        _INIT,
-        "iterate-test-engine",
-        *_dockerd_argv(root),
-    ]
+    argv = [*_privileged(), *_UNSHARE, "sh", "-c", _INIT, "iterate-test-engine"]
+    argv += _dockerd_argv(root, nat=egress)
     with (root / "dockerd.log").open("wb") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:
@@ -469,6 +469,8 @@ def start_engine(
     try:
         if init_pid is None:
             raise EngineStartError(f"own engine: unshare exited\n{engine.log_tail()}")
+        if egress:
+            engine._helpers.append(_start_egress(root, init_pid))
         _wait_ready(engine, timeout_s)
         if tcp:
             engine._tcp = _Forwarder(_tcp_listener(), lambda: _unix(engine.socket))
@@ -477,6 +479,35 @@ def start_engine(
         raise
     engine.started_s = time.monotonic() - began
     return engine
+
+
+def _start_egress(root: Path, init_pid: int) -> subprocess.Popen[bytes]:
+    with (root / "slirp4netns.log").open("wb") as log:
+        slirp = subprocess.Popen(
+            [
+                *_privileged(),
+                *_UNSHARE[:3],  # setpriv --pdeathsig KILL: it ends with this process too
+                "slirp4netns",
+                "--configure",
+                "--mtu=65520",
+                "--disable-host-loopback",
+                str(init_pid),
+                "tap0",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    route = [*_privileged(), "nsenter", f"--net=/proc/{init_pid}/ns/net", "ip", "route"]
+
+    def routed() -> bool:
+        done = subprocess.run(route, capture_output=True, text=True, check=False)
+        return slirp.poll() is not None or "default" in done.stdout
+
+    poll(lambda: routed(), bool, timeout_s=10, interval=0.05)
+    if slirp.poll() is not None:
+        raise EngineStartError(f"own engine: slirp4netns exited: {(root / 'slirp4netns.log')}")
+    return slirp
 
 
 def _unix(path: Path) -> socket.socket:
@@ -490,8 +521,10 @@ def _unix(path: Path) -> socket.socket:
 
 
 @contextlib.contextmanager
-def started_engine(*, containerd_store: bool = True, tcp: bool = True) -> Iterator[OwnEngine]:
-    engine = start_engine(containerd_store=containerd_store, tcp=tcp)
+def started_engine(
+    *, containerd_store: bool = True, tcp: bool = True, egress: bool = False
+) -> Iterator[OwnEngine]:
+    engine = start_engine(containerd_store=containerd_store, tcp=tcp, egress=egress)
     try:
         yield engine
     finally:
