@@ -1,4 +1,5 @@
-"""Pure rules: snapshot names, stage prefixes, image references, and what to do with what exists.
+"""Pure rules: snapshot names, stage prefixes, what snapshot to make, and what to do with what
+exists under its name.
 
 Nothing here talks to the network; every rule is pinned by a table in
 tests/unit/test_daytona_naming.py.
@@ -12,9 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DaytonaError
+from pipeline.rules.auth_words import says_auth_refused
 from pipeline.rules.build_plan import sha_tag
-from pipeline.rules.daytona_models import ACTIVE, IN_PROGRESS_STATES, INACTIVE, REMOVING, Snapshot
+from pipeline.rules.daytona_models import (
+    ACTIVE,
+    IN_PROGRESS_STATES,
+    INACTIVE,
+    REMOVING,
+    CreateSnapshot,
+    Snapshot,
+)
+from pipeline.rules.image_ref import pinned_image_problem
 
 # The hosted API is stricter than the last public server source (it reportedly rejects `/` and
 # `:`), so we stay inside what every version accepts.
@@ -25,12 +35,8 @@ STAGE_SEPARATOR = "--"
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 _TIMESTAMP_LENGTH = len("20260101-000000")
 MAX_STAGE_LENGTH = MAX_NAME_LENGTH - len(STAGE_SEPARATOR) - _TIMESTAMP_LENGTH
-# Daytona resolves these tags at pull time, so a snapshot would not pin what it contains.
-FLOATING_TAGS = frozenset({"latest", "lts", "stable"})
 DEV_PREFIXES = ("dev-", "local-")
 _SEPARATORS = "-._"
-_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NOT_STAGE_CHARS = re.compile(r"[^a-z0-9._-]+")
 _DASH_RUNS = re.compile(r"-{2,}")
 
@@ -46,26 +52,8 @@ def snapshot_name_problem(name: str) -> str | None:
     return None
 
 
-def image_problem(image: str) -> str | None:
-    """Why Daytona would refuse `image` for a snapshot, or None when it pins a tag or digest."""
-    name, at, digest = image.partition("@")
-    if at:
-        if not _DIGEST.fullmatch(digest):
-            return "a digest of the form image@sha256:<64 lower-case hex>"
-        name = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-    last = name.rsplit("/", 1)[-1]
-    if not name or not last or name.startswith("/") or "//" in name:
-        return "an image reference like ghcr.io/iterate/sandbox:sha-<sha>"
-    if at:
-        return None
-    repository, colon, tag = last.partition(":")
-    if not colon or not repository:
-        return "an image with a tag or digest, like ghcr.io/iterate/sandbox:sha-<sha>"
-    if not _TAG.fullmatch(tag):
-        return "a tag of [A-Za-z0-9_.-], at most 128 characters"
-    if tag.lower() in FLOATING_TAGS:
-        return f"a fixed tag or digest; Daytona refuses floating tags like :{tag}"
-    return None
+# The one image-reference rule (pipeline.rules.image_ref), under the name the Daytona code uses.
+image_problem = pinned_image_problem
 
 
 def sha_snapshot_name(sha: str, dirty: bool) -> str:
@@ -170,8 +158,19 @@ class Decision:
     why: str
 
 
-def decide(current: Snapshot | None, *, image: str, force: bool) -> Decision:
-    """What to do about the snapshot that has the name we want (None when there is none)."""
+def decide(
+    current: Snapshot | None,
+    *,
+    image: str,
+    force: bool,
+    resources: tuple[int, int, int] | None = None,
+) -> Decision:
+    """What to do about the snapshot that has the name we want (None when there is none).
+
+    `resources` (vCPU, GB memory, GB disk) is what was asked for: a snapshot of that name with
+    other resources is refused like one with another image (snapshots are immutable), since a
+    run that passes without the resources it was configured with hides a configuration error.
+    """
     if current is None:
         return Decision(Action.CREATE, "no snapshot has this name yet")
     if current.state == REMOVING:
@@ -189,6 +188,12 @@ def decide(current: Snapshot | None, *, image: str, force: bool) -> Decision:
         if force:
             return Decision(Action.REPLACE, f"{why}; --force replaces it")
         return Decision(Action.FAIL, why)
+    if resources is not None and (differ := resources_differ(current, resources)):
+        if force:
+            return Decision(Action.REPLACE, f"{differ}; --force replaces it")
+        return Decision(
+            Action.FAIL, f"{differ} (snapshots are immutable; --force deletes and re-creates it)"
+        )
     if current.state == ACTIVE:
         return Decision(Action.DONE, "it is already active")
     if current.state == INACTIVE:
@@ -197,6 +202,77 @@ def decide(current: Snapshot | None, *, image: str, force: bool) -> Decision:
         return Decision(Action.WAIT, f"it is {current.state} (being made)")
     # Like the SDK: an unknown state is one we do not know to be final, so wait (with deadline).
     return Decision(Action.WAIT, f"it is in state {current.state!r}, which is new to us")
+
+
+def resources_differ(current: Snapshot, resources: tuple[int, int, int]) -> str | None:
+    """Why the existing snapshot is not the one asked for, or None. A server that reports no
+    resources (all 0) is not contradicted."""
+    cpu, memory, disk = resources
+    have = (current.cpu, current.mem, current.disk)
+    if not any(have) or have == (cpu, memory, disk):
+        return None
+    return (
+        f"it exists with {current.resources()}, not the requested {cpu} vCPU, "
+        f"{memory} GB memory, {disk} GB disk"
+    )
+
+
+@dataclass(frozen=True)
+class SnapshotSpec:
+    """The snapshot a session asks for."""
+
+    name: str
+    image: str
+    cpu: int
+    memory: int
+    disk: int
+    entrypoint: tuple[str, ...] | None = None
+
+    @property
+    def resources(self) -> tuple[int, int, int]:
+        return (self.cpu, self.memory, self.disk)
+
+    def request(self) -> CreateSnapshot:
+        return CreateSnapshot(
+            name=self.name,
+            image_name=self.image,
+            cpu=self.cpu,
+            memory=self.memory,
+            disk=self.disk,
+            entrypoint=list(self.entrypoint) if self.entrypoint else None,
+        )
+
+    def describe(self) -> list[str]:
+        return [
+            f"name:       {self.name}",
+            f"image:      {self.image}",
+            f"resources:  {self.cpu} vCPU, {self.memory} GB memory, {self.disk} GB disk",
+            f"entrypoint: {' '.join(self.entrypoint) if self.entrypoint else '(the image’s)'}",
+        ]
+
+
+def failure_fix(reason: str | None) -> str:
+    """What to do about a snapshot that ended in error, judged from Daytona's errorReason."""
+    text = (reason or "").lower()
+    then = "then re-run with --force to replace the failed snapshot"
+    if says_auth_refused(text):
+        return (
+            "let Daytona pull the image: add a registry entry for its registry (Daytona dashboard "
+            f"→ Registries) with a token that can read it, {then}"
+        )
+    if "manifest unknown" in text or "not found" in text:
+        return f"push the image first (nox -s snapshot_push), {then}"
+    if "exceeds maximum" in text or "quota" in text:
+        return f"shrink the image or lower SANDBOX_SNAPSHOT_CPU/_MEMORY/_DISK, {then}"
+    return f"fix the cause, {then}"
+
+
+def failed_error(snapshot: Snapshot) -> DaytonaError:
+    reason = one_line(snapshot.error_reason) or "Daytona gave no reason"
+    return DaytonaError(
+        f"snapshot {snapshot.name} is in state {snapshot.state}: {reason}",
+        failure_fix(snapshot.error_reason),
+    )
 
 
 def one_line(text: str | None) -> str:

@@ -17,11 +17,11 @@ COMMANDS: dict[str, str] = {
     "registry": "pipeline.sessions.registry:registry",
     "sandbox_up": "pipeline.sessions.sandbox_local:sandbox_up",
     "sandbox_down": "pipeline.sessions.sandbox_local:sandbox_down",
-    "snapshot_daytona": "pipeline.sessions.daytona:snapshot_daytona",
-    "snapshot_stage": "pipeline.sessions.daytona:snapshot_stage",
-    "snapshot_latest": "pipeline.sessions.daytona:snapshot_latest",
-    "snapshots_clean": "pipeline.sessions.daytona:snapshots_clean",
-    "sandbox_daytona": "pipeline.sessions.daytona:sandbox_daytona",
+    "snapshot_daytona": "pipeline.sessions.snapshot_daytona:snapshot_daytona",
+    "snapshot_stage": "pipeline.sessions.snapshot_stage:snapshot_stage",
+    "snapshot_latest": "pipeline.sessions.snapshot_latest:snapshot_latest",
+    "snapshots_clean": "pipeline.sessions.snapshots_clean:snapshots_clean",
+    "sandbox_daytona": "pipeline.sessions.sandbox_daytona:sandbox_daytona",
     "base_image": "pipeline.sessions.base_image:base_image",
 }
 

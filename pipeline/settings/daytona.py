@@ -1,14 +1,23 @@
-"""What the Daytona sessions read from the environment (pydantic-settings, loaded with `load`)."""
+"""What the Daytona sessions read from the environment (pydantic-settings, loaded with `load`),
+and the limits of the command-line options that have no variable.
+
+Each field is the one place its limit lives: the sessions' argparse flags validate through the
+same fields (pipeline/sessions/daytona_options.py), so `--cpu 0` and `SANDBOX_SNAPSHOT_CPU=0`
+are refused by one rule.
+"""
 
 from __future__ import annotations
 
 import shlex
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.rules import snapshot_names as naming
+from pipeline.rules.daytona_http import DEFAULT_RETRY_TIMEOUT
+from pipeline.rules.image_ref import pinned_image_problem
+from pipeline.rules.sandbox_rules import DEFAULT_PORT
 
 DEFAULT_API_URL = "https://app.daytona.io/api"
 
@@ -28,7 +37,13 @@ class DaytonaSettings(_Base):
     api_url: str = Field(DEFAULT_API_URL, validation_alias="DAYTONA_API_URL")
     api_key: SecretStr | None = Field(None, validation_alias="DAYTONA_API_KEY")
     organization_id: str | None = Field(None, validation_alias="DAYTONA_ORGANIZATION_ID")
-    http_timeout: float = Field(30, gt=0, validation_alias="DAYTONA_HTTP_TIMEOUT")
+    http_timeout: float = Field(
+        30, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_HTTP_TIMEOUT"
+    )
+    # How long one call keeps retrying 5xx, 429 and connection errors (backoff with jitter).
+    retry_timeout: float = Field(
+        DEFAULT_RETRY_TIMEOUT, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_RETRY_TIMEOUT"
+    )
 
     @field_validator("api_url")
     @classmethod
@@ -49,7 +64,9 @@ class SnapshotSettings(_Base):
     entrypoint: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None, validation_alias="SANDBOX_SNAPSHOT_ENTRYPOINT"
     )
-    timeout: float = Field(1200, gt=0, validation_alias="DAYTONA_SNAPSHOT_TIMEOUT")
+    timeout: float = Field(
+        1200, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_SNAPSHOT_TIMEOUT"
+    )
 
     @field_validator("name")
     @classmethod
@@ -61,7 +78,7 @@ class SnapshotSettings(_Base):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:
-        if value is not None and (problem := naming.image_problem(value)):
+        if value is not None and (problem := pinned_image_problem(value)):
             raise ValueError(problem)
         return value
 
@@ -88,9 +105,34 @@ class SandboxSettings(_Base):
     """Which snapshot `sandbox_daytona` starts, and how long its sandboxes live."""
 
     snapshot: str | None = Field(None, validation_alias="DAYTONA_SNAPSHOT_NAME")
-    timeout: float = Field(300, gt=0, validation_alias="DAYTONA_SANDBOX_TIMEOUT")
+    timeout: float = Field(
+        300, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_SANDBOX_TIMEOUT"
+    )
     # Minutes without activity before Daytona stops the sandbox (0: never), and minutes after a
     # stop before it deletes it (0: at once, -1: never). Together they make a forgotten
     # sandbox go away on its own instead of costing money until someone runs --cleanup.
     auto_stop: int = Field(60, ge=0, validation_alias="DAYTONA_SANDBOX_AUTO_STOP")
-    auto_delete: int = Field(0, ge=-1, validation_alias="DAYTONA_SANDBOX_AUTO_DELETE")
+    auto_delete: int = Field(
+        0,
+        ge=-1,
+        description="-1 (never), 0 (at stop) or minutes",
+        validation_alias="DAYTONA_SANDBOX_AUTO_DELETE",
+    )
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RetentionOptions(_Options):
+    """`snapshots_clean` flags: keep the newest `keep` and anything younger than `days`."""
+
+    keep: int = Field(5, ge=0)
+    days: float = Field(7.0, ge=0, allow_inf_nan=False)
+
+
+class SandboxOptions(_Options):
+    """`sandbox_daytona` flags without a variable."""
+
+    port: int = Field(DEFAULT_PORT, gt=0, le=65535, description="a TCP port (1-65535)")
+    older_than: float = Field(0.0, ge=0, allow_inf_nan=False)

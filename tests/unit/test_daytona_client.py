@@ -1,21 +1,19 @@
 """The Daytona httpx client against `httpx.MockTransport`: headers, retries, error mapping,
-no blind POST retry, the key kept out of every output; and the wait/ensure/latest logic on a
-small in-memory fake."""
+no blind POST retry, the key kept out of every output; and the wait/ensure/latest logic on the
+shared in-memory fake (tests/helpers/fake_daytona.py), on a fake clock."""
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections.abc import Callable
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from pipeline.adapters.daytona.client import (
+    BUILD_LOGS_HTTP_TIMEOUT,
     CreateConflict,
     DaytonaClient,
     OutcomeUnknown,
@@ -30,53 +28,31 @@ from pipeline.adapters.daytona.snapshots import (
     failure_fix,
 )
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError, DeadlineExceeded
+from pipeline.polling import FakeClock
 from pipeline.rules.daytona_models import CreateSnapshot
 from pipeline.settings.build import load
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings
+from tests.helpers.fake_daytona import (
+    FAST,
+    KEY,
+    FakeDaytona,
+    Handler,
+    error_body,
+    flaky,
+    mock_client,
+)
+from tests.helpers.fake_daytona import snapshot_wire as wire
 
-KEY = "dtn_" + "s3cr3t" * 8
-URL = "https://daytona.test/api"
-FAST = RetryPolicy(attempts=4, timeout=5, wait_initial=0.001, wait_max=0.005, wait_jitter=0)
 POLL = PollPolicy(initial=0.005, factor=1.5, maximum=0.02)
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def client(handler: Handler, org: str | None = None, retry: RetryPolicy = FAST) -> DaytonaClient:
-    return DaytonaClient(
-        URL, SecretStr(KEY), org, retry=retry, transport=httpx.MockTransport(handler)
-    )
-
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    return {
-        "path": "/api/x",
-        "timestamp": "2026-11-23T00:00:00.000Z",
-        "statusCode": status,
-        "error": "Error",
-        "message": message,
-    }
-
-
-def wire(name: str, state: str = "active", **extra: Any) -> dict[str, Any]:
-    return {
-        "id": extra.pop("id", str(uuid.uuid4())),
-        "general": False,
-        "name": name,
-        "imageName": extra.pop("imageName", "ghcr.io/iterate/sandbox:sha-1"),
-        "state": state,
-        "cpu": 2,
-        "gpu": 0,
-        "mem": 4,
-        "disk": 10,
-        "size": None,
-        "entrypoint": None,
-        "errorReason": extra.pop("errorReason", None),
-        "lastUsedAt": None,
-        "sourceSandboxId": None,
-        "createdAt": extra.pop("createdAt", "2026-11-23T10:00:00.000Z"),
-        "updatedAt": "2026-11-23T10:00:00.000Z",
-        **extra,
-    }
+def client(
+    handler: Handler,
+    org: str | None = None,
+    retry: RetryPolicy = FAST,
+    clock: FakeClock | None = None,
+) -> DaytonaClient:
+    return mock_client(handler, org, retry=retry, clock=clock)
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -161,23 +137,6 @@ def test_delete_and_build_logs_url_tolerate_404() -> None:
 # --- retries --------------------------------------------------------------------------------
 
 
-def flaky(
-    failures: list[httpx.Response | Exception], final: httpx.Response
-) -> tuple[Handler, list[str]]:
-    calls: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.method)
-        if len(calls) <= len(failures):
-            failure = failures[len(calls) - 1]
-            if isinstance(failure, Exception):
-                raise failure
-            return failure
-        return final
-
-    return handler, calls
-
-
 @pytest.mark.parametrize(
     "failure",
     [
@@ -195,7 +154,7 @@ def test_reads_are_retried(
 ) -> None:
     handler, calls = flaky([failure, failure], httpx.Response(200, json=wire("n")))
     assert client(handler).get_snapshot("n") is not None
-    assert calls == ["GET"] * 3
+    assert calls == ["GET /api/snapshots/n"] * 3
     assert "retry 2 after" in capsys.readouterr().err
 
 
@@ -215,18 +174,19 @@ def test_429_honours_retry_after() -> None:
         429, headers={"Retry-After-authenticated": "0.3"}, json=error_body(429, "Too Many Requests")
     )
     handler, calls = flaky([limited], httpx.Response(200, json=wire("n")))
-    started = time.monotonic()
-    client(handler).get_snapshot("n")
-    assert time.monotonic() - started >= 0.3
+    clock = FakeClock()
+    client(handler, clock=clock).get_snapshot("n")
+    assert clock.sleeps == [0.3]
     assert len(calls) == 2
 
 
 def test_retry_after_is_capped() -> None:
     limited = httpx.Response(429, headers={"Retry-After": "3600"})
     handler, _ = flaky([limited], httpx.Response(200, json=wire("n")))
-    started = time.monotonic()
-    client(handler, retry=RetryPolicy(wait_initial=0.001, retry_after_max=0.05)).get_snapshot("n")
-    assert time.monotonic() - started < 1
+    clock = FakeClock()
+    retry = RetryPolicy(wait_initial=0.001, retry_after_max=0.05)
+    client(handler, retry=retry, clock=clock).get_snapshot("n")
+    assert clock.sleeps == [0.05]
 
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -267,7 +227,7 @@ def test_create_is_never_blindly_retried(failure: httpx.Response | Exception) ->
         client(handler).create_snapshot(
             CreateSnapshot(name="n", image_name="r:t", cpu=1, memory=1, disk=1)
         )
-    assert calls == ["POST"]
+    assert calls == ["POST /api/snapshots"]
 
 
 @pytest.mark.parametrize(
@@ -282,7 +242,7 @@ def test_create_is_retried_when_it_surely_did_nothing(failure: httpx.Response | 
     client(handler).create_snapshot(
         CreateSnapshot(name="n", image_name="r:t", cpu=1, memory=1, disk=1)
     )
-    assert calls == ["POST", "POST"]
+    assert calls == ["POST /api/snapshots"] * 2
 
 
 def test_create_conflict() -> None:
@@ -422,93 +382,11 @@ def test_snapshot_settings_defaults_and_entrypoint(monkeypatch: pytest.MonkeyPat
 # --- ensure / wait / latest on an in-memory fake ------------------------------------------
 
 
-class FakeDaytona:
-    """Just enough Daytona for the lifecycle: each GET advances a snapshot one state."""
-
-    def __init__(self, script: dict[str, list[str]] | None = None) -> None:
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.script = script or {}
-        self.log: list[str] = []
-        self.fail_next: list[Callable[[httpx.Request], httpx.Response | None]] = []
-
-    def add(self, name: str, states: list[str], **extra: Any) -> dict[str, Any]:
-        row = wire(name, states[0], **extra)
-        self.rows[row["id"]] = row
-        self.script[row["id"]] = states[1:]
-        return row
-
-    def by_name(self, key: str) -> dict[str, Any] | None:
-        return next((r for r in self.rows.values() if key in (r["name"], r["id"])), None)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.log.append(f"{request.method} {request.url.path.removeprefix('/api')}")
-        if self.fail_next:
-            answer = self.fail_next.pop(0)(request)
-            if answer is not None:
-                return answer
-        return self.handle(request)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.removeprefix("/api")
-        if request.method == "POST" and path == "/snapshots":
-            body = json.loads(request.content)
-            if self.by_name(body["name"]):
-                return httpx.Response(409, json=error_body(409, "already exists"))
-            states = self.script.get(body["name"], ["pending", "pulling", "active"])
-            row = self.add(body["name"], states, imageName=body["imageName"])
-            return httpx.Response(200, json=row)
-        if request.method == "GET" and path == "/snapshots":
-            name = request.url.params.get("name", "")
-            items = sorted(
-                (r for r in self.rows.values() if name in r["name"]),
-                key=lambda r: r["createdAt"],
-                reverse=True,
-            )
-            page, limit = int(request.url.params["page"]), int(request.url.params["limit"])
-            chunk = items[(page - 1) * limit : page * limit]
-            return httpx.Response(
-                200,
-                json={
-                    "items": chunk,
-                    "total": len(items),
-                    "page": page,
-                    "totalPages": -(-len(items) // limit),
-                },
-            )
-        key = path.split("/")[2]
-        found = self.by_name(key)
-        if found is None:
-            return httpx.Response(404, json=error_body(404, f"Snapshot with name {key} not found"))
-        row = found
-        if request.method == "DELETE":
-            row["state"] = "removing"
-            self.script[row["id"]] = ["removing", "GONE"]
-            return httpx.Response(200)
-        if path.endswith("/activate"):
-            row["state"] = "pending"
-            self.script[row["id"]] = ["active"]
-            return httpx.Response(200, json=row)
-        answer = httpx.Response(200, json=row)
-        upcoming = self.script.get(row["id"])
-        if upcoming:
-            nxt = upcoming.pop(0)
-            if nxt == "GONE":
-                del self.rows[row["id"]]
-            else:
-                row["state"] = nxt
-                if nxt in ("error", "build_failed"):
-                    row["errorReason"] = "manifest unknown: manifest unknown\n(at runner r1)"
-        return answer
-
-    def posts(self) -> int:
-        return self.log.count("POST /snapshots")
-
-
 SPEC = SnapshotSpec("iterate-sandbox-1", "ghcr.io/iterate/sandbox:sha-1", 2, 4, 10)
 
 
 def ensure(fake: FakeDaytona, timeout: float = 5, **kwargs: Any) -> Any:
-    return ensure_snapshot(client(fake), SPEC, timeout=timeout, poll=POLL, **kwargs)
+    return ensure_snapshot(fake.client(), SPEC, timeout=timeout, poll=POLL, **kwargs)
 
 
 def test_ensure_creates_and_waits(capsys: pytest.CaptureFixture[str]) -> None:
@@ -523,7 +401,7 @@ def test_ensure_creates_and_waits(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_ensure_is_a_no_op_for_an_active_snapshot() -> None:
     fake = FakeDaytona()
-    fake.add(SPEC.name, ["active"], imageName=SPEC.image)
+    fake.add_snapshot(SPEC.name, ["active"], imageName=SPEC.image)
     checked: list[bool] = []
     outcome = ensure(fake, check_image=lambda: checked.append(True))
     assert outcome.action == "existing"
@@ -562,7 +440,7 @@ def test_a_409_means_waiting_for_the_other_run() -> None:
     fake = FakeDaytona()
 
     def other_run_wins(request: httpx.Request) -> httpx.Response | None:
-        fake.add(SPEC.name, ["pending", "active"], imageName=SPEC.image)
+        fake.add_snapshot(SPEC.name, ["pending", "active"], imageName=SPEC.image)
         return None
 
     fake.fail_next = [lambda _: None, other_run_wins]
@@ -575,7 +453,7 @@ def test_a_quota_400_from_losing_the_race_means_waiting() -> None:
     fake = FakeDaytona()
 
     def other_run_wins_at_full_quota(request: httpx.Request) -> httpx.Response:
-        fake.add(SPEC.name, ["pending", "active"], imageName=SPEC.image)
+        fake.add_snapshot(SPEC.name, ["pending", "active"], imageName=SPEC.image)
         return httpx.Response(
             400, json=error_body(400, "Snapshot quota exceeded. Maximum allowed: 1")
         )
@@ -606,7 +484,7 @@ def test_a_failed_snapshot_ends_with_the_reason(state: str) -> None:
 
 def test_an_existing_failed_snapshot_is_reported_and_kept_without_force() -> None:
     fake = FakeDaytona()
-    fake.add(SPEC.name, ["error"], imageName=SPEC.image, errorReason="unauthorized: no")
+    fake.add_snapshot(SPEC.name, ["error"], imageName=SPEC.image, errorReason="unauthorized: no")
     with pytest.raises(DaytonaError, match=r"unauthorized: no.*registry entry"):
         ensure(fake)
     assert fake.posts() == 0 and not any(e.startswith("DELETE") for e in fake.log)
@@ -614,7 +492,7 @@ def test_an_existing_failed_snapshot_is_reported_and_kept_without_force() -> Non
 
 def test_force_replaces_a_failed_snapshot() -> None:
     fake = FakeDaytona()
-    old = fake.add(SPEC.name, ["error"], imageName=SPEC.image, errorReason="boom")
+    old = fake.add_snapshot(SPEC.name, ["error"], imageName=SPEC.image, errorReason="boom")
     outcome = ensure(fake, force=True)
     assert outcome.action == "replaced" and outcome.snapshot.id != old["id"]
     assert f"DELETE /snapshots/{old['id']}" in fake.log and fake.posts() == 1
@@ -622,7 +500,7 @@ def test_force_replaces_a_failed_snapshot() -> None:
 
 def test_an_inactive_snapshot_is_activated() -> None:
     fake = FakeDaytona()
-    row = fake.add(SPEC.name, ["inactive"], imageName=SPEC.image)
+    row = fake.add_snapshot(SPEC.name, ["inactive"], imageName=SPEC.image)
     outcome = ensure(fake)
     assert outcome.action == "activated" and outcome.snapshot.state == "active"
     assert f"POST /snapshots/{row['id']}/activate" in fake.log
@@ -630,7 +508,7 @@ def test_an_inactive_snapshot_is_activated() -> None:
 
 def test_an_activation_race_is_not_an_error() -> None:
     fake = FakeDaytona()
-    row = fake.add(SPEC.name, ["inactive"], imageName=SPEC.image)
+    row = fake.add_snapshot(SPEC.name, ["inactive"], imageName=SPEC.image)
 
     def other_run_activated_first(request: httpx.Request) -> httpx.Response:
         row["state"] = "pending"
@@ -645,7 +523,7 @@ def test_an_activation_race_is_not_an_error() -> None:
 
 def test_an_activation_refused_for_an_inactive_snapshot_is_raised() -> None:
     fake = FakeDaytona()
-    fake.add(SPEC.name, ["inactive"], imageName=SPEC.image)
+    fake.add_snapshot(SPEC.name, ["inactive"], imageName=SPEC.image)
     cooldown = "Snapshot deactivation is still in progress. Please try again in a few minutes."
     fake.fail_next = [lambda _: None, lambda _: httpx.Response(400, json=error_body(400, cooldown))]
     with pytest.raises(DaytonaError, match="still in progress"):
@@ -654,17 +532,16 @@ def test_an_activation_refused_for_an_inactive_snapshot_is_raised() -> None:
 
 def test_a_removing_snapshot_is_waited_out_then_created() -> None:
     fake = FakeDaytona()
-    fake.add(SPEC.name, ["removing", "removing", "GONE"], imageName=SPEC.image)
+    fake.add_snapshot(SPEC.name, ["removing", "removing", "GONE"], imageName=SPEC.image)
     outcome = ensure(fake)
     assert outcome.action == "created" and fake.posts() == 1
 
 
 def test_the_deadline_is_one_line() -> None:
     fake = FakeDaytona({SPEC.name: ["pending"] * 10_000})
-    started = time.monotonic()
     with pytest.raises(DeadlineExceeded) as caught:
         ensure(fake, timeout=0.3)
-    assert time.monotonic() - started < 1.5
+    assert 0.3 <= fake.clock.now < 0.3 + POLL.maximum  # no pause reaches past the deadline
     text = str(caught.value)
     assert "still pending after 0.3 s" in text and "DAYTONA_SNAPSHOT_TIMEOUT" in text
     assert "\n" not in text and caught.value.exit_code == 6
@@ -681,22 +558,22 @@ def test_latest_snapshot_pages_only_as_needed_and_caches() -> None:
     fake = FakeDaytona()
     base = datetime(2026, 11, 23, tzinfo=UTC)
     for minute in range(5):  # newest: the server's substring filter matches, the prefix does not
-        fake.add(
+        fake.add_snapshot(
             f"old-prd--{minute}",
             ["active"],
             createdAt=(base + timedelta(minutes=50 - minute)).isoformat(),
         )
-    fake.add("prd--old", ["active"], createdAt=base.isoformat())
-    fake.add("prd--new", ["error"], createdAt=(base + timedelta(minutes=60)).isoformat())
+    fake.add_snapshot("prd--old", ["active"], createdAt=base.isoformat())
+    fake.add_snapshot("prd--new", ["error"], createdAt=(base + timedelta(minutes=60)).isoformat())
     for page in range(3):  # older pages that must never be read
-        fake.add(
+        fake.add_snapshot(
             f"prd--older-{page}",
             ["active"],
             createdAt=(base - timedelta(days=1 + page)).isoformat(),
         )
     now = [0.0]
     cache = LatestCache(clock=lambda: now[0])
-    api = client(fake)
+    api = fake.client()
     assert latest_snapshot("prd", api, cache=cache, page_size=3) == "prd--old"
     lists = [e for e in fake.log if e == "GET /snapshots"]
     assert len(lists) == 3  # page 3 holds prd--old; pages 4 and 5 are not read
@@ -713,19 +590,37 @@ def test_latest_snapshot_pages_only_as_needed_and_caches() -> None:
 def test_latest_snapshot_never_caches_dev_prefixes_or_misses() -> None:
     fake = FakeDaytona()
     cache = LatestCache(clock=lambda: 0.0)
-    api = client(fake)
+    api = fake.client()
     assert latest_snapshot("dev-jonas", api, cache=cache) is None
-    fake.add("dev-jonas--20261123-100000", ["active"])
+    fake.add_snapshot("dev-jonas--20261123-100000", ["active"])
     assert latest_snapshot("dev-jonas", api, cache=cache) == "dev-jonas--20261123-100000"
-    fake.add("dev-jonas--20261123-110000", ["active"], createdAt="2026-11-23T11:00:00.000Z")
+    fake.add_snapshot(
+        "dev-jonas--20261123-110000", ["active"], createdAt="2026-11-23T11:00:00.000Z"
+    )
     assert latest_snapshot("dev-jonas", api, cache=cache) == "dev-jonas--20261123-110000"
     assert fake.log.count("GET /snapshots") == 3
 
 
-def test_our_retries_and_polls_do_not_spam_stamina_logs(caplog: pytest.LogCaptureFixture) -> None:
-    # nox logs the root logger: one "stamina.retry_scheduled" line per poll would drown progress.
+def test_retries_and_polls_log_no_warnings(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # nox shows the root logger: a warning per retry or poll would drown the progress lines,
+    # which go to the console instead.
     fake = FakeDaytona()
     fake.fail_next = [lambda _: httpx.Response(503, json=error_body(503, "down"))]
     with caplog.at_level("DEBUG"):
         ensure(fake)
-    assert [r for r in caplog.records if r.name == "stamina"] == []
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "retry 1 after" in capsys.readouterr().err
+
+
+def test_build_logs_url_waits_longer_than_the_servers_hold() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"url": "https://proxy.test/snapshots/x/build-logs"})
+
+    assert client(handler).build_logs_url("x") == "https://proxy.test/snapshots/x/build-logs"
+    # Daytona may hold this request 30 s while it waits for a build runner.
+    assert seen[0].extensions["timeout"]["read"] == BUILD_LOGS_HTTP_TIMEOUT > 30

@@ -264,6 +264,34 @@ def test_decide(current: Snapshot | None, force: bool, action: Action, why: str)
     assert "\n" not in decision.why
 
 
+def sized(state: str, cpu: int, mem: int, disk: int) -> Snapshot:
+    return snap("x", state).model_copy(update={"cpu": cpu, "mem": mem, "disk": disk})
+
+
+DIFFER = "it exists with 2 vCPU, 4 GB memory, 10 GB disk, not the requested 999 vCPU, 4 GB"
+ASKED = (2, 4, 10)
+MORE = (999, 4, 10)
+
+
+@pytest.mark.parametrize(
+    ("current", "wanted", "force", "action", "why"),
+    [
+        (sized("active", 2, 4, 10), ASKED, False, Action.DONE, "already active"),
+        (sized("active", 2, 4, 10), MORE, False, Action.FAIL, DIFFER),
+        (sized("pending", 2, 4, 10), MORE, False, Action.FAIL, "--force deletes and re-creates"),
+        (sized("inactive", 2, 4, 10), MORE, True, Action.REPLACE, "--force replaces it"),
+        (sized("active", 0, 0, 0), MORE, False, Action.DONE, "already active"),  # reports none
+        (sized("error", 2, 4, 10), MORE, False, Action.FAIL, "is in state error"),  # reason first
+    ],
+)
+def test_decide_refuses_other_resources(
+    current: Snapshot, wanted: tuple[int, int, int], force: bool, action: Action, why: str
+) -> None:
+    decision = decide(current, image=IMAGE, force=force, resources=wanted)
+    assert decision.action is action
+    assert why in decision.why and "\n" not in decision.why
+
+
 # --- retention ---------------------------------------------------------------------------------
 
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,27 +18,25 @@ from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
 from daytona_emulator.knobs import SandboxOutcome
-from pipeline.adapters.daytona.client import DaytonaClient, OutcomeUnknown, RetryPolicy
-from pipeline.adapters.daytona.sandboxes import (
-    CREATED_BY,
-    CREATED_BY_LABEL,
-    GIT_SHA_LABEL,
+from pipeline.adapters.daytona.client import (
+    DaytonaClient,
+    OutcomeUnknown,
+    RetryPolicy,
+    StateChangeInProgress,
+)
+from pipeline.adapters.daytona.sandbox_lifecycle import (
     NameTaken,
-    Step,
-    create_failure_fix,
+    SandboxWaits,
     create_sandbox,
-    gone_verdict,
     launch_sandbox,
-    log_details,
-    new_sandbox_name,
-    pipeline_labels,
-    plan_cleanup,
+    stop_and_delete,
+    wait_started,
+)
+from pipeline.adapters.daytona.sandboxes import (
+    SandboxSpec,
     preview_headers,
     running_sandbox,
     service_logs,
-    start_verdict,
-    stop_and_delete,
-    wait_started,
 )
 from pipeline.adapters.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
 from pipeline.adapters.local_registry import LocalRegistry
@@ -50,8 +47,22 @@ from pipeline.errors import (
     DeadlineExceeded,
     PipelineError,
 )
+from pipeline.polling import FakeClock
 from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
-from pipeline.sessions.daytona import sandbox_daytona
+from pipeline.rules.sandbox_rules import (
+    CREATED_BY,
+    CREATED_BY_LABEL,
+    GIT_SHA_LABEL,
+    Step,
+    create_failure_fix,
+    gone_verdict,
+    log_details,
+    new_sandbox_name,
+    pipeline_labels,
+    plan_cleanup,
+    start_verdict,
+)
+from pipeline.sessions.sandbox_daytona import sandbox_daytona
 from pipeline.settings.build import load
 from pipeline.settings.daytona import SandboxSettings
 from tests.helpers.emulator import (
@@ -59,61 +70,26 @@ from tests.helpers.emulator import (
     daytona_emulator_with_registry,
     push_busybox_image,
 )
+from tests.helpers.fake_daytona import (
+    KEY,
+    TOOLBOX,
+    URL,
+    FakeDaytona,
+    Handler,
+    error_body,
+    flaky,
+    mock_client,
+)
+from tests.helpers.fake_daytona import sandbox_wire as wire
 
 __all__ = ["daytona_emulator_with_registry"]  # a fixture, used by name
 
-KEY = "dtn_" + "s3cr3t" * 8
-URL = "https://daytona.test/api"
-TOOLBOX = "https://proxy.daytona.test/toolbox"
-FAST = RetryPolicy(attempts=4, timeout=5, wait_initial=0.001, wait_max=0.005, wait_jitter=0)
 POLL = PollPolicy(initial=0.001, factor=1.5, maximum=0.005)
-Handler = Callable[[httpx.Request], httpx.Response]
+WAITS = SandboxWaits(start_s=5, poll=POLL)
 
 
 def client(handler: Handler, org: str | None = None) -> DaytonaClient:
-    return DaytonaClient(
-        URL, SecretStr(KEY), org, retry=FAST, transport=httpx.MockTransport(handler)
-    )
-
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    return {
-        "path": "/api/sandbox",
-        "timestamp": "2026-11-23T00:00:00.000Z",
-        "statusCode": status,
-        "error": "Error",
-        "message": message,
-    }
-
-
-def wire(name: str, state: str = "started", **extra: Any) -> dict[str, Any]:
-    """A `Sandbox` as Daytona sends it (all the fields SDK 0.226.1 requires)."""
-    return {
-        "id": extra.pop("id", str(uuid.uuid4())),
-        "organizationId": "org-1",
-        "name": name,
-        "snapshot": extra.pop("snapshot", "prd--20261123-120000"),
-        "user": "daytona",
-        "env": extra.pop("env", {}),
-        "labels": extra.pop("labels", {CREATED_BY_LABEL: CREATED_BY}),
-        "public": False,
-        "networkBlockAll": False,
-        "kvm": False,
-        "target": "us",
-        "cpu": 1,
-        "gpu": 0,
-        "memory": 1,
-        "disk": 3,
-        "state": state,
-        "desiredState": extra.pop("desiredState", "started"),
-        "errorReason": extra.pop("errorReason", None),
-        "toolboxProxyUrl": extra.pop("toolboxProxyUrl", TOOLBOX),
-        "autoStopInterval": 60,
-        "autoDeleteInterval": 0,
-        "createdAt": extra.pop("createdAt", "2026-11-23T10:00:00.000Z"),
-        "updatedAt": "2026-11-23T10:00:00.000Z",
-        **extra,
-    }
+    return mock_client(handler, org)
 
 
 def request_for(name: str = "sbx-1", **extra: Any) -> CreateSandbox:
@@ -269,23 +245,6 @@ def test_execute_refuses_a_toolbox_url_that_is_not_http() -> None:
 # --- retries --------------------------------------------------------------------------------
 
 
-def flaky(
-    failures: list[httpx.Response | Exception], final: httpx.Response
-) -> tuple[Handler, list[str]]:
-    calls: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(f"{request.method} {request.url.path}")
-        if len(calls) <= len(failures):
-            failure = failures[len(calls) - 1]
-            if isinstance(failure, Exception):
-                raise failure
-            return failure
-        return final
-
-    return handler, calls
-
-
 @pytest.mark.parametrize(
     "failure",
     [
@@ -432,79 +391,6 @@ def test_fixes_and_log_details() -> None:
 # --- the lifecycle on an in-memory fake -----------------------------------------------------
 
 
-@dataclass
-class FakeDaytona:
-    """Just enough Daytona: each GET of a sandbox moves it one step along its script."""
-
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    script: dict[str, list[str]] = field(default_factory=dict)
-    log: list[str] = field(default_factory=list)
-    fail_next: list[Callable[[httpx.Request], httpx.Response | None]] = field(default_factory=list)
-    start_states: list[str] = field(default_factory=lambda: ["creating", "starting", "started"])
-    refuse_delete_while_settling: bool = False
-
-    def add(self, name: str, states: list[str], **extra: Any) -> dict[str, Any]:
-        row = wire(name, states[0], **extra)
-        self.rows[row["id"]] = row
-        self.script[row["id"]] = states[1:]
-        return row
-
-    def find(self, key: str) -> dict[str, Any] | None:
-        return next((r for r in self.rows.values() if key in (r["name"], r["id"])), None)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.log.append(f"{request.method} {request.url.path.removeprefix('/api')}")
-        if self.fail_next:
-            answer = self.fail_next.pop(0)(request)
-            if answer is not None:
-                return answer
-        return self.handle(request)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.removeprefix("/api")
-        if request.method == "POST" and path == "/sandbox":
-            body = json.loads(request.content)
-            if self.find(body["name"]):
-                return httpx.Response(409, json=error_body(409, "Sandbox name already exists"))
-            created = self.add(body["name"], self.start_states, labels=body["labels"])
-            return httpx.Response(200, json=created)
-        if path.startswith("/toolbox/"):
-            return httpx.Response(200, json={"exitCode": 0, "result": "log line\n"})
-        key = path.split("/")[2]
-        row = self.find(key)
-        if row is None:
-            return httpx.Response(404, json=error_body(404, f"Sandbox {key} not found"))
-        if request.method == "DELETE":
-            if self.refuse_delete_while_settling and row["state"] != row["desiredState"]:
-                return httpx.Response(400, json=error_body(400, "Sandbox state change in progress"))
-            row["state"], row["desiredState"] = "destroying", "destroyed"
-            self.script[row["id"]] = ["destroying", "GONE"]
-            return httpx.Response(200, json=row)
-        if path.endswith("/stop"):
-            row["state"], row["desiredState"] = "stopping", "stopped"
-            self.script[row["id"]] = ["stopped"]
-            return httpx.Response(200, json=row)
-        if path.endswith("/preview-url"):
-            return httpx.Response(
-                200,
-                json={"sandboxId": row["id"], "url": f"https://3000-{row['id']}.p", "token": "t"},
-            )
-        answer = httpx.Response(200, json=row)
-        upcoming = self.script.get(row["id"])
-        if upcoming:
-            step = upcoming.pop(0)
-            if step == "GONE":
-                del self.rows[row["id"]]
-            else:
-                row["state"] = step
-                if step == "error":
-                    row["errorReason"] = "Failed to start sandbox container:\nexit code 1"
-        return answer
-
-    def count(self, entry: str) -> int:
-        return sum(1 for line in self.log if line == entry)
-
-
 def test_create_after_a_lost_answer_looks_the_name_up_first() -> None:
     fake = FakeDaytona()
 
@@ -513,7 +399,7 @@ def test_create_after_a_lost_answer_looks_the_name_up_first() -> None:
         raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
 
     fake.fail_next = [create_then_drop]
-    created = create_sandbox(client(fake), request_for())
+    created = create_sandbox(fake.client(), request_for())
     assert created.name == "sbx-1"
     assert fake.log == ["POST /sandbox", "GET /sandbox/sbx-1"]
 
@@ -521,15 +407,15 @@ def test_create_after_a_lost_answer_looks_the_name_up_first() -> None:
 def test_create_after_a_5xx_that_did_nothing_posts_once_more() -> None:
     fake = FakeDaytona()
     fake.fail_next = [lambda _: httpx.Response(500, json=error_body(500, "oops"))]
-    create_sandbox(client(fake), request_for())
+    create_sandbox(fake.client(), request_for())
     assert fake.log == ["POST /sandbox", "GET /sandbox/sbx-1", "POST /sandbox"]
 
 
 def test_a_taken_name_is_an_error_and_the_other_sandbox_is_left_alone() -> None:
     fake = FakeDaytona()
-    fake.add("sbx-1", ["started"], labels={"team": "someone-else"})
+    fake.add_sandbox("sbx-1", ["started"], labels={"team": "someone-else"})
     with pytest.raises(NameTaken) as caught:
-        launch_sandbox(client(fake), request_for(), timeout=5, poll=POLL)
+        launch_sandbox(fake.client(), request_for(), WAITS)
     assert "--down sbx-1" in str(caught.value)
     assert fake.count("POST /sandbox") == 1
     assert not any(e.startswith(("DELETE", "POST /sandbox/")) for e in fake.log)
@@ -544,7 +430,7 @@ def test_a_400_on_create_names_the_fix() -> None:
     )
     fake = FakeDaytona(fail_next=[lambda _: refused])
     with pytest.raises(DaytonaError) as caught:
-        create_sandbox(client(fake), request_for())
+        create_sandbox(fake.client(), request_for())
     text = str(caught.value)
     assert (
         "Daytona answered 400 Snapshot nope not found" in text and "DAYTONA_SNAPSHOT_NAME" in text
@@ -554,17 +440,17 @@ def test_a_400_on_create_names_the_fix() -> None:
 
 def test_wait_started_follows_the_states(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeDaytona()
-    row = fake.add("x", ["creating", "starting", "started"])
-    started = wait_started(client(fake), Sandbox.model_validate(row), timeout=5, poll=POLL)
+    row = fake.add_sandbox("x", ["creating", "starting", "started"])
+    started = wait_started(fake.client(), Sandbox.model_validate(row), WAITS)
     assert started.state == "started"
     assert "creating → starting" in capsys.readouterr().err
 
 
 def test_an_error_state_ends_the_wait_with_the_reason() -> None:
     fake = FakeDaytona()
-    row = fake.add("x", ["creating", "error"])
+    row = fake.add_sandbox("x", ["creating", "error"])
     with pytest.raises(DaytonaError) as caught:
-        wait_started(client(fake), Sandbox.model_validate(row), timeout=5, poll=POLL)
+        wait_started(fake.client(), Sandbox.model_validate(row), WAITS)
     text = str(caught.value)
     assert "sandbox x: it is in state error: Failed to start sandbox container: exit code 1" in text
     assert "entrypoint" in text and "\n" not in text
@@ -572,25 +458,12 @@ def test_an_error_state_ends_the_wait_with_the_reason() -> None:
 
 def test_the_deadline_is_one_line_and_sleeps_are_bounded_by_it() -> None:
     fake = FakeDaytona()
-    row = fake.add("x", ["creating"] * 1000)
-    now = [0.0]
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
-
-    slow = PollPolicy(initial=1, factor=2, maximum=8)
+    row = fake.add_sandbox("x", ["creating"] * 1000)
+    clock = FakeClock()
+    slow = SandboxWaits(start_s=20, poll=PollPolicy(initial=1, factor=2, maximum=8), clock=clock)
     with pytest.raises(DeadlineExceeded) as caught:
-        wait_started(
-            client(fake),
-            Sandbox.model_validate(row),
-            timeout=20,
-            poll=slow,
-            clock=lambda: now[0],
-            sleep=sleep,
-        )
-    assert sleeps == [1, 2, 4, 8, 5]  # backoff, and the last pause stops at the deadline
+        wait_started(fake.client(), Sandbox.model_validate(row), slow)
+    assert clock.sleeps == [1, 2, 4, 8, 5]  # backoff, and the last pause stops at the deadline
     text = str(caught.value)
     assert text.startswith(f"sandbox x ({row['id']}) is still creating after 20 s")
     assert "DAYTONA_SANDBOX_TIMEOUT" in text and "--down x" in text and "\n" not in text
@@ -598,21 +471,21 @@ def test_the_deadline_is_one_line_and_sleeps_are_bounded_by_it() -> None:
 
 def test_stop_and_delete_stops_deletes_and_waits_for_404() -> None:
     fake = FakeDaytona()
-    row = fake.add("x", ["started"])
-    assert stop_and_delete(client(fake), "x", poll=POLL) is True
+    row = fake.add_sandbox("x", ["started"])
+    assert stop_and_delete(fake.client(), "x", WAITS) is True
     sid = row["id"]
     assert fake.log[0] == "GET /sandbox/x"
     assert [e for e in fake.log if not e.startswith("GET")] == [
         f"POST /sandbox/{sid}/stop",
         f"DELETE /sandbox/{sid}",
     ]
-    assert fake.log[-1] == f"GET /sandbox/{sid}" and fake.find(sid) is None
-    assert stop_and_delete(client(fake), "x", poll=POLL) is False  # nothing left: no error
+    assert fake.log[-1] == f"GET /sandbox/{sid}" and fake.sandbox(sid) is None
+    assert stop_and_delete(fake.client(), "x", WAITS) is False  # nothing left: no error
 
 
 def test_an_ephemeral_sandbox_is_gone_after_its_stop_without_delete() -> None:
     fake = FakeDaytona()
-    row = fake.add("x", ["started"])
+    row = fake.add_sandbox("x", ["started"])
 
     def stop_destroys(request: httpx.Request) -> httpx.Response | None:
         if not request.url.path.endswith("/stop"):
@@ -622,25 +495,56 @@ def test_an_ephemeral_sandbox_is_gone_after_its_stop_without_delete() -> None:
         return httpx.Response(200, json=row)
 
     fake.fail_next = [lambda _: None, stop_destroys]
-    assert stop_and_delete(client(fake), "x", poll=POLL)
+    assert stop_and_delete(fake.client(), "x", WAITS)
     assert not any(e.startswith("DELETE") for e in fake.log)
 
 
 def test_a_delete_refused_during_a_state_change_is_tried_again() -> None:
-    fake = FakeDaytona(refuse_delete_while_settling=True)
-    fake.add("x", ["starting", "starting", "starting", "started"])
-    assert stop_and_delete(client(fake), "x", poll=POLL)
+    fake = FakeDaytona(refuse_delete_while_settling=400)
+    fake.add_sandbox("x", ["starting", "starting", "starting", "started"])
+    assert stop_and_delete(fake.client(), "x", WAITS)
     assert fake.count(f"DELETE /sandbox/{next(iter(fake.script))}") >= 2
+
+
+def test_a_409_during_a_state_change_is_waited_out() -> None:
+    # Daytona's own answer to a delete while a start or stop is in flight.
+    fake = FakeDaytona(refuse_delete_while_settling=409)
+    row = fake.add_sandbox("x", ["starting", "starting", "starting", "started"])
+    assert stop_and_delete(fake.client(), "x", WAITS)
+    assert fake.count(f"DELETE /sandbox/{row['id']}") >= 2 and fake.sandbox("x") is None
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        httpx.Response(200, json=wire("x", "destroying", desiredState="destroyed")),
+        httpx.Response(404, json=error_body(404, "Sandbox x not found")),  # renamed DESTROYED_x_…
+    ],
+)
+def test_a_409_on_delete_of_a_sandbox_on_its_way_out_is_success(after: httpx.Response) -> None:
+    # A repeated DELETE (our own retry after a lost answer) gets 409 from Daytona.
+    conflict = httpx.Response(409, json=error_body(409, "Sandbox state change in progress"))
+    handler, calls = flaky([conflict], after)
+    assert client(handler).delete_sandbox("x") is True
+    assert calls == ["DELETE /api/sandbox/x", "GET /api/sandbox/x"]
+
+
+def test_a_409_on_delete_of_a_sandbox_still_changing_is_an_error() -> None:
+    conflict = httpx.Response(409, json=error_body(409, "Sandbox state change in progress"))
+    handler, _ = flaky([conflict], httpx.Response(200, json=wire("x", "starting")))
+    with pytest.raises(StateChangeInProgress) as caught:
+        client(handler).delete_sandbox("x")
+    assert "409 Sandbox state change in progress" in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 def test_running_sandbox_removes_it_when_the_block_raises() -> None:
     fake = FakeDaytona()
-    api = client(fake)
+    api = fake.client()
 
     def failing_test() -> None:
-        with running_sandbox(
-            api, snapshot="prd--1", env={"A": "1"}, labels={"suite": "e2e"}, timeout=5, poll=POLL
-        ) as sb:
+        spec = SandboxSpec(snapshot="prd--1", env={"A": "1"}, labels={"suite": "e2e"})
+        with running_sandbox(api, spec, WAITS) as sb:
             assert sb.sandbox.state == "started"
             assert sb.sandbox.labels == {"suite": "e2e", CREATED_BY_LABEL: CREATED_BY}
             assert sb.logs() == "log line\n"
@@ -649,7 +553,7 @@ def test_running_sandbox_removes_it_when_the_block_raises() -> None:
 
     with pytest.raises(RuntimeError, match="test failed"):
         failing_test()
-    assert fake.rows == {}
+    assert fake.sandboxes == {}
     assert fake.count("POST /sandbox") == 1
     assert any(e.startswith("DELETE") for e in fake.log)
 
@@ -658,10 +562,10 @@ def test_running_sandbox_removes_a_sandbox_that_failed_to_start() -> None:
     fake = FakeDaytona(start_states=["creating", "error"])
     with (
         pytest.raises(DaytonaError, match="state error"),
-        running_sandbox(client(fake), snapshot="prd--1", timeout=5, poll=POLL),
+        running_sandbox(fake.client(), SandboxSpec(snapshot="prd--1"), WAITS),
     ):
         pytest.fail("the block must not run")
-    assert fake.rows == {} and any(e.startswith("DELETE") for e in fake.log)
+    assert fake.sandboxes == {} and any(e.startswith("DELETE") for e in fake.log)
 
 
 def test_running_sandbox_raises_a_teardown_failure_only_when_the_block_passed(
@@ -673,10 +577,10 @@ def test_running_sandbox_raises_a_teardown_failure_only_when_the_block_passed(
     def refuse_delete(request: httpx.Request) -> httpx.Response | None:
         return locked if request.method == "DELETE" else None
 
-    api = client(fake)
+    api = fake.client()
 
     def block(error: Exception | None) -> None:
-        with running_sandbox(api, snapshot="prd--1", timeout=5, poll=POLL):
+        with running_sandbox(api, SandboxSpec(snapshot="prd--1"), WAITS):
             fake.fail_next = [refuse_delete] * 20
             if error is not None:
                 raise error
@@ -769,10 +673,10 @@ def test_up_starts_from_a_named_snapshot_prints_the_url_and_reports(
 
     fake.fail_next = [lambda r: record(r)] * 10
     sandbox_daytona(
-        ["--name", "sbx-mine", "--port", "8080", "--public"], client=client(fake), poll=POLL
+        ["--name", "sbx-mine", "--port", "8080", "--public"], client=fake.client(), poll=POLL
     )
     out, err = capsys.readouterr()
-    row = fake.find("sbx-mine")
+    row = fake.sandbox("sbx-mine")
     assert row is not None and out == f"https://3000-{row['id']}.p\n"
     assert posted[0]["snapshot"] == "custom-snap" and posted[0]["autoStopInterval"] == 15
     assert posted[0]["public"] is True and posted[0]["autoDeleteInterval"] == 0
@@ -801,19 +705,21 @@ def test_up_without_any_snapshot_of_the_stage(
 def test_down_and_cleanup(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeDaytona()
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    fake.add("old-1", ["started"], createdAt="2026-11-23T09:00:00.000Z")
-    fake.add("old-2", ["stopped"], createdAt="2026-11-23T10:00:00.000Z")
-    fake.add("young", ["started"], createdAt="2026-11-23T11:59:00.000Z")
-    fake.add("theirs", ["started"], labels={"team": "app"}, createdAt="2026-11-22T00:00:00.000Z")
+    fake.add_sandbox("old-1", ["started"], createdAt="2026-11-23T09:00:00.000Z")
+    fake.add_sandbox("old-2", ["stopped"], createdAt="2026-11-23T10:00:00.000Z")
+    fake.add_sandbox("young", ["started"], createdAt="2026-11-23T11:59:00.000Z")
+    fake.add_sandbox(
+        "theirs", ["started"], labels={"team": "app"}, createdAt="2026-11-22T00:00:00.000Z"
+    )
 
     def list_by_label(request: httpx.Request) -> httpx.Response | None:
         if request.method != "GET" or request.url.path != "/api/sandbox":
             return None
         wanted = json.loads(request.url.params["labels"])
-        items = [r for r in fake.rows.values() if wanted.items() <= r["labels"].items()]
+        items = [r for r in fake.sandboxes.values() if wanted.items() <= r["labels"].items()]
         return httpx.Response(200, json={"items": items, "nextCursor": None})
 
-    api = client(fake)
+    api = fake.client()
     fake.fail_next = [list_by_label]
     sandbox_daytona(["--cleanup", "--older-than", "60"], client=api, poll=POLL, now=lambda: now)
     err = capsys.readouterr().err
@@ -825,11 +731,11 @@ def test_down_and_cleanup(clean_env: Path, capsys: pytest.CaptureFixture[str]) -
     sandbox_daytona(
         ["--cleanup", "--older-than", "60", "--yes"], client=api, poll=POLL, now=lambda: now
     )
-    assert sorted(r["name"] for r in fake.rows.values()) == ["theirs", "young"]
+    assert sorted(r["name"] for r in fake.sandboxes.values()) == ["theirs", "young"]
     assert json.loads(clean_env.read_text())["sandboxes_clean"]["deleted"] == ["old-1", "old-2"]
 
     sandbox_daytona(["--down", "young"], client=api, poll=POLL)
-    assert [r["name"] for r in fake.rows.values()] == ["theirs"]
+    assert [r["name"] for r in fake.sandboxes.values()] == ["theirs"]
     sandbox_daytona(["--down", "young"], client=api, poll=POLL)
     assert "no sandbox young: nothing to remove" in capsys.readouterr().err
 
@@ -881,14 +787,8 @@ def emulated(
 def test_snapshot_sandbox_exec_preview_delete(emulated: Emulated) -> None:
     snapshot = emulated.snapshot("web-1")
     with emulated.client() as api:
-        with running_sandbox(
-            api,
-            snapshot=snapshot,
-            env={"GREETING": "hi there"},
-            labels={"suite": "client"},
-            timeout=60,
-            poll=EMU_POLL,
-        ) as sb:
+        spec = SandboxSpec(snapshot, env={"GREETING": "hi there"}, labels={"suite": "client"})
+        with running_sandbox(api, spec, SandboxWaits(start_s=60, poll=EMU_POLL)) as sb:
             assert sb.sandbox.state == "started" and sb.sandbox.snapshot == snapshot
             assert sb.sandbox.labels[CREATED_BY_LABEL] == CREATED_BY
 
@@ -922,7 +822,11 @@ def test_a_sandbox_that_fails_to_start_ends_with_the_reason_and_leaves_nothing(
     with emulated.client() as api:
         with (
             pytest.raises(DaytonaError) as caught,
-            running_sandbox(api, snapshot=snapshot, name="sbx-broken", timeout=30, poll=EMU_POLL),
+            running_sandbox(
+                api,
+                SandboxSpec(snapshot, name="sbx-broken"),
+                SandboxWaits(start_s=30, poll=EMU_POLL),
+            ),
         ):
             pytest.fail("the block must not run")
         assert "OCI runtime exec failed" in str(caught.value) and "\n" not in str(caught.value)

@@ -1,83 +1,39 @@
 """Make a snapshot exist and be active: resolve, create, activate, replace, and wait.
 
-Each loop turn reads the snapshot by name and lets `naming.decide` choose the next step, so a
-concurrent run, a lost response or a snapshot deleted behind our back all end up in a known
-state instead of a blind retry. Every wait shares one deadline.
+Each loop turn reads the snapshot by name and lets `snapshot_names.decide` choose the next step,
+so a concurrent run, a lost response or a snapshot deleted behind our back all end up in a known
+state instead of a blind retry. Every wait shares one deadline. A create whose outcome is unknown
+(5xx, or the answer lost) is never sent again before the name was looked up; when it had not
+landed, the next create waits as `RetryPolicy` says (backoff with jitter, Retry-After honoured,
+within DAYTONA_RETRY_TIMEOUT), so a Daytona blip does not fail a release.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
-
-import stamina
+from typing import Final
 
 from pipeline import console
-from pipeline.adapters.daytona.client import (
-    CreateConflict,
-    DaytonaClient,
-    OutcomeUnknown,
-    QuietRetry,
-)
+from pipeline.adapters.daytona.client import CreateConflict, DaytonaClient, OutcomeUnknown
+from pipeline.adapters.daytona.retry import Backoff, gave_up
+from pipeline.adapters.daytona.waiting import PollPolicy, Watch, wait_for
 from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded
-from pipeline.rules.daytona_models import (
-    ACTIVE,
-    FAILED_STATES,
-    INACTIVE,
-    REMOVING,
-    CreateSnapshot,
-    Snapshot,
+from pipeline.polling import Clock
+from pipeline.rules.daytona_models import ACTIVE, FAILED_STATES, INACTIVE, REMOVING, Snapshot
+from pipeline.rules.snapshot_names import (
+    Action,
+    Decision,
+    SnapshotSpec,
+    decide,
+    failed_error,
+    failure_fix,
 )
-from pipeline.rules.snapshot_names import Action, decide, one_line
 
-Clock = Callable[[], float]
-T = TypeVar("T")
 # A wait for a snapshot ends when it is in one of these (None: it is gone).
 _SETTLED = frozenset({ACTIVE, INACTIVE, REMOVING}) | FAILED_STATES
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How often to read a snapshot while waiting: 1 s, growing to 10 s (Daytona's own cron
-    re-checks every 10 s, so polling faster than that late in a wait buys nothing)."""
-
-    initial: float = 1.0
-    factor: float = 1.5
-    maximum: float = 10.0
-    heartbeat: float = 60.0  # repeat an unchanged state this often, so CI logs show life
-
-    def interval(self, polls: int) -> float:
-        return min(self.maximum, self.initial * self.factor ** max(0, polls - 1))
-
-
-@dataclass(frozen=True)
-class SnapshotSpec:
-    name: str
-    image: str
-    cpu: int
-    memory: int
-    disk: int
-    entrypoint: tuple[str, ...] | None = None
-
-    def request(self) -> CreateSnapshot:
-        return CreateSnapshot(
-            name=self.name,
-            image_name=self.image,
-            cpu=self.cpu,
-            memory=self.memory,
-            disk=self.disk,
-            entrypoint=list(self.entrypoint) if self.entrypoint else None,
-        )
-
-    def describe(self) -> list[str]:
-        return [
-            f"name:       {self.name}",
-            f"image:      {self.image}",
-            f"resources:  {self.cpu} vCPU, {self.memory} GB memory, {self.disk} GB disk",
-            f"entrypoint: {' '.join(self.entrypoint) if self.entrypoint else '(the image’s)'}",
-        ]
+# Creates that landed (an answer, or a 409) and whose snapshot then vanished: give up after this.
+MAX_CREATES: Final = 3
 
 
 @dataclass(frozen=True)
@@ -88,30 +44,6 @@ class Outcome:
     duration_s: float
 
 
-def failure_fix(reason: str | None) -> str:
-    """What to do about a snapshot that ended in error, judged from Daytona's errorReason."""
-    text = (reason or "").lower()
-    then = "then re-run with --force to replace the failed snapshot"
-    if any(word in text for word in ("unauthorized", "denied", "authentication required")):
-        return (
-            "let Daytona pull the image: add a registry entry for its registry (Daytona dashboard "
-            f"→ Registries) with a token that can read it, {then}"
-        )
-    if "manifest unknown" in text or "not found" in text:
-        return f"push the image first (nox -s snapshot_push), {then}"
-    if "exceeds maximum" in text or "quota" in text:
-        return f"shrink the image or lower SANDBOX_SNAPSHOT_CPU/_MEMORY/_DISK, {then}"
-    return f"fix the cause, {then}"
-
-
-def failed_error(snapshot: Snapshot) -> DaytonaError:
-    reason = one_line(snapshot.error_reason) or "Daytona gave no reason"
-    return DaytonaError(
-        f"snapshot {snapshot.name} is in state {snapshot.state}: {reason}",
-        failure_fix(snapshot.error_reason),
-    )
-
-
 def ensure_snapshot(
     client: DaytonaClient,
     spec: SnapshotSpec,
@@ -120,219 +52,196 @@ def ensure_snapshot(
     force: bool = False,
     check_image: Callable[[], None] = lambda: None,
     poll: PollPolicy | None = None,
-    clock: Clock = time.monotonic,
-    max_creates: int = 3,
+    clock: Clock | None = None,
 ) -> Outcome:
     """An active snapshot named `spec.name` of `spec.image`, made if needed, within `timeout` s.
 
     `check_image` runs once, before the first create or delete, so that a missing image fails
-    fast instead of as a snapshot in `error` minutes later.
+    fast instead of as a snapshot in `error` minutes later. The clock defaults to the client's.
     """
-    poll = poll or PollPolicy()
-    started = clock()
-    deadline = started + timeout
-    action = "existing"
-    image_checked = replaced = False
-    creates = 0
+    run = _Ensure(client, spec, timeout, force, check_image, poll or PollPolicy(), clock)
+    return run.loop()
 
-    def ensure_image() -> None:
-        nonlocal image_checked
-        if not image_checked:
-            check_image()
-            image_checked = True
 
-    while True:
-        if clock() >= deadline:
-            raise _deadline(spec.name, "not active yet", timeout)
-        current = client.get_snapshot(spec.name)
-        decision = decide(current, image=spec.image, force=force and not replaced)
-        if decision.action is not Action.CREATE:
-            console.say(f"   {spec.name}: {decision.why}")
-        waiting_for: Snapshot | None = None
-        if decision.action is Action.DONE and current is not None:
-            return Outcome(current, action, clock() - started)
+class _Ensure:
+    def __init__(
+        self,
+        client: DaytonaClient,
+        spec: SnapshotSpec,
+        timeout: float,
+        force: bool,
+        check_image: Callable[[], None],
+        poll: PollPolicy,
+        clock: Clock | None,
+    ) -> None:
+        self.client, self.spec, self.timeout, self.force = client, spec, timeout, force
+        self.check_image, self.poll = check_image, poll
+        self.clock = clock or client.clock
+        self.started = self.clock.monotonic()
+        self.deadline = self.started + timeout
+        self.action = "existing"
+        self.image_checked = self.replaced = False
+        self.landed = 0  # creates that got an answer
+        self.unknown: OutcomeUnknown | None = None  # the last create, if it may not have landed
+        self.backoff: Backoff | None = None
+
+    def loop(self) -> Outcome:
+        while True:
+            if self.clock.monotonic() >= self.deadline:
+                raise _deadline(self.spec.name, "not active yet", self.timeout)
+            current = self.client.get_snapshot(self.spec.name)
+            decision = decide(
+                current,
+                image=self.spec.image,
+                force=self.force and not self.replaced,
+                resources=self.spec.resources,
+            )
+            if decision.action is not Action.CREATE:
+                console.say(f"   {self.spec.name}: {decision.why}")
+            if decision.action is Action.DONE and current is not None:
+                return self._outcome(current)
+            waiting_for = self._act(decision, current)
+            if waiting_for is None:
+                continue
+            final = self._settle(waiting_for)
+            if final is not None:
+                return final
+
+    def _act(self, decision: Decision, current: Snapshot | None) -> Snapshot | None:
+        """Take the step `decision` names; the snapshot to wait for, or None to look again."""
         if decision.action is Action.FAIL:
             fix = failure_fix(current.error_reason) if current and current.failed else ""
-            raise DaytonaError(f"snapshot {spec.name}: {decision.why}", fix)
+            raise DaytonaError(f"snapshot {self.spec.name}: {decision.why}", fix)
         if decision.action is Action.CREATE:
-            ensure_image()
-            creates += 1
-            if creates > max_creates:
-                raise DaytonaError(
-                    f"snapshot {spec.name} was still missing after {max_creates} create attempts",
-                    "check Daytona's status and re-run",
-                )
-            console.say(f"   creating {spec.name} from {spec.image}")
-            try:
-                waiting_for = client.create_snapshot(spec.request())
-                action = "replaced" if replaced else "created"
-            except CreateConflict:
-                console.say(f"   {spec.name}: another run created it first; waiting for that one")
-                action = "waited"
-                continue
-            except OutcomeUnknown as unknown:
-                # The POST may have worked: read the name again before any new POST.
-                console.warn(f"{unknown.cause}; looking the name up before trying again")
-                continue
-            except DaytonaAuthError:
-                raise
-            except DaytonaError:
-                # Daytona checks quota and validation before duplicates, so a run that lost the
-                # race can get a 400 instead of a 409: if the name exists now, wait for it.
-                if client.get_snapshot(spec.name) is None:
-                    raise
-                console.say(f"   {spec.name}: another run created it meanwhile; waiting for it")
-                action = "waited"
-                continue
-        elif decision.action is Action.WAIT:
-            waiting_for = current
-            if action == "existing":
-                action = "waited"
-        elif decision.action is Action.ACTIVATE and current is not None:
-            try:
-                waiting_for = client.activate_snapshot(current.id)
-                action = "activated"
-            except OutcomeUnknown as unknown:
-                console.warn(f"{unknown.cause}; reading the snapshot again")
-                continue
-            except DaytonaAuthError:
-                raise
-            except DaytonaError:
-                # 400 "already active" / "in pending state": a concurrent run activated it.
-                now = client.get_snapshot(spec.name)
-                if now is not None and now.state == INACTIVE:
-                    raise
-                action = "waited"
-                continue
-        elif decision.action is Action.WAIT_GONE and current is not None:
-            wait_gone(client, current, deadline=deadline, timeout=timeout, poll=poll, clock=clock)
-            continue
-        elif decision.action is Action.REPLACE and current is not None:
-            ensure_image()  # never delete what we could not re-create
+            return self._create()
+        assert current is not None  # every other action is about an existing snapshot
+        if decision.action is Action.WAIT:
+            if self.action == "existing":
+                self.action = "waited"
+            return current
+        if decision.action is Action.ACTIVATE:
+            return self._activate(current)
+        if decision.action is Action.REPLACE:
+            self._ensure_image()  # never delete what we could not re-create
             console.say(f"   deleting {current.name} ({current.id})")
-            client.delete_snapshot(current.id)
-            wait_gone(client, current, deadline=deadline, timeout=timeout, poll=poll, clock=clock)
-            replaced = True
-            continue
-        if waiting_for is None:  # pragma: no cover - every action above sets it or continues
-            continue
-        final = wait_settled(
-            client, waiting_for, deadline=deadline, timeout=timeout, poll=poll, clock=clock
-        )
+            self.client.delete_snapshot(current.id)
+            self.replaced = True
+        self._wait_gone(current)  # WAIT_GONE, and the second half of REPLACE
+        return None
+
+    def _create(self) -> Snapshot | None:
+        self._ensure_image()
+        if self.unknown is not None:
+            # The last create may have failed before landing (the name is still free): try
+            # again after a pause, as long as the retry budget lasts.
+            self.backoff = self.backoff or Backoff(self.client.retry, self.clock)
+            if not self.backoff.wait(self.unknown.retry_after):
+                raise gave_up(self.unknown, self.backoff)
+        if self.landed >= MAX_CREATES:
+            raise DaytonaError(
+                f"snapshot {self.spec.name} was still missing after {MAX_CREATES} create attempts",
+                "check Daytona's status and re-run",
+            )
+        console.say(f"   creating {self.spec.name} from {self.spec.image}")
+        made = "replaced" if self.replaced else "created"
+        try:
+            created = self.client.create_snapshot(self.spec.request())
+        except OutcomeUnknown as unknown:
+            # The POST may have worked: read the name again before any new POST. If it did,
+            # this run made the snapshot, whatever the look-up finds it doing.
+            console.warn(f"{unknown.cause}; looking the name up before trying again")
+            self.unknown, self.action = unknown, made
+            return None
+        except CreateConflict:
+            console.say(f"   {self.spec.name}: another run created it first; waiting for that one")
+            self._conflict()
+            return None
+        except DaytonaAuthError:
+            raise
+        except DaytonaError:
+            # Daytona checks quota and validation before duplicates, so a run that lost the
+            # race can get a 400 instead of a 409: if the name exists now, wait for it.
+            if self.client.get_snapshot(self.spec.name) is None:
+                raise
+            console.say(f"   {self.spec.name}: another run created it meanwhile; waiting for it")
+            self._conflict()
+            return None
+        self.landed += 1
+        self.unknown, self.action = None, made
+        return created
+
+    def _conflict(self) -> None:
+        self.landed += 1
+        if self.unknown is None:  # else our own earlier create may be the one that exists
+            self.action = "waited"
+
+    def _activate(self, current: Snapshot) -> Snapshot | None:
+        try:
+            activated = self.client.activate_snapshot(current.id)
+        except OutcomeUnknown as unknown:
+            console.warn(f"{unknown.cause}; reading the snapshot again")
+            return None
+        except DaytonaAuthError:
+            raise
+        except DaytonaError:
+            # 400 "already active" / "in pending state": a concurrent run activated it.
+            now = self.client.get_snapshot(self.spec.name)
+            if now is not None and now.state == INACTIVE:
+                raise
+            self.action = "waited"
+            return None
+        self.action = "activated"
+        return activated
+
+    def _settle(self, snapshot: Snapshot) -> Outcome | None:
+        """Wait for `snapshot` to settle: the outcome when active, None to decide again."""
+        final = wait_settled(self.client, snapshot, self._watch(snapshot), self.timeout)
         if final is None:
-            console.warn(f"{spec.name} disappeared while we waited; looking again")
-            continue
+            console.warn(f"{self.spec.name} disappeared while we waited; looking again")
+            return None
         if final.failed:
             raise failed_error(final)
         if final.state == ACTIVE:
-            return Outcome(final, action, clock() - started)
-        # inactive or removing while we waited: decide again from what it is now.
+            return self._outcome(final)
+        return None  # inactive or removing while we waited: decide again from what it is now
+
+    def _wait_gone(self, snapshot: Snapshot) -> None:
+        wait_gone(self.client, snapshot, self._watch(snapshot), self.timeout)
+
+    def _watch(self, snapshot: Snapshot) -> Watch:
+        return Watch(snapshot.name, snapshot.state, self.deadline, self.clock, self.poll)
+
+    def _ensure_image(self) -> None:
+        if not self.image_checked:
+            self.check_image()
+            self.image_checked = True
+
+    def _outcome(self, snapshot: Snapshot) -> Outcome:
+        return Outcome(snapshot, self.action, self.clock.monotonic() - self.started)
 
 
 def wait_settled(
-    client: DaytonaClient,
-    snapshot: Snapshot,
-    *,
-    deadline: float,
-    timeout: float,
-    poll: PollPolicy,
-    clock: Clock = time.monotonic,
+    client: DaytonaClient, snapshot: Snapshot, watch: Watch, timeout: float
 ) -> Snapshot | None:
     """Poll until the snapshot is active, failed, inactive or removing (None: it is gone)."""
-    progress = _Progress(snapshot.name, snapshot.state, clock, poll.heartbeat)
-    return _poll(
+    return wait_for(
+        watch,
         lambda: client.get_snapshot(snapshot.id),
         lambda s: s is None or s.state in _SETTLED,
-        lambda s: progress.show(s.state if s else "gone"),
-        lambda: _deadline(snapshot.name, f"still {progress.state}", timeout),
-        deadline=deadline,
-        poll=poll,
-        clock=clock,
+        lambda s: s.state,
+        lambda state: _deadline(snapshot.name, f"still {state}", timeout),
     )
 
 
-def wait_gone(
-    client: DaytonaClient,
-    snapshot: Snapshot,
-    *,
-    deadline: float,
-    timeout: float,
-    poll: PollPolicy,
-    clock: Clock = time.monotonic,
-) -> None:
+def wait_gone(client: DaytonaClient, snapshot: Snapshot, watch: Watch, timeout: float) -> None:
     """Poll until reading the snapshot gives 404: until then Daytona keeps its name reserved."""
-    progress = _Progress(snapshot.name, snapshot.state, clock, poll.heartbeat)
-    _poll(
+    wait_for(
+        watch,
         lambda: client.get_snapshot(snapshot.id),
         lambda s: s is None,
-        lambda s: progress.show(s.state if s else "gone"),
-        lambda: _deadline(snapshot.name, f"still {progress.state}, not gone", timeout),
-        deadline=deadline,
-        poll=poll,
-        clock=clock,
+        lambda s: s.state,
+        lambda state: _deadline(snapshot.name, f"still {state}, not gone", timeout),
     )
-
-
-class _NotYet(QuietRetry):
-    """A signal to stamina: read again later. Caught in `_poll`."""
-
-    def __init__(self, polls: int) -> None:
-        super().__init__(f"not settled after {polls} polls")
-        self.polls = polls
-
-
-def _poll(
-    fetch: Callable[[], T],
-    finished: Callable[[T], bool],
-    on_reading: Callable[[T], None],
-    late: Callable[[], DeadlineExceeded],
-    *,
-    deadline: float,
-    poll: PollPolicy,
-    clock: Clock,
-) -> T:
-    """Read until `finished`, with growing pauses that never sleep past the deadline."""
-
-    def backoff(error: Exception) -> bool | float:
-        if not isinstance(error, _NotYet):
-            return False
-        return max(0.0, min(poll.interval(error.polls), deadline - clock()))
-
-    polls = 0
-    try:
-        for attempt in stamina.retry_context(
-            on=backoff, attempts=None, timeout=None, wait_jitter=0
-        ):
-            with attempt:
-                reading = fetch()
-                on_reading(reading)
-                if finished(reading):
-                    return reading
-                if clock() >= deadline:
-                    raise late()
-                polls += 1
-                raise _NotYet(polls)
-    except _NotYet:  # stamina deactivated (stamina.set_active(False)): one reading only
-        raise late() from None
-    raise AssertionError("stamina yields at least one attempt")  # pragma: no cover
-
-
-class _Progress:
-    """Prints a state when it changes, and again every `heartbeat` s while it does not."""
-
-    def __init__(self, name: str, state: str, clock: Clock, heartbeat: float) -> None:
-        self.name, self.state, self._clock, self._heartbeat = name, state, clock, heartbeat
-        self._started = self._last_print = clock()
-
-    def show(self, state: str) -> None:
-        now = self._clock()
-        elapsed = now - self._started
-        if state != self.state:
-            console.say(f"   {self.name}: {self.state} → {state} ({elapsed:.0f} s)")
-            self.state, self._last_print = state, now
-        elif now - self._last_print >= self._heartbeat:
-            console.say(f"   {self.name}: still {state} ({elapsed:.0f} s)")
-            self._last_print = now
 
 
 def _deadline(name: str, what: str, timeout: float) -> DeadlineExceeded:
@@ -341,3 +250,15 @@ def _deadline(name: str, what: str, timeout: float) -> DeadlineExceeded:
         "Daytona keeps working on it; re-run later to pick it up, or raise "
         "DAYTONA_SNAPSHOT_TIMEOUT",
     )
+
+
+__all__ = [
+    "Outcome",
+    "PollPolicy",
+    "SnapshotSpec",
+    "ensure_snapshot",
+    "failed_error",
+    "failure_fix",
+    "wait_gone",
+    "wait_settled",
+]

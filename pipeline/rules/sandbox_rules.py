@@ -1,0 +1,224 @@
+"""Pure rules for Daytona sandboxes: is it started yet, may it be deleted now, what it is called
+and labelled, which leftovers a cleanup removes, and what to do when Daytona refuses one.
+
+Every sandbox the pipeline makes carries `created-by: sandbox-pipeline`, so a cleanup finds the
+leftovers of crashed runs and never touches anyone else's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+from pipeline.rules.auth_words import says_auth_refused
+from pipeline.rules.daytona_models import (
+    SANDBOX_ARCHIVED,
+    SANDBOX_DESTROYED,
+    SANDBOX_ERROR,
+    SANDBOX_GONE_STATES,
+    SANDBOX_STARTED,
+    SANDBOX_STOPPED,
+    Sandbox,
+)
+from pipeline.rules.snapshot_names import one_line
+
+CREATED_BY_LABEL: Final = "created-by"
+CREATED_BY: Final = "sandbox-pipeline"
+GIT_SHA_LABEL: Final = "git-sha"
+PIPELINE_LABELS: Final = {CREATED_BY_LABEL: CREATED_BY}
+PREVIEW_TOKEN_HEADER: Final = "X-Daytona-Preview-Token"  # noqa: S105 - a header name
+DEFAULT_PORT: Final = 3000  # the sandbox daemon's HTTP port
+DEFAULT_AUTO_STOP: Final = 60  # minutes idle before Daytona stops it
+DEFAULT_AUTO_DELETE: Final = 0  # minutes after a stop before Daytona deletes it: at once
+DEFAULT_LOG_LINES: Final = 50
+NAME_PREFIX: Final = "sbx"
+
+
+class Step(StrEnum):
+    DONE = "done"
+    WAIT = "wait"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    step: Step
+    why: str
+
+
+def start_verdict(sandbox: Sandbox | None) -> Verdict:
+    """Waiting for `started`: done, keep waiting, or give up (and why)."""
+    if sandbox is None:
+        return Verdict(Step.FAIL, "it disappeared (deleted by someone else?)")
+    if sandbox.state == SANDBOX_STARTED:
+        return Verdict(Step.DONE, "it is started")
+    if sandbox.failed:
+        reason = one_line(sandbox.error_reason) or "Daytona gave no reason"
+        return Verdict(Step.FAIL, f"it is in state {sandbox.state}: {reason}")
+    if sandbox.state in SANDBOX_GONE_STATES:
+        return Verdict(Step.FAIL, f"it is {sandbox.state} (being deleted)")
+    if sandbox.state in (SANDBOX_STOPPED, SANDBOX_ARCHIVED):
+        return Verdict(Step.FAIL, f"it is {sandbox.state}, not starting")
+    # creating, starting, pulling_snapshot, restoring, or a state newer than this code.
+    return Verdict(Step.WAIT, f"it is {sandbox.state}")
+
+
+def stopped_verdict(sandbox: Sandbox | None) -> Verdict:
+    """Waiting after a stop: any settled state will do, since a delete follows."""
+    if sandbox is None or sandbox.state in SANDBOX_GONE_STATES:
+        return Verdict(Step.DONE, "it is gone or being deleted")
+    if sandbox.state in (SANDBOX_STOPPED, SANDBOX_ARCHIVED) or sandbox.failed:
+        return Verdict(Step.DONE, f"it is {sandbox.state}")
+    return Verdict(Step.WAIT, f"it is {sandbox.state}")
+
+
+def gone_verdict(sandbox: Sandbox | None) -> Verdict:
+    """Waiting after a delete: Daytona answers 404 (or shows `destroyed`) once it is gone."""
+    if sandbox is None or sandbox.state == SANDBOX_DESTROYED:
+        return Verdict(Step.DONE, "it is gone")
+    if sandbox.state == SANDBOX_ERROR and sandbox.desired_state == SANDBOX_DESTROYED:
+        reason = one_line(sandbox.error_reason) or "Daytona gave no reason"
+        return Verdict(Step.FAIL, f"deleting it failed: {reason}")
+    return Verdict(Step.WAIT, f"it is {sandbox.state}")
+
+
+def settling(sandbox: Sandbox) -> bool:
+    """A state change is under way: Daytona refuses another one until it ends."""
+    return sandbox.desired_state is not None and sandbox.state != sandbox.desired_state
+
+
+def pipeline_labels(
+    extra: Mapping[str, str] | None = None, *, git_sha: str | None = None
+) -> dict[str, str]:
+    """The labels of a sandbox the pipeline makes; `created-by` always wins, so a cleanup can
+    rely on it."""
+    labels = dict(extra or {})
+    if git_sha:
+        labels.setdefault(GIT_SHA_LABEL, git_sha)
+    labels.update(PIPELINE_LABELS)
+    return labels
+
+
+def is_ours(found: Sandbox, labels: Mapping[str, str]) -> bool:
+    """The sandbox carries every label we asked for: our own earlier create made it."""
+    return all(found.labels.get(k) == v for k, v in labels.items())
+
+
+def new_sandbox_name(now: datetime, suffix: str, prefix: str = NAME_PREFIX) -> str:
+    """`sbx-<YYYYMMDD-HHMMSS>-<suffix>` (UTC): unique per run, and sorts like creation time."""
+    if now.tzinfo is None:
+        raise ValueError("new_sandbox_name needs an aware datetime")
+    return f"{prefix}-{now.astimezone(UTC).strftime('%Y%m%d-%H%M%S')}-{suffix}"
+
+
+def create_failure_fix(message: str) -> str:
+    """What to do when Daytona refused `POST /sandbox`, judged from its message."""
+    text = message.lower()
+    if "failed to start" in text:
+        return start_failure_fix(message)
+    if "snapshot" in text and "not found" in text:
+        return (
+            "check --snapshot / DAYTONA_SNAPSHOT_NAME (`nox -s snapshot_latest` prints the newest "
+            "active snapshot of a stage)"
+        )
+    if "snapshot" in text and ("inactive" in text or " is " in text):
+        return (
+            "use an active snapshot: re-run `nox -s snapshot_daytona` for it (that reactivates "
+            "an inactive one) or pick a newer one"
+        )
+    if "quota" in text or "exceeds maximum" in text or "limit" in text:
+        return (
+            "stop or delete sandboxes (`nox -s sandbox_daytona -- --cleanup --yes` removes the "
+            "pipeline's), or raise the organization's limits"
+        )
+    return "correct the request and re-run"
+
+
+def start_failure_fix(reason: str | None) -> str:
+    """What to do about a sandbox that ended in `error` instead of `started`."""
+    text = (reason or "").lower()
+    if says_auth_refused(text):
+        return "let Daytona pull the snapshot's image: check its registry entry in the dashboard"
+    if "manifest unknown" in text or "no such image" in text:
+        return "the snapshot's image is gone from its registry: push it again or use a newer one"
+    return (
+        "the snapshot's image must start and keep running (its entrypoint must not exit); "
+        "try it locally with `nox -s sandbox_up`"
+    )
+
+
+@dataclass(frozen=True)
+class CleanupPlan:
+    to_delete: tuple[Sandbox, ...]
+    kept: tuple[Sandbox, ...]  # younger than the cut-off, or of unknown age
+    older_than: timedelta
+
+    def describe(self) -> list[str]:
+        lines = [f"   delete {_label(s)}" for s in self.to_delete]
+        young = f"younger than {_minutes(self.older_than)}"
+        lines += [f"   keep   {_label(s)} ({young})" for s in self.kept]
+        lines.append(f"   {len(self.to_delete)} to delete, {len(self.kept)} kept")
+        return lines
+
+
+def plan_cleanup(
+    sandboxes: Iterable[Sandbox], *, now: datetime, older_than: timedelta
+) -> CleanupPlan:
+    """Which of the pipeline's sandboxes to delete: those at least `older_than` old.
+
+    The server's label filter is checked again (never delete what lacks our label), and
+    sandboxes already on their way out are left alone.
+    """
+    ours = [
+        s
+        for s in sandboxes
+        if s.labels.get(CREATED_BY_LABEL) == CREATED_BY and s.state not in SANDBOX_GONE_STATES
+    ]
+    ours.sort(key=lambda s: (s.created_at or now, s.name))
+    cut = now - older_than
+
+    def old_enough(sandbox: Sandbox) -> bool:
+        if older_than <= timedelta(0):
+            return True
+        # Unknown age: keep it; a running test's sandbox must not vanish under it.
+        return sandbox.created_at is not None and sandbox.created_at <= cut
+
+    return CleanupPlan(
+        to_delete=tuple(s for s in ours if old_enough(s)),
+        kept=tuple(s for s in ours if not old_enough(s)),
+        older_than=older_than,
+    )
+
+
+def log_details(text: str, max_lines: int = DEFAULT_LOG_LINES) -> tuple[str, ...]:
+    """The last lines of a log, for `PipelineError.details` (printed above the error line)."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return tuple(lines[-max_lines:])
+
+
+def interval_words(minutes: int | None, off: str, zero: str | None = None) -> str:
+    """How the plan shows auto-stop/auto-delete minutes: `off` for never, `zero` for 0."""
+    if minutes is None:
+        return "Daytona's default"
+    if minutes < 0 or (minutes == 0 and zero is None):
+        return off
+    if minutes == 0 and zero is not None:
+        return zero
+    return f"{minutes} min"
+
+
+def _label(sandbox: Sandbox) -> str:
+    created = sandbox.created_at.strftime("%Y-%m-%d %H:%M") if sandbox.created_at else "?"
+    sha = sandbox.labels.get(GIT_SHA_LABEL)
+    return (
+        f"{sandbox.name} ({sandbox.state}, created {created}, snapshot {sandbox.snapshot or '?'}"
+        + (f", git {sha[:12]}" if sha else "")
+        + ")"
+    )
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 60:g} min"

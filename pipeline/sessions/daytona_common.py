@@ -1,0 +1,114 @@
+"""What the Daytona sessions share: the client, the stage, the commit, and the deletion loop.
+
+The keyword-only parameters of the session functions exist for tests (a client on an emulator,
+fast polling, a fixed clock); nox never passes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from pipeline import console
+from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.errors import DaytonaError, GitError, PipelineError
+from pipeline.report import publish
+from pipeline.rules.snapshot_names import resolve_stage
+from pipeline.settings.build import BuildSettings, ReportSettings, load
+from pipeline.settings.daytona import DaytonaSettings, StageSettings
+
+Now = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def daytona_client(
+    client: DaytonaClient | None, settings: DaytonaSettings | None = None
+) -> Iterator[DaytonaClient]:
+    """The caller's client (they close it), else one from DAYTONA_* that is closed after."""
+    if client is not None:
+        yield client
+        return
+    with DaytonaClient.from_settings(settings or load(DaytonaSettings)) as own:
+        yield own
+
+
+def stage(prefix: str | None) -> tuple[str, str]:
+    """The stage and where it came from: --prefix, else the variables (see resolve_stage)."""
+    if prefix:
+        return resolve_stage(prefix=prefix, iterate_user=None, app_stage=None)[0], "--prefix"
+    settings = load(StageSettings)
+    return resolve_stage(
+        prefix=settings.prefix, iterate_user=settings.iterate_user, app_stage=settings.app_stage
+    )
+
+
+def commit(build: BuildSettings) -> tuple[str, bool]:
+    """The commit whose image to snapshot: GIT_SHA or HEAD; dirty as snapshot_local tags it."""
+    from pipeline.adapters.git import read_git_facts
+
+    try:
+        facts = read_git_facts(build.build_context, git_env(build))
+    except GitError:
+        if build.git_sha:  # CI may snapshot a pushed commit without a checkout
+            return build.git_sha, False
+        raise
+    if build.git_sha and build.git_sha != facts.sha:
+        # Another commit's image (a dispatch naming a sha): this tree's state says nothing of it.
+        return build.git_sha, False
+    return facts.sha, facts.dirty
+
+
+def git_env(build: BuildSettings) -> Mapping[str, str]:
+    """The CI variables git facts read, taken from the settings model that declares them."""
+    values = {
+        "GITHUB_HEAD_REF": build.github_head_ref,
+        "GITHUB_REF_NAME": build.github_ref_name,
+        "GITHUB_SERVER_URL": build.github_server_url,
+        "GITHUB_REPOSITORY": build.github_repository,
+    }
+    return {key: value for key, value in values.items() if value}
+
+
+def git_sha_label() -> str | None:
+    """The commit for the `git-sha` label; a label is not worth failing over, so best effort."""
+    try:
+        return commit(load(BuildSettings))[0]
+    except PipelineError:
+        return None
+
+
+class Deletions:
+    """Deletes what a cleanup plan says one by one: a failure is reported and the rest go on;
+    the outcome is published and failures end in one error."""
+
+    def __init__(self, noun: str) -> None:
+        self.noun = noun
+        self.deleted: list[str] = []
+        self.failures: list[str] = []
+
+    def attempt(self, name: str, delete: Callable[[], bool]) -> None:
+        try:
+            if delete():  # False: it was already gone
+                self.deleted.append(name)
+                console.say(f"   deleted {name}")
+        except PipelineError as error:
+            self.failures.append(f"{name}: {error.cause}")
+            console.warn(f"could not delete {name}: {error}")
+
+    def finish(self, yes: bool, section: str, fix: str) -> None:
+        if yes:
+            console.step(f"deleted {len(self.deleted)} {self.noun}")
+        else:
+            console.say("nothing deleted; pass --yes to delete what the plan says")
+        values = {"deleted": self.deleted, "failed": len(self.failures)}
+        publish(section, values, load(ReportSettings))
+        if self.failures:
+            raise DaytonaError(
+                f"{len(self.failures)} {self.noun} deletions failed, first: {self.failures[0]}",
+                fix,
+            )

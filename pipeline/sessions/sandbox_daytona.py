@@ -1,0 +1,356 @@
+"""`nox -s sandbox_daytona`: start a sandbox from a snapshot and print its preview URL;
+`--down NAME` removes one, `--cleanup` the pipeline's leftovers (plan first, --yes acts)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import partial
+
+from pipeline import console
+from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.adapters.daytona.latest import latest_snapshot
+from pipeline.adapters.daytona.sandbox_lifecycle import (
+    SANDBOX_POLL,
+    SandboxWaits,
+    launch_sandbox,
+    stop_and_delete,
+)
+from pipeline.adapters.daytona.waiting import PollPolicy
+from pipeline.errors import ConfigError, DaytonaError, PipelineError
+from pipeline.report import publish
+from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
+from pipeline.rules.sandbox_rules import (
+    CREATED_BY,
+    CREATED_BY_LABEL,
+    PIPELINE_LABELS,
+    PREVIEW_TOKEN_HEADER,
+    interval_words,
+    new_sandbox_name,
+    pipeline_labels,
+    plan_cleanup,
+)
+from pipeline.rules.snapshot_names import match_prefix, snapshot_name_problem
+from pipeline.sessions.daytona_common import (
+    Deletions,
+    Now,
+    daytona_client,
+    git_sha_label,
+    stage,
+    utcnow,
+)
+from pipeline.sessions.daytona_options import add_setting_flag
+from pipeline.sessions.options import parser
+from pipeline.settings.build import ReportSettings, load
+from pipeline.settings.daytona import DaytonaSettings, SandboxOptions, SandboxSettings
+
+SELECTOR = f"{CREATED_BY_LABEL}={CREATED_BY}"
+
+
+def sandbox_daytona(
+    argv: Sequence[str],
+    *,
+    client: DaytonaClient | None = None,
+    poll: PollPolicy | None = None,
+    now: Now = utcnow,
+) -> None:
+    """Start a sandbox from a snapshot and print its preview URL; --down / --cleanup remove."""
+    args = _parser().parse_args(argv)
+    settings = load(SandboxSettings)
+    waits = SandboxWaits(start_s=args.timeout or settings.timeout, poll=poll or SANDBOX_POLL)
+    if args.yes and not args.cleanup:
+        raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
+    if args.down:
+        _down(args.down, args.dry_run, waits, client=client)
+    elif args.cleanup:
+        _cleanup(args, waits, client=client, now=now)
+    else:
+        _up(args, settings, waits, client=client, now=now)
+
+
+def _parser() -> argparse.ArgumentParser:
+    cli = parser(
+        "sandbox_daytona",
+        "Start a Daytona sandbox from the stage's newest snapshot (or --snapshot), wait for "
+        "started and print the preview URL of --port. --down NAME removes one; --cleanup "
+        "removes the pipeline's sandboxes.",
+    )
+    mode = cli.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--down", metavar="NAME", help="stop and delete sandbox NAME (or id); wait until gone"
+    )
+    mode.add_argument(
+        "--cleanup",
+        action="store_true",
+        help=f"delete every sandbox labelled {SELECTOR} (plan; --yes acts)",
+    )
+    cli.add_argument(
+        "--snapshot",
+        help="snapshot to start (default: DAYTONA_SNAPSHOT_NAME, else the newest active one "
+        "of the stage)",
+    )
+    cli.add_argument(
+        "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
+    )
+    cli.add_argument("--name", help="sandbox name (default: sbx-<YYYYMMDD-HHMMSS>-<random>)")
+    _sandbox_options(cli)
+    add_setting_flag(
+        cli,
+        "--older-than",
+        SandboxOptions,
+        "older_than",
+        "with --cleanup: only sandboxes created at least this many minutes ago (0: all)",
+        metavar="MINUTES",
+    )
+    cli.add_argument("--yes", action="store_true", help="with --cleanup: delete what the plan says")
+    return cli
+
+
+def _sandbox_options(cli: argparse.ArgumentParser) -> None:
+    """What the started sandbox gets; the limits are SandboxSettings' and SandboxOptions' own."""
+    add_setting_flag(
+        cli, "--port", SandboxOptions, "port", "port whose preview URL to print (the daemon's)"
+    )
+    cli.add_argument(
+        "--env",
+        action="append",
+        type=_env_pair,
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="environment variable for the sandbox; repeatable. A bare KEY takes the value of "
+        "$KEY here, which keeps secrets out of the process list",
+    )
+    cli.add_argument(
+        "--label",
+        action="append",
+        type=_label_pair,
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra label; repeatable",
+    )
+    cli.add_argument(
+        "--public", action="store_true", help="preview URLs open without a token (default: private)"
+    )
+    add_setting_flag(
+        cli,
+        "--timeout",
+        SandboxSettings,
+        "timeout",
+        "seconds to wait for started, and for gone with --down",
+    )
+    add_setting_flag(
+        cli,
+        "--auto-stop",
+        SandboxSettings,
+        "auto_stop",
+        "idle minutes before Daytona stops it, 0 never",
+    )
+    add_setting_flag(
+        cli,
+        "--auto-delete",
+        SandboxSettings,
+        "auto_delete",
+        "minutes after a stop before Daytona deletes it, 0 at once, -1 never",
+    )
+
+
+def _up(
+    args: argparse.Namespace,
+    settings: SandboxSettings,
+    waits: SandboxWaits,
+    *,
+    client: DaytonaClient | None,
+    now: Now,
+) -> None:
+    daytona = load(DaytonaSettings)
+    snapshot = args.snapshot or settings.snapshot
+    stage_of = None if snapshot else stage(args.prefix)
+    request = _request(args, settings, snapshot or "(newest)", now)
+    _print_up_plan(args, request, stage_of, waits, daytona)
+    if args.dry_run:
+        console.say("dry run: Daytona was not contacted; nothing changed")
+        return
+    with daytona_client(client, daytona) as api:
+        if stage_of is not None:
+            request = request.model_copy(update={"snapshot": _newest(api, stage_of[0])})
+        console.step(f"Daytona sandbox {request.name} from {request.snapshot}")
+        clock = waits.clock_of(api)
+        started = clock.monotonic()
+        sandbox = launch_sandbox(api, request, waits)
+        try:
+            preview = api.preview_url(sandbox.id, args.port)
+        except PipelineError as error:
+            # It runs (and costs) even without a URL: say how to remove it.
+            raise DaytonaError(
+                f"sandbox {sandbox.name} started, but {error.cause}",
+                f"retry, or remove it: nox -s sandbox_daytona -- --down {sandbox.name}",
+            ) from None
+        duration = clock.monotonic() - started
+    _report_up(args, sandbox, request.snapshot, preview, duration)
+
+
+def _request(
+    args: argparse.Namespace, settings: SandboxSettings, snapshot: str, now: Now
+) -> CreateSandbox:
+    name = args.name or new_sandbox_name(now(), secrets.token_hex(3))
+    if problem := snapshot_name_problem(name):
+        raise ConfigError(f"--name {name!r} is not valid: expected {problem}", "correct the option")
+    return CreateSandbox(
+        snapshot=snapshot,
+        name=name,
+        env=dict(args.env),
+        labels=pipeline_labels(dict(args.label), git_sha=git_sha_label()),
+        public=args.public,
+        auto_stop_interval=settings.auto_stop if args.auto_stop is None else args.auto_stop,
+        auto_delete_interval=(
+            settings.auto_delete if args.auto_delete is None else args.auto_delete
+        ),
+    )
+
+
+def _print_up_plan(
+    args: argparse.Namespace,
+    request: CreateSandbox,
+    stage_of: tuple[str, str] | None,
+    waits: SandboxWaits,
+    daytona: DaytonaSettings,
+) -> None:
+    console.step("Daytona sandbox plan")
+    if stage_of is not None:
+        console.say(
+            f"snapshot:   the newest active one starting with {match_prefix(stage_of[0])!r} "
+            f"(stage from {stage_of[1]})"
+        )
+    else:
+        console.say(f"snapshot:   {request.snapshot}")
+    auto_delete = interval_words(request.auto_delete_interval, "never", zero="at stop")
+    for line in (
+        f"name:       {request.name}",
+        f"preview:    port {args.port} ({'public' if args.public else 'private: token needed'})",
+        f"env:        {', '.join(sorted(request.env)) or '(none)'}",  # names only: may be secret
+        f"labels:     {', '.join(f'{k}={v}' for k, v in sorted(request.labels.items()))}",
+        f"auto-stop:  {interval_words(request.auto_stop_interval, 'never')}",
+        f"auto-delete: {auto_delete}",
+        f"deadline:   {waits.start_s:g} s",
+        f"api:        {daytona.api_url}",
+    ):
+        console.say(line)
+
+
+def _newest(api: DaytonaClient, stage_name: str) -> str:
+    snapshot = latest_snapshot(stage_name, api)
+    if snapshot is None:
+        raise DaytonaError(
+            f"no active snapshot starts with {match_prefix(stage_name)!r}",
+            "make one with `nox -s snapshot_stage`, or pass --snapshot",
+        )
+    console.say(f"   newest snapshot: {snapshot}")
+    return snapshot
+
+
+def _report_up(
+    args: argparse.Namespace,
+    sandbox: Sandbox,
+    snapshot: str,
+    preview: PortPreview,
+    duration: float,
+) -> None:
+    console.step(f"sandbox {sandbox.name} is {sandbox.state} ({duration:.1f} s)")
+    if not args.public:
+        console.say(
+            f"   private: browsers need a Daytona login; other clients send the "
+            f"{PREVIEW_TOKEN_HEADER} header (token from GET /sandbox/{sandbox.id}/ports/"
+            f"{args.port}/preview-url)"
+        )
+    console.say(f"   remove it: nox -s sandbox_daytona -- --down {sandbox.name}")
+    console.output(preview.url)
+    values = {
+        "name": sandbox.name,
+        "id": sandbox.id,
+        "snapshot": sandbox.snapshot or snapshot,
+        "state": sandbox.state,
+        "port": args.port,
+        "preview_url": preview.url,  # never the token
+        "public": args.public,
+        "duration_s": round(duration, 1),
+    }
+    publish(
+        "sandbox",
+        values,
+        load(ReportSettings),
+        [
+            ("sandbox", f"`{sandbox.name}` ({sandbox.state})"),
+            ("id", f"`{sandbox.id}`"),
+            ("snapshot", f"`{values['snapshot']}`"),
+            ("preview", f"{preview.url} (port {args.port})"),
+            ("duration", f"{duration:.1f} s"),
+        ],
+    )
+
+
+def _down(name: str, dry_run: bool, waits: SandboxWaits, *, client: DaytonaClient | None) -> None:
+    if dry_run:
+        console.say(f"would stop sandbox {name}, delete it and wait until it is gone")
+        console.say("dry run: Daytona was not contacted; nothing changed")
+        return
+    with daytona_client(client) as api:
+        console.step(f"removing Daytona sandbox {name}")
+        if not stop_and_delete(api, name, _teardown(waits)):
+            console.say(f"   no sandbox {name}: nothing to remove")
+
+
+def _cleanup(
+    args: argparse.Namespace, waits: SandboxWaits, *, client: DaytonaClient | None, now: Now
+) -> None:
+    if args.dry_run:
+        console.say(
+            f"would list sandboxes labelled {SELECTOR}"
+            + (f" created over {args.older_than:g} min ago" if args.older_than else "")
+        )
+        console.say("dry run: Daytona was not contacted; run without --dry-run to see the plan")
+        return
+    deletions = Deletions("sandboxes")
+    with daytona_client(client) as api:
+        plan = plan_cleanup(
+            api.iter_sandboxes(PIPELINE_LABELS),
+            now=now(),
+            older_than=timedelta(minutes=args.older_than),
+        )
+        with console.group(f"sandboxes labelled {SELECTOR}"):
+            for line in plan.describe():
+                console.say(line)
+        if args.yes:
+            for sandbox in plan.to_delete:
+                remove = partial(stop_and_delete, api, sandbox.id, _teardown(waits))
+                deletions.attempt(sandbox.name, remove)
+    deletions.finish(
+        args.yes, "sandboxes_clean", "re-run `nox -s sandbox_daytona -- --cleanup --yes`"
+    )
+
+
+def _teardown(waits: SandboxWaits) -> SandboxWaits:
+    """--down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT)."""
+    return SandboxWaits(start_s=waits.start_s, teardown_s=waits.start_s, poll=waits.poll)
+
+
+def _label_pair(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise argparse.ArgumentTypeError("KEY=VALUE or KEY needs a name")
+    if equals:
+        return key, value
+    if key not in os.environ:
+        # Name only: the message must not show a value, and there is none anyway.
+        raise argparse.ArgumentTypeError(f"{key} is not set here (give KEY=VALUE or export it)")
+    return key, os.environ[key]

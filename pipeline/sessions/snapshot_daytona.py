@@ -1,0 +1,204 @@
+"""`nox -s snapshot_daytona`: register the commit's image as Daytona snapshot
+iterate-sandbox-<sha>, idempotently; and the steps `snapshot_stage` shares with it (options,
+the plan, the image check, the wait, the report). `--dry-run` prints the plan and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline import console
+from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.adapters.daytona.snapshots import Outcome, PollPolicy, ensure_snapshot
+from pipeline.adapters.registry_api import check_image, registry_credentials
+from pipeline.errors import ConfigError
+from pipeline.report import publish
+from pipeline.rules.image_ref import parse_image_ref, pinned_image_problem
+from pipeline.rules.snapshot_names import (
+    SnapshotSpec,
+    sha_image,
+    sha_snapshot_name,
+    snapshot_name_problem,
+)
+from pipeline.sessions.daytona_common import commit, daytona_client
+from pipeline.sessions.daytona_options import add_setting_flag
+from pipeline.sessions.options import parser
+from pipeline.settings.build import BuildSettings, ReportSettings, load
+from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings
+
+
+def snapshot_daytona(
+    argv: Sequence[str],
+    *,
+    client: DaytonaClient | None = None,
+    poll: PollPolicy | None = None,
+) -> None:
+    """Register the commit's image as Daytona snapshot iterate-sandbox-<sha>; idempotent."""
+    cli = parser("snapshot_daytona", "Make iterate-sandbox-<sha> from <repo>:sha-<sha>.")
+    cli.add_argument(
+        "--name",
+        help="snapshot name (default: SANDBOX_SNAPSHOT_NAME, else iterate-sandbox-<sha>[-dirty])",
+    )
+    cli.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a snapshot of that name that failed, or has another image or resources",
+    )
+    snapshot_options(cli)
+    args = cli.parse_args(argv)
+    settings = load(SnapshotSettings)
+    build = load(BuildSettings)
+    name = args.name or settings.name
+    image = args.image or settings.image
+    if name is None or image is None:
+        sha, dirty = commit(build)
+        name = name or sha_snapshot_name(sha, dirty)
+        image = image or sha_image(build.image_repository, sha, dirty)
+    job = SnapshotJob.from_args(args, settings, spec(args, settings, name, image))
+    make(job, build, client=client, poll=poll)
+
+
+def snapshot_options(cli: argparse.ArgumentParser) -> None:
+    """The options of both snapshot sessions; their limits are SnapshotSettings' own."""
+    cli.add_argument(
+        "--image",
+        help="image to snapshot (default: SANDBOX_IMAGE, else "
+        "$SANDBOX_IMAGE_REPOSITORY:sha-<sha>[-dirty])",
+    )
+    add_setting_flag(cli, "--cpu", SnapshotSettings, "cpu", "vCPUs")
+    add_setting_flag(cli, "--memory", SnapshotSettings, "memory", "GB")
+    add_setting_flag(cli, "--disk", SnapshotSettings, "disk", "GB")
+    add_setting_flag(cli, "--timeout", SnapshotSettings, "timeout", "seconds to wait for active")
+    cli.add_argument(
+        "--skip-image-check",
+        action="store_true",
+        help="do not ask the image's registry whether the tag exists",
+    )
+
+
+def spec(
+    args: argparse.Namespace, settings: SnapshotSettings, name: str, image: str
+) -> SnapshotSpec:
+    """The snapshot to make: flags over variables; a bad name or image is one ConfigError."""
+    for flag, value, problem in (
+        ("--name/SANDBOX_SNAPSHOT_NAME", name, snapshot_name_problem(name)),
+        ("--image/SANDBOX_IMAGE", image, pinned_image_problem(image)),
+    ):
+        if problem:
+            raise ConfigError(
+                f"{flag} {value!r} is not valid: expected {problem}",
+                "correct the option or variable",
+            )
+    return SnapshotSpec(
+        name=name,
+        image=image,
+        cpu=args.cpu or settings.cpu,
+        memory=args.memory or settings.memory,
+        disk=args.disk or settings.disk,
+        entrypoint=settings.entrypoint,
+    )
+
+
+@dataclass(frozen=True)
+class SnapshotJob:
+    """What one run of a snapshot session is asked to do."""
+
+    spec: SnapshotSpec
+    timeout: float
+    dry_run: bool
+    check_image: bool
+    force: bool = False
+    plan: tuple[str, ...] = ()  # extra lines at the top of the printed plan
+
+    @classmethod
+    def from_args(
+        cls,
+        args: argparse.Namespace,
+        settings: SnapshotSettings,
+        spec: SnapshotSpec,
+        plan: tuple[str, ...] = (),
+    ) -> SnapshotJob:
+        return cls(
+            spec=spec,
+            timeout=args.timeout or settings.timeout,
+            dry_run=args.dry_run,
+            check_image=not args.skip_image_check,
+            force=getattr(args, "force", False),
+            plan=plan,
+        )
+
+
+def make(
+    job: SnapshotJob,
+    build: BuildSettings,
+    *,
+    client: DaytonaClient | None,
+    poll: PollPolicy | None,
+) -> None:
+    """Print the plan, then (unless a dry run) make the snapshot active and report it."""
+    daytona = load(DaytonaSettings)
+    _print_plan(job, daytona)
+    if job.dry_run:
+        console.say("dry run: Daytona and the registry were not contacted; nothing changed")
+        return
+
+    def check() -> None:
+        if not job.check_image:
+            return
+        host = parse_image_ref(job.spec.image).host
+        digest = check_image(job.spec.image, registry_credentials(host, build))
+        console.say(f"   image exists: {job.spec.image}" + (f" ({digest})" if digest else ""))
+
+    with daytona_client(client, daytona) as api:
+        console.step(f"Daytona snapshot {job.spec.name}")
+        outcome = ensure_snapshot(
+            api, job.spec, timeout=job.timeout, force=job.force, check_image=check, poll=poll
+        )
+    _report(job.spec, outcome)
+
+
+def _print_plan(job: SnapshotJob, daytona: DaytonaSettings) -> None:
+    console.step("Daytona snapshot plan")
+    for line in (*job.plan, *job.spec.describe()):
+        console.say(line)
+    console.say(
+        f"api:        {daytona.api_url}"
+        + (f" (organization {daytona.organization_id})" if daytona.organization_id else "")
+    )
+    console.say(f"deadline:   {job.timeout:g} s")
+    console.say(f"image check:{' registry v2 API' if job.check_image else ' skipped'}")
+    if job.force:
+        console.say("force:      replace a failed snapshot or one with another image or resources")
+
+
+def _report(spec: SnapshotSpec, outcome: Outcome) -> None:
+    snap = outcome.snapshot
+    console.step(
+        f"snapshot {snap.name} is {snap.state} ({outcome.action}, {outcome.duration_s:.1f} s)"
+    )
+    values = {
+        "name": snap.name,
+        "id": snap.id,
+        "state": snap.state,
+        "image": snap.image_name or spec.image,
+        "cpu": snap.cpu,
+        "memory": snap.mem,
+        "disk": snap.disk,
+        "action": outcome.action,
+        "duration_s": round(outcome.duration_s, 1),
+    }
+    publish(
+        "snapshot",
+        values,
+        load(ReportSettings),
+        [
+            ("snapshot", f"`{snap.name}` ({snap.state}, {outcome.action})"),
+            ("id", f"`{snap.id}`"),
+            ("image", f"`{values['image']}`"),
+            ("resources", snap.resources()),
+            ("duration", f"{outcome.duration_s:.1f} s"),
+        ],
+    )

@@ -1,0 +1,40 @@
+"""`nox -s snapshot_latest`: print the newest active snapshot of a stage (stdout), for scripts
+and deploys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline import console
+from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.adapters.daytona.latest import find_latest
+from pipeline.errors import DaytonaError
+from pipeline.rules.snapshot_names import match_prefix
+from pipeline.sessions.daytona_common import daytona_client, stage
+from pipeline.sessions.options import parser
+
+
+def snapshot_latest(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
+    """Print the newest active snapshot name of a stage (stdout), for scripts and deploys."""
+    cli = parser("snapshot_latest", "Print the newest active snapshot of a prefix.")
+    cli.add_argument(
+        "--prefix",
+        help="stage like prd (matches prd--…) or a prefix ending in '-' "
+        "(default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)",
+    )
+    args = cli.parse_args(argv)
+    prefix = args.prefix or stage(None)[0]
+    matched = match_prefix(prefix)
+    if args.dry_run:
+        console.say(
+            f"would ask Daytona for active snapshots starting with {matched!r}, newest first"
+        )
+        return
+    with daytona_client(client) as api:
+        found = find_latest(api, matched)
+    if found is None:
+        raise DaytonaError(
+            f"no active snapshot starts with {matched!r}",
+            "make one with `nox -s snapshot_stage`, or check the prefix",
+        )
+    console.output(found.name)
