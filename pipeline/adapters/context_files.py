@@ -22,6 +22,7 @@ from pipeline.rules.dockerignore import Matcher, ignore_file_candidates, read_pa
 from pipeline.rules.fingerprint import ContextEntry, context_digest
 
 CACHE_FORMAT = 1
+CACHE_KEEP = 16
 # A file changed within this long of being hashed may keep its mtime (coarse file system clocks):
 # such entries are not trusted next time (git's "racily clean" rule).
 RACY_MARGIN_NS = 2_000_000_000
@@ -167,6 +168,22 @@ class StatCache:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"format": CACHE_FORMAT, "entries": trusted}))
         tmp.replace(self.path)
+        _trim(self.path.parent)
+
+
+def _trim(directory: Path) -> None:
+    """Keep the stat caches of the most recently fingerprinted contexts only (tests and ref
+    builds fingerprint many short-lived folders)."""
+    caches = sorted(directory.glob("context-*.json"), key=_mtime)
+    for stale in caches[:-CACHE_KEEP]:
+        stale.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # another process trimmed it first
+        return 0.0
 
 
 def _file_digest(path: str) -> str:

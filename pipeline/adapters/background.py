@@ -1,0 +1,380 @@
+"""Detached background builds: one per repository and image, a status file, a rerun marker.
+
+State lives in `<root>/<key>/`: `lock` (held with flock by the running worker for as long as it
+lives, so a killed worker frees it), `status.json`, `rerun` and `build.log`.
+
+- `start_background` takes the lock, spawns the worker detached (own session, stdin closed,
+  output to the log) and hands the locked descriptor over to it, so no second build can slip in
+  between. While a worker holds the lock, a call starts nothing; when the tree changed since the
+  running build started it leaves the `rerun` marker instead (one marker: the newest state wins).
+- `run_worker` builds until no marker is left. It looks for the marker once more after letting
+  go of the lock, and a caller that leaves a marker tries the lock once more, so a change made
+  while a build ends is never lost.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.errors import EngineError, PipelineError
+
+LOCK_FD_VARIABLE = "PIPELINE_BACKGROUND_LOCK_FD"
+# A status() probe holds the lock for microseconds; a start that meets it looks again.
+LOCK_ATTEMPTS = 4
+LOCK_RETRY_S = 0.02
+State = Literal["idle", "building", "failed"]
+
+
+class Result(BaseModel):
+    """What a build callable reports on success."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image: str
+    detail: str = ""
+
+
+class LastResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    image: str | None
+    detail: str
+    error: str | None  # a failed build's one-line error
+    duration_s: float
+    finished_at: datetime
+
+
+class StatusFile(BaseModel):
+    building: bool
+    pid: int | None
+    started_at: datetime | None
+    tree_state: str | None  # what the running (or last) build started from
+    last: LastResult | None = None
+    last_good: LastResult | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    state: State
+    last: LastResult | None
+    last_good: LastResult | None
+    started_at: datetime | None  # of the running build
+    pid: int | None
+    rerun_pending: bool
+    log: Path
+
+
+@dataclass(frozen=True)
+class BackgroundStart:
+    outcome: Literal["started", "already-building", "rerun-marked"]
+    log: Path
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class Paths:
+    dir: Path
+
+    @classmethod
+    def of(cls, root: Path, key: str) -> Paths:
+        return cls(root / key)
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / "lock"
+
+    @property
+    def status(self) -> Path:
+        return self.dir / "status.json"
+
+    @property
+    def rerun(self) -> Path:
+        return self.dir / "rerun"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "build.log"
+
+
+def _open_lock(paths: Paths) -> int:
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    return os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _try_lock(fd: int, attempts: int = 1, shared: bool = False) -> bool:
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, mode)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < attempts:
+                time.sleep(LOCK_RETRY_S)
+    return False
+
+
+def read_status(paths: Paths) -> StatusFile | None:
+    try:
+        return StatusFile.model_validate_json(paths.status.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_status(paths: Paths, status: StatusFile) -> None:
+    tmp = paths.dir / f".status.{os.getpid()}.tmp"
+    tmp.write_text(status.model_dump_json(indent=2) + "\n")
+    tmp.replace(paths.status)
+
+
+def start_background(
+    root: Path,
+    key: str,
+    argv: Sequence[str],
+    *,
+    tree_state: str | None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> BackgroundStart:
+    """Start `argv` (which calls `run_worker`) detached, unless a build of `key` runs; then mark
+    a rerun when `tree_state` differs from the state the running build started from (an unknown
+    state counts as different)."""
+    paths = Paths.of(root, key)
+    fd = _open_lock(paths)
+    try:
+        if not _try_lock(fd, LOCK_ATTEMPTS):
+            running = read_status(paths)
+            if running and tree_state is not None and running.tree_state == tree_state:
+                return BackgroundStart("already-building", paths.log, running.pid)
+            paths.rerun.touch()
+            if not _try_lock(fd):  # still running: it will see the marker when it ends
+                return BackgroundStart("rerun-marked", paths.log, running.pid if running else None)
+        pid = _spawn(paths, fd, argv, tree_state, env, cwd)
+        return BackgroundStart("started", paths.log, pid)
+    finally:
+        os.close(fd)  # the worker holds the lock through its own copy of the descriptor
+
+
+def _spawn(
+    paths: Paths,
+    fd: int,
+    argv: Sequence[str],
+    tree_state: str | None,
+    env: Mapping[str, str] | None,
+    cwd: Path | None,
+) -> int:
+    previous = read_status(paths) or StatusFile(
+        building=False, pid=None, started_at=None, tree_state=None
+    )
+    _write_status(
+        paths,
+        previous.model_copy(
+            update={"building": True, "pid": None, "started_at": _now(), "tree_state": tree_state}
+        ),
+    )
+    if paths.log.exists():
+        paths.log.replace(paths.dir / "build.previous.log")
+    child_env = {**(env if env is not None else os.environ), LOCK_FD_VARIABLE: str(fd)}
+    with paths.log.open("wb") as log:
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the launcher's terminal must not reach it
+                pass_fds=(fd,),
+                env=child_env,
+                cwd=cwd,
+            )
+        except OSError as error:
+            _write_status(paths, previous)
+            raise EngineError(
+                f"could not start the background build ({argv[0]}): {error.strerror}",
+                "check that the Python running the pipeline is still installed",
+            ) from None
+    return process.pid
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def status(root: Path, key: str) -> Status:
+    """idle, building or failed, with the last result and the last good one."""
+    paths = Paths.of(root, key)
+    saved = read_status(paths)
+    fd = _open_lock(paths)
+    try:
+        free = _try_lock(fd, shared=True)
+    finally:
+        os.close(fd)
+    last = saved.last if saved else None
+    if not free:
+        state: State = "building"
+    elif saved and saved.building:  # the worker died without writing its result
+        last = LastResult(
+            ok=False,
+            image=None,
+            detail="",
+            error="the background build stopped without a result (killed?); see its log",
+            duration_s=0.0,
+            finished_at=saved.started_at or _now(),
+        )
+        state = "failed"
+    else:
+        state = "failed" if last and not last.ok else "idle"
+    return Status(
+        state=state,
+        last=last,
+        last_good=saved.last_good if saved else None,
+        started_at=saved.started_at if saved and not free else None,
+        pid=saved.pid if saved and not free else None,
+        rerun_pending=paths.rerun.exists(),
+        log=paths.log,
+    )
+
+
+def run_worker(
+    root: Path,
+    key: str,
+    build: Callable[[], Result],
+    *,
+    tree_state: Callable[[], str | None] = lambda: None,
+    lock_fd: int | None = None,
+    on_line: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> bool:
+    """Build, and build again while a rerun was asked for; True when the last build succeeded.
+    `lock_fd`: the descriptor `start_background` handed over (default: from the environment);
+    without one the worker takes the lock itself and returns False at once when it is held."""
+    paths = Paths.of(root, key)
+    inherited = os.environ.pop(LOCK_FD_VARIABLE, None)  # builds it runs must not see it
+    if lock_fd is None and inherited:
+        lock_fd = int(inherited)
+    fd = lock_fd if lock_fd is not None else _open_lock(paths)
+    if not _try_lock(fd):  # an inherited descriptor already holds it: this succeeds
+        os.close(fd)
+        on_line(f"another background build of {key} is running; nothing started")
+        return False
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        while True:
+            last = _one_build(paths, build, tree_state, on_line)
+            if paths.rerun.exists():
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            if not paths.rerun.exists() or not _try_lock(fd):
+                return last.ok
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(fd)
+
+
+class Stopped(BaseException):
+    """The worker was asked to stop (SIGTERM) in the middle of a build."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(f"stopped by {signal.Signals(signum).name}")
+
+
+def _one_build(
+    paths: Paths,
+    build: Callable[[], Result],
+    tree_state: Callable[[], str | None],
+    on_line: Callable[[str], None],
+) -> LastResult:
+    paths.rerun.unlink(missing_ok=True)  # changes from now on ask for the next round
+    saved = read_status(paths) or StatusFile(
+        building=True, pid=None, started_at=None, tree_state=None
+    )
+    started_at = _now()
+    _write_status(
+        paths,
+        saved.model_copy(
+            update={
+                "building": True,
+                "pid": os.getpid(),
+                "started_at": started_at,
+                "tree_state": tree_state(),
+            }
+        ),
+    )
+    on_line(f"==> background build started {started_at.isoformat()}")
+    started = time.monotonic()
+    image, detail, error = None, "", None
+    try:
+        outcome = build()
+        image, detail = outcome.image, outcome.detail
+    except PipelineError as failure:
+        error = str(failure)
+    except BaseException as failure:  # the status must say why, whatever happened
+        on_line(traceback.format_exc().rstrip())
+        error = (
+            str(failure) if isinstance(failure, Stopped) else f"{type(failure).__name__}: {failure}"
+        )
+        if not isinstance(failure, Exception):
+            _finish(paths, saved, image, detail, error, started)
+            raise
+    return _finish(paths, saved, image, detail, error, started)
+
+
+def _finish(
+    paths: Paths,
+    saved: StatusFile,
+    image: str | None,
+    detail: str,
+    error: str | None,
+    started: float,
+) -> LastResult:
+    last = LastResult(
+        ok=error is None,
+        image=image,
+        detail=detail,
+        error=" ".join(error.split()) if error else None,
+        duration_s=round(time.monotonic() - started, 3),
+        finished_at=_now(),
+    )
+    current = read_status(paths) or saved
+    _write_status(
+        paths,
+        current.model_copy(
+            update={
+                "building": False,
+                "pid": None,
+                "last": last,
+                "last_good": last if last.ok else current.last_good,
+            }
+        ),
+    )
+    return last
+
+
+def dump_status(state: Status) -> str:
+    """The status as JSON, for launchers written in other languages."""
+    return json.dumps(
+        {
+            "state": state.state,
+            "last": state.last.model_dump(mode="json") if state.last else None,
+            "last_good": state.last_good.model_dump(mode="json") if state.last_good else None,
+            "started_at": state.started_at.isoformat() if state.started_at else None,
+            "pid": state.pid,
+            "rerun_pending": state.rerun_pending,
+            "log": str(state.log),
+        },
+        indent=2,
+    )

@@ -1,0 +1,197 @@
+"""`snapshot_local --background` and `--status`: the dev launcher's build, detached.
+
+The detached worker is `python -m pipeline.sessions.background worker --key K ... -- COMMAND`:
+it runs COMMAND (`python -m pipeline snapshot_local`, a foreground build that skips itself when
+nothing changed) once, and again while a rerun was asked for, and records each result.
+One build per build context and image repository (the key); state under
+`.pipeline/background/<key>/` of this project (git-ignored, and excluded from the image context).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from pipeline import console
+from pipeline.adapters.background import (
+    BackgroundStart,
+    Result,
+    Status,
+    dump_status,
+    run_worker,
+    start_background,
+    status,
+)
+from pipeline.adapters.context_files import (
+    cache_file_for,
+    default_cache_dir,
+    digest_context,
+    ignore_rules,
+)
+from pipeline.errors import BuildError, PipelineError
+from pipeline.settings.build import PROJECT_ROOT
+
+STATE_ROOT = PROJECT_ROOT / ".pipeline" / "background"
+STATE_ROOT_VARIABLE = "PIPELINE_BACKGROUND_DIR"  # another place for the state (tests use it)
+CACHE_DIRS = (PROJECT_ROOT / ".pipeline" / "cache" / "fingerprint", default_cache_dir())
+# Outputs meant for a CI step; a background build in a dev shell must not append to them.
+_NOT_FOR_BACKGROUND = ("PIPELINE_REPORT", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")
+
+
+def background_key(context: Path, repository: str) -> str:
+    """One background build per build context and image repository."""
+    name = re.sub(r"[^a-z0-9]+", "-", repository.rsplit("/", 1)[-1].lower()).strip("-")
+    digest = hashlib.sha256(f"{os.path.realpath(context)}\0{repository}".encode()).hexdigest()
+    return f"{name or 'image'}-{digest[:12]}"
+
+
+def state_root() -> Path:
+    return Path(os.environ.get(STATE_ROOT_VARIABLE) or STATE_ROOT)
+
+
+def tree_state(context: Path, dockerfile: Path) -> str | None:
+    """What a build would start from, cheaply (stat-cached): the context's files as buildx sends
+    them and the Dockerfile. None when it cannot be read (then any call asks for a rerun)."""
+    try:
+        rules = ignore_rules(dockerfile, context)
+        files = digest_context(context, rules, cache_file_for(CACHE_DIRS, context, rules))
+        recipe = hashlib.sha256(dockerfile.read_bytes()).hexdigest()
+    except (OSError, PipelineError):
+        return None
+    return hashlib.sha256(f"{files.digest}\0{recipe}".encode()).hexdigest()
+
+
+def launch(
+    context: Path, dockerfile: Path, repository: str, command: Sequence[str]
+) -> BackgroundStart:
+    """Start the background build (or ask the running one to build again) and say so."""
+    key, root = background_key(context, repository), state_root()
+    worker = [
+        sys.executable, "-m", "pipeline.sessions.background", "worker", "--key", key,
+        "--state-root", str(root), "--context", str(context), "--dockerfile", str(dockerfile),
+        "--", *command,
+    ]  # fmt: skip
+    started = start_background(
+        root, key, worker, tree_state=tree_state(context, dockerfile), cwd=PROJECT_ROOT
+    )
+    if started.outcome == "started":
+        console.step(f"building {repository}:local in the background (pid {started.pid})")
+    elif started.outcome == "already-building":
+        console.step(f"a background build of {repository}:local is already running; not started")
+    else:
+        console.step(
+            f"a background build of {repository}:local is running and the tree changed since it "
+            "started: it builds again when it ends"
+        )
+    console.step(f"log: {started.log}")
+    console.output(str(started.log))
+    return started
+
+
+def show_status(context: Path, repository: str, *, as_json: bool = False) -> Status:
+    """Print idle/building/failed with the last result; JSON on stdout when asked."""
+    current = status(state_root(), background_key(context, repository))
+    if as_json:
+        console.output(dump_status(current))
+        return current
+    console.output(current.state)
+    if current.state == "building" and current.started_at:
+        console.say(f"building since {_when(current.started_at)} (pid {current.pid})")
+    if current.rerun_pending:
+        console.say("the tree changed while it builds: it builds again when it ends")
+    if current.last:
+        if current.last.ok:
+            console.say(
+                f"last build: {current.last.image} {current.last.detail}, "
+                f"{current.last.duration_s:.1f} s, finished {_when(current.last.finished_at)}"
+            )
+        else:
+            console.say(
+                f"last build failed {_when(current.last.finished_at)}: {current.last.error}"
+            )
+    if current.last and not current.last.ok and current.last_good:
+        console.say(f"last good: {current.last_good.image}, {_when(current.last_good.finished_at)}")
+    console.say(f"log: {current.log}")
+    return current
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def command_build(command: Sequence[str], report: Path) -> Callable[[], Result]:
+    """A build callable that runs `command` (a foreground snapshot_local) with its output in
+    our log, and turns its report or its one `error:` line into the result."""
+
+    def build() -> Result:
+        report.unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_FOR_BACKGROUND}
+        env["PIPELINE_REPORT"] = str(report)
+        error = ""
+        with subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            errors="replace",
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                print(line, end="", flush=True)
+                if line.startswith("error: "):
+                    error = line.removeprefix("error: ").strip()
+        if process.returncode:
+            raise BuildError(error or f"{command[-1]} exited with {process.returncode}")
+        return _result(report)
+
+    return build
+
+
+def _result(report: Path) -> Result:
+    try:
+        built = json.loads(report.read_text()).get("build") or {}
+    except (OSError, ValueError, AttributeError):
+        built = {}
+    tags = built.get("tags") or [built.get("image") or "?"]
+    local = [t for t in tags if str(t).endswith(":local")]
+    image = str((local or tags)[0])
+    if built.get("skipped"):
+        return Result(image=image, detail="(unchanged: tagged, not built)")
+    cached = f"{built.get('steps_cached', '?')}/{built.get('steps_total', '?')} steps cached"
+    return Result(image=image, detail=f"(built, {cached})")
+
+
+def worker(argv: Sequence[str]) -> int:
+    cli = argparse.ArgumentParser(prog="python -m pipeline.sessions.background worker")
+    cli.add_argument("--key", required=True)
+    cli.add_argument("--state-root", type=Path, required=True)
+    cli.add_argument("--context", type=Path, required=True)
+    cli.add_argument("--dockerfile", type=Path, required=True)
+    cli.add_argument("command", nargs=argparse.REMAINDER)
+    args = cli.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        cli.error("give the build command after --")
+    ok = run_worker(
+        args.state_root,
+        args.key,
+        command_build(command, args.state_root / args.key / "report.json"),
+        tree_state=lambda: tree_state(args.context, args.dockerfile),
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["worker"]:
+        sys.exit("usage: python -m pipeline.sessions.background worker --key K ... -- COMMAND")
+    sys.exit(worker(sys.argv[2:]))
