@@ -4,6 +4,7 @@ Spec: /work/shared/docs/daytona-api.md. Start one with `EmulatorServer` (server.
 `python -m daytona_emulator`.
 """
 
+from daytona_emulator.clock import Clock, ManualClock, SystemClock
 from daytona_emulator.config import (
     ALL_PERMISSIONS,
     SANDBOX_ONLY_PERMISSIONS,
@@ -20,13 +21,16 @@ __all__ = [
     "ALL_PERMISSIONS",
     "SANDBOX_ONLY_PERMISSIONS",
     "ApiKey",
+    "Clock",
     "EmulatorConfig",
     "EmulatorServer",
     "FaultRule",
     "Knobs",
     "Limits",
+    "ManualClock",
     "RegistryCredential",
     "RequestRecord",
     "SnapshotOutcome",
+    "SystemClock",
     "Timings",
 ]

@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from daytona_emulator.app import create_app
+from daytona_emulator.clock import ManualClock
 from daytona_emulator.config import (
     SANDBOX_ONLY_PERMISSIONS,
     ApiKey,
@@ -84,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help="seed a Daytona-provided general snapshot every organization lists",
     )
+    parser.add_argument(
+        "--frozen-clock",
+        action="store_true",
+        help="start with time stood still; move it with POST /_emulator/clock/advance "
+        '{"seconds": N}',
+    )
     sandbox_defaults = SandboxSettings()
     parser.add_argument(
         "--docker-host",
@@ -131,7 +138,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = build_config(args)
-    app, _ = create_app(config)
+    app, _ = create_app(config, ManualClock() if args.frozen_clock else None)
     sock = listening_socket(args.host, args.port)
     port = sock.getsockname()[1]
     print(f"Daytona emulator on http://{args.host}:{port}/api", flush=True)

@@ -12,11 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from daytona_emulator.clock import ManualClock
 from daytona_emulator.errors import not_found
 from daytona_emulator.knobs import FaultRule, SettingsPatch, SnapshotOutcome
 from daytona_emulator.lifecycle import set_state
 from daytona_emulator.models import SnapshotState, snapshot_wire
-from daytona_emulator.state import emulator_state
+from daytona_emulator.state import EmulatorState, emulator_state
+from daytona_emulator.wire import iso
 
 router = APIRouter(prefix="/_emulator")
 
@@ -41,6 +43,12 @@ class ForcedState(BaseModel):
 
     state: SnapshotState
     error_reason: str | None = Field(default=None, alias="errorReason")
+
+
+class AdvanceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(ge=0)
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
@@ -124,10 +132,43 @@ async def put_registry_mirror(request: Request, host: str, body: RegistryMirrorB
 
 @router.post("/snapshots/{snapshot_id}/state")
 async def force_state(request: Request, snapshot_id: str, body: ForcedState) -> JSONResponse:
-    store = emulator_state(request).snapshots
-    with store.lock:
-        row = store.get(snapshot_id)
+    state = emulator_state(request)
+    with state.snapshots.lock:
+        row = state.snapshots.get(snapshot_id)
         if row is None:
             raise not_found(f"Snapshot {snapshot_id} not found")
-        set_state(row, body.state, body.error_reason)
+        set_state(row, body.state, body.error_reason, clock=state.clock)
         return JSONResponse(snapshot_wire(row))
+
+
+# The clock (clock.py): frozen, time moves only when a test advances it; a reset unfreezes it.
+
+
+def _clock(state: EmulatorState) -> JSONResponse:
+    return JSONResponse(
+        {
+            "frozen": isinstance(state.clock, ManualClock),
+            "now": iso(state.clock.now()),
+            "monotonic": state.clock.monotonic(),
+        }
+    )
+
+
+@router.get("/clock")
+async def get_clock(request: Request) -> JSONResponse:
+    return _clock(emulator_state(request))
+
+
+@router.post("/clock/freeze")
+async def freeze_clock(request: Request) -> JSONResponse:
+    state = emulator_state(request)
+    state.freeze_clock()
+    return _clock(state)
+
+
+@router.post("/clock/advance")
+async def advance_clock(request: Request, body: AdvanceBody) -> JSONResponse:
+    """Move a frozen clock forward; answers once every transition due meanwhile happened."""
+    state = emulator_state(request)
+    await state.advance_clock(body.seconds)
+    return _clock(state)

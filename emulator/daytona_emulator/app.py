@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -19,27 +20,33 @@ from starlette.types import ASGIApp
 
 from daytona_emulator import (
     admin_routes,
+    registry_routes,
     sandbox_admin_routes,
     sandbox_routes,
     snapshot_routes,
     toolbox_routes,
 )
+from daytona_emulator.clock import Clock
 from daytona_emulator.config import EmulatorConfig
 from daytona_emulator.errors import ApiError
-from daytona_emulator.lifecycle import Lifecycle
 from daytona_emulator.preview_proxy import PreviewDispatch
 from daytona_emulator.rawpath import RawPathRouting
-from daytona_emulator.state import EmulatorState
+from daytona_emulator.state import EmulatorState, emulator_state
 from daytona_emulator.traffic import TrafficMiddleware
 from daytona_emulator.wire import error_response, request_url
 
 log = logging.getLogger(__name__)
 
 
+def _now(request: Request) -> datetime:
+    return emulator_state(request).clock.now()
+
+
 def _fastapi_app(state: EmulatorState) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.get_running_loop().create_task(Lifecycle(state).run())
+        state.loop = asyncio.get_running_loop()
+        task = state.loop.create_task(state.lifecycle.run())
         try:
             yield
         finally:
@@ -59,6 +66,7 @@ def _fastapi_app(state: EmulatorState) -> FastAPI:
     )
     app.state.emulator = state
     app.include_router(snapshot_routes.router)
+    app.include_router(registry_routes.router)
     app.include_router(sandbox_routes.router)
     app.include_router(toolbox_routes.router)
     app.include_router(admin_routes.router)
@@ -66,26 +74,29 @@ def _fastapi_app(state: EmulatorState) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.message, request.scope, error.headers)
+        return error_response(
+            error.status, error.message, request.scope, _now(request), error.headers
+        )
 
     @app.exception_handler(HTTPException)
     async def no_route(request: Request, error: HTTPException) -> JSONResponse:
         # Express answers unknown routes and unknown methods alike: 404 "Cannot GET /path".
         if error.status_code in (404, 405):
             message = f"Cannot {request.method} {request_url(request.scope)}"
-            return error_response(404, message, request.scope)
-        return error_response(error.status_code, str(error.detail), request.scope)
+            return error_response(404, message, request.scope, _now(request))
+        return error_response(error.status_code, str(error.detail), request.scope, _now(request))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return error_response(500, "An unexpected error occurred.", request.scope)
+        return error_response(500, "An unexpected error occurred.", request.scope, _now(request))
 
     return app
 
 
-def create_app(config: EmulatorConfig) -> tuple[ASGIApp, EmulatorState]:
-    state = EmulatorState(config)
-    api = TrafficMiddleware(RawPathRouting(_fastapi_app(state)), state.knobs)
+def create_app(config: EmulatorConfig, clock: Clock | None = None) -> tuple[ASGIApp, EmulatorState]:
+    """The app and its state; `clock` defaults to real time (clock.py)."""
+    state = EmulatorState(config, clock)
+    api = TrafficMiddleware(RawPathRouting(_fastapi_app(state)), state)
     app: ASGIApp = PreviewDispatch(api, state)
     return app, state

@@ -15,14 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field
 # (organization-resource-permission.enum.ts). Reads need none.
 WRITE_SNAPSHOTS = "write:snapshots"
 DELETE_SNAPSHOTS = "delete:snapshots"
+WRITE_REGISTRIES = "write:registries"
+DELETE_REGISTRIES = "delete:registries"
 WRITE_SANDBOXES = "write:sandboxes"
 DELETE_SANDBOXES = "delete:sandboxes"
 ALL_PERMISSIONS: frozenset[str] = frozenset(
     {
         WRITE_SNAPSHOTS,
         DELETE_SNAPSHOTS,
-        "write:registries",
-        "delete:registries",
+        WRITE_REGISTRIES,
+        DELETE_REGISTRIES,
         WRITE_SANDBOXES,
         DELETE_SANDBOXES,
     }
@@ -73,6 +75,9 @@ class Timings(BaseModel):
     # Daytona's `POST /sandbox` and `/start` wait up to 30 s for `started` before answering;
     # shorter here so a sandbox that never starts fails a test quickly.
     sandbox_start_wait_seconds: float = Field(default=10.0, ge=0)
+    # How long a deleted sandbox stays `destroying` after its container is gone (Daytona's runner
+    # takes a moment; meanwhile another delete is a 409).
+    sandbox_destroy_seconds: float = Field(default=0.3, ge=0)
     # Grace period of `docker stop` before SIGKILL (`POST /sandbox/{id}/stop?force=true` kills).
     sandbox_stop_timeout_seconds: float = Field(default=5.0, ge=0)
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from daytona_emulator.wire import iso, utcnow
+from daytona_emulator.wire import iso
 
 # Where Daytona copies pulled images; only ever appears inside `ref`.
 INTERNAL_REGISTRY = "registry.daytona.internal/daytona"
@@ -47,7 +47,7 @@ TERMINAL_STATES = frozenset({SnapshotState.ACTIVE, SnapshotState.ERROR, Snapshot
 class BuildInfo:
     dockerfile_content: str
     context_hashes: list[str]
-    created_at: datetime = field(default_factory=utcnow)
+    created_at: datetime
 
     @property
     def snapshot_ref(self) -> str:
@@ -79,8 +79,9 @@ class Snapshot:
     ref: str | None = None
     initial_runner_id: str | None = None
     source_sandbox_id: str | None = None
-    created_at: datetime = field(default_factory=utcnow)
-    updated_at: datetime = field(default_factory=utcnow)
+    # From the emulator's clock, always given (no silent wall-clock default).
+    created_at: datetime = field(kw_only=True)
+    updated_at: datetime = field(kw_only=True)
     last_used_at: datetime | None = None
     # Emulator bookkeeping, never served:
     state_since: float = 0.0  # monotonic time the current state was entered

@@ -67,29 +67,31 @@ class PreviewDispatch:
             return
         await self.app(scope, receive, send)
 
+    def _error(self, request: Request, status: int, message: str) -> Response:
+        return proxy_error(status, message, request.scope, self.state.clock.now())
+
     async def _proxy(self, request: Request, raw_path: str) -> Response:
         sandbox_id, _, rest = raw_path[len(PREVIEW_PREFIX) + 1 :].partition("/")
         port_text, slash, path = rest.partition("/")
         if not port_text.isdigit():
-            return proxy_error(400, f"invalid port '{port_text}': must be numeric", request.scope)
+            return self._error(request, 400, f"invalid port '{port_text}': must be numeric")
         port = int(port_text)
         row = self.state.sandboxes.get(sandbox_id)
         if row is None or not row.public:
             reason = authentication_error(self.state, request, row)
             if reason is not None:
                 # Daytona's proxy redirects browsers to its login page; there is none here.
-                return proxy_error(401, reason, request.scope)
+                return self._error(request, 401, reason)
         assert row is not None
         container = row.container_id
         if row.state != SandboxState.STARTED or container is None:
-            return proxy_error(
-                502, f"Sandbox {row.id} is not running (state {row.state.value})", request.scope
+            return self._error(
+                request, 502, f"Sandbox {row.id} is not running (state {row.state.value})"
             )
+        self.state.sandbox_lifecycle.touch(row)  # preview traffic is activity, as for Daytona
         endpoint = self.state.runtime.endpoint(container, port)
         if endpoint is None:
-            return proxy_error(
-                502, f"Port {port} of sandbox {row.id} is unreachable", request.scope
-            )
+            return self._error(request, 502, f"Port {port} of sandbox {row.id} is unreachable")
         query = urlencode(
             [
                 (k, v)
@@ -115,10 +117,10 @@ class PreviewDispatch:
                     content=await request.body(),
                 )
             except httpx.HTTPError as error:
-                return proxy_error(
+                return self._error(
+                    request,
                     502,
                     f"dial tcp {endpoint.host}:{endpoint.port}: {error or type(error).__name__}",
-                    request.scope,
                 )
         response = Response(content=upstream.content, status_code=upstream.status_code)
         kept = [

@@ -21,7 +21,9 @@ def status_code_name(status: int) -> str:
         return "UNKNOWN_ERROR"
 
 
-def proxy_error(status: int, message: str, scope: Mapping[str, Any]) -> JSONResponse:
+def proxy_error(
+    status: int, message: str, scope: Mapping[str, Any], moment: datetime
+) -> JSONResponse:
     raw = scope.get("raw_path")
     path = raw.decode("latin-1") if isinstance(raw, bytes) and raw else str(scope.get("path", "/"))
     body = {
@@ -29,7 +31,7 @@ def proxy_error(status: int, message: str, scope: Mapping[str, Any]) -> JSONResp
         "message": message,
         "code": status_code_name(status),
         # Go's time.Time marshals as RFC 3339 with nanoseconds; microseconds are close enough.
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "timestamp": moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "path": path,
         "method": str(scope.get("method", "GET")),
     }

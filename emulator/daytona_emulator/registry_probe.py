@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from daytona_emulator.config import RegistryCredential
+from daytona_emulator.pull_source import PullSource
+from pipeline.rules.image_ref import ImageRef
 
-DOCKER_HUB = "docker.io"
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.oci.image.manifest.v1+json",
@@ -38,56 +37,12 @@ class PullError(Exception):
 
 
 @dataclass(frozen=True)
-class ImageRef:
-    host: str
-    repository: str
-    tag: str | None
-    digest: str | None
-
-    @property
-    def reference(self) -> str:
-        return self.digest or self.tag or "latest"
-
-    def __str__(self) -> str:
-        suffix = f"@{self.digest}" if self.digest else f":{self.tag}"
-        return f"{self.host}/{self.repository}{suffix}"
-
-
-@dataclass(frozen=True)
 class ImageDetails:
     digest: str
     size_bytes: int
     entrypoint: list[str] | None
     os: str
     architecture: str
-
-
-def parse_image_ref(image: str) -> ImageRef:
-    """Docker's reference grammar: a first component with `.`/`:` (or `localhost`) is a host."""
-    name, _, digest = image.partition("@")
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        host, path = first, rest
-    else:
-        host, path = DOCKER_HUB, name
-    tag: str | None = None
-    last_slash = path.rfind("/")
-    if ":" in path[last_slash + 1 :]:
-        path, _, tag = path.rpartition(":")
-    if host == DOCKER_HUB and "/" not in path:
-        path = f"library/{path}"
-    return ImageRef(host=host, repository=path, tag=tag, digest=digest or None)
-
-
-def is_loopback(host: str) -> bool:
-    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    hostname = hostname.strip("[]")
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
 
 
 def _registry_errors(response: httpx.Response) -> str:
@@ -184,29 +139,19 @@ class _RegistrySession:
         return None
 
 
-async def inspect_image(
-    image: str,
-    *,
-    credentials: Mapping[str, RegistryCredential],
-    mirrors: Mapping[str, str],
-    timeout: float,
-) -> ImageDetails:
-    """Digest, compressed size, entrypoint and platform of `image`, or `PullError`."""
-    ref = parse_image_ref(image)
-    target = mirrors.get(ref.host, ref.host)
-    if target not in credentials and ref.host not in credentials and not is_loopback(target):
-        # No network here: an unconfigured public host would only hang on DNS.
+async def inspect_image(source: PullSource, *, timeout: float) -> ImageDetails:
+    """Digest, compressed size, entrypoint and platform of the image, or `PullError`."""
+    host = source.ref.host
+    if not source.reachable:
         raise PullError(
-            f'Error response from daemon: Get "https://{ref.host}/v2/": dial tcp: lookup '
-            f"{ref.host}: no such host (registry unreachable from the emulator: use a "
+            f'Error response from daemon: Get "https://{host}/v2/": dial tcp: lookup '
+            f"{host}: no such host (registry unreachable from the emulator: use a "
             "127.0.0.1 registry, or configure registry auth or a mirror for this host)"
         )
-    scheme = "http" if is_loopback(target) else "https"
-    credential = credentials.get(ref.host) or credentials.get(target)
     async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
-        session = _RegistrySession(client, f"{scheme}://{target}", credential)
+        session = _RegistrySession(client, source.base_url, source.credential)
         try:
-            return await _inspect(session, ref)
+            return await _inspect(session, source.ref)
         except PullError as error:
             raise PullError(f"Error response from daemon: {error}") from error
 

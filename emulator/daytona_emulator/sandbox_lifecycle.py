@@ -4,7 +4,8 @@ creating --(image pulled, container running)--> started
 creating --(pull/run fails, or a scripted `error` outcome)--> error (errorReason)
 started --stop--> stopping --(container stopped)--> stopped  (autoDeleteInterval 0: as delete)
 stopped --start--> starting --(container running)--> started     (a new preview token)
-any settled state --delete--> destroying --(container removed)--> row gone (404)
+any settled state --delete--> destroying --(container removed, dwell)--> row gone (404)
+(a delete renames the sandbox `DESTROYED_<name>_<ms>` at once, so its name is free again)
 
 Routes check Daytona's preconditions and call the methods here, which set the transitional state
 at once and leave the container work to a task on the server's loop; the work itself runs in a
@@ -19,14 +20,16 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from daytona_emulator.clock import epoch_ms
 from daytona_emulator.sandbox_models import (
     DesiredState,
     SandboxRow,
     SandboxState,
     new_auth_token,
+    soft_delete_name,
 )
 from daytona_emulator.sandbox_runtime import ContainerSpec, RuntimeFailure
-from daytona_emulator.wire import utcnow
+from pipeline.rules.image_ref import ImageRefError
 
 if TYPE_CHECKING:
     from daytona_emulator.state import EmulatorState
@@ -34,21 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.02
 SHUTDOWN_GRACE_SECONDS = 30.0
-
-
-def transition(
-    row: SandboxRow,
-    state: SandboxState,
-    desired: DesiredState | None = None,
-    error_reason: str | None = None,
-) -> None:
-    """Every state change goes through here, so stale container work can tell it is stale."""
-    row.state = state
-    if desired is not None:
-        row.desired_state = desired
-    row.error_reason = error_reason
-    row.updated_at = utcnow()
-    row.generation += 1
 
 
 class SandboxLifecycle:
@@ -63,7 +51,7 @@ class SandboxLifecycle:
 
     def start(self, row: SandboxRow) -> None:
         with self._state.sandboxes.lock:
-            transition(row, SandboxState.STARTING, DesiredState.STARTED)
+            self._transition(row, SandboxState.STARTING, DesiredState.STARTED)
             # Daytona issues a new preview token on every start; old links stop working.
             row.auth_token = new_auth_token()
             generation = row.generation
@@ -75,27 +63,37 @@ class SandboxLifecycle:
             self.destroy(row)
             return
         with self._state.sandboxes.lock:
-            transition(row, SandboxState.STOPPING, DesiredState.STOPPED)
+            self._transition(row, SandboxState.STOPPING, DesiredState.STOPPED)
             generation = row.generation
         self._spawn(self._stop(row, generation, force))
 
     def destroy(self, row: SandboxRow) -> None:
         with self._state.sandboxes.lock:
-            transition(row, SandboxState.DESTROYING, DesiredState.DESTROYED)
+            row.name = soft_delete_name(row.name, epoch_ms(self._state.clock.now()))
+            self._transition(row, SandboxState.DESTROYING, DesiredState.DESTROYED)
             generation = row.generation
         self._spawn(self._destroy(row, generation))
 
+    def touch(self, row: SandboxRow) -> None:
+        """Someone used the sandbox (toolbox, preview): auto-stop counts from now."""
+        row.last_activity = self._state.clock.monotonic()
+
     async def settle(self, row: SandboxRow, leaving: SandboxState, timeout: float) -> SandboxState:
-        """Wait (bounded) until the row leaves `leaving`, like Daytona's controller; its state."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        """Wait until the row leaves `leaving`, like Daytona's controller, at most `timeout`
+        seconds of the emulator's clock (a manual clock must be advanced to give up); its
+        state."""
+        clock = self._state.clock
+        deadline = clock.monotonic() + timeout
         while (
             row.state == leaving
-            and loop.time() < deadline
+            and clock.monotonic() < deadline
             and self._state.sandboxes.get(row.id) is row
         ):
             await asyncio.sleep(POLL_SECONDS)
         return row.state
+
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        return set(self._tasks)
 
     async def shutdown(self) -> None:
         """Let running work finish, then remove every container this emulator made."""
@@ -109,6 +107,26 @@ class SandboxLifecycle:
         except RuntimeFailure:
             log.exception("could not remove the emulator's sandbox containers")
         runtime.close()
+
+    def _transition(
+        self,
+        row: SandboxRow,
+        state: SandboxState,
+        desired: DesiredState | None = None,
+        error_reason: str | None = None,
+    ) -> None:
+        """Every state change goes through here, so stale container work can tell it is
+        stale."""
+        clock = self._state.clock
+        row.state = state
+        if desired is not None:
+            row.desired_state = desired
+        row.error_reason = error_reason
+        row.updated_at = clock.now()
+        row.state_since = clock.monotonic()
+        if state == SandboxState.STARTED:
+            row.last_activity = row.state_since
+        row.generation += 1
 
     # Background work
 
@@ -141,7 +159,6 @@ class SandboxLifecycle:
         spec = ContainerSpec(
             sandbox_id=row.id,
             organization_id=row.organization_id,
-            image=row.image_name,
             snapshot_ref=row.snapshot_ref or row.image_name,
             user=row.user,
             entrypoint=row.entrypoint,
@@ -152,19 +169,19 @@ class SandboxLifecycle:
         )
         runtime = self._state.runtime
         try:
-            container_id = await asyncio.to_thread(
-                runtime.run,
-                spec,
-                credentials=knobs.registry_auth,
-                mirrors=knobs.registry_mirrors,
-            )
+            source = self._state.pull_source(row.organization_id, row.image_name)
+        except ImageRefError:
+            self._fail(row, generation, f"Failed to pull image {row.image_name}: invalid reference")
+            return
+        try:
+            container_id = await asyncio.to_thread(runtime.run, spec, source=source)
         except RuntimeFailure as error:
             self._fail(row, generation, str(error))
             return
         with self._state.sandboxes.lock:
             if self._state.sandboxes.is_current(row, generation):
                 row.container_id = container_id
-                transition(row, SandboxState.STARTED)
+                self._transition(row, SandboxState.STARTED)
                 return
         # Reset (or deleted) while the container was being made: it must not outlive its row.
         await asyncio.to_thread(runtime.remove, container_id)
@@ -180,7 +197,7 @@ class SandboxLifecycle:
             return
         with self._state.sandboxes.lock:
             if self._state.sandboxes.is_current(row, generation):
-                transition(row, SandboxState.STARTED)
+                self._transition(row, SandboxState.STARTED)
 
     async def _stop(self, row: SandboxRow, generation: int, force: bool) -> None:
         runtime = self._state.runtime
@@ -195,18 +212,24 @@ class SandboxLifecycle:
                 return
         with self._state.sandboxes.lock:
             if self._state.sandboxes.is_current(row, generation):
-                transition(row, SandboxState.STOPPED)
+                self._transition(row, SandboxState.STOPPED)
 
     async def _destroy(self, row: SandboxRow, generation: int) -> None:
+        """Remove the container; the row goes once the destroy dwell is over (lifecycle.py),
+        so a client can meet it in `destroying`, as it would on Daytona."""
         if row.container_id is not None:
             await asyncio.to_thread(self._state.runtime.remove, row.container_id)
-        store = self._state.sandboxes
-        with store.lock:
-            if store.is_current(row, generation):
-                transition(row, SandboxState.DESTROYED)
-                store.remove(row.id)
+        with self._state.sandboxes.lock:
+            if self._state.sandboxes.is_current(row, generation):
+                row.container_id = None
+
+    def forget(self, row: SandboxRow) -> None:
+        """The end of a destroy: `destroyed`, and gone from every lookup (404)."""
+        with self._state.sandboxes.lock:
+            self._transition(row, SandboxState.DESTROYED)
+            self._state.sandboxes.remove(row.id)
 
     def _fail(self, row: SandboxRow, generation: int, reason: str) -> None:
         with self._state.sandboxes.lock:
             if self._state.sandboxes.is_current(row, generation):
-                transition(row, SandboxState.ERROR, error_reason=reason)
+                self._transition(row, SandboxState.ERROR, error_reason=reason)

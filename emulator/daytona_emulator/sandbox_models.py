@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from daytona_emulator.wire import iso, utcnow
+from daytona_emulator.wire import iso
 
 # Daytona's defaults for a sandbox whose create body leaves them out (sandbox.entity.ts).
 DEFAULT_USER = "daytona"
@@ -90,15 +90,24 @@ class SandboxRow:
     desired_state: DesiredState = DesiredState.STARTED
     error_reason: str | None = None
     auth_token: str = field(default_factory=new_auth_token)
-    created_at: datetime = field(default_factory=utcnow)
-    updated_at: datetime = field(default_factory=utcnow)
+    # From the emulator's clock, always given (no silent wall-clock default).
+    created_at: datetime = field(kw_only=True)
+    updated_at: datetime = field(kw_only=True)
     # Emulator bookkeeping, never served:
+    state_since: float = field(kw_only=True)  # monotonic time the current state was entered
+    last_activity: float = field(kw_only=True)  # monotonic; what auto-stop counts from
     generation: int = 0  # bumped on every state change, so stale container work is undone
     container_id: str | None = None
 
     @property
     def busy(self) -> bool:
+        """Daytona's `pending`: a state change is in flight, so another one is refused."""
         return self.state in TRANSITIONAL_STATES
+
+
+def soft_delete_name(name: str, epoch_ms: int) -> str:
+    """`Sandbox.getSoftDeleteName`: a deleted sandbox gives its name up at once."""
+    return f"DESTROYED_{name}_{epoch_ms}"
 
 
 def _common_wire(row: SandboxRow, toolbox_proxy_url: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -32,34 +31,18 @@ from daytona_emulator.sandbox_models import (
     sandbox_list_item_wire,
     sandbox_wire,
 )
+from daytona_emulator.sandbox_validation import (
+    DEFAULT_LIST_LIMIT,
+    list_messages,
+    parse_create_sandbox,
+    values,
+)
 from daytona_emulator.state import EmulatorState, emulator_state
 from daytona_emulator.store import is_uuid
 from daytona_emulator.validation import PER_SANDBOX_LIMIT_MESSAGE
 from daytona_emulator.wire import js_str
 
 router = APIRouter(prefix="/api/sandbox")
-
-DEFAULT_LIST_LIMIT = 100
-MAX_LIST_LIMIT = 200
-
-
-@dataclass(frozen=True)
-class CreateSandboxRequest:
-    snapshot: str
-    name: str | None
-    user: str | None
-    env: dict[str, str]
-    labels: dict[str, str]
-    public: bool
-    network_block_all: bool | None
-    network_allow_list: str | None
-    target: str | None
-    auto_stop_interval: int | None
-    auto_archive_interval: int | None
-    auto_delete_interval: int | None
-    volume_ids: list[str]
-    has_resources: bool
-    has_build_info: bool
 
 
 def _context(request: Request) -> tuple[EmulatorState, AuthContext]:
@@ -79,76 +62,6 @@ def toolbox_proxy_url(request: Request) -> str:
 def _wire(state: EmulatorState, request: Request, row: SandboxRow) -> dict[str, Any]:
     with state.sandboxes.lock:
         return sandbox_wire(row, toolbox_proxy_url(request))
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _string_map_messages(prop: str, value: object) -> list[str]:
-    if not isinstance(value, dict):
-        return [f"{prop} must be an object"]
-    if not all(isinstance(item, str) for item in value.values()):
-        return [f"each value in {prop} must be a string"]
-    return []
-
-
-def _dto_messages(body: dict[str, Any]) -> list[str]:
-    """class-validator on `CreateSandboxDto`, in its property order (the fields used here)."""
-    messages: list[str] = []
-    for prop in ("name", "snapshot", "user"):
-        if body.get(prop) is not None and not isinstance(body[prop], str):
-            messages.append(f"{prop} must be a string")
-    for prop in ("env", "labels"):
-        if body.get(prop) is not None:
-            messages.extend(_string_map_messages(prop, body[prop]))
-    for prop in ("public", "networkBlockAll"):
-        if body.get(prop) is not None and not isinstance(body[prop], bool):
-            messages.append(f"{prop} must be a boolean value")
-    for prop in ("networkAllowList", "target"):
-        if body.get(prop) is not None and not isinstance(body[prop], str):
-            messages.append(f"{prop} must be a string")
-    for prop in ("cpu", "gpu", "memory", "disk"):
-        if body.get(prop) is not None and not _is_int(body[prop]):
-            messages.append(f"{prop} must be an integer number")
-    for prop in ("autoStopInterval", "autoArchiveInterval", "autoDeleteInterval"):
-        if body.get(prop) is not None and not _is_int(body[prop]):
-            messages.append(f"{prop} must be an integer number")
-    for prop in ("autoStopInterval", "autoArchiveInterval"):
-        if _is_int(body.get(prop)) and body[prop] < 0:
-            messages.append(f"{prop} must not be less than 0")
-    volumes = body.get("volumes")
-    if volumes is not None:
-        if not isinstance(volumes, list):
-            messages.append("volumes must be an array")
-        elif not all(isinstance(v, dict) and isinstance(v.get("volumeId"), str) for v in volumes):
-            messages.append("volumes.volumeId must be a string")
-    return messages
-
-
-def parse_create_sandbox(body: object) -> CreateSandboxRequest:
-    fields: dict[str, Any] = body if isinstance(body, dict) else {}
-    messages = _dto_messages(fields)
-    if messages:
-        raise bad_request(", ".join(messages))
-    return CreateSandboxRequest(
-        snapshot=(fields.get("snapshot") or "").strip(),
-        name=fields.get("name") or None,
-        user=fields.get("user") or None,
-        env=dict(fields.get("env") or {}),
-        labels=dict(fields.get("labels") or {}),
-        public=bool(fields.get("public")),
-        network_block_all=fields.get("networkBlockAll"),
-        network_allow_list=fields.get("networkAllowList"),
-        target=(fields.get("target") or "").strip() or None,
-        auto_stop_interval=fields.get("autoStopInterval"),
-        auto_archive_interval=fields.get("autoArchiveInterval"),
-        auto_delete_interval=fields.get("autoDeleteInterval"),
-        volume_ids=[v["volumeId"] for v in fields.get("volumes") or []],
-        # The controller tests truthiness: `cpu: 0` is not "specifying resources".
-        has_resources=any(fields.get(prop) for prop in ("cpu", "gpu", "memory", "disk")),
-        has_build_info=fields.get("buildInfo") is not None,
-    )
 
 
 def _snapshot_for(state: EmulatorState, organization_id: str, id_or_name: str) -> Snapshot:
@@ -226,6 +139,7 @@ async def create_sandbox(request: Request) -> JSONResponse:
         # The emulator has no volumes, so none can be found.
         raise not_found(f"Volume '{wanted.volume_ids[0]}' not found")
     sandbox_id = new_id()
+    moment, since = state.clock.now(), state.clock.monotonic()
     row = SandboxRow(
         id=sandbox_id,
         organization_id=auth.organization_id,
@@ -260,6 +174,10 @@ async def create_sandbox(request: Request) -> JSONResponse:
             else DEFAULT_AUTO_DELETE_MINUTES
         ),
         runner_id=state.runner_id,
+        created_at=moment,
+        updated_at=moment,
+        state_since=since,
+        last_activity=since,
     )
     state.sandboxes.insert(row)
     state.sandbox_lifecycle.create(row)
@@ -271,33 +189,6 @@ async def create_sandbox(request: Request) -> JSONResponse:
     return JSONResponse(_wire(state, request, row), status_code=200)
 
 
-def _list_messages(params: dict[str, list[str]]) -> list[str]:
-    messages: list[str] = []
-    if "limit" in params:
-        raw = params["limit"][-1]
-        if not raw.strip().isdigit():
-            messages.append("limit must be an integer number")
-        elif int(raw) < 1:
-            messages.append("limit must not be less than 1")
-        elif int(raw) > MAX_LIST_LIMIT:
-            messages.append(f"limit must not be greater than {MAX_LIST_LIMIT}")
-    if "cursor" in params and not params["cursor"][-1].isdigit():
-        messages.append("cursor is invalid")
-    if "labels" in params:
-        try:
-            labels = json.loads(params["labels"][-1])
-        except json.JSONDecodeError:
-            labels = None
-        if not isinstance(labels, dict):
-            messages.append("labels must be a JSON object")
-    return messages
-
-
-def _values(params: dict[str, list[str]], name: str) -> set[str]:
-    """Repeated parameters and comma-separated lists alike (clients send either)."""
-    return {part for raw in params.get(name, []) for part in raw.split(",") if part}
-
-
 @router.get("")
 async def list_sandboxes(request: Request) -> JSONResponse:
     """`ListSandboxesResponse` as SDK 0.226.1 pages it: `items` and an opaque `nextCursor`."""
@@ -305,7 +196,7 @@ async def list_sandboxes(request: Request) -> JSONResponse:
     params: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
         params.setdefault(key, []).append(value)
-    messages = _list_messages(params)
+    messages = list_messages(params)
     if messages:
         raise ApiError(400, ", ".join(messages))
     limit = int(params["limit"][-1]) if "limit" in params else DEFAULT_LIST_LIMIT
@@ -313,8 +204,8 @@ async def list_sandboxes(request: Request) -> JSONResponse:
     labels: dict[str, Any] = json.loads(params["labels"][-1]) if "labels" in params else {}
     id_prefix = params.get("id", [""])[-1]
     name_prefix = params.get("name", [""])[-1].lower()
-    states = _values(params, "states")
-    snapshots = _values(params, "snapshots")
+    states = values(params, "states")
+    snapshots = values(params, "snapshots")
 
     def wanted(row: SandboxRow) -> bool:
         return (
@@ -341,22 +232,33 @@ async def get_sandbox(request: Request, id_or_name: str) -> JSONResponse:
     return JSONResponse(_wire(state, request, row))
 
 
+def state_change_in_progress() -> ApiError:
+    """`StateChangeInProgressError`: Daytona's 409 while a change is in flight."""
+    return ApiError(409, "Sandbox state change in progress")
+
+
 @router.delete("/{id_or_name}")
 async def delete_sandbox(request: Request, id_or_name: str) -> JSONResponse:
     state, auth = _context(request)
     auth.require(DELETE_SANDBOXES)
     with state.sandboxes.lock:
         row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
-        if row.state != SandboxState.DESTROYING:
-            if row.busy:
-                raise bad_request("Sandbox state change in progress")
-            state.sandbox_lifecycle.destroy(row)
+        # `destroy`: while anything is in flight (a delete included), a second one is a 409.
+        if row.busy:
+            raise state_change_in_progress()
+        state.sandbox_lifecycle.destroy(row)
     return JSONResponse(_wire(state, request, row), status_code=200)
 
 
 def _settled(row: SandboxRow) -> bool:
     """Daytona's `String(sandbox.state) !== String(sandbox.desiredState)` test, negated."""
     return row.state.value == row.desired_state.value
+
+
+def _check_not_errored(row: SandboxRow) -> None:
+    """`assertSandboxNotErrored`."""
+    if row.state == SandboxState.ERROR:
+        raise bad_request("Sandbox is in an errored state")
 
 
 @router.post("/{id_or_name}/start")
@@ -367,8 +269,9 @@ async def start_sandbox(request: Request, id_or_name: str) -> JSONResponse:
         row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
         if row.state == SandboxState.STARTED and _settled(row):
             return JSONResponse(_wire(state, request, row), status_code=200)
+        _check_not_errored(row)
         if not _settled(row):
-            raise bad_request("State change in progress")
+            raise state_change_in_progress()
         if row.state != SandboxState.STOPPED:
             raise bad_request("Sandbox is not in valid state")
         state.sandbox_lifecycle.start(row)
@@ -387,10 +290,11 @@ async def stop_sandbox(request: Request, id_or_name: str) -> JSONResponse:
     force = request.query_params.get("force") == "true"
     with state.sandboxes.lock:
         row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
+        _check_not_errored(row)
         if not _settled(row):
-            raise bad_request("State change in progress")
+            raise state_change_in_progress()
         if row.state != SandboxState.STARTED:
-            raise bad_request("Sandbox is not started")
+            raise bad_request("Sandbox is not in a stoppable state")
         state.sandbox_lifecycle.stop(row, force=force)
     return JSONResponse(_wire(state, request, row), status_code=200)
 

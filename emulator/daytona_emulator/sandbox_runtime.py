@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daytona_emulator.config import RegistryCredential, SandboxSettings
-from daytona_emulator.registry_probe import is_loopback, parse_image_ref
+from daytona_emulator.pull_source import PullSource
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -62,7 +62,6 @@ class ExecTimeout(Exception):
 class ContainerSpec:
     sandbox_id: str
     organization_id: str
-    image: str  # as the snapshot names it; mirrors apply when pulling
     snapshot_ref: str
     user: str
     entrypoint: list[str] | None  # None: the image's own
@@ -88,18 +87,6 @@ class ExecResult:
 class _Network:
     published: dict[int, int]  # container port -> port on 127.0.0.1
     address: str | None  # the container's own address on its network
-
-
-def pullable_reference(image: str, mirrors: Mapping[str, str]) -> tuple[str, str]:
-    """The reference to pull (registry host replaced by its mirror) and the host contacted."""
-    ref = parse_image_ref(image)
-    target = mirrors.get(ref.host, ref.host)
-    name = f"{target}/{ref.repository}"
-    if ref.digest:
-        name += f"@{ref.digest}"
-    elif ref.tag:
-        name += f":{ref.tag}"
-    return name, target
 
 
 def _describe(error: BaseException) -> str:
@@ -161,16 +148,10 @@ class SandboxRuntime:
 
     # Creating
 
-    def run(
-        self,
-        spec: ContainerSpec,
-        *,
-        credentials: Mapping[str, RegistryCredential],
-        mirrors: Mapping[str, str],
-    ) -> str:
+    def run(self, spec: ContainerSpec, *, source: PullSource) -> str:
         """Pull the image and start the container; its id. Raises `RuntimeFailure`."""
         docker = self._docker()
-        reference = self._pull(docker, spec.image, credentials, mirrors)
+        reference = self._pull(docker, source)
         name = f"{CONTAINER_PREFIX}{spec.sandbox_id}"
         entrypoint = spec.entrypoint or []
         env = {
@@ -218,31 +199,22 @@ class SandboxRuntime:
             raise
         return container_id
 
-    def _pull(
-        self,
-        docker: DockerClient,
-        image: str,
-        credentials: Mapping[str, RegistryCredential],
-        mirrors: Mapping[str, str],
-    ) -> str:
-        reference, target = pullable_reference(image, mirrors)
-        host = parse_image_ref(image).host
-        credential = credentials.get(host) or credentials.get(target)
-        if credential is None and not is_loopback(target):
-            # No network here: an unconfigured public host would only hang on DNS
-            # (the same rule as the snapshot's registry probe).
+    def _pull(self, docker: DockerClient, source: PullSource) -> str:
+        if not source.reachable:
+            # The same rule as the snapshot's registry probe (pull_source.py).
             raise RuntimeFailure(
-                f"Failed to pull image {image}: registry {host} is unreachable from the "
-                "emulator: use a 127.0.0.1 registry, or configure registry auth or a mirror"
+                f"Failed to pull image {source.image}: registry {source.ref.host} is unreachable "
+                "from the emulator: use a 127.0.0.1 registry, or configure registry auth or a "
+                "mirror"
             )
-        if credential is not None:
-            self._login(docker, target, credential)
+        if source.credential is not None:
+            self._login(docker, source.target, source.credential)
         else:
             # Credentials removed since an earlier pull must not keep working from the config.
-            self._logout(docker, target)
-        with _failing_as(f"Failed to pull image {image}"):
-            docker.image.pull(reference, quiet=True, platform=self._settings.platform)
-        return reference
+            self._logout(docker, source.target)
+        with _failing_as(f"Failed to pull image {source.image}"):
+            docker.image.pull(source.reference, quiet=True, platform=self._settings.platform)
+        return source.reference
 
     def _login(self, docker: DockerClient, registry: str, credential: RegistryCredential) -> None:
         from python_on_whales.utils import run

@@ -4,12 +4,15 @@
         Daytona(DaytonaConfig(api_key=emulator.api_key, api_url=emulator.base_url,
                               use_deprecated_polling=True))
         emulator.knobs.add_fault(FaultRule(kind="rate_limit", count=2))
+        emulator.freeze_clock()
+        emulator.advance_clock(60)  # a minute passes at once: dwell times, auto-stop, ...
 
 The listening socket is bound before the thread starts, so the port is known and race-free.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -19,6 +22,7 @@ from typing import Self
 import uvicorn
 
 from daytona_emulator.app import create_app
+from daytona_emulator.clock import Clock, ManualClock
 from daytona_emulator.config import ApiKey, EmulatorConfig
 from daytona_emulator.knobs import Knobs
 from daytona_emulator.state import EmulatorState
@@ -58,6 +62,7 @@ class EmulatorServer:
         self,
         config: EmulatorConfig | None = None,
         *,
+        clock: Clock | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         start_timeout: float = 10.0,
@@ -66,7 +71,7 @@ class EmulatorServer:
         self._host = host
         self._port = port
         self._start_timeout = start_timeout
-        app, self.state = create_app(self.config)
+        app, self.state = create_app(self.config, clock)
         self._server = uvicorn.Server(uvicorn_config(app))
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -101,9 +106,28 @@ class EmulatorServer:
         return self.state.knobs
 
     def reset(self) -> None:
-        """Forget snapshots, sandboxes (removing their containers), faults, outcomes, the request
-        log and runtime settings."""
+        """Forget snapshots, registry entries, sandboxes (removing their containers), faults,
+        outcomes, the request log and runtime settings; the clock is the configured one again."""
         self.state.reset()
+
+    @property
+    def clock(self) -> Clock:
+        return self.state.clock
+
+    def freeze_clock(self) -> ManualClock:
+        """Stop time: from now on it moves only through `advance_clock` (until a reset)."""
+        return self.state.freeze_clock()
+
+    def advance_clock(self, seconds: float, timeout: float = 180.0) -> None:
+        """Move the frozen clock forward; returns once every transition due meanwhile (and the
+        work it started, such as a registry probe or a container stop) has happened."""
+        loop = self.state.loop
+        if self._thread is None or loop is None:
+            raise RuntimeError("the emulator is not running")
+        if not isinstance(self.state.clock, ManualClock):
+            raise RuntimeError("the clock is not frozen: call freeze_clock() first")
+        future = asyncio.run_coroutine_threadsafe(self.state.advance_clock(seconds), loop)
+        future.result(timeout)
 
     def start(self) -> Self:
         if self._thread is not None:

@@ -7,7 +7,6 @@ then pipes and body validation (400), then the service's business rules.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from urllib.parse import unquote
 
@@ -67,9 +66,10 @@ async def create_snapshot(request: Request) -> JSONResponse:
     with store.lock:
         check_resource_limits(limits, wanted.cpu, wanted.memory, wanted.disk, wanted.gpu)
         check_snapshot_quota(limits, store.quota_usage(auth.organization_id))
+        moment = state.clock.now()
         build_info = None
         if wanted.dockerfile_content is not None:
-            build_info = BuildInfo(wanted.dockerfile_content, wanted.context_hashes)
+            build_info = BuildInfo(wanted.dockerfile_content, wanted.context_hashes, moment)
         row = Snapshot(
             id=new_id(),
             organization_id=auth.organization_id,
@@ -85,7 +85,9 @@ async def create_snapshot(request: Request) -> JSONResponse:
             sandbox_class=wanted.sandbox_class or "container",
             region_ids=[wanted.region_id or state.config.default_region],
             build_info=build_info,
-            state_since=time.monotonic(),
+            created_at=moment,
+            updated_at=moment,
+            state_since=state.clock.monotonic(),
         )
         store.insert(row)
         return JSONResponse(snapshot_wire(row), status_code=200)
@@ -124,7 +126,7 @@ async def remove_snapshot(request: Request, snapshot_id: str) -> Response:
             raise forbidden("You cannot delete a general snapshot")
         # Deleting twice must not restart the clean-up clock.
         if row.state != SnapshotState.REMOVING:
-            set_state(row, SnapshotState.REMOVING, row.error_reason)
+            set_state(row, SnapshotState.REMOVING, row.error_reason, clock=state.clock)
     return Response(status_code=200)
 
 
@@ -143,13 +145,13 @@ async def activate_snapshot(request: Request, snapshot_id: str) -> JSONResponse:
             raise bad_request(
                 f"Snapshot {shown_id} cannot be activated - it is in {row.state.value} state"
             )
-        if time.monotonic() - row.state_since < cooldown:
+        if state.clock.monotonic() - row.state_since < cooldown:
             raise bad_request(
                 "Snapshot deactivation is still in progress. Please try again in a few minutes."
             )
         check_resource_limits(limits, row.cpu, row.mem, row.disk, None)
         check_snapshot_quota(limits, state.snapshots.quota_usage(auth.organization_id))
-        set_state(row, SnapshotState.PENDING)
+        set_state(row, SnapshotState.PENDING, clock=state.clock)
         return JSONResponse(snapshot_wire(row), status_code=200)
 
 
@@ -160,7 +162,7 @@ async def deactivate_snapshot(request: Request, snapshot_id: str) -> Response:
     with state.snapshots.lock:
         row = _by_uuid(state, auth, snapshot_id)
         if row.state != SnapshotState.INACTIVE:
-            set_state(row, SnapshotState.INACTIVE)
+            set_state(row, SnapshotState.INACTIVE, clock=state.clock)
     return Response(status_code=204)
 
 

@@ -26,6 +26,10 @@ router = APIRouter(prefix="/toolbox/{sandbox_id}")
 DAEMON_VERSION = "0.0.0-emulator"
 
 
+def _error(request: Request, status: int, message: str) -> Response:
+    return proxy_error(status, message, request.scope, emulator_state(request).clock.now())
+
+
 def _sandbox(request: Request, sandbox_id: str) -> SandboxRow | Response:
     """The started sandbox this request may use, or the error response to send instead."""
     state = emulator_state(request)
@@ -33,11 +37,10 @@ def _sandbox(request: Request, sandbox_id: str) -> SandboxRow | Response:
     # An unknown sandbox looks the same as someone else's: nothing the caller has reaches it.
     reason = authentication_error(state, request, row)
     if reason is not None or row is None:
-        return proxy_error(401, reason or MISSING_AUTHENTICATION, request.scope)
+        return _error(request, 401, reason or MISSING_AUTHENTICATION)
     if row.state != SandboxState.STARTED or row.container_id is None:
-        return proxy_error(
-            502, f"Sandbox {row.id} is not running (state {row.state.value})", request.scope
-        )
+        return _error(request, 502, f"Sandbox {row.id} is not running (state {row.state.value})")
+    state.sandbox_lifecycle.touch(row)  # toolbox use is activity: auto-stop counts from here
     return row
 
 
@@ -68,9 +71,9 @@ async def execute_command(request: Request, sandbox_id: str) -> Response:
         or (envs is not None and not isinstance(envs, dict))
     ):
         # gin's ShouldBindJSON fails as a whole; the daemon reports it this way.
-        return proxy_error(400, "command is required", request.scope)
+        return _error(request, 400, "command is required")
     if not command.strip():
-        return proxy_error(400, "empty command", request.scope)
+        return _error(request, 400, "empty command")
     assert row.container_id is not None
     runtime = emulator_state(request).runtime
     try:
@@ -82,14 +85,14 @@ async def execute_command(request: Request, sandbox_id: str) -> Response:
             timeout=timeout or None,
         )
     except ExecTimeout:
-        return proxy_error(
+        return _error(
+            request,
             408,
             f"Command execution timed out after {timeout} seconds. The timeout can be "
             "increased by adjusting the timeout parameter in the request.",
-            request.scope,
         )
     except RuntimeFailure as error:
-        return proxy_error(500, str(error), request.scope)
+        return _error(request, 500, str(error))
     return JSONResponse({"exitCode": result.exit_code, "result": result.output})
 
 
@@ -102,9 +105,9 @@ async def _shell_value(request: Request, sandbox_id: str, command: str) -> Respo
     try:
         result = await runtime.exec(row.container_id, command, cwd=None, env={}, timeout=10)
     except (ExecTimeout, RuntimeFailure) as error:
-        return proxy_error(500, str(error) or "timed out", request.scope)
+        return _error(request, 500, str(error) or "timed out")
     if result.exit_code != 0:
-        return proxy_error(500, result.output.strip(), request.scope)
+        return _error(request, 500, result.output.strip())
     return JSONResponse({"dir": result.output.strip()})
 
 

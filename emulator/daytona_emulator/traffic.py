@@ -13,7 +13,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from daytona_emulator.knobs import FaultRule, Knobs, RequestRecord
+from daytona_emulator.knobs import FaultRule, RequestRecord
+from daytona_emulator.state import EmulatorState
 from daytona_emulator.wire import error_response
 
 ADMIN_PREFIX = "/_emulator"
@@ -27,10 +28,20 @@ def _close_transport(send: Send) -> bool:
     return True
 
 
+async def _drain(receive: Receive) -> None:
+    """Read the request body before closing: a close with unread data makes the kernel answer
+    with a reset, which clients report as a read error instead of a dropped connection."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
 class TrafficMiddleware:
-    def __init__(self, app: ASGIApp, knobs: Knobs) -> None:
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
         self.app = app
-        self.knobs = knobs
+        self.state = state
+        self.knobs = state.knobs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,10 +93,12 @@ class TrafficMiddleware:
         if rule is None:
             await self.app(scope, receive, recording_send)
         elif rule.kind == "delay":
+            # Real time on purpose: this is latency that a client's own timeout has to see.
             await asyncio.sleep(rule.seconds)
             await self.app(scope, receive, recording_send)
         elif rule.kind == "error":
-            await error_response(rule.status, rule.message, scope)(scope, receive, recording_send)
+            response = error_response(rule.status, rule.message, scope, self.state.clock.now())
+            await response(scope, receive, recording_send)
         elif rule.kind == "rate_limit":
             seconds = str(rule.retry_after)
             headers = {
@@ -95,7 +108,9 @@ class TrafficMiddleware:
                 "X-RateLimit-Remaining-authenticated": "0",
                 "X-RateLimit-Reset-authenticated": seconds,
             }
-            response = error_response(429, "ThrottlerException: Too Many Requests", scope, headers)
+            response = error_response(
+                429, "ThrottlerException: Too Many Requests", scope, self.state.clock.now(), headers
+            )
             await response(scope, receive, recording_send)
         else:
             if rule.kind == "drop_after":
@@ -104,6 +119,8 @@ class TrafficMiddleware:
                     return None
 
                 await self.app(scope, receive, swallow)
+            else:
+                await _drain(receive)
             log(None)
             if not _close_transport(send):
                 raise RuntimeError("this ASGI server does not let the emulator drop connections")

@@ -20,7 +20,7 @@ from daytona_emulator.wire import js_number, js_str
 NAME_REGEX = re.compile(r"^[a-zA-Z0-9_.\-:]+(\/[a-zA-Z0-9_.\-:]+)*(@sha256:[a-f0-9]{64})?$")
 _DIGEST_HEX = re.compile(r"^[a-f0-9]{64}$")
 # IsSafeDisplayString: markup, URLs and control characters are refused in display names.
-_UNSAFE_DISPLAY = re.compile(
+UNSAFE_DISPLAY = re.compile(
     r"<[^>]*>|[a-z][a-z0-9+.\-]*://|www\.|data:|javascript:|[\x00-\x1f\x7f]", re.IGNORECASE
 )
 GPU_TYPES = ("H100", "H200", "B200", "B300", "RTX-PRO-6000", "RTX-4090", "RTX-5090", "MI355X")
@@ -86,7 +86,7 @@ def _dto_messages(body: dict[str, Any]) -> list[str]:
     name = body.get("name")
     if not isinstance(name, str):
         messages.append("name must be a string")
-    elif _UNSAFE_DISPLAY.search(name):
+    elif UNSAFE_DISPLAY.search(name):
         messages.append("name must not contain HTML tags, URLs, or control characters")
     image_name = body.get("imageName")
     if image_name is not None and not isinstance(image_name, str):

@@ -17,10 +17,6 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def iso(moment: datetime) -> str:
     """`Date.prototype.toISOString()`: milliseconds and a `Z`."""
     moment = moment.astimezone(UTC)
@@ -68,13 +64,13 @@ def reason_phrase(status: int) -> str:
         return "Http Exception"
 
 
-def error_body(status: int, message: str, path: str, error: str | None = None) -> dict[str, Any]:
+def error_body(status: int, message: str, path: str, moment: datetime) -> dict[str, Any]:
     """The body Daytona's global exception filter writes for every error (spec §2)."""
     return {
         "statusCode": status,
-        "timestamp": iso(utcnow()),
+        "timestamp": iso(moment),
         "path": path,
-        "error": error or reason_phrase(status),
+        "error": reason_phrase(status),
         "message": message,
     }
 
@@ -91,8 +87,11 @@ def error_response(
     status: int,
     message: str,
     scope: Mapping[str, Any],
+    moment: datetime,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        error_body(status, message, request_url(scope)), status_code=status, headers=headers
+        error_body(status, message, request_url(scope), moment),
+        status_code=status,
+        headers=headers,
     )

@@ -7,7 +7,6 @@ outcome or hang in `creating`, so no test in this file needs a Docker engine.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from daytona import CreateSandboxFromSnapshotParams, Daytona, DaytonaConfig
-from daytona.common.errors import DaytonaBadRequestError
+from daytona.common.errors import DaytonaBadRequestError, DaytonaConflictError
 
 from daytona_emulator.knobs import FaultRule, SandboxOutcome
 from daytona_emulator.server import EmulatorServer
@@ -147,6 +146,7 @@ def test_a_sandbox_that_fails_to_start(
     daytona_emulator: EmulatorServer, client: httpx.Client
 ) -> None:
     failing(daytona_emulator, client)
+    daytona_emulator.freeze_clock()
     response = client.post("/sandbox", json={"snapshot": "broken", "name": "doomed"})
     assert message(response, 400) == f"Sandbox failed to start: {REASON}"
 
@@ -156,10 +156,9 @@ def test_a_sandbox_that_fails_to_start(
     deleted = client.delete(f"/sandbox/{row['id']}")
     assert deleted.status_code == 200
     assert deleted.json()["state"] in ("destroying", "destroyed")
-    deadline = time.monotonic() + 5
-    while (gone := client.get(f"/sandbox/{row['id']}")).status_code == 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    assert client.get(f"/sandbox/{row['id']}").json()["state"] == "destroying"
+    daytona_emulator.advance_clock(daytona_emulator.knobs.timings.sandbox_destroy_seconds)
+    gone = client.get(f"/sandbox/{row['id']}")
     assert message(gone, 404) == f"Sandbox with ID or name {row['id']} not found"
 
 
@@ -198,11 +197,14 @@ def test_sandbox_shape_and_state_changes_in_progress(
         assert body[key] is None
 
     sandbox_id = body["id"]
-    assert message(client.post(f"/sandbox/{sandbox_id}/stop"), 400) == "State change in progress"
-    assert message(client.post(f"/sandbox/{sandbox_id}/start"), 400) == "State change in progress"
-    assert message(client.delete(f"/sandbox/{sandbox_id}"), 400) == (
-        "Sandbox state change in progress"
-    )
+    # Daytona's `StateChangeInProgressError`: 409 for every change while one is in flight.
+    for refused in (
+        client.post(f"/sandbox/{sandbox_id}/stop"),
+        client.post(f"/sandbox/{sandbox_id}/start"),
+        client.delete(f"/sandbox/{sandbox_id}"),
+    ):
+        assert message(refused, 409) == "Sandbox state change in progress"
+        assert refused.json()["error"] == "Conflict"
     assert client.get(f"/sandbox/{sandbox_id}/toolbox-proxy-url").json() == {
         "url": f"{daytona_emulator.root_url}/toolbox"
     }
@@ -315,3 +317,70 @@ def test_sandbox_outcomes_through_the_admin_api(
         assert admin.get("/_emulator/sandbox-containers").json() == []
         assert admin.delete("/_emulator/sandbox-outcomes").status_code == 204
     assert daytona_emulator.knobs.sandbox_outcomes() == []
+
+
+def test_a_delete_frees_the_name_at_once_and_a_second_delete_is_a_409(
+    daytona_emulator: EmulatorServer, client: httpx.Client
+) -> None:
+    failing(daytona_emulator, client)
+    clock = daytona_emulator.freeze_clock()
+    assert client.post("/sandbox", json={"snapshot": "broken", "name": "doomed"}).status_code == 400
+    sandbox_id = client.get("/sandbox/doomed").json()["id"]
+
+    deleted = client.delete("/sandbox/doomed")
+
+    assert deleted.status_code == 200, deleted.text
+    epoch_ms = int(clock.now().timestamp() * 1000)
+    assert deleted.json()["name"] == f"DESTROYED_doomed_{epoch_ms}"  # getSoftDeleteName
+    assert deleted.json()["state"] == "destroying"
+    again = client.delete(f"/sandbox/{sandbox_id}")
+    assert message(again, 409) == "Sandbox state change in progress"
+    # The old name is free at once: it finds nothing, and a new sandbox may take it.
+    assert message(client.delete("/sandbox/doomed"), 404) == (
+        "Sandbox with ID or name doomed not found"
+    )
+    assert client.get(f"/sandbox/{sandbox_id}").json()["state"] == "destroying"
+    reused = client.post("/sandbox", json={"snapshot": "broken", "name": "doomed"})
+    assert message(reused, 400) == f"Sandbox failed to start: {REASON}"  # not a 409 on the name
+    assert client.get("/sandbox/doomed").json()["id"] != sandbox_id
+
+    daytona_emulator.advance_clock(daytona_emulator.knobs.timings.sandbox_destroy_seconds)
+
+    assert message(client.get(f"/sandbox/{sandbox_id}"), 404) == (
+        f"Sandbox with ID or name {sandbox_id} not found"
+    )
+    assert client.delete(f"/sandbox/{sandbox_id}").status_code == 404
+
+
+def test_an_errored_sandbox_cannot_start_or_stop(
+    daytona_emulator: EmulatorServer, client: httpx.Client
+) -> None:
+    failing(daytona_emulator, client)
+    assert client.post("/sandbox", json={"snapshot": "broken", "name": "sick"}).status_code == 400
+
+    for action in ("start", "stop"):
+        refused = client.post(f"/sandbox/sick/{action}")
+        assert message(refused, 400) == "Sandbox is in an errored state"
+
+
+def test_the_sdk_meets_the_409_of_a_second_delete(
+    daytona_emulator: EmulatorServer, client: httpx.Client
+) -> None:
+    failing(daytona_emulator, client)
+    daytona_emulator.freeze_clock()  # it stays `destroying` until the clock moves
+    assert client.post("/sandbox", json={"snapshot": "broken", "name": "twice"}).status_code == 400
+    daytona = Daytona(
+        DaytonaConfig(
+            api_key=daytona_emulator.api_key,
+            api_url=daytona_emulator.base_url,
+            use_deprecated_polling=True,
+        )
+    )
+    sandbox = daytona.get("twice")
+
+    sandbox.delete()
+    with pytest.raises(DaytonaConflictError) as conflict:
+        sandbox.delete()
+
+    assert conflict.value.status_code == 409
+    assert str(conflict.value) == "Failed to remove sandbox: Sandbox state change in progress"
