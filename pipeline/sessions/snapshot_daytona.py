@@ -57,7 +57,7 @@ def snapshot_daytona(
         sha, dirty = commit(build)
         name = name or sha_snapshot_name(sha, dirty)
         image = image or sha_image(build.image_repository, sha, dirty)
-    job = SnapshotJob.from_args(args, settings, spec(args, settings, name, image))
+    job = SnapshotJob.from_args(args, settings, spec(args, settings, name, image), force=args.force)
     make(job, build, client=client, poll=poll)
 
 
@@ -119,6 +119,8 @@ class SnapshotJob:
         args: argparse.Namespace,
         settings: SnapshotSettings,
         spec: SnapshotSpec,
+        *,
+        force: bool = False,
         plan: tuple[str, ...] = (),
     ) -> SnapshotJob:
         return cls(
@@ -126,7 +128,7 @@ class SnapshotJob:
             timeout=args.timeout or settings.timeout,
             dry_run=args.dry_run,
             check_image=not args.skip_image_check,
-            force=getattr(args, "force", False),
+            force=force,
             plan=plan,
         )
 

@@ -38,4 +38,5 @@ def snapshot_stage(
         image = sha_image(build.image_repository, sha, dirty)
     wanted = spec(args, settings, stage_snapshot_name(name, now()), image)
     plan = (f"stage:      {name} (from {source})",)
-    make(SnapshotJob.from_args(args, settings, wanted, plan), build, client=client, poll=poll)
+    job = SnapshotJob.from_args(args, settings, wanted, plan=plan)
+    make(job, build, client=client, poll=poll)

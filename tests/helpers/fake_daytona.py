@@ -206,8 +206,8 @@ class FakeDaytona:
                 return httpx.Response(409, json=error_body(409, "already exists"))
             states = self.script.get(body["name"], ["pending", "pulling", "active"])
             resources = {"cpu": body["cpu"], "mem": body["memory"], "disk": body["disk"]}
-            row = self.add_snapshot(body["name"], states, imageName=body["imageName"], **resources)
-            return httpx.Response(200, json=row)
+            made = self.add_snapshot(body["name"], states, imageName=body["imageName"], **resources)
+            return httpx.Response(200, json=made)
         if request.method == "GET" and path == "/snapshots":
             return self._snapshot_page(request)
         key = path.split("/")[2]
