@@ -1,36 +1,30 @@
 """The one place that runs `docker buildx` (argv from python-on-whales, the process run here).
 
-python-on-whales cannot time a command out or stop what it started, so the docker CLI runs in a
-process group of its own: the build timeout is enforced here, and Ctrl-C, SIGTERM or the
-timeout send SIGINT, then SIGTERM, then SIGKILL to the whole group (the CLI and its buildx
-plugin), which makes buildx cancel the build in the engine. Nothing but python, git and docker
-needs to be on PATH. Output streams as plain progress; `--metadata-file` gives the digest;
-failures become pipeline errors (rules/failures.py) without ever printing an argv.
+python-on-whales cannot time a command out or stop what it started, so the docker CLI runs as a
+`GroupProcess` (process_group.py): the build timeout is enforced in Python, and Ctrl-C, SIGTERM
+or the timeout stop the CLI and its buildx plugin together, which makes buildx cancel the build
+in the engine. Nothing but python, git and docker needs to be on PATH. Output streams as plain
+progress; `--metadata-file` gives the digest; failures become pipeline errors
+(rules/failures.py) without ever printing an argv.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import selectors
 import shutil
-import signal
-import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.adapters.git_context import CONTEXT_NAME, cached_git_context
-from pipeline.errors import DOCKER_CLI_FIX, EngineError, Interrupted, PipelineError
+from pipeline.adapters.process_group import GroupProcess, LineSink
+from pipeline.errors import DOCKER_CLI_FIX, EngineError, PipelineError
 from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.failures import classify_failure, setup_failure, untag_after_failed_push
 from pipeline.rules.platforms import BuilderFacts, parse_builder_inspect
@@ -39,9 +33,6 @@ from pipeline.rules.progress import ProgressStats
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
-LineSink = Callable[[str], None]
-# After each signal, how long the group gets to exit before the next, harder one.
-STOP_SIGNALS = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
 QUERY_TIMEOUT_S = 30.0  # `docker buildx inspect`, `docker info`, `docker image rm`
 CONTAINERD_STORE = "io.containerd.snapshotter.v1"
 
@@ -79,135 +70,6 @@ def docker_client(docker_host: str | None, config: Path | None = None) -> Docker
 def docker_argv(client: DockerClient, *args: str | Path) -> list[str]:
     """`docker [--host …] [--config …] ARGS` as python-on-whales would run it."""
     return [str(part) for part in (*client.client_config.docker_cmd, *args)]
-
-
-@dataclass(frozen=True)
-class Ran:
-    returncode: int
-    timed_out: bool
-
-
-class GroupProcess:
-    """A command in a process group of its own, stopped as a whole (see the module doc)."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def __enter__(self) -> GroupProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def finish(self, timeout_s: float, on_line: LineSink, cancelled: str) -> Ran:
-        """Stream its output lines until it exits or `timeout_s` passes (then stop it).
-
-        Ctrl-C or SIGTERM stop the group and raise `Interrupted(cancelled)`."""
-        with _sigterm_interrupts():
-            try:
-                exited = self._pump(time.monotonic() + timeout_s, on_line)
-            except KeyboardInterrupt as interrupt:
-                self.stop()
-                signum = interrupt.signum if isinstance(interrupt, Interrupted) else signal.SIGINT
-                raise Interrupted(cancelled, signum) from None
-            except BaseException:
-                self.stop()
-                raise
-            if not exited:
-                self.stop()
-        code = self.process.wait()
-        return Ran(returncode=code, timed_out=not exited)
-
-    def _pump(self, deadline: float, on_line: LineSink) -> bool:
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        pending = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                if not selector.select(min(remaining, 1.0)):
-                    continue
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    on_line(line.decode(errors="replace"))
-        if pending:
-            on_line(pending.decode(errors="replace"))
-        try:
-            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-
-    def stop(self) -> None:
-        """SIGINT, SIGTERM, SIGKILL to the group, each after the last had its grace period; a
-        second Ctrl-C skips to the next signal."""
-        for signum, grace in STOP_SIGNALS:
-            if not self._group_alive():
-                break
-            try:
-                os.killpg(self.process.pid, signum)
-            except ProcessLookupError:
-                break
-            try:
-                self._wait_group(grace)
-            except KeyboardInterrupt:
-                continue
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.process.poll()
-
-    def _group_alive(self) -> bool:
-        self.process.poll()  # reap the leader: a zombie would keep the group "alive"
-        try:
-            os.killpg(self.process.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def _wait_group(self, grace: float) -> None:
-        deadline = time.monotonic() + grace
-        stdout = self.process.stdout
-        if stdout is not None and not stdout.closed:
-            os.set_blocking(stdout.fileno(), False)
-        while time.monotonic() < deadline:
-            if stdout is not None and not stdout.closed:
-                with suppress(BlockingIOError):
-                    os.read(stdout.fileno(), 65536)  # keep the pipe from filling up
-            if not self._group_alive():
-                return
-            time.sleep(0.05)
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While a group runs, SIGTERM (a cancelled CI job, nox giving up) is an `Interrupted`, so
-    the group is stopped before this process goes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted("", signal.SIGTERM)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_docker(

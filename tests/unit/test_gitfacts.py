@@ -86,8 +86,26 @@ def test_not_a_repository(tmp_path: Path) -> None:
 
 def test_no_commits(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
-    with pytest.raises(GitError, match="no commits yet"):
+    with pytest.raises(GitError, match="no commits yet") as caught:
         read_git_facts(tmp_path, {})
+    # GIT_SHA cannot stand in for a commit (the build must name the commit it builds).
+    assert "commit once" in str(caught.value) and "GIT_SHA" not in str(caught.value)
+
+
+def test_folder_that_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(GitError) as caught:
+        read_git_facts(tmp_path / "nowhere", {})
+    assert f"{tmp_path / 'nowhere'} does not exist" in str(caught.value)
+    assert "not inside a git repository" not in str(caught.value)
+
+
+def test_git_missing_from_path(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(GitError, match="git is not on PATH") as caught:
+        read_git_facts(repo, {})
+    assert "install git" in str(caught.value)
 
 
 def test_source_from_github_env(repo: Path) -> None:
