@@ -1,0 +1,268 @@
+"""The dev loop on a real engine: the .dockerignore table against real buildx, the fingerprint
+against real image ids and labels, and a real detached background build of the fixture repo.
+
+Images carry the tests' namespace (iterate-test/) and are removed by each test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.adapters.background import Status, status
+from pipeline.adapters.build_inputs import fingerprint_build, inspect_images
+from pipeline.rules.build_plan import BuildPlan, plan_build
+from pipeline.rules.fingerprint import LABEL, unchanged
+from pipeline.rules.git_facts import GitFacts
+from pipeline.sessions import background
+from pipeline.settings.build import BuildSettings
+from tests.conftest import (
+    PIPELINE_VARIABLES,
+    TINY_DOCKERFILE,
+    FixtureRepo,
+    image_exists,
+    make_fixture_repo,
+)
+from tests.helpers.host_engine import TEST_IMAGE_NAMESPACE
+from tests.unit.test_dockerignore import BAD_PATTERNS, CASES, EVERYTHING, make_tree
+
+pytestmark = pytest.mark.usefixtures("engine")
+ROOT = Path(__file__).resolve().parents[3]
+HOST = "localhost:5999"  # never contacted: images are only loaded, never pushed
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=300, check=check
+    )
+
+
+def _sent_by_buildx(tmp: Path, ignore_text: str) -> set[str] | str:
+    """What a real `docker buildx build` sends: `COPY . /ctx` exported to a folder."""
+    context, recipe, out = tmp / "ctx", tmp / "df", tmp / "out"
+    if not context.exists():
+        make_tree(context)
+    recipe.mkdir()
+    (recipe / "Dockerfile").write_text("FROM scratch\nCOPY . /ctx\n")
+    (recipe / "Dockerfile.dockerignore").write_bytes(ignore_text.encode())
+    done = _docker(
+        "buildx", "build", "-q", "-f", str(recipe / "Dockerfile"),
+        "--output", f"type=local,dest={out}", str(context), check=False,
+    )  # fmt: skip
+    if done.returncode:
+        return done.stderr.strip().splitlines()[-1]
+    copied = out / "ctx"
+    return {str(p.relative_to(copied)) for p in copied.rglob("*")} if copied.exists() else set()
+
+
+@pytest.mark.parametrize(("case", "text", "excluded"), CASES, ids=[c[0] for c in CASES])
+def test_dockerignore_table_matches_real_buildx(
+    tmp_path: Path, case: str, text: str, excluded: set[str]
+) -> None:
+    assert _sent_by_buildx(tmp_path, text) == EVERYTHING - excluded
+
+
+@pytest.mark.parametrize("pattern", BAD_PATTERNS)
+def test_patterns_we_refuse_buildx_refuses(tmp_path: Path, pattern: str) -> None:
+    answer = _sent_by_buildx(tmp_path, pattern + "\n")
+    # buildx fails; which line it prints last is racy (the refusal, or "context canceled")
+    assert isinstance(answer, str) and ("pattern" in answer or "canceled" in answer), answer
+
+
+def test_ignore_file_beside_the_dockerfile_wins(tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    make_tree(context)
+    (context / ".dockerignore").write_text("docs\n")
+    sent = _sent_by_buildx(tmp_path, "dir\n")  # written as df/Dockerfile.dockerignore
+    assert isinstance(sent, set) and "docs/readme.md" in sent and "dir" not in sent
+
+
+@pytest.fixture
+def base_image() -> Iterator[str]:
+    """A local image to start FROM (busybox on scratch), removed afterwards."""
+    reference = f"{TEST_IMAGE_NAMESPACE}fingerprint-base-{uuid.uuid4().hex[:10]}:1"
+    yield reference
+    _docker("image", "rm", reference, check=False)
+
+
+def _build_base(reference: str, tmp: Path, content: str) -> str:
+    folder = tmp / f"base-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    shutil.copy("/bin/busybox", folder / "busybox")
+    (folder / "v").write_text(content)
+    (folder / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\nCOPY v /v\n")
+    _docker("buildx", "build", "-q", "--load", "-t", reference, str(folder))
+    images = inspect_images([reference], None)
+    assert images is not None
+    return images[0].id
+
+
+def _plan(repo: FixtureRepo, monkeypatch: pytest.MonkeyPatch, **env: str) -> BuildPlan:
+    for name in PIPELINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**repo.env(), "SANDBOX_BUILD_CA_BUNDLE": "none", **env}.items():
+        monkeypatch.setenv(name, value)
+    facts = GitFacts(
+        sha=repo.sha,
+        dirty=False,
+        branch="main",
+        work_tree=repo.path,
+        git_dir=repo.path / ".git",
+        common_dir=repo.path / ".git",
+        commit_time=datetime(2026, 1, 1, tzinfo=UTC),
+        source_url=None,
+    )
+    return plan_build("local", BuildSettings(), facts, facts.commit_time)
+
+
+def test_fingerprint_follows_the_engines_base_image(
+    tmp_path: Path, base_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_id = _build_base(base_image, tmp_path, "one")
+    repo = make_fixture_repo(
+        tmp_path / "repo", HOST, dockerfile=f"FROM {base_image}\nRUN echo {{nonce}} > /n\n"
+    )
+    plan = _plan(repo, monkeypatch)
+    cache = [tmp_path / "cache"]
+    before = fingerprint_build(plan, docker_host=None, cache_dirs=cache, compare_with=None, env={})
+    assert before.value is not None, before.reason
+    second_id = _build_base(base_image, tmp_path, "two")  # same tag, new image
+    assert second_id != first_id
+    after = fingerprint_build(plan, docker_host=None, cache_dirs=cache, compare_with=None, env={})
+    assert after.value is not None and after.value != before.value
+    _docker("image", "rm", base_image)
+    gone = fingerprint_build(plan, docker_host=None, cache_dirs=cache, compare_with=None, env={})
+    assert gone.value is None and base_image in gone.reason
+
+
+def test_label_on_the_built_image_is_what_compare_with_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_fixture_repo(tmp_path / "repo", HOST)
+    plan = _plan(repo, monkeypatch)
+    local = f"{repo.repository}:local"
+    cache = [tmp_path / "cache"]
+    measured = fingerprint_build(
+        plan, docker_host=None, cache_dirs=cache, compare_with=local, env={}
+    )
+    assert measured.value is not None and measured.local is None  # nothing built yet
+    try:
+        _docker(
+            "buildx", "build", "-q", "--load", "-t", local, "--label",
+            f"{LABEL}={measured.value}", "-f", str(plan.dockerfile), str(plan.context),
+        )  # fmt: skip
+        again = fingerprint_build(
+            plan, docker_host=None, cache_dirs=cache, compare_with=local, env={}
+        )
+        assert again.local is not None and unchanged(again.local.fingerprint, again.value)
+        (repo.path / "new.txt").write_text("a change buildx would send\n")
+        changed = fingerprint_build(
+            plan, docker_host=None, cache_dirs=cache, compare_with=local, env={}
+        )
+        assert changed.local is not None and not unchanged(changed.local.fingerprint, changed.value)
+    finally:
+        _docker("image", "rm", local, check=False)
+
+
+# The first build of a fresh fixture takes a few seconds: time to act while it runs.
+SLOW_DOCKERFILE = TINY_DOCKERFILE + 'RUN ["/bin/busybox", "sleep", "3"]\n'
+
+
+@pytest.fixture
+def dev_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FixtureRepo]:
+    """The fixture repo as the launcher's environment: the worker inherits it."""
+    repo = make_fixture_repo(tmp_path / "repo", HOST, dockerfile=SLOW_DOCKERFILE)
+    for name in PIPELINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in repo.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(background.STATE_ROOT_VARIABLE, str(tmp_path / "background"))
+    yield repo
+    for tag in ("local", f"sha-{repo.sha}", f"sha-{repo.sha}-dirty"):
+        _docker("image", "rm", f"{repo.repository}:{tag}", check=False)
+
+
+def _launch(repo: FixtureRepo) -> str:
+    started = background.launch(
+        repo.path,
+        repo.path / "sandbox" / "Dockerfile",
+        repo.repository,
+        [sys.executable, "-m", "pipeline", "snapshot_local"],
+    )
+    return started.outcome
+
+
+def _wait(repo: FixtureRepo, timeout_s: float = 300) -> Status:
+    deadline = time.monotonic() + timeout_s
+    key = background.background_key(repo.path, repo.repository)
+    while True:
+        now = status(background.state_root(), key)
+        if now.state != "building":
+            return now
+        assert time.monotonic() < deadline, "the background build did not finish"
+        time.sleep(0.2)
+
+
+def _wait_for_log(repo: FixtureRepo, text: str, timeout_s: float = 120) -> None:
+    key = background.background_key(repo.path, repo.repository)
+    log = background.state_root() / key / "build.log"
+    deadline = time.monotonic() + timeout_s
+    while not (log.exists() and text in log.read_text(errors="replace")):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {log}"
+        time.sleep(0.1)
+
+
+def _image_id(reference: str) -> str:
+    return _docker("image", "inspect", "--format", "{{.Id}}", reference).stdout.strip()
+
+
+def test_background_build_runs_detached_and_reruns_after_a_change(dev_env: FixtureRepo) -> None:
+    repo = dev_env
+    began = time.monotonic()
+    assert _launch(repo) == "started"
+    assert time.monotonic() - began < 5  # returns at once; the build goes on without us
+    _wait_for_log(repo, 'RUN ["/bin/busybox", "sleep"')  # the first build is under way
+    assert _launch(repo) == "already-building"  # unchanged tree: nothing more
+    (repo.path / "notes.txt").write_text("changed while it builds\n")
+    assert _launch(repo) == "rerun-marked"
+    done = _wait(repo)
+    assert done.state == "idle", done
+    assert done.last is not None and done.last.ok and done.last.image == f"{repo.repository}:local"
+    log = done.log.read_text()
+    assert log.count("==> background build started") == 2, log[-3000:]
+    assert image_exists(f"{repo.repository}:sha-{repo.sha}-dirty")  # the rerun saw the change
+    status_json = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", "from pathlib import Path; from pipeline.sessions.background"
+             " import show_status; import sys; show_status(Path(sys.argv[1]), sys.argv[2],"
+             " as_json=True)", str(repo.path), repo.repository],
+            cwd=ROOT, capture_output=True, text=True, check=True, env=os.environ,
+        ).stdout
+    )  # fmt: skip
+    assert status_json["state"] == "idle" and status_json["last"]["ok"] is True
+
+
+def test_failed_background_build_keeps_the_last_good_local(dev_env: FixtureRepo) -> None:
+    repo = dev_env
+    assert _launch(repo) == "started"
+    good = _wait(repo)
+    assert good.state == "idle", good
+    good_id = _image_id(f"{repo.repository}:local")
+    dockerfile = repo.path / "sandbox" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + 'RUN ["/bin/busybox", "false"]\n')
+    assert _launch(repo) == "started"
+    failed = _wait(repo)
+    assert failed.state == "failed" and failed.last is not None
+    assert failed.last.error and "\n" not in failed.last.error
+    assert "docker buildx build failed" in failed.last.error
+    assert failed.last_good is not None and failed.last_good.image == f"{repo.repository}:local"
+    assert _image_id(f"{repo.repository}:local") == good_id
