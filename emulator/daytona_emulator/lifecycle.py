@@ -101,9 +101,7 @@ class Lifecycle:
         now = self._state.clock.monotonic()
         with self._state.snapshots.lock:
             dues = [
-                row.state_since + dwell
-                for row in self._state.snapshots.rows()
-                if (dwell := self._dwell(row)) is not None
+                due for row in self._state.snapshots.rows() if (due := self._due(row)) is not None
             ]
         dues += [
             due
@@ -119,6 +117,10 @@ class Lifecycle:
         """Apply every transition due at the clock's current time; whether any happened."""
         now = self._state.clock.monotonic()
         return self._step_snapshots(now) | self._step_sandboxes(now)
+
+    def _due(self, row: Snapshot) -> float | None:
+        dwell = self._dwell(row)
+        return None if dwell is None else row.state_since + dwell
 
     def _dwell(self, row: Snapshot) -> float | None:
         """How long `row` stays in its state before the machine acts; None while it waits on
@@ -143,8 +145,9 @@ class Lifecycle:
         changed = False
         with store.lock:
             for row in store.rows():
-                dwell = self._dwell(row)
-                if dwell is None or now - row.state_since < dwell:
+                # The same sum as in `next_due`, so stepping to a due time always acts on it.
+                due = self._due(row)
+                if due is None or now < due:
                     continue
                 changed = True
                 if row.state == SnapshotState.REMOVING:

@@ -145,7 +145,7 @@ async def activate_snapshot(request: Request, snapshot_id: str) -> JSONResponse:
             raise bad_request(
                 f"Snapshot {shown_id} cannot be activated - it is in {row.state.value} state"
             )
-        if state.clock.monotonic() - row.state_since < cooldown:
+        if state.clock.monotonic() < row.state_since + cooldown:
             raise bad_request(
                 "Snapshot deactivation is still in progress. Please try again in a few minutes."
             )

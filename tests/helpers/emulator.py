@@ -14,6 +14,10 @@ Import the fixtures you use into your test module (pytest finds them by name):
   HTTP API (no engine needed, milliseconds).
 - `push_busybox_image(registry, name, tag, entrypoint=..., files=...)`: the same way, an image
   that really runs: a static busybox (from the host) as its whole rootfs, plus extra files.
+- `token_registry_host`: a registry with GHCR's auth scheme (Bearer challenge, token realm).
+
+Time: the emulator runs on real time; a test that wants to move time itself calls
+`server.freeze_clock()` and then `server.advance_clock(seconds)` (the reset unfreezes it).
 
 The fixtures depend only on pytest built-ins and conftest's `registry`, so importing the ones
 you use is enough.
@@ -21,12 +25,14 @@ you use is enough.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
 import json
 import ssl
 import tarfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,9 +41,14 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from daytona_emulator.config import SANDBOX_ONLY_PERMISSIONS, ApiKey, EmulatorConfig
-from daytona_emulator.server import EmulatorServer
+from daytona_emulator.server import EmulatorServer, listening_socket, uvicorn_config
 from pipeline.adapters.local_registry import LocalRegistry
 
 EMULATOR_KEY = "dtn_emulator_test_key"
@@ -305,3 +316,75 @@ def push_busybox_image(
         )
         _put_manifest(client, name, tag, OCI_MANIFEST, manifest)
     return PushedImage(f"{registry.host}/{name}:{tag}", _digest(manifest), size)
+
+
+# A registry with a token server (GHCR's scheme: a Bearer challenge, tokens for Basic credentials).
+
+TOKEN = "fake-registry-token"
+TOKEN_REGISTRY_USER = "robot"
+TOKEN_REGISTRY_PASSWORD = "s3cret"
+
+
+def _token_registry(username: str, password: str) -> Starlette:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {}}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"digest": config_digest, "size": len(config)},
+            "layers": [{"digest": "sha256:" + "0" * 64, "size": 1000}],
+        }
+    ).encode()
+
+    def challenge(request: Request) -> Response | None:
+        if request.headers.get("authorization") == f"Bearer {TOKEN}":
+            return None
+        realm = f"{request.base_url}token"
+        return JSONResponse(
+            {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+            status_code=401,
+            headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="fake",scope="pull"'},
+        )
+
+    async def token(request: Request) -> Response:
+        expected = base64.b64encode(f"{username}:{password}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {expected}":
+            return JSONResponse({"errors": [{"code": "DENIED", "message": "bad"}]}, 401)
+        return JSONResponse({"token": TOKEN})
+
+    async def manifests(request: Request) -> Response:
+        return challenge(request) or Response(
+            manifest, media_type="application/vnd.oci.image.manifest.v1+json"
+        )
+
+    async def blobs(request: Request) -> Response:
+        return challenge(request) or Response(config, media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/token", token),
+            Route("/v2/{name:path}/manifests/{reference}", manifests),
+            Route("/v2/{name:path}/blobs/{digest}", blobs),
+        ]
+    )
+
+
+@pytest.fixture
+def token_registry_host() -> Iterator[str]:
+    """`host:port` of a registry that serves one image (`<host>/<any>/<name>:<any>`) and wants
+    a token from its realm, which it gives for TOKEN_REGISTRY_USER/PASSWORD only."""
+    sock = listening_socket("127.0.0.1", 0)
+    server = uvicorn.Server(
+        uvicorn_config(
+            _token_registry(TOKEN_REGISTRY_USER, TOKEN_REGISTRY_PASSWORD), lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()

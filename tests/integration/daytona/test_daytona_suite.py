@@ -22,12 +22,19 @@ import pytest
 from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
+from pipeline.adapters.build_base import choose_build_base
 from pipeline.adapters.daytona.client import DaytonaClient
-from pipeline.adapters.daytona.sandboxes import SandboxHandle, preview_headers, running_sandbox
+from pipeline.adapters.daytona.sandbox_lifecycle import SandboxWaits
+from pipeline.adapters.daytona.sandboxes import (
+    SandboxHandle,
+    SandboxSpec,
+    preview_headers,
+    running_sandbox,
+)
 from pipeline.adapters.local_registry import LocalRegistry
-from tests.conftest import run_pipeline
+from tests.conftest import ROOT, run_pipeline
 from tests.helpers.emulator import daytona_emulator_with_registry  # noqa: F401
-from tests.integration.image.test_local_docker import BASE_TAG, CLIS, SERVICES
+from tests.integration.image.test_local_docker import CLIS, SERVICES
 
 # Its Daytona fixtures are requested at run time (they depend on DAYTONA_SNAPSHOT_NAME), so the
 # marker that selects it for `nox -s test_daytona` is set here rather than derived.
@@ -64,8 +71,10 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, engine: None) -> Iter
     emulator: EmulatorServer = request.getfixturevalue("daytona_emulator_with_registry")
     registry: LocalRegistry = request.getfixturevalue("registry")
     report = tmp_path / "report.json"
+    # The base this machine can have, as the local suite builds it (test_local_docker.py).
+    base = choose_build_base(None, ROOT / "sandbox" / "Dockerfile")
     env = {
-        "SANDBOX_BASE_IMAGE": BASE_TAG,
+        **({"SANDBOX_BASE_IMAGE": base} if base else {}),
         "SANDBOX_IMAGE_REPOSITORY": f"{registry.host}/iterate/sandbox",
         "REGISTRY_USERNAME": registry.username,
         "REGISTRY_PASSWORD": registry.password,
@@ -75,7 +84,6 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, engine: None) -> Iter
         "PUSH": "1",
     }
     docker_config = tmp_path / "docker-config"
-    assert run_pipeline("base_image", "--tag", BASE_TAG, env={}, timeout=900).returncode == 0
     built = run_pipeline("snapshot_local", env=env, docker_config=docker_config, timeout=1800)
     assert built.returncode == 0, built.output[-4000:]
     made = run_pipeline("snapshot_daytona", env=env, docker_config=docker_config, timeout=600)
@@ -88,12 +96,8 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, engine: None) -> Iter
 
 @pytest.fixture
 def sandbox(target: Target) -> Iterator[SandboxHandle]:
-    with running_sandbox(
-        target.client,
-        snapshot=target.snapshot,
-        labels={"suite": "test_daytona"},
-        timeout=START_TIMEOUT_S,
-    ) as handle:
+    spec = SandboxSpec(snapshot=target.snapshot, labels={"suite": "test_daytona"})
+    with running_sandbox(target.client, spec, SandboxWaits(start_s=START_TIMEOUT_S)) as handle:
         yield handle
 
 

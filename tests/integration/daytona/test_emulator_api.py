@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from daytona_emulator.server import EmulatorServer
+from daytona_emulator.wire import iso
 from tests.helpers.emulator import (
     OTHER_ORG_KEY,
     SANDBOX_ONLY_KEY,
@@ -293,10 +294,11 @@ def test_organizations_are_isolated(daytona_emulator: EmulatorServer, client: ht
 # Listing
 
 
-def test_list_defaults(client: httpx.Client) -> None:
+def test_list_defaults(daytona_emulator: EmulatorServer, client: httpx.Client) -> None:
+    daytona_emulator.freeze_clock()
     for name in ("one", "two", "three"):
         create(client, name)
-        time.sleep(0.002)  # distinct createdAt milliseconds
+        daytona_emulator.advance_clock(0.002)  # distinct createdAt milliseconds
 
     body = client.get("/snapshots").json()
 
@@ -310,10 +312,11 @@ def test_list_of_nothing(client: httpx.Client) -> None:
     assert client.get("/snapshots").json() == {"items": [], "total": 0, "page": 1, "totalPages": 0}
 
 
-def test_pagination(client: httpx.Client) -> None:
+def test_pagination(daytona_emulator: EmulatorServer, client: httpx.Client) -> None:
+    daytona_emulator.freeze_clock()
     for index in range(5):
         create(client, f"page-{index}")
-        time.sleep(0.002)
+        daytona_emulator.advance_clock(0.002)
 
     third = client.get("/snapshots", params={"limit": 2, "page": 3}).json()
     beyond = client.get("/snapshots", params={"limit": 2, "page": 4}).json()
@@ -372,10 +375,11 @@ def test_name_filter_is_a_case_insensitive_substring(client: httpx.Client) -> No
 
 def test_sort_and_order(daytona_emulator: EmulatorServer, client: httpx.Client) -> None:
     daytona_emulator.knobs.timings.pending_seconds = 60  # "bravo" stays pending
+    daytona_emulator.freeze_clock()
     ids = {}
     for name in ("bravo", "alpha", "charlie"):
         ids[name] = create(client, name)["id"]
-        time.sleep(0.002)
+        daytona_emulator.advance_clock(0.002)
     force_state(daytona_emulator, ids["charlie"], "active")
     force_state(daytona_emulator, ids["alpha"], "error")
 
@@ -426,6 +430,7 @@ def test_delete_goes_through_removing_then_the_row_and_name_are_gone(
     daytona_emulator: EmulatorServer, client: httpx.Client
 ) -> None:
     daytona_emulator.knobs.timings.removal_seconds = 0.3
+    daytona_emulator.freeze_clock()
     created = create(client, "doomed")
 
     response = client.delete(f"/snapshots/{created['id']}")
@@ -435,7 +440,9 @@ def test_delete_goes_through_removing_then_the_row_and_name_are_gone(
     assert client.get("/snapshots/doomed").json()["state"] == "removing"
     # The name stays reserved while the row exists.
     assert client.post("/snapshots", json={"name": "doomed", "imageName": IMAGE}).status_code == 409
-    time.sleep(0.45)
+    daytona_emulator.advance_clock(0.29)
+    assert client.get("/snapshots/doomed").json()["state"] == "removing"
+    daytona_emulator.advance_clock(0.01)
     assert client.get("/snapshots/doomed").status_code == 404
     create(client, "doomed")
 
@@ -477,18 +484,82 @@ def test_activation_cooldown(daytona_emulator: EmulatorServer, client: httpx.Cli
     )
 
 
+def test_activation_cooldown_ends_with_the_clock(
+    daytona_emulator: EmulatorServer, client: httpx.Client
+) -> None:
+    daytona_emulator.knobs.timings.activation_cooldown_seconds = 600  # Daytona's 10 minutes
+    daytona_emulator.freeze_clock()
+    snapshot_id = create(client, "cooled")["id"]
+    assert client.post(f"/snapshots/{snapshot_id}/deactivate").status_code == 204
+
+    daytona_emulator.advance_clock(599)
+    early = client.post(f"/snapshots/{snapshot_id}/activate")
+    daytona_emulator.advance_clock(1)
+    late = client.post(f"/snapshots/{snapshot_id}/activate")
+
+    assert error_of(early, 400).startswith("Snapshot deactivation is still in progress.")
+    assert late.status_code == 200, late.text
+    assert late.json()["state"] == "pending"
+
+
 def test_state_follows_the_clock_not_the_number_of_gets(
     daytona_emulator: EmulatorServer, client: httpx.Client
 ) -> None:
     daytona_emulator.knobs.timings.pending_seconds = 0.4
+    daytona_emulator.freeze_clock()
     create(client, "clocked")
 
     seen = {client.get("/snapshots/clocked").json()["state"] for _ in range(15)}
     assert seen == {"pending"}
+    daytona_emulator.advance_clock(0.39)
+    assert client.get("/snapshots/clocked").json()["state"] == "pending"
+    daytona_emulator.advance_clock(0.01)
     # ghcr.io is unreachable offline: after the dwell the pull fails with that reason.
-    body = wait_for_state(client, "clocked", ["error"], timeout=5)
+    body = client.get("/snapshots/clocked").json()
+    assert body["state"] == "error"
     assert "registry unreachable" in body["errorReason"]
     assert "ghcr.io" in body["errorReason"]
+
+
+def test_timestamps_come_from_the_clock(
+    daytona_emulator: EmulatorServer, client: httpx.Client
+) -> None:
+    clock = daytona_emulator.freeze_clock()
+    created = create(client, "stamped")
+    daytona_emulator.advance_clock(3600)  # pending (0.3 s) -> error, then an hour passes
+    later = client.get("/snapshots/stamped").json()
+    missing = client.get("/snapshots/nope").json()
+
+    start = clock.now() - timedelta(seconds=3600)
+    assert created["createdAt"] == created["updatedAt"] == iso(start)
+    assert later["state"] == "error"
+    assert later["updatedAt"] == iso(start + timedelta(seconds=0.3))  # when it left `pending`
+    assert missing["timestamp"] == iso(clock.now())
+
+
+def test_the_clock_through_the_admin_api(
+    daytona_emulator: EmulatorServer, client: httpx.Client
+) -> None:
+    with admin_client(daytona_emulator) as admin:
+        running = admin.get("/_emulator/clock").json()
+        refused = admin.post("/_emulator/clock/advance", json={"seconds": 1})
+        frozen = admin.post("/_emulator/clock/freeze").json()
+        create(client, "timed")
+        advanced = admin.post("/_emulator/clock/advance", json={"seconds": 0.3})
+        backwards = admin.post("/_emulator/clock/advance", json={"seconds": -1})
+        admin.post("/_emulator/reset")
+        after_reset = admin.get("/_emulator/clock").json()
+
+    assert running["frozen"] is False
+    assert error_of(refused, 409) == "The clock is not frozen: POST /_emulator/clock/freeze first"
+    assert frozen["frozen"] is True
+    assert advanced.status_code == 200
+    assert advanced.json()["monotonic"] == pytest.approx(frozen["monotonic"] + 0.3)
+    assert advanced.json()["now"] == iso(
+        datetime.fromisoformat(frozen["now"]) + timedelta(seconds=0.3)
+    )
+    assert backwards.status_code == 422
+    assert after_reset["frozen"] is False
 
 
 # Build logs

@@ -178,11 +178,13 @@ def test_stuck_pending_outcome(daytona_emulator: EmulatorServer, client: httpx.C
     daytona_emulator.knobs.add_outcome(
         SnapshotOutcome(name_pattern="stuck-*", outcome="stuck_pending")
     )
+    daytona_emulator.freeze_clock()
 
     post_snapshot(client, "stuck-1")
     post_snapshot(client, "free-1")
-    wait_for_state(client, "free-1", ["error"])  # unreachable ghcr.io, past pending
-    time.sleep(0.2)
+    daytona_emulator.advance_clock(0.05)
+    assert client.get("/snapshots/free-1").json()["state"] == "error"  # unreachable ghcr.io
+    daytona_emulator.advance_clock(3600)
 
     assert client.get("/snapshots/stuck-1").json()["state"] == "pending"
 
@@ -229,7 +231,10 @@ def test_outcomes_through_the_admin_api(
     assert daytona_emulator.knobs.outcomes() == []
 
 
-def test_settings_through_the_admin_api(client: httpx.Client, admin: httpx.Client) -> None:
+def test_settings_through_the_admin_api(
+    daytona_emulator: EmulatorServer, client: httpx.Client, admin: httpx.Client
+) -> None:
+    daytona_emulator.freeze_clock()
     patched = admin.patch(
         "/_emulator/settings",
         json={"timings": {"pending_seconds": 30}, "limits": {"snapshot_quota": 1}},
@@ -238,7 +243,7 @@ def test_settings_through_the_admin_api(client: httpx.Client, admin: httpx.Clien
     assert patched.json()["limits"]["snapshot_quota"] == 1
 
     post_snapshot(client, "one")
-    time.sleep(0.4)
+    daytona_emulator.advance_clock(29.9)  # the default dwell (0.3 s) would have ended it
     assert client.get("/snapshots/one").json()["state"] == "pending"
     assert (
         post_snapshot(client, "two").json()["message"]

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from daytona_emulator.server import EmulatorServer, listening_socket, uvicorn_config
+from daytona_emulator.server import EmulatorServer
 from pipeline.adapters.local_registry import LocalRegistry
 from tests.helpers.emulator import (
     admin_client,
@@ -25,10 +15,12 @@ from tests.helpers.emulator import (
     daytona_emulator,
     daytona_emulator_with_registry,
     push_tiny_image,
+    token_registry_host,
     wait_for_state,
 )
 
-__all__ = ["daytona_emulator", "daytona_emulator_with_registry"]  # fixtures, found by name
+# fixtures, found by name
+__all__ = ["daytona_emulator", "daytona_emulator_with_registry", "token_registry_host"]
 
 pytestmark = [pytest.mark.emulator, pytest.mark.registry]
 
@@ -39,6 +31,8 @@ GIB = 1024**3
 def emulator(daytona_emulator_with_registry: EmulatorServer) -> EmulatorServer:
     daytona_emulator_with_registry.knobs.timings.pending_seconds = 0.05
     daytona_emulator_with_registry.knobs.timings.pulling_seconds = 0.05
+    # Time moves when `settle` says so (the fixture's reset unfreezes it).
+    daytona_emulator_with_registry.freeze_clock()
     return daytona_emulator_with_registry
 
 
@@ -53,27 +47,30 @@ def create(client: httpx.Client, name: str, image: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def settle(client: httpx.Client, name: str) -> dict[str, object]:
-    return wait_for_state(client, name, ["active", "error", "build_failed"])
+def settle(server: EmulatorServer, client: httpx.Client, name: str) -> dict[str, object]:
+    """A minute passes on the frozen clock: the pull has ended, one way or the other."""
+    server.advance_clock(60)
+    return wait_for_state(client, name, ["active", "error", "build_failed"], timeout=0)
 
 
 def test_pull_goes_pending_then_pulling_then_active(
     daytona_emulator_with_registry: EmulatorServer, registry: LocalRegistry
 ) -> None:
     image = push_tiny_image(registry, "iterate/sandbox", "sha-abc", entrypoint=["/bin/sh"])
-    with api_client(daytona_emulator_with_registry) as client:
+    server = daytona_emulator_with_registry
+    server.freeze_clock()
+    dwell = server.knobs.timings.pending_seconds  # pulling lasts as long by default
+    with api_client(server) as client:
         create(client, "ci-img-sha-abc", image.reference)
         states: list[str] = []
         sizes: set[object] = set()
-        deadline = time.monotonic() + 10
-        while not states or states[-1] not in ("active", "error"):
-            assert time.monotonic() < deadline, states
+        for _ in range(4):
             body = client.get("/snapshots/ci-img-sha-abc").json()
             if not states or states[-1] != body["state"]:
                 states.append(body["state"])
             if body["state"] != "active":
                 sizes.add(body["size"])
-            time.sleep(0.02)
+            server.advance_clock(dwell)
 
     assert states == ["pending", "pulling", "active"]
     assert sizes == {None}  # the size is known once the image is ready
@@ -87,26 +84,30 @@ def test_pull_goes_pending_then_pulling_then_active(
 
 
 def test_index_is_pulled_through_its_amd64_entry(
-    client: httpx.Client, registry: LocalRegistry
+    emulator: EmulatorServer, client: httpx.Client, registry: LocalRegistry
 ) -> None:
     image = push_tiny_image(registry, "iterate/multi", "v1", architectures=("arm64", "amd64"))
     create(client, "multi", image.reference)
 
-    body = settle(client, "multi")
+    body = settle(emulator, client, "multi")
 
     assert body["state"] == "active"
     assert body["size"] == pytest.approx(image.size / GIB)
     assert body["entrypoint"] == ["sleep", "infinity"]  # no ENTRYPOINT in the image
 
 
-def test_digest_references_are_pulled(client: httpx.Client, registry: LocalRegistry) -> None:
+def test_digest_references_are_pulled(
+    emulator: EmulatorServer, client: httpx.Client, registry: LocalRegistry
+) -> None:
     image = push_tiny_image(registry, "iterate/pinned", "v1")
     create(client, "pinned", f"{registry.host}/iterate/pinned:v1@{image.digest}")
 
-    assert settle(client, "pinned")["state"] == "active"
+    assert settle(emulator, client, "pinned")["state"] == "active"
 
 
-def test_image_for_another_platform_fails(client: httpx.Client, registry: LocalRegistry) -> None:
+def test_image_for_another_platform_fails(
+    emulator: EmulatorServer, client: httpx.Client, registry: LocalRegistry
+) -> None:
     single = push_tiny_image(registry, "iterate/arm", "v1", architectures=("arm64",))
     index = push_tiny_image(
         registry, "iterate/arm-index", "v1", architectures=("arm64",), as_index=True
@@ -114,7 +115,7 @@ def test_image_for_another_platform_fails(client: httpx.Client, registry: LocalR
     create(client, "arm", single.reference)
     create(client, "arm-index", index.reference)
 
-    arm, arm_index = settle(client, "arm"), settle(client, "arm-index")
+    arm, arm_index = settle(emulator, client, "arm"), settle(emulator, client, "arm-index")
 
     assert arm["state"] == "error"
     assert "does not match the specified platform: wanted linux/amd64, actual: linux/arm64" in str(
@@ -124,12 +125,14 @@ def test_image_for_another_platform_fails(client: httpx.Client, registry: LocalR
     assert "no matching manifest for linux/amd64" in str(arm_index["errorReason"])
 
 
-def test_missing_tag_is_manifest_unknown(client: httpx.Client, registry: LocalRegistry) -> None:
+def test_missing_tag_is_manifest_unknown(
+    emulator: EmulatorServer, client: httpx.Client, registry: LocalRegistry
+) -> None:
     push_tiny_image(registry, "iterate/tagged", "v1")
     reference = f"{registry.host}/iterate/tagged:nope"
     create(client, "missing", reference)
 
-    body = settle(client, "missing")
+    body = settle(emulator, client, "missing")
 
     assert body["state"] == "error"
     assert body["errorReason"] == (
@@ -139,10 +142,12 @@ def test_missing_tag_is_manifest_unknown(client: httpx.Client, registry: LocalRe
     assert body["size"] is None
 
 
-def test_missing_repository_fails(client: httpx.Client, registry: LocalRegistry) -> None:
+def test_missing_repository_fails(
+    emulator: EmulatorServer, client: httpx.Client, registry: LocalRegistry
+) -> None:
     create(client, "nowhere", f"{registry.host}/iterate/never-pushed:v1")
 
-    body = settle(client, "nowhere")
+    body = settle(emulator, client, "nowhere")
 
     assert body["state"] == "error"
     assert "not found" in str(body["errorReason"])
@@ -153,9 +158,10 @@ def test_registry_without_configured_credentials_fails(
     daytona_emulator: EmulatorServer, registry: LocalRegistry
 ) -> None:
     image = push_tiny_image(registry, "iterate/private", "v1")
+    daytona_emulator.freeze_clock()
     with api_client(daytona_emulator) as client:
         create(client, "anonymous", image.reference)
-        body = settle(client, "anonymous")
+        body = settle(daytona_emulator, client, "anonymous")
 
     assert body["state"] == "error"
     assert "no basic auth credentials" in str(body["errorReason"])
@@ -168,7 +174,7 @@ def test_wrong_credentials_are_unauthorized(
     emulator.knobs.set_registry_auth(registry.host, registry.username, "wrong-password")
     create(client, "badauth", image.reference)
 
-    body = settle(client, "badauth")
+    body = settle(emulator, client, "badauth")
 
     assert body["state"] == "error"
     assert str(body["errorReason"]).endswith("unauthorized: authentication required")
@@ -177,7 +183,7 @@ def test_wrong_credentials_are_unauthorized(
 def test_refused_connection_is_reported(emulator: EmulatorServer, client: httpx.Client) -> None:
     create(client, "refused", "127.0.0.1:1/iterate/sandbox:v1")
 
-    body = settle(client, "refused")
+    body = settle(emulator, client, "refused")
 
     assert body["state"] == "error"
     assert str(body["errorReason"]).endswith("dial tcp 127.0.0.1:1: connect: connection refused")
@@ -196,7 +202,7 @@ def test_mirror_serves_production_image_names_offline(
     assert (mirrored.status_code, authed.status_code) == (204, 204)
     create(client, "mirrored", "ghcr.io/iterate/sandbox:sha-mirror")
 
-    assert settle(client, "mirrored")["state"] == "active"
+    assert settle(emulator, client, "mirrored")["state"] == "active"
 
 
 def test_oversized_snapshots_fail(
@@ -206,96 +212,37 @@ def test_oversized_snapshots_fail(
     emulator.knobs.limits.max_snapshot_size_gb = 1e-9
     create(client, "big", image.reference)
 
-    body = settle(client, "big")
+    body = settle(emulator, client, "big")
 
     assert body["state"] == "error"
     assert "exceeds maximum allowed size of 1e-09GB" in str(body["errorReason"])
 
 
-def test_activation_pulls_again(client: httpx.Client, registry: LocalRegistry) -> None:
+def test_activation_pulls_again(
+    emulator: EmulatorServer, client: httpx.Client, registry: LocalRegistry
+) -> None:
     image = push_tiny_image(registry, "iterate/sandbox", "sha-react")
     create(client, "react", image.reference)
-    snapshot_id = settle(client, "react")["id"]
+    snapshot_id = settle(emulator, client, "react")["id"]
     assert client.post(f"/snapshots/{snapshot_id}/deactivate").status_code == 204
 
     activated = client.post(f"/snapshots/{snapshot_id}/activate")
 
     assert activated.json()["state"] == "pending"
-    assert settle(client, "react")["state"] == "active"
+    assert settle(emulator, client, "react")["state"] == "active"
 
 
 # A registry with a token server (GHCR's scheme): the emulator answers the Bearer challenge.
-
-TOKEN = "fake-registry-token"
-
-
-def _token_registry(username: str, password: str) -> Starlette:
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {}}).encode()
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"digest": config_digest, "size": len(config)},
-            "layers": [{"digest": "sha256:" + "0" * 64, "size": 1000}],
-        }
-    ).encode()
-
-    def challenge(request: Request) -> Response | None:
-        if request.headers.get("authorization") == f"Bearer {TOKEN}":
-            return None
-        realm = f"{request.base_url}token"
-        return JSONResponse(
-            {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
-            status_code=401,
-            headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="fake",scope="pull"'},
-        )
-
-    async def token(request: Request) -> Response:
-        expected = base64.b64encode(f"{username}:{password}".encode()).decode()
-        if request.headers.get("authorization") != f"Basic {expected}":
-            return JSONResponse({"errors": [{"code": "DENIED", "message": "bad"}]}, 401)
-        return JSONResponse({"token": TOKEN})
-
-    async def manifests(request: Request) -> Response:
-        return challenge(request) or Response(
-            manifest, media_type="application/vnd.oci.image.manifest.v1+json"
-        )
-
-    async def blobs(request: Request) -> Response:
-        return challenge(request) or Response(config, media_type="application/json")
-
-    return Starlette(
-        routes=[
-            Route("/token", token),
-            Route("/v2/{name:path}/manifests/{reference}", manifests),
-            Route("/v2/{name:path}/blobs/{digest}", blobs),
-        ]
-    )
-
-
-@pytest.fixture
-def token_registry_host() -> Iterator[str]:
-    sock = listening_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn_config(_token_registry("robot", "s3cret"), lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
 
 
 def test_bearer_token_challenge(emulator: EmulatorServer, token_registry_host: str) -> None:
     emulator.knobs.set_registry_auth(token_registry_host, "robot", "s3cret")
     with api_client(emulator) as client:
         create(client, "tokened", f"{token_registry_host}/acme/app:v1")
-        body = settle(client, "tokened")
+        body = settle(emulator, client, "tokened")
         emulator.knobs.set_registry_auth(token_registry_host, "robot", "wrong")
         create(client, "refused-token", f"{token_registry_host}/acme/app:v1")
-        refused = settle(client, "refused-token")
+        refused = settle(emulator, client, "refused-token")
 
     assert body["state"] == "active", body["errorReason"]
     assert refused["state"] == "error"

@@ -20,7 +20,7 @@ from daytona import (
     Sandbox,
     SandboxState,
 )
-from daytona.common.errors import DaytonaTimeoutError
+from daytona.common.errors import DaytonaBadRequestError, DaytonaTimeoutError
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import NoSuchContainer
 
@@ -29,13 +29,15 @@ from daytona_emulator.sandbox_runtime import INSTANCE_LABEL, SANDBOX_LABEL
 from daytona_emulator.server import EmulatorServer
 from pipeline.adapters.local_registry import LocalRegistry
 from tests.helpers.emulator import (
+    admin_client,
     api_client,
+    daytona_emulator,
     daytona_emulator_with_registry,
     push_busybox_image,
     wait_for_state,
 )
 
-__all__ = ["daytona_emulator_with_registry"]  # fixtures, found by name
+__all__ = ["daytona_emulator", "daytona_emulator_with_registry"]  # fixtures, found by name
 
 pytestmark = [
     pytest.mark.emulator,
@@ -135,6 +137,9 @@ def test_sandbox_from_a_snapshot_through_the_sdk(
     sandbox.stop()
     assert state_of(sandbox) == SandboxState.STOPPED
     assert not DOCKER.container.inspect(container.id).state.running
+    with pytest.raises(DaytonaBadRequestError) as again:
+        sandbox.stop()
+    assert str(again.value) == "Failed to stop sandbox: Sandbox is not in a stoppable state"
     assert httpx.get(link.url, headers={"X-Daytona-Preview-Token": link.token}).status_code == 502
 
     sandbox.start()
@@ -217,3 +222,74 @@ def test_stopping_the_server_removes_its_containers(engine: None, registry: Loca
     finally:
         server.stop()
     assert own_containers(server) == []
+
+
+def test_idle_sandboxes_stop_and_stopped_ones_go_as_the_clock_says(
+    emulator: EmulatorServer, registry: LocalRegistry
+) -> None:
+    active_snapshot(emulator, registry, "idle")
+    emulator.freeze_clock()
+    with api_client(emulator) as client, admin_client(emulator) as admin:
+        body = {"snapshot": "idle", "autoStopInterval": 1, "autoDeleteInterval": 2}
+        created = client.post("/sandbox", json=body)
+        assert created.status_code == 200, created.text
+        sandbox_id = created.json()["id"]
+
+        def state() -> str:
+            found = client.get(f"/sandbox/{sandbox_id}")
+            return str(found.json()["state"]) if found.status_code == 200 else "gone"
+
+        emulator.advance_clock(59)
+        assert state() == "started"
+        # Toolbox use is activity: the minute starts again.
+        executed = client.post(
+            f"{created.json()['toolboxProxyUrl']}/{sandbox_id}/process/execute",
+            json={"command": "echo busy"},
+        )
+        assert executed.json() == {"exitCode": 0, "result": "busy\n"}
+        emulator.advance_clock(59)
+        assert state() == "started"
+        emulator.advance_clock(1)  # a minute without activity: stopped, container and all
+        assert state() == "stopped"
+        assert not DOCKER.container.inspect(f"daytona-emulator-{sandbox_id}").state.running
+
+        advanced = admin.post("/_emulator/clock/advance", json={"seconds": 119})
+        assert advanced.status_code == 200
+        assert state() == "stopped"
+        emulator.advance_clock(1)  # two minutes after the stop: deleted
+        assert state() == "destroying"
+        emulator.advance_clock(emulator.knobs.timings.sandbox_destroy_seconds)
+        assert state() == "gone"
+    assert own_containers(emulator) == []
+
+
+def test_a_registry_entry_lends_its_credentials_to_the_pull(
+    engine: None, daytona_emulator: EmulatorServer, registry: LocalRegistry
+) -> None:
+    """No emulator-wide credentials: only the organization's entry opens the registry, for the
+    snapshot's inspection and for the sandbox's `docker pull` alike."""
+    image = push_busybox_image(registry, "emulator/private", "v1")
+    daytona_emulator.freeze_clock()
+    with api_client(daytona_emulator) as client:
+        entry = client.post(
+            "/docker-registry",
+            json={
+                "name": "local",
+                "url": registry.host,
+                "username": registry.username,
+                "password": registry.password,
+            },
+        )
+        assert entry.status_code == 201, entry.text
+        created = client.post("/snapshots", json={"name": "private", "imageName": image.reference})
+        assert created.status_code == 200, created.text
+        daytona_emulator.advance_clock(60)
+        assert wait_for_state(client, "private", ["active"], timeout=0)["state"] == "active"
+
+        sandbox = client.post("/sandbox", json={"snapshot": "private"})
+
+        assert sandbox.status_code == 200, sandbox.text
+        assert sandbox.json()["state"] == "started"
+        assert len(own_containers(daytona_emulator)) == 1
+    daytona_emulator.reset()
+    assert own_containers(daytona_emulator) == []

@@ -86,6 +86,7 @@ def test_create_get_list_delete_through_the_sdk(
     assert (page.total, page.page, page.total_pages) == (1, 1, 1)
     assert [item.name for item in page.items] == ["ci-img-sha-sdk"]
 
+    emulator.freeze_clock()  # the SDK's own polling is over; the removal waits for the clock
     emulator.knobs.clear_requests()
     daytona.snapshot.delete("ci-img-sha-sdk")
     # The SDK resolves a name first, then deletes by UUID, as in the spec's recording.
@@ -94,7 +95,7 @@ def test_create_get_list_delete_through_the_sdk(
         ("DELETE", f"/api/snapshots/{created.id}", 200),
     ]
     assert daytona.snapshot.get("ci-img-sha-sdk").state == SnapshotState.REMOVING
-    time.sleep(0.35)
+    emulator.advance_clock(0.2)
     with pytest.raises(DaytonaNotFoundError) as gone:
         daytona.snapshot.get("ci-img-sha-sdk")
     assert str(gone.value) == "Failed to get snapshot: Snapshot with name ci-img-sha-sdk not found"
