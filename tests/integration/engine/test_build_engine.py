@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.adapters.local_registry import LocalRegistry
 from tests.conftest import FixtureRepo, image_exists, make_fixture_repo, run_pipeline
+from tests.helpers.engines import OwnEngine
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -104,12 +105,20 @@ def test_push_puts_sha_and_buildcache_in_registry_not_local(
 
 
 def test_registry_cache_gives_every_step_after_prune(
-    fixture_repo: FixtureRepo, registry: LocalRegistry, docker_config: Path, tmp_path: Path
+    fixture_repo: FixtureRepo,
+    registry: LocalRegistry,
+    docker_config: Path,
+    tmp_path: Path,
+    own_engine: OwnEngine,
 ) -> None:
+    # The prune empties an engine of the tests' own, never the user's build cache.
+    own_engine.reach_host_port(int(registry.host.rsplit(":", 1)[1]))
     report = tmp_path / "report.json"
-    env = _push_env(fixture_repo, registry, PUSH="1", PIPELINE_REPORT=str(report))
+    env = _push_env(
+        fixture_repo, registry, PUSH="1", PIPELINE_REPORT=str(report), **own_engine.env()
+    )
     assert run_pipeline("snapshot_local", env=env, docker_config=docker_config).returncode == 0
-    subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, check=True)
+    own_engine.docker("builder", "prune", "-af")
     warm = run_pipeline("snapshot_local", env=env, docker_config=docker_config)
     assert warm.returncode == 0, warm.output
     built = json.loads(report.read_text())["build"]
