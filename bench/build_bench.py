@@ -34,7 +34,12 @@ from pipeline.adapters.local_registry import start_registry  # noqa: E402
 from pipeline.settings.build import _default_ca_bundle  # noqa: E402
 from tests.conftest import make_fixture_repo  # noqa: E402
 from tests.helpers.engines import EngineStartError, OwnEngine, start_engine  # noqa: E402
-from tests.helpers.host_engine import image_references, registry_host  # noqa: E402
+from tests.helpers.host_engine import (  # noqa: E402
+    enter_session,
+    image_references,
+    leave_session,
+    registry_host,
+)
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -57,6 +62,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     registry = start_registry(work / "registry", username="bench")
+    enter_session()  # test sessions meanwhile leave the bench's test-named images alone
     try:
         env = dict(os.environ, DOCKER_CONFIG=str(work / "docker-config"))
         for key in ("PUSH", "GIT_SHA", "PIPELINE_REPORT", "GITHUB_OUTPUT"):
@@ -173,6 +179,7 @@ def main() -> None:
         mine = [ref for ref in image_references() if registry_host(ref) == registry.host]
         if mine:
             subprocess.run(["docker", "image", "rm", *mine], capture_output=True, check=False)
+        leave_session()
 
 
 def own_engine_for_cache(image: str, base: str | None, registry_port: int) -> OwnEngine:

@@ -30,6 +30,7 @@ from tests.helpers.host_engine import (
     enter_session,
     image_inventory,
     leave_session,
+    other_live_sessions,
     remove_test_artifacts,
 )
 
@@ -244,6 +245,7 @@ class HostBaseline:
 
     canary: Canary | None
     images: set[str]
+    others: bool  # other test sessions were running on this machine when it was taken
     problem: str | None = None
 
 
@@ -270,9 +272,10 @@ def host_engine_baseline(
     canary = None
     try:
         canary = Canary.build()
-        found = HostBaseline(canary, image_inventory())
+        found = HostBaseline(canary, image_inventory(), bool(other_live_sessions()))
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        found = HostBaseline(None, set(), f"no canary build on the user's engine: {error}")
+        problem = f"no canary build on the user's engine: {error}"
+        found = HostBaseline(None, set(), False, problem)
     yield found
     if canary is not None:
         canary.remove()

@@ -5,9 +5,10 @@
     engine.tcp_host             # "tcp://127.0.0.1:PORT" when tcp=True, else None
     engine.env(tcp=True)        # {"DOCKER_HOST": …} for a subprocess
     engine.docker("info")       # the docker CLI against it (CompletedProcess, text)
-    engine.reach_host_port(registry.port)  # the engine can then push to 127.0.0.1:PORT
+    engine.reach_host_port(port)  # the engine can then push to the host's 127.0.0.1:port
     engine.kill()               # SIGKILL: the engine dies at once, as a crashing engine does
     engine.stop()               # clean shutdown, then its directory is removed
+    start_engine(egress=True)   # RUN steps reach the internet (slirp4netns, user space)
     with started_engine() as engine: …                        # start, and stop on exit
     own_engine_problem()        # why no own engine can run here (None when it can)
 
@@ -17,7 +18,7 @@ Why it is built this way (each point was a real failure or a real risk here):
   down. So the engine runs in network, mount and PID namespaces of its own
   (`unshare --net --mount --pid`): its default bridge, `docker0`, lives in its own namespace and
   RUN steps build with the default network; the host's interfaces, routes and iptables are
-  never touched (`--iptables=false` as well).
+  never touched (iptables is off, or with egress=True on in the engine's namespace only).
 - Its own containerd: dockerd uses a system containerd when `/run/containerd/containerd.sock`
   exists (GitHub's runners have one, holding the host engine's images). A tmpfs over
   `/run/containerd` and `/run/docker` inside the private mount namespace hides the host's, so
@@ -45,13 +46,18 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.polling import Interval, PollTimeout, poll
+from tests.helpers.forwarding import (
+    Forwarder,
+    listen_elsewhere,
+    loopback_listener,
+    unix_connection,
+)
 
 DIR_PREFIX = "iterate-test-engine-"
 START_TIMEOUT_S = 60.0
@@ -70,20 +76,6 @@ set +e
 engine=$!
 trap 'kill -TERM "$engine" 2>/dev/null' TERM INT
 while kill -0 "$engine" 2>/dev/null; do wait "$engine"; done
-"""
-
-# Run inside the engine's network namespace: opens a listener on its 127.0.0.1:PORT and hands
-# the socket to the test process over a unix socket; the test process then serves it.
-_LISTENER = """\
-import socket, sys
-port, path = int(sys.argv[1]), sys.argv[2]
-listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("127.0.0.1", port))
-listener.listen(64)
-with socket.socket(socket.AF_UNIX) as channel:
-    channel.connect(path)
-    socket.send_fds(channel, [b"listener"], [listener.fileno()])
 """
 
 
@@ -112,72 +104,6 @@ def own_engine_problem(egress: bool = False) -> str | None:
     return None
 
 
-class _Forwarder:
-    """Serves a listening socket: each connection is piped to a fresh `connect()`."""
-
-    def __init__(self, listener: socket.socket, connect: Callable[[], socket.socket]) -> None:
-        self.listener = listener
-        self.port: int = listener.getsockname()[1]  # still known after close()
-        self._connect = connect
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
-
-    def _pipe(self, client: socket.socket) -> None:
-        try:
-            upstream = self._connect()
-        except OSError:
-            client.close()  # as an engine that is gone: the connection ends at once
-            return
-        with self._lock:
-            self._open.update((client, upstream))
-        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
-        back.start()
-        _pump(client, upstream)
-        back.join()
-        with self._lock:
-            self._open.difference_update((client, upstream))
-        client.close()
-        upstream.close()
-
-    def close(self) -> None:
-        # shutdown() wakes a blocked accept(); close() alone would not, on Linux.
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        with self._lock:
-            for conn in self._open:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-
-
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        # Half-close: docker's hijacked streams (build sessions, attach) rely on it.
-        with contextlib.suppress(OSError):
-            target.shutdown(socket.SHUT_WR)
-
-
-def _tcp_listener() -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))  # a free port, chosen by the kernel: no race
-    listener.listen(64)
-    return listener
-
-
 @dataclass
 class OwnEngine:
     """A running engine of the tests' own (see the module's docstring)."""
@@ -187,8 +113,8 @@ class OwnEngine:
     process: subprocess.Popen[bytes]
     init_pid: int
     started_s: float  # how long start_engine took
-    _tcp: _Forwarder | None = None
-    _reached: dict[int, _Forwarder] = field(default_factory=dict)
+    _tcp: Forwarder | None = None
+    _reached: dict[int, Forwarder] = field(default_factory=dict)
     _helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)  # slirp4netns
     _down: bool = False
 
@@ -240,37 +166,9 @@ class OwnEngine:
             return
         if not self.alive():
             raise RuntimeError("the engine is not running")
-        rendezvous = self.root / f"reach-{port}.sock"
-        with socket.socket(socket.AF_UNIX) as channel:
-            channel.bind(str(rendezvous))
-            channel.listen(1)
-            channel.settimeout(20)
-            argv = [
-                *_privileged(),
-                "nsenter",
-                f"--net=/proc/{self.init_pid}/ns/net",
-                sys.executable,
-                "-I",
-                "-c",
-                _LISTENER,
-                str(port),
-                str(rendezvous),
-            ]
-            opener = subprocess.Popen(argv, stderr=subprocess.PIPE)
-            try:
-                conn, _ = channel.accept()
-            except OSError as error:
-                opener.kill()
-                stderr = opener.communicate()[1].decode(errors="replace")
-                raise RuntimeError(
-                    f"no listener in the engine for port {port}: {stderr}"
-                ) from error
-            with conn:
-                _, fds, _, _ = socket.recv_fds(conn, 64, 1)
-            opener.wait(timeout=20)
-        rendezvous.unlink()
-        listener = socket.socket(fileno=fds[0])
-        self._reached[port] = _Forwarder(
+        prefix = [*_privileged(), "nsenter", f"--net=/proc/{self.init_pid}/ns/net"]
+        listener = listen_elsewhere(prefix, port, self.root / f"reach-{port}.sock")
+        self._reached[port] = Forwarder(
             listener, lambda: socket.create_connection(("127.0.0.1", port), timeout=10)
         )
 
@@ -473,7 +371,7 @@ def start_engine(
             engine._helpers.append(_start_egress(root, init_pid))
         _wait_ready(engine, timeout_s)
         if tcp:
-            engine._tcp = _Forwarder(_tcp_listener(), lambda: _unix(engine.socket))
+            engine._tcp = Forwarder(loopback_listener(), lambda: unix_connection(engine.socket))
     except BaseException:
         engine.stop()
         raise
@@ -508,16 +406,6 @@ def _start_egress(root: Path, init_pid: int) -> subprocess.Popen[bytes]:
     if slirp.poll() is not None:
         raise EngineStartError(f"own engine: slirp4netns exited: {(root / 'slirp4netns.log')}")
     return slirp
-
-
-def _unix(path: Path) -> socket.socket:
-    conn = socket.socket(socket.AF_UNIX)
-    try:
-        conn.connect(str(path))
-    except OSError:
-        conn.close()
-        raise
-    return conn
 
 
 @contextlib.contextmanager

@@ -105,18 +105,20 @@ def image_inventory() -> set[str]:
     return set(_docker_lines("image", "ls", "--all", "--no-trunc", "--format", format_))
 
 
-def missing_images(before: set[str], after: set[str], registry_hosts: Iterable[str]) -> list[str]:
+def missing_images(
+    before: set[str], after: set[str], registry_hosts: Iterable[str], concurrent: bool
+) -> list[str]:
     """Lines of `image_inventory()` that were there before, are gone, and were no test's.
 
-    While other test sessions run, images on any loopback registry may be theirs (made and
-    removed while this session ran) and are left out."""
-    hosts, others = set(registry_hosts), bool(other_live_sessions())
+    With other test sessions running meanwhile (`concurrent`), images on any loopback registry
+    may have been theirs, made and removed while this session ran: those are left out."""
+    hosts = set(registry_hosts)
     gone = []
     for line in sorted(before - after):
         reference = line.split(" ")[0]
         if is_test_image(reference, hosts):
             continue
-        if others and (registry_host(reference) or "").startswith("127.0.0.1:"):
+        if concurrent and (registry_host(reference) or "").startswith("127.0.0.1:"):
             continue
         gone.append(line)
     return gone
