@@ -19,6 +19,7 @@ from pipeline.errors import DaytonaAuthError, DaytonaError
 KEYS_URL: Final = "https://app.daytona.io/dashboard/keys"
 SNAPSHOT_PERMISSIONS: Final = "write:snapshots and delete:snapshots"
 SANDBOX_PERMISSIONS: Final = "write:sandboxes and delete:sandboxes"
+REGISTRY_PERMISSIONS: Final = "write:registries and delete:registries"
 DEFAULT_RETRY_TIMEOUT: Final = 60.0
 
 
@@ -128,9 +129,10 @@ def api_error(
     return DaytonaError(cause)
 
 
-def redact(text: str, secret: str) -> str:
-    """`text` on one line, with `secret` replaced: a proxy that echoes a request must not leak
-    the key through an error message."""
-    if secret:
-        text = text.replace(secret, "***")
+def redact(text: str, *secrets: str) -> str:
+    """`text` on one line, with each secret replaced: a proxy that echoes a request must not
+    leak the key (or a registry password sent in the body) through an error message."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
     return " ".join(text.split())

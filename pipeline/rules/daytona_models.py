@@ -178,3 +178,38 @@ class ExecResult(_Wire):
         if self.exit_code is not None:
             return self.exit_code
         return self.code if self.code is not None else -1
+
+
+# --- docker registries -------------------------------------------------------------------------
+
+
+class DockerRegistry(_Wire):
+    """`DockerRegistry` (`GET /docker-registry`): Daytona never returns the password."""
+
+    id: str
+    name: str
+    url: str
+    username: str = ""
+    project: str = ""
+    registry_type: str = Field("organization", alias="registryType")
+    created_at: datetime | None = Field(None, alias="createdAt")
+    updated_at: datetime | None = Field(None, alias="updatedAt")
+
+
+class RegistryEntryRequest(_Wire):
+    """Body of `POST /docker-registry` (CreateDockerRegistry) and of `PATCH /docker-registry/{id}`
+    (UpdateDockerRegistry): the same four fields. The password is a SecretStr, so it shows in no
+    repr; it leaves the process only in the request body."""
+
+    name: str
+    url: str
+    username: str
+    password: SecretStr
+
+    def body(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "username": self.username,
+            "password": self.password.get_secret_value(),
+        }

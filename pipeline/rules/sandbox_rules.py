@@ -141,7 +141,10 @@ def start_failure_fix(reason: str | None) -> str:
     """What to do about a sandbox that ended in `error` instead of `started`."""
     text = (reason or "").lower()
     if says_auth_refused(text):
-        return "let Daytona pull the snapshot's image: check its registry entry in the dashboard"
+        return (
+            "let Daytona pull the snapshot's image: run `nox -s daytona_registry` to give it a "
+            "registry entry with a token that can read the image"
+        )
     if "manifest unknown" in text or "no such image" in text:
         return "the snapshot's image is gone from its registry: push it again or use a newer one"
     return (

@@ -257,8 +257,9 @@ def failure_fix(reason: str | None) -> str:
     then = "then re-run with --force to replace the failed snapshot"
     if says_auth_refused(text):
         return (
-            "let Daytona pull the image: add a registry entry for its registry (Daytona dashboard "
-            f"→ Registries) with a token that can read it, {then}"
+            "let Daytona pull the image: run `nox -s daytona_registry` (DAYTONA_REGISTRY_USERNAME "
+            "and DAYTONA_REGISTRY_PASSWORD: a token that can read it) to give Daytona a registry "
+            f"entry for its registry, {then}"
         )
     if "manifest unknown" in text or "not found" in text:
         return f"push the image first (nox -s snapshot_push), {then}"

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "snapshot_latest": "pipeline.sessions.snapshot_latest:snapshot_latest",
     "snapshots_clean": "pipeline.sessions.snapshots_clean:snapshots_clean",
     "sandbox_daytona": "pipeline.sessions.sandbox_daytona:sandbox_daytona",
+    "daytona_registry": "pipeline.sessions.daytona_registry:daytona_registry",
     "base_image": "pipeline.sessions.base_image:base_image",
 }
 

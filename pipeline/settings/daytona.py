@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pipeline.rules import snapshot_names as naming
 from pipeline.rules.daytona_http import DEFAULT_RETRY_TIMEOUT
 from pipeline.rules.image_ref import pinned_image_problem
+from pipeline.rules.release import digest_problem
 from pipeline.rules.sandbox_rules import DEFAULT_PORT
 
 DEFAULT_API_URL = "https://app.daytona.io/api"
@@ -58,6 +59,8 @@ class SnapshotSettings(_Base):
 
     name: str | None = Field(None, validation_alias="SANDBOX_SNAPSHOT_NAME")
     image: str | None = Field(None, validation_alias="SANDBOX_IMAGE")
+    # What the build job pushed: the image's tag must still resolve to it before any POST.
+    image_digest: str | None = Field(None, validation_alias="SANDBOX_IMAGE_DIGEST")
     cpu: int = Field(2, gt=0, validation_alias="SANDBOX_SNAPSHOT_CPU")
     memory: int = Field(4, gt=0, validation_alias="SANDBOX_SNAPSHOT_MEMORY")
     disk: int = Field(10, gt=0, validation_alias="SANDBOX_SNAPSHOT_DISK")
@@ -82,6 +85,13 @@ class SnapshotSettings(_Base):
             raise ValueError(problem)
         return value
 
+    @field_validator("image_digest")
+    @classmethod
+    def _image_digest(cls, value: str | None) -> str | None:
+        if value is not None and (problem := digest_problem(value.strip())):
+            raise ValueError(problem)
+        return value.strip() if value is not None else None
+
     @field_validator("entrypoint", mode="before")
     @classmethod
     def _entrypoint(cls, value: Any) -> Any:
@@ -99,6 +109,15 @@ class StageSettings(_Base):
     iterate_user: str | None = Field(None, validation_alias="ITERATE_USER")
     app_stage: str | None = Field(None, validation_alias="APP_STAGE")
     prefix: str | None = Field(None, validation_alias="DAYTONA_SNAPSHOT_PREFIX")
+
+
+class RegistryEntrySettings(_Base):
+    """The pull credentials `daytona_registry` gives Daytona for the image's registry: a token
+    that can only read packages, not the push token (Daytona keeps it for as long as the entry
+    lives)."""
+
+    username: str | None = Field(None, validation_alias="DAYTONA_REGISTRY_USERNAME")
+    password: SecretStr | None = Field(None, validation_alias="DAYTONA_REGISTRY_PASSWORD")
 
 
 class SandboxSettings(_Base):

@@ -4,7 +4,8 @@ the snapshot and sandbox lifecycles and the sessions. Integration tests use the 
 - `FakeDaytona()`: snapshots and sandboxes; each GET of one moves it one step along its
   script (`add_snapshot("n", ["pending", "active"])`), `"GONE"` removes it. `log` holds
   `"METHOD /path"` of every request; `fail_next` is a queue of hooks that may answer (or raise)
-  before the fake does.
+  before the fake does. Registry entries: `add_registry(url)`, `registries` by id, and
+  `passwords` (what Daytona stores but never returns).
 - `fake.client()` / `mock_client(handler)`: a `DaytonaClient` on it with fast retries and a
   `FakeClock`, so nothing sleeps in real time; `clock.sleeps` shows every pause.
 - `flaky(failures, final)`: a handler that fails as listed, then answers `final`.
@@ -31,6 +32,7 @@ FAST = RetryPolicy(attempts=4, timeout=5, wait_initial=0.001, wait_max=0.005, wa
 Handler = Callable[[httpx.Request], httpx.Response]
 Hook = Callable[[httpx.Request], httpx.Response | None]
 GONE = "GONE"
+OLD_PASSWORD = "old"  # what add_registry stores unless told otherwise
 
 
 def mock_client(
@@ -145,6 +147,9 @@ class FakeDaytona:
     ) -> None:
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.sandboxes: dict[str, dict[str, Any]] = {}
+        # Registry entries by id, and each one's password (Daytona never sends it back).
+        self.registries: dict[str, dict[str, Any]] = {}
+        self.passwords: dict[str, str] = {}
         # Per id (or, for snapshots not made yet, per name): the states still to come.
         self.script: dict[str, list[str]] = script or {}
         self.log: list[str] = []
@@ -193,6 +198,8 @@ class FakeDaytona:
         path = request.url.path.removeprefix("/api")
         if path.startswith("/snapshots"):
             return self._snapshot_call(request, path)
+        if path.startswith("/docker-registry"):
+            return self._registry_call(request, path)
         if path.startswith("/toolbox/"):
             return httpx.Response(200, json={"exitCode": 0, "result": "log line\n"})
         return self._sandbox_call(request, path)
@@ -238,6 +245,52 @@ class FakeDaytona:
         pages = -(-len(items) // limit)
         body = {"items": chunk, "total": len(items), "page": page, "totalPages": pages}
         return httpx.Response(200, json=body)
+
+    # --- registry entries --------------------------------------------------------------------
+
+    def add_registry(
+        self, url: str, *, name: str | None = None, password: str = OLD_PASSWORD, **extra: Any
+    ) -> dict[str, Any]:
+        """An entry as `GET /docker-registry` lists it; made at `createdAt` (default: now)."""
+        row = {
+            "id": extra.pop("id", str(uuid.uuid4())),
+            "name": name or url,
+            "url": url,
+            "username": extra.pop("username", "someone"),
+            "project": "",
+            "registryType": "organization",
+            "createdAt": extra.pop("createdAt", f"2026-11-23T10:{len(self.registries):02d}:00Z"),
+            "updatedAt": "2026-11-23T10:00:00Z",
+            **extra,
+        }
+        self.registries[row["id"]] = row
+        self.passwords[row["id"]] = password
+        return row
+
+    def _registry_call(self, request: httpx.Request, path: str) -> httpx.Response:
+        if path == "/docker-registry":
+            if request.method == "GET":
+                rows = sorted(self.registries.values(), key=lambda r: r["createdAt"], reverse=True)
+                return httpx.Response(200, json=rows)
+            body = json.loads(request.content)
+            made = self.add_registry(
+                body["url"], name=body["name"], password=body["password"], username=body["username"]
+            )
+            return httpx.Response(201, json=made)
+        key = path.split("/")[2]
+        row = self.registries.get(key)
+        if row is None:
+            message = f"Docker registry with ID {key} not found"
+            return httpx.Response(404, json=error_body(404, message))
+        if request.method == "DELETE":
+            del self.registries[key]
+            return httpx.Response(204)
+        if request.method == "PATCH":
+            body = json.loads(request.content)
+            row.update(name=body["name"], url=body["url"], username=body["username"])
+            if body.get("password"):
+                self.passwords[key] = body["password"]
+        return httpx.Response(200, json=row)
 
     # --- sandboxes ---------------------------------------------------------------------------
 

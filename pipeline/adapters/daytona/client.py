@@ -2,7 +2,8 @@
 
 Decisions (what to create, when to wait) live in pipeline/rules and in snapshots.py /
 sandbox_lifecycle.py; this module only turns calls into HTTP through `Transport`, which retries
-and maps failures to `pipeline.errors`. The sandbox endpoints are in sandbox_api.py.
+and maps failures to `pipeline.errors`. The sandbox endpoints are in sandbox_api.py, the registry
+entries' in registry_endpoints.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
+from pipeline.adapters.daytona.registry_endpoints import RegistryEndpoints
 from pipeline.adapters.daytona.sandbox_api import (
     DEFAULT_EXEC_TIMEOUT,
     LIST_LIMIT_MAX,
@@ -43,8 +45,9 @@ from pipeline.settings.daytona import DaytonaSettings
 BUILD_LOGS_HTTP_TIMEOUT: Final = 45.0
 
 
-class DaytonaClient(SandboxEndpoints):
-    """Daytona's snapshot endpoints here, its sandbox endpoints from SandboxEndpoints."""
+class DaytonaClient(SandboxEndpoints, RegistryEndpoints):
+    """Daytona's snapshot endpoints here, its sandbox and registry-entry endpoints from
+    SandboxEndpoints and RegistryEndpoints."""
 
     def __init__(
         self,

@@ -65,6 +65,9 @@ class Call:
     idempotent: bool = True
     timeout: float | None = None
     permissions: str = SNAPSHOT_PERMISSIONS
+    # Sent in the body (a registry password): replaced by *** in any message built from the
+    # answer, as the key is.
+    secrets: tuple[SecretStr, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class Transport:
                 "check DAYTONA_API_URL points at Daytona's API (…/api)",
             ) from None
 
-    def message(self, response: httpx.Response) -> str:
+    def message(self, response: httpx.Response, secrets: tuple[SecretStr, ...] = ()) -> str:
         """Daytona's `message` (else `error`, else the start of the body), on one line."""
         text = ""
         if is_json_object(response):
@@ -142,7 +145,8 @@ class Transport:
             text = body.message or body.error or ""
         if not text:
             text = response.text[:200] or response.reason_phrase
-        return redact(text, self._key.get_secret_value())
+        hidden = (self._key, *secrets)
+        return redact(text, *(secret.get_secret_value() for secret in hidden))
 
     def close(self) -> None:
         self.http.close()
@@ -170,7 +174,7 @@ class Transport:
             return response
         failure = api_error(
             status,
-            self.message(response),
+            self.message(response, call.secrets),
             call.operation,
             self.organization_id,
             permissions=call.permissions,

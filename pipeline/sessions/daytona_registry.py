@@ -1,0 +1,130 @@
+"""`nox -s daytona_registry`: give Daytona exactly one registry entry for the image's registry
+(the host of SANDBOX_IMAGE_REPOSITORY), with DAYTONA_REGISTRY_USERNAME/_PASSWORD, so that it can
+pull private images (a private GHCR package) into snapshots.
+
+Idempotent: a second run makes nothing new, it updates the entry's password in place; further
+entries for the same host are deleted (the plan names them first). `--dry-run` lists the entries
+(a read) and prints the plan; nothing changes. The password is never printed or reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline import console
+from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.adapters.daytona.registries import (
+    Credentials,
+    EntryOutcome,
+    apply_plan,
+    read_plan,
+)
+from pipeline.errors import ConfigError
+from pipeline.report import publish
+from pipeline.rules.registry_entries import EntryPlan, describe_entry, entry_name
+from pipeline.sessions.daytona_common import daytona_client
+from pipeline.sessions.options import parser
+from pipeline.settings.build import BuildSettings, ReportSettings, load
+from pipeline.settings.daytona import DaytonaSettings, RegistryEntrySettings
+
+READ_ONLY_FIX = (
+    "create a token that can only read packages (GitHub: a classic PAT with read:packages) and "
+    "export DAYTONA_REGISTRY_USERNAME and DAYTONA_REGISTRY_PASSWORD"
+)
+
+
+def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
+    """Ensure one Daytona registry entry for the image repository's host, with pull credentials."""
+    cli = parser(
+        "daytona_registry",
+        "Give Daytona one registry entry (pull credentials) for the image's registry.",
+    )
+    args = cli.parse_args(argv)
+    build = load(BuildSettings)
+    credentials = pull_credentials(load(RegistryEntrySettings), build)
+    daytona = load(DaytonaSettings)
+    host = build.registry_host
+    with daytona_client(client, daytona) as api:
+        plan = read_plan(api, host, build.image_repository)
+        print_plan(plan, credentials, daytona)
+        if args.dry_run:
+            console.say("dry run: Daytona's registry entries were only listed; nothing changed")
+            return
+        console.step(f"Daytona registry entry for {host}")
+        outcome = apply_plan(api, plan, credentials)
+    report(host, credentials, outcome)
+
+
+def pull_credentials(settings: RegistryEntrySettings, build: BuildSettings) -> Credentials:
+    """The entry's credentials; refused when missing, or when the password is this job's
+    GITHUB_TOKEN (it stops working when the job ends, and the entry with it)."""
+    missing = [
+        name
+        for name, value in (
+            ("DAYTONA_REGISTRY_USERNAME", settings.username),
+            ("DAYTONA_REGISTRY_PASSWORD", settings.password),
+        )
+        if not value
+    ]
+    if missing or settings.username is None or settings.password is None:
+        raise ConfigError(f"{' and '.join(missing)} not set", READ_ONLY_FIX)
+    secret = settings.password.get_secret_value()
+    if build.github_token is not None and secret == build.github_token.get_secret_value():
+        raise ConfigError(
+            "DAYTONA_REGISTRY_PASSWORD is this job's GITHUB_TOKEN, which expires when the job "
+            "ends (Daytona's pulls would fail from then on)",
+            READ_ONLY_FIX,
+        )
+    if build.registry_password is not None and secret == build.registry_password.get_secret_value():
+        console.warn(
+            "DAYTONA_REGISTRY_PASSWORD is the push token (REGISTRY_PASSWORD): Daytona would keep "
+            "a token that can push; give it one that can only read packages"
+        )
+    return Credentials(settings.username, settings.password)
+
+
+def print_plan(plan: EntryPlan, credentials: Credentials, daytona: DaytonaSettings) -> None:
+    console.step("Daytona registry entry plan")
+    console.say(f"registry:   {plan.host} (from SANDBOX_IMAGE_REPOSITORY {plan.repository})")
+    console.say(f"username:   {credentials.username}")
+    console.say("password:   from DAYTONA_REGISTRY_PASSWORD (never shown)")
+    console.say(
+        f"api:        {daytona.api_url}"
+        + (f" (organization {daytona.organization_id})" if daytona.organization_id else "")
+    )
+    if plan.keep is None:
+        console.say(f"action:     create entry {entry_name(plan.host)!r} with url {plan.host}")
+    else:
+        console.say(f"action:     update in place {describe_entry(plan.keep)}")
+    for duplicate in plan.delete:
+        console.say(f"delete:     {describe_entry(duplicate)} (another entry for {plan.host})")
+    for other in plan.shadowing:
+        console.warn(
+            f"entry {describe_entry(other)} also matches {plan.repository}, and Daytona may "
+            "pull with its credentials instead; it is left alone (delete it in the dashboard "
+            "if it is stale)"
+        )
+
+
+def report(host: str, credentials: Credentials, outcome: EntryOutcome) -> None:
+    entry = outcome.entry
+    console.step(f"registry entry {entry.id} for {entry.url} is {outcome.action}")
+    values = {
+        "registry": host,
+        "id": entry.id,
+        "url": entry.url,
+        "username": credentials.username,
+        "action": outcome.action,
+        "deleted": list(outcome.deleted),
+    }
+    publish(
+        "daytona_registry",
+        values,
+        load(ReportSettings),
+        [
+            ("registry entry", f"`{entry.id}` ({outcome.action})"),
+            ("url", f"`{entry.url}`"),
+            ("username", f"`{credentials.username}`"),
+            ("duplicates deleted", str(len(outcome.deleted))),
+        ],
+    )
