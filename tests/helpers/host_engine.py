@@ -60,27 +60,41 @@ def is_test_image(reference: str, registry_hosts: Iterable[str] = (), sweep: boo
     )
 
 
+def _session_file() -> Path:
+    # One directory for every user's sessions (sticky and world-writable, like /tmp); when
+    # another user made it without that, a directory of this user's own.
+    with contextlib.suppress(OSError):
+        SESSIONS_DIR.mkdir(exist_ok=True)
+        if SESSIONS_DIR.stat().st_uid == os.getuid():
+            SESSIONS_DIR.chmod(0o1777)
+    if os.access(SESSIONS_DIR, os.W_OK | os.X_OK):
+        return SESSIONS_DIR / str(os.getpid())
+    own = SESSIONS_DIR.with_name(f"{SESSIONS_DIR.name}-{os.getuid()}")
+    own.mkdir(exist_ok=True)
+    return own / str(os.getpid())
+
+
 def enter_session() -> None:
     """Say that a test session runs (this process), so others do not sweep under it."""
-    SESSIONS_DIR.mkdir(exist_ok=True)
-    (SESSIONS_DIR / str(os.getpid())).touch()
+    _session_file().touch()
 
 
 def leave_session() -> None:
-    (SESSIONS_DIR / str(os.getpid())).unlink(missing_ok=True)
+    _session_file().unlink(missing_ok=True)
 
 
 def other_live_sessions() -> list[int]:
     """Pids of other test sessions still running (those of dead ones are forgotten)."""
     live = []
-    for entry in SESSIONS_DIR.glob("[0-9]*"):
+    for entry in SESSIONS_DIR.parent.glob(f"{SESSIONS_DIR.name}*/[0-9]*"):
         pid = int(entry.name)
         if pid == os.getpid():
             continue
         if Path(f"/proc/{pid}").exists():
             live.append(pid)
         else:
-            entry.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # another user's, in a sticky directory
+                entry.unlink()
     return live
 
 
