@@ -7,27 +7,45 @@
 # - Debian bookworm: docker.io, docker-cli, docker-buildx and containerd are selected one by one
 #   from trixie (pinned low), never `-t trixie`, which would upgrade the base system. A simulation
 #   runs first and the script refuses when it would upgrade or remove anything not asked for.
-# - Debian trixie and Ubuntu: the distribution's own packages, from its own archive only.
+# - Debian trixie and later, Ubuntu: the distribution's own packages, from its own archive only.
+# - An engine that runs but whose socket this user may not use: one line with the fix (the
+#   docker group); this script never changes a user's groups.
+# SETUP_ENGINE_PACKAGES="name[/release] ..." replaces the package list (to check the guard).
 # Idempotent: a second run takes about a second.
 set -euo pipefail
 
 log() { printf '[setup-engine] %s\n' "$*" >&2; }
 die() { printf '[setup-engine] error: %s\n' "$*" >&2; exit 1; }
 
-engine_answers() {
-  # coreutils' timeout is not on macOS; the engine check must not need it.
+docker_info() {
+  # Its errors on stdout, its output dropped. coreutils' timeout is not on macOS; the engine
+  # check must not need it.
   if command -v timeout >/dev/null 2>&1; then
-    timeout 15 docker info >/dev/null 2>&1
+    { timeout 15 docker info >/dev/null; } 2>&1
   else
-    docker info >/dev/null 2>&1
+    { docker info >/dev/null; } 2>&1
+  fi
+}
+# up: the engine answers; denied: it runs but this user may not use its socket; down: otherwise.
+engine_state() {
+  command -v docker >/dev/null 2>&1 || { echo down; return; }
+  local errors
+  if errors=$(docker_info); then echo up
+  elif printf '%s' "$errors" | grep -qi 'permission denied'; then echo denied
+  else echo down
   fi
 }
 buildx_answers() { docker buildx version >/dev/null 2>&1; }
+refuse_denied() {
+  die "the engine runs but $(id -un) may not use its socket — fix: sudo usermod -aG docker $(id -un), then log in again (or run \`newgrp docker\`)"
+}
 
-if command -v docker >/dev/null 2>&1 && engine_answers && buildx_answers; then
+state=$(engine_state)
+if [ "$state" = up ] && buildx_answers; then
   log "engine answers with buildx: $(docker version --format '{{.Server.Version}}' 2>/dev/null), nothing to install"
   exit 0
 fi
+[ "$state" = denied ] && buildx_answers && refuse_denied
 
 if [ -n "${DOCKER_HOST:-}" ]; then
   die "DOCKER_HOST=$DOCKER_HOST does not answer (or has no buildx): start that engine, or unset DOCKER_HOST to use a local one"
@@ -45,7 +63,11 @@ fi
 
 # shellcheck disable=SC1091
 . /etc/os-release
-distro="${ID:-}:${VERSION_CODENAME:-}"
+case " ${ID:-} ${ID_LIKE:-} " in
+  *" ubuntu "*) family=ubuntu ;;
+  " debian "*) family=debian ;;
+  *) family=other ;;
+esac
 
 apt_updated=0
 apt_update() {
@@ -57,10 +79,12 @@ apt_update() {
 
 guard_simulation() {
   # Refuses when installing "$@" would remove any package, or upgrade one that was not asked for.
-  local asked=" "
+  local asked=" " sim bad
   for spec in "$@"; do asked+="${spec%%/*} "; done
-  local sim bad
-  sim=$(DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -s -y --no-install-recommends "$@")
+  if ! sim=$(DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -s -y --no-install-recommends "$@" 2>&1); then
+    printf '%s\n' "$sim" | grep -E '^(E|W):' >&2 || true
+    die "apt cannot install $* (see above)$([ $family = ubuntu ] && echo ' — on Ubuntu, docker-buildx is in the universe component: sudo add-apt-repository universe')"
+  fi
   bad=$(printf '%s\n' "$sim" | awk -v asked="$asked" '
     /^Remv / { print; next }
     /^Inst [^ ]+ \[/ { if (index(asked, " " $2 " ") == 0) print }')
@@ -85,24 +109,23 @@ apt_install() {
     "${missing[@]}" >/dev/null
 }
 
+MARK="# written by sandbox-pipeline scripts/setup-engine.sh"
 add_trixie_source() {
   # Only on Debian bookworm: its archive has no buildx. Pinned at 100, so nothing comes from trixie
-  # unless a package is selected as name/trixie.
-  [ -f /etc/apt/sources.list.d/trixie.sources ] && return 0
-  log "adding a low-priority trixie apt source (docker.io, docker-cli, docker-buildx, containerd)"
-  $SUDO tee /etc/apt/sources.list.d/trixie.sources >/dev/null <<'SRC'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  $SUDO tee /etc/apt/preferences.d/trixie-low >/dev/null <<'PIN'
-Package: *
-Pin: release n=trixie
-Pin-Priority: 100
-PIN
-  apt_updated=0
+  # unless a package is selected as name/trixie. A trixie source of the user's own is left alone
+  # (the simulation guard still refuses any upgrade it would cause).
+  local sources=/etc/apt/sources.list.d/trixie.sources pin=/etc/apt/preferences.d/trixie-low
+  if [ ! -f $sources ]; then
+    log "adding a low-priority trixie apt source (docker.io, docker-cli, docker-buildx, containerd)"
+    printf '%s\n' "$MARK" "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: trixie" \
+      "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+      | $SUDO tee $sources >/dev/null
+    apt_updated=0
+  fi
+  if [ ! -f $pin ]; then
+    printf '%s\n' "$MARK" "Package: *" "Pin: release n=trixie" "Pin-Priority: 100" \
+      | $SUDO tee $pin >/dev/null
+  fi
 }
 
 write_daemon_json() {
@@ -118,46 +141,61 @@ write_daemon_json() {
 }
 
 start_dockerd() {
-  engine_answers && return 0
+  local pid=""
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     log "starting docker.service"
     $SUDO systemctl start docker.service
   else
     log "starting dockerd (log: /var/log/dockerd.log)"
-    # Non-root users reach the socket through their own group rather than a docker group they
-    # may not be in.
+    # Without systemd's docker.socket, a non-root user reaches the socket through their own
+    # group: no group membership (and no new login) is needed.
     local group_flag=""
     [ -n "$SUDO" ] && group_flag="--group $(id -gn)"
-    $SUDO sh -c "nohup dockerd $group_flag >/var/log/dockerd.log 2>&1 &"
+    pid=$($SUDO sh -c "nohup dockerd $group_flag >/var/log/dockerd.log 2>&1 & echo \$!")
   fi
   for _ in $(seq 1 120); do
-    engine_answers && return 0
+    case $(engine_state) in
+      up) return 0 ;;
+      denied) refuse_denied ;;
+    esac
+    if [ -n "${pid:-}" ] && [ ! -d "/proc/$pid" ]; then
+      $SUDO tail -n 5 /var/log/dockerd.log >&2 || true
+      die "dockerd exited at start: $($SUDO tail -n 1 /var/log/dockerd.log) (full log: /var/log/dockerd.log)"
+    fi
     sleep 0.5
   done
   $SUDO tail -n 20 /var/log/dockerd.log >&2 || true
   die "dockerd did not answer within 60 s: see /var/log/dockerd.log"
 }
 
-case "$distro" in
+archive_has() { apt-cache show "$1" >/dev/null 2>&1; }
+
+case "$family:${VERSION_CODENAME:-}" in
   debian:bookworm)
     add_trixie_source
     packages=(docker.io/trixie docker-cli/trixie docker-buildx/trixie containerd/trixie) ;;
-  debian:*)
-    packages=(docker.io docker-cli docker-buildx containerd) ;;
-  ubuntu:*)
-    packages=(docker.io docker-buildx) ;;
+  debian:* | ubuntu:*)
+    # docker-cli is a package of its own from Debian trixie on (docker.io only recommends it).
+    packages=(docker.io docker-buildx)
+    apt_update
+    archive_has docker-cli && packages+=(docker-cli) ;;
   *)
     die "no Docker engine answers and ${ID:-this system} is neither Debian nor Ubuntu: install Docker Engine with buildx, start it, then rerun" ;;
 esac
+if [ -n "${SETUP_ENGINE_PACKAGES:-}" ]; then
+  read -r -a packages <<<"$SETUP_ENGINE_PACKAGES"
+fi
 
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1 \
     || ! buildx_answers; then
   write_daemon_json
   apt_install "${packages[@]}"
 fi
-if ! engine_answers; then
-  write_daemon_json
-  start_dockerd
-fi
+command -v docker >/dev/null 2>&1 || die "no docker command after installing ${packages[*]}: install docker-cli and rerun"
+case $(engine_state) in
+  up) ;;
+  denied) refuse_denied ;;
+  down) write_daemon_json; start_dockerd ;;
+esac
 buildx_answers || die "docker answers but has no buildx plugin: install docker-buildx and rerun"
 log "engine: $(docker version --format '{{.Server.Version}}'), buildx: $(docker buildx version | cut -d' ' -f2)"

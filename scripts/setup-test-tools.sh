@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Test-only tools, installed by the test command only (never by the main job's set-up):
 # docker-registry (a real OCI registry, the stand-in for GHCR), apache2-utils (htpasswd),
-# mmdebstrap (the offline base image), busybox-static (tiny test images), rsync (dev sync checks).
+# busybox-static (tiny test images), iproute2 (the tests' own engine), git; on Debian also
+# mmdebstrap, for the offline base image where node:24-bookworm cannot be pulled (this project's
+# own machines; on Ubuntu and GitHub's runners the official image is pulled instead).
 # Each is installed only when missing, from the distribution's own archive, after a simulation
 # shows that nothing else would be upgraded or removed.
 set -euo pipefail
@@ -9,7 +11,11 @@ set -euo pipefail
 log() { printf '[setup-test-tools] %s\n' "$*" >&2; }
 die() { printf '[setup-test-tools] error: %s\n' "$*" >&2; exit 1; }
 
-wanted=(docker-registry apache2-utils mmdebstrap busybox-static rsync git)
+wanted=(docker-registry apache2-utils busybox-static iproute2 git)
+# shellcheck disable=SC1091
+if [ -r /etc/os-release ] && (. /etc/os-release && [ "${ID:-}" = debian ]); then
+  wanted+=(mmdebstrap)
+fi
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
@@ -25,7 +31,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 log "apt-get update"
 $SUDO apt-get update -qq
-sim=$(DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -s -y --no-install-recommends "${missing[@]}")
+if ! sim=$(DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -s -y --no-install-recommends "${missing[@]}" 2>&1); then
+  printf '%s\n' "$sim" | grep -E '^(E|W):' >&2 || true
+  die "apt cannot install ${missing[*]} (see above)"
+fi
 bad=$(printf '%s\n' "$sim" | grep -E '^(Remv |Inst [^ ]+ \[)' || true)
 if [ -n "$bad" ]; then
   printf '%s\n' "$bad" >&2
