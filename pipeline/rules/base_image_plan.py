@@ -32,6 +32,7 @@ RECIPE_LABEL = "org.iterate.sandbox-base.recipe"
 RECIPE_REVISION = "2"  # bump when the layout below changes
 _OPTIONS = re.compile(r"\[[^\]]*\]")
 _BASE_ARG = re.compile(r"^\s*ARG\s+BASE_IMAGE=(\S+)\s*$", re.MULTILINE)
+_STAGE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)\s+AS\s+(\S+)\s*$", re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -205,9 +206,16 @@ def mmdebstrap_argv(plan: BasePlan, staging: str) -> list[str]:
 
 
 def dockerfile_default_base(dockerfile_text: str) -> str | None:
-    """The `ARG BASE_IMAGE=<default>` of a Dockerfile (what it builds FROM without a build arg)."""
+    """The image a Dockerfile builds FROM without a BASE_IMAGE build arg: the `ARG BASE_IMAGE=`
+    default, or the image of the stage that default names (`FROM node:24-bookworm AS x`)."""
     found = _BASE_ARG.search(dockerfile_text)
-    return found.group(1).strip("\"'") if found else None
+    if not found:
+        return None
+    default = found.group(1).strip("\"'")
+    for stage in _STAGE.finditer(dockerfile_text):
+        if stage.group(2).lower() == default.lower():
+            return stage.group(1)
+    return default
 
 
 def offline_tools_problem(mmdebstrap: str | None, is_root: bool, sudo_works: bool) -> str | None:

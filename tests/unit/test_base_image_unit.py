@@ -119,6 +119,9 @@ def test_the_dockerfiles_default_base_is_read_from_its_arg() -> None:
         "a/b:c"
     )
     assert rules.dockerfile_default_base("FROM debian\nARG BASE=x\n") is None
+    # A default that names a stage is that stage's image.
+    staged = "ARG BASE_IMAGE=official\nFROM --platform=$X node:24 as Official\nFROM $BASE_IMAGE\n"
+    assert rules.dockerfile_default_base(staged) == "node:24"
 
 
 @pytest.mark.parametrize(

@@ -70,9 +70,14 @@ def index_of(steps: list[tuple[str, str]], keyword: str, needle: str = "") -> in
 
 def test_base_image_is_an_arg_defaulting_to_the_official_node_24_bookworm() -> None:
     steps = instructions()
-    assert steps[0] == ("ARG", "BASE_IMAGE=node:24-bookworm")
-    # The empty git-meta stage (replaced by the pipeline's build context), then the image itself.
-    assert [args for kw, args in steps if kw == "FROM"] == ["scratch AS git-meta", "${BASE_IMAGE}"]
+    assert steps[0] == ("ARG", "BASE_IMAGE=official-base")
+    # The official base in a plain FROM line (what Dependabot reads), the empty git-meta stage
+    # (replaced by the pipeline's build context), then the image itself.
+    assert [args for kw, args in steps if kw == "FROM"] == [
+        "node:24-bookworm AS official-base",
+        "scratch AS git-meta",
+        "${BASE_IMAGE}",
+    ]
 
 
 def test_no_syntax_directive_since_frontend_images_cannot_be_pulled_here() -> None:
