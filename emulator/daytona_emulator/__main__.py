@@ -35,6 +35,43 @@ def _mirror(value: str) -> tuple[str, str]:
     return host, target
 
 
+def _add_time_and_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    defaults = Timings()
+    parser.add_argument("--pending-seconds", type=float, default=defaults.pending_seconds)
+    parser.add_argument("--pulling-seconds", type=float, default=defaults.pulling_seconds)
+    parser.add_argument("--removal-seconds", type=float, default=defaults.removal_seconds)
+    parser.add_argument(
+        "--general-snapshot",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="seed a Daytona-provided general snapshot every organization lists",
+    )
+    parser.add_argument(
+        "--frozen-clock",
+        action="store_true",
+        help="start with time stood still; move it with POST /_emulator/clock/advance "
+        '{"seconds": N}',
+    )
+    sandbox_defaults = SandboxSettings()
+    parser.add_argument(
+        "--docker-host",
+        default=None,
+        metavar="URL",
+        help="Docker engine that runs sandboxes (default: what the docker CLI uses)",
+    )
+    parser.add_argument(
+        "--publish-port",
+        action="append",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="container port published on 127.0.0.1 for preview URLs (repeatable; default: "
+        + ", ".join(str(port) for port in sandbox_defaults.published_ports)
+        + ")",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m daytona_emulator",
@@ -74,40 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="HOST=TARGET",
         help="contact TARGET (host:port) for images named HOST/..., e.g. ghcr.io=127.0.0.1:5000",
     )
-    defaults = Timings()
-    parser.add_argument("--pending-seconds", type=float, default=defaults.pending_seconds)
-    parser.add_argument("--pulling-seconds", type=float, default=defaults.pulling_seconds)
-    parser.add_argument("--removal-seconds", type=float, default=defaults.removal_seconds)
-    parser.add_argument(
-        "--general-snapshot",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="seed a Daytona-provided general snapshot every organization lists",
-    )
-    parser.add_argument(
-        "--frozen-clock",
-        action="store_true",
-        help="start with time stood still; move it with POST /_emulator/clock/advance "
-        '{"seconds": N}',
-    )
-    sandbox_defaults = SandboxSettings()
-    parser.add_argument(
-        "--docker-host",
-        default=None,
-        metavar="URL",
-        help="Docker engine that runs sandboxes (default: what the docker CLI uses)",
-    )
-    parser.add_argument(
-        "--publish-port",
-        action="append",
-        type=int,
-        default=None,
-        metavar="PORT",
-        help="container port published on 127.0.0.1 for preview URLs (repeatable; default: "
-        + ", ".join(str(port) for port in sandbox_defaults.published_ports)
-        + ")",
-    )
+    _add_time_and_sandbox_options(parser)
     return parser.parse_args(argv)
 
 

@@ -6,7 +6,8 @@ Faults and the request log never apply to these routes, so a test can always rea
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -14,13 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daytona_emulator.clock import ManualClock
 from daytona_emulator.errors import not_found
-from daytona_emulator.knobs import FaultRule, SettingsPatch, SnapshotOutcome
+from daytona_emulator.knobs import FaultRule, Knobs, RequestRecord, SettingsPatch, SnapshotOutcome
 from daytona_emulator.lifecycle import set_state
 from daytona_emulator.models import SnapshotState, snapshot_wire
 from daytona_emulator.state import EmulatorState, emulator_state
 from daytona_emulator.wire import iso
 
 router = APIRouter(prefix="/_emulator")
+Item = TypeVar("Item", bound=BaseModel)
 
 
 class RegistryAuthBody(BaseModel):
@@ -55,53 +57,59 @@ def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
 
+def _invalid(error: ValidationError) -> JSONResponse:
+    """FastAPI's own answer to a body it cannot validate."""
+    return JSONResponse({"detail": json.loads(error.json(include_url=False))}, status_code=422)
+
+
 @router.post("/reset")
 async def reset(request: Request) -> Response:
     emulator_state(request).reset()
     return Response(status_code=204)
 
 
-@router.get("/faults")
-async def list_faults(request: Request) -> JSONResponse:
-    return JSONResponse([_dump(rule) for rule in emulator_state(request).knobs.faults()])
+def knob_list(
+    path: str,
+    model: type[Item],
+    *,
+    items: Callable[[Knobs], list[Item]],
+    clear: Callable[[Knobs], None],
+    add: Callable[[Knobs, Item], Item] | None = None,
+    on: APIRouter = router,
+) -> None:
+    """One of the knobs' lists at `path`: GET lists it, POST adds to it (201), DELETE clears
+    it (204)."""
+
+    async def listed(request: Request) -> JSONResponse:
+        return JSONResponse([_dump(item) for item in items(emulator_state(request).knobs)])
+
+    async def added(request: Request) -> JSONResponse:
+        assert add is not None
+        try:
+            item = model.model_validate_json(await request.body())
+        except ValidationError as error:
+            return _invalid(error)
+        return JSONResponse(_dump(add(emulator_state(request).knobs, item)), status_code=201)
+
+    async def cleared(request: Request) -> Response:
+        clear(emulator_state(request).knobs)
+        return Response(status_code=204)
+
+    on.add_api_route(path, listed, methods=["GET"])
+    if add is not None:
+        on.add_api_route(path, added, methods=["POST"])
+    on.add_api_route(path, cleared, methods=["DELETE"])
 
 
-@router.post("/faults")
-async def add_fault(request: Request, rule: FaultRule) -> JSONResponse:
-    return JSONResponse(_dump(emulator_state(request).knobs.add_fault(rule)), status_code=201)
-
-
-@router.delete("/faults")
-async def clear_faults(request: Request) -> Response:
-    emulator_state(request).knobs.clear_faults()
-    return Response(status_code=204)
-
-
-@router.get("/outcomes")
-async def list_outcomes(request: Request) -> JSONResponse:
-    return JSONResponse([_dump(item) for item in emulator_state(request).knobs.outcomes()])
-
-
-@router.post("/outcomes")
-async def add_outcome(request: Request, outcome: SnapshotOutcome) -> JSONResponse:
-    return JSONResponse(_dump(emulator_state(request).knobs.add_outcome(outcome)), status_code=201)
-
-
-@router.delete("/outcomes")
-async def clear_outcomes(request: Request) -> Response:
-    emulator_state(request).knobs.clear_outcomes()
-    return Response(status_code=204)
-
-
-@router.get("/requests")
-async def list_requests(request: Request) -> JSONResponse:
-    return JSONResponse([_dump(item) for item in emulator_state(request).knobs.requests()])
-
-
-@router.delete("/requests")
-async def clear_requests(request: Request) -> Response:
-    emulator_state(request).knobs.clear_requests()
-    return Response(status_code=204)
+knob_list("/faults", FaultRule, items=Knobs.faults, clear=Knobs.clear_faults, add=Knobs.add_fault)
+knob_list(
+    "/outcomes",
+    SnapshotOutcome,
+    items=Knobs.outcomes,
+    clear=Knobs.clear_outcomes,
+    add=Knobs.add_outcome,
+)
+knob_list("/requests", RequestRecord, items=Knobs.requests, clear=Knobs.clear_requests)
 
 
 @router.get("/settings")
@@ -114,7 +122,7 @@ async def patch_settings(request: Request, patch: SettingsPatch) -> JSONResponse
     try:
         settings = emulator_state(request).knobs.update_settings(patch)
     except ValidationError as error:
-        return JSONResponse({"detail": json.loads(error.json(include_url=False))}, status_code=422)
+        return _invalid(error)
     return JSONResponse(_dump(settings))
 
 

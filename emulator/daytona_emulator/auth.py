@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 
 from daytona_emulator.config import ApiKey
 from daytona_emulator.errors import ApiError, forbidden
+from daytona_emulator.state import EmulatorState, emulator_state
 
 
 @dataclass(frozen=True)
@@ -32,3 +33,9 @@ def authenticate(connection: HTTPConnection, keys: Mapping[str, ApiKey]) -> Auth
     if key is None:
         raise ApiError(401, "Invalid credentials")
     return AuthContext(organization_id=key.organization_id, permissions=key.permissions)
+
+
+def request_context(connection: HTTPConnection) -> tuple[EmulatorState, AuthContext]:
+    """The emulator and the caller of an API request (401 unless the key is known)."""
+    state = emulator_state(connection)
+    return state, authenticate(connection, state.api_keys)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import threading
-from typing import Literal
+from collections.abc import Callable
+from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +19,7 @@ from daytona_emulator.config import EmulatorConfig, Limits, RegistryCredential, 
 FaultKind = Literal["error", "rate_limit", "delay", "drop", "drop_after"]
 OutcomeKind = Literal["stuck_pending", "stuck_pulling", "error", "build_failed"]
 SandboxOutcomeKind = Literal["error", "stuck_creating"]
+OutcomeT = TypeVar("OutcomeT", bound=BaseModel)
 
 
 class FaultRule(BaseModel):
@@ -105,14 +107,42 @@ class RequestRecord(BaseModel):
     fault: FaultKind | None = None
 
 
+class Scripted(Generic[OutcomeT]):
+    """Scripted outcomes in the order added; the first whose glob matches a name applies."""
+
+    def __init__(self, pattern: Callable[[OutcomeT], str]) -> None:
+        self._lock = threading.Lock()
+        self._pattern = pattern
+        self._items: list[OutcomeT] = []
+
+    def add(self, item: OutcomeT) -> OutcomeT:
+        with self._lock:
+            self._items.append(item)
+            return item
+
+    def all(self) -> list[OutcomeT]:
+        with self._lock:
+            return list(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def first_for(self, name: str) -> OutcomeT | None:
+        with self._lock:
+            return next(
+                (i for i in self._items if fnmatch.fnmatchcase(name, self._pattern(i))), None
+            )
+
+
 class Knobs:
     def __init__(self, config: EmulatorConfig) -> None:
         self._config = config
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._faults: list[FaultRule] = []
-        self._outcomes: list[SnapshotOutcome] = []
-        self._sandbox_outcomes: list[SandboxOutcome] = []
+        self._outcomes = Scripted[SnapshotOutcome](lambda outcome: outcome.name_pattern)
+        self._sandbox_outcomes = Scripted[SandboxOutcome](lambda outcome: outcome.snapshot_pattern)
         self._requests: list[RequestRecord] = []
         self.timings = config.timings.model_copy()
         self.limits = config.limits.model_copy()
@@ -156,52 +186,31 @@ class Knobs:
                     return rule.model_copy()
             return None
 
-    # Snapshot outcomes
+    # Scripted outcomes (snapshots by name, sandboxes by their snapshot's name)
 
     def add_outcome(self, outcome: SnapshotOutcome) -> SnapshotOutcome:
-        with self._lock:
-            self._outcomes.append(outcome)
-            return outcome
+        return self._outcomes.add(outcome)
 
     def outcomes(self) -> list[SnapshotOutcome]:
-        with self._lock:
-            return list(self._outcomes)
+        return self._outcomes.all()
 
     def clear_outcomes(self) -> None:
-        with self._lock:
-            self._outcomes.clear()
+        self._outcomes.clear()
 
     def outcome_for(self, name: str) -> SnapshotOutcome | None:
-        with self._lock:
-            return next(
-                (o for o in self._outcomes if fnmatch.fnmatchcase(name, o.name_pattern)), None
-            )
-
-    # Sandbox outcomes
+        return self._outcomes.first_for(name)
 
     def add_sandbox_outcome(self, outcome: SandboxOutcome) -> SandboxOutcome:
-        with self._lock:
-            self._sandbox_outcomes.append(outcome)
-            return outcome
+        return self._sandbox_outcomes.add(outcome)
 
     def sandbox_outcomes(self) -> list[SandboxOutcome]:
-        with self._lock:
-            return list(self._sandbox_outcomes)
+        return self._sandbox_outcomes.all()
 
     def clear_sandbox_outcomes(self) -> None:
-        with self._lock:
-            self._sandbox_outcomes.clear()
+        self._sandbox_outcomes.clear()
 
     def sandbox_outcome_for(self, snapshot_name: str) -> SandboxOutcome | None:
-        with self._lock:
-            return next(
-                (
-                    o
-                    for o in self._sandbox_outcomes
-                    if fnmatch.fnmatchcase(snapshot_name, o.snapshot_pattern)
-                ),
-                None,
-            )
+        return self._sandbox_outcomes.first_for(snapshot_name)
 
     # Settings and registries
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from daytona_emulator.config import RegistryCredential
 from daytona_emulator.errors import bad_request, not_found
-from daytona_emulator.validation import UNSAFE_DISPLAY
+from daytona_emulator.validation import display_name_messages
 from daytona_emulator.wire import iso
 from pipeline.rules.image_ref import DOCKER_HUB, split_host
 
@@ -114,12 +114,7 @@ class RegistryFields:
 
 def parse_registry_body(body: object, *, password_required: bool) -> RegistryFields:
     fields: dict[str, Any] = body if isinstance(body, dict) else {}
-    messages: list[str] = []
-    name = fields.get("name")
-    if not isinstance(name, str):
-        messages.append("name must be a string")
-    elif UNSAFE_DISPLAY.search(name):
-        messages.append("name must not contain HTML tags, URLs, or control characters")
+    messages: list[str] = display_name_messages("name", fields.get("name"))
     if not is_url(fields.get("url")):
         messages.append("url must be a URL address")
     if not isinstance(fields.get("username"), str):
@@ -133,7 +128,7 @@ def parse_registry_body(body: object, *, password_required: bool) -> RegistryFie
     if messages:
         raise bad_request(", ".join(messages))
     return RegistryFields(
-        name=str(name),
+        name=str(fields["name"]),
         url=normalize_url(str(fields["url"])),
         username=str(fields["username"]),
         password=password,

@@ -13,24 +13,18 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from daytona_emulator.auth import AuthContext, authenticate
+from daytona_emulator.auth import request_context
 from daytona_emulator.config import DELETE_REGISTRIES, WRITE_REGISTRIES, new_id
 from daytona_emulator.registries import RegistryEntry, parse_registry_body, registry_wire
 from daytona_emulator.request_body import json_body
-from daytona_emulator.state import EmulatorState, emulator_state
 
 router = APIRouter(prefix="/api/docker-registry")
-
-
-def _context(request: Request) -> tuple[EmulatorState, AuthContext]:
-    state = emulator_state(request)
-    return state, authenticate(request, state.api_keys)
 
 
 @router.post("")
 async def create_registry(request: Request) -> JSONResponse:
     body = await json_body(request)
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(WRITE_REGISTRIES)
     wanted = parse_registry_body(body, password_required=True)
     moment = state.clock.now()
@@ -51,7 +45,7 @@ async def create_registry(request: Request) -> JSONResponse:
 
 @router.get("")
 async def list_registries(request: Request) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     return JSONResponse(
         [registry_wire(entry) for entry in state.registries.of(auth.organization_id)]
     )
@@ -59,7 +53,7 @@ async def list_registries(request: Request) -> JSONResponse:
 
 @router.get("/{registry_id}")
 async def get_registry(request: Request, registry_id: str) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     entry = state.registries.resolve(auth.organization_id, unquote(registry_id))
     return JSONResponse(registry_wire(entry))
 
@@ -67,7 +61,7 @@ async def get_registry(request: Request, registry_id: str) -> JSONResponse:
 @router.patch("/{registry_id}")
 async def update_registry(request: Request, registry_id: str) -> JSONResponse:
     body = await json_body(request)
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(WRITE_REGISTRIES)
     with state.registries.lock:
         entry = state.registries.resolve(auth.organization_id, unquote(registry_id))
@@ -85,7 +79,7 @@ async def update_registry(request: Request, registry_id: str) -> JSONResponse:
 
 @router.delete("/{registry_id}")
 async def delete_registry(request: Request, registry_id: str) -> Response:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(DELETE_REGISTRIES)
     with state.registries.lock:
         entry = state.registries.resolve(auth.organization_id, unquote(registry_id))

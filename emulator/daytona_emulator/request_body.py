@@ -1,4 +1,4 @@
-"""Request bodies parsed the way Daytona's Express API parses them."""
+"""Request bodies and query strings read the way Daytona's Express API reads them."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ async def json_body(request: Request) -> object:
         raise bad_request(f"{error.msg} in JSON at position {error.pos}") from error
     except (ValueError, UnicodeDecodeError) as error:
         raise bad_request(str(error)) from error
+
+
+def query_lists(request: Request) -> dict[str, list[str]]:
+    """Every query parameter with all its values, in order (repeats are not lost)."""
+    params: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        params.setdefault(key, []).append(value)
+    return params

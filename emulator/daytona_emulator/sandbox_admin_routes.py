@@ -9,30 +9,23 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
-from daytona_emulator.knobs import SandboxOutcome
+from daytona_emulator.admin_routes import knob_list
+from daytona_emulator.knobs import Knobs, SandboxOutcome
 from daytona_emulator.state import emulator_state
 
 router = APIRouter(prefix="/_emulator")
 
 
-@router.get("/sandbox-outcomes")
-async def list_sandbox_outcomes(request: Request) -> JSONResponse:
-    outcomes = emulator_state(request).knobs.sandbox_outcomes()
-    return JSONResponse([outcome.model_dump(mode="json") for outcome in outcomes])
-
-
-@router.post("/sandbox-outcomes")
-async def add_sandbox_outcome(request: Request, outcome: SandboxOutcome) -> JSONResponse:
-    added = emulator_state(request).knobs.add_sandbox_outcome(outcome)
-    return JSONResponse(added.model_dump(mode="json"), status_code=201)
-
-
-@router.delete("/sandbox-outcomes")
-async def clear_sandbox_outcomes(request: Request) -> Response:
-    emulator_state(request).knobs.clear_sandbox_outcomes()
-    return Response(status_code=204)
+knob_list(
+    "/sandbox-outcomes",
+    SandboxOutcome,
+    items=Knobs.sandbox_outcomes,
+    clear=Knobs.clear_sandbox_outcomes,
+    add=Knobs.add_sandbox_outcome,
+    on=router,
+)
 
 
 @router.get("/sandbox-containers")

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from daytona_emulator.auth import AuthContext, authenticate
+from daytona_emulator.auth import request_context
 from daytona_emulator.config import DELETE_SANDBOXES, WRITE_SANDBOXES, new_id
 from daytona_emulator.errors import ApiError, bad_request, forbidden, not_found
 from daytona_emulator.models import Snapshot, SnapshotState
 from daytona_emulator.preview_proxy import PREVIEW_PREFIX
-from daytona_emulator.request_body import json_body
+from daytona_emulator.request_body import json_body, query_lists
 from daytona_emulator.sandbox_models import (
     DEFAULT_AUTO_ARCHIVE_MINUTES,
     DEFAULT_AUTO_DELETE_MINUTES,
@@ -33,21 +34,17 @@ from daytona_emulator.sandbox_models import (
 )
 from daytona_emulator.sandbox_validation import (
     DEFAULT_LIST_LIMIT,
+    CreateSandboxRequest,
     list_messages,
     parse_create_sandbox,
     values,
 )
-from daytona_emulator.state import EmulatorState, emulator_state
+from daytona_emulator.state import EmulatorState
 from daytona_emulator.store import is_uuid
 from daytona_emulator.validation import PER_SANDBOX_LIMIT_MESSAGE
 from daytona_emulator.wire import js_str
 
 router = APIRouter(prefix="/api/sandbox")
-
-
-def _context(request: Request) -> tuple[EmulatorState, AuthContext]:
-    state = emulator_state(request)
-    return state, authenticate(request, state.api_keys)
 
 
 def origin(request: Request) -> str:
@@ -108,51 +105,55 @@ def _whole(amount: float) -> int:
     return math.ceil(amount)
 
 
-@router.post("")
-async def create_sandbox(request: Request) -> JSONResponse:
-    body = await json_body(request)
-    state, auth = _context(request)
-    auth.require(WRITE_SANDBOXES)
-    wanted = parse_create_sandbox(body)
-    if wanted.has_build_info:
-        if wanted.snapshot:
-            raise bad_request("Cannot specify a snapshot when using a build info entry")
-        raise bad_request(
-            "The emulator does not build images: create a snapshot from a pushed image "
-            "and create the sandbox from it"
-        )
-    if wanted.has_resources:
-        raise bad_request("Cannot specify Sandbox resources when using a snapshot")
-    region = wanted.target or state.config.default_region
-    if region not in state.config.regions:
-        raise not_found("Region not found")
-    # Daytona falls back to its configured default snapshot; here, the first general one.
-    snapshot_key = wanted.snapshot or next(iter(state.config.general_snapshots), "")
-    with state.snapshots.lock:
-        snapshot = _snapshot_for(state, auth.organization_id, snapshot_key)
-        cpu, gpu = _whole(snapshot.cpu), _whole(snapshot.gpu)
-        memory, disk = _whole(snapshot.mem), _whole(snapshot.disk)
-        snapshot_name, snapshot_ref = snapshot.name, snapshot.ref
-        image_name, entrypoint = snapshot.image_name, snapshot.entrypoint
-    _check_per_sandbox_limits(state, cpu, memory, disk)
-    if wanted.volume_ids:
-        # The emulator has no volumes, so none can be found.
-        raise not_found(f"Volume '{wanted.volume_ids[0]}' not found")
+async def _once_started(
+    state: EmulatorState, request: Request, row: SandboxRow, leaving: SandboxState
+) -> JSONResponse:
+    """Daytona's controller waits (bounded) for `started`, and turns `error` into a 400."""
+    settled = await state.sandbox_lifecycle.settle(
+        row, leaving, state.knobs.timings.sandbox_start_wait_seconds
+    )
+    if settled == SandboxState.ERROR:
+        raise bad_request(f"Sandbox failed to start: {row.error_reason}")
+    return JSONResponse(_wire(state, request, row), status_code=200)
+
+
+@dataclass(frozen=True)
+class _SnapshotFacts:
+    """What a new sandbox takes from its snapshot, read under the snapshot store's lock."""
+
+    name: str
+    ref: str | None
+    image_name: str
+    entrypoint: list[str] | None
+    cpu: int
+    gpu: int
+    memory: int
+    disk: int
+
+
+def _new_row(
+    state: EmulatorState,
+    organization_id: str,
+    wanted: CreateSandboxRequest,
+    region: str,
+    snapshot: _SnapshotFacts,
+) -> SandboxRow:
+    """The row `POST /sandbox` stores, with Daytona's defaults for what the body left out."""
     sandbox_id = new_id()
     moment, since = state.clock.now(), state.clock.monotonic()
-    row = SandboxRow(
+    return SandboxRow(
         id=sandbox_id,
-        organization_id=auth.organization_id,
+        organization_id=organization_id,
         name=wanted.name or sandbox_id,
         target=region,
-        snapshot_name=snapshot_name,
-        snapshot_ref=snapshot_ref,
-        image_name=image_name,
-        entrypoint=list(entrypoint) if entrypoint else None,
-        cpu=cpu,
-        gpu=gpu,
-        memory=memory,
-        disk=disk,
+        snapshot_name=snapshot.name,
+        snapshot_ref=snapshot.ref,
+        image_name=snapshot.image_name,
+        entrypoint=snapshot.entrypoint,
+        cpu=snapshot.cpu,
+        gpu=snapshot.gpu,
+        memory=snapshot.memory,
+        disk=snapshot.disk,
         user=wanted.user or DEFAULT_USER,
         env=wanted.env,
         labels=wanted.labels,
@@ -179,23 +180,55 @@ async def create_sandbox(request: Request) -> JSONResponse:
         state_since=since,
         last_activity=since,
     )
+
+
+@router.post("")
+async def create_sandbox(request: Request) -> JSONResponse:
+    body = await json_body(request)
+    state, auth = request_context(request)
+    auth.require(WRITE_SANDBOXES)
+    wanted = parse_create_sandbox(body)
+    if wanted.has_build_info:
+        if wanted.snapshot:
+            raise bad_request("Cannot specify a snapshot when using a build info entry")
+        raise bad_request(
+            "The emulator does not build images: create a snapshot from a pushed image "
+            "and create the sandbox from it"
+        )
+    if wanted.has_resources:
+        raise bad_request("Cannot specify Sandbox resources when using a snapshot")
+    region = wanted.target or state.config.default_region
+    if region not in state.config.regions:
+        raise not_found("Region not found")
+    # Daytona falls back to its configured default snapshot; here, the first general one.
+    snapshot_key = wanted.snapshot or next(iter(state.config.general_snapshots), "")
+    with state.snapshots.lock:
+        found = _snapshot_for(state, auth.organization_id, snapshot_key)
+        snapshot = _SnapshotFacts(
+            name=found.name,
+            ref=found.ref,
+            image_name=found.image_name,
+            entrypoint=list(found.entrypoint) if found.entrypoint else None,
+            cpu=_whole(found.cpu),
+            gpu=_whole(found.gpu),
+            memory=_whole(found.mem),
+            disk=_whole(found.disk),
+        )
+    _check_per_sandbox_limits(state, snapshot.cpu, snapshot.memory, snapshot.disk)
+    if wanted.volume_ids:
+        # The emulator has no volumes, so none can be found.
+        raise not_found(f"Volume '{wanted.volume_ids[0]}' not found")
+    row = _new_row(state, auth.organization_id, wanted, region, snapshot)
     state.sandboxes.insert(row)
     state.sandbox_lifecycle.create(row)
-    settled = await state.sandbox_lifecycle.settle(
-        row, SandboxState.CREATING, state.knobs.timings.sandbox_start_wait_seconds
-    )
-    if settled == SandboxState.ERROR:
-        raise bad_request(f"Sandbox failed to start: {row.error_reason}")
-    return JSONResponse(_wire(state, request, row), status_code=200)
+    return await _once_started(state, request, row, SandboxState.CREATING)
 
 
 @router.get("")
 async def list_sandboxes(request: Request) -> JSONResponse:
     """`ListSandboxesResponse` as SDK 0.226.1 pages it: `items` and an opaque `nextCursor`."""
-    state, auth = _context(request)
-    params: dict[str, list[str]] = {}
-    for key, value in request.query_params.multi_items():
-        params.setdefault(key, []).append(value)
+    state, auth = request_context(request)
+    params = query_lists(request)
     messages = list_messages(params)
     if messages:
         raise ApiError(400, ", ".join(messages))
@@ -227,7 +260,7 @@ async def list_sandboxes(request: Request) -> JSONResponse:
 
 @router.get("/{id_or_name}")
 async def get_sandbox(request: Request, id_or_name: str) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
     return JSONResponse(_wire(state, request, row))
 
@@ -239,7 +272,7 @@ def state_change_in_progress() -> ApiError:
 
 @router.delete("/{id_or_name}")
 async def delete_sandbox(request: Request, id_or_name: str) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(DELETE_SANDBOXES)
     with state.sandboxes.lock:
         row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
@@ -263,7 +296,7 @@ def _check_not_errored(row: SandboxRow) -> None:
 
 @router.post("/{id_or_name}/start")
 async def start_sandbox(request: Request, id_or_name: str) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(WRITE_SANDBOXES)
     with state.sandboxes.lock:
         row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
@@ -275,17 +308,12 @@ async def start_sandbox(request: Request, id_or_name: str) -> JSONResponse:
         if row.state != SandboxState.STOPPED:
             raise bad_request("Sandbox is not in valid state")
         state.sandbox_lifecycle.start(row)
-    settled = await state.sandbox_lifecycle.settle(
-        row, SandboxState.STARTING, state.knobs.timings.sandbox_start_wait_seconds
-    )
-    if settled == SandboxState.ERROR:
-        raise bad_request(f"Sandbox failed to start: {row.error_reason}")
-    return JSONResponse(_wire(state, request, row), status_code=200)
+    return await _once_started(state, request, row, SandboxState.STARTING)
 
 
 @router.post("/{id_or_name}/stop")
 async def stop_sandbox(request: Request, id_or_name: str) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(WRITE_SANDBOXES)
     force = request.query_params.get("force") == "true"
     with state.sandboxes.lock:
@@ -301,7 +329,7 @@ async def stop_sandbox(request: Request, id_or_name: str) -> JSONResponse:
 
 @router.post("/{id_or_name}/public/{is_public}")
 async def update_public_status(request: Request, id_or_name: str, is_public: str) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(WRITE_SANDBOXES)
     with state.sandboxes.lock:
         row = state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
@@ -311,7 +339,7 @@ async def update_public_status(request: Request, id_or_name: str, is_public: str
 
 @router.get("/{id_or_name}/toolbox-proxy-url")
 async def get_toolbox_proxy_url(request: Request, id_or_name: str) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     state.sandboxes.resolve(auth.organization_id, unquote(id_or_name))
     return JSONResponse({"url": toolbox_proxy_url(request)})
 
@@ -319,7 +347,7 @@ async def get_toolbox_proxy_url(request: Request, id_or_name: str) -> JSONRespon
 @router.get("/{id_or_name}/ports/{port}/preview-url")
 async def get_port_preview_url(request: Request, id_or_name: str, port: str) -> JSONResponse:
     """`{sandboxId, url, token}`; the URL is the emulator's own preview proxy (preview_proxy.py)."""
-    state, auth = _context(request)
+    state, auth = request_context(request)
     number = int(port) if port.isdigit() else 0
     if not 1 <= number <= 65535:
         raise bad_request("Invalid port")

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from daytona_emulator.auth import AuthContext, authenticate
+from daytona_emulator.auth import AuthContext, request_context
 from daytona_emulator.config import DELETE_SNAPSHOTS, WRITE_SNAPSHOTS, new_id
 from daytona_emulator.errors import ApiError, bad_request, forbidden, not_found
 from daytona_emulator.lifecycle import set_state
@@ -24,7 +24,7 @@ from daytona_emulator.models import (
     SnapshotState,
     snapshot_wire,
 )
-from daytona_emulator.request_body import json_body
+from daytona_emulator.request_body import json_body, query_lists
 from daytona_emulator.state import EmulatorState, emulator_state
 from daytona_emulator.store import is_uuid
 from daytona_emulator.validation import (
@@ -35,11 +35,6 @@ from daytona_emulator.validation import (
 )
 
 router = APIRouter(prefix="/api/snapshots")
-
-
-def _context(request: Request) -> tuple[EmulatorState, AuthContext]:
-    state = emulator_state(request)
-    return state, authenticate(request, state.api_keys)
 
 
 def _by_uuid(state: EmulatorState, auth: AuthContext, raw_id: str) -> Snapshot:
@@ -58,7 +53,7 @@ def _by_uuid(state: EmulatorState, auth: AuthContext, raw_id: str) -> Snapshot:
 async def create_snapshot(request: Request) -> JSONResponse:
     # Express parses the body in middleware, before any guard: malformed JSON is a 400 first.
     body = await json_body(request)
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(WRITE_SNAPSHOTS)
     wanted = parse_create_snapshot(body, state.config.regions)
     limits = state.knobs.limits
@@ -95,10 +90,8 @@ async def create_snapshot(request: Request) -> JSONResponse:
 
 @router.get("")
 async def list_snapshots(request: Request) -> JSONResponse:
-    state, auth = _context(request)
-    params: dict[str, list[str]] = {}
-    for key, value in request.query_params.multi_items():
-        params.setdefault(key, []).append(value)
+    state, auth = request_context(request)
+    params = query_lists(request)
     query = parse_list_query(params)
     page = state.snapshots.list(auth.organization_id, query)
     with state.snapshots.lock:
@@ -110,7 +103,7 @@ async def list_snapshots(request: Request) -> JSONResponse:
 
 @router.get("/{id_or_name}")
 async def get_snapshot(request: Request, id_or_name: str) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     with state.snapshots.lock:
         row = state.snapshots.resolve(auth.organization_id, unquote(id_or_name))
         return JSONResponse(snapshot_wire(row))
@@ -118,7 +111,7 @@ async def get_snapshot(request: Request, id_or_name: str) -> JSONResponse:
 
 @router.delete("/{snapshot_id}")
 async def remove_snapshot(request: Request, snapshot_id: str) -> Response:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(DELETE_SNAPSHOTS)
     with state.snapshots.lock:
         row = _by_uuid(state, auth, snapshot_id)
@@ -132,7 +125,7 @@ async def remove_snapshot(request: Request, snapshot_id: str) -> Response:
 
 @router.post("/{snapshot_id}/activate")
 async def activate_snapshot(request: Request, snapshot_id: str) -> JSONResponse:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(WRITE_SNAPSHOTS)
     limits = state.knobs.limits
     cooldown = state.knobs.timings.activation_cooldown_seconds
@@ -157,7 +150,7 @@ async def activate_snapshot(request: Request, snapshot_id: str) -> JSONResponse:
 
 @router.post("/{snapshot_id}/deactivate")
 async def deactivate_snapshot(request: Request, snapshot_id: str) -> Response:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     auth.require(WRITE_SNAPSHOTS)
     with state.snapshots.lock:
         row = _by_uuid(state, auth, snapshot_id)
@@ -167,7 +160,7 @@ async def deactivate_snapshot(request: Request, snapshot_id: str) -> Response:
 
 
 def _build_snapshot(request: Request, raw_id: str) -> Snapshot:
-    state, auth = _context(request)
+    state, auth = request_context(request)
     snapshot_id = unquote(raw_id)
     with state.snapshots.lock:
         state.snapshots.resolve(auth.organization_id, snapshot_id)

@@ -60,6 +60,16 @@ class ListQuery:
     source_sandbox_id: str | None
 
 
+def display_name_messages(prop: str, value: object) -> list[str]:
+    """`@IsString() @IsSafeDisplayString()`: a string without markup, URLs or control
+    characters (names that Daytona shows to other users)."""
+    if not isinstance(value, str):
+        return [f"{prop} must be a string"]
+    if UNSAFE_DISPLAY.search(value):
+        return [f"{prop} must not contain HTML tags, URLs, or control characters"]
+    return []
+
+
 def _enum_message(prop: str, values: tuple[str, ...]) -> str:
     return f"{prop} must be one of the following values: {', '.join(values)}"
 
@@ -83,11 +93,7 @@ def _number_messages(prop: str, value: object, minimum: float, maximum: float | 
 def _dto_messages(body: dict[str, Any]) -> list[str]:
     """Step 1: class-validator on `CreateSnapshotDto`, in its property order."""
     messages: list[str] = []
-    name = body.get("name")
-    if not isinstance(name, str):
-        messages.append("name must be a string")
-    elif UNSAFE_DISPLAY.search(name):
-        messages.append("name must not contain HTML tags, URLs, or control characters")
+    messages.extend(display_name_messages("name", body.get("name")))
     image_name = body.get("imageName")
     if image_name is not None and not isinstance(image_name, str):
         messages.append("imageName must be a string")

@@ -60,6 +60,7 @@ def test_cli_help() -> None:
     assert done.returncode == 0
     assert "--registry-auth HOST=USER:PASSWORD" in done.stdout
     assert "--api-key KEY" in done.stdout
+    assert "--frozen-clock" in done.stdout
 
 
 def test_cli_refuses_malformed_registry_auth() -> None:
@@ -87,6 +88,7 @@ def test_cli_serves_the_api() -> None:
             "demo-key",
             "--registry-auth",
             "127.0.0.1:5000=user:pa:ss",
+            "--frozen-clock",
         ],
         cwd=EMULATOR_DIR,
         stdout=subprocess.PIPE,
@@ -101,8 +103,13 @@ def test_cli_serves_the_api() -> None:
         with httpx.Client(base_url=base_url, trust_env=False) as client:
             allowed = client.get("/snapshots", headers={"Authorization": "Bearer demo-key"})
             refused = client.get("/snapshots", headers={"Authorization": "Bearer other"})
+            root = base_url.removesuffix("/api")
+            before = client.get(f"{root}/_emulator/clock").json()
+            after = client.post(f"{root}/_emulator/clock/advance", json={"seconds": 90}).json()
         assert allowed.status_code == 200
         assert refused.status_code == 401
+        assert before["frozen"] is True
+        assert after["monotonic"] == pytest.approx(before["monotonic"] + 90)
     finally:
         process.terminate()
         process.wait(timeout=10)
