@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Literal
 
 from pipeline.errors import ConfigError, DaytonaError
 from pipeline.rules.auth_words import says_auth_refused
@@ -24,7 +25,7 @@ from pipeline.rules.daytona_models import (
     CreateSnapshot,
     Snapshot,
 )
-from pipeline.rules.image_ref import pinned_image_problem
+from pipeline.rules.image_ref import parse_image_ref, pinned_image_problem
 
 # The hosted API is stricter than the last public server source (it reportedly rejects `/` and
 # `:`), so we stay inside what every version accepts.
@@ -36,6 +37,8 @@ TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 _TIMESTAMP_LENGTH = len("20260101-000000")
 MAX_STAGE_LENGTH = MAX_NAME_LENGTH - len(STAGE_SEPARATOR) - _TIMESTAMP_LENGTH
 DEV_PREFIXES = ("dev-", "local-")
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+_HEX = re.compile(r"^[0-9a-f]{7,39}$")
 _SEPARATORS = "-._"
 _NOT_STAGE_CHARS = re.compile(r"[^a-z0-9._-]+")
 _DASH_RUNS = re.compile(r"-{2,}")
@@ -278,3 +281,62 @@ def failed_error(snapshot: Snapshot) -> DaytonaError:
 
 def one_line(text: str | None) -> str:
     return " ".join((text or "").split())
+
+
+# --- promotion and rollback (`snapshot_stage -- --from`) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class PromoteFrom:
+    """What `--from` names: a commit (its pushed `:sha-<sha>` image) or an existing snapshot."""
+
+    kind: Literal["commit", "snapshot"]
+    value: str
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.value}"
+
+
+def promote_source(text: str) -> PromoteFrom:
+    """`--from`'s value: a full commit sha, else a snapshot name; ConfigError for anything else."""
+    cleaned = text.strip()
+    if COMMIT_SHA.fullmatch(cleaned.lower()):
+        return PromoteFrom("commit", cleaned.lower())
+    if problem := snapshot_name_problem(cleaned):
+        raise ConfigError(
+            f"--from {text!r} is neither a 40-character commit sha nor a snapshot name "
+            f"(a name needs {problem})",
+            "give the commit whose pushed image to promote, or the snapshot to roll back to",
+        )
+    return PromoteFrom("snapshot", cleaned)
+
+
+def missing_source_fix(name: str) -> str:
+    """What to say when no snapshot has the name `--from` gave."""
+    hint = "; a commit needs its full 40-character sha" if _HEX.fullmatch(name.lower()) else ""
+    return (
+        "check the name (`nox -s snapshot_latest -- --prefix <stage>` prints a stage's newest)"
+        + hint
+    )
+
+
+def pin_digest(image: str, digest: str) -> str:
+    """`image` by `digest`, its tag dropped: `ghcr.io/a/b:sha-1` → `ghcr.io/a/b@sha256:…`.
+    The name is kept as written (no docker.io/library/ added), so Daytona sees the same name."""
+    parse_image_ref(image)  # a reference at all (raises ImageRefError)
+    name = image.strip().partition("@")[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return f"{name}@{digest}"
+
+
+def resources_note(source: Snapshot, wanted: SnapshotSpec) -> str | None:
+    """A line for the plan when the snapshot rolled back to had other resources than the new
+    one gets (resources come from the flags and variables, as for any stage snapshot)."""
+    have = (source.cpu, source.mem, source.disk)
+    if not any(have) or have == wanted.resources:
+        return None
+    return (
+        f"{source.name} had {source.resources()}; the new snapshot gets {wanted.cpu} vCPU, "
+        f"{wanted.memory} GB memory, {wanted.disk} GB disk (pass --cpu/--memory/--disk to match)"
+    )

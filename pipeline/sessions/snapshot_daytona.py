@@ -2,6 +2,10 @@
 iterate-sandbox-<sha>, idempotently; and the steps `snapshot_stage` shares with it (options,
 the plan, the image check, the wait, the report). `--dry-run` prints the plan and changes
 nothing.
+
+With SANDBOX_IMAGE_DIGEST (what the build job pushed), the image's tag must still resolve to that
+digest in its registry before Daytona is asked for anything, even with --skip-image-check: a tag
+pushed again after the build would otherwise become the release.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pipeline import console
 from pipeline.adapters.daytona.client import DaytonaClient
 from pipeline.adapters.daytona.snapshots import Outcome, PollPolicy, ensure_snapshot
 from pipeline.adapters.registry_api import check_image, registry_credentials
+from pipeline.adapters.release_checks import verify_digest
 from pipeline.errors import ConfigError
 from pipeline.report import publish
 from pipeline.rules.image_ref import parse_image_ref, pinned_image_problem
@@ -112,6 +117,10 @@ class SnapshotJob:
     check_image: bool
     force: bool = False
     plan: tuple[str, ...] = ()  # extra lines at the top of the printed plan
+    image_digest: str | None = None  # SANDBOX_IMAGE_DIGEST: the tag must resolve to it
+    promoted_from: str | None = None  # `--from` of snapshot_stage: a commit or snapshot
+    # What a dry run has read to make its plan ("the registry"), if anything.
+    read_for_plan: str | None = None
 
     @classmethod
     def from_args(
@@ -122,6 +131,8 @@ class SnapshotJob:
         *,
         force: bool = False,
         plan: tuple[str, ...] = (),
+        promoted_from: str | None = None,
+        read_for_plan: str | None = None,
     ) -> SnapshotJob:
         return cls(
             spec=spec,
@@ -130,6 +141,9 @@ class SnapshotJob:
             check_image=not args.skip_image_check,
             force=force,
             plan=plan,
+            image_digest=settings.image_digest,
+            promoted_from=promoted_from,
+            read_for_plan=read_for_plan,
         )
 
 
@@ -144,11 +158,18 @@ def make(
     daytona = load(DaytonaSettings)
     _print_plan(job, daytona)
     if job.dry_run:
-        console.say("dry run: Daytona and the registry were not contacted; nothing changed")
+        if job.read_for_plan:
+            console.say(f"dry run: {job.read_for_plan} only read for the plan; nothing changed")
+        else:
+            console.say("dry run: Daytona and the registry were not contacted; nothing changed")
         return
+    if job.image_digest is not None:
+        # Before Daytona hears of the image at all; the check also proves the image exists.
+        verify_digest(job.spec.image, job.image_digest, build)
+        console.say(f"   image digest verified: {job.spec.image} is {job.image_digest}")
 
     def check() -> None:
-        if not job.check_image:
+        if not job.check_image or job.image_digest is not None:
             return
         host = parse_image_ref(job.spec.image).host
         digest = check_image(job.spec.image, registry_credentials(host, build))
@@ -159,7 +180,7 @@ def make(
         outcome = ensure_snapshot(
             api, job.spec, timeout=job.timeout, force=job.force, check_image=check, poll=poll
         )
-    _report(job.spec, outcome)
+    _report(job, outcome)
 
 
 def _print_plan(job: SnapshotJob, daytona: DaytonaSettings) -> None:
@@ -171,13 +192,20 @@ def _print_plan(job: SnapshotJob, daytona: DaytonaSettings) -> None:
         + (f" (organization {daytona.organization_id})" if daytona.organization_id else "")
     )
     console.say(f"deadline:   {job.timeout:g} s")
-    console.say(f"image check:{' registry v2 API' if job.check_image else ' skipped'}")
+    if job.image_digest is not None:
+        console.say(
+            f"digest:     {job.image_digest} (SANDBOX_IMAGE_DIGEST; the image must resolve to it "
+            "in its registry before any POST)"
+        )
+        console.say("image check: the digest, in the registry (v2 API)")
+    else:
+        console.say(f"image check:{' registry v2 API' if job.check_image else ' skipped'}")
     if job.force:
         console.say("force:      replace a failed snapshot or one with another image or resources")
 
 
-def _report(spec: SnapshotSpec, outcome: Outcome) -> None:
-    snap = outcome.snapshot
+def _report(job: SnapshotJob, outcome: Outcome) -> None:
+    spec, snap = job.spec, outcome.snapshot
     console.step(
         f"snapshot {snap.name} is {snap.state} ({outcome.action}, {outcome.duration_s:.1f} s)"
     )
@@ -186,6 +214,8 @@ def _report(spec: SnapshotSpec, outcome: Outcome) -> None:
         "id": snap.id,
         "state": snap.state,
         "image": snap.image_name or spec.image,
+        "image_digest": job.image_digest,  # verified before any POST; None when not given
+        "promoted_from": job.promoted_from,
         "cpu": snap.cpu,
         "memory": snap.mem,
         "disk": snap.disk,
@@ -200,6 +230,7 @@ def _report(spec: SnapshotSpec, outcome: Outcome) -> None:
             ("snapshot", f"`{snap.name}` ({snap.state}, {outcome.action})"),
             ("id", f"`{snap.id}`"),
             ("image", f"`{values['image']}`"),
+            ("image digest", f"`{job.image_digest}` (verified)" if job.image_digest else "—"),
             ("resources", snap.resources()),
             ("duration", f"{outcome.duration_s:.1f} s"),
         ],

@@ -1,14 +1,28 @@
 """`nox -s snapshot_stage`: a new <stage>--<YYYYMMDD-HHMMSS> (UTC) snapshot of the commit's image,
-which the app's "newest snapshot of the stage" look-up then hands out."""
+which the app's "newest snapshot of the stage" look-up then hands out.
+
+`--from <sha or snapshot>` promotes or rolls back without a build: the new snapshot registers an
+image that exists already, by digest (a commit's pushed `:sha-<sha>`, or the image of an earlier
+snapshot), so it becomes the stage's newest. Finding that image only reads the registry and
+Daytona; `--dry-run` does those reads too, to show the digest it would register.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipeline import console
 from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.adapters.daytona.promotion import Promotion, from_commit, from_snapshot
 from pipeline.adapters.daytona.snapshots import PollPolicy
-from pipeline.rules.snapshot_names import sha_image, stage_snapshot_name
-from pipeline.sessions.daytona_common import Now, commit, stage, utcnow
+from pipeline.errors import ConfigError
+from pipeline.rules.snapshot_names import (
+    promote_source,
+    resources_note,
+    sha_image,
+    stage_snapshot_name,
+)
+from pipeline.sessions.daytona_common import Now, commit, daytona_client, stage, utcnow
 from pipeline.sessions.options import parser
 from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options, spec
 from pipeline.settings.build import BuildSettings, load
@@ -27,16 +41,49 @@ def snapshot_stage(
     cli.add_argument(
         "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
     )
+    cli.add_argument(
+        "--from",
+        dest="source",
+        metavar="SHA_OR_SNAPSHOT",
+        help="promote or roll back without a build: a commit (its pushed :sha-<sha> image) or "
+        "an existing snapshot (its image), registered by digest",
+    )
     snapshot_options(cli)
     args = cli.parse_args(argv)
+    if args.source and args.image:
+        raise ConfigError("--from and --image both name the image", "give one of them")
     settings = load(SnapshotSettings)
     build = load(BuildSettings)
-    name, source = stage(args.prefix)
-    image = args.image or settings.image
-    if image is None:
-        sha, dirty = commit(build)
-        image = sha_image(build.image_repository, sha, dirty)
-    wanted = spec(args, settings, stage_snapshot_name(name, now()), image)
-    plan = (f"stage:      {name} (from {source})",)
-    job = SnapshotJob.from_args(args, settings, wanted, plan=plan)
+    name, where = stage(args.prefix)
+    plan = (f"stage:      {name} (from {where})",)
+    if args.source:
+        promotion = promote(args.source, build, client)
+        wanted = spec(args, settings, stage_snapshot_name(name, now()), promotion.image)
+        if promotion.snapshot and (note := resources_note(promotion.snapshot, wanted)):
+            console.warn(note)
+        job = SnapshotJob.from_args(
+            args,
+            settings,
+            wanted,
+            plan=plan + promotion.plan(),
+            promoted_from=promotion.source.describe(),
+            read_for_plan=promotion.read,
+        )
+    else:
+        image = args.image or settings.image
+        if image is None:
+            sha, dirty = commit(build)
+            image = sha_image(build.image_repository, sha, dirty)
+        wanted = spec(args, settings, stage_snapshot_name(name, now()), image)
+        job = SnapshotJob.from_args(args, settings, wanted, plan=plan)
     make(job, build, client=client, poll=poll)
+
+
+def promote(text: str, build: BuildSettings, client: DaytonaClient | None) -> Promotion:
+    """The image `--from` names, by digest (reads only: the registry, and Daytona for a name)."""
+    source = promote_source(text)
+    console.step(f"Looking up the image of {source.describe()}")
+    if source.kind == "commit":
+        return from_commit(source, build)
+    with daytona_client(client) as api:
+        return from_snapshot(source, build, api)

@@ -1,0 +1,200 @@
+"""The release chain's Daytona end, against the emulator and a real local registry:
+SANDBOX_IMAGE_DIGEST binds a snapshot to the built image (a re-pushed tag is refused before any
+POST), and `snapshot_stage -- --from` promotes a commit's image or rolls a stage back to an
+earlier snapshot's image by digest, which `snapshot_latest` then hands out."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from daytona_emulator import EmulatorServer
+from daytona_emulator.knobs import SettingsPatch
+from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
+from pipeline.adapters.daytona.snapshots import PollPolicy
+from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.errors import RegistryError
+from pipeline.sessions.snapshot_daytona import snapshot_daytona
+from pipeline.sessions.snapshot_latest import snapshot_latest
+from pipeline.sessions.snapshot_stage import snapshot_stage
+from pipeline.settings.build import BuildSettings, ReportSettings, env_names
+from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
+from tests.helpers.emulator import (
+    EMULATOR_KEY,
+    PushedImage,
+    daytona_emulator_with_registry,
+    push_tiny_image,
+)
+
+__all__ = ["daytona_emulator_with_registry"]  # a fixture, used by name
+
+FAST = RetryPolicy(attempts=4, timeout=10, wait_initial=0.01, wait_max=0.05, wait_jitter=0)
+POLL = PollPolicy(initial=0.05, factor=1.5, maximum=0.2)
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    emulator: EmulatorServer
+    registry: LocalRegistry
+    repository: str
+    report: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    def client(self) -> DaytonaClient:
+        return DaytonaClient(self.emulator.base_url, SecretStr(EMULATOR_KEY), retry=FAST)
+
+    def run(self, command: Callable[..., None], *argv: str, **kwargs: Any) -> None:
+        with self.client() as api:
+            command(list(argv), client=api, **kwargs)
+
+    def push(self, sha: str, *, as_index: bool = False) -> PushedImage:
+        """`:sha-<sha>`; `as_index` gives the same content another digest (an index)."""
+        name = self.repository.split("/", 1)[1]
+        return push_tiny_image(self.registry, name, f"sha-{sha}", as_index=as_index)
+
+    def stage(self, minutes: int, *argv: str) -> None:
+        self.run(snapshot_stage, *argv, poll=POLL, now=lambda: T0 + timedelta(minutes=minutes))
+
+    def section(self) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.report.read_text())["snapshot"]
+        return found
+
+    def posts(self) -> list[str]:
+        return [
+            f"{r.method} {r.path} {r.status}"
+            for r in self.emulator.knobs.requests()
+            if r.method == "POST"
+        ]
+
+    def image_of(self, name: str) -> str | None:
+        with self.client() as api:
+            found = api.get_snapshot(name)
+        assert found is not None and found.state == "active"
+        return found.image_name
+
+
+@pytest.fixture
+def world(
+    daytona_emulator_with_registry: EmulatorServer,
+    registry: LocalRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
+    for name in env_names(BuildSettings, ReportSettings, DaytonaSettings, SnapshotSettings):
+        monkeypatch.delenv(name, raising=False)
+    for name in env_names(StageSettings):
+        monkeypatch.delenv(name, raising=False)
+    repository = f"{registry.host}/iterate/release-{uuid.uuid4().hex[:10]}"
+    report = tmp_path / "report.json"
+    env = {
+        "DAYTONA_API_URL": daytona_emulator_with_registry.base_url,
+        "DAYTONA_API_KEY": EMULATOR_KEY,
+        "SANDBOX_IMAGE_REPOSITORY": repository,
+        "REGISTRY_USERNAME": registry.username,
+        "REGISTRY_PASSWORD": registry.password,
+        "APP_STAGE": "prd",
+        "PIPELINE_REPORT": str(report),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    daytona_emulator_with_registry.knobs.update_settings(
+        SettingsPatch(timings={"pending_seconds": 0.05, "pulling_seconds": 0.1})
+    )
+    return World(daytona_emulator_with_registry, registry, repository, report, monkeypatch)
+
+
+# --- SANDBOX_IMAGE_DIGEST ---------------------------------------------------------------------
+
+
+def test_the_built_digest_is_verified_and_reported(world: World) -> None:
+    built = world.push(SHA_A)
+    world.monkeypatch.setenv("SANDBOX_IMAGE", built.reference)
+    world.monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", built.digest)
+    world.run(snapshot_daytona, "--name", "iterate-sandbox-digest", poll=POLL)
+    section = world.section()
+    assert section["image_digest"] == built.digest and section["state"] == "active"
+    assert section["image"] == built.reference
+
+
+@pytest.mark.parametrize("session", ["snapshot_daytona", "snapshot_stage"])
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_tag_pushed_again_after_the_build_is_refused_before_any_post(
+    world: World, session: str, skip: bool
+) -> None:
+    built = world.push(SHA_A)
+    moved = world.push(SHA_A, as_index=True)  # the same tag, pushed again with another digest
+    assert moved.digest != built.digest
+    world.monkeypatch.setenv("SANDBOX_IMAGE", built.reference)
+    world.monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", built.digest)
+    argv = ["--skip-image-check"] if skip else []
+
+    def run() -> None:
+        if session == "snapshot_daytona":
+            world.run(snapshot_daytona, *argv, "--name", "iterate-sandbox-digest", poll=POLL)
+        else:
+            world.stage(0, *argv)
+
+    with pytest.raises(RegistryError) as caught:
+        run()
+    text = str(caught.value)
+    assert built.digest in text and moved.digest in text and "\n" not in text
+    assert world.posts() == [] and not world.report.exists()
+
+
+# --- promotion and rollback -------------------------------------------------------------------
+
+
+def test_two_releases_then_a_rollback_to_the_first(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = world.push(SHA_A), world.push(SHA_B, as_index=True)
+    for minutes, pushed in ((0, first), (10, second)):
+        world.monkeypatch.setenv("SANDBOX_IMAGE", pushed.reference)
+        world.stage(minutes)
+    world.monkeypatch.delenv("SANDBOX_IMAGE")
+    capsys.readouterr()
+    world.run(snapshot_latest)
+    assert capsys.readouterr().out == "prd--20261123-121000\n"
+
+    world.stage(20, "--from", "prd--20261123-120000")
+    rolled_back = f"{world.repository}@{first.digest}"
+    assert world.image_of("prd--20261123-122000") == rolled_back
+    assert world.section()["promoted_from"] == "snapshot prd--20261123-120000"
+    err = capsys.readouterr().err
+    assert f"from:       snapshot prd--20261123-120000: its image {first.reference} is " in err
+    assert err.index("from:       snapshot") < err.index("creating prd--20261123-122000")
+    world.run(snapshot_latest)
+    assert capsys.readouterr().out == "prd--20261123-122000\n"
+    assert len(world.posts()) == 3  # one snapshot per run, no build anywhere
+
+
+def test_promoting_a_commit_registers_its_image_by_digest(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pushed = world.push(SHA_A, as_index=True)
+    world.stage(0, "--from", SHA_A, "--dry-run")
+    err = capsys.readouterr().err
+    assert f"image:      {world.repository}@{pushed.digest}" in err
+    assert "dry run: the registry was only read for the plan; nothing changed" in err
+    assert world.posts() == []
+
+    world.stage(0, "--from", SHA_A)
+    assert world.image_of("prd--20261123-120000") == f"{world.repository}@{pushed.digest}"
+    assert world.section()["promoted_from"] == f"commit {SHA_A}"
+
+
+def test_promoting_a_commit_that_was_never_pushed_changes_nothing(world: World) -> None:
+    with pytest.raises(RegistryError, match=f"sha-{SHA_B} does not exist"):
+        world.stage(0, "--from", SHA_B)
+    assert world.posts() == []

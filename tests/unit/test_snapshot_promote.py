@@ -1,0 +1,207 @@
+"""`snapshot_stage -- --from`: promotion and rollback without a build (rules by table, the
+session on the in-memory fake), and how SANDBOX_IMAGE_DIGEST shows in plans and settings. The
+registry side (a commit's tag resolved to its digest, a tag that moved) is in
+test_snapshot_promote_emulator.py and test_daytona_digest_emulator.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.adapters.daytona.snapshots import PollPolicy
+from pipeline.errors import ConfigError, DaytonaError
+from pipeline.rules.daytona_models import Snapshot
+from pipeline.rules.snapshot_names import (
+    PromoteFrom,
+    SnapshotSpec,
+    missing_source_fix,
+    pin_digest,
+    promote_source,
+    resources_note,
+)
+from pipeline.sessions.snapshot_daytona import snapshot_daytona
+from pipeline.sessions.snapshot_stage import snapshot_stage
+from pipeline.settings.build import BuildSettings, ReportSettings, env_names, load
+from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
+from tests.helpers.fake_daytona import KEY, URL, FakeDaytona
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+DIGEST = "sha256:" + "ab" * 32
+OTHER_DIGEST = "sha256:" + "cd" * 32
+REPOSITORY = "ghcr.io/iterate/sandbox"
+NOW = datetime(2026, 11, 24, 9, 30, 0, tzinfo=UTC)
+POLL = PollPolicy(initial=0.5, factor=1.5, maximum=5)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        (SHA, "commit", SHA),
+        (f" {SHA.upper()} ", "commit", SHA),
+        ("prd--20261123-120000", "snapshot", "prd--20261123-120000"),
+        (f"iterate-sandbox-{SHA}", "snapshot", f"iterate-sandbox-{SHA}"),
+        ("0123456", "snapshot", "0123456"),  # a short sha is only a name; the miss says so
+    ],
+)
+def test_from_names_a_commit_or_a_snapshot(text: str, kind: str, value: str) -> None:
+    assert promote_source(text) == PromoteFrom(kind, value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["", "Prd--x", "ghcr.io/iterate/sandbox:sha-1", "a" * 64])
+def test_from_refuses_anything_else_in_one_line(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        promote_source(text)
+    assert "neither a 40-character commit sha nor a snapshot name" in str(caught.value)
+
+
+def test_a_missed_short_sha_is_told_to_use_the_full_one() -> None:
+    assert "full 40-character sha" in missing_source_fix("0123456")
+    assert "full 40-character sha" not in missing_source_fix("prd--20261123-120000")
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [
+        (f"{REPOSITORY}:sha-{SHA}", f"{REPOSITORY}@{DIGEST}"),
+        (f"{REPOSITORY}@{OTHER_DIGEST}", f"{REPOSITORY}@{DIGEST}"),
+        (f"{REPOSITORY}:main@{OTHER_DIGEST}", f"{REPOSITORY}@{DIGEST}"),
+        ("127.0.0.1:5000/a/b:sha-1", f"127.0.0.1:5000/a/b@{DIGEST}"),  # the port is no tag
+        ("debian:12", f"debian@{DIGEST}"),  # the name as written, no docker.io/library/
+    ],
+)
+def test_pin_digest_drops_the_tag_and_keeps_the_name(image: str, pinned: str) -> None:
+    assert pin_digest(image, DIGEST) == pinned
+
+
+def test_a_rollback_with_other_resources_is_noted() -> None:
+    source = Snapshot.model_validate(
+        {"id": "1", "name": "prd--1", "cpu": 4, "mem": 8, "disk": 10, "createdAt": NOW}
+    )
+    same = SnapshotSpec("prd--2", "x:sha-1", 4, 8, 10)
+    other = SnapshotSpec("prd--2", "x:sha-1", 2, 4, 10)
+    assert resources_note(source, same) is None
+    note = resources_note(source, other)
+    assert note is not None and "prd--1 had 4 vCPU, 8 GB memory" in note and "--cpu" in note
+
+
+# --- the session on the fake ----------------------------------------------------------------
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    classes = (BuildSettings, ReportSettings, DaytonaSettings, SnapshotSettings, StageSettings)
+    for name in env_names(*classes):
+        monkeypatch.delenv(name, raising=False)
+    report = tmp_path / "report.json"
+    values = {
+        "DAYTONA_API_URL": URL,
+        "DAYTONA_API_KEY": KEY,
+        "SANDBOX_IMAGE_REPOSITORY": REPOSITORY,
+        "APP_STAGE": "prd",
+        "PIPELINE_REPORT": str(report),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return report
+
+
+def stage(fake: FakeDaytona, *argv: str) -> None:
+    snapshot_stage(list(argv), client=fake.client(), poll=POLL, now=lambda: NOW)
+
+
+def test_rolling_back_to_a_snapshot_makes_a_new_stage_snapshot_of_its_image(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeDaytona()
+    old = fake.add_snapshot("prd--20261101-000000", ["active"], imageName=f"{REPOSITORY}@{DIGEST}")
+    fake.add_snapshot("prd--20261120-000000", ["active"], imageName=f"{REPOSITORY}:sha-{SHA}")
+    stage(fake, "--from", old["name"], "--skip-image-check")
+    made = fake.snapshot("prd--20261124-093000")
+    assert made is not None and made["state"] == "active"
+    assert made["imageName"] == f"{REPOSITORY}@{DIGEST}"
+    assert fake.posts() == 1
+    err = capsys.readouterr().err
+    assert f"from:       snapshot {old['name']}: its image {REPOSITORY}@{DIGEST}" in err
+    assert err.index("from:       snapshot") < err.index("creating prd--20261124-093000")
+    section = json.loads(env.read_text())["snapshot"]
+    assert section["promoted_from"] == f"snapshot {old['name']}"
+    assert section["image"] == f"{REPOSITORY}@{DIGEST}" and section["image_digest"] is None
+
+
+def test_dry_run_of_a_rollback_only_reads_daytona(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeDaytona()
+    old = fake.add_snapshot("prd--20261101-000000", ["active"], imageName=f"{REPOSITORY}@{DIGEST}")
+    stage(fake, "--from", old["name"], "--dry-run")
+    assert fake.log == [f"GET /snapshots/{old['name']}"]
+    err = capsys.readouterr().err
+    assert "name:       prd--20261124-093000" in err and f"{REPOSITORY}@{DIGEST}" in err
+    assert "dry run: Daytona was only read for the plan; nothing changed" in err
+    assert not env.exists()
+
+
+def test_a_rollback_to_a_missing_or_failed_snapshot_changes_nothing(env: Path) -> None:
+    fake = FakeDaytona()
+    with pytest.raises(DaytonaError, match="no snapshot is named prd--20261101-000000"):
+        stage(fake, "--from", "prd--20261101-000000")
+    broken = fake.add_snapshot(
+        "prd--20261102-000000", ["error"], imageName=f"{REPOSITORY}@{DIGEST}", errorReason="boom"
+    )
+    with pytest.raises(DaytonaError, match=r"in state error \(boom\); its image never worked"):
+        stage(fake, "--from", broken["name"])
+    fake.add_snapshot("built", ["active"], imageName="")
+    with pytest.raises(DaytonaError, match="has no image name"):
+        stage(fake, "--from", "built")
+    assert fake.posts() == 0
+
+
+def test_a_rollback_with_other_resources_warns(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeDaytona()
+    fake.add_snapshot("prd--1", ["active"], imageName=f"{REPOSITORY}@{DIGEST}", cpu=8)
+    stage(fake, "--from", "prd--1", "--dry-run")
+    assert "prd--1 had 8 vCPU, 4 GB memory, 10 GB disk; the new snapshot gets 2 vCPU" in (
+        capsys.readouterr().err
+    )
+
+
+def test_from_and_image_together_are_refused(env: Path) -> None:
+    fake = FakeDaytona()
+    with pytest.raises(ConfigError, match="--from and --image both name the image"):
+        stage(fake, "--from", SHA, "--image", f"{REPOSITORY}:sha-{SHA}")
+    assert fake.log == []
+
+
+# --- SANDBOX_IMAGE_DIGEST in settings and plans ---------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["ab" * 32, "sha256:" + "AB" * 32, "sha256:abc", "sha512:" + "a"])
+def test_a_bad_image_digest_is_one_config_line(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", value)
+    with pytest.raises(ConfigError) as caught:
+        load(SnapshotSettings)
+    text = str(caught.value)
+    assert f"SANDBOX_IMAGE_DIGEST={value!r} is not valid" in text and "sha256:<64" in text
+
+
+@pytest.mark.parametrize("session", [snapshot_daytona, snapshot_stage])
+def test_the_digest_is_in_the_plan_of_a_dry_run(
+    session: Callable[..., None],
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", DIGEST)
+    monkeypatch.setenv("SANDBOX_IMAGE", f"{REPOSITORY}:sha-{SHA}")
+    fake = FakeDaytona()
+    session(["--dry-run", "--skip-image-check"], client=fake.client())
+    err = capsys.readouterr().err
+    assert f"digest:     {DIGEST} (SANDBOX_IMAGE_DIGEST;" in err
+    assert "image check: the digest, in the registry" in err  # despite --skip-image-check
+    assert fake.log == [] and "were not contacted" in err
