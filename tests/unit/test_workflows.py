@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+DEPENDABOT = ROOT / ".github" / "dependabot.yml"
 BIN = Path(sys.executable).parent  # the venv's bin dir: zizmor is a binary, not a module
 
 # Variables a workflow may set although no pipeline settings model reads them: each is read by
@@ -67,14 +68,16 @@ def load_workflow(text: str) -> dict[str, Any]:
 # --- (a) schema ----------------------------------------------------------------------------
 
 
-def schema_check(*paths: Path) -> subprocess.CompletedProcess[str]:
+def schema_check(
+    *paths: Path, schema: str = "github-workflows"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "check_jsonschema",
             "--builtin-schema",
-            "vendor.github-workflows",
+            f"vendor.{schema}",
             *map(str, paths),
         ],
         capture_output=True,
@@ -175,20 +178,40 @@ def _commands(script: str) -> Iterator[list[str]]:
                 command.append(word)
 
 
+_ARRAY = re.compile(r"^\s*(\w+)\+?=\(([^)]*)\)", re.MULTILINE)
+_ARRAY_USE = re.compile(r"\$\{(\w+)\[@\]\}")
+
+
+def _nox_position(argv: list[str]) -> int | None:
+    """Where nox's own arguments start: `nox`, `.venv/bin/nox`, `python -m nox`, or a nox run by
+    `pipx run [--spec S] nox` / `uvx [--from S] nox`."""
+    for index, word in enumerate(argv):
+        if Path(word).name == "nox":
+            return index + 1
+        if argv[index : index + 2] == ["-m", "nox"]:
+            return index + 2
+    return None
+
+
 def sessions_run_by(script: str, seen: frozenset[Path] = frozenset()) -> set[str]:
     """Session names of every `nox -s ...` in a shell script, following `bash scripts/X.sh`
     into the repository's own scripts (the README's `bash scripts/test.sh` runs nox there)."""
     names: set[str] = set()
+    # Shell arrays (`sessions=(a b)`, `sessions+=(c)`), for `nox -s "${sessions[@]}"`.
+    arrays: dict[str, list[str]] = {}
+    for name, words in _ARRAY.findall(script):
+        arrays.setdefault(name, []).extend(words.split())
     for argv in _commands(script):
         if argv[0] in ("bash", "sh") and len(argv) > 1:
             called = (ROOT / argv[1]).resolve()
             if called.is_file() and called.is_relative_to(ROOT) and called not in seen:
                 names |= sessions_run_by(called.read_text(), seen | {called})
             continue
-        if Path(argv[0]).name != "nox" and argv[1:3] != ["-m", "nox"]:
+        start = _nox_position(argv)
+        if start is None:
             continue
         taking = False
-        for word in argv[1:]:
+        for word in argv[start:]:
             if word in ("-s", "--session", "--sessions"):
                 taking = True
             elif word.startswith(("--sessions=", "--session=")):
@@ -196,6 +219,8 @@ def sessions_run_by(script: str, seen: frozenset[Path] = frozenset()) -> set[str
                 taking = False
             elif word == "--" or word.startswith("-"):
                 taking = False
+            elif taking and (array := _ARRAY_USE.fullmatch(word)):
+                names |= set(arrays.get(array.group(1), []))
             elif taking and "$" not in word:  # "$@": extra sessions chosen by the caller
                 names.add(word)
     return names
@@ -243,7 +268,7 @@ def env_names(workflow: dict[str, Any]) -> set[str]:
 
 @pytest.fixture(scope="module")
 def workflows() -> dict[str, dict[str, Any]]:
-    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "release.yml"}
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml"}
     return {path.name: load_workflow(path.read_text()) for path in WORKFLOWS}
 
 
@@ -267,7 +292,7 @@ def test_schema_check_rejects_a_bad_workflow(tmp_path: Path) -> None:
 
 
 def test_zizmor_finds_nothing() -> None:
-    findings = zizmor_findings(*WORKFLOWS)
+    findings = zizmor_findings(*WORKFLOWS, DEPENDABOT)
     assert not findings, describe(findings)
 
 
@@ -306,6 +331,13 @@ def test_session_parser_finds_a_missing_session() -> None:
     assert sessions_run_by(
         'set -e\n.venv/bin/nox --no-color -s a b -- --flag\nexec nox --sessions=c,d "$@"'
     ) == {"a", "b", "c", "d"}
+    assert sessions_run_by("pipx run --spec 'nox[uv]==1' nox -s e\nuvx nox -s f") == {"e", "f"}
+    assert sessions_run_by('s=(a b)\nif x; then\n  s+=(c)\nfi\nnox -s "${s[@]}" "$@"') == {
+        "a",
+        "b",
+        "c",
+    }
+    assert sessions_run_by("pipx run --spec 'nox[uv]==1' black -s g") == set()
 
 
 def test_every_env_name_a_workflow_sets_is_read_by_the_pipeline(
@@ -355,14 +387,15 @@ def test_every_job_is_bounded_and_every_action_pinned(
 
 
 def test_release_passes_the_pipelines_outputs_on(workflows: dict[str, dict[str, Any]]) -> None:
-    release = workflows["release.yml"]
+    release = workflows["ci.yml"]
     image, snapshot = release["jobs"]["image"], release["jobs"]["snapshot"]
     assert image["outputs"]["sha"] == "${{ steps.push.outputs.sha }}"
     assert snapshot["needs"] == "image"
     step = next(s for s in snapshot["steps"] if s.get("id") == "snapshot")
     assert step["env"]["GIT_SHA"] == "${{ needs.image.outputs.sha || inputs.git_sha }}"
     assert "git_sha" in release["on"]["workflow_dispatch"]["inputs"]
-    assert release["concurrency"]["cancel-in-progress"] is False
+    # Runs on main are never cancelled: a release must not stop half-way.
+    assert "github.event_name == 'pull_request'" in release["concurrency"]["cancel-in-progress"]
     for job in release["jobs"].values():
         for step in job["steps"]:
             assert "grep" not in step.get("run", "") or "DriverStatus" in step["run"], (
