@@ -78,3 +78,10 @@ def add_setting_flag(
         where, default = f"default {info.default:g}", info.default
     options.setdefault("default", default)
     cli.add_argument(flag, type=setting_type(model, name), help=f"{help} ({where})", **options)
+
+
+def dry_run_help(cli: argparse.ArgumentParser, text: str) -> None:
+    """Say what `--dry-run` of this session still reads (the shared help says "nothing")."""
+    for action in cli._actions:  # argparse keeps no public handle on an added option
+        if "--dry-run" in action.option_strings:
+            action.help = text

@@ -23,6 +23,7 @@ from pipeline.errors import ConfigError
 from pipeline.report import publish
 from pipeline.rules.registry_entries import EntryPlan, describe_entry, entry_name
 from pipeline.sessions.daytona_common import daytona_client
+from pipeline.sessions.daytona_options import dry_run_help
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, RegistryEntrySettings
@@ -39,6 +40,7 @@ def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None
         "daytona_registry",
         "Give Daytona one registry entry (pull credentials) for the image's registry.",
     )
+    dry_run_help(cli, "list Daytona's registry entries, print the plan, and change nothing")
     args = cli.parse_args(argv)
     build = load(BuildSettings)
     credentials = pull_credentials(load(RegistryEntrySettings), build)

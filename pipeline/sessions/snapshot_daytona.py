@@ -80,7 +80,8 @@ def snapshot_options(cli: argparse.ArgumentParser) -> None:
     cli.add_argument(
         "--skip-image-check",
         action="store_true",
-        help="do not ask the image's registry whether the tag exists",
+        help="do not ask the image's registry whether the tag exists "
+        "(SANDBOX_IMAGE_DIGEST, when set, is checked all the same)",
     )
 
 

@@ -23,6 +23,7 @@ from pipeline.rules.snapshot_names import (
     stage_snapshot_name,
 )
 from pipeline.sessions.daytona_common import Now, commit, daytona_client, stage, utcnow
+from pipeline.sessions.daytona_options import dry_run_help
 from pipeline.sessions.options import parser
 from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options, spec
 from pipeline.settings.build import BuildSettings, load
@@ -49,6 +50,11 @@ def snapshot_stage(
         "an existing snapshot (its image), registered by digest",
     )
     snapshot_options(cli)
+    dry_run_help(
+        cli,
+        "print the plan and exit without changing anything (with --from, the registry and "
+        "Daytona are read to find the image's digest)",
+    )
     args = cli.parse_args(argv)
     if args.source and args.image:
         raise ConfigError("--from and --image both name the image", "give one of them")

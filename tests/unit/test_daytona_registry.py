@@ -4,6 +4,9 @@ deleted, the password never shown; and the plan rule behind it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,6 +122,22 @@ def writes(fake: FakeDaytona) -> list[str]:
 
 def test_the_session_is_a_command() -> None:
     assert COMMANDS["daytona_registry"] == "pipeline.sessions.daytona_registry:daytona_registry"
+
+
+def test_help_and_exit_code_through_python_m_pipeline() -> None:
+    names = env_names(BuildSettings, ReportSettings, DaytonaSettings, RegistryEntrySettings)
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    command = [sys.executable, "-m", "pipeline", "daytona_registry"]
+    shown = subprocess.run(
+        [*command, "--help"], env=env, capture_output=True, text=True, check=False
+    )
+    assert shown.returncode == 0 and "list Daytona's registry entries" in shown.stdout
+    env["DAYTONA_REGISTRY_USERNAME"] = "reader"
+    refused = subprocess.run(
+        [*command, "--dry-run"], env=env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: DAYTONA_REGISTRY_PASSWORD not set — fix: ")
 
 
 def test_a_first_run_creates_the_entry_and_a_second_updates_it_in_place(
