@@ -60,3 +60,25 @@ def test_an_engine_with_the_store_needs_nothing(own_engine: OwnEngine) -> None:
     done = run(own_engine, GITHUB_ACTIONS="true", RUNNER_ENVIRONMENT="github-hosted")
     assert done.returncode == 0, done.stderr
     assert "already uses the containerd image store" in done.stderr
+
+
+def test_an_engine_that_does_not_answer_is_never_restarted(tmp_path: Path) -> None:
+    """Even on a GitHub-hosted runner: a socket that does not answer (or not to this user) is no
+    reason to rewrite daemon.json and restart anything."""
+    before = fingerprint()
+    done = subprocess.run(
+        ["bash", str(SCRIPT)],
+        env={
+            **os.environ,
+            "DOCKER_HOST": f"unix://{tmp_path}/absent.sock",
+            "GITHUB_ACTIONS": "true",
+            "RUNNER_ENVIRONMENT": "github-hosted",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "docker info does not answer" in done.stderr
+    assert fingerprint() == before
