@@ -1,4 +1,4 @@
-"""The one place that runs `docker buildx` (argv from python-on-whales, the process run here).
+"""The one place that runs `docker buildx`, and the docker commands a build needs around it.
 
 python-on-whales cannot time a command out or stop what it started, so the docker CLI runs as a
 `GroupProcess` (process_group.py): the build timeout is enforced in Python, and Ctrl-C, SIGTERM
@@ -6,6 +6,12 @@ or the timeout stop the CLI and its buildx plugin together, which makes buildx c
 in the engine. Nothing but python, git and docker needs to be on PATH. Output streams as plain
 progress; `--metadata-file` gives the digest; failures become pipeline errors
 (rules/failures.py) without ever printing an argv.
+
+The argv comes from `DockerCLI`, the same `docker [--host H] [--config D]` prefix
+python-on-whales builds (a unit test holds them equal): importing python-on-whales costs about
+0.15 s of CPU, more than the whole pipeline adds to an unchanged build otherwise, so the fast
+path does not; it is imported for what it does well (image inspect/tag/pull, login) when a
+push needs those.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,10 +63,33 @@ class BuildOutcome(BaseModel):
     build_ref: str | None
 
 
+@dataclass(frozen=True)
+class DockerCLI:
+    """The docker CLI, and which engine (and config folder) it talks to."""
+
+    binary: str
+    host: str | None = None
+    config: Path | None = None
+
+    def argv(self, *args: str | Path) -> list[str]:
+        prefix = [self.binary]
+        if self.config is not None:
+            prefix += ["--config", str(self.config)]
+        if self.host is not None:
+            prefix += ["--host", self.host]
+        return [*prefix, *(str(arg) for arg in args)]
+
+
+def docker_cli(docker_host: str | None, config: Path | None = None) -> DockerCLI:
+    binary = shutil.which("docker")
+    if binary is None:
+        raise EngineError("the docker CLI is not on PATH", DOCKER_CLI_FIX)
+    return DockerCLI(binary, docker_host, config)
+
+
 def docker_client(docker_host: str | None, config: Path | None = None) -> DockerClient:
     """A python-on-whales client for the engine at `docker_host` (None: docker's default)."""
-    if shutil.which("docker") is None:
-        raise EngineError("the docker CLI is not on PATH", DOCKER_CLI_FIX)
+    docker_cli(docker_host)  # one line instead of python-on-whales' ClientNotFoundError
     from python_on_whales import DockerClient
 
     # python-on-whales logs every argv it runs; argv is ours to show (or not), never its logger's.
@@ -67,17 +97,10 @@ def docker_client(docker_host: str | None, config: Path | None = None) -> Docker
     return DockerClient(host=docker_host, config=config)
 
 
-def docker_argv(client: DockerClient, *args: str | Path) -> list[str]:
-    """`docker [--host …] [--config …] ARGS` as python-on-whales would run it."""
-    return [str(part) for part in (*client.client_config.docker_cmd, *args)]
-
-
-def run_docker(
-    client: DockerClient, *args: str, timeout_s: float = QUERY_TIMEOUT_S
-) -> tuple[int, str]:
+def run_docker(cli: DockerCLI, *args: str, timeout_s: float = QUERY_TIMEOUT_S) -> tuple[int, str]:
     """A short docker command: (exit code, output); a timeout is exit code -1."""
     lines: list[str] = []
-    with GroupProcess(docker_argv(client, *args)) as group:
+    with GroupProcess(cli.argv(*args)) as group:
         ran = group.finish(timeout_s, lines.append, f"docker {args[0]} stopped")
     return (-1 if ran.timed_out else ran.returncode), "\n".join(lines)
 
@@ -85,11 +108,9 @@ def run_docker(
 class BuilderProbe:
     """`docker buildx inspect`, started early so it runs while git is read, collected later."""
 
-    def __init__(self, client: DockerClient, builder: str | None) -> None:
+    def __init__(self, cli: DockerCLI, builder: str | None) -> None:
         self.builder = builder
-        self.group = GroupProcess(
-            docker_argv(client, "buildx", "inspect", *filter(None, [builder]))
-        )
+        self.group = GroupProcess(cli.argv("buildx", "inspect", *filter(None, [builder])))
 
     def __enter__(self) -> BuilderProbe:
         return self
@@ -114,9 +135,9 @@ class BuilderProbe:
         return parse_builder_inspect(text)
 
 
-def containerd_image_store(client: DockerClient) -> bool | None:
+def containerd_image_store(cli: DockerCLI) -> bool | None:
     """Whether the engine keeps images in containerd (None: it did not say)."""
-    code, text = run_docker(client, "info", "--format", "{{json .DriverStatus}}")
+    code, text = run_docker(cli, "info", "--format", "{{json .DriverStatus}}")
     if code:
         return None
     try:
@@ -126,12 +147,12 @@ def containerd_image_store(client: DockerClient) -> bool | None:
     return status.get("driver-type") == CONTAINERD_STORE
 
 
-def build(plan: BuildPlan, client: DockerClient, on_line: LineSink) -> BuildOutcome:
+def build(plan: BuildPlan, cli: DockerCLI, on_line: LineSink) -> BuildOutcome:
     stats = ProgressStats()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
-        argv = build_argv(client, plan, metadata_file)
+        argv = build_argv(cli, plan, metadata_file)
 
         def feed(line: str) -> None:
             stats.feed(line)
@@ -146,17 +167,17 @@ def build(plan: BuildPlan, client: DockerClient, on_line: LineSink) -> BuildOutc
                     "",
                     stats,
                     plan,
-                    lambda: buildx_present(client),
+                    lambda: buildx_present(cli),
                     timed_out=ran.timed_out,
                 )
                 raise error
             finished = True
         finally:
             if not finished:
-                _untag(client, untag_after_failed_push(stats, plan))
+                _untag(cli, untag_after_failed_push(stats, plan))
         metadata = _read_metadata(metadata_file)
     if plan.push and plan.local_tags:
-        tag_locally(client, plan.pushed_tags[0], plan.local_tags)
+        tag_locally(docker_client(cli.host, cli.config), plan.pushed_tags[0], plan.local_tags)
     return BuildOutcome(
         digest=metadata.get("containerimage.digest"),
         tags=plan.all_tags,
@@ -175,34 +196,33 @@ def build(plan: BuildPlan, client: DockerClient, on_line: LineSink) -> BuildOutc
     )
 
 
-def build_argv(client: DockerClient, plan: BuildPlan, metadata_file: Path) -> list[str]:
-    from python_on_whales.client_config import Command
-
-    contexts: dict[str, str | Path] = {}
+def build_argv(cli: DockerCLI, plan: BuildPlan, metadata_file: Path) -> list[str]:
+    argv = ["buildx", "build", "--progress", "plain"]
+    if plan.builder:
+        argv += ["--builder", plan.builder]
+    argv += ["--file", str(plan.dockerfile)]
+    argv += _repeated("--build-arg", (f"{k}={v}" for k, v in plan.build_args.items()))
+    argv += _repeated("--label", (f"{k}={v}" for k, v in plan.labels.items()))
     if plan.git_context is not None:
         source = plan.labels.get("org.opencontainers.image.source")
-        contexts[CONTEXT_NAME] = cached_git_context(plan.git_context, plan.sha, plan.branch, source)
-    command = Command(["buildx", "build", "--progress", "plain"])
-    command.add_simple_arg("--builder", plan.builder)
-    command.add_simple_arg("--file", plan.dockerfile)
-    command.add_args_mapping("--build-arg", plan.build_args)
-    command.add_args_mapping("--label", plan.labels)
-    command.add_args_mapping("--build-context", contexts)
-    command.add_simple_arg("--platform", ",".join(plan.platforms))
-    command.add_flag("--push", plan.push)
-    command.add_flag("--load", plan.load)
-    command.append(f"--provenance={str(plan.provenance).lower()}")
-    command.append(f"--sbom={str(plan.sbom).lower()}")
-    for cache in plan.cache_from:
-        command.add_simple_arg("--cache-from", _buildx_options(cache.buildx()))
+        clone = cached_git_context(plan.git_context, plan.sha, plan.branch, source)
+        argv += ["--build-context", f"{CONTEXT_NAME}={clone}"]
+    argv += ["--platform", ",".join(plan.platforms)]
+    argv += ["--push"] if plan.push else []
+    argv += ["--load"] if plan.load else []
+    argv += [f"--provenance={str(plan.provenance).lower()}", f"--sbom={str(plan.sbom).lower()}"]
+    argv += _repeated("--cache-from", (_buildx_options(c.buildx()) for c in plan.cache_from))
     if plan.cache_to is not None:
-        command.add_simple_arg("--cache-to", _buildx_options(plan.cache_to.buildx()))
+        argv += ["--cache-to", _buildx_options(plan.cache_to.buildx())]
     if plan.ca_bundle:
-        command.add_simple_arg("--secret", f"id=extra_ca_certs,src={plan.ca_bundle}")
-    command.add_simple_arg("--metadata-file", metadata_file)
-    command.add_args_iterable("--tag", plan.build_tags)
-    command.append(plan.context)
-    return docker_argv(client, *(str(part) for part in command))
+        argv += ["--secret", f"id=extra_ca_certs,src={plan.ca_bundle}"]
+    argv += ["--metadata-file", str(metadata_file)]
+    argv += _repeated("--tag", plan.build_tags)
+    return cli.argv(*argv, plan.context)
+
+
+def _repeated(flag: str, values: Iterable[str]) -> list[str]:
+    return [part for value in values for part in (flag, value)]
 
 
 def _buildx_options(options: dict[str, str]) -> str:
@@ -221,11 +241,11 @@ def tag_locally(client: DockerClient, source: str, targets: Iterable[str]) -> No
         client.image.tag(source, target)
 
 
-def _untag(client: DockerClient, references: tuple[str, ...]) -> None:
+def _untag(cli: DockerCLI, references: tuple[str, ...]) -> None:
     """Drop local tags of a push that did not complete (best effort: the engine may be gone)."""
     if references:
         with suppress(OSError, PipelineError):
-            run_docker(client, "image", "rm", "--force", "--no-prune", *references)
+            run_docker(cli, "image", "rm", "--force", "--no-prune", *references)
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
@@ -244,8 +264,8 @@ def _export_state(stats: ProgressStats, metadata: dict[str, Any], plan: BuildPla
     return stats.cache_export
 
 
-def buildx_present(client: DockerClient) -> bool:
-    code, _ = run_docker(client, "buildx", "version")
+def buildx_present(cli: DockerCLI) -> bool:
+    code, _ = run_docker(cli, "buildx", "version")
     return code == 0
 
 

@@ -11,6 +11,7 @@ from pipeline.adapters.buildx import (
     BuildOutcome,
     build,
     containerd_image_store,
+    docker_cli,
     docker_client,
 )
 from pipeline.adapters.git import read_git_facts
@@ -75,9 +76,9 @@ def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
         _describe(plan)
         console.step("dry run: nothing was built, pushed or tagged")
         return None
-    client = docker_client(settings.docker_host)
-    # Asked now, answered while git is read: the check costs the fast path nothing.
-    with BuilderProbe(client, settings.builder) as probe:
+    cli = docker_cli(settings.docker_host)
+    # Asked now, answered while git is read: the check costs the fast path almost nothing.
+    with BuilderProbe(cli, settings.builder) as probe:
         plan = plan_for(mode, settings)
         if not plan.dockerfile.is_file():
             raise ConfigError(
@@ -89,7 +90,7 @@ def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
     if problem is not None:
         raise problem
     if needs_image_store_check(plan, builder):
-        plan = settle_cache_export(plan, containerd_image_store(client), settings.cache)
+        plan = settle_cache_export(plan, containerd_image_store(cli), settings.cache)
     _describe(plan)
     if plan.cache_export_skipped:
         console.warn(
@@ -97,10 +98,10 @@ def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
             f"pushed; to export the cache, {CACHE_EXPORT_FIX})"
         )
     if plan.push:
-        source = ensure_login(client, settings)
+        source = ensure_login(docker_client(settings.docker_host), settings)
         console.step(f"logged in to {settings.registry_host} ({source})")
     with console.group(f"docker buildx build ({', '.join(plan.build_tags)})"):
-        outcome = build(plan, client, console.say)
+        outcome = build(plan, cli, console.say)
     _tell(outcome)
     publish("build", _report_values(plan, outcome), reports, summary=_summary(plan, outcome))
     return outcome

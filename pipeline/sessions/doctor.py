@@ -17,7 +17,7 @@ from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load
 
 if TYPE_CHECKING:
-    from python_on_whales import DockerClient
+    from pipeline.adapters.buildx import DockerCLI
 
 CHECK_TIMEOUT_S = 20
 
@@ -73,18 +73,19 @@ def run_checks(skip_login: bool = False) -> list[Finding]:
 class _State:
     """What one check finds and a later one uses."""
 
-    client: DockerClient | None = None
+    cli: DockerCLI | None = None
     builder: BuilderFacts | None = None
 
-    def docker(self) -> DockerClient:
-        assert self.client is not None  # the docker CLI check came first and passed
-        return self.client
+    def docker(self) -> DockerCLI:
+        assert self.cli is not None  # the docker CLI check came first and passed
+        return self.cli
 
 
 def _checks(settings: BuildSettings, skip_login: bool) -> list[Callable[[], Finding]]:
     from pipeline.adapters.buildx import (
         BuilderProbe,
         containerd_image_store,
+        docker_cli,
         docker_client,
         run_docker,
     )
@@ -95,7 +96,7 @@ def _checks(settings: BuildSettings, skip_login: bool) -> list[Callable[[], Find
 
     def cli() -> Finding:
         try:
-            state.client = docker_client(settings.docker_host)
+            state.cli = docker_cli(settings.docker_host)
         except EngineError as error:
             return Finding(False, "docker CLI", error.cause, error.fix)
         return Finding(True, "docker CLI", "found")
