@@ -173,6 +173,8 @@ COMMAND_SESSIONS = {
     "iterate-sandbox-<sha> (idempotent).",
     "snapshot_stage": "Make a Daytona snapshot <stage>--<YYYYMMDD-HHMMSS> "
     "(dev-$ITERATE_USER or APP_STAGE).",
+    "daytona_registry": "Give Daytona one registry entry (pull credentials) for the image's "
+    "registry; idempotent.",
     "snapshot_latest": "Print the newest active Daytona snapshot of a stage or prefix (stdout).",
     "snapshots_clean": "Show the retention plan for a prefix's Daytona snapshots; "
     "delete only with --yes.",

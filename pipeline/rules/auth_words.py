@@ -13,6 +13,7 @@ AUTH_REFUSED_WORDS = (
     "incorrect username or password",
     "401",
     "403 forbidden",
+    "no basic auth credentials",
 )
 
 

@@ -296,11 +296,6 @@ def test_a_refused_pull_points_at_the_registry_session() -> None:
     assert "daytona_registry" not in failure_fix("manifest unknown")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker's 'no basic auth credentials' (a Basic-auth registry asked anonymously, as the "
-    "emulator answers without an entry) is not yet in pipeline/rules/auth_words.py",
-)
 def test_a_pull_without_any_credentials_points_at_the_registry_session() -> None:
     reason = (
         'Error response from daemon: Head "http://r/v2/a/manifests/t": no basic auth credentials'
