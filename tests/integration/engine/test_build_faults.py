@@ -446,3 +446,16 @@ def test_git_sha_of_another_commit_is_refused(
     assert f"GIT_SHA={first} is not the commit being built" in line and fixture_repo.sha in line
     assert registry.tags(fixture_repo.repository.split("/", 1)[1]) == []
     assert not image_exists(f"{fixture_repo.repository}:sha-{first}")
+
+
+def test_doctor_names_the_missing_containerd_store(
+    own_engine_no_containerd_store: OwnEngine,
+) -> None:
+    env = {**own_engine_no_containerd_store.env(), "SANDBOX_IMAGE_REPOSITORY": "127.0.0.1:5000/x"}
+    run = run_pipeline("doctor", "--skip-login", env=env)
+    assert run.returncode == 11, run.output[-3000:]  # doctor's own exit code
+    assert f"FAIL  cache export: {NO_CACHE_EXPORT} — fix: enable the containerd image store" in (
+        run.stdout
+    )
+    assert "BUILDX_BUILDER" in run.stdout
+    assert "doctor found 1 problem(s): cache export" in run.error_line()
