@@ -15,7 +15,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.adapters.context_files import (
@@ -59,6 +59,7 @@ class Fingerprint:
     value: str | None  # None: unknown, never matches
     reason: str  # why it is unknown, or what it covered
     local: LocalImage | None  # what `compare_with` names in the engine now
+    also: dict[str, str] = field(default_factory=dict)  # `also_look_up` found: ref -> image id
     context: ContextDigest | None = None
 
 
@@ -69,10 +70,13 @@ def fingerprint_build(
     cache_dirs: Sequence[Path],
     compare_with: str | None,
     env: Mapping[str, str],
+    also_look_up: Sequence[str] = (),
     builder_driver: str | None = None,
     inspect: Inspect | None = None,
 ) -> Fingerprint:
-    """The fingerprint of `plan`'s inputs, and the image `compare_with` names (if any).
+    """The fingerprint of `plan`'s inputs, and the image `compare_with` names (if any); the
+    ids of `also_look_up` come with it when all of them exist (one engine call in the common
+    case: the tags a skipped build would re-apply may need no tagging).
     `builder_driver`: the driver `docker buildx inspect` reported, when the caller asked it."""
     if builder_driver is not None and builder_driver != "docker":
         return Fingerprint(
@@ -98,7 +102,10 @@ def fingerprint_build(
         return Fingerprint(None, f"base image unknown before the build: {error}", None)
     except (OSError, PipelineError) as error:
         return Fingerprint(None, f"context not readable as buildx reads it: {error}", None)
-    images, local = _engine_images(bases, compare_with, docker_host, inspect or inspect_images)
+    found = _engine_images(
+        bases, compare_with, also_look_up, docker_host, inspect or inspect_images
+    )
+    images, local, also = found
     if isinstance(images, str):
         return Fingerprint(None, images, local)
     key_dir = cache_file.parent if cache_file else default_cache_dir()
@@ -121,7 +128,7 @@ def fingerprint_build(
         },
     )
     summary = f"{context.files} paths, {context.hashed_files} read ({context.hashed_bytes} bytes)"
-    return Fingerprint(fingerprint(inputs), summary, local, context)
+    return Fingerprint(fingerprint(inputs), summary, local, also, context)
 
 
 def uses_engine_images(builder: str | None, env: Mapping[str, str]) -> bool:
@@ -150,17 +157,27 @@ def uses_engine_images(builder: str | None, env: Mapping[str, str]) -> bool:
 
 
 def _engine_images(
-    bases: Sequence[str], compare_with: str | None, docker_host: str | None, inspect: Inspect
-) -> tuple[dict[str, str] | str, LocalImage | None]:
-    """(base reference -> image id, or why there is none) and the image to compare with."""
-    wanted = [*bases, *([compare_with] if compare_with else [])]
-    found = inspect(wanted, docker_host) if wanted else []
-    local = found[len(bases)] if found is not None and compare_with else None
-    if found is None and compare_with:  # one is missing, usually `compare_with` (a first build)
-        found = inspect(bases, docker_host) if bases else []
-    if found is None:
-        return f"a base image is not in the engine ({', '.join(bases)}): buildx would pull it", None
-    return {ref: image.id for ref, image in zip(bases, found, strict=False)}, local
+    bases: Sequence[str],
+    compare_with: str | None,
+    also: Sequence[str],
+    docker_host: str | None,
+    inspect: Inspect,
+) -> tuple[dict[str, str] | str, LocalImage | None, dict[str, str]]:
+    """(base reference -> image id, or why there is none), the image to compare with, and the
+    ids of `also`. Missing images cost more calls; the usual case is one."""
+    compare = [compare_with] if compare_with else []
+    attempts = [[*bases, *compare, *also], [*bases, *compare], list(bases)]
+    for wanted in dict.fromkeys(tuple(a) for a in attempts if a):
+        found = inspect(wanted, docker_host)
+        if found is None:
+            continue
+        ids = {ref: image.id for ref, image in zip(wanted, found, strict=True)}
+        local = found[len(bases)] if len(wanted) > len(bases) and compare else None
+        extra = {ref: ids[ref] for ref in also if ref in ids}
+        return {ref: ids[ref] for ref in bases}, local, extra
+    if not bases:
+        return {}, None, {}
+    return f"a base image is not in the engine ({', '.join(bases)}): buildx would pull it", None, {}
 
 
 def inspect_images(refs: Sequence[str], docker_host: str | None) -> list[LocalImage] | None:

@@ -346,3 +346,26 @@ def test_base_images(dockerfile: str, args: dict[str, str], expected: tuple[str,
 def test_base_images_unknown(dockerfile: str) -> None:
     with pytest.raises(UnknownBase):
         base_images(dockerfile, {})
+
+
+def test_also_look_up_reports_tags_that_exist(plan: BuildPlan, tmp_path: Path) -> None:
+    engine = Engine()
+    engine.images["repo:local"] = LocalImage("sha256:" + "3" * 64, {LABEL: "abc"})
+
+    def run() -> Fingerprint:
+        return fingerprint_build(
+            plan,
+            docker_host=None,
+            cache_dirs=[tmp_path / "cache"],
+            compare_with="repo:local",
+            also_look_up=["repo:sha-1"],
+            env={},
+            builder_driver="docker",
+            inspect=engine.inspect,
+        )
+
+    missing = run()  # the sha tag is not there: the local image is still found
+    assert missing.local is not None and missing.also == {} and missing.value is not None
+    engine.images["repo:sha-1"] = engine.images["repo:local"]
+    both = run()
+    assert both.also == {"repo:sha-1": "sha256:" + "3" * 64} and both.value == missing.value

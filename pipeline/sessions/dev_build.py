@@ -1,0 +1,134 @@
+"""What `snapshot_local` and the other build sessions add for the dev loop: build any ref from an
+export of its tree (`SANDBOX_ITERATE_REPO_REF`), and skip a local build whose inputs match the
+fingerprint label `:local` already carries (then the tags are applied and nothing is built).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from pipeline import console
+from pipeline.adapters.build_inputs import Fingerprint, fingerprint_build, tag_image
+from pipeline.adapters.context_files import default_cache_dir
+from pipeline.adapters.git import read_git_facts
+from pipeline.adapters.git_context import dockerfile_wants_git_context
+from pipeline.adapters.ref_source import ExportedTree, export_ref
+from pipeline.errors import PipelineError
+from pipeline.report import publish
+from pipeline.rules.build_plan import BuildPlan, plan_build
+from pipeline.rules.fingerprint import LABEL, unchanged
+from pipeline.rules.git_facts import GitFacts
+from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, load
+
+REF_VARIABLE = "SANDBOX_ITERATE_REPO_REF"
+FINGERPRINT_CACHE_DIRS = (PROJECT_ROOT / ".pipeline" / "cache" / "fingerprint", default_cache_dir())
+
+
+def skip_if_unchanged() -> bool:
+    """The fast path of an unchanged `snapshot_local`, taken before the build machinery is even
+    imported: plan, fingerprint, compare with `:local`'s label, tag. False whenever anything
+    says build (or cannot be read: the full path then reports it properly)."""
+    try:
+        settings = load(BuildSettings)
+        if settings.push or requested_ref() or not settings.dockerfile.is_file():
+            return False
+        facts = git_facts(settings, None)
+        wants_git = dockerfile_wants_git_context(settings.dockerfile)
+        plan = plan_build("local", settings, facts, facts.commit_time, git_context=wants_git)
+        plan, measured = fingerprint_local(plan, settings, None, None)
+        if measured is None or measured.value is None:
+            return False
+        return skip_unchanged(plan, measured, settings, load(ReportSettings))
+    except PipelineError:
+        return False
+
+
+def requested_ref(env: Mapping[str, str] = os.environ) -> str | None:
+    return env.get(REF_VARIABLE) or None
+
+
+@contextmanager
+def ref_source(settings: BuildSettings) -> Iterator[tuple[BuildSettings, ExportedTree | None]]:
+    """The settings to build with: unchanged, or pointing into an export of the requested
+    ref's tree for as long as the build runs (the checkout itself is never touched)."""
+    ref = requested_ref()
+    if ref is None:
+        yield settings, None
+        return
+    with export_ref(settings.build_context, ref) as tree:
+        console.step(f"building {ref} = {tree.sha} from an export of its tree ({tree.path})")
+        moved = {
+            "build_context": tree.map(settings.build_context),
+            "dockerfile": tree.map(settings.dockerfile),
+        }
+        yield settings.model_copy(update=moved), tree
+
+
+def git_facts(settings: BuildSettings, tree: ExportedTree | None) -> GitFacts:
+    """The checkout's facts, or the exported commit's (clean, its sha, its commit time)."""
+    if tree is None:
+        return read_git_facts(settings.build_context, os.environ)
+    return tree.facts(read_git_facts(tree.work_tree, os.environ))
+
+
+def fingerprint_local(
+    plan: BuildPlan, settings: BuildSettings, builder_driver: str | None, tree: ExportedTree | None
+) -> tuple[BuildPlan, Fingerprint | None]:
+    """For a build that only loads into the engine: its fingerprint, and the plan with the label
+    that records it. Pushed images get no label (a machine-local value has no place there)."""
+    if plan.push or not plan.load or not plan.local_tags:
+        return plan, None
+    measured = fingerprint_build(
+        plan,
+        docker_host=settings.docker_host,
+        # an export is a new folder each time: a stat cache of it would never be read again
+        cache_dirs=() if tree else FINGERPRINT_CACHE_DIRS,
+        compare_with=plan.local_tags[0],
+        also_look_up=[t for t in plan.build_tags if t != plan.local_tags[0]],
+        env=os.environ,
+        builder_driver=builder_driver,
+    )
+    if measured.value is None:
+        return plan, measured
+    return plan.model_copy(update={"labels": {**plan.labels, LABEL: measured.value}}), measured
+
+
+def skip_unchanged(
+    plan: BuildPlan, measured: Fingerprint | None, settings: BuildSettings, reports: ReportSettings
+) -> bool:
+    """Tag the image `:local` already names and report it, when its fingerprint label equals
+    this build's; False (build) otherwise."""
+    if measured is None:
+        return False
+    if measured.value is None:
+        console.say(f"    fingerprint: unknown ({measured.reason}); building")
+        return False
+    local = measured.local
+    if local is None or not unchanged(local.fingerprint, measured.value):
+        return False
+    stale = [
+        t for t in plan.build_tags if t != plan.local_tags[0] and measured.also.get(t) != local.id
+    ]
+    tag_image(local.id, stale, settings.docker_host)
+    console.step(
+        f"unchanged since {plan.local_tags[0]} was built (inputs {measured.value[:12]}, "
+        f"{measured.reason}): tagged {', '.join(plan.build_tags)}; nothing built"
+    )
+    values = {
+        "image": plan.pushed_tags[0],
+        "repository": plan.repository,
+        "sha": plan.sha,
+        "dirty": plan.dirty,
+        "branch": plan.branch,
+        "tags": list(plan.build_tags),
+        "image_id": local.id,
+        "skipped": True,
+        "fingerprint": measured.value,
+        "pushed": False,
+        "labels": plan.labels,
+    }
+    summary = [("tags", ", ".join(f"`{t}`" for t in plan.build_tags)), ("built", "no: unchanged")]
+    publish("build", values, reports, summary=summary)
+    return True
