@@ -142,13 +142,7 @@ def plan_build(
     git_context: bool = False,
 ) -> BuildPlan:
     """Decide everything about one build; raises when the inputs cannot make a sound build."""
-    if settings.git_sha is not None and settings.git_sha != facts.sha:
-        # The files built are HEAD's: another commit's tags must never point at them.
-        raise GitError(
-            f"GIT_SHA={settings.git_sha} is not the commit being built: {facts.work_tree} is at "
-            f"{facts.sha}",
-            f"unset GIT_SHA, or check out {settings.git_sha} and rerun",
-        )
+    _check_git_sha(settings.git_sha, facts)
     sha = facts.sha
     repo = settings.image_repository
     if mode == "push":
@@ -201,6 +195,15 @@ def plan_build(
         git_context=facts.common_dir if git_context else None,
         ca_bundle=settings.ca_bundle,
     )
+
+
+def _check_git_sha(git_sha: str | None, facts: GitFacts) -> None:
+    """The files built are HEAD's: another commit's tags must never point at them."""
+    if git_sha is not None and git_sha != facts.sha:
+        raise GitError(
+            f"GIT_SHA={git_sha} is not the commit being built: {facts.work_tree} is at {facts.sha}",
+            f"unset GIT_SHA, or check out {git_sha} and rerun",
+        )
 
 
 def _cache(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,8 +61,9 @@ def run_checks(skip_login: bool = False) -> list[Finding]:
     except PipelineError as error:
         return [Finding(False, "settings", error.cause, error.fix)]
     findings = [Finding(True, "settings", f"repository {settings.image_repository}")]
-    for check in _checks(settings, skip_login):
-        finding = check()
+    state = _State(settings, skip_login)
+    for check in (_cli, _engine, _buildx, _builder, _cache_export, _credentials):
+        finding = check(state)
         findings.append(finding)
         if not finding.ok and finding.what in ("docker CLI", "engine", "builder"):
             break  # everything after needs an engine and its builder
@@ -71,8 +72,10 @@ def run_checks(skip_login: bool = False) -> list[Finding]:
 
 @dataclass
 class _State:
-    """What one check finds and a later one uses."""
+    """The settings, and what one check finds that a later one uses."""
 
+    settings: BuildSettings
+    skip_login: bool
     cli: DockerCLI | None = None
     builder: BuilderFacts | None = None
 
@@ -80,126 +83,122 @@ class _State:
         assert self.cli is not None  # the docker CLI check came first and passed
         return self.cli
 
+    @property
+    def endpoint(self) -> str:
+        return self.settings.docker_host or "the default socket"
 
-def _checks(settings: BuildSettings, skip_login: bool) -> list[Callable[[], Finding]]:
-    from pipeline.adapters.buildx import (
-        BuilderProbe,
-        containerd_image_store,
-        docker_cli,
-        docker_client,
-        run_docker,
+
+def _cli(state: _State) -> Finding:
+    from pipeline.adapters.buildx import docker_cli
+
+    try:
+        state.cli = docker_cli(state.settings.docker_host)
+    except PipelineError as error:
+        return Finding(False, "docker CLI", error.cause, error.fix)
+    return Finding(True, "docker CLI", "found")
+
+
+def _engine(state: _State) -> Finding:
+    from pipeline.adapters.buildx import run_docker
+
+    code, text = run_docker(
+        state.docker(), "version", "--format", "{{.Server.Version}}", timeout_s=CHECK_TIMEOUT_S
     )
-    from pipeline.errors import EngineError
-
-    endpoint = settings.docker_host or "the default socket"
-    state = _State()
-
-    def cli() -> Finding:
-        try:
-            state.cli = docker_cli(settings.docker_host)
-        except EngineError as error:
-            return Finding(False, "docker CLI", error.cause, error.fix)
-        return Finding(True, "docker CLI", "found")
-
-    def engine() -> Finding:
-        code, text = run_docker(
-            state.docker(),
-            "version",
-            "--format",
-            "{{.Server.Version}}",
-            timeout_s=CHECK_TIMEOUT_S,
+    if code:
+        return Finding(
+            False,
+            "engine",
+            f"no Docker engine answers at {state.endpoint}",
+            "start it (scripts/setup-engine.sh) or set DOCKER_HOST to a running engine",
         )
-        if code:
-            return Finding(
-                False,
-                "engine",
-                f"no Docker engine answers at {endpoint}",
-                "start it (scripts/setup-engine.sh) or set DOCKER_HOST to a running engine",
-            )
-        return Finding(True, "engine", f"Docker {text.strip() or 'unknown'} at {endpoint}")
+    return Finding(True, "engine", f"Docker {text.strip() or 'unknown'} at {state.endpoint}")
 
-    def buildx() -> Finding:
-        code, text = run_docker(
-            state.docker(),
+
+def _buildx(state: _State) -> Finding:
+    from pipeline.adapters.buildx import run_docker
+
+    code, text = run_docker(state.docker(), "buildx", "version", timeout_s=CHECK_TIMEOUT_S)
+    if code:
+        return Finding(
+            False,
             "buildx",
-            "version",
-            timeout_s=CHECK_TIMEOUT_S,
+            "docker buildx is not installed",
+            "run scripts/setup-engine.sh (Debian: docker-buildx) or install the buildx plugin",
         )
-        if code:
-            return Finding(
-                False,
-                "buildx",
-                "docker buildx is not installed",
-                "run scripts/setup-engine.sh (Debian: docker-buildx) or install the buildx plugin",
-            )
-        return Finding(True, "buildx", text.strip())
+    return Finding(True, "buildx", text.strip())
 
-    def builder() -> Finding:
+
+def _builder(state: _State) -> Finding:
+    from pipeline.adapters.buildx import BuilderProbe
+
+    try:
+        with BuilderProbe(state.docker(), state.settings.builder) as probe:
+            facts = probe.result(CHECK_TIMEOUT_S)
+    except PipelineError as error:
+        return Finding(False, "builder", error.cause, error.fix)
+    state.builder = facts
+    missing = unsupported(state.settings.platforms, facts.platforms) if facts.platforms else ()
+    if missing:
+        return Finding(
+            False,
+            "platforms",
+            f"builder {facts.name} ({facts.driver}) cannot build SANDBOX_BUILD_PLATFORM "
+            f"{', '.join(missing)}; it builds {', '.join(facts.platforms)}",
+            "choose platforms the builder lists, or select one that builds them with "
+            "BUILDX_BUILDER",
+        )
+    platforms = ", ".join(facts.platforms) or "not booted yet"
+    return Finding(True, "builder", f"{facts.name} ({facts.driver}): {platforms}")
+
+
+def _cache_export(state: _State) -> Finding:
+    from pipeline.adapters.buildx import containerd_image_store
+
+    assert state.builder is not None  # the builder check came first and passed
+    name, driver = state.builder.name, state.builder.driver
+    if driver != "docker":
+        return Finding(True, "cache export", f"builder {name} ({driver})")
+    store = containerd_image_store(state.docker())
+    if store:
+        return Finding(True, "cache export", f"builder {name} (docker, containerd image store)")
+    if store is None:
+        return Finding(
+            False,
+            "cache export",
+            "the engine did not say which image store it uses (`docker info`)",
+            "check that `docker info` answers",
+        )
+    return Finding(False, "cache export", NO_CACHE_EXPORT, CACHE_EXPORT_FIX)
+
+
+def _credentials(state: _State) -> Finding:
+    settings, host = state.settings, state.settings.registry_host
+    try:
+        found = resolve_credentials(settings)
+    except PipelineError as error:
+        return Finding(False, "registry credentials", error.cause, error.fix)
+    if found is None:
+        if docker_config_has_auth(host):
+            return Finding(True, "registry credentials", f"{host}: from the Docker config")
+        if is_loopback(host):
+            return Finding(True, "registry credentials", f"{host}: none (loopback registry)")
+        return Finding(
+            False,
+            "registry credentials",
+            f"none for {host} (needed for PUSH=1 and snapshot_push)",
+            "set REGISTRY_USERNAME/REGISTRY_PASSWORD (or GITHUB_ACTOR/GITHUB_TOKEN for "
+            f"ghcr.io), or run `docker login {host}`",
+        )
+    if state.skip_login:
+        return Finding(True, "registry credentials", f"{host}: {found.source} (not tried)")
+    from pipeline.adapters.buildx import docker_client
+    from pipeline.adapters.registry_auth import login
+
+    # A throw-away Docker config: the check must not store credentials anywhere.
+    with tempfile.TemporaryDirectory(prefix="doctor-docker-config-") as config:
+        client = docker_client(settings.docker_host, config=Path(config))
         try:
-            with BuilderProbe(state.docker(), settings.builder) as probe:
-                facts = probe.result(CHECK_TIMEOUT_S)
-        except PipelineError as error:
-            return Finding(False, "builder", error.cause, error.fix)
-        state.builder = facts
-        missing = unsupported(settings.platforms, facts.platforms) if facts.platforms else ()
-        if missing:
-            return Finding(
-                False,
-                "platforms",
-                f"builder {facts.name} ({facts.driver}) cannot build SANDBOX_BUILD_PLATFORM "
-                f"{', '.join(missing)}; it builds {', '.join(facts.platforms)}",
-                "choose platforms the builder lists, or select one that builds them with "
-                "BUILDX_BUILDER",
-            )
-        platforms = ", ".join(facts.platforms) or "not booted yet"
-        return Finding(True, "builder", f"{facts.name} ({facts.driver}): {platforms}")
-
-    def cache_export() -> Finding:
-        assert state.builder is not None  # the builder check came first and passed
-        name, driver = state.builder.name, state.builder.driver
-        if driver != "docker":
-            return Finding(True, "cache export", f"builder {name} ({driver})")
-        store = containerd_image_store(state.docker())
-        if store:
-            return Finding(True, "cache export", f"builder {name} (docker, containerd image store)")
-        if store is None:
-            return Finding(
-                False,
-                "cache export",
-                "the engine did not say which image store it uses (`docker info`)",
-                "check that `docker info` answers",
-            )
-        return Finding(False, "cache export", NO_CACHE_EXPORT, CACHE_EXPORT_FIX)
-
-    def credentials() -> Finding:
-        host = settings.registry_host
-        try:
-            found = resolve_credentials(settings)
+            login(client, host, found)
         except PipelineError as error:
             return Finding(False, "registry credentials", error.cause, error.fix)
-        if found is None:
-            if docker_config_has_auth(host):
-                return Finding(True, "registry credentials", f"{host}: from the Docker config")
-            if is_loopback(host):
-                return Finding(True, "registry credentials", f"{host}: none (loopback registry)")
-            return Finding(
-                False,
-                "registry credentials",
-                f"none for {host} (needed for PUSH=1 and snapshot_push)",
-                "set REGISTRY_USERNAME/REGISTRY_PASSWORD (or GITHUB_ACTOR/GITHUB_TOKEN for "
-                f"ghcr.io), or run `docker login {host}`",
-            )
-        if skip_login:
-            return Finding(True, "registry credentials", f"{host}: {found.source} (not tried)")
-        from pipeline.adapters.registry_auth import login
-
-        # A throw-away Docker config: the check must not store credentials anywhere.
-        with tempfile.TemporaryDirectory(prefix="doctor-docker-config-") as config:
-            client = docker_client(settings.docker_host, config=Path(config))
-            try:
-                login(client, host, found)
-            except PipelineError as error:
-                return Finding(False, "registry credentials", error.cause, error.fix)
-        return Finding(True, "registry credentials", f"{host}: {found.source} accepted")
-
-    return [cli, engine, buildx, builder, cache_export, credentials]
+    return Finding(True, "registry credentials", f"{host}: {found.source} accepted")
