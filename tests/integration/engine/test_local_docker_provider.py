@@ -212,7 +212,7 @@ def test_pick_image(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("LOCAL_DOCKER_IMAGE_NAME", raising=False)
-    settings = LocalDockerSettings(LOCAL_DOCKER_IMAGE_NAME=configured)  # type: ignore[call-arg]
+    settings = LocalDockerSettings(LOCAL_DOCKER_IMAGE_NAME=configured)
     asked: list[str] = []
 
     def exists(ref: str) -> bool:
