@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
@@ -120,35 +120,70 @@ _PLATFORM_ARGS = (
 )
 
 
+@dataclass
+class _Stage:
+    name: str | None
+    base: str | UnknownBase  # the FROM reference with global ARGs expanded, or why it cannot be
+    sources: list[str]  # COPY --from= and RUN --mount=...,from= values, as written
+
+
 def base_images(dockerfile: str, build_args: Mapping[str, str]) -> tuple[str, ...]:
-    """The images a build starts from or copies out of: each FROM that is not `scratch` or an
-    earlier stage, and each COPY --from / RUN --mount from= naming an image. Raises UnknownBase
-    when a reference depends on something only the build knows."""
-    defaults: dict[str, str | None] = {}
-    stages: set[str] = set()
+    """The images the final stage needs, through its FROM and every COPY --from / RUN --mount
+    from= of the stages it depends on, except `scratch` and stage names. Stages it does not
+    reach are left out, as BuildKit never resolves their images. Raises UnknownBase when a
+    needed reference depends on something only the build knows."""
+    stages = _stages(dockerfile, build_args)
+    if not stages:
+        raise UnknownBase("the Dockerfile has no FROM")
     found: list[str] = []
-    seen_from = False
+    todo, seen = [len(stages) - 1], set()
+    while todo:
+        index = todo.pop()
+        if index in seen:
+            continue
+        seen.add(index)
+        stage = stages[index]
+        if isinstance(stage.base, UnknownBase):
+            raise stage.base
+        for reference in (stage.base, *stage.sources):
+            earlier = _earlier_stage(reference, stages[:index])
+            if earlier is not None:
+                todo.append(earlier)
+            elif "$" in reference:
+                raise UnknownBase(f"files come from {reference!r}, a variable")
+            elif reference.lower() != "scratch":
+                found.append(reference)
+    return tuple(dict.fromkeys(found))
+
+
+def _earlier_stage(reference: str, earlier: Sequence[_Stage]) -> int | None:
+    if reference.isdigit():
+        return int(reference) if int(reference) < len(earlier) else None
+    for index in range(len(earlier) - 1, -1, -1):
+        if earlier[index].name == reference.lower():
+            return index
+    return None
+
+
+def _stages(dockerfile: str, build_args: Mapping[str, str]) -> list[_Stage]:
+    defaults: dict[str, str | None] = {}
+    stages: list[_Stage] = []
     for instruction, rest in _instructions(dockerfile):
-        if instruction == "ARG" and not seen_from:
+        if instruction == "ARG" and not stages:
             for name, value in _arg_pairs(rest):
                 defaults[name] = value
         elif instruction == "FROM":
-            seen_from = True
             words = [w for w in rest.split() if not w.startswith("--")]
-            if not words:
-                raise UnknownBase(f"FROM without an image: {rest!r}")
-            image = _expand(words[0], defaults, build_args)
-            if image.lower() != "scratch" and image.lower() not in stages:
-                found.append(image)
-            if len(words) >= 3 and words[1].lower() == "as":
-                stages.add(words[2].lower())
-        elif instruction in ("COPY", "RUN"):
-            for source in _from_flags(rest):
-                if "$" in source:
-                    raise UnknownBase(f"{instruction} takes files from {source!r}, a variable")
-                if source.lower() not in stages and not source.isdigit():
-                    found.append(source)
-    return tuple(dict.fromkeys(found))
+            base: str | UnknownBase
+            try:
+                base = _expand(words[0], defaults, build_args) if words else UnknownBase(rest)
+            except UnknownBase as error:
+                base = error
+            named = len(words) >= 3 and words[1].lower() == "as"
+            stages.append(_Stage(words[2].lower() if named else None, base, []))
+        elif instruction in ("COPY", "RUN") and stages:
+            stages[-1].sources.extend(_from_flags(rest))
+    return stages
 
 
 def _instructions(dockerfile: str) -> Iterable[tuple[str, str]]:

@@ -332,7 +332,16 @@ def test_racily_clean_files_are_not_trusted(repo: Path, tmp_path: Path) -> None:
         ("ARG V\nFROM img:${V:-2}\n", {}, ("img:2",)),
         ("FROM \\\n  --platform=linux/amd64 \\\n  img:1 AS x\n", {}, ("img:1",)),
         ("# escape=`\nFROM `\n  img:1\n", {}, ("img:1",)),
-        ("FROM scratch\nCOPY --from=0 / /\n", {}, ()),
+        ("FROM a\nFROM scratch\nCOPY --from=0 / /\n", {}, ("a",)),
+        # stages the final one does not reach are never resolved by BuildKit (checked)
+        ("ARG B=official\nFROM node:24 AS official\nFROM ${B}\n", {"B": "local:1"}, ("local:1",)),
+        ("ARG B=official\nFROM node:24 AS official\nFROM ${B}\n", {}, ("node:24",)),
+        ("FROM img:$TARGETARCH AS unused\nFROM scratch\n", {}, ()),
+        (
+            "FROM a AS one\nFROM b AS two\nCOPY --from=one / /\nFROM scratch\nCOPY --from=1 / /\n",
+            {},
+            ("b", "a"),
+        ),
     ],
 )
 def test_base_images(dockerfile: str, args: dict[str, str], expected: tuple[str, ...]) -> None:
