@@ -109,7 +109,23 @@ def fingerprint_build(
     if isinstance(images, str):
         return Fingerprint(None, images, local)
     key_dir = cache_file.parent if cache_file else default_cache_dir()
-    inputs = BuildInputs(
+    try:
+        inputs = _inputs(plan, context, dockerfile, images, key_dir, env)
+    except OSError as error:
+        return Fingerprint(None, f"a secret is not readable: {error}", local)
+    summary = f"{context.files} paths, {context.hashed_files} read ({context.hashed_bytes} bytes)"
+    return Fingerprint(fingerprint(inputs), summary, local, also, context)
+
+
+def _inputs(
+    plan: BuildPlan,
+    context: ContextDigest,
+    dockerfile: bytes,
+    images: dict[str, str],
+    key_dir: Path,
+    env: Mapping[str, str],
+) -> BuildInputs:
+    return BuildInputs(
         context=context.digest,
         ignore_file=str(context.ignore.path) if context.ignore.path else None,
         dockerfile=hashlib.sha256(dockerfile).hexdigest(),
@@ -127,8 +143,6 @@ def fingerprint_build(
             **{name: env[name] for name in ENV_INPUTS if name in env},
         },
     )
-    summary = f"{context.files} paths, {context.hashed_files} read ({context.hashed_bytes} bytes)"
-    return Fingerprint(fingerprint(inputs), summary, local, also, context)
 
 
 def uses_engine_images(builder: str | None, env: Mapping[str, str]) -> bool:
