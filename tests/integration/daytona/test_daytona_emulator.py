@@ -34,12 +34,10 @@ from pipeline.errors import (
     PipelineError,
     RegistryError,
 )
-from pipeline.sessions.daytona import (
-    snapshot_daytona,
-    snapshot_latest,
-    snapshot_stage,
-    snapshots_clean,
-)
+from pipeline.sessions.snapshot_daytona import snapshot_daytona
+from pipeline.sessions.snapshot_latest import snapshot_latest
+from pipeline.sessions.snapshot_stage import snapshot_stage
+from pipeline.sessions.snapshots_clean import snapshots_clean
 from tests.helpers.emulator import (
     EMULATOR_KEY,
     SANDBOX_ONLY_KEY,
