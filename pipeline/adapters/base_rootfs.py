@@ -55,7 +55,7 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS
 class BaseImageError(PipelineError):
     """The offline base image could not be made (mirror, npm registry, mmdebstrap, import)."""
 
-    exit_code = 11
+    exit_code = 12
 
 
 def read_apt_source_texts(paths: Iterable[Path] = APT_SOURCE_FILES) -> list[str]:
