@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
@@ -336,3 +338,23 @@ class FakeDaytona:
         row["state"] = step
         if step in ("error", "build_failed"):
             row["errorReason"] = reason
+
+
+# Variables of the developer's shell that would change what a Daytona session does.
+CLEARED = [
+    *("DAYTONA_API_URL", "DAYTONA_API_KEY", "DAYTONA_ORGANIZATION_ID", "DAYTONA_SNAPSHOT_NAME"),
+    *("DAYTONA_SANDBOX_TIMEOUT", "DAYTONA_SANDBOX_AUTO_STOP", "DAYTONA_SANDBOX_AUTO_DELETE"),
+    *("ITERATE_USER", "APP_STAGE", "DAYTONA_SNAPSHOT_PREFIX", "GIT_SHA", "SANDBOX_BUILD_CONTEXT"),
+    *("PIPELINE_REPORT", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS"),
+]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for key in CLEARED:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DAYTONA_API_KEY", KEY)
+    monkeypatch.setenv("SANDBOX_BUILD_CONTEXT", str(tmp_path))  # not a git repo: no sha label
+    report = tmp_path / "report.json"
+    monkeypatch.setenv("PIPELINE_REPORT", str(report))
+    return report

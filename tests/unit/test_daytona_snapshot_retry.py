@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from daytona_emulator import EmulatorServer, FaultRule
 from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
 from pipeline.adapters.daytona.sandbox_lifecycle import create_sandbox
 from pipeline.adapters.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
-from pipeline.adapters.local_registry import LocalRegistry
 from pipeline.errors import ConfigError, DaytonaError
 from pipeline.rules.daytona_http import retry_pause
 from pipeline.rules.daytona_models import CreateSandbox
@@ -29,10 +25,7 @@ from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshots_clean import snapshots_clean
 from pipeline.settings.build import ReportSettings, env_names, load
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
-from tests.helpers.emulator import EMULATOR_KEY, daytona_emulator_with_registry, push_tiny_image
 from tests.helpers.fake_daytona import KEY, FakeDaytona, Hook, error_body
-
-__all__ = ["daytona_emulator_with_registry"]  # a fixture, used by name
 
 POLL = PollPolicy(initial=0.5, factor=1.5, maximum=5)
 SPEC = SnapshotSpec("iterate-sandbox-1", "ghcr.io/iterate/sandbox:sha-1", 2, 4, 10)
@@ -271,58 +264,3 @@ def test_the_retry_budget_comes_from_daytona_retry_timeout(
     monkeypatch.delenv("DAYTONA_RETRY_TIMEOUT")
     with DaytonaClient.from_settings(load(DaytonaSettings)) as api:
         assert api.retry.timeout == 60
-
-
-# --- over real HTTP: the emulator's fault knobs ----------------------------------------------
-
-EMU_RETRY = RetryPolicy(timeout=20, wait_initial=0.05, wait_max=0.2, wait_jitter=0.05)
-EMU_POLL = PollPolicy(initial=0.05, factor=1.5, maximum=0.2)
-
-
-@pytest.fixture
-def emulated(
-    daytona_emulator_with_registry: EmulatorServer, registry: LocalRegistry
-) -> tuple[EmulatorServer, SnapshotSpec]:
-    server = daytona_emulator_with_registry
-    server.knobs.timings.pending_seconds = 0.02
-    server.knobs.timings.pulling_seconds = 0.02
-    name = f"retry-{uuid.uuid4().hex[:10]}"
-    image = push_tiny_image(registry, f"iterate/{name}", "v1").reference
-    return server, SnapshotSpec(name, image, 1, 1, 3)
-
-
-def requests(server: EmulatorServer, name: str) -> list[str]:
-    return [
-        f"{r.method} {r.status}"
-        for r in server.knobs.requests()
-        if r.path in ("/api/snapshots", f"/api/snapshots/{name}")
-        and (r.method == "POST" or r.path.endswith(name))
-    ]
-
-
-@pytest.mark.emulator
-def test_three_503s_on_create_end_in_one_snapshot(
-    emulated: tuple[EmulatorServer, SnapshotSpec],
-) -> None:
-    server, spec = emulated
-    server.knobs.add_fault(
-        FaultRule(kind="error", status=503, count=3, method="POST", path_prefix="/api/snapshots")
-    )
-    with DaytonaClient(server.base_url, SecretStr(EMULATOR_KEY), retry=EMU_RETRY) as api:
-        outcome = ensure_snapshot(api, spec, timeout=30, poll=EMU_POLL)
-        assert outcome.action == "created" and outcome.snapshot.state == "active"
-        assert [s.name for s in api.iter_snapshots(spec.name)] == [spec.name]
-    seen = requests(server, spec.name)
-    assert seen[:8] == ["GET 404", "POST 503"] * 3 + ["GET 404", "POST 200"]
-
-
-@pytest.mark.emulator
-def test_a_lost_create_answer_is_reported_as_created(
-    emulated: tuple[EmulatorServer, SnapshotSpec],
-) -> None:
-    server, spec = emulated
-    server.knobs.add_fault(FaultRule(kind="drop_after", count=1, method="POST"))
-    with DaytonaClient(server.base_url, SecretStr(EMULATOR_KEY), retry=EMU_RETRY) as api:
-        outcome = ensure_snapshot(api, spec, timeout=30, poll=EMU_POLL)
-    assert outcome.action == "created" and outcome.snapshot.state == "active"
-    assert [r for r in requests(server, spec.name) if r.startswith("POST")] == ["POST None"]
