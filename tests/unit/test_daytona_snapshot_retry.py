@@ -2,7 +2,8 @@
 time budget, Retry-After is honoured, and no second create is sent while the first may have
 landed. Also what a run reports after a lost create, over a snapshot with other resources, and
 the flag limits that come from the settings models. Unit tests run on a fake clock (no real
-sleeping); the emulator tests send the same faults over real HTTP."""
+sleeping); tests/integration/daytona/test_daytona_snapshot_faults.py sends the same faults
+over real HTTP."""
 
 from __future__ import annotations
 
