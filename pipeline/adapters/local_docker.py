@@ -8,6 +8,7 @@ failure shows the service logs.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.errors import ConfigError, SandboxError
 from pipeline.settings.build import BuildSettings, _Base, load
@@ -25,9 +26,11 @@ if TYPE_CHECKING:
 
 LABEL = "dev.iterate.sandbox-pipeline"
 DAEMON_PORT = 3000
-PNPM_STORE_VOLUME = "iterate-pnpm-store"
+PNPM_STORE_VOLUME = "iterate-pnpm-store"  # the default of LOCAL_DOCKER_PNPM_VOLUME
 PNPM_STORE_PATH = "/home/iterate/.local/share/pnpm/store"
 SERVICES = ("daemon", "egress-proxy", "opencode")
+# Docker's own rule for volume names; it also keeps a path (a bind mount) out of this setting.
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
 class LocalDockerSettings(_Base):
@@ -36,6 +39,18 @@ class LocalDockerSettings(_Base):
     git_dir: Path | None = Field(None, validation_alias="LOCAL_DOCKER_GIT_DIR")
     common_dir: Path | None = Field(None, validation_alias="LOCAL_DOCKER_COMMON_DIR")
     health_timeout: float = Field(120, gt=0, validation_alias="LOCAL_DOCKER_HEALTH_TIMEOUT")
+    # Shared by every sandbox so pnpm installs are warm; the tests use a volume of their own.
+    pnpm_volume: str = Field(PNPM_STORE_VOLUME, validation_alias="LOCAL_DOCKER_PNPM_VOLUME")
+
+    @field_validator("pnpm_volume")
+    @classmethod
+    def _volume_name(cls, value: str) -> str:
+        if not _VOLUME_NAME.fullmatch(value):
+            raise ValueError(
+                "a Docker volume name: letters, digits, '_', '.' and '-', "
+                "starting with a letter or digit"
+            )
+        return value
 
 
 class SyncMounts(BaseModel):
@@ -137,7 +152,7 @@ def start(
         envs=dict(env or {}),
         labels={LABEL: "1", f"{LABEL}.synced": str(sync).lower()},
         publish=[(f"127.0.0.1:{0}", DAEMON_PORT)],
-        volumes=[*(mounts.volumes() if mounts else []), (PNPM_STORE_VOLUME, PNPM_STORE_PATH)],
+        volumes=[*(mounts.volumes() if mounts else []), (settings.pnpm_volume, PNPM_STORE_PATH)],
     )
     try:
         url = f"http://127.0.0.1:{_published_port(container)}"
@@ -218,11 +233,14 @@ def stop(name: str, docker: DockerClient | None = None) -> None:
     container.remove(force=True)
 
 
-def cleanup(docker: DockerClient | None = None) -> list[str]:
-    """Remove every container this provider made; returns their names."""
+def cleanup(docker: DockerClient | None = None, prefix: str = "") -> list[str]:
+    """Remove every container this provider made whose name starts with `prefix`; returns
+    their names (sorted)."""
     docker = docker or client()
     found = docker.container.list(all=True, filters=[("label", f"{LABEL}=1")])
-    names = [c.name for c in found]  # read before removal: python-on-whales inspects lazily
-    if found:
-        docker.container.remove(found, force=True)
+    # Names read before removal (python-on-whales inspects lazily); matched here, not with
+    # docker's `name=` filter, which matches anywhere in the name.
+    names = sorted(c.name for c in found if c.name.startswith(prefix))
+    if names:
+        docker.container.remove(names, force=True)
     return names

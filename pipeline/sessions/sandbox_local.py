@@ -19,7 +19,10 @@ def sandbox_up(argv: Sequence[str]) -> None:
         settings = load(local_docker.LocalDockerSettings)
         image = settings.image_name or f"{load(BuildSettings).image_repository}:local (or :main)"
         mounts = "none" if args.no_sync else local_docker.sync_mounts(settings, {}).volumes()
-        console.step(f"would start {image} with dev-sync mounts {mounts}")
+        console.step(
+            f"would start {image} with dev-sync mounts {mounts} "
+            f"and the pnpm store volume {settings.pnpm_volume}"
+        )
         return
     console.step("starting a sandbox container")
     sandbox = local_docker.start(name=args.name, sync=not args.no_sync)
