@@ -87,16 +87,6 @@ def main() -> None:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=context, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain"],
-                cwd=context,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        tag = f"sha-{sha}{'-dirty' if dirty else ''}"
         extra_args: list[str] = []
         if base := env.get("SANDBOX_BASE_IMAGE"):
             extra_args = ["--build-arg", f"BASE_IMAGE={base}"]
@@ -148,10 +138,10 @@ def main() -> None:
             f"GIT_SHA={sha}",
             *extra_args,
             *[a for k, v in plan.items() for a in ("--label", f"{k}={v}")],
+            # A tag of its own: were it :local, the pipeline's next run would find an image
+            # without its fingerprint label there and build instead of skipping.
             "-t",
-            f"{repository}:{tag}",
-            "-t",
-            f"{repository}:local",
+            f"{repository}:bench-raw",
             str(context),
         ]
 

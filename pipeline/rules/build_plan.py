@@ -140,8 +140,12 @@ def plan_build(
     facts: GitFacts,
     built_at: datetime,
     git_context: bool = False,
+    ref_build: bool = False,
 ) -> BuildPlan:
-    """Decide everything about one build; raises when the inputs cannot make a sound build."""
+    """Decide everything about one build; raises when the inputs cannot make a sound build.
+
+    `ref_build`: the commit is one SANDBOX_ITERATE_REPO_REF named, not the checkout's HEAD.
+    Its push never moves `:main` (a branch build must not become what main runs)."""
     _check_git_sha(settings.git_sha, facts)
     sha = facts.sha
     repo = settings.image_repository
@@ -154,7 +158,9 @@ def plan_build(
                 "or use `PUSH=1 nox -s snapshot_local` for a -dirty tag",
             )
         push = True
-        pushed: tuple[str, ...] = (f"{repo}:{sha_tag(sha, False)}", f"{repo}:main")
+        pushed: tuple[str, ...] = (f"{repo}:{sha_tag(sha, False)}",)
+        if not ref_build:
+            pushed += (f"{repo}:main",)
         local: tuple[str, ...] = ()
     else:
         push = settings.push

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from collections.abc import Sequence
 
 from pipeline import console
@@ -14,8 +14,8 @@ from pipeline.adapters.buildx import (
     docker_cli,
     docker_client,
 )
-from pipeline.adapters.git import read_git_facts
 from pipeline.adapters.git_context import dockerfile_wants_git_context
+from pipeline.adapters.ref_source import ExportedTree
 from pipeline.adapters.registry_auth import ensure_login
 from pipeline.errors import ConfigError
 from pipeline.report import publish
@@ -28,16 +28,52 @@ from pipeline.rules.build_plan import (
     plan_build,
     settle_cache_export,
 )
+from pipeline.sessions.dev_build import (
+    fingerprint_local,
+    git_facts,
+    ref_source,
+    skip_if_unchanged,
+    skip_unchanged,
+)
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 
 
 def snapshot_local(argv: Sequence[str]) -> None:
-    args = parser(
+    cli = parser(
         "snapshot_local",
         "Build the sandbox image from this checkout and load it as :local and :sha-<sha>; "
         "with PUSH=1 also push the sha tag and use the registry build cache.",
-    ).parse_args(argv)
+    )
+    cli.add_argument(
+        "--background",
+        action="store_true",
+        help="start the build detached and return at once, printing its log's path (one build "
+        "per repository and image; a call during a build asks for one more if the tree changed)",
+    )
+    cli.add_argument(
+        "--status",
+        action="store_true",
+        help="print idle, building or failed, with the last background build's result",
+    )
+    cli.add_argument("--json", action="store_true", help="with --status: JSON on stdout")
+    args = cli.parse_args(argv)
+    if args.background or args.status:
+        from pipeline.sessions import background
+
+        settings = load(BuildSettings)
+        if args.status:
+            background.show_status(
+                settings.build_context, settings.image_repository, as_json=args.json
+            )
+        else:
+            command = [sys.executable, "-m", "pipeline", "snapshot_local"]
+            background.launch(
+                settings.build_context, settings.dockerfile, settings.image_repository, command
+            )
+        return
+    if not args.dry_run and skip_if_unchanged():
+        return  # unchanged: tagged before any build machinery was loaded
     run_build("local", dry_run=args.dry_run)
 
 
@@ -55,31 +91,44 @@ def prepare(mode: Mode) -> tuple[BuildSettings, BuildPlan]:
     return settings, plan_for(mode, settings)
 
 
-def plan_for(mode: Mode, settings: BuildSettings) -> BuildPlan:
+def plan_for(mode: Mode, settings: BuildSettings, tree: ExportedTree | None = None) -> BuildPlan:
     if not settings.build_context.is_dir():
         what = "is not a directory" if settings.build_context.exists() else "does not exist"
         raise ConfigError(
             f"SANDBOX_BUILD_CONTEXT={settings.build_context} {what}",
             "point it at the folder to send to the build (default: the repo root)",
         )
-    facts = read_git_facts(settings.build_context, os.environ)
+    facts = git_facts(settings, tree)
     # The commit time, not the wall clock: an unchanged rebuild then yields the same image digest.
     wants_git = dockerfile_wants_git_context(settings.dockerfile)
-    return plan_build(mode, settings, facts, built_at=facts.commit_time, git_context=wants_git)
+    return plan_build(
+        mode,
+        settings,
+        facts,
+        built_at=facts.commit_time,
+        git_context=wants_git,
+        ref_build=tree is not None,
+    )
 
 
 def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
-    settings = load(BuildSettings)
+    with ref_source(load(BuildSettings)) as (settings, tree):
+        return _run_build(mode, settings, tree, dry_run=dry_run)
+
+
+def _run_build(
+    mode: Mode, settings: BuildSettings, tree: ExportedTree | None, *, dry_run: bool
+) -> BuildOutcome | None:
     reports = load(ReportSettings)
     if dry_run:
-        plan = plan_for(mode, settings)
+        plan = plan_for(mode, settings, tree)
         _describe(plan)
         console.step("dry run: nothing was built, pushed or tagged")
         return None
     cli = docker_cli(settings.docker_host)
     # Asked now, answered while git is read: the check costs the fast path almost nothing.
     with BuilderProbe(cli, settings.builder) as probe:
-        plan = plan_for(mode, settings)
+        plan = plan_for(mode, settings, tree)
         if not plan.dockerfile.is_file():
             raise ConfigError(
                 f"SANDBOX_DOCKERFILE={plan.dockerfile} does not exist",
@@ -91,7 +140,10 @@ def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
         raise problem
     if needs_image_store_check(plan, builder):
         plan = settle_cache_export(plan, containerd_image_store(cli), settings.cache)
+    plan, measured = fingerprint_local(plan, settings, builder.driver, tree)
     _describe(plan)
+    if skip_unchanged(plan, measured, settings, reports):
+        return None
     if plan.cache_export_skipped:
         console.warn(
             f"no registry cache export: {plan.cache_export_skipped} (the image is built and "

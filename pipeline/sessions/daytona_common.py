@@ -48,7 +48,10 @@ def stage(prefix: str | None) -> tuple[str, str]:
 
 
 def commit(build: BuildSettings) -> tuple[str, bool]:
-    """The commit whose image to snapshot: GIT_SHA or HEAD; dirty as snapshot_local tags it."""
+    """The commit whose image to snapshot: the one SANDBOX_ITERATE_REPO_REF names, else GIT_SHA
+    or HEAD; dirty as snapshot_local tags it."""
+    if build.repo_ref is not None:
+        return ref_commit(build), False
     from pipeline.adapters.git import read_git_facts
 
     try:
@@ -61,6 +64,21 @@ def commit(build: BuildSettings) -> tuple[str, bool]:
         # Another commit's image (a dispatch naming a sha): this tree's state says nothing of it.
         return build.git_sha, False
     return facts.sha, facts.dirty
+
+
+def ref_commit(build: BuildSettings) -> str:
+    """The sha SANDBOX_ITERATE_REPO_REF names (a ref build is clean by definition)."""
+    from pipeline.adapters.ref_source import resolve_ref
+
+    assert build.repo_ref is not None
+    sha = resolve_ref(build.build_context, build.repo_ref).sha
+    if build.git_sha and build.git_sha != sha:
+        raise GitError(
+            f"GIT_SHA={build.git_sha} is not the commit SANDBOX_ITERATE_REPO_REF="
+            f"{build.repo_ref} names ({sha})",
+            "unset one of them",
+        )
+    return sha
 
 
 def git_env(build: BuildSettings) -> Mapping[str, str]:

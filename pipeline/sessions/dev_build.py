@@ -6,7 +6,7 @@ fingerprint label `:local` already carries (then the tags are applied and nothin
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pipeline import console
@@ -32,7 +32,7 @@ def skip_if_unchanged() -> bool:
     says build (or cannot be read: the full path then reports it properly)."""
     try:
         settings = load(BuildSettings)
-        if settings.push or requested_ref() or not settings.dockerfile.is_file():
+        if settings.push or settings.repo_ref or not settings.dockerfile.is_file():
             return False
         facts = git_facts(settings, None)
         wants_git = dockerfile_wants_git_context(settings.dockerfile)
@@ -45,15 +45,11 @@ def skip_if_unchanged() -> bool:
         return False
 
 
-def requested_ref(env: Mapping[str, str] = os.environ) -> str | None:
-    return env.get(REF_VARIABLE) or None
-
-
 @contextmanager
 def ref_source(settings: BuildSettings) -> Iterator[tuple[BuildSettings, ExportedTree | None]]:
     """The settings to build with: unchanged, or pointing into an export of the requested
     ref's tree for as long as the build runs (the checkout itself is never touched)."""
-    ref = requested_ref()
+    ref = settings.repo_ref
     if ref is None:
         yield settings, None
         return

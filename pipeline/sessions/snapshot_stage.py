@@ -15,7 +15,8 @@ from pipeline import console
 from pipeline.adapters.daytona.client import DaytonaClient
 from pipeline.adapters.daytona.promotion import Promotion, from_commit, from_snapshot
 from pipeline.adapters.daytona.snapshots import PollPolicy
-from pipeline.errors import ConfigError
+from pipeline.adapters.registry_api import reader_for
+from pipeline.errors import BuildError, ConfigError
 from pipeline.rules.snapshot_names import (
     promote_source,
     resources_note,
@@ -76,13 +77,50 @@ def snapshot_stage(
             read_for_plan=promotion.read,
         )
     else:
-        image = args.image or settings.image
-        if image is None:
-            sha, dirty = commit(build)
-            image = sha_image(build.image_repository, sha, dirty)
+        image = args.image or settings.image or commit_image(build, dry_run=args.dry_run)
         wanted = spec(args, settings, stage_snapshot_name(name, now()), image)
         job = SnapshotJob.from_args(args, settings, wanted, plan=plan)
     make(job, build, client=client, poll=poll)
+
+
+def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
+    """The commit's `:sha-` image. For SANDBOX_ITERATE_REPO_REF it is built and pushed first
+    when the registry does not have it yet (only its sha tag: a ref never moves `:main`)."""
+    sha, dirty = commit(build)
+    image = sha_image(build.image_repository, sha, dirty)
+    if build.repo_ref is None:
+        return image
+    if dry_run:  # the registry is not read on a dry run
+        console.step(
+            f"SANDBOX_ITERATE_REPO_REF={build.repo_ref} is {sha}: a run builds and pushes "
+            f"{image} first unless the registry has it"
+        )
+        return image
+    if image_exists(image, build):
+        console.step(f"{image} is in the registry: snapshotting it without a build")
+        return image
+    console.step(f"{image} is not in the registry yet: building and pushing {build.repo_ref}")
+    from pipeline.sessions.build import run_build  # the build machinery only when it builds
+
+    outcome = run_build("push", dry_run=False)
+    if outcome is None or image not in outcome.tags:
+        raise BuildError(
+            f"the build of {build.repo_ref} did not push {image} "
+            f"(it pushed {', '.join(outcome.tags) if outcome else 'nothing'})",
+            f"rerun; if {build.repo_ref} moved meanwhile, the next run builds its new commit",
+        )
+    return image
+
+
+def image_exists(image: str, build: BuildSettings) -> bool:
+    """Whether the registry has `image` (one HEAD of its manifest)."""
+    with reader_for(image, build) as reader:
+        response = reader.manifest()
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise reader.fail(response)
+    return True
 
 
 def promote(text: str, build: BuildSettings, client: DaytonaClient | None) -> Promotion:

@@ -49,6 +49,8 @@ class BuildSettings(_Base):
         ("linux/amd64",), validation_alias="SANDBOX_BUILD_PLATFORM"
     )
     git_sha: str | None = Field(None, validation_alias="GIT_SHA")
+    # Build this branch, tag or sha from an export of its tree instead of the checkout.
+    repo_ref: str | None = Field(None, validation_alias="SANDBOX_ITERATE_REPO_REF")
     push: bool = Field(False, validation_alias="PUSH")
     builder: str | None = Field(None, validation_alias="BUILDX_BUILDER")
     docker_host: str | None = Field(None, validation_alias="DOCKER_HOST")

@@ -106,6 +106,27 @@ def test_git_sha_of_another_commit_is_refused(monkeypatch: pytest.MonkeyPatch, m
     assert "unset GIT_SHA" in line and "\n" not in line
 
 
+@pytest.mark.parametrize(
+    ("mode", "env", "pushed", "local"),
+    [
+        ("push", {}, (f"{REPO}:sha-{SHA}",), ()),
+        ("local", {"PUSH": "1"}, (f"{REPO}:sha-{SHA}",), (f"{REPO}:local",)),
+        ("local", {}, (f"{REPO}:sha-{SHA}",), (f"{REPO}:local",)),
+    ],
+)
+def test_ref_build_never_moves_main(
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    env: dict[str, str],
+    pushed: tuple[str, ...],
+    local: tuple[str, ...],
+) -> None:
+    # SANDBOX_ITERATE_REPO_REF=feature: its commit gets its sha tag, never what main runs.
+    plan = plan_build(mode, settings(monkeypatch, **env), facts(), WHEN, ref_build=True)  # type: ignore[arg-type]
+    assert plan.pushed_tags == pushed and plan.local_tags == local
+    assert not any(tag.endswith(":main") for tag in plan.all_tags)
+
+
 def test_push_refuses_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(GitError, match="dirty"):
         plan_build("push", settings(monkeypatch), facts(dirty=True), WHEN)

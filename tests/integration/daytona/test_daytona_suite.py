@@ -2,9 +2,10 @@
 
 With DAYTONA_SNAPSHOT_NAME set it uses that snapshot on the Daytona that DAYTONA_API_URL and
 DAYTONA_API_KEY name (real Daytona included). Otherwise it builds and pushes the image of the
-current sha to the local registry and creates its snapshot through the pipeline, against the
-emulator. The checks are the same code either way. The sandbox is always stopped and deleted,
-also on failure, and a failure shows the sandbox's service logs.
+current sha (or of the commit SANDBOX_ITERATE_REPO_REF names) to the local registry and creates
+its snapshot through the pipeline, against the emulator. The checks are the same code either
+way. The sandbox is always stopped and deleted, also on failure, and a failure shows the
+sandbox's service logs.
 """
 
 from __future__ import annotations
@@ -73,8 +74,12 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, engine: None) -> Iter
     report = tmp_path / "report.json"
     # The base this machine can have, as the local suite builds it (test_local_docker.py).
     base = choose_build_base(None, ROOT / "sandbox" / "Dockerfile")
+    # run_pipeline drops the pipeline's variables from this environment; a ref to build
+    # (SANDBOX_ITERATE_REPO_REF=<branch> nox -s test_daytona) is passed on explicitly.
+    ref = os.environ.get("SANDBOX_ITERATE_REPO_REF")
     env = {
         **({"SANDBOX_BASE_IMAGE": base} if base else {}),
+        **({"SANDBOX_ITERATE_REPO_REF": ref} if ref else {}),
         "SANDBOX_IMAGE_REPOSITORY": f"{registry.host}/iterate/sandbox",
         "REGISTRY_USERNAME": registry.username,
         "REGISTRY_PASSWORD": registry.password,

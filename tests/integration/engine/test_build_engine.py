@@ -62,12 +62,18 @@ def test_dirty_tree_gets_dirty_tag(fixture_repo: FixtureRepo) -> None:
     assert not image_exists(f"{fixture_repo.repository}:sha-{fixture_repo.sha}")
 
 
-def test_unchanged_rebuild_reuses_every_step(fixture_repo: FixtureRepo, tmp_path: Path) -> None:
+def test_unchanged_rebuild_is_skipped_and_a_changed_one_reuses_every_step(
+    fixture_repo: FixtureRepo, tmp_path: Path
+) -> None:
     report = tmp_path / "report.json"
     env = fixture_repo.env(PIPELINE_REPORT=str(report))
     assert run_pipeline("snapshot_local", env=env).returncode == 0
     again = run_pipeline("snapshot_local", env=env)
     assert again.returncode == 0, again.output
+    assert json.loads(report.read_text())["build"]["skipped"] is True
+    (fixture_repo.path / "notes.txt").write_text("sent to buildx, copied by no step\n")
+    changed = run_pipeline("snapshot_local", env=env)
+    assert changed.returncode == 0, changed.output
     built = json.loads(report.read_text())["build"]
     assert built["steps_cached"] == built["steps_total"] == 3
 
@@ -134,6 +140,29 @@ def test_snapshot_push_pushes_main_and_sha(
     )
     assert run.returncode == 0, run.output
     assert registry.tags(_name(fixture_repo)) == ["buildcache", "main", f"sha-{fixture_repo.sha}"]
+
+
+def test_ref_push_pushes_only_that_commits_sha_from_a_dirty_checkout(
+    fixture_repo: FixtureRepo, registry: LocalRegistry, docker_config: Path, tmp_path: Path
+) -> None:
+    repo = fixture_repo
+    repo.git("checkout", "-q", "-b", "feature")
+    (repo.path / "feature.txt").write_text("feature\n")
+    repo.git("add", "feature.txt")
+    repo.git("-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "f")
+    feature = repo.sha
+    repo.git("checkout", "-q", "main")
+    (repo.path / "sandbox" / "Dockerfile").write_text("FROM scratch\n")  # dirty, not committed
+    before = repo.git("status", "--porcelain")
+    report = tmp_path / "report.json"
+    env = _push_env(repo, registry, SANDBOX_ITERATE_REPO_REF="feature", PIPELINE_REPORT=str(report))
+    run = run_pipeline("snapshot_push", env=env, docker_config=docker_config)
+    assert run.returncode == 0, run.output
+    # A branch's build never becomes what main runs; the dirty checkout is not what was built.
+    assert registry.tags(_name(repo)) == ["buildcache", f"sha-{feature}"]
+    built = json.loads(report.read_text())["build"]
+    assert built["sha"] == feature and built["dirty"] is False and built["branch"] == "feature"
+    assert repo.git("status", "--porcelain") == before
 
 
 def test_snapshot_push_refuses_dirty_tree(

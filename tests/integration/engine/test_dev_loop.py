@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -266,3 +266,150 @@ def test_failed_background_build_keeps_the_last_good_local(dev_env: FixtureRepo)
     assert "docker buildx build failed" in failed.last.error
     assert failed.last_good is not None and failed.last_good.image == f"{repo.repository}:local"
     assert _image_id(f"{repo.repository}:local") == good_id
+
+
+# --- with the session wiring (pipeline/sessions/build.py calls pipeline/sessions/dev_build.py) ---
+
+from tests.conftest import run_pipeline  # noqa: E402
+
+
+def _build(repo: FixtureRepo, tmp_path: Path, **env: str) -> dict[str, object]:
+    report = tmp_path / f"report-{uuid.uuid4().hex[:6]}.json"
+    run = run_pipeline("snapshot_local", env=repo.env(PIPELINE_REPORT=str(report), **env))
+    assert run.returncode == 0, run.output[-3000:]
+    built: dict[str, object] = json.loads(report.read_text())["build"]
+    return built
+
+
+@pytest.fixture
+def loop_repo(tmp_path: Path) -> Iterator[FixtureRepo]:
+    repo = make_fixture_repo(tmp_path / "repo", HOST)
+    (repo.path / ".gitignore").write_text("ignored.txt\n")
+    (repo.path / "ignored.txt").write_text("git ignores me; buildx sends me\n")
+    (repo.path / "notes.md").write_text("tracked\n")
+    repo.git("add", ".gitignore", "notes.md")
+    repo.git("-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "gi")
+    yield repo
+    listed = _docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repo.repository)
+    for reference in listed.stdout.split():
+        _docker("image", "rm", reference, check=False)
+
+
+def test_unchanged_snapshot_local_is_skipped_and_retagged(
+    loop_repo: FixtureRepo, tmp_path: Path
+) -> None:
+    first = _build(loop_repo, tmp_path)
+    assert not first.get("skipped")
+    local = f"{loop_repo.repository}:local"
+    labels = json.loads(
+        _docker("image", "inspect", "--format", "{{json .Config.Labels}}", local).stdout
+    )
+    assert len(labels[LABEL]) == 64
+    _docker("image", "rm", f"{loop_repo.repository}:sha-{loop_repo.sha}")
+    second = _build(loop_repo, tmp_path)
+    assert second["skipped"] is True and second["fingerprint"] == labels[LABEL]
+    assert _image_id(f"{loop_repo.repository}:sha-{loop_repo.sha}") == _image_id(local)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda r: (r.path / "notes.md").write_text("edited\n"), id="tracked-file"),
+        pytest.param(
+            lambda r: (r.path / "sandbox" / "busybox").chmod(0o700), id="tracked-file-mode"
+        ),
+        pytest.param(
+            lambda r: r.git(
+                "-c",
+                "user.email=t@example.invalid",
+                "-c",
+                "user.name=t",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "same files",
+            ),
+            id="build-arg-GIT_SHA",
+        ),
+        pytest.param(lambda r: (r.path / "untracked.txt").write_text("new\n"), id="untracked-file"),
+        pytest.param(lambda r: (r.path / "ignored.txt").write_text("x\n"), id="git-ignored-file"),
+        pytest.param(
+            lambda r: (r.path / "sandbox" / "Dockerfile").write_text(
+                (r.path / "sandbox" / "Dockerfile").read_text() + "ENV X=1\n"
+            ),
+            id="dockerfile",
+        ),
+    ],
+)
+def test_each_changed_input_rebuilds(
+    loop_repo: FixtureRepo, tmp_path: Path, change: Callable[[FixtureRepo], object]
+) -> None:
+    _build(loop_repo, tmp_path)
+    change(loop_repo)
+    again = _build(loop_repo, tmp_path)
+    assert not again.get("skipped"), again
+
+
+def test_changed_build_arg_base_image_and_ca_rebuild(tmp_path: Path, base_image: str) -> None:
+    _build_base(base_image, tmp_path, "one")
+    recipe = 'ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN ["/bin/busybox", "touch", "/{nonce}"]\n'
+    repo = make_fixture_repo(tmp_path / "repo", HOST, dockerfile=recipe + "ARG GIT_SHA\n")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    env = {"SANDBOX_BASE_IMAGE": base_image, "SANDBOX_BUILD_CA_BUNDLE": str(ca)}
+    try:
+        _build(repo, tmp_path, **env)
+        assert _build(repo, tmp_path, **env)["skipped"] is True
+        ca.write_text("-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n")
+        assert not _build(repo, tmp_path, **env).get("skipped")  # the CA bundle
+        _build_base(base_image, tmp_path, "two")
+        assert not _build(repo, tmp_path, **env).get("skipped")  # the base image
+        assert not _build(repo, tmp_path, SANDBOX_BUILD_PLATFORM="linux/amd64/v2", **env).get(
+            "skipped"
+        )
+    finally:
+        listed = _docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repo.repository)
+        for reference in listed.stdout.split():
+            _docker("image", "rm", reference, check=False)
+
+
+def test_background_and_status_through_the_command(dev_env: FixtureRepo) -> None:
+    env = {
+        **dev_env.env(),
+        background.STATE_ROOT_VARIABLE: os.environ[background.STATE_ROOT_VARIABLE],
+    }
+    started = run_pipeline("snapshot_local", "--background", env=env)
+    assert started.returncode == 0, started.output
+    assert started.stdout.strip().endswith("build.log")
+    _wait(dev_env)
+    shown = run_pipeline("snapshot_local", "--status", "--json", env=env)
+    assert json.loads(shown.stdout)["state"] == "idle", shown.output
+    plain = run_pipeline("snapshot_local", "--status", env=env)
+    assert plain.stdout.strip() == "idle" and "last build:" in plain.stderr
+
+
+def test_ref_build_tags_that_commit_and_leaves_the_checkout(
+    loop_repo: FixtureRepo, tmp_path: Path
+) -> None:
+    repo = loop_repo
+    main_sha = repo.sha
+    repo.git("checkout", "-q", "-b", "feature")
+    (repo.path / "feature.txt").write_text("feature\n")
+    repo.git("add", "feature.txt")
+    repo.git("-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "f")
+    feature_sha = repo.sha
+    repo.git("checkout", "-q", "main")
+    (repo.path / "wip.txt").write_text("uncommitted\n")
+    before = repo.git("status", "--porcelain"), (repo.path / ".git" / "index").read_bytes()
+    built = _build(repo, tmp_path, SANDBOX_ITERATE_REPO_REF="feature")
+    assert built["sha"] == feature_sha and built["dirty"] is False
+    assert image_exists(f"{repo.repository}:sha-{feature_sha}")
+    assert not image_exists(f"{repo.repository}:sha-{feature_sha}-dirty")
+    assert not image_exists(f"{repo.repository}:sha-{main_sha}-dirty")
+    assert (
+        repo.git("status", "--porcelain"),
+        (repo.path / ".git" / "index").read_bytes(),
+    ) == before
+    missing = run_pipeline("snapshot_local", env=repo.env(SANDBOX_ITERATE_REPO_REF="nope"))
+    assert missing.returncode == 4 and "nope" in missing.error_line()
