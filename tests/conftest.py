@@ -4,7 +4,9 @@
 The user's engine is left as the tests found it: nothing is pruned, everything a test makes
 there carries a test name (TEST_NAME_PREFIX, TEST_IMAGE_NAMESPACE, or the session registry's
 host) and is removed when the session ends. Tests that need an empty cache, a second engine or
-an engine that dies use `own_engine` (tests/helpers/engines.py).
+an engine that dies use `own_engine` (tests/helpers/engines.py). Builds of the real image use
+`sandbox_build_base`: a developer's base image is only ever read. Every session that used the
+user's engine ends with the check that proves all this (test_engine_isolation.py).
 """
 
 from __future__ import annotations
@@ -15,24 +17,32 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import pytest
 
+from pipeline.adapters import base_rootfs
+from pipeline.adapters.build_base import choose_build_base
 from pipeline.adapters.local_registry import LocalRegistry, start_registry
+from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL, dockerfile_default_base
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from tests.helpers.engines import EngineStartError, OwnEngine, start_engine
 from tests.helpers.host_engine import (
     TEST_IMAGE_NAMESPACE,
+    TEST_NAME_PREFIX,
     Canary,
+    container_inventory,
     enter_session,
     image_inventory,
     leave_session,
     other_live_sessions,
     remove_test_artifacts,
+    volume_inventory,
 )
+
+__all__ = ["TEST_IMAGE_NAMESPACE", "TEST_NAME_PREFIX"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_MARKERS = {
@@ -50,6 +60,7 @@ PIPELINE_VARIABLES = env_names(BuildSettings, ReportSettings)
 F = TypeVar("F", bound=Callable[..., object])
 _CHECK_AT_END = pytest.StashKey[bool]()
 _TOUCHES_ENGINE = pytest.StashKey[bool]()
+_FINAL_CHECKS = pytest.StashKey[list[pytest.Item]]()
 _REGISTRY_HOSTS: set[str] = set()  # every registry this session started (random ports)
 
 
@@ -63,7 +74,7 @@ def _runs_last(item: pytest.Item) -> bool:
     return bool(getattr(getattr(item, "function", None), "runs_last", False))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Runs before -m deselection (conftest hooks run first), which relies on these markers;
     # deselection keeps the order, so what is put last here stays last.
     for item in items:
@@ -72,14 +83,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if marker:
                 item.add_marker(getattr(pytest.mark, marker))
     items.sort(key=_runs_last)  # stable: only the final checks move, to the end
+    config.stash[_FINAL_CHECKS] = [item for item in items if _runs_last(item)]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     engine_markers = set(FIXTURE_MARKERS.values()) - {"registry"}
-    session.config.stash[_CHECK_AT_END] = any(_runs_last(item) for item in session.items)
-    session.config.stash[_TOUCHES_ENGINE] = any(
+    touches = any(
         item.get_closest_marker(marker) for item in session.items for marker in engine_markers
     )
+    session.config.stash[_TOUCHES_ENGINE] = touches
+    if touches:
+        # Every tier that used the user's engine ends with the isolation check, whatever -m
+        # selected (the image tier's `-m sandbox_image` would otherwise leave it out).
+        kept = {item.nodeid for item in session.items}
+        session.items += [
+            item for item in session.config.stash.get(_FINAL_CHECKS, []) if item.nodeid not in kept
+        ]
+    session.config.stash[_CHECK_AT_END] = any(_runs_last(item) for item in session.items)
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -247,6 +267,8 @@ class HostBaseline:
     images: set[str]
     others: bool  # other test sessions were running on this machine when it was taken
     problem: str | None = None
+    containers: set[str] = field(default_factory=set)
+    volumes: set[str] = field(default_factory=set)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -272,13 +294,58 @@ def host_engine_baseline(
     canary = None
     try:
         canary = Canary.build()
-        found = HostBaseline(canary, image_inventory(), bool(other_live_sessions()))
+        found = HostBaseline(
+            canary,
+            image_inventory(),
+            bool(other_live_sessions()),
+            containers=container_inventory(),
+            volumes=volume_inventory(),
+        )
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
         problem = f"no canary build on the user's engine: {error}"
         found = HostBaseline(None, set(), False, problem)
     yield found
     if canary is not None:
         canary.remove()
+
+
+# The offline base a test build makes when the developer has no current one of their own.
+TEST_OFFLINE_BASE = f"{TEST_IMAGE_NAMESPACE}node24-bookworm:local"
+
+
+def _in_engine(reference: str) -> bool:
+    return base_rootfs.image_label(reference, RECIPE_LABEL) is not None
+
+
+def offline_base_for_tests(docker_host: str | None = None) -> str:
+    """The developer's offline base when it is current (a build only reads it), else the tests'
+    own: making it would overwrite the developer's tag."""
+    mine = base_rootfs.image_label(DEFAULT_TAG, RECIPE_LABEL, docker_host)
+    current = base_rootfs.plan_here(DEFAULT_TAG).recipe
+    return DEFAULT_TAG if mine == current else TEST_OFFLINE_BASE
+
+
+@pytest.fixture(scope="session")
+def sandbox_build_base(engine: None) -> Iterator[str | None]:
+    """SANDBOX_BASE_IMAGE for a test build of the real image (None: the Dockerfile's own base),
+    chosen so that no test writes or removes a developer's tag:
+    - the official node:24-bookworm where the engine has it or can pull it (GitHub's runners); a
+      pull made here is removed again at the end, as the developer did not have it;
+    - else the developer's offline base (sandbox-base/node24-bookworm:local), when it is current,
+      used read-only;
+    - else an offline base of the tests' own (TEST_OFFLINE_BASE), swept with the session's
+      other test images."""
+    dockerfile = ROOT / "sandbox" / "Dockerfile"
+    official = dockerfile_default_base(dockerfile.read_text())
+    had_official = official is not None and _in_engine(official)
+    try:
+        yield choose_build_base(None, dockerfile, offline_tag=offline_base_for_tests())
+    finally:
+        pulled = official is not None and not had_official and _in_engine(official)
+        if pulled and not other_live_sessions():  # another session may still build from it
+            subprocess.run(
+                ["docker", "image", "rm", str(official)], capture_output=True, timeout=120
+            )
 
 
 def session_registry_hosts() -> set[str]:

@@ -31,8 +31,6 @@ from pathlib import Path
 TEST_PREFIX = "iterate-test"
 TEST_NAME_PREFIX = f"{TEST_PREFIX}-"  # containers, volumes, networks
 TEST_IMAGE_NAMESPACE = f"{TEST_PREFIX}/"  # image repositories: [REGISTRY/]iterate-test/...
-# Namespaces other test files still use; they become TEST_IMAGE_NAMESPACE in time.
-OTHER_TEST_IMAGE_NAMESPACES = ("provider-test/", "sandbox-test/")
 # What earlier versions of the tests left behind (a nonce names each): swept too.
 LEGACY_TEST_IMAGES = re.compile(
     r"^127\.0\.0\.1:\d+/(iterate/sandbox-[0-9a-f]{10,12}|sandbox-client/[0-9a-f]{10}):"
@@ -55,9 +53,7 @@ def is_test_image(reference: str, registry_hosts: Iterable[str] = (), sweep: boo
     if not sweep:
         return False
     path = reference[len(host) + 1 :] if host else reference
-    return bool(LEGACY_TEST_IMAGES.match(reference)) or path.startswith(
-        (TEST_IMAGE_NAMESPACE, *OTHER_TEST_IMAGE_NAMESPACES)
-    )
+    return bool(LEGACY_TEST_IMAGES.match(reference)) or path.startswith(TEST_IMAGE_NAMESPACE)
 
 
 def _session_file() -> Path:
@@ -117,6 +113,71 @@ def image_inventory() -> set[str]:
     """Every image as `REPOSITORY:TAG ID` (untagged ones too), to compare before and after."""
     format_ = "{{.Repository}}:{{.Tag}} {{.ID}}"
     return set(_docker_lines("image", "ls", "--all", "--no-trunc", "--format", format_))
+
+
+def container_inventory() -> set[str]:
+    """Every container as `NAME ID IMAGE` (stopped ones too), to compare before and after."""
+    return set(
+        _docker_lines("ps", "--all", "--no-trunc", "--format", "{{.Names}} {{.ID}} {{.Image}}")
+    )
+
+
+def volume_inventory() -> set[str]:
+    """Every volume as `NAME CREATED`: a volume removed and made again under its name differs."""
+    names = _docker_lines("volume", "ls", "--format", "{{.Name}}")
+    if not names:
+        return set()
+    return set(_docker_lines("volume", "inspect", "--format", "{{.Name}} {{.CreatedAt}}", *names))
+
+
+_ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")
+
+
+def missing_containers(
+    before: set[str], after: set[str], registry_hosts: Iterable[str], concurrent: bool
+) -> list[str]:
+    """Lines of `container_inventory()` that were there before, are gone, and were no test's
+    (a test name, or a test image: the image's own verify scripts name theirs)."""
+    gone = []
+    for line in sorted(before - after):
+        name, _, rest = line.partition(" ")
+        image = rest.partition(" ")[2]
+        if name.startswith(TEST_NAME_PREFIX) or is_test_image(image, registry_hosts):
+            continue
+        gone.append(line)
+    return gone
+
+
+def missing_volumes(before: set[str], after: set[str], concurrent: bool) -> list[str]:
+    """Lines of `volume_inventory()` that were there before and are gone (or made anew), and
+    were no test's. With other test sessions running meanwhile, anonymous volumes (their
+    containers') are left out."""
+    gone = []
+    for line in sorted(before - after):
+        name = line.partition(" ")[0]
+        if name.startswith(TEST_NAME_PREFIX) or (concurrent and _ANONYMOUS_VOLUME.match(name)):
+            continue
+        gone.append(line)
+    return gone
+
+
+def remaining_test_artifacts(registry_hosts: Iterable[str], sweep: bool) -> list[str]:
+    """What the tests made that is still on the user's engine: images, containers, volumes
+    (with `sweep`, everything with a test name; else only what carries this session's hosts)."""
+    hosts = set(registry_hosts)
+    images = [ref for ref in image_references() if is_test_image(ref, hosts, sweep)]
+    containers = [
+        f"container {line.split(' ')[0]}"
+        for line in container_inventory()
+        if (sweep and line.startswith(TEST_NAME_PREFIX))
+        or is_test_image(line.split(" ")[-1], hosts, sweep)
+    ]
+    volumes = [
+        f"volume {line.split(' ')[0]}"
+        for line in volume_inventory()
+        if sweep and line.startswith(TEST_NAME_PREFIX)
+    ]
+    return sorted([*images, *containers, *volumes])
 
 
 def missing_images(

@@ -1,8 +1,9 @@
 """The tests leave the user's engine alone, and the tests' own engines share nothing with it.
 
-The last test of the session (see `runs_last` in tests/conftest.py) checks the canary built on
-the user's engine when the session started: still fully CACHED, and every image the developer
-had is still there, after everything else ran.
+The last test of every session that used the user's engine (see `runs_last` in tests/conftest.py;
+the image tier's too) checks the canary built there when the session started: still fully
+CACHED; every image, container and volume the developer had is still there (a volume not made
+anew); and nothing with a test name is left.
 """
 
 from __future__ import annotations
@@ -23,13 +24,18 @@ from tests.conftest import (
 from tests.helpers.engines import OwnEngine, started_engine
 from tests.helpers.host_engine import (
     TEST_IMAGE_NAMESPACE,
+    TEST_NAME_PREFIX,
+    container_inventory,
     count_cached_steps,
     image_inventory,
-    image_references,
     is_test_image,
+    missing_containers,
     missing_images,
+    missing_volumes,
     other_live_sessions,
+    remaining_test_artifacts,
     remove_test_artifacts,
+    volume_inventory,
 )
 
 RUN_STEPS = """\
@@ -153,7 +159,7 @@ def test_test_images_are_told_from_the_developers() -> None:
     swept = (
         "iterate-test/canary-0a1b2c3d4e5f:1",
         "127.0.0.1:5000/iterate-test/sandbox-0a1b2c3d4e5f:local",
-        "provider-test/healthy:0a1b2c3d",
+        "iterate-test/node24-bookworm:local",
         "127.0.0.1:45041/iterate/sandbox-0a1b2c3d4e5f:sha-x",  # left by older tests
         "127.0.0.1:45041/sandbox-client/12f0af09dc:v1",
     )
@@ -162,6 +168,7 @@ def test_test_images_are_told_from_the_developers() -> None:
         "ghcr.io/iterate/sandbox:main",
         "sandbox-base/node24-bookworm:local",
         "iterate/sandbox-mine:local",
+        "provider-test/healthy:1",  # a namespace older tests used: now anyone's
         "debian:bookworm",
     )
     assert is_test_image(session_only, hosts, sweep=False)
@@ -170,6 +177,34 @@ def test_test_images_are_told_from_the_developers() -> None:
         assert not is_test_image(reference, hosts, sweep=False), reference
     for reference in theirs:
         assert not is_test_image(reference, hosts), reference
+
+
+def test_missing_containers_and_volumes_leave_out_only_the_tests() -> None:
+    hosts = {"127.0.0.1:41234"}
+    containers_before = {
+        "dev-shell 1a2b ubuntu:24.04",
+        "sandbox-0a1b2c3d 3c4d ghcr.io/iterate/sandbox:local",  # a developer's sandbox_up
+        "iterate-test-sbx-1 5e6f iterate-test/sandbox:local",
+        "sandbox-verify-4242 7a8b iterate-test/sandbox:local",  # sandbox/verify/services.sh
+    }
+    after = {"dev-shell 1a2b ubuntu:24.04"}
+    gone = missing_containers(containers_before, after, hosts, concurrent=False)
+    assert gone == ["sandbox-0a1b2c3d 3c4d ghcr.io/iterate/sandbox:local"]
+    anonymous = "f" * 64
+    volumes_before = {
+        "iterate-pnpm-store 2026-01-01T00:00:00Z",
+        "iterate-test-pnpm-store-ab12 2026-01-02T00:00:00Z",
+        f"{anonymous} 2026-01-03T00:00:00Z",
+    }
+    # Removed and made again under its name: that is a change too.
+    volumes_after = {"iterate-pnpm-store 2026-02-01T00:00:00Z"}
+    assert missing_volumes(volumes_before, volumes_after, concurrent=True) == [
+        "iterate-pnpm-store 2026-01-01T00:00:00Z"
+    ]
+    assert missing_volumes(volumes_before, volumes_after, concurrent=False) == [
+        f"{anonymous} 2026-01-03T00:00:00Z",
+        "iterate-pnpm-store 2026-01-01T00:00:00Z",
+    ]
 
 
 @runs_last
@@ -187,8 +222,15 @@ def test_users_engine_kept_its_build_cache_and_images(
     canary.remove()
     hosts = session_registry_hosts()
     removed = remove_test_artifacts(hosts)
-    leftovers = [ref for ref in image_references() if is_test_image(ref, hosts, removed.swept)]
-    assert leftovers == []
-    concurrent = host_engine_baseline.others or bool(other_live_sessions())
-    missing = missing_images(host_engine_baseline.images, image_inventory(), hosts, concurrent)
-    assert missing == []
+    assert remaining_test_artifacts(hosts, removed.swept) == []
+    baseline = host_engine_baseline
+    concurrent = baseline.others or bool(other_live_sessions())
+    assert missing_images(baseline.images, image_inventory(), hosts, concurrent) == []
+    assert missing_containers(baseline.containers, container_inventory(), hosts, concurrent) == []
+    assert missing_volumes(baseline.volumes, volume_inventory(), concurrent) == []
+    # Nor a volume of its name made by a test (sandboxes once made `iterate-pnpm-store`).
+    names_before = {line.split(" ")[0] for line in baseline.volumes}
+    made = [
+        line.split(" ")[0] for line in volume_inventory() if not line.startswith(TEST_NAME_PREFIX)
+    ]
+    assert concurrent or [name for name in made if name not in names_before] == []
