@@ -2,14 +2,19 @@
 
 The real image is proven by the sandbox suite; these tests pin the provider's own mechanics:
 image choice, labels, the published port, dev-sync mounts, health waits and cleanup.
+
+A developer's own sandboxes may run on this engine: every sandbox here has a test name and is
+removed by name, the pnpm store is a test volume, and `sandbox_down -- --all` (which removes
+every pipeline sandbox) runs only against an engine of the tests' own.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +22,10 @@ import pytest
 
 from pipeline.adapters import local_docker
 from pipeline.adapters.local_docker import LocalDockerSettings, image_candidates, pick_image
-from pipeline.errors import SandboxError
+from pipeline.errors import ConfigError, SandboxError
+from pipeline.settings.build import load
+from tests.conftest import TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, run_pipeline
+from tests.helpers.engines import OwnEngine
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -52,15 +60,38 @@ def images(tmp_path_factory: pytest.TempPathFactory, engine: None) -> Iterator[d
     root = tmp_path_factory.mktemp("provider-images")
     nonce = uuid.uuid4().hex[:8]
     built = {
-        "healthy": _build(root / "h", HEALTHY, f"provider-test/healthy:{nonce}"),
-        "broken": _build(root / "b", BROKEN, f"provider-test/broken:{nonce}"),
+        "healthy": _build(root / "h", HEALTHY, f"{TEST_IMAGE_NAMESPACE}healthy:{nonce}"),
+        "broken": _build(root / "b", BROKEN, f"{TEST_IMAGE_NAMESPACE}broken:{nonce}"),
     }
     yield built
     subprocess.run(["docker", "image", "rm", *built.values()], capture_output=True, check=False)
 
 
+@pytest.fixture(scope="module")
+def pnpm_volume(engine: None) -> Iterator[str]:
+    """The sandboxes' pnpm store: a test volume, never the developer's iterate-pnpm-store."""
+    name = f"{TEST_NAME_PREFIX}pnpm-store-{uuid.uuid4().hex[:8]}"
+    yield name
+    subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, check=False)
+
+
 @pytest.fixture
-def sandbox_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+def new_name() -> Iterator[Callable[[], str]]:
+    """Test names for sandboxes; every one is removed by name at the end."""
+    prefix = f"{TEST_NAME_PREFIX}sbx-{uuid.uuid4().hex[:6]}-"
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"{prefix}{len(names)}")
+        return names[-1]
+
+    yield make
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
+
+
+@pytest.fixture
+def sandbox_env(monkeypatch: pytest.MonkeyPatch, pnpm_volume: str) -> pytest.MonkeyPatch:
     for key in (
         "LOCAL_DOCKER_IMAGE_NAME",
         "LOCAL_DOCKER_REPO_CHECKOUT",
@@ -69,33 +100,83 @@ def sandbox_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
         "DOCKER_HOST",
     ):
         monkeypatch.delenv(key, raising=False)
-    yield monkeypatch
-    local_docker.cleanup()
+    monkeypatch.setenv("LOCAL_DOCKER_PNPM_VOLUME", pnpm_volume)
+    return monkeypatch
 
 
-def _labels(name: str) -> str:
+def _inspect(name: str, template: str) -> str:
     return subprocess.run(
-        ["docker", "inspect", "-f", "{{json .Config.Labels}}", name],
-        capture_output=True,
-        text=True,
-        check=True,
+        ["docker", "inspect", "-f", template, name], capture_output=True, text=True, check=True
     ).stdout
 
 
+def _exists(name: str) -> bool:
+    done = subprocess.run(["docker", "container", "inspect", name], capture_output=True)
+    return done.returncode == 0
+
+
 def test_start_healthy_without_sync(
-    images: dict[str, str], sandbox_env: pytest.MonkeyPatch
+    images: dict[str, str],
+    sandbox_env: pytest.MonkeyPatch,
+    new_name: Callable[[], str],
+    pnpm_volume: str,
 ) -> None:
     sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", images["healthy"])
-    sandbox = local_docker.start(sync=False)
+    sandbox = local_docker.start(sync=False, name=new_name())
     assert sandbox.url.startswith("http://127.0.0.1:")
     assert httpx.get(f"{sandbox.url}/api/health").json() == {"ok": True}
-    assert local_docker.LABEL in _labels(sandbox.name)
-    assert local_docker.cleanup() == [sandbox.name]
-    assert local_docker.cleanup() == []
+    assert local_docker.LABEL in _inspect(sandbox.name, "{{json .Config.Labels}}")
+    mounts = json.loads(_inspect(sandbox.name, "{{json .Mounts}}"))
+    store = [m for m in mounts if m["Destination"] == local_docker.PNPM_STORE_PATH]
+    assert [(m["Type"], m["Name"]) for m in store] == [("volume", pnpm_volume)]
+
+
+def test_cleanup_with_a_prefix_removes_only_those_sandboxes(
+    images: dict[str, str], sandbox_env: pytest.MonkeyPatch, new_name: Callable[[], str]
+) -> None:
+    """Another labelled sandbox (a developer's, say) outlives a cleanup of other names."""
+    sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", images["healthy"])
+    mine = local_docker.start(sync=False, name=new_name())
+    other = local_docker.start(sync=False, name=new_name())
+    assert local_docker.cleanup(prefix=mine.name) == [mine.name]
+    assert local_docker.cleanup(prefix=mine.name) == []
+    assert not _exists(mine.name)
+    assert _inspect(other.name, "{{.State.Running}}").strip() == "true"
+    assert httpx.get(f"{other.url}/api/health").json() == {"ok": True}
+
+
+def test_sandbox_down_all_removes_every_pipeline_sandbox_and_nothing_else(
+    own_engine: OwnEngine, tmp_path: Path
+) -> None:
+    """`sandbox_down -- --all` on an engine of the tests' own: it would take a developer's
+    sandboxes too, so it never runs against theirs."""
+    tag = f"{TEST_IMAGE_NAMESPACE}down-all:{uuid.uuid4().hex[:8]}"
+    shutil.copy("/bin/busybox", tmp_path / "busybox")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\n")
+    own_engine.docker("buildx", "build", "-q", "-t", tag, str(tmp_path))
+    prefix = f"{TEST_NAME_PREFIX}down-{uuid.uuid4().hex[:6]}-"
+    labelled = [f"{prefix}a", f"{prefix}b"]
+    foreign = f"{prefix}foreign"
+    try:
+        for name in labelled:
+            label = f"{local_docker.LABEL}=1"
+            own_engine.docker("create", "--name", name, "--label", label, tag, "/bin/busybox")
+        own_engine.docker("create", "--name", foreign, tag, "/bin/busybox")
+        done = run_pipeline("sandbox_down", "--all", env=own_engine.env())
+        assert done.returncode == 0, done.output[-2000:]
+        assert f"removed 2 sandbox container(s): {', '.join(labelled)}" in done.stderr
+        left = own_engine.docker("ps", "--all", "--format", "{{.Names}}").stdout.split()
+        assert sorted(n for n in left if n.startswith(prefix)) == [foreign]
+    finally:
+        own_engine.docker("rm", "-f", *labelled, foreign, check=False)
+        own_engine.docker("image", "rm", tag, check=False)
 
 
 def test_dev_sync_mounts(
-    images: dict[str, str], sandbox_env: pytest.MonkeyPatch, tmp_path: Path
+    images: dict[str, str],
+    sandbox_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    new_name: Callable[[], str],
 ) -> None:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
@@ -107,7 +188,7 @@ def test_dev_sync_mounts(
     sandbox_env.setenv("LOCAL_DOCKER_REPO_CHECKOUT", str(checkout))
     sandbox_env.setenv("LOCAL_DOCKER_GIT_DIR", str(gitdir))
     sandbox_env.setenv("LOCAL_DOCKER_COMMON_DIR", str(commondir))
-    sandbox = local_docker.start()
+    sandbox = local_docker.start(name=new_name())
     assert local_docker.execute(
         sandbox.name, ["cat", "/host/repo-checkout/marker.txt"]
     ).strip() == ("from the host")
@@ -124,7 +205,10 @@ WRITE_ATTEMPTS = (
 
 
 def test_dev_sync_mounts_are_read_only_even_for_root(
-    images: dict[str, str], sandbox_env: pytest.MonkeyPatch, tmp_path: Path
+    images: dict[str, str],
+    sandbox_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    new_name: Callable[[], str],
 ) -> None:
     """A process in the sandbox cannot plant a hook or a config in the host's checkout or .git."""
     paths = {
@@ -139,7 +223,7 @@ def test_dev_sync_mounts_are_read_only_even_for_root(
     sandbox_env.setenv("LOCAL_DOCKER_GIT_DIR", str(paths["/host/gitdir"]))
     sandbox_env.setenv("LOCAL_DOCKER_COMMON_DIR", str(paths["/host/commondir"]))
     before = {path: sorted(p.name for p in path.rglob("*")) for path in paths.values()}
-    sandbox = local_docker.start()
+    sandbox = local_docker.start(name=new_name())
     assert local_docker.execute(sandbox.name, ["id", "-u"]).strip() == "0"
     refused = []
     for inside in paths:
@@ -162,29 +246,44 @@ def test_dev_sync_mounts_are_read_only_even_for_root(
 
 
 def test_unhealthy_sandbox_is_removed_and_logs_shown(
-    images: dict[str, str], sandbox_env: pytest.MonkeyPatch
+    images: dict[str, str], sandbox_env: pytest.MonkeyPatch, new_name: Callable[[], str]
 ) -> None:
     sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", images["broken"])
     sandbox_env.setenv("LOCAL_DOCKER_HEALTH_TIMEOUT", "3")
+    name = new_name()
     with pytest.raises(SandboxError) as caught:
-        local_docker.start(sync=False, name=f"broken-{uuid.uuid4().hex[:6]}")
+        local_docker.start(sync=False, name=name)
     error = caught.value
     assert "did not become healthy within 3 s" in str(error)
     assert any("broken-start-marker" in line for line in error.details)
     assert any("daemon-log-marker" in line for line in error.details)
-    assert local_docker.cleanup() == []  # nothing half-done left behind
+    assert not _exists(name)  # nothing half-done left behind
 
 
 def test_missing_image_is_one_line(sandbox_env: pytest.MonkeyPatch) -> None:
-    sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", "provider-test/absent:nope")
-    with pytest.raises(SandboxError, match="provider-test/absent:nope is not in the local engine"):
+    absent = f"{TEST_IMAGE_NAMESPACE}absent:nope"
+    sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", absent)
+    with pytest.raises(SandboxError, match=f"{absent} is not in the local engine"):
         local_docker.start(sync=False)
+
+
+@pytest.mark.parametrize("volume", ["/home/me/store", "-v", "a", "store:rw"])
+def test_a_pnpm_volume_that_is_no_volume_name_is_one_line(
+    volume: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A path would make it a bind mount of the host's directory.
+    monkeypatch.setenv("LOCAL_DOCKER_PNPM_VOLUME", volume)
+    with pytest.raises(ConfigError) as caught:
+        load(LocalDockerSettings)
+    line = str(caught.value)
+    assert line.startswith(f"LOCAL_DOCKER_PNPM_VOLUME={volume!r} is not valid: expected a Docker")
+    assert "\n" not in line
 
 
 def test_down_refuses_foreign_containers(
     images: dict[str, str], sandbox_env: pytest.MonkeyPatch
 ) -> None:
-    name = f"foreign-{uuid.uuid4().hex[:6]}"
+    name = f"{TEST_NAME_PREFIX}foreign-{uuid.uuid4().hex[:6]}"
     subprocess.run(
         ["docker", "run", "-d", "--name", name, images["healthy"]], capture_output=True, check=True
     )

@@ -1,6 +1,7 @@
 """Which base a build uses (`ensure_build_base`), decided against the real engine.
 
-Stand-ins are busybox images with test-prefixed tags; "cannot be pulled" is a loopback registry
+Stand-ins are busybox images with test-prefixed tags (TEST_IMAGE_NAMESPACE), removed at the end;
+no test here writes the developer's offline base tag; "cannot be pulled" is a loopback registry
 port nothing listens on (the engine fails at once, as it does offline for Docker Hub). The offline
 base's "current" case is an image carrying the recipe label, so no mmdebstrap runs here; making
 it for real is the sandbox tier's job (test_local_docker.py).
@@ -20,9 +21,12 @@ import pytest
 from pipeline.adapters import base_rootfs
 from pipeline.adapters.base_rootfs import BaseImageError
 from pipeline.adapters.build_base import choose_build_base
-from pipeline.rules.base_image_plan import RECIPE_LABEL
+from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL
+from tests.conftest import TEST_IMAGE_NAMESPACE, TEST_OFFLINE_BASE, offline_base_for_tests
+from tests.helpers.engines import OwnEngine
 
-UNPULLABLE = "127.0.0.1:9/sandbox-test/unpullable:none"  # port 9 (discard): nothing listens
+# Port 9 (discard): nothing listens.
+UNPULLABLE = f"127.0.0.1:9/{TEST_IMAGE_NAMESPACE}unpullable:none"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +74,7 @@ def image_id(tag: str) -> str:
 def test_a_configured_base_the_engine_has_is_used(
     made: list[str], nonce: str, tmp_path: Path
 ) -> None:
-    tag = busybox_image(tmp_path / "b", f"sandbox-test/configured-base:{nonce}")
+    tag = busybox_image(tmp_path / "b", f"{TEST_IMAGE_NAMESPACE}configured-base:{nonce}")
     made.append(tag)
     assert choose_build_base(tag, dockerfile(tmp_path, UNPULLABLE)) == tag
 
@@ -86,7 +90,7 @@ def test_a_configured_base_that_cannot_be_had_is_one_line(made: list[str], tmp_p
 def test_the_dockerfiles_own_base_in_the_engine_costs_one_inspect(
     made: list[str], nonce: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    official = busybox_image(tmp_path / "o", f"sandbox-test/official-base:{nonce}")
+    official = busybox_image(tmp_path / "o", f"{TEST_IMAGE_NAMESPACE}official-base:{nonce}")
     made.append(official)
     # The real docker CLI behind a wrapper that writes down each call.
     calls = tmp_path / "calls"
@@ -104,7 +108,7 @@ def test_the_dockerfiles_own_base_in_the_engine_costs_one_inspect(
 def test_a_current_offline_base_is_used_when_the_official_cannot_be_pulled(
     made: list[str], nonce: str, tmp_path: Path
 ) -> None:
-    offline = f"sandbox-test/offline-base:{nonce}"
+    offline = f"{TEST_IMAGE_NAMESPACE}offline-base:{nonce}"
     recipe = base_rootfs.plan_here(offline).recipe
     made.append(busybox_image(tmp_path / "f", offline, f"LABEL {RECIPE_LABEL}={recipe}"))
     before = image_id(offline)
@@ -120,10 +124,38 @@ def test_without_mmdebstrap_the_missing_tool_is_named_in_one_line(
     only_docker.mkdir()
     (only_docker / "docker").symlink_to(str(shutil.which("docker")))
     monkeypatch.setenv("PATH", str(only_docker))
-    offline = f"sandbox-test/never-made:{nonce}"
+    offline = f"{TEST_IMAGE_NAMESPACE}never-made:{nonce}"
     with pytest.raises(BaseImageError) as caught:
         choose_build_base(None, dockerfile(tmp_path, UNPULLABLE), offline_tag=offline)
     line = str(caught.value)
     assert line.startswith(f"{UNPULLABLE} cannot be pulled (")
     assert "mmdebstrap is not installed" in line and "fix: install mmdebstrap" in line
     assert base_rootfs.image_label(offline, RECIPE_LABEL) is None  # nothing half-made
+
+
+@pytest.mark.parametrize(
+    ("developers_base", "used"),
+    [
+        ("current", DEFAULT_TAG),  # read, never written
+        ("stale", TEST_OFFLINE_BASE),  # remaking it would overwrite the developer's tag
+        ("unlabelled", TEST_OFFLINE_BASE),
+        ("none", TEST_OFFLINE_BASE),
+    ],
+)
+def test_the_sandbox_tier_never_writes_the_developers_offline_base(
+    own_engine: OwnEngine, tmp_path: Path, developers_base: str, used: str
+) -> None:
+    """The base a test build of the real image makes when it must: the developer's tag only when
+    it is current as it is. Decided on an engine of the tests' own, holding a stand-in of it."""
+    recipe = {"current": base_rootfs.plan_here(DEFAULT_TAG).recipe, "stale": "0" * 16}
+    if developers_base != "none":
+        label = (
+            f"LABEL {RECIPE_LABEL}={recipe[developers_base]}" if developers_base in recipe else ""
+        )
+        shutil.copy("/bin/busybox", tmp_path / "busybox")
+        (tmp_path / "Dockerfile").write_text(f"FROM scratch\nCOPY busybox /bin/busybox\n{label}\n")
+        own_engine.docker("buildx", "build", "-q", "-t", DEFAULT_TAG, str(tmp_path))
+    try:
+        assert offline_base_for_tests(own_engine.host) == used
+    finally:
+        own_engine.docker("image", "rm", DEFAULT_TAG, check=False)

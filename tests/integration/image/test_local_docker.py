@@ -2,6 +2,9 @@
 pipeline, booted through the local-docker provider.
 
 Failures print the container's service logs (SandboxError details, or the assertion message).
+Everything made on the engine has a test name (image, sandboxes, the pnpm store volume) and is
+removed; the base is one the session may use without writing a developer's tag
+(`sandbox_build_base` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +23,9 @@ import httpx
 import pytest
 
 from pipeline.adapters import local_docker
-from pipeline.adapters.build_base import choose_build_base
-from tests.conftest import ROOT, run_pipeline
+from tests.conftest import ROOT, TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, run_pipeline
 
-REPOSITORY = "sandbox-test/sandbox"
+REPOSITORY = f"{TEST_IMAGE_NAMESPACE}sandbox"
 CLIS = ("claude", "opencode", "pi", "gh", "pnpm", "tsx", "bun", "node")
 SERVICES = local_docker.SERVICES
 
@@ -36,11 +39,13 @@ class BuiltImage:
 
 
 @pytest.fixture(scope="module")
-def sandbox_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
+def sandbox_image(
+    sandbox_build_base: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> BuiltImage:
     """The real image, built by the pipeline's own command from the base this machine can have:
-    the official node:24-bookworm where it can be pulled (GitHub's runners), else the offline
-    base, made here (as root, or under passwordless sudo) when it is missing."""
-    base = choose_build_base(None, ROOT / "sandbox" / "Dockerfile")
+    the official node:24-bookworm where it can be pulled (GitHub's runners), else an offline
+    base (made as root, or under passwordless sudo, when there is no current one)."""
+    base = sandbox_build_base
     report = tmp_path_factory.mktemp("report") / "report.json"
     env = {
         **({"SANDBOX_BASE_IMAGE": base} if base else {}),
@@ -53,20 +58,35 @@ def sandbox_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Bui
     return BuiltImage(f"{REPOSITORY}:local", result["sha"], env, result)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fresh_pnpm_volume(engine: None) -> None:
-    # A volume created before the image declared the store dir would keep root ownership.
-    subprocess.run(
-        ["docker", "volume", "rm", "-f", local_docker.PNPM_STORE_VOLUME],
-        capture_output=True,
-        check=False,
-    )
+@pytest.fixture(scope="module")
+def pnpm_volume(engine: None) -> Iterator[str]:
+    """The sandboxes' pnpm store: a fresh test volume (one made before the image declared the
+    store directory would keep root ownership), never the developer's iterate-pnpm-store."""
+    name = f"{TEST_NAME_PREFIX}pnpm-store-{uuid.uuid4().hex[:8]}"
+    yield name
+    subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, check=False)
+
+
+@pytest.fixture
+def new_name() -> Iterator[Callable[[], str]]:
+    """Test names for sandboxes; each is removed by name (a developer's own sandboxes, which
+    carry the same label, are never touched)."""
+    prefix = f"{TEST_NAME_PREFIX}sandbox-{uuid.uuid4().hex[:6]}-"
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"{prefix}{len(names)}")
+        return names[-1]
+
+    yield make
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
 
 
 @pytest.fixture
 def provider_env(
-    sandbox_image: BuiltImage, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[BuiltImage]:
+    sandbox_image: BuiltImage, pnpm_volume: str, monkeypatch: pytest.MonkeyPatch
+) -> BuiltImage:
     for key in (
         "LOCAL_DOCKER_REPO_CHECKOUT",
         "LOCAL_DOCKER_GIT_DIR",
@@ -75,8 +95,8 @@ def provider_env(
     ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("LOCAL_DOCKER_IMAGE_NAME", sandbox_image.reference)
-    yield sandbox_image
-    local_docker.cleanup()
+    monkeypatch.setenv("LOCAL_DOCKER_PNPM_VOLUME", pnpm_volume)
+    return sandbox_image
 
 
 def _logs(name: str) -> str:
@@ -88,22 +108,49 @@ def _sh(name: str, script: str) -> str:
     return local_docker.execute(name, ["bash", "-lc", script])
 
 
+def _rebuild(image: BuiltImage, report: Path) -> dict[str, object]:
+    again = run_pipeline("snapshot_local", env={**image.env, "PIPELINE_REPORT": str(report)})
+    assert again.returncode == 0, again.output[-3000:]
+    result: dict[str, object] = json.loads(report.read_text())["build"]
+    return result
+
+
+def _image_id(reference: str) -> str:
+    return subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", reference],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_unchanged_rebuild_builds_nothing(sandbox_image: BuiltImage, tmp_path: Path) -> None:
+    """The dev loop's fast path on the real image: `:local` carries this tree's fingerprint."""
+    before = _image_id(sandbox_image.reference)
+    result = _rebuild(sandbox_image, tmp_path / "again.json")
+    assert result["skipped"] is True, result
+    assert result["image_id"] == before == _image_id(sandbox_image.reference)
+
+
 def test_rebuild_without_change_reuses_every_layer(
     sandbox_image: BuiltImage, tmp_path: Path
 ) -> None:
-    report = tmp_path / "again.json"
-    again = run_pipeline(
-        "snapshot_local", env={**sandbox_image.env, "PIPELINE_REPORT": str(report)}
+    # Without `:local` (the test's own tag) the fast path has nothing to compare with: a real
+    # build runs, and every step must come from the build cache.
+    subprocess.run(
+        ["docker", "image", "rm", sandbox_image.reference], check=True, capture_output=True
     )
-    assert again.returncode == 0, again.output[-3000:]
-    result = json.loads(report.read_text())["build"]
-    assert result["steps_total"] >= 10
+    result = _rebuild(sandbox_image, tmp_path / "again.json")
+    assert isinstance(result["steps_total"], int) and result["steps_total"] >= 10, result
     assert result["steps_cached"] == result["steps_total"]
     assert result["digest"] == sandbox_image.report["digest"]
+    assert _image_id(sandbox_image.reference)  # loaded and tagged again
 
 
-def test_boots_with_health_clis_and_supervised_services(provider_env: BuiltImage) -> None:
-    sandbox = local_docker.start(sync=False)
+def test_boots_with_health_clis_and_supervised_services(
+    provider_env: BuiltImage, new_name: Callable[[], str]
+) -> None:
+    sandbox = local_docker.start(sync=False, name=new_name())
     health = httpx.get(f"{sandbox.url}/api/health", timeout=5).json()
     assert health["ok"] is True and health["gitSha"] == provider_env.sha, _logs(sandbox.name)
     assert _sh(sandbox.name, "test -f /tmp/reached-entrypoint && echo yes").strip() == "yes"
@@ -129,8 +176,10 @@ def test_boots_with_health_clis_and_supervised_services(provider_env: BuiltImage
     assert after["daemon"] == before["daemon"]
 
 
-def test_repo_is_a_git_repository_at_the_image_sha(provider_env: BuiltImage) -> None:
-    sandbox = local_docker.start(sync=False)
+def test_repo_is_a_git_repository_at_the_image_sha(
+    provider_env: BuiltImage, new_name: Callable[[], str]
+) -> None:
+    sandbox = local_docker.start(sync=False, name=new_name())
     head = _sh(sandbox.name, "cd ~/src/github.com/iterate/iterate && git rev-parse HEAD").strip()
     assert head == provider_env.sha
 
@@ -163,7 +212,11 @@ def _dirty_clone(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("layout", ["plain", "worktree"])
 def test_dev_sync_matches_host_git_state(
-    provider_env: BuiltImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+    provider_env: BuiltImage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    new_name: Callable[[], str],
+    layout: str,
 ) -> None:
     checkout = _dirty_clone(tmp_path)
     if layout == "worktree":
@@ -181,7 +234,7 @@ def test_dev_sync_matches_host_git_state(
         checkout = worktree
     # Only the checkout is given: git dir and common dir default from gitpython (worktrees too).
     monkeypatch.setenv("LOCAL_DOCKER_REPO_CHECKOUT", str(checkout))
-    sandbox = local_docker.start(sync=True)
+    sandbox = local_docker.start(sync=True, name=new_name())
     inside = _sh(
         sandbox.name,
         "cd ~/src/github.com/iterate/iterate && git rev-parse "
@@ -198,17 +251,27 @@ def test_dev_sync_matches_host_git_state(
 def test_verify_script(sandbox_image: BuiltImage, script: str) -> None:
     """The image's own checks: .env restart delays (0.5 s / 5 s / never), the proxy upstream,
     arguments exec'd instead of the supervisor, and dev sync's edge cases."""
-    done = subprocess.run(
+    verify = subprocess.Popen(
         ["bash", str(ROOT / "sandbox" / "verify" / script), sandbox_image.reference],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        check=False,
         env={**os.environ, "VERIFY_DAEMON_PORT": str(_free_port())},
     )
-    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
-    assert "FAIL" not in done.stdout
+    try:
+        stdout, stderr = verify.communicate(timeout=600)
+    except BaseException:
+        verify.kill()
+        verify.wait()
+        # services.sh names its container sandbox-verify-$$ and removes it when it exits; killed,
+        # it cannot, so its container (this run's: $$ is the pid started here) goes here.
+        subprocess.run(
+            ["docker", "rm", "-f", f"sandbox-verify-{verify.pid}"], capture_output=True, check=False
+        )
+        raise
+    assert verify.returncode == 0, stdout[-5000:] + stderr[-3000:]
+    assert "FAIL" not in stdout
 
 
 def _free_port() -> int:
