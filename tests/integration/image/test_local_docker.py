@@ -25,7 +25,8 @@ import pytest
 from pipeline.adapters import local_docker
 from tests.conftest import ROOT, TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, run_pipeline
 
-REPOSITORY = f"{TEST_IMAGE_NAMESPACE}sandbox"
+# A repository of this session's own: test sessions running side by side never share a tag.
+REPOSITORY = f"{TEST_IMAGE_NAMESPACE}sandbox-{uuid.uuid4().hex[:8]}"
 CLIS = ("claude", "opencode", "pi", "gh", "pnpm", "tsx", "bun", "node")
 SERVICES = local_docker.SERVICES
 
@@ -41,7 +42,7 @@ class BuiltImage:
 @pytest.fixture(scope="module")
 def sandbox_image(
     sandbox_build_base: str | None, tmp_path_factory: pytest.TempPathFactory
-) -> BuiltImage:
+) -> Iterator[BuiltImage]:
     """The real image, built by the pipeline's own command from the base this machine can have:
     the official node:24-bookworm where it can be pulled (GitHub's runners), else an offline
     base (made as root, or under passwordless sudo, when there is no current one)."""
@@ -52,10 +53,26 @@ def sandbox_image(
         "SANDBOX_IMAGE_REPOSITORY": REPOSITORY,
         "PIPELINE_REPORT": str(report),
     }
-    built = run_pipeline("snapshot_local", env=env, timeout=1800)
-    assert built.returncode == 0, built.output[-4000:]
-    result = json.loads(report.read_text())["build"]
-    return BuiltImage(f"{REPOSITORY}:local", result["sha"], env, result)
+    try:
+        built = run_pipeline("snapshot_local", env=env, timeout=1800)
+        assert built.returncode == 0, built.output[-4000:]
+        result = json.loads(report.read_text())["build"]
+        yield BuiltImage(f"{REPOSITORY}:local", result["sha"], env, result)
+    finally:
+        _remove_repository(REPOSITORY)
+
+
+def _remove_repository(repository: str) -> None:
+    """Every tag of the repository (:local, :sha-…), by name: the session's sweep of test names
+    waits while other test sessions run."""
+    tags = subprocess.run(
+        ["docker", "image", "ls", repository, "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if tags:
+        subprocess.run(["docker", "image", "rm", *tags], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="module")
