@@ -18,16 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
+from pipeline.adapters.buildx import docker_client
 from pipeline.adapters.registry_auth import docker_config_dir, login, push_login_credentials
 from pipeline.adapters.registry_auth import read_docker_config as _read_config
+from pipeline.console import step
 from pipeline.settings.build import BuildSettings
 
-if TYPE_CHECKING:
-    from python_on_whales import DockerClient
-
-LOGIN_TIMEOUT_S = 60
 SECRET_KEYS = frozenset({"auths", "credsStore", "credHelpers"})
 SHARED_DIRS = ("buildx", "cli-plugins", "contexts")
 
@@ -44,7 +41,9 @@ def push_credentials(settings: BuildSettings, host: str | None = None) -> Iterat
         yield None
         return
     with _deleted_on_sigterm(), temporary_docker_config() as config:
-        login(_docker(settings, config), host, credentials)
+        # `login` enforces its own timeout in Python (no coreutils `timeout`: macOS has none).
+        login(docker_client(settings.docker_host, config), host, credentials)
+        step(f"logged in to {host} with {credentials.source}, for this push only")
         yield config
 
 
@@ -63,16 +62,6 @@ def temporary_docker_config(source: Path | None = None) -> Iterator[Path]:
     finally:
         # rmtree unlinks the symlinks and never follows them into the user's folders.
         shutil.rmtree(config, ignore_errors=True)
-
-
-def _docker(settings: BuildSettings, config: Path) -> DockerClient:
-    from python_on_whales import DockerClient
-
-    return DockerClient(
-        host=settings.docker_host,
-        config=config,
-        client_call=["timeout", "--kill-after=10", f"{LOGIN_TIMEOUT_S}s", "docker"],
-    )
 
 
 class _Terminated(BaseException):

@@ -38,7 +38,6 @@ __all__ = [
     "docker_config_credentials",
     "docker_config_dir",
     "docker_config_has_auth",
-    "ensure_login",
     "is_loopback",
     "login",
     "push_login_credentials",
@@ -48,6 +47,7 @@ __all__ = [
 GHCR = "ghcr.io"
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # how docker names Docker Hub in its config
 HELPER_TIMEOUT_S = 10
+LOGIN_TIMEOUT_S = 60.0
 DOCKER_CONFIG_SOURCE = "the Docker config (docker login)"
 
 
@@ -195,31 +195,28 @@ def _from_helper(helper: str, server: str) -> Credentials | None:
     )
 
 
-def ensure_login(client: DockerClient, settings: BuildSettings) -> str:
-    """Log in for a push in the client's Docker config; returns where the credentials came from.
-
-    Superseded by `docker_login.push_credentials`, which keeps the login in a temporary config
-    for the push only; kept until the build session calls that instead.
-    """
-    credentials = push_login_credentials(settings)
-    if credentials is None:
-        return "docker config"
-    login(client, settings.registry_host, credentials)
-    return credentials.source
-
-
-def login(client: DockerClient, host: str, credentials: Credentials) -> None:
+def login(
+    client: DockerClient, host: str, credentials: Credentials, *, timeout_s: float = LOGIN_TIMEOUT_S
+) -> None:
+    """`docker login` into the client's Docker config; RegistryError when refused or silent."""
     secret = credentials.password.get_secret_value()
     # The password goes on stdin, never argv; output is captured so docker's "stored
     # unencrypted" notice does not read like a pipeline warning.
     argv = [*client.client_config.docker_cmd, "login", "--username", credentials.username]
-    done = subprocess.run(
-        [*argv, "--password-stdin", host],
-        input=secret,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [*argv, "--password-stdin", host],
+            input=secret,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,  # enforced here: no coreutils `timeout` (macOS has none)
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RegistryError(
+            f"`docker login {host}` did not finish within {timeout_s:g} s",
+            f"check that {host} answers from this machine (and from DOCKER_HOST's engine)",
+        ) from None
     if done.returncode == 0:
         return
     detail = (done.stderr or done.stdout).replace(secret, "***").strip().splitlines()

@@ -269,3 +269,17 @@ def settle_cache_export(
             CACHE_EXPORT_FIX + ", or set SANDBOX_BUILD_CACHE=read",
         )
     return plan.model_copy(update={"cache_to": None, "cache_export_skipped": NO_CACHE_EXPORT})
+
+
+def main_tag(plan: BuildPlan) -> str | None:
+    """The `:main` tag this plan pushes, if it pushes one."""
+    tag = f"{plan.repository}:main"
+    return tag if plan.push and tag in plan.pushed_tags else None
+
+
+def hold_main(plan: BuildPlan) -> BuildPlan:
+    """The plan without its `:main` push (the sha tag is still pushed)."""
+    tag = main_tag(plan)
+    if tag is None:
+        return plan
+    return plan.model_copy(update={"pushed_tags": tuple(t for t in plan.pushed_tags if t != tag)})

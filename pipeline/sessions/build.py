@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from pipeline import console
 from pipeline.adapters.buildx import (
@@ -12,11 +13,11 @@ from pipeline.adapters.buildx import (
     build,
     containerd_image_store,
     docker_cli,
-    docker_client,
 )
+from pipeline.adapters.docker_login import push_credentials
 from pipeline.adapters.git_context import dockerfile_wants_git_context
 from pipeline.adapters.ref_source import ExportedTree
-from pipeline.adapters.registry_auth import ensure_login
+from pipeline.adapters.release_checks import main_tag_move
 from pipeline.errors import ConfigError
 from pipeline.report import publish
 from pipeline.rules.build_plan import (
@@ -24,10 +25,14 @@ from pipeline.rules.build_plan import (
     BuildPlan,
     Mode,
     builder_problem,
+    hold_main,
+    main_tag,
     needs_image_store_check,
     plan_build,
     settle_cache_export,
 )
+from pipeline.rules.platforms import BuilderFacts
+from pipeline.rules.release import MainMove
 from pipeline.sessions.dev_build import (
     fingerprint_local,
     git_facts,
@@ -125,6 +130,36 @@ def _run_build(
         _describe(plan)
         console.step("dry run: nothing was built, pushed or tagged")
         return None
+    plan, builder = _checked_plan(mode, settings, tree)
+    plan, main = _settle_main(plan, settings)
+    plan, measured = fingerprint_local(plan, settings, builder.driver, tree)
+    _describe(plan)
+    if main is not None and not main.move:
+        console.warn(main.reason)
+    if skip_unchanged(plan, measured, settings, reports):
+        return None
+    if plan.cache_export_skipped:
+        console.warn(
+            f"no registry cache export: {plan.cache_export_skipped} (the image is built and "
+            f"pushed; to export the cache, {CACHE_EXPORT_FIX})"
+        )
+    # A push logs in right before it, in a Docker config deleted right after.
+    credentials = push_credentials(settings) if plan.push else nullcontext()
+    with (
+        credentials as config,
+        console.group(f"docker buildx build ({', '.join(plan.build_tags)})"),
+    ):
+        outcome = build(plan, docker_cli(settings.docker_host, config), console.say)
+    _tell(outcome)
+    values = _report_values(plan, outcome, main)
+    publish("build", values, reports, summary=_summary(plan, outcome, main))
+    return outcome
+
+
+def _checked_plan(
+    mode: Mode, settings: BuildSettings, tree: ExportedTree | None
+) -> tuple[BuildPlan, BuilderFacts]:
+    """The plan, checked against the builder and the engine's image store."""
     cli = docker_cli(settings.docker_host)
     # Asked now, answered while git is read: the check costs the fast path almost nothing.
     with BuilderProbe(cli, settings.builder) as probe:
@@ -140,23 +175,16 @@ def _run_build(
         raise problem
     if needs_image_store_check(plan, builder):
         plan = settle_cache_export(plan, containerd_image_store(cli), settings.cache)
-    plan, measured = fingerprint_local(plan, settings, builder.driver, tree)
-    _describe(plan)
-    if skip_unchanged(plan, measured, settings, reports):
-        return None
-    if plan.cache_export_skipped:
-        console.warn(
-            f"no registry cache export: {plan.cache_export_skipped} (the image is built and "
-            f"pushed; to export the cache, {CACHE_EXPORT_FIX})"
-        )
-    if plan.push:
-        source = ensure_login(docker_client(settings.docker_host), settings)
-        console.step(f"logged in to {settings.registry_host} ({source})")
-    with console.group(f"docker buildx build ({', '.join(plan.build_tags)})"):
-        outcome = build(plan, cli, console.say)
-    _tell(outcome)
-    publish("build", _report_values(plan, outcome), reports, summary=_summary(plan, outcome))
-    return outcome
+    return plan, builder
+
+
+def _settle_main(plan: BuildPlan, settings: BuildSettings) -> tuple[BuildPlan, MainMove | None]:
+    """`:main` never moves backwards: a re-run of an older release pushes only its sha tag."""
+    main = main_tag(plan)
+    if main is None:
+        return plan, None
+    decision = main_tag_move(main, plan.sha, plan.context, settings)
+    return (plan if decision.move else hold_main(plan)), decision
 
 
 def _describe(plan: BuildPlan) -> None:
@@ -180,7 +208,10 @@ def _tell(outcome: BuildOutcome) -> None:
     )
 
 
-def _report_values(plan: BuildPlan, outcome: BuildOutcome) -> dict[str, object]:
+def _report_values(
+    plan: BuildPlan, outcome: BuildOutcome, main: MainMove | None
+) -> dict[str, object]:
+    moved = {} if main is None else {"main_moved": main.move, "main_reason": main.reason}
     return {
         "image": plan.pushed_tags[0],
         "repository": plan.repository,
@@ -188,12 +219,15 @@ def _report_values(plan: BuildPlan, outcome: BuildOutcome) -> dict[str, object]:
         "dirty": plan.dirty,
         "branch": plan.branch,
         **outcome.model_dump(mode="json"),
+        **moved,
         "labels": plan.labels,
     }
 
 
-def _summary(plan: BuildPlan, outcome: BuildOutcome) -> list[tuple[str, str]]:
-    return [
+def _summary(
+    plan: BuildPlan, outcome: BuildOutcome, main: MainMove | None
+) -> list[tuple[str, str]]:
+    rows = [
         ("tags", ", ".join(f"`{t}`" for t in outcome.tags)),
         ("digest", f"`{outcome.digest}`" if outcome.digest else "-"),
         ("steps cached", f"{outcome.steps_cached}/{outcome.steps_total}"),
@@ -201,3 +235,6 @@ def _summary(plan: BuildPlan, outcome: BuildOutcome) -> list[tuple[str, str]]:
         ("duration", f"{outcome.duration_s:.1f} s"),
         ("pushed", "yes" if outcome.pushed else "no"),
     ]
+    if main is not None:
+        rows.append((":main", "moved" if main.move else f"not moved: {main.reason}"))
+    return rows

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, GitError
-from pipeline.rules.build_plan import MAX_TAG_LENGTH, plan_build, sanitize_tag, sha_tag
+from pipeline.rules.build_plan import (
+    MAX_TAG_LENGTH,
+    hold_main,
+    main_tag,
+    plan_build,
+    sanitize_tag,
+    sha_tag,
+)
 from pipeline.rules.git_facts import GitFacts
 from pipeline.settings.build import BuildSettings
 
@@ -125,6 +132,16 @@ def test_ref_build_never_moves_main(
     plan = plan_build(mode, settings(monkeypatch, **env), facts(), WHEN, ref_build=True)  # type: ignore[arg-type]
     assert plan.pushed_tags == pushed and plan.local_tags == local
     assert not any(tag.endswith(":main") for tag in plan.all_tags)
+
+
+def test_holding_main_keeps_the_sha_tag(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = plan_build("push", settings(monkeypatch), facts(), WHEN)
+    assert main_tag(plan) == f"{REPO}:main"
+    held = hold_main(plan)
+    assert held.pushed_tags == (f"{REPO}:sha-{SHA}",) and main_tag(held) is None
+    assert hold_main(held) == held
+    local = plan_build("local", settings(monkeypatch, PUSH="1"), facts(), WHEN)
+    assert main_tag(local) is None and hold_main(local) == local
 
 
 def test_push_refuses_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:

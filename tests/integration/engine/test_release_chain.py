@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socketserver
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from pipeline.adapters.buildx import docker_client
 from pipeline.adapters.docker_login import push_credentials
 from pipeline.adapters.local_registry import LocalRegistry
 from pipeline.adapters.registry_api import (
@@ -25,10 +31,11 @@ from pipeline.adapters.registry_api import (
     image_revision,
     resolve_digest,
 )
+from pipeline.adapters.registry_auth import Credentials, login
 from pipeline.adapters.release_checks import main_tag_move, verify_digest
 from pipeline.errors import RegistryError
 from pipeline.settings.build import BuildSettings
-from tests.conftest import ROOT, make_fixture_repo
+from tests.conftest import ROOT, PipelineRun, make_fixture_repo, run_pipeline
 
 pytestmark = pytest.mark.usefixtures("engine")
 REVISION = "org.opencontainers.image.revision"
@@ -223,3 +230,102 @@ def test_main_never_moves_backwards(
     assert main_tag_move(main, b, repo.path, settings).move  # the same commit, re-pushed
     fresh = main_tag_move(f"{settings.image_repository}-none:main", a, repo.path, settings)
     assert fresh.move and "does not exist yet" in fresh.reason
+
+
+# --- through the build session ------------------------------------------------------------------
+
+
+def _main_digest(registry: LocalRegistry, name: str) -> str:
+    with registry.client() as client:
+        head = client.head(
+            f"/v2/{name}/manifests/main", headers={"Accept": ", ".join(MANIFEST_TYPES)}
+        )
+    assert head.status_code == 200, head.status_code
+    return str(head.headers["Docker-Content-Digest"])
+
+
+def test_snapshot_push_of_an_older_commit_leaves_main_and_no_credential(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """Commits A ← B: `snapshot_push` at B moves `:main`; a re-run at A (a copy checked out at
+    A, as an old release job's checkout is) pushes `:sha-A` only. No push leaves its login in
+    the user's Docker config, nor a temporary one behind."""
+    repo = make_fixture_repo(tmp_path / "repo", registry.host)
+    a = repo.sha
+    b = commit(repo.path, "b.txt")
+    user = tmp_path / "user-docker-config"
+    user.mkdir()
+    name = repo.repository.split("/", 1)[1]
+    configs = temp_configs()
+
+    def push(path: Path, tag: str) -> tuple[PipelineRun, dict[str, object], list[str]]:
+        report, outputs = tmp_path / f"report-{tag}.json", tmp_path / f"output-{tag}"
+        env = {
+            **repo.env(SANDBOX_BUILD_CONTEXT=str(path)),
+            "SANDBOX_DOCKERFILE": str(path / "sandbox" / "Dockerfile"),
+            "REGISTRY_USERNAME": registry.username,
+            "REGISTRY_PASSWORD": registry.password,
+            "PIPELINE_REPORT": str(report),
+            "GITHUB_OUTPUT": str(outputs),
+        }
+        run = run_pipeline("snapshot_push", env=env, docker_config=user)
+        assert run.returncode == 0, run.output[-3000:]
+        assert registry.password not in run.output
+        built = json.loads(report.read_text())["build"]
+        return run, built, outputs.read_text().splitlines()
+
+    try:
+        _, at_b, lines = push(repo.path, "b")
+        assert at_b["main_moved"] is True and "main_moved=true" in lines
+        assert registry.tags(name) == ["buildcache", "main", f"sha-{b}"]
+        main_at_b = _main_digest(registry, name)
+        assert main_at_b == at_b["digest"]
+
+        older = tmp_path / "old-checkout"
+        shutil.copytree(repo.path, older, symlinks=True)
+        subprocess.run(["git", "-C", str(older), "checkout", "-q", a], check=True)
+        run, at_a, lines = push(older, "a")
+        assert sorted(registry.tags(name)) == sorted(["buildcache", "main", f"sha-{a}", f"sha-{b}"])
+        assert _main_digest(registry, name) == main_at_b  # :main never moves backwards
+        assert at_a["main_moved"] is False and "main_moved=false" in lines
+        assert "never moves backwards" in str(at_a["main_reason"])
+        assert f"{repo.repository}:main" not in at_a["tags"]  # type: ignore[operator]
+        assert "never moves backwards" in run.stderr  # a warning, not an error
+    finally:
+        subprocess.run(
+            ["docker", "image", "rm", *(f"{repo.repository}:{t}" for t in ("main", f"sha-{a}",
+             f"sha-{b}"))], capture_output=True, check=False,
+        )  # fmt: skip
+    # The login lived in a temporary config for each push, and nowhere after.
+    assert temp_configs() == configs
+    for path in user.rglob("*"):
+        if path.is_file():
+            assert registry.password not in path.read_text(errors="replace"), path
+
+
+class _Silent(socketserver.BaseRequestHandler):
+    """Accepts a connection and says nothing: a registry behind a black-holing proxy."""
+
+    def handle(self) -> None:
+        time.sleep(30)
+
+
+def test_a_login_that_hangs_is_stopped_in_python(settings: BuildSettings, tmp_path: Path) -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Silent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    credentials = Credentials(username="u", password=SecretStr("hang-secret-77"), source="test")
+    config = tmp_path / "config"
+    config.mkdir()
+    began = time.monotonic()
+    try:
+        with pytest.raises(RegistryError) as caught:
+            login(docker_client(None, config), host, credentials, timeout_s=3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - began < 20
+    line = str(caught.value)
+    assert "did not finish within 3 s" in line and host in line and "\n" not in line
+    assert "hang-secret-77" not in line
