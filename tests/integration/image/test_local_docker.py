@@ -249,7 +249,7 @@ def test_dev_sync_matches_host_git_state(
         (worktree / "noxfile.py").write_text("# unstaged\n")
         (worktree / "new-in-worktree.txt").write_text("untracked\n")
         checkout = worktree
-    # Only the checkout is given: git dir and common dir default from gitpython (worktrees too).
+    # Only the checkout is given: git dir and common dir default from git (worktrees too).
     monkeypatch.setenv("LOCAL_DOCKER_REPO_CHECKOUT", str(checkout))
     sandbox = local_docker.start(sync=True, name=new_name())
     inside = _sh(
