@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.errors import ConfigError, SandboxError
+from pipeline.polling import SYSTEM_CLOCK, Clock, Interval, PollTimeout, poll
 from pipeline.settings.build import BuildSettings, _Base, load
 
 if TYPE_CHECKING:
@@ -173,27 +173,46 @@ def _published_port(container: Container) -> int:
     raise SandboxError(f"port {DAEMON_PORT} of {container.name} was not published", "report this")
 
 
-def wait_healthy(container: Container, url: str, timeout_s: float) -> dict[str, object]:
-    deadline = time.monotonic() + timeout_s
-    last = "no answer yet"
-    delay = 0.1
-    while time.monotonic() < deadline:
-        container.reload()  # type: ignore[no-untyped-call]
-        if not container.state.running:
-            last = f"the container exited with code {container.state.exit_code}"
-            break
-        try:
-            response = httpx.get(f"{url}/api/health", timeout=2)
-            if response.status_code == 200:
-                body: dict[str, object] = response.json()
-                return body
-            last = f"HTTP {response.status_code}"
-        except httpx.HTTPError as error:
-            last = type(error).__name__
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+class _Health(BaseModel):
+    """One look at a starting sandbox: healthy (with the body), exited, or not yet (why)."""
+
+    state: Literal["healthy", "exited", "waiting"]
+    reason: str
+    body: dict[str, object] = Field(default_factory=dict)
+
+
+def _look(container: Container, url: str) -> _Health:
+    container.reload()  # type: ignore[no-untyped-call]
+    if not container.state.running:
+        return _Health(
+            state="exited", reason=f"the container exited with code {container.state.exit_code}"
+        )
+    try:
+        response = httpx.get(f"{url}/api/health", timeout=2)
+    except httpx.HTTPError as error:
+        return _Health(state="waiting", reason=type(error).__name__)
+    if response.status_code == 200:
+        return _Health(state="healthy", reason="ok", body=response.json())
+    return _Health(state="waiting", reason=f"HTTP {response.status_code}")
+
+
+def wait_healthy(
+    container: Container, url: str, timeout_s: float, clock: Clock = SYSTEM_CLOCK
+) -> dict[str, object]:
+    try:
+        seen = poll(
+            lambda: _look(container, url),
+            lambda health: health.state != "waiting",
+            timeout_s=timeout_s,
+            interval=Interval(first_s=0.1, factor=1.5, max_s=1.0),
+            clock=clock,
+        )
+    except PollTimeout as timeout:
+        seen = timeout.last
+    if seen.state == "healthy":
+        return seen.body
     raise SandboxError(
-        f"sandbox {container.name} did not become healthy within {timeout_s:g} s ({last})",
+        f"sandbox {container.name} did not become healthy within {timeout_s:g} s ({seen.reason})",
         "read the service logs above; raise LOCAL_DOCKER_HEALTH_TIMEOUT if it is just slow",
         details=tuple(service_logs(container)),
     )
