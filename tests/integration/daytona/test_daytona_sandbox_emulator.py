@@ -45,6 +45,7 @@ from tests.helpers.emulator import (
     push_busybox_image,
 )
 from tests.helpers.fake_daytona import clean_env
+from tests.helpers.host_engine import TEST_IMAGE_NAMESPACE
 
 __all__ = ["clean_env", "daytona_emulator_with_registry"]  # fixtures, used by name
 
@@ -66,7 +67,7 @@ class Emulated:
         """An active snapshot of a busybox image that serves a page on port 3000."""
         image = push_busybox_image(
             self.registry,
-            f"sandbox-client/{uuid.uuid4().hex[:10]}",
+            f"{TEST_IMAGE_NAMESPACE}sandbox-client/{uuid.uuid4().hex[:10]}",
             "v1",
             entrypoint=HTTPD,
             files={"www/index.html": PAGE},

@@ -36,6 +36,7 @@ from tests.helpers.emulator import (
     push_busybox_image,
     wait_for_state,
 )
+from tests.helpers.host_engine import TEST_IMAGE_NAMESPACE
 
 __all__ = ["daytona_emulator", "daytona_emulator_with_registry"]  # fixtures, found by name
 
@@ -73,7 +74,11 @@ def active_snapshot(
     entrypoint: list[str] | None = None,
 ) -> None:
     image = push_busybox_image(
-        registry, f"emulator/{name}", "v1", entrypoint=entrypoint, files={"www/index.html": PAGE}
+        registry,
+        f"{TEST_IMAGE_NAMESPACE}emulator/{name}",
+        "v1",
+        entrypoint=entrypoint,
+        files={"www/index.html": PAGE},
     )
     with api_client(emulator) as client:
         created = client.post("/snapshots", json={"name": name, "imageName": image.reference})
@@ -268,7 +273,7 @@ def test_a_registry_entry_lends_its_credentials_to_the_pull(
 ) -> None:
     """No emulator-wide credentials: only the organization's entry opens the registry, for the
     snapshot's inspection and for the sandbox's `docker pull` alike."""
-    image = push_busybox_image(registry, "emulator/private", "v1")
+    image = push_busybox_image(registry, f"{TEST_IMAGE_NAMESPACE}emulator/private", "v1")
     daytona_emulator.freeze_clock()
     with api_client(daytona_emulator) as client:
         entry = client.post(
