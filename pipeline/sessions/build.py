@@ -39,6 +39,7 @@ from pipeline.sessions.dev_build import (
     ref_source,
     skip_if_unchanged,
     skip_unchanged,
+    with_build_base,
 )
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
@@ -130,6 +131,8 @@ def _run_build(
         _describe(plan)
         console.step("dry run: nothing was built, pushed or tagged")
         return None
+    if mode == "local":  # one session on every machine: it finds (or makes) a base it can use
+        settings = with_build_base(settings)
     plan, builder = _checked_plan(mode, settings, tree)
     plan, main = _settle_main(plan, settings)
     plan, measured = fingerprint_local(plan, settings, builder.driver, tree)

@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from pipeline import console
+from pipeline.adapters.base_rootfs import BaseImageError
+from pipeline.adapters.build_base import ensure_build_base
 from pipeline.adapters.build_inputs import Fingerprint, fingerprint_build, tag_image
 from pipeline.adapters.context_files import default_cache_dir
 from pipeline.adapters.git import read_git_facts
@@ -34,6 +37,7 @@ def skip_if_unchanged() -> bool:
         settings = load(BuildSettings)
         if settings.push or settings.repo_ref or not settings.dockerfile.is_file():
             return False
+        settings = with_build_base(settings)  # the fingerprint then covers the chosen base
         facts = git_facts(settings, None)
         wants_git = dockerfile_wants_git_context(settings.dockerfile)
         plan = plan_build("local", settings, facts, facts.commit_time, git_context=wants_git)
@@ -43,6 +47,29 @@ def skip_if_unchanged() -> bool:
         return skip_unchanged(plan, measured, settings, load(ReportSettings))
     except PipelineError:
         return False
+
+
+# The base chosen for each (SANDBOX_BASE_IMAGE, Dockerfile, engine) in this process: the fast path
+# and the full build after it ask once (a failed pull is not tried twice).
+_CHOSEN_BASES: dict[tuple[str | None, Path, str | None], str | BaseImageError | None] = {}
+
+
+def with_build_base(settings: BuildSettings) -> BuildSettings:
+    """The settings with the base this machine can build from as SANDBOX_BASE_IMAGE: the
+    Dockerfile's own (pulled if need be), else the offline base, made if need be; one image
+    inspect when the base is there. Raises BaseImageError (exit code 12) when there is none."""
+    key = (settings.base_image, settings.dockerfile, settings.docker_host)
+    if key not in _CHOSEN_BASES:
+        try:
+            _CHOSEN_BASES[key] = ensure_build_base(settings)
+        except BaseImageError as error:
+            _CHOSEN_BASES[key] = error
+    chosen = _CHOSEN_BASES[key]
+    if isinstance(chosen, BaseImageError):
+        raise BaseImageError(chosen.cause, chosen.fix, chosen.details)
+    if chosen == settings.base_image:
+        return settings
+    return settings.model_copy(update={"base_image": chosen})
 
 
 @contextmanager

@@ -28,8 +28,11 @@ class Finding:
     what: str
     detail: str
     fix: str = ""
+    note: bool = False  # ok for what this machine does now, worth knowing for what it may do
 
     def line(self) -> str:
+        if self.note:
+            return f"note  {self.what}: {self.detail} — {self.fix}"
         if self.ok:
             return f"ok    {self.what}: {self.detail}"
         return f"FAIL  {self.what}: {self.detail} — fix: {self.fix}"
@@ -182,12 +185,19 @@ def _credentials(state: _State) -> Finding:
             return Finding(True, "registry credentials", f"{host}: from the Docker config")
         if is_loopback(host):
             return Finding(True, "registry credentials", f"{host}: none (loopback registry)")
-        return Finding(
-            False,
-            "registry credentials",
-            f"none for {host} (needed for PUSH=1 and snapshot_push)",
+        how = (
             "set REGISTRY_USERNAME/REGISTRY_PASSWORD (or GITHUB_ACTOR/GITHUB_TOKEN for "
-            f"ghcr.io), or run `docker login {host}`",
+            f"ghcr.io), or run `docker login {host}`"
+        )
+        if settings.push:
+            return Finding(False, "registry credentials", f"none for {host} (PUSH=1)", how)
+        # A machine that only builds :local needs none: not a problem, but say what pushing needs.
+        return Finding(
+            True,
+            "registry credentials",
+            f"none for {host}; local builds need none (PUSH=1 and snapshot_push do)",
+            f"to push, {how}",
+            note=True,
         )
     if state.skip_login:
         return Finding(True, "registry credentials", f"{host}: {found.source} (not tried)")

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -311,6 +312,26 @@ def test_doctor_checks_credentials(registry: LocalRegistry, fixture_repo: Fixtur
     )
     assert bad.returncode == 11  # doctor's own code: it found problems (pipeline/errors.py)
     assert "FAIL  registry credentials" in bad.stdout and "nope-123" not in bad.output
+
+
+def test_doctor_on_a_machine_that_only_builds_locally(tmp_path: Path) -> None:
+    # PATH with only python, git and docker (no gh with a developer's login), an empty Docker
+    # config, the default ghcr.io repository and no token: nothing to push with.
+    folder = tmp_path / "path"
+    folder.mkdir()
+    for tool in ("git", "docker"):
+        (folder / tool).symlink_to(str(shutil.which(tool)))
+    (folder / "python").symlink_to(sys.executable)
+    env = {"PATH": str(folder), "SANDBOX_IMAGE_REPOSITORY": "ghcr.io/iterate/sandbox"}
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    local = run_pipeline("doctor", env=env, docker_config=config)
+    assert local.returncode == 0, local.output
+    assert "note  registry credentials: none for ghcr.io" in local.stdout
+    assert "FAIL" not in local.stdout
+    pushing = run_pipeline("doctor", env={**env, "PUSH": "1"}, docker_config=config)
+    assert pushing.returncode == 11, pushing.output
+    assert "FAIL  registry credentials: none for ghcr.io (PUSH=1)" in pushing.stdout
 
 
 def test_secret_is_not_in_image(

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.adapters import base_rootfs
 from pipeline.adapters.background import Status, status
 from pipeline.adapters.build_inputs import fingerprint_build, inspect_images
+from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL
 from pipeline.rules.build_plan import BuildPlan, plan_build
 from pipeline.rules.fingerprint import LABEL, unchanged
 from pipeline.rules.git_facts import GitFacts
@@ -32,6 +34,7 @@ from tests.conftest import (
     image_exists,
     make_fixture_repo,
 )
+from tests.helpers.engines import OwnEngine
 from tests.helpers.host_engine import TEST_IMAGE_NAMESPACE
 from tests.unit.test_dockerignore import BAD_PATTERNS, CASES, EVERYTHING, make_tree
 
@@ -413,3 +416,72 @@ def test_ref_build_tags_that_commit_and_leaves_the_checkout(
     ) == before
     missing = run_pipeline("snapshot_local", env=repo.env(SANDBOX_ITERATE_REPO_REF="nope"))
     assert missing.returncode == 4 and "nope" in missing.error_line()
+
+
+# --- one session on every machine: the base snapshot_local finds for itself -------------------
+
+UNPULLABLE = f"127.0.0.1:9/{TEST_IMAGE_NAMESPACE}unpullable:none"  # port 9: nothing listens
+
+
+def test_snapshot_local_uses_the_offline_base_and_its_fast_path_follows_it(
+    own_engine: OwnEngine, tmp_path: Path
+) -> None:
+    """The Dockerfile's own base cannot be pulled (as Docker Hub offline): snapshot_local alone
+    builds FROM the current offline base, skips the next unchanged run, and rebuilds when that
+    base is remade. On an engine of the tests' own: its offline base tag is a stand-in."""
+    recipe = base_rootfs.plan_here(DEFAULT_TAG).recipe
+    standin = tmp_path / "standin"
+    standin.mkdir()
+    shutil.copy("/bin/busybox", standin / "busybox")
+
+    def make_standin(content: str) -> None:
+        (standin / "v").write_text(content)
+        (standin / "Dockerfile").write_text(
+            f"FROM scratch\nCOPY busybox /bin/busybox\nCOPY v /v\nLABEL {RECIPE_LABEL}={recipe}\n"
+        )
+        own_engine.docker("buildx", "build", "-q", "--load", "-t", DEFAULT_TAG, str(standin))
+
+    recipe_text = (
+        f"ARG BASE_IMAGE={UNPULLABLE}\nFROM ${{{{BASE_IMAGE}}}}\n"  # make_fixture_repo formats it
+        'RUN ["/bin/busybox", "cp", "/v", "/{nonce}"]\nARG GIT_SHA\n'
+    )
+    repo = make_fixture_repo(tmp_path / "repo", HOST, dockerfile=recipe_text)
+    env = {**own_engine.env(), "SANDBOX_BUILD_CA_BUNDLE": "none"}
+    make_standin("one")
+    try:
+        first = _build(repo, tmp_path, **env)
+        assert not first.get("skipped")
+        local = f"{repo.repository}:local"
+        config = json.loads(
+            own_engine.docker("image", "inspect", "--format", "{{json .Config}}", local).stdout
+        )
+        assert config["Labels"][RECIPE_LABEL] == recipe  # FROM the offline base
+        assert _build(repo, tmp_path, **env)["skipped"] is True
+        make_standin("two")  # the offline base is remade: same tag, new image
+        assert not _build(repo, tmp_path, **env).get("skipped")
+    finally:
+        own_engine.docker("image", "rm", DEFAULT_TAG, check=False)
+        for tag in ("local", f"sha-{repo.sha}"):
+            own_engine.docker("image", "rm", f"{repo.repository}:{tag}", check=False)
+
+
+def test_no_base_at_all_is_one_line_with_its_own_exit_code(
+    own_engine: OwnEngine, tmp_path: Path
+) -> None:
+    # PATH without mmdebstrap: the offline base cannot be made, and nothing is built.
+    only = tmp_path / "bin"
+    only.mkdir()
+    for tool in ("docker", "git"):
+        (only / tool).symlink_to(str(shutil.which(tool)))
+    (only / "python").symlink_to(sys.executable)
+    repo = make_fixture_repo(
+        tmp_path / "repo",
+        HOST,
+        dockerfile=f"ARG BASE_IMAGE={UNPULLABLE}\nFROM ${{{{BASE_IMAGE}}}}\n",
+    )
+    assert own_engine.docker("image", "inspect", DEFAULT_TAG, check=False).returncode != 0
+    run = run_pipeline("snapshot_local", env=repo.env(PATH=str(only), **own_engine.env()))
+    assert run.returncode == 12, run.output[-3000:]
+    line = run.error_line()
+    assert f"{UNPULLABLE} cannot be pulled" in line and "mmdebstrap" in line
+    assert own_engine.docker("image", "inspect", f"{repo.repository}:local", check=False).returncode
