@@ -1,23 +1,19 @@
-"""`snapshot_local` and `snapshot_push`: plan, log in, build, report."""
+"""`snapshot_local` and `snapshot_push`: plan, log in, build, report.
+
+The build machinery (buildx, the registry's HTTP client, the login) is imported where it is used:
+an unchanged `snapshot_local` is answered by dev_build's fast path before any of it loads.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 from pipeline import console
-from pipeline.adapters.buildx import (
-    BuilderProbe,
-    BuildOutcome,
-    build,
-    containerd_image_store,
-    docker_cli,
-)
-from pipeline.adapters.docker_login import push_credentials
 from pipeline.adapters.git_context import dockerfile_wants_git_context
 from pipeline.adapters.ref_source import ExportedTree
-from pipeline.adapters.release_checks import main_tag_move
 from pipeline.errors import ConfigError
 from pipeline.report import publish
 from pipeline.rules.build_plan import (
@@ -43,6 +39,9 @@ from pipeline.sessions.dev_build import (
 )
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
+
+if TYPE_CHECKING:
+    from pipeline.adapters.buildx import BuildOutcome
 
 
 def snapshot_local(argv: Sequence[str]) -> None:
@@ -133,6 +132,9 @@ def _run_build(
         return None
     if mode == "local":  # one session on every machine: it finds (or makes) a base it can use
         settings = with_build_base(settings)
+    from pipeline.adapters.buildx import build, docker_cli
+    from pipeline.adapters.docker_login import push_credentials
+
     plan, builder = _checked_plan(mode, settings, tree)
     plan, main = _settle_main(plan, settings)
     plan, measured = fingerprint_local(plan, settings, builder.driver, tree)
@@ -163,6 +165,8 @@ def _checked_plan(
     mode: Mode, settings: BuildSettings, tree: ExportedTree | None
 ) -> tuple[BuildPlan, BuilderFacts]:
     """The plan, checked against the builder and the engine's image store."""
+    from pipeline.adapters.buildx import BuilderProbe, containerd_image_store, docker_cli
+
     cli = docker_cli(settings.docker_host)
     # Asked now, answered while git is read: the check costs the fast path almost nothing.
     with BuilderProbe(cli, settings.builder) as probe:
@@ -186,6 +190,8 @@ def _settle_main(plan: BuildPlan, settings: BuildSettings) -> tuple[BuildPlan, M
     main = main_tag(plan)
     if main is None:
         return plan, None
+    from pipeline.adapters.release_checks import main_tag_move
+
     decision = main_tag_move(main, plan.sha, plan.context, settings)
     return (plan if decision.move else hold_main(plan)), decision
 
