@@ -28,6 +28,14 @@ def test_defaults() -> None:
     assert s.registry_host == "ghcr.io"
 
 
+@pytest.mark.parametrize(("value", "expected"), [("my-feature", "my-feature"), ("", None)])
+def test_repo_ref(monkeypatch: pytest.MonkeyPatch, value: str, expected: str | None) -> None:
+    # SANDBOX_ITERATE_REPO_REF= in a shell means "the checkout", like every other variable
+    monkeypatch.setenv("SANDBOX_ITERATE_REPO_REF", value)
+    assert load(BuildSettings).repo_ref == expected
+    assert "SANDBOX_ITERATE_REPO_REF" in VARIABLES  # tests drop it from a developer's shell
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("1", True), ("true", True), ("yes", True), ("0", False), ("false", False), ("", False)],
