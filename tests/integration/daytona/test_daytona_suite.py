@@ -23,7 +23,6 @@ import pytest
 from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
-from pipeline.adapters.build_base import choose_build_base
 from pipeline.adapters.daytona.client import DaytonaClient
 from pipeline.adapters.daytona.sandbox_lifecycle import SandboxWaits
 from pipeline.adapters.daytona.sandboxes import (
@@ -33,8 +32,9 @@ from pipeline.adapters.daytona.sandboxes import (
     running_sandbox,
 )
 from pipeline.adapters.local_registry import LocalRegistry
-from tests.conftest import ROOT, run_pipeline
+from tests.conftest import run_pipeline
 from tests.helpers.emulator import daytona_emulator_with_registry  # noqa: F401
+from tests.helpers.host_engine import TEST_IMAGE_NAMESPACE
 from tests.integration.image.test_local_docker import CLIS, SERVICES
 
 # Its Daytona fixtures are requested at run time (they depend on DAYTONA_SNAPSHOT_NAME), so the
@@ -72,15 +72,16 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, engine: None) -> Iter
     emulator: EmulatorServer = request.getfixturevalue("daytona_emulator_with_registry")
     registry: LocalRegistry = request.getfixturevalue("registry")
     report = tmp_path / "report.json"
-    # The base this machine can have, as the local suite builds it (test_local_docker.py).
-    base = choose_build_base(None, ROOT / "sandbox" / "Dockerfile")
+    # The base this machine can have, chosen so that no developer's tag is written or removed.
+    base: str | None = request.getfixturevalue("sandbox_build_base")
     # run_pipeline drops the pipeline's variables from this environment; a ref to build
     # (SANDBOX_ITERATE_REPO_REF=<branch> nox -s test_daytona) is passed on explicitly.
     ref = os.environ.get("SANDBOX_ITERATE_REPO_REF")
     env = {
         **({"SANDBOX_BASE_IMAGE": base} if base else {}),
         **({"SANDBOX_ITERATE_REPO_REF": ref} if ref else {}),
-        "SANDBOX_IMAGE_REPOSITORY": f"{registry.host}/iterate/sandbox",
+        # The test namespace: what the engine keeps after the push is swept at the end.
+        "SANDBOX_IMAGE_REPOSITORY": f"{registry.host}/{TEST_IMAGE_NAMESPACE}sandbox",
         "REGISTRY_USERNAME": registry.username,
         "REGISTRY_PASSWORD": registry.password,
         "DAYTONA_API_URL": emulator.base_url,
