@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
 def on_github() -> bool:
-    return os.environ.get("GITHUB_ACTIONS") == "true"
+    """Inside a GitHub Actions step (GITHUB_ACTIONS, read by ReportSettings)."""
+    from pipeline.errors import ConfigError
+    from pipeline.settings.build import ReportSettings, load
+
+    try:
+        return load(ReportSettings).github_actions
+    except ConfigError:  # a bad report variable is reported by the session itself
+        return False
 
 
 def say(message: str) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import console
 from pipeline.adapters.local_registry import start_registry
 from pipeline.sessions.options import parser
+from pipeline.settings.build import BuildSettings, load
 
 
 def registry(argv: Sequence[str]) -> None:
@@ -28,7 +27,7 @@ def registry(argv: Sequence[str]) -> None:
         root,
         username=args.username,
         port=args.port,
-        password=os.environ.get("REGISTRY_PASSWORD") or None,
+        password=_password(),
     )
     secret_file = root / "password"
     secret_file.touch(mode=0o600)
@@ -39,9 +38,13 @@ def registry(argv: Sequence[str]) -> None:
         f'REGISTRY_USERNAME={served.username} REGISTRY_PASSWORD="$(cat {secret_file})"'
     )
     try:
-        while served.process.poll() is None:
-            time.sleep(1)
+        served.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
         served.stop()
+
+
+def _password() -> str | None:
+    secret = load(BuildSettings).registry_password
+    return secret.get_secret_value() if secret is not None else None
