@@ -83,11 +83,15 @@ def sudo_prefix() -> list[str]:
     sudo_works = sudo is not None and _succeeds([sudo, "-n", "true"])
     problem = offline_tools_problem(mmdebstrap, is_root, sudo_works)
     if problem:
+        if mmdebstrap is None:
+            fix = (
+                "" if is_root else "sudo "
+            ) + "apt-get install --no-install-recommends mmdebstrap"
+        else:
+            fix = "run as root or with passwordless sudo"
         raise BaseImageError(
             f"cannot make the offline base image: {problem}",
-            "install mmdebstrap (bash scripts/setup-test-tools.sh, or apt-get install mmdebstrap) "
-            "and run as root or with passwordless sudo, or set SANDBOX_BASE_IMAGE to a Node 24 "
-            "bookworm image this engine has",
+            f"{fix}, or set SANDBOX_BASE_IMAGE to a Node 24 bookworm image this engine has",
         )
     if is_root or sudo is None:
         return []

@@ -43,17 +43,33 @@ def choose_build_base(
         return None  # nothing to choose: the Dockerfile has no BASE_IMAGE argument
     if base_rootfs.image_label(official, RECIPE_LABEL, docker_host) is not None:
         return None
+    # An offline base made here earlier (because the official one could not be pulled) is used
+    # without asking the network again: the unchanged path stays two inspects, and a network
+    # that drops connections cannot stall every run.
+    if _offline_base_is_current(offline_tag, docker_host):
+        return offline_tag
     step(f"{official} is not in the engine: pulling it")
     why_not = base_rootfs.pull(official, docker_host)
     if why_not is None:
         return None
-    say(f"{official} cannot be pulled ({why_not}); using the offline base {offline_tag}")
+    reason = _last_clause(why_not)
+    say(f"{official} cannot be pulled ({reason}); using the offline base {offline_tag}")
     try:
         return base_rootfs.make_base_image(offline_tag, docker_host=docker_host)
     except BaseImageError as error:
         raise BaseImageError(
-            f"{official} cannot be pulled ({why_not}), and {error.cause}", error.fix, error.details
+            f"{official} cannot be pulled ({reason}), and {error.cause}", error.fix, error.details
         ) from None
+
+
+def _offline_base_is_current(offline_tag: str, docker_host: str | None) -> bool:
+    recipe = base_rootfs.image_label(offline_tag, RECIPE_LABEL, docker_host)
+    return recipe is not None and recipe == base_rootfs.plan_here(offline_tag).recipe
+
+
+def _last_clause(daemon_error: str) -> str:
+    """The daemon's own cause ("no such host", "connection refused") without the URL chain."""
+    return daemon_error.rsplit(": ", 1)[-1].strip() or daemon_error
 
 
 def _configured_base(configured: str, docker_host: str | None, offline_tag: str) -> str:

@@ -105,14 +105,26 @@ def test_the_dockerfiles_own_base_in_the_engine_costs_one_inspect(
     ]
 
 
-def test_a_current_offline_base_is_used_when_the_official_cannot_be_pulled(
-    made: list[str], nonce: str, tmp_path: Path
+def test_a_current_offline_base_is_used_without_asking_the_network(
+    made: list[str], nonce: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     offline = f"{TEST_IMAGE_NAMESPACE}offline-base:{nonce}"
     recipe = base_rootfs.plan_here(offline).recipe
     made.append(busybox_image(tmp_path / "f", offline, f"LABEL {RECIPE_LABEL}={recipe}"))
     before = image_id(offline)
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "bin" / "docker"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {shutil.which("docker")} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
     assert choose_build_base(None, dockerfile(tmp_path, UNPULLABLE), offline_tag=offline) == offline
+    # Two inspects (the official base, then the offline one) and no pull: a network that
+    # drops connections cannot stall an unchanged run.
+    assert [call.split()[:2] for call in calls.read_text().splitlines()] == [
+        ["image", "inspect"]
+    ] * 2
+    monkeypatch.undo()
     assert image_id(offline) == before  # kept, not remade
 
 
@@ -129,7 +141,8 @@ def test_without_mmdebstrap_the_missing_tool_is_named_in_one_line(
         choose_build_base(None, dockerfile(tmp_path, UNPULLABLE), offline_tag=offline)
     line = str(caught.value)
     assert line.startswith(f"{UNPULLABLE} cannot be pulled (")
-    assert "mmdebstrap is not installed" in line and "fix: install mmdebstrap" in line
+    assert "mmdebstrap is not installed" in line
+    assert "fix: apt-get install --no-install-recommends mmdebstrap" in line
     assert base_rootfs.image_label(offline, RECIPE_LABEL) is None  # nothing half-made
 
 
