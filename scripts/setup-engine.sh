@@ -55,12 +55,6 @@ if [ "$(uname -s)" != Linux ] || ! command -v apt-get >/dev/null 2>&1; then
   die "no Docker engine with buildx answers and this system has no apt: start Docker Desktop or OrbStack (or set DOCKER_HOST), then rerun"
 fi
 
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || die "not root and no sudo: run as root or install sudo"
-  SUDO="sudo"
-fi
-
 # shellcheck disable=SC1091
 . /etc/os-release
 case " ${ID:-} ${ID_LIKE:-} " in
@@ -69,45 +63,9 @@ case " ${ID:-} ${ID_LIKE:-} " in
   *) family=other ;;
 esac
 
-apt_updated=0
-apt_update() {
-  [ $apt_updated = 1 ] && return 0
-  log "apt-get update"
-  $SUDO apt-get update -qq
-  apt_updated=1
-}
-
-guard_simulation() {
-  # Refuses when installing "$@" would remove any package, or upgrade one that was not asked for.
-  local asked=" " sim bad
-  for spec in "$@"; do asked+="${spec%%/*} "; done
-  if ! sim=$(DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -s -y --no-install-recommends "$@" 2>&1); then
-    printf '%s\n' "$sim" | grep -E '^(E|W):' >&2 || true
-    die "apt cannot install $* (see above)$([ $family = ubuntu ] && echo ' — on Ubuntu, docker-buildx is in the universe component: sudo add-apt-repository universe')"
-  fi
-  bad=$(printf '%s\n' "$sim" | awk -v asked="$asked" '
-    /^Remv / { print; next }
-    /^Inst [^ ]+ \[/ { if (index(asked, " " $2 " ") == 0) print }')
-  if [ -n "$bad" ]; then
-    printf '%s\n' "$bad" >&2
-    die "installing $* would upgrade or remove the packages above: refusing (install Docker by hand, or free the conflict)"
-  fi
-}
-
-apt_install() {
-  # Installs the given package specs (name or name/release) that are not installed yet.
-  local missing=()
-  for spec in "$@"; do
-    dpkg-query -W -f='${Status}' "${spec%%/*}" 2>/dev/null | grep -q 'install ok installed' \
-      || missing+=("$spec")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  apt_update
-  guard_simulation "${missing[@]}"
-  log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
-}
+[ "$family" = ubuntu ] && APT_HINT="on Ubuntu, docker-buildx is in the universe component: sudo add-apt-repository universe"
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
 
 MARK="# written by sandbox-pipeline scripts/setup-engine.sh"
 add_trixie_source() {

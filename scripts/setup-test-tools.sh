@@ -25,21 +25,6 @@ done
 
 command -v apt-get >/dev/null 2>&1 \
   || die "missing ${missing[*]} and this system has no apt: the engine tiers need a Debian or Ubuntu machine (or install them yourself)"
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || die "not root and no sudo: run as root or install sudo"
-  SUDO="sudo"
-fi
-log "apt-get update"
-$SUDO apt-get update -qq
-if ! sim=$(DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -s -y --no-install-recommends "${missing[@]}" 2>&1); then
-  printf '%s\n' "$sim" | grep -E '^(E|W):' >&2 || true
-  die "apt cannot install ${missing[*]} (see above)"
-fi
-bad=$(printf '%s\n' "$sim" | grep -E '^(Remv |Inst [^ ]+ \[)' || true)
-if [ -n "$bad" ]; then
-  printf '%s\n' "$bad" >&2
-  die "installing ${missing[*]} would upgrade or remove the packages above: refusing"
-fi
-log "installing ${missing[*]}"
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
+apt_install "${missing[@]}"

@@ -16,13 +16,25 @@ PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null 2>&1 || die "no $PYTHON on PATH — fix: install Python 3.11+ or set PYTHON=/path/to/python3"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || die "$PYTHON is older than 3.11 — fix: install Python 3.11+ or set PYTHON=/path/to/python3.11"
-if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
-  # Debian and Ubuntu ship venv's pip bootstrap in a package of its own.
+needs_apt=()
+# Debian and Ubuntu ship venv's pip bootstrap in a package of its own.
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || needs_apt+=(python3-venv)
+# Where the Dockerfile's base (node:24-bookworm) can be neither found nor pulled, snapshot_local
+# makes the same base offline, which takes mmdebstrap (Debian's archive only). One manifest look-up
+# decides; on machines that can pull it nothing is installed.
+if [ -r /etc/os-release ] && (. /etc/os-release && [ "${ID:-}" = debian ]) \
+    && ! command -v mmdebstrap >/dev/null 2>&1 \
+    && ! docker image inspect node:24-bookworm >/dev/null 2>&1 \
+    && ! timeout 30 docker buildx imagetools inspect node:24-bookworm >/dev/null 2>&1; then
+  log "node:24-bookworm cannot be pulled here: snapshot_local will make the base offline"
+  needs_apt+=(mmdebstrap)
+fi
+if [ ${#needs_apt[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 \
     || die "$PYTHON has no venv/ensurepip — fix: install a Python with venv, or set PYTHON"
-  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-  log "installing python3-venv"
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  # shellcheck source=scripts/lib/apt.sh
+  . scripts/lib/apt.sh
+  apt_install "${needs_apt[@]}"
 fi
 
 want="nox[uv]>=2025.2.9 $("$PYTHON" -c 'import sys; print(sys.version)' | head -n 1)"
