@@ -351,3 +351,19 @@ def sandbox_build_base(engine: None) -> Iterator[str | None]:
 def session_registry_hosts() -> set[str]:
     """Hosts (127.0.0.1:PORT) of the registries this session started."""
     return set(_REGISTRY_HOSTS)
+
+
+@pytest.fixture
+def new_name() -> Iterator[Callable[[], str]]:
+    """Test names for sandbox containers; each is removed by name at the end (a developer's own
+    sandboxes, which carry the same label, are never touched)."""
+    prefix = f"{TEST_NAME_PREFIX}sandbox-{uuid.uuid4().hex[:6]}-"
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"{prefix}{len(names)}")
+        return names[-1]
+
+    yield make
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters.git import read_git_facts
-from tests.unit.test_gitfacts import git, repo
+from tests.helpers.git import git
+from tests.unit.test_gitfacts import repo
 
 __all__ = ["repo"]  # a fixture, used by name
 

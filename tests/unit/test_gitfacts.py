@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,16 +9,7 @@ import pytest
 from pipeline.adapters.git import read_git_facts
 from pipeline.errors import GitError
 from pipeline.rules.git_facts import browsable_url
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@e.invalid", "-c", "user.name=t", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+from tests.helpers.git import git
 
 
 @pytest.fixture

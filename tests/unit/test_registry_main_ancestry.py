@@ -5,7 +5,6 @@ with their reasons. Remotes are file:// URLs, which speak the same fetch protoco
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,16 +12,7 @@ import pytest
 
 from pipeline.adapters import git_ancestry
 from pipeline.adapters.git_ancestry import strict_ancestry
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@e.invalid", "-c", "user.name=t", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+from tests.helpers.git import git
 
 
 @dataclass

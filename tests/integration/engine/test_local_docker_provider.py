@@ -76,21 +76,6 @@ def pnpm_volume(engine: None) -> Iterator[str]:
 
 
 @pytest.fixture
-def new_name() -> Iterator[Callable[[], str]]:
-    """Test names for sandboxes; every one is removed by name at the end."""
-    prefix = f"{TEST_NAME_PREFIX}sbx-{uuid.uuid4().hex[:6]}-"
-    names: list[str] = []
-
-    def make() -> str:
-        names.append(f"{prefix}{len(names)}")
-        return names[-1]
-
-    yield make
-    if names:
-        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
-
-
-@pytest.fixture
 def sandbox_env(monkeypatch: pytest.MonkeyPatch, pnpm_volume: str) -> pytest.MonkeyPatch:
     for key in (
         "LOCAL_DOCKER_IMAGE_NAME",

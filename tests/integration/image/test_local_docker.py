@@ -85,22 +85,6 @@ def pnpm_volume(engine: None) -> Iterator[str]:
 
 
 @pytest.fixture
-def new_name() -> Iterator[Callable[[], str]]:
-    """Test names for sandboxes; each is removed by name (a developer's own sandboxes, which
-    carry the same label, are never touched)."""
-    prefix = f"{TEST_NAME_PREFIX}sandbox-{uuid.uuid4().hex[:6]}-"
-    names: list[str] = []
-
-    def make() -> str:
-        names.append(f"{prefix}{len(names)}")
-        return names[-1]
-
-    yield make
-    if names:
-        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
-
-
-@pytest.fixture
 def provider_env(
     sandbox_image: BuiltImage, pnpm_volume: str, monkeypatch: pytest.MonkeyPatch
 ) -> BuiltImage:
