@@ -14,8 +14,10 @@ die() { printf '[enable-containerd-store] error: %s\n' "$*" >&2; exit 1; }
 driver_status() { timeout 30 docker info --format '{{json .DriverStatus}}' 2>/dev/null; }
 store_on() { driver_status | grep -q io.containerd.snapshotter.v1; }
 
-# An engine that does not answer (or not to this user) is never restarted on a guess.
-driver_status >/dev/null || die "docker info does not answer: start the engine (or fix access to its socket) first"
+# An engine that does not answer (or not to this user) is never restarted on a guess. Some docker
+# CLIs (26.x) exit 0 and print "null" when the engine is down, so the answer itself is checked.
+answers() { local status; status=$(driver_status) || return 1; [ -n "$status" ] && [ "$status" != null ]; }
+answers || die "docker info does not answer: start the engine (or fix access to its socket) first"
 if store_on; then
   log "the engine already uses the containerd image store"
   exit 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -43,6 +44,12 @@ from tests.helpers.host_engine import (
 )
 
 __all__ = ["TEST_IMAGE_NAMESPACE", "TEST_NAME_PREFIX"]
+
+# A run started as a background job of a non-interactive shell inherits SIGINT ignored: Python
+# then never raises KeyboardInterrupt and every child inherits the ignore, so the Ctrl-C tests
+# would test the harness, not the pipeline.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_MARKERS = {

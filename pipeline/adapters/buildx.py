@@ -138,7 +138,8 @@ class BuilderProbe:
 def containerd_image_store(cli: DockerCLI) -> bool | None:
     """Whether the engine keeps images in containerd (None: it did not say)."""
     code, text = run_docker(cli, "info", "--format", "{{json .DriverStatus}}")
-    if code:
+    # docker 26's CLI exits 0 and prints null for an engine that is down
+    if code or text.strip() in ("", "null"):
         return None
     try:
         status = dict(json.loads(text.strip() or "[]") or [])

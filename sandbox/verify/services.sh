@@ -15,6 +15,10 @@ failures=0
 ok() { echo "OK   $*"; }
 bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 inside() { docker exec "$NAME" bash -c "$1"; }
+# The host side needs no curl (a fresh Debian has none): python3 is there wherever this runs.
+get() {
+  python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"
+}
 cleanup() { docker rm -f "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -25,7 +29,7 @@ docker run -d --name "$NAME" -p "127.0.0.1:$PORT:3000" -p 127.0.0.1::4096 -p 127
   "$IMAGE" >/dev/null
 health=""
 for _ in $(seq 1 100); do
-  health=$(curl -fsS "http://127.0.0.1:$PORT/api/health" 2>/dev/null) && break
+  health=$(get "http://127.0.0.1:$PORT/api/health" 2>/dev/null) && break
   sleep 0.1
 done
 booted=$(python3 -c "import time; print(f'{time.time() - $started:.1f}')")
@@ -53,9 +57,9 @@ for port in 3000 4096 8888; do
   inside "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", $port), 2)'" &&
     ok "port $port accepts connections" || bad "port $port closed"
 done
-processes=$(curl -fsS "http://127.0.0.1:$PORT/api/processes")
+processes=$(get "http://127.0.0.1:$PORT/api/processes")
 python3 -c "import json,sys; p={x['name']: x['state'] for x in json.loads(sys.argv[1])['processes']}; assert all(p.get(n) == 'RUNNING' for n in ('daemon','egress-proxy','opencode')), p; print('OK   /api/processes:', p)" "$processes" || bad "/api/processes"
-versions=$(curl -fsS "http://127.0.0.1:$PORT/api/versions")
+versions=$(get "http://127.0.0.1:$PORT/api/versions")
 python3 -c "import json,sys; v=json.loads(sys.argv[1])['versions']; assert all(v.get(k) for k in ('claude','opencode','pi','gh','pnpm','tsx','node')), v; print('OK   /api/versions:', {k: v[k] for k in ('claude','opencode','pi','bun','pnpm','tsx','gh')})" "$versions" || bad "/api/versions"
 
 pid_of() { inside "supervisorctl status $1" | grep -o 'pid [0-9]*' | cut -d' ' -f2; }

@@ -40,7 +40,7 @@ from pipeline.errors import (
     DeadlineExceeded,
 )
 from pipeline.polling import FakeClock
-from pipeline.rules.daytona_models import CreateSandbox, Sandbox
+from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
 from pipeline.rules.sandbox_rules import (
     CREATED_BY,
     CREATED_BY_LABEL,
@@ -708,3 +708,8 @@ def test_down_and_cleanup(clean_env: Path, capsys: pytest.CaptureFixture[str]) -
     assert [r["name"] for r in fake.sandboxes.values()] == ["theirs"]
     sandbox_daytona(["--down", "young"], client=api, poll=POLL)
     assert "no sandbox young: nothing to remove" in capsys.readouterr().err
+
+
+def test_preview_model_rejects_a_missing_token() -> None:
+    with pytest.raises(ValueError, match="token"):
+        PortPreview.model_validate({"sandboxId": "x", "url": "https://x"})

@@ -32,7 +32,6 @@ from pipeline.errors import (
     DaytonaError,
     PipelineError,
 )
-from pipeline.rules.daytona_models import PortPreview
 from pipeline.rules.sandbox_rules import (
     CREATED_BY,
     CREATED_BY_LABEL,
@@ -212,8 +211,3 @@ def test_the_command_fails_in_one_line_for_a_missing_snapshot(
     text = str(caught.value)
     assert "400 Snapshot no-such-snapshot not found" in text and "DAYTONA_SNAPSHOT_NAME" in text
     assert "\n" not in text
-
-
-def test_preview_model_rejects_a_missing_token() -> None:
-    with pytest.raises(ValueError, match="token"):
-        PortPreview.model_validate({"sandboxId": "x", "url": "https://x"})

@@ -39,6 +39,7 @@ from tests.conftest import (
     run_pipeline,
 )
 from tests.helpers.engines import OwnEngine, started_engine
+from tests.helpers.processes import processes_matching
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -70,7 +71,14 @@ class Running:
         pytest.fail(f"no line matching {pattern.pattern!r} (exit {self.process.poll()}):\n{tail}")
 
     def finish(self, timeout_s: float = 60) -> tuple[int, str]:
-        code = self.process.wait(timeout=timeout_s)
+        try:
+            code = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            # A session that did not stop must not outlive the test (nor hold the engine).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise
         time.sleep(0.2)  # the reader thread takes the last lines
         return code, "".join(self.lines)
 
@@ -106,18 +114,6 @@ def slow_repo(tmp_path: Path, host: str) -> tuple[FixtureRepo, str, int]:
     repo = make_fixture_repo(tmp_path / "repo", host, SLOW_STEP.format(seconds=seconds))
     nonce = repo.repository.rsplit("-", 1)[1]
     return repo, nonce, seconds
-
-
-def processes_matching(*needles: str) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(needle in text for needle in needles):
-            found.append(text.strip())
-    return found
 
 
 def steps_in_use(nonce: str) -> list[str]:

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import (
     HostBaseline,
     _unavailable,
@@ -37,6 +39,7 @@ from tests.helpers.host_engine import (
     remove_test_artifacts,
     volume_inventory,
 )
+from tests.helpers.processes import processes_matching
 
 RUN_STEPS = """\
 FROM scratch
@@ -94,6 +97,7 @@ def test_own_engine_builds_run_steps_and_leaves_the_host_network_alone(
     assert not root.exists()
 
 
+@pytest.mark.engine  # an engine of its own, asked for without a fixture
 def test_killed_engine_refuses_at_once_and_leaves_nothing(tmp_path: Path) -> None:
     with started_engine(tcp=True) as own:
         assert own.docker("version", tcp=True, check=False).returncode == 0
@@ -102,10 +106,8 @@ def test_killed_engine_refuses_at_once_and_leaves_nothing(tmp_path: Path) -> Non
         for tcp in (False, True):
             refused = own.docker("version", tcp=tcp, check=False, timeout=15)
             assert refused.returncode != 0 and "Cannot connect" in refused.stderr
-        leftovers = subprocess.run(
-            ["pgrep", "-f", str(own.root)], capture_output=True, text=True, check=False
-        ).stdout
-        assert leftovers == "", f"processes outlived the engine: {leftovers}"
+        leftovers = processes_matching(str(own.root))
+        assert leftovers == [], f"processes outlived the engine: {leftovers}"
         root = own.root
     assert not root.exists()
 
