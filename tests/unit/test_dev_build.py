@@ -3,23 +3,13 @@ the fast path that must never skip a build it cannot vouch for."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from pipeline.sessions import dev_build
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+from tests.helpers.git import git as _git
 
 
 @pytest.fixture

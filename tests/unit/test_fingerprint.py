@@ -8,7 +8,6 @@ for by a table of image ids here (tests/integration/engine/test_dev_loop.py asks
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from pipeline.rules.build_plan import BuildPlan, plan_build
 from pipeline.rules.fingerprint import LABEL, UnknownBase, base_images, unchanged
 from pipeline.rules.git_facts import GitFacts
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
+from tests.helpers.git import git as _git
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 BASE = "sandbox-base/node24-bookworm:local"
@@ -38,10 +38,6 @@ class Engine:
     def inspect(self, refs: Sequence[str], docker_host: str | None) -> list[LocalImage] | None:
         found = [self.images[r] for r in refs if r in self.images]
         return found if len(found) == len(refs) else None
-
-
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,20 +14,9 @@ from pipeline.adapters.ref_source import export_ref, resolve_ref
 from pipeline.errors import GitError
 from pipeline.rules.build_plan import sha_tag
 from pipeline.rules.git_facts import GitFacts
+from tests.helpers.git import git
 
 FEATURE_TIME = 1_790_000_000
-
-
-def git(repo: Path, *args: str, **env: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **env},
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ Every test talks to 127.0.0.1 only. The emulator's request log is the witness fo
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -45,6 +44,7 @@ from tests.helpers.emulator import (
     daytona_emulator_with_registry,
     push_tiny_image,
 )
+from tests.helpers.git import git as _git
 
 __all__ = ["daytona_emulator", "daytona_emulator_with_registry"]  # fixtures, used by name
 
@@ -98,12 +98,6 @@ class World:
     def run(self, command: Callable[..., None], *argv: str, **kwargs: Any) -> None:
         with self.client() as api:
             command(list(argv), client=api, **kwargs)
-
-
-def _git(path: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=path, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 @pytest.fixture
