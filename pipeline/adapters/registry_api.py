@@ -60,11 +60,6 @@ def parse_image(image: str) -> ImageRef:
     return ref
 
 
-def registry_credentials(host: str, settings: BuildSettings) -> Credentials | None:
-    """The one resolver (`registry_auth.resolve_credentials`) for registry `host`."""
-    return resolve_credentials(settings, host)
-
-
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """`Bearer realm="…",service="…"` → ("bearer", {"realm": …, "service": …})."""
     scheme, _, rest = header.strip().partition(" ")

@@ -38,7 +38,6 @@ __all__ = [
     "docker_config_credentials",
     "docker_config_dir",
     "docker_config_has_auth",
-    "is_loopback",
     "login",
     "push_login_credentials",
     "resolve_credentials",

@@ -1,8 +1,8 @@
 """Image references the way docker reads them: one parser for the whole project (pure).
 
-`parse_image_ref` splits `host/path:tag@sha256:…`; `image_problem` says why Daytona would refuse
-a reference; `is_loopback` is docker's rule for plain-HTTP registries (127.0.0.0/8, ::1,
-localhost). The pipeline and the Daytona emulator both use these, so they cannot disagree.
+`parse_image_ref` splits `host/path:tag@sha256:…`; `pinned_image_problem` says why Daytona
+would refuse a reference; `is_loopback` is docker's rule for plain-HTTP registries
+(127.0.0.0/8, ::1, localhost). The pipeline and the Daytona emulator both use these, so they cannot disagree.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from pipeline.rules.daytona_models import (
     CreateSnapshot,
     Snapshot,
 )
-from pipeline.rules.image_ref import parse_image_ref, pinned_image_problem
+from pipeline.rules.image_ref import parse_image_ref
 
 # The hosted API is stricter than the last public server source (it reportedly rejects `/` and
 # `:`), so we stay inside what every version accepts.
@@ -56,7 +56,6 @@ def snapshot_name_problem(name: str) -> str | None:
 
 
 # The one image-reference rule (pipeline.rules.image_ref), under the name the Daytona code uses.
-image_problem = pinned_image_problem
 
 
 def sha_snapshot_name(sha: str, dirty: bool) -> str:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import console
-from pipeline.adapters.registry_auth import docker_config_has_auth, is_loopback, resolve_credentials
+from pipeline.adapters.registry_auth import docker_config_has_auth, resolve_credentials
 from pipeline.errors import DoctorFoundProblems, PipelineError
 from pipeline.rules.build_plan import CACHE_EXPORT_FIX, NO_CACHE_EXPORT
+from pipeline.rules.image_ref import is_loopback
 from pipeline.rules.platforms import BuilderFacts, unsupported
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load

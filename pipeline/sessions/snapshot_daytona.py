@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pipeline import console
 from pipeline.adapters.daytona.client import DaytonaClient
 from pipeline.adapters.daytona.snapshots import Outcome, PollPolicy, ensure_snapshot
-from pipeline.adapters.registry_api import check_image, registry_credentials
+from pipeline.adapters.registry_api import check_image
+from pipeline.adapters.registry_auth import resolve_credentials
 from pipeline.adapters.release_checks import verify_digest
 from pipeline.errors import ConfigError
 from pipeline.report import publish
@@ -173,7 +174,7 @@ def make(
         if not job.check_image or job.image_digest is not None:
             return
         host = parse_image_ref(job.spec.image).host
-        digest = check_image(job.spec.image, registry_credentials(host, build))
+        digest = check_image(job.spec.image, resolve_credentials(build, host))
         console.say(f"   image exists: {job.spec.image}" + (f" ({digest})" if digest else ""))
 
     with daytona_client(client, daytona) as api:

@@ -8,12 +8,12 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.rules.daytona_models import Snapshot
+from pipeline.rules.image_ref import pinned_image_problem
 from pipeline.rules.retention import Verdict, plan_retention
 from pipeline.rules.snapshot_names import (
     MAX_NAME_LENGTH,
     Action,
     decide,
-    image_problem,
     is_dev_prefix,
     match_prefix,
     pick_latest,
@@ -104,7 +104,7 @@ def test_snapshot_names(name: str, ok: bool) -> None:
     ],
 )
 def test_image_references(image: str, ok: bool) -> None:
-    assert (image_problem(image) is None) is ok
+    assert (pinned_image_problem(image) is None) is ok
 
 
 def test_sha_names_follow_the_image_tags() -> None:

@@ -15,9 +15,8 @@ from pipeline.adapters.registry_api import (
     check_image,
     parse_challenge,
     parse_image,
-    registry_credentials,
 )
-from pipeline.adapters.registry_auth import Credentials
+from pipeline.adapters.registry_auth import Credentials, resolve_credentials
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.rules.image_ref import is_loopback
 from pipeline.settings.build import BuildSettings
@@ -114,17 +113,17 @@ def test_credentials_prefer_registry_variables(monkeypatch: pytest.MonkeyPatch) 
         GITHUB_ACTOR="gh",
         GITHUB_TOKEN="t",
     )
-    found = registry_credentials("ghcr.io", settings)
+    found = resolve_credentials(settings, "ghcr.io")
     assert found is not None and found.username == "u"
 
 
 def test_github_token_only_goes_to_ghcr(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = build_settings(monkeypatch, GITHUB_ACTOR="gh", GITHUB_TOKEN="t")
-    found = registry_credentials("ghcr.io", settings)
+    found = resolve_credentials(settings, "ghcr.io")
     assert found is not None and found.username == "gh"
     assert found.source == "GITHUB_ACTOR/GITHUB_TOKEN"
-    assert registry_credentials("registry.example.com", settings) is None
-    assert registry_credentials("ghcr.io", build_settings(monkeypatch)) is None
+    assert resolve_credentials(settings, "registry.example.com") is None
+    assert resolve_credentials(build_settings(monkeypatch), "ghcr.io") is None
 
 
 def ghcr_like(

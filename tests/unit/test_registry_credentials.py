@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.adapters import registry_auth
 from pipeline.adapters.docker_login import temporary_docker_config
-from pipeline.adapters.registry_api import check_image, registry_credentials
+from pipeline.adapters.registry_api import check_image
 from pipeline.adapters.registry_auth import push_login_credentials, resolve_credentials
 from pipeline.errors import RegistryError
 from pipeline.settings.build import BuildSettings
@@ -63,7 +63,7 @@ def test_the_image_check_uses_gh_like_the_push(clean: Path) -> None:
     script(clean, "gh", FAKE_GH)
     settings = BuildSettings()  # ghcr.io/iterate/sandbox
     pushed_with = push_login_credentials(settings)
-    checked_with = registry_credentials("ghcr.io", settings)  # what snapshot_daytona calls
+    checked_with = resolve_credentials(settings, "ghcr.io")  # what snapshot_daytona calls
     assert pushed_with is not None and checked_with == pushed_with
     assert (checked_with.username, checked_with.source) == ("octo", "`gh auth token`")
 
