@@ -2,7 +2,8 @@
 
 `parse_image_ref` splits `host/path:tag@sha256:…`; `pinned_image_problem` says why Daytona
 would refuse a reference; `is_loopback` is docker's rule for plain-HTTP registries
-(127.0.0.0/8, ::1, localhost). The pipeline and the Daytona emulator both use these, so they cannot disagree.
+(127.0.0.0/8, ::1, localhost). The pipeline and the Daytona emulator both use these, so they
+cannot disagree.
 """
 
 from __future__ import annotations
