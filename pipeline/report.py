@@ -10,9 +10,10 @@ import json
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.settings.build import ReportSettings
+if TYPE_CHECKING:  # the replay (adapters/replay.py) publishes without loading pydantic
+    from pipeline.settings.build import ReportSettings
 
 Scalar = str | int | float | bool | None
 

@@ -13,13 +13,13 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+from pipeline.rules.context_digest import ContextEntry, context_digest
 from pipeline.rules.dockerignore import Matcher, ignore_file_candidates, read_patterns
-from pipeline.rules.fingerprint import ContextEntry, context_digest
 
 CACHE_FORMAT = 1
 CACHE_KEEP = 16
@@ -188,8 +188,11 @@ def _mtime(path: Path) -> float:
 
 def _file_digest(path: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:  # not hashlib.file_digest: nox's Python may be 3.10
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
     except OSError as error:
         raise ContextError(
             f"cannot read {path} from the build context: {error.strerror}",
@@ -236,8 +239,8 @@ def _entry(root: str, path: str, info: os.stat_result, cache: StatCache) -> Cont
     return ContextEntry(path=path, mode=mode, uid=info.st_uid, gid=info.st_gid, payload=payload)
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    base = (os.environ if env is None else env).get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "sandbox-pipeline" / "fingerprint"
 
 
