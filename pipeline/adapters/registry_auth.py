@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from pipeline.adapters import engine_api
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.rules.auth_words import says_auth_refused
 from pipeline.rules.image_ref import DOCKER_HUB, is_loopback
@@ -111,7 +112,7 @@ def push_login_credentials(settings: BuildSettings, host: str | None = None) -> 
 
 
 def docker_config_dir() -> Path:
-    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    return engine_api.docker_config_dir(os.environ)
 
 
 def read_docker_config(config_dir: Path | None = None) -> dict[str, Any]:
