@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from pipeline.adapters.replay import replay
 from pipeline.errors import DOCKER_CLI_FIX, EngineError, Interrupted, PipelineError
 from pipeline.sessions import COMMANDS, resolve
 
@@ -26,6 +27,8 @@ def main(argv: list[str]) -> int:
             f"error: unknown command {name!r} — fix: one of {', '.join(COMMANDS)}", file=sys.stderr
         )
         return 2
+    if name == "snapshot_local" and replay(rest, os.environ, _step):
+        return 0  # nothing it reads has changed since its last decision (adapters/replay.py)
     try:
         resolve(name)(rest)
     except PipelineError as error:
@@ -46,6 +49,10 @@ def main(argv: list[str]) -> int:
         print(f"error: {missing}", file=sys.stderr)
         return missing.exit_code
     return 0
+
+
+def _step(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
 
 
 def _missing_tool(error: Exception) -> EngineError | None:

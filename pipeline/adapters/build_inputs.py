@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from pipeline.adapters.context_files import (
     digest_context,
     ignore_rules,
 )
+from pipeline.adapters.engine_api import docker_config_dir
+from pipeline.adapters.local_key import local_key
 from pipeline.errors import EngineError, PipelineError
 from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.fingerprint import (
@@ -38,7 +39,6 @@ from pipeline.rules.fingerprint import (
 )
 
 INSPECT_TIMEOUT_S = 30
-KEY_FILE_NAME = "fingerprint-key"
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class Fingerprint:
     local: LocalImage | None  # what `compare_with` names in the engine now
     also: dict[str, str] = field(default_factory=dict)  # `also_look_up` found: ref -> image id
     context: ContextDigest | None = None
+    bases: dict[str, str] = field(default_factory=dict)  # the base images it covers: ref -> id
 
 
 def fingerprint_build(
@@ -114,7 +115,7 @@ def fingerprint_build(
     except OSError as error:
         return Fingerprint(None, f"a secret is not readable: {error}", local)
     summary = f"{context.files} paths, {context.hashed_files} read ({context.hashed_bytes} bytes)"
-    return Fingerprint(fingerprint(inputs), summary, local, also, context)
+    return Fingerprint(fingerprint(inputs), summary, local, also, context, images)
 
 
 def _inputs(
@@ -149,7 +150,7 @@ def uses_engine_images(builder: str | None, env: Mapping[str, str]) -> bool:
     """Whether buildx builds with the engine's `docker` driver, which takes a FROM image from
     the engine when it has it (checked: a newer tag in the registry is not looked at). Another
     driver resolves tags remotely, so a local image id says nothing about its input."""
-    config = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker") / "buildx"
+    config = docker_config_dir(env) / "buildx"
     builder = builder or env.get("BUILDX_BUILDER")
     if builder is None:
         try:
@@ -226,29 +227,9 @@ def _secrets(plan: BuildPlan, key_dir: Path) -> dict[str, str]:
     a label, and a plain hash of a weak secret could be tested against guesses."""
     if plan.ca_bundle is None:
         return {}
-    key = _secret_key(key_dir)
+    key = local_key(key_dir)
     content = Path(plan.ca_bundle).read_bytes()
     return {"extra_ca_certs": hmac.new(key, content, hashlib.sha256).hexdigest()}
-
-
-def _secret_key(key_dir: Path) -> bytes:
-    path = key_dir / KEY_FILE_NAME
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    key_dir.mkdir(parents=True, exist_ok=True)
-    tmp = key_dir / f".{KEY_FILE_NAME}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_bytes(32))
-    try:
-        os.link(tmp, path)  # the first writer wins; everyone then reads the same key
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return path.read_bytes()
 
 
 def _contexts(plan: BuildPlan) -> dict[str, str]:

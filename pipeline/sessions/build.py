@@ -32,7 +32,10 @@ from pipeline.rules.release import MainMove
 from pipeline.sessions.dev_build import (
     fingerprint_local,
     git_facts,
+    observe_for_replay,
     ref_source,
+    remember_build,
+    remember_for_replay,
     skip_if_unchanged,
     skip_unchanged,
     with_build_base,
@@ -130,6 +133,7 @@ def _run_build(
         _describe(plan)
         console.step("dry run: nothing was built, pushed or tagged")
         return None
+    before = observe_for_replay(settings) if mode == "local" and tree is None else None
     if mode == "local":  # one session on every machine: it finds (or makes) a base it can use
         settings = with_build_base(settings)
     from pipeline.adapters.buildx import build, docker_cli
@@ -142,6 +146,8 @@ def _run_build(
     if main is not None and not main.move:
         console.warn(main.reason)
     if skip_unchanged(plan, measured, settings, reports):
+        if before is not None and measured is not None and measured.local is not None:
+            remember_for_replay(before, plan, measured, measured.local.id)
         return None
     if plan.cache_export_skipped:
         console.warn(
@@ -156,6 +162,8 @@ def _run_build(
     ):
         outcome = build(plan, docker_cli(settings.docker_host, config), console.say)
     _tell(outcome)
+    if before is not None:
+        remember_build(before, plan, measured, settings.docker_host)
     values = _report_values(plan, outcome, main)
     publish("build", values, reports, summary=_summary(plan, outcome, main))
     return outcome

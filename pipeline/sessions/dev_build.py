@@ -1,6 +1,8 @@
 """What `snapshot_local` and the other build sessions add for the dev loop: build any ref from an
 export of its tree (`SANDBOX_ITERATE_REPO_REF`), and skip a local build whose inputs match the
 fingerprint label `:local` already carries (then the tags are applied and nothing is built).
+Each such outcome is also recorded for the replay (adapters/replay.py), which lets the next
+unchanged run end in nox's own interpreter.
 """
 
 from __future__ import annotations
@@ -11,22 +13,48 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline import console
-from pipeline.adapters.base_rootfs import BaseImageError
+from pipeline.adapters import replay
+from pipeline.adapters.base_rootfs import APT_SOURCE_FILES, BaseImageError
 from pipeline.adapters.build_base import ensure_build_base
-from pipeline.adapters.build_inputs import Fingerprint, fingerprint_build, tag_image
-from pipeline.adapters.context_files import default_cache_dir
-from pipeline.adapters.git import read_git_facts
+from pipeline.adapters.build_inputs import (
+    Fingerprint,
+    fingerprint_build,
+    inspect_images,
+    tag_image,
+)
+from pipeline.adapters.context_files import cache_file_for, default_cache_dir, ignore_rules
+from pipeline.adapters.engine_api import docker_config_dir
+from pipeline.adapters.git import read_git_dirs, read_git_facts
 from pipeline.adapters.git_context import dockerfile_wants_git_context
+from pipeline.adapters.local_key import KEY_FILE_NAME
 from pipeline.adapters.ref_source import ExportedTree, export_ref
 from pipeline.errors import PipelineError
 from pipeline.report import publish
+from pipeline.rules.base_image_plan import DEFAULT_TAG, dockerfile_default_base
 from pipeline.rules.build_plan import BuildPlan, plan_build
-from pipeline.rules.fingerprint import LABEL, unchanged
+from pipeline.rules.dockerignore import ignore_file_candidates
+from pipeline.rules.fingerprint import ENV_INPUTS, LABEL, unchanged
 from pipeline.rules.git_facts import GitFacts
-from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, load
+from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, env_names, load
 
 REF_VARIABLE = "SANDBOX_ITERATE_REPO_REF"
 FINGERPRINT_CACHE_DIRS = (PROJECT_ROOT / ".pipeline" / "cache" / "fingerprint", default_cache_dir())
+# Read outside the settings, by docker, buildx, git and the stat caches: a replay watches them too.
+REPLAY_ENV = (
+    "DOCKER_CONFIG",
+    "DOCKER_CONTEXT",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+    "SSL_CERT_FILE",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "HOME",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_CONFIG_COUNT",
+    *ENV_INPUTS,
+)
 
 
 def skip_if_unchanged() -> bool:
@@ -37,6 +65,7 @@ def skip_if_unchanged() -> bool:
         settings = load(BuildSettings)
         if settings.push or settings.repo_ref or not settings.dockerfile.is_file():
             return False
+        before = observe_for_replay(settings)
         settings = with_build_base(settings)  # the fingerprint then covers the chosen base
         facts = git_facts(settings, None)
         wants_git = dockerfile_wants_git_context(settings.dockerfile)
@@ -44,9 +73,121 @@ def skip_if_unchanged() -> bool:
         plan, measured = fingerprint_local(plan, settings, None, None)
         if measured is None or measured.value is None:
             return False
-        return skip_unchanged(plan, measured, settings, load(ReportSettings))
+        if not skip_unchanged(plan, measured, settings, load(ReportSettings)):
+            return False
     except PipelineError:
         return False
+    if measured.local is not None:
+        remember_for_replay(before, plan, measured, measured.local.id)
+    return True
+
+
+def replay_watch(settings: BuildSettings) -> replay.Watch:
+    """What a replay of this build's decision has to find unchanged (adapters/replay.py)."""
+    context, dockerfile = settings.build_context, settings.dockerfile
+    rules = ignore_rules(dockerfile, context)
+    cache_file = cache_file_for(FINGERPRINT_CACHE_DIRS, context, rules)
+    key_dir = cache_file.parent if cache_file else default_cache_dir()
+    docker_config = docker_config_dir(os.environ)
+    buildx = docker_config / "buildx"
+    instances = buildx / "instances"
+    home = Path.home()
+    xdg_config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    files: list[Path] = [
+        dockerfile,
+        *map(Path, ignore_file_candidates(dockerfile, context)),
+        key_dir / KEY_FILE_NAME,
+        docker_config / "config.json",
+        buildx / "current",
+        instances,
+        *_listing(instances, "*"),
+        *read_git_dirs(context),
+        home / ".gitconfig",
+        xdg_config / "git" / "config",
+        Path("/etc/gitconfig"),
+        *APT_SOURCE_FILES,
+        *(f for d in APT_SOURCE_FILES for f in (*_listing(d, "*.list"), *_listing(d, "*.sources"))),
+        *_listing(PROJECT_ROOT / "pipeline", "**/*.py"),  # the decision's own code
+    ]
+    if settings.ca_bundle is not None:
+        files.append(settings.ca_bundle)
+    return replay.Watch(
+        context=str(context),
+        dockerfile=str(dockerfile),
+        cache_file=str(cache_file) if cache_file else None,
+        env_names=(*env_names(BuildSettings, ReportSettings), *REPLAY_ENV),
+        report_names=tuple(env_names(ReportSettings)),
+        files=tuple(dict.fromkeys(str(f) for f in files)),
+    )
+
+
+def _listing(directory: Path, pattern: str) -> list[Path]:
+    try:
+        return sorted(directory.glob(pattern)) if directory.is_dir() else []
+    except OSError:
+        return []
+
+
+def base_candidates(settings: BuildSettings) -> list[str]:
+    """The images whose presence decides the base (adapters/build_base.py)."""
+    if settings.base_image:
+        return [settings.base_image]
+    try:
+        official = dockerfile_default_base(settings.dockerfile.read_text())
+    except OSError:
+        return []
+    return [official, DEFAULT_TAG] if official else []
+
+
+def observe_for_replay(settings: BuildSettings) -> tuple[replay.Watch, replay.Observation] | None:
+    """Taken before a local build's decision reads anything; None when a replay of it would
+    not be possible anyway (a push, a ref build, an engine the replay cannot ask)."""
+    if settings.push or settings.repo_ref:
+        return None
+    try:
+        watch = replay_watch(settings)
+        return watch, replay.observe(watch, os.environ, base_candidates(settings))
+    except (replay.Unobservable, PipelineError, OSError):
+        return None
+
+
+def remember_for_replay(
+    before: tuple[replay.Watch, replay.Observation] | None,
+    plan: BuildPlan,
+    measured: Fingerprint,
+    image_id: str,
+) -> None:
+    """Record that `plan`'s tags are on `image_id`, whose label is `measured`'s fingerprint."""
+    if before is None or measured.value is None:
+        replay.forget(os.environ)
+        return
+    watch, seen = before
+    local = plan.local_tags[0]
+    message = (
+        f"unchanged since {local} was built (inputs {measured.value[:12]}; nothing the build "
+        f"reads has changed since the last run): {', '.join(plan.build_tags)} in place; "
+        "nothing built"
+    )
+    replay.remember(watch, seen, image_id, plan.build_tags, measured.bases, message, os.environ)
+
+
+def remember_build(
+    before: tuple[replay.Watch, replay.Observation] | None,
+    plan: BuildPlan,
+    measured: Fingerprint | None,
+    docker_host: str | None,
+) -> None:
+    """After a local build: record it when `:local` now carries the fingerprint it was built
+    with (a build that someone else's build overtook is not recorded)."""
+    if before is None or measured is None or measured.value is None:
+        replay.forget(os.environ)
+        return
+    images = inspect_images([plan.local_tags[0]], docker_host)
+    built = images[0] if images else None
+    if built is None or built.fingerprint != measured.value:
+        replay.forget(os.environ)
+        return
+    remember_for_replay(before, plan, measured, built.id)
 
 
 # The base chosen for each (SANDBOX_BASE_IMAGE, Dockerfile, engine) in this process: the fast path

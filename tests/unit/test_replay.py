@@ -1,0 +1,302 @@
+"""The replay of an unchanged `snapshot_local` (pipeline/adapters/replay.py), without an engine:
+what it observes, when it refuses, and where it finds the engine. The engine tier
+(tests/integration/engine/test_dev_loop.py) proves it against real builds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.adapters import engine_api, replay
+from pipeline.adapters.replay import Observation, Record, Watch
+from pipeline.sessions import dev_build
+from pipeline.settings.build import BuildSettings, ReportSettings, env_names
+from tests.helpers.git import git
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    (path / "sandbox").mkdir(parents=True)
+    (path / "sandbox" / "Dockerfile").write_text("FROM scratch\n")
+    (path / ".gitignore").write_text("ignored.txt\n")
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "init")
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path / "home")}
+
+
+def _watch(repo: Path, tmp_path: Path, *files: Path) -> Watch:
+    return Watch(
+        context=str(repo),
+        dockerfile=str(repo / "sandbox" / "Dockerfile"),
+        cache_file=str(tmp_path / "stat-cache.json"),
+        env_names=("SANDBOX_IMAGE_REPOSITORY", "PUSH"),
+        report_names=("PIPELINE_REPORT",),
+        files=tuple(str(f) for f in files),
+    )
+
+
+def test_env_digest_reads_names_as_the_settings_do() -> None:
+    key = b"k" * 32
+    names = ("PUSH", "SANDBOX_BASE_IMAGE")
+    base = replay.env_digest(names, {"PUSH": "1"}, key)
+    assert base == replay.env_digest(names, {"PUSH": "1", "OTHER": "x"}, key)
+    assert base == replay.env_digest(names, {"PUSH": "1", "SANDBOX_BASE_IMAGE": ""}, key)
+    assert base != replay.env_digest(names, {"PUSH": "0"}, key)
+    assert base != replay.env_digest(names, {"push": "1"}, key)  # read case-insensitively
+    assert base != replay.env_digest(names, {"PUSH": "1"}, b"other key" * 4)
+    secret = replay.env_digest(("REGISTRY_PASSWORD",), {"REGISTRY_PASSWORD": "hunter2"}, key)
+    assert secret != hashlib.sha256(b"hunter2").hexdigest() and "hunter2" not in secret
+
+
+def test_git_state_follows_commit_branch_and_dirtiness(repo: Path) -> None:
+    commit, branch, dirty = replay.git_state(repo, {})
+    assert (commit, branch, dirty) == (git(repo, "rev-parse", "HEAD"), "main", False)
+    (repo / "ignored.txt").write_text("git ignores me\n")
+    assert replay.git_state(repo, {})[2] is False
+    (repo / "new.txt").write_text("untracked\n")
+    assert replay.git_state(repo, {})[2] is True
+    (repo / "new.txt").unlink()
+    git(repo, "checkout", "-q", "-b", "feature")
+    assert replay.git_state(repo, {})[1] == "feature"
+    git(repo, "checkout", "-q", "--detach")
+    assert replay.git_state(repo, {})[1] == "(detached)"
+    # variables that point git elsewhere are dropped, as adapters/git.py drops them
+    assert replay.git_state(repo, {"GIT_DIR": "/nonexistent"})[0] == commit
+
+
+def test_git_state_refuses_a_repository_without_commits(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    with pytest.raises(replay.Unobservable):
+        replay.git_state(tmp_path, {})
+
+
+def test_file_state_is_content_and_listing(tmp_path: Path) -> None:
+    target = tmp_path / "config"
+    assert replay.file_state(str(target)) is None
+    target.write_text("a")
+    first = replay.file_state(str(target))
+    target.write_text("a")  # rewritten unchanged (buildx does this to its config on each build)
+    assert replay.file_state(str(target)) == first
+    target.write_text("b")
+    assert replay.file_state(str(target)) != first
+    listing = replay.file_state(str(tmp_path))
+    (tmp_path / "another").write_text("")
+    assert replay.file_state(str(tmp_path)) != listing
+    assert replay.file_state(str(target / "below-a-file")) is None
+
+
+def test_observation_changes_with_each_input(
+    repo: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    extra = tmp_path / "ca.pem"
+    extra.write_text("one")
+    watch = _watch(repo, tmp_path, extra)
+    first = replay.observe(watch, env, refs=())
+    assert replay.observe(watch, env, refs=()) == first
+    changes = {
+        "context file": lambda: (repo / "sandbox" / "app.txt").write_text("new"),
+        "watched file": lambda: extra.write_text("two"),
+        "ignored but sent": lambda: (repo / "ignored.txt").write_text("buildx sends me"),
+    }
+    seen = first
+    for name, change in changes.items():
+        change()
+        now = replay.observe(watch, env, refs=())
+        assert now != seen, name
+        seen = now
+    assert replay.observe(watch, {**env, "PUSH": "1"}, refs=()).env != seen.env
+
+
+def test_record_round_trips_and_replays_only_when_all_holds(
+    repo: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    watch = _watch(repo, tmp_path)
+    seen = replay.observe(watch, env, refs=())
+    said: list[str] = []
+    assert replay.replay([], env, said.append) is False  # no record yet
+    replay.write_record(Record(watch, seen, "unchanged; nothing built"), env)
+    path = replay.record_path(env)
+    assert path.stat().st_mode & 0o777 == 0o600
+    loaded = replay.load_record(env)
+    assert loaded == Record(watch, seen, "unchanged; nothing built")
+    assert replay.replay([], env, said.append) is True and said == ["unchanged; nothing built"]
+    assert replay.replay(["--dry-run"], env, said.append) is False  # options: the full path
+    assert replay.replay([], {**env, "PIPELINE_REPORT": "/tmp/r.json"}, said.append) is False
+    assert replay.replay([], {**env, "pipeline_report": "/tmp/r.json"}, said.append) is False
+    (repo / "sandbox" / "app.txt").write_text("changed")
+    assert replay.replay([], env, said.append) is False
+    assert len(said) == 1
+
+
+def test_a_damaged_or_old_record_is_no_replay(env: dict[str, str]) -> None:
+    path = replay.record_path(env)
+    path.parent.mkdir(parents=True)
+    for text in ("not json", json.dumps({"format": 0}), json.dumps({"format": 1, "watch": {}})):
+        path.write_text(text)
+        assert replay.load_record(env) is None
+        assert replay.replay([], env, print) is False
+
+
+def test_remember_refuses_what_moved_while_deciding(
+    repo: Path, tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = {"base:1": "sha256:b", "repo:local": "sha256:i", "repo:sha-x": "sha256:i"}
+    monkeypatch.setattr(
+        engine_api, "image_ids", lambda refs, env=None: {r: images.get(r) for r in refs}
+    )
+    watch = _watch(repo, tmp_path)
+    tags = ("repo:sha-x", "repo:local")
+    before = replay.observe(watch, env, refs=("base:1", "official:1"))
+    args = (watch, before, "sha256:i", tags, {"base:1": "sha256:b"}, "same", env)
+    assert replay.remember(*args) is True
+    record = replay.load_record(env)
+    assert record is not None and set(record.watch.refs) == {"base:1", "official:1", *tags}
+    assert record.seen.images["official:1"] is None  # an absent candidate is part of it
+    assert replay.replay([], env, lambda _: None) is True
+
+    (repo / "sandbox" / "app.txt").write_text("written during the build")
+    assert replay.remember(*args) is False and replay.load_record(env) is None
+    before = replay.observe(watch, env, refs=("base:1",))
+    images["base:1"] = "sha256:pulled-meanwhile"
+    fixed = {"base:1": "sha256:b"}
+    assert replay.remember(watch, before, "sha256:i", tags, fixed, "x", env) is False
+    images["base:1"] = "sha256:b"
+    images["repo:local"] = "sha256:overtaken"  # another build moved :local since
+    assert replay.remember(watch, before, "sha256:i", tags, fixed, "x", env) is False
+
+
+def test_the_replay_watches_what_the_full_path_reads(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in env_names(BuildSettings, ReportSettings):
+        monkeypatch.delenv(name, raising=False)
+    ca = repo / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("SANDBOX_BUILD_CONTEXT", str(repo))
+    monkeypatch.setenv("SANDBOX_DOCKERFILE", str(repo / "sandbox" / "Dockerfile"))
+    monkeypatch.setenv("SANDBOX_BUILD_CA_BUNDLE", str(ca))
+    settings = BuildSettings()
+    watch = dev_build.replay_watch(settings)
+    assert set(env_names(BuildSettings, ReportSettings)) <= set(watch.env_names)
+    assert set(env_names(ReportSettings)) == set(watch.report_names)
+    files = set(watch.files)
+    dockerfile = repo / "sandbox" / "Dockerfile"
+    for expected in (
+        dockerfile,
+        dockerfile.with_name("Dockerfile.dockerignore"),
+        repo / ".dockerignore",
+        ca,
+        repo / ".git" / "config",
+        ROOT / "pipeline" / "adapters" / "replay.py",
+        ROOT / "pipeline" / "sessions" / "dev_build.py",
+    ):
+        assert str(expected) in files, expected
+    assert any(f.endswith("buildx/current") for f in files)
+    assert any(f.endswith("config.json") for f in files)
+
+
+def test_base_candidates_name_what_the_base_choice_inspects(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("ARG BASE_IMAGE=node:24-bookworm\nFROM ${BASE_IMAGE}\n")
+    settings = BuildSettings.model_construct(base_image=None, dockerfile=dockerfile)
+    assert dev_build.base_candidates(settings) == [
+        "node:24-bookworm",
+        "sandbox-base/node24-bookworm:local",
+    ]
+    chosen = settings.model_copy(update={"base_image": "mine:1"})
+    assert dev_build.base_candidates(chosen) == ["mine:1"]
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path) -> Path:
+    config = tmp_path / "docker"
+    config.mkdir()
+    return config
+
+
+def _context(config: Path, name: str, host: str) -> None:
+    key = hashlib.sha256(name.encode()).hexdigest()
+    meta = config / "contexts" / "meta" / key
+    meta.mkdir(parents=True)
+    document = {"Name": name, "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}}}
+    (meta / "meta.json").write_text(json.dumps(document))
+
+
+def test_engine_host_is_found_as_the_docker_cli_finds_it(docker_config: Path) -> None:
+    env = {"DOCKER_CONFIG": str(docker_config)}
+    assert engine_api.engine_host(env) == engine_api.DEFAULT_HOST
+    assert engine_api.engine_host({**env, "DOCKER_HOST": "tcp://127.0.0.1:2375"}) == (
+        "tcp://127.0.0.1:2375"
+    )
+    orbstack = "unix:///Users/me/.orbstack/run/docker.sock"
+    _context(docker_config, "orbstack", orbstack)
+    (docker_config / "config.json").write_text(json.dumps({"currentContext": "orbstack"}))
+    assert engine_api.engine_host(env) == orbstack  # `docker context use orbstack`
+    # DOCKER_HOST wins over config.json's context, DOCKER_CONTEXT over DOCKER_HOST
+    assert engine_api.engine_host({**env, "DOCKER_HOST": "unix:///x.sock"}) == "unix:///x.sock"
+    both = {**env, "DOCKER_HOST": "unix:///x.sock", "DOCKER_CONTEXT": "orbstack"}
+    assert engine_api.engine_host(both) == orbstack
+    assert engine_api.engine_host({**env, "DOCKER_CONTEXT": "default"}) == engine_api.DEFAULT_HOST
+
+
+@pytest.mark.parametrize(
+    "env_or_context",
+    [
+        {"DOCKER_HOST": "ssh://me@host"},
+        {"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_TLS_VERIFY": "1"},
+        {"DOCKER_CONTEXT": "missing"},
+        {"DOCKER_CONTEXT": "tls"},
+    ],
+    ids=["ssh", "tls-env", "unknown-context", "tls-context"],
+)
+def test_engines_the_replay_cannot_ask_mean_no_replay(
+    docker_config: Path, env_or_context: dict[str, str]
+) -> None:
+    _context(docker_config, "tls", "tcp://10.0.0.1:2376")
+    (docker_config / "contexts" / "tls" / hashlib.sha256(b"tls").hexdigest()).mkdir(parents=True)
+    with pytest.raises(engine_api.Unsupported):
+        engine_api.image_ids(["x:1"], {"DOCKER_CONFIG": str(docker_config), **env_or_context})
+
+
+def test_an_engine_that_does_not_answer_is_unsupported(tmp_path: Path) -> None:
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/none.sock", "DOCKER_CONFIG": str(tmp_path)}
+    with pytest.raises(engine_api.Unsupported):
+        engine_api.image_ids(["x:1"], env)
+
+
+def test_replay_imports_without_pydantic_on_the_oldest_python_nox_may_use() -> None:
+    """nox's own interpreter has none of the project's dependencies."""
+    code = (
+        "import sys; import pipeline.adapters.replay; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pydantic', 'pydantic_settings', 'python_on_whales', 'httpx')); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_observation_equality_ignores_nothing() -> None:
+    seen = Observation("e", ("c", "main", False), "d", {"f": "1"}, {"i": "x"})
+    for changed in (
+        replace(seen, env="E"),
+        replace(seen, git=("c", "main", True)),
+        replace(seen, context="D"),
+        replace(seen, files={"f": "2"}),
+        replace(seen, images={"i": None}),
+    ):
+        assert changed != seen
