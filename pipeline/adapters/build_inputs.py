@@ -24,7 +24,7 @@ from pipeline.adapters.context_files import (
     digest_context,
     ignore_rules,
 )
-from pipeline.adapters.engine_api import docker_config_dir
+from pipeline.adapters.engine_api import uses_engine_images
 from pipeline.adapters.local_key import local_key
 from pipeline.errors import EngineError, PipelineError
 from pipeline.rules.build_plan import BuildPlan
@@ -144,31 +144,6 @@ def _inputs(
             **{name: env[name] for name in ENV_INPUTS if name in env},
         },
     )
-
-
-def uses_engine_images(builder: str | None, env: Mapping[str, str]) -> bool:
-    """Whether buildx builds with the engine's `docker` driver, which takes a FROM image from
-    the engine when it has it (checked: a newer tag in the registry is not looked at). Another
-    driver resolves tags remotely, so a local image id says nothing about its input."""
-    config = docker_config_dir(env) / "buildx"
-    builder = builder or env.get("BUILDX_BUILDER")
-    if builder is None:
-        try:
-            current = json.loads((config / "current").read_text())
-        except FileNotFoundError:
-            return True
-        except (OSError, ValueError):
-            return False
-        builder = str(current.get("Name") or "") if isinstance(current, dict) else None
-        if builder is None:
-            return False
-    if builder in ("", "default"):
-        return True
-    try:
-        instance = json.loads((config / "instances" / builder).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(instance, dict) and instance.get("Driver") == "docker"
 
 
 def _engine_images(

@@ -115,3 +115,28 @@ def image_ids(refs: Sequence[str], env: Mapping[str, str] | None = None) -> dict
     finally:
         connection.close()
     return found
+
+
+def uses_engine_images(builder: str | None, env: Mapping[str, str]) -> bool:
+    """Whether buildx builds with the engine's `docker` driver, which takes a FROM image from
+    the engine when it has it (checked: a newer tag in the registry is not looked at). Another
+    driver resolves tags remotely, so a local image id says nothing about its input."""
+    config = docker_config_dir(env) / "buildx"
+    builder = builder or env.get("BUILDX_BUILDER")
+    if builder is None:
+        try:
+            current = json.loads((config / "current").read_text())
+        except FileNotFoundError:
+            return True
+        except (OSError, ValueError):
+            return False
+        builder = str(current.get("Name") or "") if isinstance(current, dict) else None
+        if builder is None:
+            return False
+    if builder in ("", "default"):
+        return True
+    try:
+        instance = json.loads((config / "instances" / builder).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(instance, dict) and instance.get("Driver") == "docker"

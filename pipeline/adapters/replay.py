@@ -13,7 +13,9 @@ What is observed, and why that covers the fingerprint (rules/fingerprint.py):
 - context: the digest of the files buildx sends, through the same walk, ignore rules and stat
   cache as the fingerprint (adapters/context_files.py);
 - files: the content of every other file the decision read (Dockerfile, ignore files, CA bundle,
-  buildx and docker config, git config, apt sources of the offline base, the pipeline's code);
+  git config, apt sources of the offline base, the pipeline's code);
+- whether buildx builds with the engine's own driver (from buildx's config, as the fingerprint
+  decides it);
 - images: the ids of the base candidates, the bases and the tags, straight from the engine API.
 Anything that cannot be observed (an engine over TLS, no record, an error) means no replay: the
 full path runs and decides as it always did. A record is written only when what the run saw
@@ -64,16 +66,14 @@ class Observation:
     git: tuple[str, str, bool]  # HEAD commit, branch (or "(detached)"), dirty
     context: str
     files: dict[str, str | None]
+    # buildx builds with the engine's own driver (the first build in a new Docker config
+    # writes buildx's files; what they decide is what matters)
+    engine_builder: bool
     images: dict[str, str | None] = field(default_factory=dict)
 
     def same_inputs(self, other: Observation) -> bool:
         """Everything but the images (which the caller compares ref by ref)."""
-        return (self.env, self.git, self.context, self.files) == (
-            other.env,
-            other.git,
-            other.context,
-            other.files,
-        )
+        return replace(self, images={}) == replace(other, images={})
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = N
         git=git_state(context, env),
         context=digest_context(context, rules, cache_file).digest,
         files={path: file_state(path) for path in watch.files},
+        engine_builder=engine_api.uses_engine_images(None, env),
         images=images,
     )
 
@@ -203,6 +204,7 @@ def _record(document: Mapping[str, Any]) -> Record:
             git=(str(seen["git"][0]), str(seen["git"][1]), bool(seen["git"][2])),
             context=str(seen["context"]),
             files={str(k): (str(v) if v is not None else None) for k, v in seen["files"].items()},
+            engine_builder=bool(seen["engine_builder"]),
             images={str(k): v for k, v in seen["images"].items()},
         ),
         message=str(document["message"]),

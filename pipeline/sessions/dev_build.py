@@ -23,7 +23,6 @@ from pipeline.adapters.build_inputs import (
     tag_image,
 )
 from pipeline.adapters.context_files import cache_file_for, default_cache_dir, ignore_rules
-from pipeline.adapters.engine_api import docker_config_dir
 from pipeline.adapters.git import read_git_dirs, read_git_facts
 from pipeline.adapters.git_context import dockerfile_wants_git_context
 from pipeline.adapters.local_key import KEY_FILE_NAME
@@ -88,19 +87,12 @@ def replay_watch(settings: BuildSettings) -> replay.Watch:
     rules = ignore_rules(dockerfile, context)
     cache_file = cache_file_for(FINGERPRINT_CACHE_DIRS, context, rules)
     key_dir = cache_file.parent if cache_file else default_cache_dir()
-    docker_config = docker_config_dir(os.environ)
-    buildx = docker_config / "buildx"
-    instances = buildx / "instances"
     home = Path.home()
     xdg_config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
     files: list[Path] = [
         dockerfile,
         *map(Path, ignore_file_candidates(dockerfile, context)),
         key_dir / KEY_FILE_NAME,
-        docker_config / "config.json",
-        buildx / "current",
-        instances,
-        *_listing(instances, "*"),
         *read_git_dirs(context),
         home / ".gitconfig",
         xdg_config / "git" / "config",
@@ -115,7 +107,8 @@ def replay_watch(settings: BuildSettings) -> replay.Watch:
         context=str(context),
         dockerfile=str(dockerfile),
         cache_file=str(cache_file) if cache_file else None,
-        env_names=(*env_names(BuildSettings, ReportSettings), *REPLAY_ENV),
+        # where reports go changes no decision (and a replay leaves them to the full path)
+        env_names=(*env_names(BuildSettings), *REPLAY_ENV),
         report_names=tuple(env_names(ReportSettings)),
         files=tuple(dict.fromkeys(str(f) for f in files)),
     )

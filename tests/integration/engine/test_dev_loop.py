@@ -275,13 +275,34 @@ def test_failed_background_build_keeps_the_last_good_local(dev_env: FixtureRepo)
 
 from tests.conftest import run_pipeline  # noqa: E402
 
+# What the replay (pipeline/adapters/replay.py) says when the last decision still holds.
+REPLAYED = "nothing the build reads has changed since the last run"
 
-def _build(repo: FixtureRepo, tmp_path: Path, **env: str) -> dict[str, object]:
-    report = tmp_path / f"report-{uuid.uuid4().hex[:6]}.json"
-    run = run_pipeline("snapshot_local", env=repo.env(PIPELINE_REPORT=str(report), **env))
+
+def _build(repo: FixtureRepo, tmp_path: Path, via: str = "report", **env: str) -> dict[str, object]:
+    """One `snapshot_local`. via="report": with a JSON report, which always takes the full path
+    (the replay leaves reports to it); via="replay" or "nox": as a developer runs it, where an
+    unchanged run is replayed (by `python -m pipeline`, or inside nox's own interpreter)."""
+    # the test's own replay record (under nox, uv's cache must stay where it is)
+    own = {"XDG_CACHE_HOME": str(tmp_path / "xdg-cache")} if via != "nox" else {}
+    if via == "report":
+        report = tmp_path / f"report-{uuid.uuid4().hex[:6]}.json"
+        run = run_pipeline(
+            "snapshot_local", env=repo.env(PIPELINE_REPORT=str(report), **own, **env)
+        )
+        assert run.returncode == 0, run.output[-3000:]
+        built: dict[str, object] = json.loads(report.read_text())["build"]
+        assert REPLAYED not in run.output
+        return built
+    run = run_pipeline("snapshot_local", env=repo.env(**own, **env), via_nox=via == "nox")
     assert run.returncode == 0, run.output[-3000:]
-    built: dict[str, object] = json.loads(report.read_text())["build"]
-    return built
+    replayed = REPLAYED in run.output
+    return {
+        "skipped": "nothing built" in run.output,
+        "replayed": replayed,
+        "child": "python -m pipeline snapshot_local" in run.output,
+        "output": run.output,
+    }
 
 
 @pytest.fixture
@@ -296,6 +317,44 @@ def loop_repo(tmp_path: Path) -> Iterator[FixtureRepo]:
     listed = _docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repo.repository)
     for reference in listed.stdout.split():
         _docker("image", "rm", reference, check=False)
+
+
+def test_replay_takes_over_once_a_build_is_recorded_and_steps_aside_for_a_lost_tag(
+    loop_repo: FixtureRepo, tmp_path: Path
+) -> None:
+    first = _build(loop_repo, tmp_path, via="replay")
+    assert not first["skipped"]
+    second = _build(loop_repo, tmp_path, via="replay")
+    assert second["skipped"] and second["replayed"], second["output"]
+    local, sha_tag = f"{loop_repo.repository}:local", f"{loop_repo.repository}:sha-{loop_repo.sha}"
+    _docker("image", "rm", sha_tag)
+    third = _build(loop_repo, tmp_path, via="replay")  # the full path re-applies the tag
+    assert third["skipped"] and not third["replayed"], third["output"]
+    assert _image_id(sha_tag) == _image_id(local)
+    assert _build(loop_repo, tmp_path, via="replay")["replayed"]
+
+
+def test_nox_replays_in_its_own_interpreter(loop_repo: FixtureRepo, tmp_path: Path) -> None:
+    """Any nox: the replay needs nothing but the standard library, and no venv's Python runs."""
+    first = _build(loop_repo, tmp_path, via="nox")
+    assert first["child"] and not first["replayed"], first["output"]
+    second = _build(loop_repo, tmp_path, via="nox")
+    assert second["replayed"] and not second["child"], second["output"]
+    assert f"nox > unchanged since {loop_repo.repository}:local" in str(second["output"])
+    (loop_repo.path / "notes.md").write_text("edited\n")
+    third = _build(loop_repo, tmp_path, via="nox")
+    assert third["child"] and not third["skipped"], third["output"]
+
+
+def test_replay_follows_the_environment(loop_repo: FixtureRepo, tmp_path: Path) -> None:
+    _build(loop_repo, tmp_path, via="replay")
+    assert _build(loop_repo, tmp_path, via="replay")["replayed"]
+    # a build input read from the environment, and a setting spelled in lower case (read
+    # case-insensitively by the settings): both change what is built
+    assert not _build(loop_repo, tmp_path, via="replay", SOURCE_DATE_EPOCH="1")["skipped"]
+    assert _build(loop_repo, tmp_path, via="replay", SOURCE_DATE_EPOCH="1")["replayed"]
+    lower = _build(loop_repo, tmp_path, via="replay", sandbox_build_ca_bundle="none")
+    assert not lower["skipped"], lower["output"]
 
 
 def test_unchanged_snapshot_local_is_skipped_and_retagged(
@@ -343,18 +402,32 @@ def test_unchanged_snapshot_local_is_skipped_and_retagged(
             ),
             id="dockerfile",
         ),
+        pytest.param(
+            lambda r: (r.path / "sandbox" / "Dockerfile.dockerignore").write_text("notes.md\n"),
+            id="ignore-file",
+        ),
+        pytest.param(
+            lambda r: r.git("remote", "add", "origin", "https://github.com/iterate/elsewhere.git"),
+            id="git-remote-label",
+        ),
     ],
 )
+@pytest.mark.parametrize("via", ["report", "replay"])
 def test_each_changed_input_rebuilds(
-    loop_repo: FixtureRepo, tmp_path: Path, change: Callable[[FixtureRepo], object]
+    loop_repo: FixtureRepo, tmp_path: Path, change: Callable[[FixtureRepo], object], via: str
 ) -> None:
-    _build(loop_repo, tmp_path)
+    _build(loop_repo, tmp_path, via=via)
+    if via == "replay":  # the replay holds while nothing changes ...
+        assert _build(loop_repo, tmp_path, via=via)["replayed"]
     change(loop_repo)
-    again = _build(loop_repo, tmp_path)
+    again = _build(loop_repo, tmp_path, via=via)  # ... and never across a change
     assert not again.get("skipped"), again
 
 
-def test_changed_build_arg_base_image_and_ca_rebuild(tmp_path: Path, base_image: str) -> None:
+@pytest.mark.parametrize("via", ["report", "replay"])
+def test_changed_build_arg_base_image_and_ca_rebuild(
+    tmp_path: Path, base_image: str, via: str
+) -> None:
     _build_base(base_image, tmp_path, "one")
     recipe = 'ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN ["/bin/busybox", "touch", "/{nonce}"]\n'
     repo = make_fixture_repo(tmp_path / "repo", HOST, dockerfile=recipe + "ARG GIT_SHA\n")
@@ -362,15 +435,16 @@ def test_changed_build_arg_base_image_and_ca_rebuild(tmp_path: Path, base_image:
     ca.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     env = {"SANDBOX_BASE_IMAGE": base_image, "SANDBOX_BUILD_CA_BUNDLE": str(ca)}
     try:
-        _build(repo, tmp_path, **env)
-        assert _build(repo, tmp_path, **env)["skipped"] is True
+        _build(repo, tmp_path, via, **env)
+        assert _build(repo, tmp_path, via, **env)["skipped"] is True
         ca.write_text("-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n")
-        assert not _build(repo, tmp_path, **env).get("skipped")  # the CA bundle
+        assert not _build(repo, tmp_path, via, **env).get("skipped")  # the CA bundle
+        assert _build(repo, tmp_path, via, **env)["skipped"] is True
         _build_base(base_image, tmp_path, "two")
-        assert not _build(repo, tmp_path, **env).get("skipped")  # the base image
-        assert not _build(repo, tmp_path, SANDBOX_BUILD_PLATFORM="linux/amd64/v2", **env).get(
-            "skipped"
-        )
+        assert not _build(repo, tmp_path, via, **env).get("skipped")  # the base image
+        assert _build(repo, tmp_path, via, **env)["skipped"] is True
+        platform = {"SANDBOX_BUILD_PLATFORM": "linux/amd64/v2"}
+        assert not _build(repo, tmp_path, via, **platform, **env).get("skipped")
     finally:
         listed = _docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repo.repository)
         for reference in listed.stdout.split():
@@ -423,8 +497,9 @@ def test_ref_build_tags_that_commit_and_leaves_the_checkout(
 UNPULLABLE = f"127.0.0.1:9/{TEST_IMAGE_NAMESPACE}unpullable:none"  # port 9: nothing listens
 
 
+@pytest.mark.parametrize("via", ["report", "replay"])
 def test_snapshot_local_uses_the_offline_base_and_its_fast_path_follows_it(
-    own_engine: OwnEngine, tmp_path: Path
+    own_engine: OwnEngine, tmp_path: Path, via: str
 ) -> None:
     """The Dockerfile's own base cannot be pulled (as Docker Hub offline): snapshot_local alone
     builds FROM the current offline base, skips the next unchanged run, and rebuilds when that
@@ -449,16 +524,16 @@ def test_snapshot_local_uses_the_offline_base_and_its_fast_path_follows_it(
     env = {**own_engine.env(), "SANDBOX_BUILD_CA_BUNDLE": "none"}
     make_standin("one")
     try:
-        first = _build(repo, tmp_path, **env)
+        first = _build(repo, tmp_path, via, **env)
         assert not first.get("skipped")
         local = f"{repo.repository}:local"
         config = json.loads(
             own_engine.docker("image", "inspect", "--format", "{{json .Config}}", local).stdout
         )
         assert config["Labels"][RECIPE_LABEL] == recipe  # FROM the offline base
-        assert _build(repo, tmp_path, **env)["skipped"] is True
+        assert _build(repo, tmp_path, via, **env)["skipped"] is True
         make_standin("two")  # the offline base is remade: same tag, new image
-        assert not _build(repo, tmp_path, **env).get("skipped")
+        assert not _build(repo, tmp_path, via, **env).get("skipped")
     finally:
         own_engine.docker("image", "rm", DEFAULT_TAG, check=False)
         for tag in ("local", f"sha-{repo.sha}"):
