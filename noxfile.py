@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,6 +38,44 @@ INSTALL_INPUTS = (ROOT / "pyproject.toml", LOCK, EMULATOR / "pyproject.toml")
 INTERRUPT_TIMEOUT_S = 30.0
 SYSTEM_PYTHON = "/usr/bin/python3"
 UNIT_MARKERS = "not engine and not registry and not emulator and not sandbox_image"
+MIN_PYTHON = (3, 11)  # pyproject.toml's requires-python
+
+
+def _session_python() -> str | None:
+    """The interpreter of the sessions' venvs: nox's own when it is new enough (None), else the
+    newest python3.1x on PATH (a pipx nox on Ubuntu 22.04 runs on 3.10)."""
+    if sys.version_info >= MIN_PYTHON:
+        return None
+    for minor in range(14, MIN_PYTHON[1] - 1, -1):
+        found = shutil.which(f"python3.{minor}")
+        if found and _runs(found):  # a pyenv shim is on PATH even where it cannot run
+            return found
+    return None
+
+
+def _venv_python_version(venv: Path) -> tuple[int, ...] | None:
+    try:
+        config = (venv / "pyvenv.cfg").read_text()
+    except OSError:
+        return None
+    for line in config.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("version_info", "version"):
+            try:
+                return tuple(int(part) for part in value.strip().split(".")[:2])
+            except ValueError:
+                return None
+    return None
+
+
+def _runs(python: str) -> bool:
+    try:
+        return subprocess.run([python, "-c", ""], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+SESSION_PYTHON = _session_python()
 
 
 def _fingerprint(session: nox.Session, groups: tuple[str, ...]) -> str:
@@ -47,9 +87,21 @@ def _fingerprint(session: nox.Session, groups: tuple[str, ...]) -> str:
 
 def _install(session: nox.Session, *groups: str) -> None:
     """The project (editable) plus the named dependency groups, pinned by uv.lock."""
+    if sys.version_info < MIN_PYTHON and SESSION_PYTHON is None:
+        session.error(
+            f"nox runs on Python {sys.version.split()[0]} and no python3.11 or newer is on "
+            "PATH — fix: install one (apt-get install python3.11), or run a nox installed "
+            "with it (pipx install --python python3.12 nox)"
+        )
     venv = getattr(session.virtualenv, "location", None)
     if not venv:
         session.error("this session needs its own venv: run it without --no-venv")
+    made_with = _venv_python_version(Path(venv))
+    if made_with is not None and made_with < MIN_PYTHON:
+        session.error(
+            f"{venv} was made with Python {'.'.join(map(str, made_with))}, older than the "
+            f"project needs — fix: rerun with `nox -s {session.name} --reuse-venv=no`"
+        )
     stamp = Path(venv) / ".sandbox-pipeline-installed"
     want = _fingerprint(session, groups)
     if stamp.exists() and stamp.read_text() == want:
@@ -128,7 +180,7 @@ def _pytest(session: nox.Session, *args: str) -> None:
     session.run("python", "-m", "pytest", *args, *session.posargs, interrupt_timeout=10.0)
 
 
-@nox.session(default=True)
+@nox.session(default=True, python=SESSION_PYTHON)
 def lint(session: nox.Session) -> None:
     """Lint and type-check: ruff check, ruff format --check, mypy --strict."""
     _install(session, "lint")
@@ -137,7 +189,7 @@ def lint(session: nox.Session) -> None:
     session.run("mypy", "pipeline", "emulator/daytona_emulator", "noxfile.py")
 
 
-@nox.session(default=True)
+@nox.session(default=True, python=SESSION_PYTHON)
 def unit(session: nox.Session) -> None:
     """Unit tests: pure decisions and adapters, no engine, registry or emulator needed."""
     _pytest(session, "-m", UNIT_MARKERS)
@@ -149,19 +201,19 @@ def unit_system_python(session: nox.Session) -> None:
     _pytest(session, "-m", UNIT_MARKERS)
 
 
-@nox.session(default=False)
+@nox.session(default=False, python=SESSION_PYTHON)
 def test_engine(session: nox.Session) -> None:
     """Build-core integration tests on the real engine, buildx and a local registry."""
     _pytest(session, "-m", "(engine or registry) and not emulator and not sandbox_image")
 
 
-@nox.session(default=False)
+@nox.session(default=False, python=SESSION_PYTHON)
 def test_local_docker(session: nox.Session) -> None:
     """Sandbox tier: the real image, booted and checked end to end."""
     _pytest(session, "-m", "sandbox_image and not emulator")
 
 
-@nox.session(default=False)
+@nox.session(default=False, python=SESSION_PYTHON)
 def test_daytona(session: nox.Session) -> None:
     """Daytona tier: emulator faithfulness (Daytona's SDK), snapshot client and sandbox suite."""
     _pytest(session, "-m", "emulator")
@@ -173,7 +225,7 @@ def _command_session(name: str, doc: str) -> None:
 
     session_function.__doc__ = doc
     session_function.__name__ = name
-    nox.session(name=name, default=False)(session_function)
+    nox.session(name=name, default=False, python=SESSION_PYTHON)(session_function)
 
 
 # Every command session: `nox -s NAME -- --help` shows its options, `-- --dry-run` its plan.
