@@ -26,6 +26,7 @@ Standard library only, and no syntax newer than Python 3.10: it runs in nox's ow
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -174,7 +175,9 @@ def write_record(record: Record, env: Mapping[str, str]) -> None:
 
 
 def forget(env: Mapping[str, str]) -> None:
-    record_path(env).unlink(missing_ok=True)
+    """No record: the next run takes the full path (quietly, whatever stands in the way)."""
+    with contextlib.suppress(OSError):
+        record_path(env).unlink(missing_ok=True)
 
 
 def load_record(env: Mapping[str, str]) -> Record | None:
@@ -222,24 +225,24 @@ def remember(
 ) -> bool:
     """Record a decision that left `tags` on `image_id`, if nothing moved while it was made:
     `before` was observed ahead of it; `fixed` are the ids the decision itself used (its
-    bases). Otherwise the old record goes too. True when a record was written."""
+    bases). Otherwise the old record goes too. True when a record was written. Never raises:
+    a record that cannot be made (a read-only cache, an engine gone) only costs the next run
+    the full path, never the build that has just succeeded."""
     refs = tuple(dict.fromkeys([*before.images, *fixed, *tags]))
-    try:
+    # the record is an optimisation; the decision stands without it
+    with contextlib.suppress(Exception):
         after = observe(watch, env, refs)
-    except (Unobservable, OSError):
-        forget(env)
-        return False
-    steady = (
-        before.same_inputs(after)
-        and all(after.images.get(ref) == seen for ref, seen in before.images.items())
-        and all(after.images.get(ref) == seen for ref, seen in fixed.items())
-        and all(after.images.get(tag) == image_id for tag in tags)
-    )
-    if not steady:
-        forget(env)
-        return False
-    write_record(Record(replace(watch, refs=refs), after, message), env)
-    return True
+        steady = (
+            before.same_inputs(after)
+            and all(after.images.get(ref) == seen for ref, seen in before.images.items())
+            and all(after.images.get(ref) == seen for ref, seen in fixed.items())
+            and all(after.images.get(tag) == image_id for tag in tags)
+        )
+        if steady:
+            write_record(Record(replace(watch, refs=refs), after, message), env)
+            return True
+    forget(env)
+    return False
 
 
 def replay(argv: Sequence[str], env: Mapping[str, str], say: Callable[[str], None]) -> bool:

@@ -140,7 +140,7 @@ def observe_for_replay(settings: BuildSettings) -> tuple[replay.Watch, replay.Ob
     try:
         watch = replay_watch(settings)
         return watch, replay.observe(watch, os.environ, base_candidates(settings))
-    except (replay.Unobservable, PipelineError, OSError):
+    except Exception:  # an optimisation only: the build goes on, the next run is not replayed
         return None
 
 
@@ -175,7 +175,10 @@ def remember_build(
     if before is None or measured is None or measured.value is None:
         replay.forget(os.environ)
         return
-    images = inspect_images([plan.local_tags[0]], docker_host)
+    try:
+        images = inspect_images([plan.local_tags[0]], docker_host)
+    except PipelineError:  # the build stands; only its record is not made
+        images = None
     built = images[0] if images else None
     if built is None or built.fingerprint != measured.value:
         replay.forget(os.environ)

@@ -326,3 +326,15 @@ def test_the_builder_buildx_uses_is_observed_not_its_files(
     (config / "buildx" / "instances" / "remote").write_text(json.dumps({"Driver": "remote"}))
     (config / "buildx" / "current").write_text(json.dumps({"Key": "k", "Name": "remote"}))
     assert replay.observe(watch, env, refs=()).engine_builder is False  # `docker buildx use`
+
+
+def test_a_record_that_cannot_be_written_never_fails_the_build(
+    repo: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    watch = _watch(repo, tmp_path)
+    before = replay.observe(watch, env, refs=())
+    blocked = tmp_path / "a-file-not-a-folder"
+    blocked.write_text("")
+    env = {**env, "XDG_CACHE_HOME": str(blocked)}  # no cache folder can be made below it
+    assert replay.remember(watch, before, "sha256:i", (), {}, "x", env) is False
+    assert replay.replay([], env, print) is False
