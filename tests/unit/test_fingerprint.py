@@ -20,8 +20,9 @@ from pipeline.adapters.context_files import digest_context, ignore_rules
 from pipeline.rules.build_plan import BuildPlan, plan_build
 from pipeline.rules.fingerprint import LABEL, UnknownBase, base_images, unchanged
 from pipeline.rules.git_facts import GitFacts
-from pipeline.settings.build import BuildSettings, ReportSettings, env_names
+from pipeline.settings.build import BuildSettings
 from tests.helpers.git import git as _git
+from tests.helpers.settings_env import use_repo_settings
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 BASE = "sandbox-base/node24-bookworm:local"
@@ -61,14 +62,9 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def plan(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BuildPlan:
-    for name in env_names(BuildSettings, ReportSettings):
-        monkeypatch.delenv(name, raising=False)
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-    monkeypatch.setenv("SANDBOX_BUILD_CONTEXT", str(repo))
-    monkeypatch.setenv("SANDBOX_DOCKERFILE", str(repo / "sandbox" / "Dockerfile"))
-    monkeypatch.setenv("SANDBOX_BASE_IMAGE", BASE)
-    monkeypatch.setenv("SANDBOX_BUILD_CA_BUNDLE", str(ca))
+    use_repo_settings(monkeypatch, repo, SANDBOX_BASE_IMAGE=BASE, SANDBOX_BUILD_CA_BUNDLE=str(ca))
     facts = GitFacts(
         sha=SHA,
         dirty=False,

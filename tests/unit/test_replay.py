@@ -19,6 +19,7 @@ from pipeline.adapters.replay import Observation, Record, Watch
 from pipeline.sessions import dev_build
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from tests.helpers.git import git
+from tests.helpers.settings_env import use_repo_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,13 +185,9 @@ def test_remember_refuses_what_moved_while_deciding(
 def test_the_replay_watches_what_the_full_path_reads(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in env_names(BuildSettings, ReportSettings):
-        monkeypatch.delenv(name, raising=False)
     ca = repo / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    monkeypatch.setenv("SANDBOX_BUILD_CONTEXT", str(repo))
-    monkeypatch.setenv("SANDBOX_DOCKERFILE", str(repo / "sandbox" / "Dockerfile"))
-    monkeypatch.setenv("SANDBOX_BUILD_CA_BUNDLE", str(ca))
+    use_repo_settings(monkeypatch, repo, SANDBOX_BUILD_CA_BUNDLE=str(ca))
     settings = BuildSettings()
     watch = dev_build.replay_watch(settings)
     assert set(env_names(BuildSettings)) <= set(watch.env_names)
