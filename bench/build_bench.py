@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.adapters.build_base import choose_build_base  # noqa: E402
 from pipeline.adapters.git_context import dockerfile_wants_git_context, make_git_context  # noqa: E402
 from pipeline.adapters.local_registry import start_registry  # noqa: E402
+from pipeline.sessions.dev_build import REPLAYED  # noqa: E402
 from pipeline.settings.build import _default_ca_bundle  # noqa: E402
 from tests.conftest import make_fixture_repo  # noqa: E402
 from tests.helpers.engines import EngineStartError, OwnEngine, start_engine  # noqa: E402
@@ -176,7 +177,7 @@ def main() -> None:
         timed(raw, env)  # the raw build's own image (its labels differ from the pipeline's)
         # An unchanged run is replayed (pipeline/adapters/replay.py) unless a report is asked
         # for: then the full path decides (settings, git, fingerprint, label), measured apart.
-        replayed = "nothing the build reads has changed since the last run"
+        replayed = REPLAYED
         full_env = dict(env, PIPELINE_REPORT=str(work / "full-path-report.json"))
         ours_s, raw_s, nox_s, module_s, full_s = [], [], [], [], []
         for _ in range(args.runs):

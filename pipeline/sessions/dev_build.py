@@ -38,6 +38,8 @@ from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings,
 
 REF_VARIABLE = "SANDBOX_ITERATE_REPO_REF"
 FINGERPRINT_CACHE_DIRS = (PROJECT_ROOT / ".pipeline" / "cache" / "fingerprint", default_cache_dir())
+# How a replayed run says so (scripts and tests look for it).
+REPLAYED = "nothing the build reads has changed since the last run"
 # Read outside the settings, by docker, buildx, git and the stat caches: a replay watches them too.
 REPLAY_ENV = (
     "DOCKER_CONFIG",
@@ -157,9 +159,8 @@ def remember_for_replay(
     watch, seen = before
     local = plan.local_tags[0]
     message = (
-        f"unchanged since {local} was built (inputs {measured.value[:12]}; nothing the build "
-        f"reads has changed since the last run): {', '.join(plan.build_tags)} in place; "
-        "nothing built"
+        f"unchanged since {local} was built (inputs {measured.value[:12]}; {REPLAYED}): "
+        f"{', '.join(plan.build_tags)} in place; nothing built"
     )
     replay.remember(watch, seen, image_id, plan.build_tags, measured.bases, message, os.environ)
 

@@ -26,6 +26,7 @@ from pipeline.rules.build_plan import BuildPlan, plan_build
 from pipeline.rules.fingerprint import LABEL, unchanged
 from pipeline.rules.git_facts import GitFacts
 from pipeline.sessions import background
+from pipeline.sessions.dev_build import REPLAYED
 from pipeline.settings.build import BuildSettings
 from tests.conftest import (
     PIPELINE_VARIABLES,
@@ -274,9 +275,6 @@ def test_failed_background_build_keeps_the_last_good_local(dev_env: FixtureRepo)
 # --- with the session wiring (pipeline/sessions/build.py calls pipeline/sessions/dev_build.py) ---
 
 from tests.conftest import run_pipeline  # noqa: E402
-
-# What the replay (pipeline/adapters/replay.py) says when the last decision still holds.
-REPLAYED = "nothing the build reads has changed since the last run"
 
 
 def _build(repo: FixtureRepo, tmp_path: Path, via: str = "report", **env: str) -> dict[str, object]:

@@ -7,9 +7,12 @@ The engine is one of the tests' own (`own_engine`), so the images land there and
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.sessions.dev_build import REPLAYED
 from tests.conftest import FixtureRepo, image_exists, run_pipeline
 from tests.helpers.engines import OwnEngine
 
@@ -33,6 +36,48 @@ def test_snapshot_local_builds_loads_and_tags_over_tcp(
     built = json.loads(report.read_text())["build"]
     assert built["sha"] == sha and built["pushed"] is False
     assert built["steps_total"] == 3  # RUN steps included: they ran in that engine
+    # unchanged, without a report: replayed, asking that engine over tcp for the image ids
+    again = run_pipeline(
+        "snapshot_local",
+        env=fixture_repo.env(DOCKER_HOST=own_engine.tcp_host, XDG_CACHE_HOME=str(tmp_path)),
+    )
+    assert again.returncode == 0, again.output[-3000:]
+    assert "nothing built" in again.output
+    replayed = run_pipeline(
+        "snapshot_local",
+        env=fixture_repo.env(DOCKER_HOST=own_engine.tcp_host, XDG_CACHE_HOME=str(tmp_path)),
+    )
+    assert REPLAYED in replayed.output, replayed.output[-3000:]
+
+
+def test_a_docker_context_names_the_engine_for_build_and_replay(
+    own_engine: OwnEngine, fixture_repo: FixtureRepo, tmp_path: Path
+) -> None:
+    """OrbStack and Docker Desktop select their engine with a docker context, not DOCKER_HOST:
+    the context is made by the real docker CLI, and the replay reads what it wrote."""
+    assert own_engine.tcp_host is not None
+    config = tmp_path / "docker-config"
+    env = {"DOCKER_CONFIG": str(config)}
+    for argv in (
+        ["context", "create", "iterate-test-orb", "--docker", f"host={own_engine.tcp_host}"],
+        ["context", "use", "iterate-test-orb"],
+    ):
+        made = subprocess.run(
+            ["docker", *argv], env={**os.environ, **env}, capture_output=True, text=True
+        )
+        assert made.returncode == 0, made.stderr
+    runs = [
+        run_pipeline(
+            "snapshot_local",
+            env=fixture_repo.env(XDG_CACHE_HOME=str(tmp_path / "cache")),
+            docker_config=config,
+        )
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[-1].output[-3000:]
+    assert "nothing built" not in runs[0].output and REPLAYED in runs[1].output
+    local = f"{fixture_repo.repository}:local"
+    assert _in_engine(own_engine, local) and not image_exists(local)
 
 
 def test_push_over_tcp_reaches_the_loopback_registry(
