@@ -81,17 +81,6 @@ def read_git_facts(path: Path, env: Mapping[str, str]) -> GitFacts:
     )
 
 
-def read_git_dirs(path: Path) -> list[Path]:
-    """The repository's own config files (its remote URL is part of a build's labels); empty
-    outside a repository."""
-    where = _git(path, "rev-parse", "--absolute-git-dir", "--git-common-dir")
-    lines = where.stdout.splitlines()
-    if where.returncode or len(lines) != 2:
-        return []
-    common = Path(lines[1]) if Path(lines[1]).is_absolute() else path / lines[1]
-    return [common.resolve() / "config", Path(lines[0]) / "config.worktree"]
-
-
 def _branch(header: str, env: Mapping[str, str]) -> str | None:
     # "## main...origin/main [ahead 1]", "## HEAD (no branch)", "## No commits yet on main"
     name = header.removeprefix("## ").split("...")[0].split(" ")[0]

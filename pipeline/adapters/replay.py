@@ -9,11 +9,12 @@ and, when every one is as recorded, prints the recorded outcome without starting
 
 What is observed, and why that covers the fingerprint (rules/fingerprint.py):
 - env: a keyed digest of every variable the settings read (the plan, the base choice, tags);
-- git: HEAD's commit, the branch and whether the tree is dirty (tags, labels, GIT_SHA);
+- git: HEAD's commit, the branch, whether the tree is dirty and the origin's URL (tags,
+  labels, GIT_SHA), asked of git itself, so that every config file and include counts;
 - context: the digest of the files buildx sends, through the same walk, ignore rules and stat
   cache as the fingerprint (adapters/context_files.py);
 - files: the content of every other file the decision read (Dockerfile, ignore files, CA bundle,
-  git config, apt sources of the offline base, the pipeline's code);
+  apt sources of the offline base, the pipeline's code);
 - whether buildx builds with the engine's own driver (from buildx's config, as the fingerprint
   decides it);
 - images: the ids of the base candidates, the bases and the tags, straight from the engine API.
@@ -41,7 +42,7 @@ from pipeline.adapters import engine_api
 from pipeline.adapters.context_files import default_cache_dir, digest_context, ignore_rules
 from pipeline.adapters.local_key import local_key
 
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_S = 10
 # Variables that point git at another repository; the full path ignores them too (adapters/git).
@@ -64,7 +65,7 @@ class Watch:
 @dataclass(frozen=True)
 class Observation:
     env: str
-    git: tuple[str, str, bool]  # HEAD commit, branch (or "(detached)"), dirty
+    git: tuple[str, str, bool, str]  # HEAD commit, branch (or "(detached)"), dirty, origin URL
     context: str
     files: dict[str, str | None]
     # buildx builds with the engine's own driver (the first build in a new Docker config
@@ -123,23 +124,16 @@ def env_digest(names: Iterable[str], env: Mapping[str, str], key: bytes) -> str:
     return hmac.new(key, json.dumps(pairs).encode("utf-8", "surrogateescape"), "sha256").hexdigest()
 
 
-def git_state(path: Path, env: Mapping[str, str]) -> tuple[str, str, bool]:
+def git_state(path: Path, env: Mapping[str, str]) -> tuple[str, str, bool, str]:
     """HEAD's commit, the branch and dirtiness from one `git status` (dirty: any entry, as
-    `git status --porcelain` counts them; untracked files count, ignored ones do not)."""
-    clean_env = {k: v for k, v in env.items() if k not in _GIT_LOCATION}
-    try:
-        done = subprocess.run(
-            ["git", "status", "--porcelain=v2", "--branch"],
-            cwd=path, env=clean_env, capture_output=True, text=True, timeout=GIT_TIMEOUT_S,
-            check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise Unobservable(f"git status: {error}") from None
-    if done.returncode:
-        raise Unobservable(f"git status failed: {done.stderr.strip()}")
+    `git status --porcelain` counts them; untracked files count, ignored ones do not), and the
+    origin's URL (a build's source label) as git's whole config resolves it."""
+    status = _git(path, env, "status", "--porcelain=v2", "--branch")
+    if status.returncode:
+        raise Unobservable(f"git status failed: {status.stderr.strip()}")
     headers: dict[str, str] = {}
     dirty = False
-    for line in done.stdout.splitlines():
+    for line in status.stdout.splitlines():
         if line.startswith("# "):
             name, _, value = line[2:].partition(" ")
             headers[name] = value
@@ -148,7 +142,21 @@ def git_state(path: Path, env: Mapping[str, str]) -> tuple[str, str, bool]:
     commit = headers.get("branch.oid", "")
     if len(commit) not in (40, 64):
         raise Unobservable("HEAD has no commit")
-    return commit, headers.get("branch.head", ""), dirty
+    origin = _git(path, env, "config", "--get", "remote.origin.url")
+    if origin.returncode not in (0, 1):  # 1: not set
+        raise Unobservable(f"git config failed: {origin.stderr.strip()}")
+    return commit, headers.get("branch.head", ""), dirty, origin.stdout.strip()
+
+
+def _git(path: Path, env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean_env = {k: v for k, v in env.items() if k not in _GIT_LOCATION}
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=path, env=clean_env, capture_output=True, text=True,
+            timeout=GIT_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise Unobservable(f"git {args[0]}: {error}") from None
 
 
 def file_state(path: str) -> str | None:
@@ -204,7 +212,12 @@ def _record(document: Mapping[str, Any]) -> Record:
         ),
         seen=Observation(
             env=str(seen["env"]),
-            git=(str(seen["git"][0]), str(seen["git"][1]), bool(seen["git"][2])),
+            git=(
+                str(seen["git"][0]),
+                str(seen["git"][1]),
+                bool(seen["git"][2]),
+                str(seen["git"][3]),
+            ),
             context=str(seen["context"]),
             files={str(k): (str(v) if v is not None else None) for k, v in seen["files"].items()},
             engine_builder=bool(seen["engine_builder"]),

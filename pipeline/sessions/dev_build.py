@@ -23,7 +23,7 @@ from pipeline.adapters.build_inputs import (
     tag_image,
 )
 from pipeline.adapters.context_files import cache_file_for, default_cache_dir, ignore_rules
-from pipeline.adapters.git import read_git_dirs, read_git_facts
+from pipeline.adapters.git import read_git_facts
 from pipeline.adapters.git_context import dockerfile_wants_git_context
 from pipeline.adapters.local_key import KEY_FILE_NAME
 from pipeline.adapters.ref_source import ExportedTree, export_ref
@@ -40,7 +40,8 @@ REF_VARIABLE = "SANDBOX_ITERATE_REPO_REF"
 FINGERPRINT_CACHE_DIRS = (PROJECT_ROOT / ".pipeline" / "cache" / "fingerprint", default_cache_dir())
 # How a replayed run says so (scripts and tests look for it).
 REPLAYED = "nothing the build reads has changed since the last run"
-# Read outside the settings, by docker, buildx, git and the stat caches: a replay watches them too.
+# Read outside the settings, by docker, buildx and the stat caches: a replay watches them too
+# (git is asked directly: adapters/replay.git_state).
 REPLAY_ENV = (
     "DOCKER_CONFIG",
     "DOCKER_CONTEXT",
@@ -48,12 +49,7 @@ REPLAY_ENV = (
     "DOCKER_CERT_PATH",
     "SSL_CERT_FILE",
     "XDG_CACHE_HOME",
-    "XDG_CONFIG_HOME",
     "HOME",
-    "GIT_CONFIG_GLOBAL",
-    "GIT_CONFIG_SYSTEM",
-    "GIT_CONFIG_NOSYSTEM",
-    "GIT_CONFIG_COUNT",
     *ENV_INPUTS,
 )
 
@@ -89,16 +85,10 @@ def replay_watch(settings: BuildSettings) -> replay.Watch:
     rules = ignore_rules(dockerfile, context)
     cache_file = cache_file_for(FINGERPRINT_CACHE_DIRS, context, rules)
     key_dir = cache_file.parent if cache_file else default_cache_dir()
-    home = Path.home()
-    xdg_config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
     files: list[Path] = [
         dockerfile,
         *map(Path, ignore_file_candidates(dockerfile, context)),
         key_dir / KEY_FILE_NAME,
-        *read_git_dirs(context),
-        home / ".gitconfig",
-        xdg_config / "git" / "config",
-        Path("/etc/gitconfig"),
         *APT_SOURCE_FILES,
         *(f for d in APT_SOURCE_FILES for f in (*_listing(d, "*.list"), *_listing(d, "*.sources"))),
         *_listing(PROJECT_ROOT / "pipeline", "**/*.py"),  # the decision's own code

@@ -66,8 +66,10 @@ def test_env_digest_reads_names_as_the_settings_do() -> None:
 
 
 def test_git_state_follows_commit_branch_and_dirtiness(repo: Path) -> None:
-    commit, branch, dirty = replay.git_state(repo, {})
-    assert (commit, branch, dirty) == (git(repo, "rev-parse", "HEAD"), "main", False)
+    commit, branch, dirty, origin = replay.git_state(repo, {})
+    assert (commit, branch, dirty, origin) == (git(repo, "rev-parse", "HEAD"), "main", False, "")
+    git(repo, "remote", "add", "origin", "https://github.com/iterate/iterate.git")
+    assert replay.git_state(repo, {})[3] == "https://github.com/iterate/iterate.git"
     (repo / "ignored.txt").write_text("git ignores me\n")
     assert replay.git_state(repo, {})[2] is False
     (repo / "new.txt").write_text("untracked\n")
@@ -200,7 +202,6 @@ def test_the_replay_watches_what_the_full_path_reads(
         dockerfile.with_name("Dockerfile.dockerignore"),
         repo / ".dockerignore",
         ca,
-        repo / ".git" / "config",
         ROOT / "pipeline" / "adapters" / "replay.py",
         ROOT / "pipeline" / "sessions" / "dev_build.py",
     ):
@@ -297,11 +298,12 @@ def test_replay_imports_without_pydantic_on_the_oldest_python_nox_may_use() -> N
 
 def test_observation_equality_ignores_nothing() -> None:
     """Every field counts; only `remember` compares the images apart, ref by ref."""
-    seen = Observation("e", ("c", "main", False), "d", {"f": "1"}, True, {"i": "x"})
+    seen = Observation("e", ("c", "main", False, ""), "d", {"f": "1"}, True, {"i": "x"})
     for changed in (
         replace(seen, engine_builder=False),
         replace(seen, env="E"),
-        replace(seen, git=("c", "main", True)),
+        replace(seen, git=("c", "main", True, "")),
+        replace(seen, git=("c", "main", False, "https://example.invalid/x.git")),
         replace(seen, context="D"),
         replace(seen, files={"f": "2"}),
         replace(seen, images={"i": None}),
