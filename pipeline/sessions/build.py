@@ -30,6 +30,7 @@ from pipeline.rules.build_plan import (
 from pipeline.rules.platforms import BuilderFacts
 from pipeline.rules.release import MainMove
 from pipeline.sessions.dev_build import (
+    Seen,
     fingerprint_local,
     git_facts,
     observe_for_replay,
@@ -80,9 +81,12 @@ def snapshot_local(argv: Sequence[str]) -> None:
                 settings.build_context, settings.dockerfile, settings.image_repository, command
             )
         return
-    if not args.dry_run and skip_if_unchanged():
-        return  # unchanged: tagged before any build machinery was loaded
-    run_build("local", dry_run=args.dry_run)
+    seen: Seen = None
+    if not args.dry_run:
+        skipped, seen = skip_if_unchanged()
+        if skipped:
+            return  # unchanged: tagged before any build machinery was loaded
+    run_build("local", dry_run=args.dry_run, seen=seen)
 
 
 def snapshot_push(argv: Sequence[str]) -> None:
@@ -119,13 +123,19 @@ def plan_for(mode: Mode, settings: BuildSettings, tree: ExportedTree | None = No
     )
 
 
-def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
+def run_build(mode: Mode, *, dry_run: bool, seen: Seen = None) -> BuildOutcome | None:
+    """`seen`: what skip_if_unchanged observed for the replay before it declined (not again)."""
     with ref_source(load(BuildSettings)) as (settings, tree):
-        return _run_build(mode, settings, tree, dry_run=dry_run)
+        return _run_build(mode, settings, tree, dry_run=dry_run, seen=seen)
 
 
 def _run_build(
-    mode: Mode, settings: BuildSettings, tree: ExportedTree | None, *, dry_run: bool
+    mode: Mode,
+    settings: BuildSettings,
+    tree: ExportedTree | None,
+    *,
+    dry_run: bool,
+    seen: Seen = None,
 ) -> BuildOutcome | None:
     reports = load(ReportSettings)
     if dry_run:
@@ -133,7 +143,9 @@ def _run_build(
         _describe(plan)
         console.step("dry run: nothing was built, pushed or tagged")
         return None
-    before = observe_for_replay(settings) if mode == "local" and tree is None else None
+    before = None
+    if mode == "local" and tree is None:
+        before = seen or observe_for_replay(settings)
     if mode == "local":  # one session on every machine: it finds (or makes) a base it can use
         settings = with_build_base(settings)
     from pipeline.adapters.buildx import build, docker_cli

@@ -54,14 +54,20 @@ REPLAY_ENV = (
 )
 
 
-def skip_if_unchanged() -> bool:
+# What a run saw before deciding (adapters/replay.py), handed on so it is observed once per run.
+Seen = tuple[replay.Watch, replay.Observation] | None
+
+
+def skip_if_unchanged() -> tuple[bool, Seen]:
     """The fast path of an unchanged `snapshot_local`, taken before the build machinery is even
     imported: plan, fingerprint, compare with `:local`'s label, tag. False whenever anything
-    says build (or cannot be read: the full path then reports it properly)."""
+    says build (or cannot be read: the full path then reports it properly); with it, what was
+    observed for the replay before deciding, for the build to record its outcome against."""
+    before: Seen = None
     try:
         settings = load(BuildSettings)
         if settings.push or settings.repo_ref or not settings.dockerfile.is_file():
-            return False
+            return False, None
         before = observe_for_replay(settings)
         settings = with_build_base(settings)  # the fingerprint then covers the chosen base
         facts = git_facts(settings, None)
@@ -69,14 +75,14 @@ def skip_if_unchanged() -> bool:
         plan = plan_build("local", settings, facts, facts.commit_time, git_context=wants_git)
         plan, measured = fingerprint_local(plan, settings, None, None)
         if measured is None or measured.value is None:
-            return False
+            return False, before
         if not skip_unchanged(plan, measured, settings, load(ReportSettings)):
-            return False
+            return False, before
     except PipelineError:
-        return False
+        return False, before
     if measured.local is not None:
         remember_for_replay(before, plan, measured, measured.local.id)
-    return True
+    return True, before
 
 
 def replay_watch(settings: BuildSettings) -> replay.Watch:
@@ -124,7 +130,7 @@ def base_candidates(settings: BuildSettings) -> list[str]:
     return [official, DEFAULT_TAG] if official else []
 
 
-def observe_for_replay(settings: BuildSettings) -> tuple[replay.Watch, replay.Observation] | None:
+def observe_for_replay(settings: BuildSettings) -> Seen:
     """Taken before a local build's decision reads anything; None when a replay of it would
     not be possible anyway (a push, a ref build, an engine the replay cannot ask)."""
     if settings.push or settings.repo_ref:
@@ -137,7 +143,7 @@ def observe_for_replay(settings: BuildSettings) -> tuple[replay.Watch, replay.Ob
 
 
 def remember_for_replay(
-    before: tuple[replay.Watch, replay.Observation] | None,
+    before: Seen,
     plan: BuildPlan,
     measured: Fingerprint,
     image_id: str,
@@ -156,7 +162,7 @@ def remember_for_replay(
 
 
 def remember_build(
-    before: tuple[replay.Watch, replay.Observation] | None,
+    before: Seen,
     plan: BuildPlan,
     measured: Fingerprint | None,
     docker_host: str | None,

@@ -67,4 +67,5 @@ def test_fast_path_declines_what_it_cannot_vouch_for(
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert dev_build.skip_if_unchanged() is False
+    skipped, _ = dev_build.skip_if_unchanged()
+    assert skipped is False
