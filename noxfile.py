@@ -145,8 +145,14 @@ def _pip_install(session: nox.Session, groups: tuple[str, ...]) -> None:
 
 def _pipeline(session: nox.Session, name: str) -> None:
     """Run one pipeline command in the session's venv; its exit code says what failed."""
-    if name == "snapshot_local" and _replayed(session):
+    replayed = _replay(session) if name == "snapshot_local" else None
+    if replayed:
         return
+    env = {}
+    if replayed is False:  # the child need not observe again what was just found changed
+        from pipeline.adapters.replay import TRIED_VARIABLE
+
+        env[TRIED_VARIABLE] = "1"
     _install(session)
     session.run(
         "python",
@@ -155,22 +161,23 @@ def _pipeline(session: nox.Session, name: str) -> None:
         name,
         *session.posargs,
         interrupt_timeout=INTERRUPT_TIMEOUT_S,
-        env={"PIPELINE_VIA_NOX": "1"},
+        env=env,
     )
 
 
-def _replayed(session: nox.Session) -> bool:
+def _replay(session: nox.Session) -> bool | None:
     """An unchanged `snapshot_local` ends here, in nox's own interpreter: when nothing its last
     decision read has changed, that decision holds (pipeline/adapters/replay.py, standard
-    library only). Starting the venv's Python would cost more than raw buildx's own check."""
+    library only). Starting the venv's Python would cost more than raw buildx's own check.
+    True: replayed; False: tried, the full path decides; None: not tried here."""
     if session.posargs or sys.version_info < (3, 10):
-        return False
+        return None
     if str(ROOT) not in sys.path:
         sys.path.append(str(ROOT))
     try:
         from pipeline.adapters.replay import replay
     except Exception:  # an odd interpreter: the venv's Python decides instead
-        return False
+        return None
     return replay(session.posargs, os.environ, session.log)
 
 

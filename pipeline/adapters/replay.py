@@ -43,6 +43,9 @@ from pipeline.adapters.context_files import default_cache_dir, digest_context, i
 from pipeline.adapters.local_key import local_key
 
 RECORD_FORMAT = 2
+# Set by noxfile.py for `python -m pipeline` after a replay it tried found a change: the child
+# does not observe the same things again (internal: not a setting).
+TRIED_VARIABLE = "PIPELINE_REPLAY_TRIED"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_S = 10
 # Variables that point git at another repository; the full path ignores them too (adapters/git).

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -337,3 +338,20 @@ def test_a_record_that_cannot_be_written_never_fails_the_build(
     env = {**env, "XDG_CACHE_HOME": str(blocked)}  # no cache folder can be made below it
     assert replay.remember(watch, before, "sha256:i", (), {}, "x", env) is False
     assert replay.replay([], env, print) is False
+
+
+def test_the_child_of_a_nox_that_tried_does_not_observe_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """noxfile.py marks `python -m pipeline snapshot_local` when its own replay found a change;
+    the mark is not inherited further (a background worker replays for itself)."""
+    import pipeline.__main__ as entry
+
+    calls: list[object] = []
+    monkeypatch.setattr(entry, "replay", lambda *args: calls.append(args) or True)
+    monkeypatch.setenv(replay.TRIED_VARIABLE, "1")
+    monkeypatch.setattr(entry, "resolve", lambda name: lambda rest: calls.append("full path"))
+    assert entry.main(["snapshot_local"]) == 0
+    assert calls == ["full path"]
+    assert replay.TRIED_VARIABLE not in os.environ
+    assert entry.main(["snapshot_local"]) == 0 and len(calls) == 2 and calls[1] != "full path"
