@@ -33,7 +33,9 @@ _RESOLVE_FAILED = re.compile(r"failed to resolve source metadata for (?P<ref>\S+
 _HTTP_STATUS = re.compile(r"\b(?P<code>[45]\d\d) [A-Z][A-Za-z ]+")
 _UNREACHABLE = re.compile(
     r"connection refused|no such host|i/o timeout|connection reset|\bEOF\b|network is "
-    r"unreachable|TLS handshake timeout|context deadline exceeded|server misbehaving",
+    r"unreachable|TLS handshake timeout|context deadline exceeded|server misbehaving|"
+    # Go's HTTP client, when the registry went away between two requests of one push
+    r"server closed idle connection|broken pipe",
     re.IGNORECASE,
 )
 # Digests and URLs carry hex and paths ("…401f…", "/denied/"): never read them as auth words.
@@ -151,8 +153,11 @@ def _registry_trouble(reason: str) -> str:
     status = _HTTP_STATUS.search(reason)
     if status and status["code"].startswith("5"):
         return f"it answered {status.group(0).strip()} ({_short(reason)})"
-    if _UNREACHABLE.search(reason):
-        return f"it stopped answering or cannot be reached ({_short(reason)})"
+    unreachable = _UNREACHABLE.search(reason)
+    if unreachable:  # the cause ends Go's wrapped error, past what _short keeps: name it first
+        return (
+            f"it stopped answering or cannot be reached ({unreachable.group(0)}: {_short(reason)})"
+        )
     return _short(reason)
 
 

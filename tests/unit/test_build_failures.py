@@ -64,6 +64,11 @@ PUSH_EOF = (
 ERROR: failed to solve: failed to push {REPO}:sha-{SHA}: failed to copy: Put "{BLOB}401f": EOF
 """
 )
+# Seen on this machine (buildx 0.13.1) when the registry died between requests of one push.
+_IDLE_CLOSED = f'failed to push {REPO}:sha-{SHA}: failed to do request: Head "{BLOB}401f": ' + (
+    "http: server closed idle connection"
+)
+PUSH_IDLE_CLOSED = EXPORT + f"#7 ERROR: {_IDLE_CLOSED}\nERROR: failed to solve: {_IDLE_CLOSED}\n"
 PUSH_401 = (
     EXPORT
     + f"""\
@@ -140,7 +145,8 @@ def classify(output: str, plan: BuildPlan) -> PipelineError:
     [
         (PUSH_500, "answered 500 Internal Server Error"),
         (PUSH_REFUSED_CONNECTION, "stopped answering or cannot be reached"),
-        (PUSH_EOF, "stopped answering or cannot be reached"),
+        (PUSH_EOF, "stopped answering or cannot be reached (EOF:"),
+        (PUSH_IDLE_CLOSED, "stopped answering or cannot be reached (server closed idle"),
     ],
 )
 def test_registry_outage_during_push_is_the_registrys(
