@@ -150,7 +150,7 @@ def _pipeline(session: nox.Session, name: str) -> None:
         return
     env = {}
     if replayed is False:  # the child need not observe again what was just found changed
-        from pipeline.adapters.replay import TRIED_VARIABLE
+        from pipeline.fastpath.replay import TRIED_VARIABLE
 
         env[TRIED_VARIABLE] = "1"
     _install(session)
@@ -167,7 +167,7 @@ def _pipeline(session: nox.Session, name: str) -> None:
 
 def _replay(session: nox.Session) -> bool | None:
     """An unchanged `snapshot_local` ends here, in nox's own interpreter: when nothing its last
-    decision read has changed, that decision holds (pipeline/adapters/replay.py, standard
+    decision read has changed, that decision holds (pipeline/fastpath/replay.py, standard
     library only). Starting the venv's Python would cost more than raw buildx's own check.
     True: replayed; False: tried, the full path decides; None: not tried here."""
     if session.posargs or sys.version_info < (3, 10):
@@ -175,7 +175,7 @@ def _replay(session: nox.Session) -> bool | None:
     if str(ROOT) not in sys.path:
         sys.path.append(str(ROOT))
     try:
-        from pipeline.adapters.replay import replay
+        from pipeline.fastpath.replay import replay
     except Exception:  # an odd interpreter: the venv's Python decides instead
         return None
     return replay(session.posargs, os.environ, session.log)

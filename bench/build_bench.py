@@ -7,7 +7,7 @@
 (1) overhead: an unchanged `nox -s snapshot_local` and `python -m pipeline snapshot_local`
     against the raw `docker buildx build --load` of the same context with the same flags and
     base (goal <= 1.0x); nox's start-up is measured on its own. Each pipeline run must be
-    replayed (pipeline/adapters/replay.py), or the bench stops. The full path (settings, git,
+    replayed (pipeline/fastpath/replay.py), or the bench stops. The full path (settings, git,
     fingerprint, label; what runs when a report is asked for) is measured as well. The nox is
     the one `--nox` names, else `nox` on PATH, else this Python's.
 (2) registry cache: on an engine of the bench's own with an empty build cache (started for the
@@ -35,10 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.adapters.build_base import choose_build_base  # noqa: E402
-from pipeline.adapters.git_context import dockerfile_wants_git_context, make_git_context  # noqa: E402
-from pipeline.adapters.local_registry import start_registry  # noqa: E402
-from pipeline.sessions.dev_build import REPLAYED  # noqa: E402
+from pipeline.base_image.choose import choose_build_base  # noqa: E402
+from pipeline.build.local import REPLAYED  # noqa: E402
+from pipeline.git.meta_context import dockerfile_wants_git_context, make_git_context  # noqa: E402
+from pipeline.registry.server import start_registry  # noqa: E402
 from pipeline.settings.build import _default_ca_bundle  # noqa: E402
 from tests.conftest import make_fixture_repo  # noqa: E402
 from tests.helpers.engines import EngineStartError, OwnEngine, start_engine  # noqa: E402
@@ -175,7 +175,7 @@ def main() -> None:
         print(f"nox:   {' '.join(ours)}", flush=True)
         timed(ours, env)  # the first build, and the session's venv: every later run is unchanged
         timed(raw, env)  # the raw build's own image (its labels differ from the pipeline's)
-        # An unchanged run is replayed (pipeline/adapters/replay.py) unless a report is asked
+        # An unchanged run is replayed (pipeline/fastpath/replay.py) unless a report is asked
         # for: then the full path decides (settings, git, fingerprint, label), measured apart.
         replayed = REPLAYED
         full_env = dict(env, PIPELINE_REPORT=str(work / "full-path-report.json"))

@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.adapters.build_inputs import fingerprint_build  # noqa: E402
-from pipeline.adapters.context_files import cache_file_for, digest_context, ignore_rules  # noqa: E402
-from pipeline.adapters.git import read_git_facts  # noqa: E402
-from pipeline.adapters.git_context import dockerfile_wants_git_context  # noqa: E402
+from pipeline.build.inputs import fingerprint_build  # noqa: E402
+from pipeline.fastpath.context import cache_file_for, digest_context, ignore_rules  # noqa: E402
+from pipeline.git.facts import read_git_facts  # noqa: E402
+from pipeline.git.meta_context import dockerfile_wants_git_context  # noqa: E402
 from pipeline.rules.build_plan import BuildPlan, plan_build  # noqa: E402
 from pipeline.settings.build import BuildSettings, load  # noqa: E402
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from pipeline.adapters.replay import TRIED_VARIABLE, replay
 from pipeline.errors import DOCKER_CLI_FIX, EngineError, Interrupted, PipelineError
+from pipeline.fastpath.replay import TRIED_VARIABLE, replay
 from pipeline.sessions import COMMANDS, resolve
 
 
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
         return 2
     tried = os.environ.pop(TRIED_VARIABLE, None) is not None  # by nox's own interpreter
     if name == "snapshot_local" and not tried and replay(rest, os.environ, _step):
-        return 0  # nothing it reads has changed since its last decision (adapters/replay.py)
+        return 0  # nothing it reads has changed since its last decision (fastpath/replay.py)
     try:
         resolve(name)(rest)
     except PipelineError as error:

@@ -5,7 +5,7 @@ Sessions catch `PipelineError` and print `str(error)`: one line, cause then fix,
 
 Exit codes: 2 config, 3 engine, 4 git, 5 build (a Dockerfile step), 6 deadline, 7 registry,
 8 Daytona, 9 Daytona auth, 10 sandbox, 11 doctor found problems, 12 the offline base image
-(adapters/base_rootfs.py); 130 Ctrl-C and 143 SIGTERM (`Interrupted`: what the session had
+(base_image/rootfs.py); 130 Ctrl-C and 143 SIGTERM (`Interrupted`: what the session had
 started was stopped first).
 """
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the replay (adapters/replay.py) publishes without loading pydantic
+if TYPE_CHECKING:  # the replay (fastpath/replay.py) publishes without loading pydantic
     from pipeline.settings.build import ReportSettings
 
 Scalar = str | int | float | bool | None

@@ -24,9 +24,9 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
-from pipeline.adapters import base_rootfs
-from pipeline.adapters.build_base import choose_build_base
-from pipeline.adapters.local_registry import LocalRegistry, start_registry
+from pipeline.base_image import rootfs as base_rootfs
+from pipeline.base_image.choose import choose_build_base
+from pipeline.registry.server import LocalRegistry, start_registry
 from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL, dockerfile_default_base
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from tests.helpers.engines import EngineStartError, OwnEngine, start_engine

@@ -1,7 +1,7 @@
 """The build context's file set as one digest (pure, standard library only).
 
 Kept apart from rules/fingerprint.py (which uses pydantic) so that the replay of an unchanged
-build (adapters/replay.py) can digest the context inside nox's own interpreter.
+build (fastpath/replay.py) can digest the context inside nox's own interpreter.
 """
 
 from __future__ import annotations

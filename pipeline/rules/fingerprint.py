@@ -55,7 +55,7 @@ def unchanged(label_on_image: str | None, current: str | None) -> bool:
 
 
 def git_meta_identity(sha: str, branch: str | None, source_url: str | None) -> str:
-    """The git-meta context's bytes depend on exactly these (see adapters/git_context.py)."""
+    """The git-meta context's bytes depend on exactly these (see git/meta_context.py)."""
     return json.dumps(["git-meta", sha, branch, source_url])
 
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline import console
-from pipeline.adapters.background import (
+from pipeline.background.builds import (
     BackgroundStart,
     Result,
     Status,
@@ -30,13 +30,13 @@ from pipeline.adapters.background import (
     start_background,
     status,
 )
-from pipeline.adapters.context_files import (
+from pipeline.errors import BuildError, PipelineError
+from pipeline.fastpath.context import (
     cache_file_for,
     default_cache_dir,
     digest_context,
     ignore_rules,
 )
-from pipeline.errors import BuildError, PipelineError
 from pipeline.settings.build import PROJECT_ROOT
 
 STATE_ROOT = PROJECT_ROOT / ".pipeline" / "background"

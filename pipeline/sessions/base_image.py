@@ -1,7 +1,7 @@
 """`nox -s base_image`: make the offline stand-in for `node:24-bookworm` by hand.
 
 `snapshot_local` makes it on its own where the official image cannot be pulled
-(pipeline/adapters/build_base.py); this session is for forcing a rebuild or another tag.
+(pipeline/base_image/choose.py); this session is for forcing a rebuild or another tag.
 Idempotent: an image under the tag whose recipe label matches is kept; `--force` rebuilds.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.adapters import base_rootfs
+from pipeline.base_image import rootfs as base_rootfs
 from pipeline.console import output, say
 from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL
 from pipeline.sessions.options import parser

@@ -12,9 +12,21 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from pipeline import console
-from pipeline.adapters.git_context import dockerfile_wants_git_context
-from pipeline.adapters.ref_source import ExportedTree
+from pipeline.build.local import (
+    Seen,
+    fingerprint_local,
+    git_facts,
+    observe_for_replay,
+    ref_source,
+    remember_build,
+    remember_for_replay,
+    skip_if_unchanged,
+    skip_unchanged,
+    with_build_base,
+)
 from pipeline.errors import ConfigError
+from pipeline.git.meta_context import dockerfile_wants_git_context
+from pipeline.git.refs import ExportedTree
 from pipeline.report import publish
 from pipeline.rules.build_plan import (
     CACHE_EXPORT_FIX,
@@ -29,23 +41,11 @@ from pipeline.rules.build_plan import (
 )
 from pipeline.rules.platforms import BuilderFacts
 from pipeline.rules.release import MainMove
-from pipeline.sessions.dev_build import (
-    Seen,
-    fingerprint_local,
-    git_facts,
-    observe_for_replay,
-    ref_source,
-    remember_build,
-    remember_for_replay,
-    skip_if_unchanged,
-    skip_unchanged,
-    with_build_base,
-)
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 
 if TYPE_CHECKING:
-    from pipeline.adapters.buildx import BuildOutcome
+    from pipeline.docker.buildx import BuildOutcome
 
 
 def snapshot_local(argv: Sequence[str]) -> None:
@@ -148,8 +148,8 @@ def _run_build(
         before = seen or observe_for_replay(settings)
     if mode == "local":  # one session on every machine: it finds (or makes) a base it can use
         settings = with_build_base(settings)
-    from pipeline.adapters.buildx import build, docker_cli
-    from pipeline.adapters.docker_login import push_credentials
+    from pipeline.docker.buildx import build, docker_cli
+    from pipeline.docker.login import push_credentials
 
     plan, builder = _checked_plan(mode, settings, tree)
     plan, main = _settle_main(plan, settings)
@@ -185,7 +185,7 @@ def _checked_plan(
     mode: Mode, settings: BuildSettings, tree: ExportedTree | None
 ) -> tuple[BuildPlan, BuilderFacts]:
     """The plan, checked against the builder and the engine's image store."""
-    from pipeline.adapters.buildx import BuilderProbe, containerd_image_store, docker_cli
+    from pipeline.docker.buildx import BuilderProbe, containerd_image_store, docker_cli
 
     cli = docker_cli(settings.docker_host)
     # Asked now, answered while git is read: the check costs the fast path almost nothing.
@@ -210,7 +210,7 @@ def _settle_main(plan: BuildPlan, settings: BuildSettings) -> tuple[BuildPlan, M
     main = main_tag(plan)
     if main is None:
         return plan, None
-    from pipeline.adapters.release_checks import main_tag_move
+    from pipeline.registry.release_checks import main_tag_move
 
     decision = main_tag_move(main, plan.sha, plan.context, settings)
     return (plan if decision.move else hold_main(plan)), decision

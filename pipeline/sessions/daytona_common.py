@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from pipeline import console
-from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.daytona.client import DaytonaClient
 from pipeline.errors import DaytonaError, GitError, PipelineError
 from pipeline.report import publish
 from pipeline.rules.snapshot_names import resolve_stage
@@ -52,7 +52,7 @@ def commit(build: BuildSettings) -> tuple[str, bool]:
     or HEAD; dirty as snapshot_local tags it."""
     if build.repo_ref is not None:
         return ref_commit(build), False
-    from pipeline.adapters.git import read_git_facts
+    from pipeline.git.facts import read_git_facts
 
     try:
         facts = read_git_facts(build.build_context, git_env(build))
@@ -68,7 +68,7 @@ def commit(build: BuildSettings) -> tuple[str, bool]:
 
 def ref_commit(build: BuildSettings) -> str:
     """The sha SANDBOX_ITERATE_REPO_REF names (a ref build is clean by definition)."""
-    from pipeline.adapters.ref_source import resolve_ref
+    from pipeline.git.refs import resolve_ref
 
     assert build.repo_ref is not None
     sha = resolve_ref(build.build_context, build.repo_ref).sha

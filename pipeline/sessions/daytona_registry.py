@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.adapters.daytona.client import DaytonaClient
-from pipeline.adapters.daytona.registries import (
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.registries import (
     Credentials,
     EntryOutcome,
     apply_plan,

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import console
-from pipeline.adapters.registry_auth import docker_config_has_auth, resolve_credentials
 from pipeline.errors import DoctorFoundProblems, PipelineError
+from pipeline.registry.credentials import docker_config_has_auth, resolve_credentials
 from pipeline.rules.build_plan import CACHE_EXPORT_FIX, NO_CACHE_EXPORT
 from pipeline.rules.image_ref import is_loopback
 from pipeline.rules.platforms import BuilderFacts, unsupported
@@ -18,7 +18,7 @@ from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load
 
 if TYPE_CHECKING:
-    from pipeline.adapters.buildx import DockerCLI
+    from pipeline.docker.buildx import DockerCLI
 
 CHECK_TIMEOUT_S = 20
 
@@ -93,7 +93,7 @@ class _State:
 
 
 def _cli(state: _State) -> Finding:
-    from pipeline.adapters.buildx import docker_cli
+    from pipeline.docker.buildx import docker_cli
 
     try:
         state.cli = docker_cli(state.settings.docker_host)
@@ -103,7 +103,7 @@ def _cli(state: _State) -> Finding:
 
 
 def _engine(state: _State) -> Finding:
-    from pipeline.adapters.buildx import run_docker
+    from pipeline.docker.buildx import run_docker
 
     code, text = run_docker(
         state.docker(), "version", "--format", "{{.Server.Version}}", timeout_s=CHECK_TIMEOUT_S
@@ -119,7 +119,7 @@ def _engine(state: _State) -> Finding:
 
 
 def _buildx(state: _State) -> Finding:
-    from pipeline.adapters.buildx import run_docker
+    from pipeline.docker.buildx import run_docker
 
     code, text = run_docker(state.docker(), "buildx", "version", timeout_s=CHECK_TIMEOUT_S)
     if code:
@@ -133,7 +133,7 @@ def _buildx(state: _State) -> Finding:
 
 
 def _builder(state: _State) -> Finding:
-    from pipeline.adapters.buildx import BuilderProbe
+    from pipeline.docker.buildx import BuilderProbe
 
     try:
         with BuilderProbe(state.docker(), state.settings.builder) as probe:
@@ -156,7 +156,7 @@ def _builder(state: _State) -> Finding:
 
 
 def _cache_export(state: _State) -> Finding:
-    from pipeline.adapters.buildx import containerd_image_store
+    from pipeline.docker.buildx import containerd_image_store
 
     assert state.builder is not None  # the builder check came first and passed
     name, driver = state.builder.name, state.builder.driver
@@ -202,8 +202,8 @@ def _credentials(state: _State) -> Finding:
         )
     if state.skip_login:
         return Finding(True, "registry credentials", f"{host}: {found.source} (not tried)")
-    from pipeline.adapters.buildx import docker_client
-    from pipeline.adapters.registry_auth import login
+    from pipeline.docker.buildx import docker_client
+    from pipeline.registry.credentials import login
 
     # A throw-away Docker config: the check must not store credentials anywhere.
     with tempfile.TemporaryDirectory(prefix="doctor-docker-config-") as config:

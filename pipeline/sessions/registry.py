@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import console
-from pipeline.adapters.local_registry import start_registry
+from pipeline.registry.server import start_registry
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load
 

@@ -11,15 +11,15 @@ from datetime import timedelta
 from functools import partial
 
 from pipeline import console
-from pipeline.adapters.daytona.client import DaytonaClient
-from pipeline.adapters.daytona.latest import latest_snapshot
-from pipeline.adapters.daytona.sandbox_lifecycle import (
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.latest import latest_snapshot
+from pipeline.daytona.sandbox_lifecycle import (
     SANDBOX_POLL,
     SandboxWaits,
     launch_sandbox,
     stop_and_delete,
 )
-from pipeline.adapters.daytona.waiting import PollPolicy
+from pipeline.daytona.waiting import PollPolicy
 from pipeline.errors import ConfigError, DaytonaError, PipelineError
 from pipeline.report import publish
 from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox

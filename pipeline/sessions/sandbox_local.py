@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.adapters import local_docker
+from pipeline.sandbox import local_docker
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load
 

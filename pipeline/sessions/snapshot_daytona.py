@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline import console
-from pipeline.adapters.daytona.client import DaytonaClient
-from pipeline.adapters.daytona.snapshots import Outcome, PollPolicy, ensure_snapshot
-from pipeline.adapters.registry_api import check_image
-from pipeline.adapters.registry_auth import resolve_credentials
-from pipeline.adapters.release_checks import verify_digest
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.snapshots import Outcome, PollPolicy, ensure_snapshot
 from pipeline.errors import ConfigError
+from pipeline.registry.client import check_image
+from pipeline.registry.credentials import resolve_credentials
+from pipeline.registry.release_checks import verify_digest
 from pipeline.report import publish
 from pipeline.rules.image_ref import parse_image_ref, pinned_image_problem
 from pipeline.rules.snapshot_names import (

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.adapters.daytona.client import DaytonaClient
-from pipeline.adapters.daytona.latest import find_latest
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.latest import find_latest
 from pipeline.errors import DaytonaError
 from pipeline.rules.snapshot_names import match_prefix
 from pipeline.sessions.daytona_common import daytona_client, stage

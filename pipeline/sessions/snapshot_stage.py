@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.adapters.daytona.client import DaytonaClient
-from pipeline.adapters.daytona.promotion import Promotion, from_commit, from_snapshot
-from pipeline.adapters.daytona.snapshots import PollPolicy
-from pipeline.adapters.registry_api import reader_for
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.promotion import Promotion, from_commit, from_snapshot
+from pipeline.daytona.snapshots import PollPolicy
 from pipeline.errors import BuildError, ConfigError
+from pipeline.registry.client import reader_for
 from pipeline.rules.snapshot_names import (
     promote_source,
     resources_note,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from pipeline import console
-from pipeline.adapters.daytona.client import DaytonaClient
+from pipeline.daytona.client import DaytonaClient
 from pipeline.rules.retention import plan_retention
 from pipeline.rules.snapshot_names import match_prefix
 from pipeline.sessions.daytona_common import Deletions, Now, daytona_client, stage, utcnow

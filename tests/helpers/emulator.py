@@ -49,7 +49,7 @@ from starlette.routing import Route
 
 from daytona_emulator.config import SANDBOX_ONLY_PERMISSIONS, ApiKey, EmulatorConfig
 from daytona_emulator.server import EmulatorServer, listening_socket, uvicorn_config
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.registry.server import LocalRegistry
 
 EMULATOR_KEY = "dtn_emulator_test_key"
 SANDBOX_ONLY_KEY = "dtn_emulator_sandbox_only_key"

@@ -51,7 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.polling import Interval, PollTimeout, poll
+from pipeline.waiting import Interval, PollTimeout, poll
 from tests.helpers.forwarding import (
     Forwarder,
     listen_elsewhere,

@@ -23,9 +23,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.polling import FakeClock
+from pipeline.daytona.client import DaytonaClient, RetryPolicy
 from pipeline.rules.sandbox_rules import CREATED_BY, CREATED_BY_LABEL
+from pipeline.waiting import FakeClock
 
 KEY = "dtn_" + "s3cr3t" * 8
 URL = "https://daytona.test/api"

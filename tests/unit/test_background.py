@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.background import (
+from pipeline.background.builds import (
     Paths,
     Result,
     StatusFile,
@@ -191,7 +191,7 @@ def _worker_argv(root: Path, body: str, sleep_s: float = 0.0) -> list[str]:
         f"""
         import os, sys, time
         from pathlib import Path
-        from pipeline.adapters.background import Result, run_worker
+        from pipeline.background.builds import Result, run_worker
         def build():
             print("stdin is", os.readlink("/proc/self/fd/0") if os.path.exists("/proc") else "?")
             time.sleep({sleep_s})

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import base_rootfs, safe_tar
-from pipeline.adapters.base_rootfs import BaseImageError
+from pipeline.base_image import rootfs as base_rootfs
+from pipeline.base_image import safe_tar
+from pipeline.base_image.rootfs import BaseImageError
 from pipeline.errors import ConfigError
 from pipeline.rules import base_image_plan as rules
 from pipeline.sessions import base_image

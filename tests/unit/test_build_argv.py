@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.buildx import DockerCLI, build_argv, docker_cli
+from pipeline.docker.buildx import DockerCLI, build_argv, docker_cli
 from pipeline.rules.build_plan import plan_build
 from pipeline.rules.git_facts import GitFacts
 from pipeline.settings.build import BuildSettings, env_names

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import registry_auth
+from pipeline.registry import credentials as registry_auth
 from pipeline.sessions.doctor import Finding, _credentials, _State
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 

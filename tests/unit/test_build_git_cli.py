@@ -1,4 +1,4 @@
-"""Git facts read with the git CLI (adapters/git.py): what `git status -b` headers say about the
+"""Git facts read with the git CLI (git/facts.py): what `git status -b` headers say about the
 branch, and that the process's git variables cannot point the read at another repository."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.git import read_git_facts
+from pipeline.git.facts import read_git_facts
 from tests.helpers.git import git
 from tests.unit.test_gitfacts import repo
 

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from pipeline.adapters import process_group
-from pipeline.adapters.process_group import GroupProcess
+from pipeline import process_group
 from pipeline.errors import Interrupted
+from pipeline.process_group import GroupProcess
 
 # A child that starts a grandchild (sleeping, same process group), tells its pid, then waits.
 PARENT = """

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.adapters.daytona.client import (
+from pipeline.daytona.client import (
     BUILD_LOGS_HTTP_TIMEOUT,
     CreateConflict,
     DaytonaClient,
@@ -20,18 +20,18 @@ from pipeline.adapters.daytona.client import (
     RetryPolicy,
     retry_after_seconds,
 )
-from pipeline.adapters.daytona.latest import LatestCache, latest_snapshot
-from pipeline.adapters.daytona.snapshots import (
+from pipeline.daytona.latest import LatestCache, latest_snapshot
+from pipeline.daytona.snapshots import (
     PollPolicy,
     SnapshotSpec,
     ensure_snapshot,
     failure_fix,
 )
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError, DeadlineExceeded
-from pipeline.polling import FakeClock
 from pipeline.rules.daytona_models import CreateSnapshot
 from pipeline.settings.build import load
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings
+from pipeline.waiting import FakeClock
 from tests.helpers.fake_daytona import (
     FAST,
     KEY,

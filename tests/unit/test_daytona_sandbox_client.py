@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.adapters.daytona.client import (
+from pipeline.daytona.client import (
     DaytonaClient,
     OutcomeUnknown,
     StateChangeInProgress,
 )
-from pipeline.adapters.daytona.sandbox_lifecycle import (
+from pipeline.daytona.sandbox_lifecycle import (
     NameTaken,
     SandboxWaits,
     create_sandbox,
@@ -26,20 +26,19 @@ from pipeline.adapters.daytona.sandbox_lifecycle import (
     stop_and_delete,
     wait_started,
 )
-from pipeline.adapters.daytona.sandboxes import (
+from pipeline.daytona.sandboxes import (
     SandboxSpec,
     preview_headers,
     running_sandbox,
     service_logs,
 )
-from pipeline.adapters.daytona.snapshots import PollPolicy
+from pipeline.daytona.snapshots import PollPolicy
 from pipeline.errors import (
     ConfigError,
     DaytonaAuthError,
     DaytonaError,
     DeadlineExceeded,
 )
-from pipeline.polling import FakeClock
 from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
 from pipeline.rules.sandbox_rules import (
     CREATED_BY,
@@ -57,6 +56,7 @@ from pipeline.rules.sandbox_rules import (
 from pipeline.sessions.sandbox_daytona import sandbox_daytona
 from pipeline.settings.build import load
 from pipeline.settings.daytona import SandboxSettings
+from pipeline.waiting import FakeClock
 from tests.helpers.fake_daytona import (
     KEY,
     TOOLBOX,

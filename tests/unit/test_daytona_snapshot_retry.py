@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.adapters.daytona.sandbox_lifecycle import create_sandbox
-from pipeline.adapters.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.daytona.client import DaytonaClient, RetryPolicy
+from pipeline.daytona.sandbox_lifecycle import create_sandbox
+from pipeline.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
 from pipeline.errors import ConfigError, DaytonaError
 from pipeline.rules.daytona_http import retry_pause
 from pipeline.rules.daytona_models import CreateSandbox

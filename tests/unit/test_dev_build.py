@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sessions import dev_build
+from pipeline.build import local as dev_build
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from tests.helpers.git import git as _git
 

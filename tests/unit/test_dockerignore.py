@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.context_files import ignore_rules, is_sent, walk
+from pipeline.fastpath.context import ignore_rules, is_sent, walk
 from pipeline.rules.dockerignore import (
     DockerignoreError,
     Matcher,

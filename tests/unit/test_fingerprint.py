@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import context_files
-from pipeline.adapters.build_inputs import Fingerprint, LocalImage, fingerprint_build
-from pipeline.adapters.context_files import digest_context, ignore_rules
+from pipeline.build.inputs import Fingerprint, LocalImage, fingerprint_build
+from pipeline.fastpath import context as context_files
+from pipeline.fastpath.context import digest_context, ignore_rules
 from pipeline.rules.build_plan import BuildPlan, plan_build
 from pipeline.rules.fingerprint import LABEL, UnknownBase, base_images, unchanged
 from pipeline.rules.git_facts import GitFacts

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.git_context import (
+from pipeline.git.meta_context import (
     CACHE_KEEP,
     cached_git_context,
     dockerfile_wants_git_context,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.git import read_git_facts
 from pipeline.errors import GitError
+from pipeline.git.facts import read_git_facts
 from pipeline.rules.git_facts import browsable_url
 from tests.helpers.git import git
 

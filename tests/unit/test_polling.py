@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.polling import FakeClock, Interval, PollTimeout, poll
+from pipeline.waiting import FakeClock, Interval, PollTimeout, poll
 
 
 def test_returns_the_first_result_that_is_done() -> None:

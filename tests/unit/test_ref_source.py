@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.ref_source import export_ref, resolve_ref
 from pipeline.errors import GitError
+from pipeline.git.refs import export_ref, resolve_ref
 from pipeline.rules.build_plan import sha_tag
 from pipeline.rules.git_facts import GitFacts
 from tests.helpers.git import git

@@ -1,4 +1,4 @@
-"""The image-exists check (`pipeline.adapters.registry_api`): reference parsing, the auth protocol
+"""The image-exists check (`pipeline.registry.client`): reference parsing, the auth protocol
 (anonymous Bearer tokens, Basic), plain HTTP for loopback — with `httpx.MockTransport`."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pipeline.adapters import registry_auth
-from pipeline.adapters.registry_api import (
+from pipeline.errors import ConfigError, RegistryError
+from pipeline.registry import credentials as registry_auth
+from pipeline.registry.client import (
     check_image,
     parse_challenge,
     parse_image,
 )
-from pipeline.adapters.registry_auth import Credentials, resolve_credentials
-from pipeline.errors import ConfigError, RegistryError
+from pipeline.registry.credentials import Credentials, resolve_credentials
 from pipeline.rules.image_ref import is_loopback
 from pipeline.settings.build import BuildSettings
 

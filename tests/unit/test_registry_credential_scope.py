@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import registry_auth
-from pipeline.adapters.registry_api import resolve_digest
 from pipeline.errors import RegistryError
+from pipeline.registry import credentials as registry_auth
+from pipeline.registry.client import resolve_digest
 from pipeline.settings.build import BuildSettings
 
 DIGEST = "sha256:" + "e" * 64

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.adapters import registry_auth
-from pipeline.adapters.docker_login import temporary_docker_config
-from pipeline.adapters.registry_api import check_image
-from pipeline.adapters.registry_auth import push_login_credentials, resolve_credentials
+from pipeline.docker.login import temporary_docker_config
 from pipeline.errors import RegistryError
+from pipeline.registry import credentials as registry_auth
+from pipeline.registry.client import check_image
+from pipeline.registry.credentials import push_login_credentials, resolve_credentials
 from pipeline.settings.build import BuildSettings
 
 VARIABLES = (

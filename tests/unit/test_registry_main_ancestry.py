@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import git_ancestry
-from pipeline.adapters.git_ancestry import strict_ancestry
+from pipeline.git import ancestry as git_ancestry
+from pipeline.git.ancestry import strict_ancestry
 from tests.helpers.git import git
 
 

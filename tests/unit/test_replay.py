@@ -1,4 +1,4 @@
-"""The replay of an unchanged `snapshot_local` (pipeline/adapters/replay.py), without an engine:
+"""The replay of an unchanged `snapshot_local` (pipeline/fastpath/replay.py), without an engine:
 what it observes, when it refuses, and where it finds the engine. The engine tier
 (tests/integration/engine/test_dev_loop.py) proves it against real builds."""
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import engine_api, replay
-from pipeline.adapters.replay import Observation, Record, Watch
-from pipeline.sessions import dev_build
+from pipeline.docker import engine_api
+from pipeline.fastpath import replay
+from pipeline.fastpath.replay import Observation, Record, Watch
+from pipeline.build import local as dev_build
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from tests.helpers.git import git
 from tests.helpers.settings_env import use_repo_settings
@@ -80,7 +81,7 @@ def test_git_state_follows_commit_branch_and_dirtiness(repo: Path) -> None:
     assert replay.git_state(repo, {})[1] == "feature"
     git(repo, "checkout", "-q", "--detach")
     assert replay.git_state(repo, {})[1] == "(detached)"
-    # variables that point git elsewhere are dropped, as adapters/git.py drops them
+    # variables that point git elsewhere are dropped, as git/facts.py drops them
     assert replay.git_state(repo, {"GIT_DIR": "/nonexistent"})[0] == commit
 
 
@@ -203,8 +204,8 @@ def test_the_replay_watches_what_the_full_path_reads(
         dockerfile.with_name("Dockerfile.dockerignore"),
         repo / ".dockerignore",
         ca,
-        ROOT / "pipeline" / "adapters" / "replay.py",
-        ROOT / "pipeline" / "sessions" / "dev_build.py",
+        ROOT / "pipeline" / "fastpath" / "replay.py",
+        ROOT / "pipeline" / "build" / "local.py",
     ):
         assert str(expected) in files, expected
 
@@ -281,7 +282,7 @@ def test_an_engine_that_does_not_answer_is_unsupported(tmp_path: Path) -> None:
 def test_replay_imports_without_pydantic_on_the_oldest_python_nox_may_use() -> None:
     """nox's own interpreter has none of the project's dependencies, and may be a 3.10."""
     code = (
-        "import sys, json; import pipeline.adapters.replay; "
+        "import sys, json; import pipeline.fastpath.replay; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('pydantic', 'pydantic_settings', 'python_on_whales', 'httpx')); "
         "assert not bad, bad; "

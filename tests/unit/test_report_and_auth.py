@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import registry_auth
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.registry import credentials as registry_auth
 from pipeline.report import output_lines, publish
 from pipeline.settings.build import BuildSettings, ReportSettings
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.daytona.snapshots import PollPolicy
+from pipeline.daytona.snapshots import PollPolicy
 from pipeline.errors import ConfigError, DaytonaError
 from pipeline.rules.daytona_models import Snapshot
 from pipeline.rules.snapshot_names import (

@@ -21,10 +21,9 @@ from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer, FaultRule, SnapshotOutcome
 from daytona_emulator.knobs import SettingsPatch
-from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.adapters.daytona.latest import LatestCache, latest_snapshot
-from pipeline.adapters.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.daytona.client import DaytonaClient, RetryPolicy
+from pipeline.daytona.latest import LatestCache, latest_snapshot
+from pipeline.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
 from pipeline.errors import (
     ConfigError,
     DaytonaAuthError,
@@ -33,6 +32,7 @@ from pipeline.errors import (
     PipelineError,
     RegistryError,
 )
+from pipeline.registry.server import LocalRegistry
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshot_latest import snapshot_latest
 from pipeline.sessions.snapshot_stage import snapshot_stage

@@ -20,10 +20,10 @@ from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
 from daytona_emulator.knobs import SettingsPatch
-from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.adapters.daytona.snapshots import PollPolicy
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.daytona.client import DaytonaClient, RetryPolicy
+from pipeline.daytona.snapshots import PollPolicy
 from pipeline.errors import DaytonaError
+from pipeline.registry.server import LocalRegistry
 from pipeline.sessions.daytona_registry import daytona_registry
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names

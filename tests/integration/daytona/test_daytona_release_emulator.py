@@ -18,10 +18,10 @@ from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
 from daytona_emulator.knobs import SettingsPatch
-from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.adapters.daytona.snapshots import PollPolicy
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.daytona.client import DaytonaClient, RetryPolicy
+from pipeline.daytona.snapshots import PollPolicy
 from pipeline.errors import RegistryError
+from pipeline.registry.server import LocalRegistry
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshot_latest import snapshot_latest
 from pipeline.sessions.snapshot_stage import snapshot_stage

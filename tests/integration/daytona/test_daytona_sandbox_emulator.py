@@ -14,24 +14,24 @@ from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
 from daytona_emulator.knobs import SandboxOutcome
-from pipeline.adapters.daytona.client import (
+from pipeline.daytona.client import (
     DaytonaClient,
     RetryPolicy,
 )
-from pipeline.adapters.daytona.sandbox_lifecycle import (
+from pipeline.daytona.sandbox_lifecycle import (
     SandboxWaits,
 )
-from pipeline.adapters.daytona.sandboxes import (
+from pipeline.daytona.sandboxes import (
     SandboxSpec,
     preview_headers,
     running_sandbox,
 )
-from pipeline.adapters.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
 from pipeline.errors import (
     DaytonaError,
     PipelineError,
 )
+from pipeline.registry.server import LocalRegistry
 from pipeline.rules.sandbox_rules import (
     CREATED_BY,
     CREATED_BY_LABEL,

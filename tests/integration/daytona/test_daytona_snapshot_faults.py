@@ -8,9 +8,9 @@ import pytest
 from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer, FaultRule
-from pipeline.adapters.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.adapters.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.daytona.client import DaytonaClient, RetryPolicy
+from pipeline.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.registry.server import LocalRegistry
 from tests.helpers.emulator import EMULATOR_KEY, daytona_emulator_with_registry, push_tiny_image
 
 __all__ = ["daytona_emulator_with_registry"]  # a fixture, used by name

@@ -23,15 +23,15 @@ import pytest
 from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
-from pipeline.adapters.daytona.client import DaytonaClient
-from pipeline.adapters.daytona.sandbox_lifecycle import SandboxWaits
-from pipeline.adapters.daytona.sandboxes import (
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.sandbox_lifecycle import SandboxWaits
+from pipeline.daytona.sandboxes import (
     SandboxHandle,
     SandboxSpec,
     preview_headers,
     running_sandbox,
 )
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.registry.server import LocalRegistry
 from tests.conftest import run_pipeline
 from tests.helpers.emulator import daytona_emulator_with_registry  # noqa: F401
 from tests.helpers.host_engine import TEST_IMAGE_NAMESPACE

@@ -19,7 +19,7 @@ import pytest
 
 from daytona_emulator.registries import RegistryEntry, entry_for_image
 from daytona_emulator.server import EmulatorServer
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.registry.server import LocalRegistry
 from tests.helpers.emulator import (
     OTHER_ORG_KEY,
     SANDBOX_ONLY_KEY,

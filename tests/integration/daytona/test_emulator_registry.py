@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from daytona_emulator.server import EmulatorServer
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.registry.server import LocalRegistry
 from tests.helpers.emulator import (
     admin_client,
     api_client,

@@ -27,7 +27,7 @@ from python_on_whales.exceptions import NoSuchContainer
 from daytona_emulator.config import EmulatorConfig, Timings
 from daytona_emulator.sandbox_runtime import INSTANCE_LABEL, SANDBOX_LABEL
 from daytona_emulator.server import EmulatorServer
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.registry.server import LocalRegistry
 from tests.helpers.emulator import (
     admin_client,
     api_client,

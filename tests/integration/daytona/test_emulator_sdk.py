@@ -24,7 +24,7 @@ from daytona_api_client import SnapshotState
 
 from daytona_emulator.knobs import FaultRule
 from daytona_emulator.server import EmulatorServer
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.registry.server import LocalRegistry
 from tests.helpers.emulator import (
     SANDBOX_ONLY_KEY,
     admin_client,

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.adapters.local_registry import LocalRegistry
+from pipeline.registry.server import LocalRegistry
 from tests.conftest import FixtureRepo, image_exists, make_fixture_repo, run_pipeline
 from tests.helpers.engines import OwnEngine
 

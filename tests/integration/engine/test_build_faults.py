@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.local_registry import LocalRegistry, start_registry
+from pipeline.registry.server import LocalRegistry, start_registry
 from pipeline.rules.build_plan import NO_CACHE_EXPORT
 from tests.conftest import (
     PIPELINE_VARIABLES,

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import base_rootfs
-from pipeline.adapters.background import Status, status
-from pipeline.adapters.build_inputs import fingerprint_build, inspect_images
+from pipeline.background.builds import Status, status
+from pipeline.base_image import rootfs as base_rootfs
+from pipeline.build.inputs import fingerprint_build, inspect_images
+from pipeline.build.local import REPLAYED
 from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL
 from pipeline.rules.build_plan import BuildPlan, plan_build
 from pipeline.rules.fingerprint import LABEL, unchanged
 from pipeline.rules.git_facts import GitFacts
 from pipeline.sessions import background
-from pipeline.sessions.dev_build import REPLAYED
 from pipeline.settings.build import BuildSettings
 from tests.conftest import (
     PIPELINE_VARIABLES,
@@ -272,7 +272,7 @@ def test_failed_background_build_keeps_the_last_good_local(dev_env: FixtureRepo)
     assert _image_id(f"{repo.repository}:local") == good_id
 
 
-# --- with the session wiring (pipeline/sessions/build.py calls pipeline/sessions/dev_build.py) ---
+# --- with the session wiring (pipeline/sessions/build.py calls pipeline/build/local.py) ---
 
 from tests.conftest import run_pipeline  # noqa: E402
 

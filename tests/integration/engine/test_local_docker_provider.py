@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.adapters import local_docker
-from pipeline.adapters.local_docker import LocalDockerSettings, image_candidates, pick_image
 from pipeline.errors import ConfigError, SandboxError
+from pipeline.sandbox import local_docker
+from pipeline.sandbox.local_docker import LocalDockerSettings, image_candidates, pick_image
 from pipeline.settings.build import load
 from tests.conftest import TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, run_pipeline
 from tests.helpers.engines import OwnEngine

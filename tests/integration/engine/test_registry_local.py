@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.adapters.local_registry import LocalRegistry, start_registry
 from pipeline.errors import EngineError
+from pipeline.registry.server import LocalRegistry, start_registry
 
 
 def test_the_test_registry_needs_its_password(registry: LocalRegistry) -> None:

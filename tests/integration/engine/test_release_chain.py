@@ -21,19 +21,19 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pipeline.adapters.buildx import docker_client
-from pipeline.adapters.docker_login import push_credentials
-from pipeline.adapters.local_registry import LocalRegistry
-from pipeline.adapters.registry_api import (
+from pipeline.docker.buildx import docker_client
+from pipeline.docker.login import push_credentials
+from pipeline.errors import RegistryError
+from pipeline.registry.client import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     image_labels,
     image_revision,
     resolve_digest,
 )
-from pipeline.adapters.registry_auth import Credentials, login
-from pipeline.adapters.release_checks import main_tag_move, verify_digest
-from pipeline.errors import RegistryError
+from pipeline.registry.credentials import Credentials, login
+from pipeline.registry.release_checks import main_tag_move, verify_digest
+from pipeline.registry.server import LocalRegistry
 from pipeline.settings.build import BuildSettings
 from tests.conftest import ROOT, PipelineRun, make_fixture_repo, run_pipeline
 
@@ -171,7 +171,7 @@ def test_a_refused_login_leaves_no_config_behind(
 
 CHILD = """
 import sys, time
-from pipeline.adapters.docker_login import push_credentials
+from pipeline.docker.login import push_credentials
 from pipeline.settings.build import BuildSettings
 with push_credentials(BuildSettings()) as config:
     print(config, flush=True)

@@ -11,8 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from pipeline.adapters.local_registry import LocalRegistry
-from pipeline.sessions.dev_build import REPLAYED
+from pipeline.build.local import REPLAYED
+from pipeline.registry.server import LocalRegistry
 from tests.conftest import FixtureRepo, image_exists, run_pipeline
 from tests.helpers.engines import OwnEngine
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters import base_rootfs
-from pipeline.adapters.base_rootfs import BaseImageError
-from pipeline.adapters.build_base import choose_build_base
+from pipeline.base_image import rootfs as base_rootfs
+from pipeline.base_image.choose import choose_build_base
+from pipeline.base_image.rootfs import BaseImageError
 from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL
 from tests.conftest import TEST_IMAGE_NAMESPACE, TEST_OFFLINE_BASE, offline_base_for_tests
 from tests.helpers.engines import OwnEngine

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.adapters import local_docker
+from pipeline.sandbox import local_docker
 from tests.conftest import ROOT, TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, run_pipeline
 
 # A repository of this session's own: test sessions running side by side never share a tag.
@@ -276,6 +276,6 @@ def test_verify_script(sandbox_image: BuiltImage, script: str) -> None:
 
 
 def _free_port() -> int:
-    from pipeline.adapters.local_registry import free_port
+    from pipeline.registry.server import free_port
 
     return free_port()

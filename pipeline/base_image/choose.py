@@ -1,0 +1,92 @@
+"""Which base image a build uses, so that `snapshot_local` alone works on every machine.
+
+In order, stopping at the first that holds:
+1. `SANDBOX_BASE_IMAGE` is set: the engine has it → use it; it is the offline base's tag →
+   make (or refresh) it; otherwise pull it, or say in one line that it cannot be had.
+2. The Dockerfile's own default (`ARG BASE_IMAGE=node:24-bookworm`) is in the engine, or can be
+   pulled (GitHub's runners, most laptops) → None: build FROM the official image.
+3. The offline base (`sandbox-base/node24-bookworm:local`) is current → use it; else make it
+   (mmdebstrap as root or under passwordless sudo), or say in one line what is missing.
+
+The fast path is one `docker image inspect`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.base_image import rootfs as base_rootfs
+from pipeline.base_image.rootfs import BaseImageError
+from pipeline.console import say, step
+from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL, dockerfile_default_base
+from pipeline.settings.build import BuildSettings
+
+
+def ensure_build_base(settings: BuildSettings) -> str | None:
+    """The BASE_IMAGE build argument this build needs (None: the Dockerfile's own default)."""
+    return choose_build_base(settings.base_image, settings.dockerfile, settings.docker_host)
+
+
+def choose_build_base(
+    configured: str | None,
+    dockerfile: Path,
+    docker_host: str | None = None,
+    offline_tag: str = DEFAULT_TAG,
+) -> str | None:
+    if configured:
+        return _configured_base(configured, docker_host, offline_tag)
+    try:
+        official = dockerfile_default_base(dockerfile.read_text())
+    except OSError:
+        return None  # the build itself says that the Dockerfile is missing
+    if official is None:
+        return None  # nothing to choose: the Dockerfile has no BASE_IMAGE argument
+    if base_rootfs.image_label(official, RECIPE_LABEL, docker_host) is not None:
+        return None
+    # An offline base made here earlier (because the official one could not be pulled) is used
+    # without asking the network again: the unchanged path stays two inspects, and a network
+    # that drops connections cannot stall every run.
+    if _offline_base_is_current(offline_tag, docker_host):
+        return offline_tag
+    step(f"{official} is not in the engine: pulling it")
+    why_not = base_rootfs.pull(official, docker_host)
+    if why_not is None:
+        return None
+    reason = _last_clause(why_not)
+    say(f"{official} cannot be pulled ({reason}); using the offline base {offline_tag}")
+    try:
+        return base_rootfs.make_base_image(offline_tag, docker_host=docker_host)
+    except BaseImageError as error:
+        raise BaseImageError(
+            f"{official} cannot be pulled ({reason}), and {error.cause}", error.fix, error.details
+        ) from None
+
+
+def _offline_base_is_current(offline_tag: str, docker_host: str | None) -> bool:
+    recipe = base_rootfs.image_label(offline_tag, RECIPE_LABEL, docker_host)
+    return recipe is not None and recipe == base_rootfs.plan_here(offline_tag).recipe
+
+
+def _last_clause(daemon_error: str) -> str:
+    """The daemon's own cause ("no such host", "connection refused") without the URL chain."""
+    return daemon_error.rsplit(": ", 1)[-1].strip() or daemon_error
+
+
+def _configured_base(configured: str, docker_host: str | None, offline_tag: str) -> str:
+    recipe = base_rootfs.image_label(configured, RECIPE_LABEL, docker_host)
+    if configured == offline_tag:
+        if recipe != base_rootfs.plan_here(offline_tag).recipe:
+            base_rootfs.make_base_image(offline_tag, docker_host=docker_host)
+        return configured
+    if recipe is not None:
+        return configured
+    step(f"SANDBOX_BASE_IMAGE={configured} is not in the engine: pulling it")
+    why_not = base_rootfs.pull(configured, docker_host)
+    if why_not is not None:
+        raise BaseImageError(
+            f"SANDBOX_BASE_IMAGE={configured} is not in the engine and cannot be pulled "
+            f"({why_not})",
+            f"unset SANDBOX_BASE_IMAGE to use the Dockerfile's base, or make it with "
+            f"`nox -s base_image -- --tag {configured}`",
+        )
+    return configured

@@ -1,0 +1,104 @@
+"""The newest active snapshot of a prefix: what the app starts sandboxes from.
+
+Importable by the app (`from pipeline.daytona.latest import latest_snapshot`).
+Answers are cached in the process for five minutes per prefix, because the app asks on
+every sandbox start and a stage gets a new snapshot at most every few minutes; developer
+prefixes are never cached.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from pipeline.daytona.client import DaytonaClient
+from pipeline.rules.daytona_models import Snapshot
+from pipeline.rules.snapshot_names import is_dev_prefix, match_prefix, pick_latest
+from pipeline.settings.build import load
+from pipeline.settings.daytona import DaytonaSettings
+
+CACHE_SECONDS = 300.0
+PAGE_SIZE = 50
+
+CacheKey = tuple[str, str, str]  # api url, organization, matched prefix
+
+
+class LatestCache:
+    """Answers per (API, organization, prefix) for `ttl` seconds; the clock is injectable."""
+
+    def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[CacheKey, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: CacheKey) -> str | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            stored_at, name = entry
+            if self._clock() - stored_at >= self.ttl:
+                del self._entries[key]
+                return None
+            return name
+
+    def put(self, key: CacheKey, name: str) -> None:
+        with self._lock:
+            self._entries[key] = (self._clock(), name)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+DEFAULT_CACHE = LatestCache()
+
+
+def find_latest(
+    client: DaytonaClient, matched_prefix: str, *, page_size: int = PAGE_SIZE
+) -> Snapshot | None:
+    """Ask the server newest first and page only until a page holds a match."""
+    page = 1
+    while True:
+        result = client.list_snapshots(
+            page=page, limit=page_size, name=matched_prefix, sort="createdAt", order="desc"
+        )
+        found = pick_latest(result.items, matched_prefix)
+        if found is not None or page >= result.total_pages or not result.items:
+            return found
+        page += 1
+
+
+def latest_snapshot(
+    prefix: str,
+    client: DaytonaClient | None = None,
+    *,
+    cache: LatestCache | None = None,
+    page_size: int = PAGE_SIZE,
+) -> str | None:
+    """Name of the newest active snapshot for `prefix` (a stage like `prd`, whose snapshots are
+    `prd--<timestamp>`, or a prefix ending in a separator like `iterate-sandbox-`); None when
+    there is none. Without `client`, one is made from DAYTONA_API_URL / DAYTONA_API_KEY.
+
+    Misses are not cached: a snapshot being made right now should be found on the next call.
+    """
+    matched = match_prefix(prefix)
+    cache = DEFAULT_CACHE if cache is None else cache
+    own = client is None
+    active_client = client or DaytonaClient.from_settings(load(DaytonaSettings))
+    try:
+        key = (active_client.api_url, active_client.organization_id or "", matched)
+        use_cache = not is_dev_prefix(matched)
+        if use_cache and (cached := cache.get(key)) is not None:
+            return cached
+        found = find_latest(active_client, matched, page_size=page_size)
+        if found is None:
+            return None
+        if use_cache:
+            cache.put(key, found.name)
+        return found.name
+    finally:
+        if own:
+            active_client.close()

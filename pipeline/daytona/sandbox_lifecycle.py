@@ -1,0 +1,268 @@
+"""Daytona sandboxes on top of the client: create from a snapshot, wait for started, stop and
+delete, and wait until gone. The rules (is it started yet? may it be deleted now?) are the pure
+functions of pipeline/rules/sandbox_rules.py; these only read, decide and act.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from pipeline import console
+from pipeline.daytona.client import CreateConflict, DaytonaClient, OutcomeUnknown
+from pipeline.daytona.retry import Backoff, gave_up
+from pipeline.daytona.waiting import PollPolicy, Watch, wait_for
+from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded, PipelineError
+from pipeline.rules.daytona_models import (
+    SANDBOX_GONE_STATES,
+    SANDBOX_STARTED,
+    CreateSandbox,
+    Sandbox,
+)
+from pipeline.rules.sandbox_rules import (
+    Step,
+    Verdict,
+    create_failure_fix,
+    gone_verdict,
+    is_ours,
+    settling,
+    start_failure_fix,
+    start_verdict,
+    stopped_verdict,
+)
+from pipeline.waiting import Clock, PollTimeout
+
+DEFAULT_START_TIMEOUT: Final = 300.0
+DEFAULT_TEARDOWN_TIMEOUT: Final = 120.0
+# Sandbox polls start faster than snapshot polls: a start takes seconds, not minutes.
+SANDBOX_POLL: Final = PollPolicy(initial=0.5, factor=1.5, maximum=5.0)
+
+
+@dataclass(frozen=True)
+class SandboxWaits:
+    """How long a sandbox may take to start and to go away, and how often it is read meanwhile.
+    `clock` None: the client's (tests give both the same fake clock)."""
+
+    start_s: float = DEFAULT_START_TIMEOUT
+    teardown_s: float = DEFAULT_TEARDOWN_TIMEOUT
+    poll: PollPolicy = SANDBOX_POLL
+    clock: Clock | None = None
+
+    def clock_of(self, client: DaytonaClient) -> Clock:
+        return self.clock or client.clock
+
+    def watch(self, client: DaytonaClient, sandbox: Sandbox, deadline: float) -> Watch:
+        return Watch(sandbox.name, sandbox.state, deadline, self.clock_of(client), self.poll)
+
+
+DEFAULT_WAITS: Final = SandboxWaits()
+
+
+class NameTaken(DaytonaError):
+    """Another sandbox has the name: it is not ours, so a failed launch must not remove it."""
+
+
+def create_sandbox(
+    client: DaytonaClient, request: CreateSandbox, *, clock: Clock | None = None
+) -> Sandbox:
+    """`POST /sandbox`, never blindly repeated.
+
+    When the answer is lost (or a 5xx leaves it unknown whether it worked), the name is looked
+    up first: found means it worked; absent means no sandbox was made, so posting again is safe,
+    after a pause as `client.retry` says.
+    """
+    unknown: OutcomeUnknown | None = None
+    backoff = Backoff(client.retry, clock or client.clock)
+    while True:
+        if unknown is not None and not backoff.wait(unknown.retry_after):
+            raise gave_up(unknown, backoff)
+        try:
+            return client.create_sandbox(request)
+        except OutcomeUnknown as error:
+            console.warn(f"{error.cause}; looking the name up before trying again")
+            found = client.get_sandbox(request.name)
+            if found is not None:
+                return found
+            unknown = error
+        except CreateConflict as conflict:
+            found = client.get_sandbox(request.name)
+            # Our own earlier POST may have made it after all: adopt it only then.
+            if unknown is not None and found is not None and is_ours(found, request.labels):
+                return found
+            raise NameTaken(
+                f"a sandbox named {request.name} already exists ({conflict.cause})",
+                f"pick another name, or remove it: nox -s sandbox_daytona -- --down {request.name}",
+            ) from None
+        except DaytonaAuthError:
+            raise
+        except DaytonaError as error:
+            if error.fix:
+                raise
+            raise DaytonaError(error.cause, create_failure_fix(error.cause)) from None
+
+
+def wait_started(
+    client: DaytonaClient,
+    sandbox: Sandbox,
+    waits: SandboxWaits = DEFAULT_WAITS,
+    *,
+    deadline: float | None = None,
+) -> Sandbox:
+    """Poll `GET /sandbox/{id}` until it is `started`; `error`/`build_failed` end the wait with
+    Daytona's errorReason on one line, the deadline with DeadlineExceeded."""
+    if start_verdict(sandbox).step is Step.DONE:
+        return sandbox
+    clock = waits.clock_of(client)
+    found = _wait(
+        client,
+        sandbox,
+        start_verdict,
+        waits.watch(
+            client, sandbox, clock.monotonic() + waits.start_s if deadline is None else deadline
+        ),
+        waits.start_s,
+        failure_fix=lambda s: start_failure_fix(s.error_reason if s else None),
+        late_fix=(
+            f"Daytona may still start it; raise DAYTONA_SANDBOX_TIMEOUT (--timeout), or remove "
+            f"it: nox -s sandbox_daytona -- --down {sandbox.name}"
+        ),
+    )
+    assert found is not None  # start_verdict never accepts a missing sandbox
+    return found
+
+
+def stop_and_delete(
+    client: DaytonaClient, id_or_name: str, waits: SandboxWaits = DEFAULT_WAITS
+) -> bool:
+    """Stop the sandbox (so its processes get SIGTERM), delete it, and wait until it is gone,
+    all within `waits.teardown_s`.
+
+    False when there was no such sandbox. A stop that fails or hangs does not prevent the
+    delete: removing it is what matters.
+    """
+    clock = waits.clock_of(client)
+    timeout = waits.teardown_s
+    started = clock.monotonic()
+    deadline = started + timeout
+    current = client.get_sandbox(id_or_name)
+    if current is None:
+        return False
+    name = current.name
+    if current.state == SANDBOX_STARTED:
+        current = _stop(client, current, waits, min(deadline, clock.monotonic() + timeout / 2))
+    if current is not None and current.state not in SANDBOX_GONE_STATES:
+        console.say(f"   deleting sandbox {name}")
+        _delete(client, current, waits.watch(client, current, deadline))
+    if current is not None:
+        _wait(
+            client,
+            current,
+            gone_verdict,
+            waits.watch(client, current, deadline),
+            timeout,
+            late_fix=f"re-run `nox -s sandbox_daytona -- --down {name}` later",
+        )
+    console.say(f"   sandbox {name} is gone ({clock.monotonic() - started:.1f} s)")
+    return True
+
+
+def _stop(
+    client: DaytonaClient, sandbox: Sandbox, waits: SandboxWaits, deadline: float
+) -> Sandbox | None:
+    """Stop and wait for it to settle, in half the teardown budget at most (the delete must
+    still fit); what it is afterwards, whether or not the stop worked."""
+    console.say(f"   stopping sandbox {sandbox.name}")
+    try:
+        client.stop_sandbox(sandbox.id)
+        watch = waits.watch(client, sandbox, deadline)
+        return _wait(client, sandbox, stopped_verdict, watch, waits.teardown_s / 2)
+    except DaytonaAuthError:
+        raise
+    except PipelineError as error:
+        console.say(f"   {sandbox.name}: the stop did not finish ({error.cause}); deleting anyway")
+        return client.get_sandbox(sandbox.id)
+
+
+def _delete(client: DaytonaClient, sandbox: Sandbox, watch: Watch) -> None:
+    """`DELETE`, waiting out a state change in progress (Daytona refuses deletes meanwhile)."""
+    refusals: list[DaytonaError] = []
+
+    def attempt() -> bool:
+        try:
+            client.delete_sandbox(sandbox.id)
+            return True
+        except DaytonaAuthError:
+            raise
+        except DaytonaError as error:
+            now = client.get_sandbox(sandbox.id)
+            if now is None or now.state in SANDBOX_GONE_STATES:
+                return True
+            if not settling(now):
+                raise
+            refusals[:] = [error]
+            return False
+
+    try:
+        watch.until(attempt, bool)
+    except PollTimeout:
+        raise refusals[-1] from None
+
+
+def launch_sandbox(
+    client: DaytonaClient, request: CreateSandbox, waits: SandboxWaits = DEFAULT_WAITS
+) -> Sandbox:
+    """Create the sandbox and wait for `started` within `waits.start_s`. If that fails, whatever
+    was made under the name is removed before the error propagates: no half-started leftovers.
+    """
+    clock = waits.clock_of(client)
+    deadline = clock.monotonic() + waits.start_s
+    try:
+        created = create_sandbox(client, request, clock=clock)
+        return wait_started(client, created, waits, deadline=deadline)
+    except BaseException as failure:
+        # With a refused key nothing was made; with a taken name, what exists is not ours.
+        if not isinstance(failure, DaytonaAuthError | NameTaken):
+            remove_leftover(client, request.name, waits, "after the failure")
+        raise
+
+
+def remove_leftover(client: DaytonaClient, name: str, waits: SandboxWaits, when: str) -> None:
+    """Remove a sandbox while another error is on its way: a failure here is only a warning
+    that says how to remove it by hand, so it never hides the error that matters."""
+    try:
+        if stop_and_delete(client, name, waits):
+            console.say(f"   removed sandbox {name} {when}")
+    except PipelineError as error:
+        console.warn(
+            f"could not remove sandbox {name}: {error.cause}; remove it with "
+            f"`nox -s sandbox_daytona -- --down {name}`"
+        )
+
+
+def _wait(
+    client: DaytonaClient,
+    sandbox: Sandbox,
+    verdict: Callable[[Sandbox | None], Verdict],
+    watch: Watch,
+    timeout: float,
+    *,
+    failure_fix: Callable[[Sandbox | None], str] = lambda _: "",
+    late_fix: str = "",
+) -> Sandbox | None:
+    """Read the sandbox until `verdict` says done (the reading) or fail (DaytonaError); the
+    deadline ends it with DeadlineExceeded."""
+    found = wait_for(
+        watch,
+        lambda: client.get_sandbox(sandbox.id),
+        lambda s: verdict(s).step is not Step.WAIT,
+        lambda s: s.state,
+        lambda state: DeadlineExceeded(
+            f"sandbox {sandbox.name} ({sandbox.id}) is still {state} after {timeout:g} s",
+            late_fix,
+        ),
+    )
+    judged = verdict(found)
+    if judged.step is Step.FAIL:
+        raise DaytonaError(f"sandbox {sandbox.name}: {judged.why}", failure_fix(found))
+    return found

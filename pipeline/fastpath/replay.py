@@ -1,0 +1,281 @@
+"""Replay the last decision of `snapshot_local` when nothing it read has changed since.
+
+The full path of an unchanged build (build/local.py) loads settings, reads git, asks the
+engine, fingerprints the context and compares with `:local`'s label. Under nox that means a
+second Python importing pydantic: more than raw buildx takes to find nothing to do. So each
+decision that ends with the tags on an image whose label matches also leaves a record here:
+what it read (`Watch`) and what it saw (`Observation`). The next run observes the same things
+and, when every one is as recorded, prints the recorded outcome without starting anything.
+
+What is observed, and why that covers the fingerprint (rules/fingerprint.py):
+- env: a keyed digest of every variable the settings read (the plan, the base choice, tags);
+- git: HEAD's commit, the branch, whether the tree is dirty and the origin's URL (tags,
+  labels, GIT_SHA), asked of git itself, so that every config file and include counts;
+- context: the digest of the files buildx sends, through the same walk, ignore rules and stat
+  cache as the fingerprint (fastpath/context.py);
+- files: the content of every other file the decision read (Dockerfile, ignore files, CA bundle,
+  apt sources of the offline base, the pipeline's code);
+- whether buildx builds with the engine's own driver (from buildx's config, as the fingerprint
+  decides it);
+- images: the ids of the base candidates, the bases and the tags, straight from the engine API.
+Anything that cannot be observed (an engine over TLS, no record, an error) means no replay: the
+full path runs and decides as it always did. A record is written only when what the run saw
+before deciding equals what it sees after, so a change made during a run is never recorded.
+
+Standard library only, and no syntax newer than Python 3.10: it runs in nox's own interpreter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.docker import engine_api
+from pipeline.fastpath.context import default_cache_dir, digest_context, ignore_rules
+from pipeline.fastpath.local_key import local_key
+
+RECORD_FORMAT = 2
+# Set by noxfile.py for `python -m pipeline` after a replay it tried found a change: the child
+# does not observe the same things again (internal: not a setting).
+TRIED_VARIABLE = "PIPELINE_REPLAY_TRIED"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+GIT_TIMEOUT_S = 10
+# Variables that point git at another repository; the full path ignores them too (git/facts.py).
+_GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR")
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What a replay observes; chosen by the full path, which knows what its decision read."""
+
+    context: str
+    dockerfile: str
+    cache_file: str | None  # the fingerprint's stat cache for this context
+    env_names: tuple[str, ...]  # the settings' variables (matched as pydantic-settings does)
+    report_names: tuple[str, ...]  # when one is set, the full path runs (it writes reports)
+    files: tuple[str, ...]
+    refs: tuple[str, ...] = ()  # images whose ids must be as recorded
+
+
+@dataclass(frozen=True)
+class Observation:
+    env: str
+    git: tuple[str, str, bool, str]  # HEAD commit, branch (or "(detached)"), dirty, origin URL
+    context: str
+    files: dict[str, str | None]
+    # buildx builds with the engine's own driver (the first build in a new Docker config
+    # writes buildx's files; what they decide is what matters)
+    engine_builder: bool
+    images: dict[str, str | None] = field(default_factory=dict)
+
+    def same_inputs(self, other: Observation) -> bool:
+        """Everything but the images (which the caller compares ref by ref)."""
+        return replace(self, images={}) == replace(other, images={})
+
+
+@dataclass(frozen=True)
+class Record:
+    watch: Watch
+    seen: Observation
+    message: str  # the outcome, printed again by a replay
+
+
+class Unobservable(Exception):
+    """Something the record names cannot be observed now: no replay."""
+
+
+def record_path(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
+    """One record per checkout of the pipeline, outside every build context it sends."""
+    key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return default_cache_dir(env).parent / "replay" / f"snapshot_local-{key}.json"
+
+
+def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = None) -> Observation:
+    """What `watch` names, as it is now; the images of `refs` (default: `watch.refs`)."""
+    key_dir = record_path(env).parent
+    wanted = watch.refs if refs is None else refs
+    try:
+        images = engine_api.image_ids(wanted, env) if wanted else {}
+    except engine_api.Unsupported as error:
+        raise Unobservable(str(error)) from None
+    context = Path(watch.context)
+    rules = ignore_rules(Path(watch.dockerfile), context)
+    cache_file = Path(watch.cache_file) if watch.cache_file else None
+    return Observation(
+        env=env_digest(watch.env_names, env, local_key(key_dir)),
+        git=git_state(context, env),
+        context=digest_context(context, rules, cache_file).digest,
+        files={path: file_state(path) for path in watch.files},
+        engine_builder=engine_api.uses_engine_images(None, env),
+        images=images,
+    )
+
+
+def env_digest(names: Iterable[str], env: Mapping[str, str], key: bytes) -> str:
+    """A keyed digest of the named variables' values (names matched case-insensitively and
+    empty values left out, as the settings read them; values may be secrets, hence the key)."""
+    wanted = {name.lower() for name in names}
+    pairs = sorted((k, v) for k, v in env.items() if k.lower() in wanted and v != "")
+    return hmac.new(key, json.dumps(pairs).encode("utf-8", "surrogateescape"), "sha256").hexdigest()
+
+
+def git_state(path: Path, env: Mapping[str, str]) -> tuple[str, str, bool, str]:
+    """HEAD's commit, the branch and dirtiness from one `git status` (dirty: any entry, as
+    `git status --porcelain` counts them; untracked files count, ignored ones do not), and the
+    origin's URL (a build's source label) as git's whole config resolves it."""
+    status = _git(path, env, "status", "--porcelain=v2", "--branch")
+    if status.returncode:
+        raise Unobservable(f"git status failed: {status.stderr.strip()}")
+    headers: dict[str, str] = {}
+    dirty = False
+    for line in status.stdout.splitlines():
+        if line.startswith("# "):
+            name, _, value = line[2:].partition(" ")
+            headers[name] = value
+        elif line:
+            dirty = True
+    commit = headers.get("branch.oid", "")
+    if len(commit) not in (40, 64):
+        raise Unobservable("HEAD has no commit")
+    origin = _git(path, env, "config", "--get", "remote.origin.url")
+    if origin.returncode not in (0, 1):  # 1: not set
+        raise Unobservable(f"git config failed: {origin.stderr.strip()}")
+    return commit, headers.get("branch.head", ""), dirty, origin.stdout.strip()
+
+
+def _git(path: Path, env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean_env = {k: v for k, v in env.items() if k not in _GIT_LOCATION}
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=path, env=clean_env, capture_output=True, text=True,
+            timeout=GIT_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise Unobservable(f"git {args[0]}: {error}") from None
+
+
+def file_state(path: str) -> str | None:
+    """A file's content digest, a directory's listing; None when absent. Content, not stat:
+    buildx rewrites its config files unchanged on every build."""
+    try:
+        if os.path.isdir(path):
+            return "dir:" + "\0".join(sorted(os.listdir(path)))
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def write_record(record: Record, env: Mapping[str, str]) -> None:
+    path = record_path(env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"format": RECORD_FORMAT, **asdict(record)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(document, handle)
+    tmp.replace(path)
+
+
+def forget(env: Mapping[str, str]) -> None:
+    """No record: the next run takes the full path (quietly, whatever stands in the way)."""
+    with contextlib.suppress(OSError):
+        record_path(env).unlink(missing_ok=True)
+
+
+def load_record(env: Mapping[str, str]) -> Record | None:
+    try:
+        document = json.loads(record_path(env).read_text())
+        if document.get("format") != RECORD_FORMAT:
+            return None
+        return _record(document)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _record(document: Mapping[str, Any]) -> Record:
+    watch, seen = document["watch"], document["seen"]
+    return Record(
+        watch=Watch(
+            context=str(watch["context"]),
+            dockerfile=str(watch["dockerfile"]),
+            cache_file=watch["cache_file"],
+            env_names=tuple(watch["env_names"]),
+            report_names=tuple(watch["report_names"]),
+            files=tuple(watch["files"]),
+            refs=tuple(watch["refs"]),
+        ),
+        seen=Observation(
+            env=str(seen["env"]),
+            git=(
+                str(seen["git"][0]),
+                str(seen["git"][1]),
+                bool(seen["git"][2]),
+                str(seen["git"][3]),
+            ),
+            context=str(seen["context"]),
+            files={str(k): (str(v) if v is not None else None) for k, v in seen["files"].items()},
+            engine_builder=bool(seen["engine_builder"]),
+            images={str(k): v for k, v in seen["images"].items()},
+        ),
+        message=str(document["message"]),
+    )
+
+
+def remember(
+    watch: Watch,
+    before: Observation,
+    image_id: str,
+    tags: Sequence[str],
+    fixed: Mapping[str, str],
+    message: str,
+    env: Mapping[str, str],
+) -> bool:
+    """Record a decision that left `tags` on `image_id`, if nothing moved while it was made:
+    `before` was observed ahead of it; `fixed` are the ids the decision itself used (its
+    bases). Otherwise the old record goes too. True when a record was written. Never raises:
+    a record that cannot be made (a read-only cache, an engine gone) only costs the next run
+    the full path, never the build that has just succeeded."""
+    refs = tuple(dict.fromkeys([*before.images, *fixed, *tags]))
+    # the record is an optimisation; the decision stands without it
+    with contextlib.suppress(Exception):
+        after = observe(watch, env, refs)
+        steady = (
+            before.same_inputs(after)
+            and all(after.images.get(ref) == seen for ref, seen in before.images.items())
+            and all(after.images.get(ref) == seen for ref, seen in fixed.items())
+            and all(after.images.get(tag) == image_id for tag in tags)
+        )
+        if steady:
+            write_record(Record(replace(watch, refs=refs), after, message), env)
+            return True
+    forget(env)
+    return False
+
+
+def replay(argv: Sequence[str], env: Mapping[str, str], say: Callable[[str], None]) -> bool:
+    """`snapshot_local` without options, when its last decision still holds: say its outcome
+    and return True. False (run the full path) otherwise, whatever the reason."""
+    if argv:
+        return False
+    try:
+        record = load_record(env)
+        if record is None:
+            return False
+        reports = {name.lower() for name in record.watch.report_names}
+        if any(k.lower() in reports and v for k, v in env.items()):
+            return False
+        if observe(record.watch, env) != record.seen:
+            return False
+    except Exception:
+        return False
+    say(record.message)
+    return True

@@ -1,0 +1,364 @@
+"""Reading a registry's v2 API: does a tag exist, which digest it has now, which labels its image
+carries. Used before Daytona is asked to pull an image (which would otherwise report a missing
+one minutes later) and by the release chain (the built digest, `:main`'s revision).
+
+Speaks the distribution auth protocol: a `WWW-Authenticate: Bearer` challenge (ghcr.io, Docker
+Hub) is answered with a token from the realm, a `Basic` challenge (htpasswd registries) with
+credentials. Where credentials go is narrow on purpose:
+- they come from `registry_auth.resolve_credentials` for the image's own host, so
+  REGISTRY_USERNAME/REGISTRY_PASSWORD reach only the configured repository's registry;
+- a token realm gets them only over https (a loopback realm excepted), else it is asked
+  anonymously;
+- redirects (blobs on a CDN, a moved realm) are followed without any Authorization header.
+Loopback registries are plain HTTP, as docker treats them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from pipeline.errors import ConfigError, RegistryError
+from pipeline.http_auth import BearerAuth
+from pipeline.registry.credentials import GHCR, Credentials, resolve_credentials
+from pipeline.rules.image_ref import ImageRef, ImageRefError, is_loopback, parse_image_ref
+from pipeline.rules.release import platform_manifest
+from pipeline.settings.build import BuildSettings
+
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MANIFEST_TYPES = (
+    INDEX_TYPES[0],
+    "application/vnd.oci.image.manifest.v1+json",
+    INDEX_TYPES[1],
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+MAX_REDIRECTS = 5
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
+_NO_AUTH = httpx.Auth()  # the base class sends the request unchanged
+PUSH_FIX = (
+    "push it first (nox -s snapshot_push), or set SANDBOX_IMAGE / GIT_SHA to an image that exists"
+)
+
+
+def parse_image(image: str) -> ImageRef:
+    """The one parser (`rules.image_ref`) for a reference with a tag or digest; ConfigError."""
+    try:
+        ref = parse_image_ref(image)
+    except ImageRefError as error:
+        raise ConfigError(str(error), "use a reference like ghcr.io/acme/app:sha-…") from None
+    if ref.tag is None and ref.digest is None:
+        raise ConfigError(
+            f"image {image!r} has no tag or digest", "use a reference like ghcr.io/acme/app:sha-…"
+        )
+    return ref
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="…",service="…"` → ("bearer", {"realm": …, "service": …})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {
+        m[1].lower(): m[2] if m[2] is not None else m[3] for m in _CHALLENGE_PARAM.finditer(rest)
+    }
+    return scheme.lower(), params
+
+
+def may_send_credentials(url: httpx.URL) -> bool:
+    """Credentials travel only over https, or to a loopback host (docker's insecure default)."""
+    return url.scheme == "https" or is_loopback(url.netloc.decode("ascii"))
+
+
+class RegistryReader:
+    """Reads one repository of one registry; answers the auth challenge once, then reuses it."""
+
+    def __init__(
+        self,
+        image: str,
+        credentials: Credentials | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.image = image
+        self.ref = parse_image(image)
+        self.credentials = credentials
+        self.withheld = ""  # why credentials were not sent to the realm, for the refusal message
+        self._auth: httpx.Auth | None = None
+        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
+
+    def __enter__(self) -> RegistryReader:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._http.close()
+
+    def url(self, kind: str, reference: str) -> str:
+        return f"{self.ref.base_url}/v2/{self.ref.repository}/{kind}/{reference}"
+
+    def request(self, method: str, url: str, accept: str) -> httpx.Response:
+        """One request, authenticated as the registry asks; RegistryError when unreachable."""
+        headers = {"Accept": accept}
+        try:
+            response = self._send(method, url, headers, self._auth)
+            if response.status_code == 401 and self._auth is None:
+                self._auth = self._answer_challenge(response)
+                response = self._send(method, url, headers, self._auth)
+        except httpx.TransportError as error:
+            raise RegistryError(
+                f"cannot reach registry {self.ref.api_host} to check {self.image} "
+                f"({str(error) or type(error).__name__})",
+                "check the network, or the registry host in SANDBOX_IMAGE / "
+                "SANDBOX_IMAGE_REPOSITORY",
+            ) from None
+        return response
+
+    def manifest(self, reference: str | None = None, method: str = "HEAD") -> httpx.Response:
+        url = self.url("manifests", reference or self.ref.reference)
+        response = self.request(method, url, ", ".join(MANIFEST_TYPES))
+        if response.status_code == 405 and method == "HEAD":  # a registry without HEAD support
+            response = self.request("GET", url, ", ".join(MANIFEST_TYPES))
+        return response
+
+    def _send(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        headers: dict[str, str],
+        auth: httpx.Auth | None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        response = self._http.request(
+            method, url, headers=headers, params=params, auth=auth or _NO_AUTH
+        )
+        for _ in range(MAX_REDIRECTS):
+            if not response.has_redirect_location:
+                return response
+            # A redirect is followed without credentials: a blob's CDN or a moved endpoint
+            # must never see the registry's password or token.
+            target = response.url.join(response.headers["Location"])
+            response = self._http.request(method, target, headers=headers, auth=_NO_AUTH)
+        if response.has_redirect_location:
+            raise RegistryError(
+                f"registry {self.ref.api_host} redirected {url} more than {MAX_REDIRECTS} times",
+                "check the registry's status and retry",
+            )
+        return response
+
+    def _answer_challenge(self, response: httpx.Response) -> httpx.Auth:
+        scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        creds = self.credentials
+        basic = (
+            httpx.BasicAuth(creds.username, creds.password.get_secret_value()) if creds else None
+        )
+        if scheme == "basic":
+            if basic is None:
+                raise self.refused(401)
+            return basic
+        if scheme != "bearer" or not params.get("realm"):
+            raise RegistryError(
+                f"registry {self.ref.api_host} asks for an authentication this client does not "
+                f"speak ({scheme or 'no challenge'})",
+                "check the image, or skip the check with --skip-image-check",
+            )
+        realm = httpx.URL(params["realm"])
+        if basic is not None and not may_send_credentials(realm):
+            self.withheld = f"its token realm {realm} is plain http"
+            basic = None
+        query = {"scope": params.get("scope") or f"repository:{self.ref.repository}:pull"}
+        if params.get("service"):
+            query["service"] = params["service"]
+        token_response = self._send("GET", realm, {}, basic, params=query)
+        if token_response.status_code in (401, 403):
+            raise self.refused(token_response.status_code)
+        try:
+            body = token_response.json()
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if token_response.status_code != 200 or not isinstance(token, str):
+            raise RegistryError(
+                f"registry {self.ref.api_host} gave no token for {self.image} "
+                f"(HTTP {token_response.status_code} from {realm})",
+                "check the registry's status and retry",
+            )
+        return BearerAuth(token)
+
+    def refused(self, status: int) -> RegistryError:
+        ref, creds = self.ref, self.credentials
+        if creds is None or self.withheld:
+            why = f" ({creds.source} not sent: {self.withheld})" if creds else ""
+            return RegistryError(
+                f"registry {ref.host} did not let us read {self.image} anonymously ({status}): "
+                f"the image is private or does not exist{why}",
+                "set REGISTRY_USERNAME/REGISTRY_PASSWORD"
+                + (" (or GITHUB_TOKEN with read:packages)" if ref.host == GHCR else "")
+                + "; if it is private, Daytona also needs a registry entry for "
+                + ref.host,
+            )
+        return RegistryError(
+            f"registry {ref.host} refused {creds.source} for {self.image} ({status})",
+            f"check {creds.source}; the token needs read access to {ref.repository}",
+        )
+
+    def fail(self, response: httpx.Response) -> RegistryError:
+        """The error for any manifest answer but 200."""
+        status = response.status_code
+        if status == 404:
+            return RegistryError(
+                f"image {self.image} does not exist in {self.ref.host} ({error_code(response)})",
+                PUSH_FIX,
+            )
+        if status in (401, 403):
+            return self.refused(status)
+        return RegistryError(
+            f"registry {self.ref.api_host} answered {status} for {self.image} "
+            f"({error_code(response)})",
+            "check the registry's status and retry",
+        )
+
+
+def check_image(
+    image: str,
+    credentials: Credentials | None = None,
+    *,
+    timeout: float = 5.0,
+    transport: httpx.BaseTransport | None = None,
+) -> str | None:
+    """Raise RegistryError unless `image` exists; returns its digest when the registry says it."""
+    with RegistryReader(image, credentials, timeout=timeout, transport=transport) as reader:
+        response = reader.manifest()
+        if response.status_code != 200:
+            raise reader.fail(response)
+    digest = response.headers.get("Docker-Content-Digest")
+    return str(digest) if digest else None
+
+
+def json_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return body if isinstance(body, dict) else {}
+
+
+def error_code(response: httpx.Response) -> str:
+    """The registry's error code (MANIFEST_UNKNOWN, NAME_UNKNOWN…) or the status phrase."""
+    try:
+        errors = response.json().get("errors") or []
+        return str(errors[0].get("code")) if errors else response.reason_phrase
+    except (ValueError, AttributeError, IndexError):
+        return response.reason_phrase or f"HTTP {response.status_code}"
+
+
+def content_digest(response: httpx.Response) -> str:
+    return "sha256:" + hashlib.sha256(response.content).hexdigest()
+
+
+REVISION_LABEL = "org.opencontainers.image.revision"
+
+
+def reader_for(
+    image: str,
+    settings: BuildSettings,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> RegistryReader:
+    """A reader for `image` with the credentials the one resolver gives for its host."""
+    credentials = resolve_credentials(settings, parse_image(image).host)
+    return RegistryReader(image, credentials, timeout=timeout, transport=transport)
+
+
+def resolve_digest(
+    image: str,
+    settings: BuildSettings,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> str:
+    """The digest the registry serves for `image` now. For a multi-platform image (or one with
+    attestations) that is the index's digest, which is what buildx reports as
+    `containerimage.digest`; Daytona pulls by it too."""
+    with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
+        response = reader.manifest()
+        if response.status_code != 200:
+            raise reader.fail(response)
+        digest = response.headers.get("Docker-Content-Digest")
+        if digest:
+            return str(digest)
+        response = reader.manifest(method="GET")  # no header: the digest of the bytes served
+        if response.status_code != 200:
+            raise reader.fail(response)
+        return content_digest(response)
+
+
+def image_labels(
+    image: str,
+    settings: BuildSettings,
+    *,
+    platform: str | None = None,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, str] | None:
+    """The labels of `image` (manifest → config blob); None when the tag does not exist. For an
+    index, the manifest of `platform` (default: the first of SANDBOX_BUILD_PLATFORM) if any."""
+    wanted = platform or settings.platforms[0]
+    with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
+        response = reader.manifest(method="GET")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise reader.fail(response)
+        manifest = json_body(response)
+        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
+            # Every platform of one build carries the same labels: any image answers when the
+            # wanted platform is not there (SANDBOX_BUILD_PLATFORM changed since that build).
+            chosen = platform_manifest(manifest, wanted) or platform_manifest(manifest, None)
+            if chosen is None:
+                raise RegistryError(
+                    f"{image} is an index without any image manifest",
+                    "check that the tag points at a container image",
+                )
+            response = reader.manifest(chosen, method="GET")
+            if response.status_code != 200:
+                raise reader.fail(response)
+            manifest = json_body(response)
+        config = manifest.get("config")
+        digest = config.get("digest") if isinstance(config, dict) else None
+        if not isinstance(digest, str) or not digest.startswith("sha256:"):
+            raise RegistryError(
+                f"the manifest of {image} names no config blob",
+                "check that the tag points at a container image",
+            )
+        blob = reader.request("GET", reader.url("blobs", digest), "*/*")
+        if blob.status_code != 200 or content_digest(blob) != digest:
+            raise RegistryError(
+                f"registry {reader.ref.api_host} did not serve config blob {digest} of {image} "
+                f"(HTTP {blob.status_code})",
+                "check the registry's status and retry",
+            )
+    labels = (json_body(blob).get("config") or {}).get("Labels") or {}
+    return {str(key): str(value) for key, value in labels.items()}
+
+
+def image_revision(
+    image: str,
+    settings: BuildSettings,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> str | None:
+    """`org.opencontainers.image.revision` of `image`; None when the tag or the label is absent."""
+    labels = image_labels(image, settings, timeout=timeout, transport=transport)
+    return (labels or {}).get(REVISION_LABEL)

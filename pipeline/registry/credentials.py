@@ -1,0 +1,253 @@
+"""Registry credentials: the one resolver every registry path uses, and a login that keeps the
+secret off argv.
+
+Order, for a registry host:
+1. REGISTRY_USERNAME/REGISTRY_PASSWORD, only for the configured repository's registry (the host
+   of SANDBOX_IMAGE_REPOSITORY): they are never sent to any other image host;
+2. GITHUB_ACTOR/GITHUB_TOKEN, for ghcr.io only (a GitHub token means nothing elsewhere);
+3. `gh auth token`, for ghcr.io only;
+4. what `docker login` stored in the Docker config (`auths`, `credHelpers`, `credsStore`).
+The push (via `docker_login.push_credentials`) and the image check before a Daytona snapshot
+(`registry_api`) both ask `resolve_credentials`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from pipeline.docker import engine_api
+from pipeline.errors import ConfigError, RegistryError
+from pipeline.rules.auth_words import says_auth_refused
+from pipeline.rules.image_ref import DOCKER_HUB, is_loopback
+from pipeline.settings.build import BuildSettings
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+__all__ = [
+    "GHCR",
+    "Credentials",
+    "docker_config_credentials",
+    "docker_config_dir",
+    "docker_config_has_auth",
+    "login",
+    "push_login_credentials",
+    "resolve_credentials",
+]
+
+GHCR = "ghcr.io"
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # how docker names Docker Hub in its config
+HELPER_TIMEOUT_S = 10
+LOGIN_TIMEOUT_S = 60.0
+DOCKER_CONFIG_SOURCE = "the Docker config (docker login)"
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    username: str
+    password: SecretStr
+    source: str  # which variables (or tool) they came from, for messages
+    stored: bool = False  # read from the Docker config: docker itself already has them
+
+
+def resolve_credentials(settings: BuildSettings, host: str | None = None) -> Credentials | None:
+    """Credentials for registry `host` (default: the configured repository's), or None."""
+    configured = settings.registry_host
+    host = host or configured
+    user, password = settings.registry_username, settings.registry_password
+    if (user is None) != (password is None):
+        missing = "REGISTRY_PASSWORD" if password is None else "REGISTRY_USERNAME"
+        partner = "REGISTRY_USERNAME" if missing == "REGISTRY_PASSWORD" else "REGISTRY_PASSWORD"
+        raise ConfigError(
+            f"{missing} is not set but its partner is",
+            f"set both or neither of {missing} and {partner}",
+        )
+    if user is not None and password is not None and host == configured:
+        return Credentials(
+            username=user, password=password, source="REGISTRY_USERNAME/REGISTRY_PASSWORD"
+        )
+    if host == GHCR:
+        if settings.github_token is not None:
+            return Credentials(
+                username=settings.github_actor or "github-actions",
+                password=settings.github_token,
+                source="GITHUB_ACTOR/GITHUB_TOKEN",
+            )
+        token = _gh_auth_token()
+        if token:
+            return Credentials(
+                username=settings.github_actor or _gh_user() or "gh",
+                password=SecretStr(token),
+                source="`gh auth token`",
+            )
+    return docker_config_credentials(host)
+
+
+def push_login_credentials(settings: BuildSettings, host: str | None = None) -> Credentials | None:
+    """What to log in with before a push to `host` (default: the configured repository's
+    registry); None when docker can push as it is (credentials in the Docker config, or a
+    loopback registry). Raises when there is nothing to push with."""
+    host = host or settings.registry_host
+    found = resolve_credentials(settings, host)
+    if found is not None and not found.stored:
+        return found
+    if found is not None or docker_config_has_auth(host) or is_loopback(host):
+        return None
+    raise RegistryError(
+        f"no credentials for {host}",
+        "set REGISTRY_USERNAME/REGISTRY_PASSWORD"
+        + (", or GITHUB_ACTOR/GITHUB_TOKEN, or run `gh auth login`" if host == GHCR else "")
+        + f", or run `docker login {host}`",
+    )
+
+
+def docker_config_dir() -> Path:
+    return engine_api.docker_config_dir(os.environ)
+
+
+def read_docker_config(config_dir: Path | None = None) -> dict[str, Any]:
+    try:
+        config = json.loads(((config_dir or docker_config_dir()) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _config_keys(host: str) -> list[str]:
+    keys = [host, f"https://{host}", f"http://{host}"]
+    return [DOCKER_HUB_KEY, *keys] if host == DOCKER_HUB else keys
+
+
+def docker_config_has_auth(host: str) -> bool:
+    """Whether `docker login HOST` (or a credential helper) already holds credentials."""
+    config = read_docker_config()
+    auths = config.get("auths") or {}
+    helpers = config.get("credHelpers") or {}
+    keys = set(_config_keys(host))
+    return bool(keys & (auths.keys() | helpers.keys())) or bool(config.get("credsStore"))
+
+
+def docker_config_credentials(host: str) -> Credentials | None:
+    """A username/password pair docker would use for `host`: its credential helper (as
+    `credHelpers`/`credsStore` name it), else a base64 `auths` entry. Identity tokens (Docker
+    Desktop's OAuth refresh tokens) are not a password and are left to docker itself."""
+    config = read_docker_config()
+    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
+    if isinstance(helper, str) and helper:
+        for key in _config_keys(host):
+            found = _from_helper(helper, key)
+            if found is not None:
+                return found
+    auths = config.get("auths") or {}
+    for key in _config_keys(host):
+        entry = auths.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("auth"), str):
+            try:
+                user, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                continue
+            if user and secret:
+                return Credentials(
+                    username=user,
+                    password=SecretStr(secret),
+                    source=DOCKER_CONFIG_SOURCE,
+                    stored=True,
+                )
+    return None
+
+
+def _from_helper(helper: str, server: str) -> Credentials | None:
+    program = shutil.which(f"docker-credential-{helper}")
+    if program is None:
+        return None
+    try:
+        done = subprocess.run(
+            [program, "get"],
+            input=server,
+            capture_output=True,
+            text=True,
+            timeout=HELPER_TIMEOUT_S,
+            check=False,
+        )
+        answer = json.loads(done.stdout) if done.returncode == 0 else {}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    user, secret = answer.get("Username"), answer.get("Secret")
+    if not isinstance(user, str) or not isinstance(secret, str) or not secret:
+        return None
+    if user == "<token>":  # an identity token: only docker's own OAuth flow can use it
+        return None
+    return Credentials(
+        username=user,
+        password=SecretStr(secret),
+        source=f"the Docker credential helper docker-credential-{helper}",
+        stored=True,
+    )
+
+
+def login(
+    client: DockerClient, host: str, credentials: Credentials, *, timeout_s: float = LOGIN_TIMEOUT_S
+) -> None:
+    """`docker login` into the client's Docker config; RegistryError when refused or silent."""
+    secret = credentials.password.get_secret_value()
+    # The password goes on stdin, never argv; output is captured so docker's "stored
+    # unencrypted" notice does not read like a pipeline warning.
+    argv = [*client.client_config.docker_cmd, "login", "--username", credentials.username]
+    try:
+        done = subprocess.run(
+            [*argv, "--password-stdin", host],
+            input=secret,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,  # enforced here: no coreutils `timeout` (macOS has none)
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RegistryError(
+            f"`docker login {host}` did not finish within {timeout_s:g} s",
+            f"check that {host} answers from this machine (and from DOCKER_HOST's engine)",
+        ) from None
+    if done.returncode == 0:
+        return
+    detail = (done.stderr or done.stdout).replace(secret, "***").strip().splitlines()
+    reason = detail[-1] if detail else f"exit code {done.returncode}"
+    if says_auth_refused(reason):
+        raise RegistryError(
+            f"{host} refused the credentials from {credentials.source} ({reason})",
+            f"check {credentials.source}; for ghcr.io the token needs write:packages",
+        )
+    raise RegistryError(
+        f"login to {host} failed: {reason}",
+        f"check that {host} is reachable from this machine (and DOCKER_HOST's engine)",
+    )
+
+
+def _gh(*args: str) -> str | None:
+    if shutil.which("gh") is None:
+        return None
+    try:
+        result = subprocess.run(
+            ["gh", *args], capture_output=True, text=True, timeout=HELPER_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = result.stdout.strip()
+    return out if result.returncode == 0 and out else None
+
+
+def _gh_auth_token() -> str | None:
+    return _gh("auth", "token", "--hostname", "github.com")
+
+
+def _gh_user() -> str | None:
+    return _gh("config", "get", "user", "--host", "github.com")

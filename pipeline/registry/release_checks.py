@@ -1,0 +1,51 @@
+"""The release chain's two questions, each one call for a session: is the tag still the built
+image (SANDBOX_IMAGE_DIGEST), and may `:main` move to the commit being built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from pipeline.errors import RegistryError
+from pipeline.git.ancestry import strict_ancestry
+from pipeline.registry.client import image_revision, resolve_digest
+from pipeline.rules.release import COMMIT, MainMove, decide_main_move, digest_mismatch
+from pipeline.settings.build import BuildSettings
+
+
+def verify_digest(
+    image: str,
+    expected: str,
+    settings: BuildSettings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> str:
+    """Resolve `image`'s tag in its registry; RegistryError naming both digests unless it is
+    `expected`. Returns the digest (for the report)."""
+    actual = resolve_digest(image, settings, transport=transport)
+    if problem := digest_mismatch(expected, actual):
+        raise RegistryError(
+            f"{image}: {problem}",
+            "register the image the build pushed (image@" + expected + "), or set "
+            "SANDBOX_IMAGE_DIGEST to the digest of the build that pushed the tag last",
+        )
+    return actual
+
+
+def main_tag_move(
+    main_image: str,
+    building: str,
+    repo: Path,
+    settings: BuildSettings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> MainMove:
+    """Whether `main_image` (`<repository>:main`) may move to commit `building` of the git
+    repository holding `repo`: reads the revision label of the image it points at now and asks
+    git about the two commits."""
+    current = image_revision(main_image, settings, transport=transport)
+    ancestry = None
+    if current is not None and COMMIT.fullmatch(current) and current != building:
+        ancestry = strict_ancestry(repo, building, current)
+    return decide_main_move(current, building, ancestry)
