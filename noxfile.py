@@ -10,11 +10,14 @@ with the failure's own code (README: "When things go wrong").
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 if sys.version_info >= (3, 11):  # noqa: UP036 (the user's nox may run on an older Python)
     import tomllib
@@ -143,6 +146,21 @@ def _pip_install(session: nox.Session, groups: tuple[str, ...]) -> None:
     session.install("-c", str(constraints), "-e", str(ROOT), *extra, *requirements, silent=True)
 
 
+def _checkout_module(name: str) -> ModuleType:
+    """A module of this checkout's own `pipeline` package, whatever else nox's interpreter has
+    installed under that name (sys.path is left alone)."""
+    path = (ROOT / Path(*name.split("."))).with_suffix(".py")
+    spec = importlib.util.spec_from_file_location(f"_sandbox_{name.replace('.', '_')}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while they are made
+    spec.loader.exec_module(module)
+    return module
+
+
+CATALOG = _checkout_module("pipeline.catalog")
+
+
 def _pipeline(session: nox.Session, name: str) -> None:
     """Run one pipeline command in the session's venv; its exit code says what failed."""
     replayed = _replay(session) if name == "snapshot_local" else None
@@ -172,13 +190,25 @@ def _replay(session: nox.Session) -> bool | None:
     True: replayed; False: tried, the full path decides; None: not tried here."""
     if session.posargs or sys.version_info < (3, 10):
         return None
-    if str(ROOT) not in sys.path:
-        sys.path.append(str(ROOT))
     try:
-        from pipeline.fastpath.replay import replay
+        replay = _checkout_replay()
     except Exception:  # an odd interpreter: the venv's Python decides instead
         return None
     return replay(session.posargs, os.environ, session.log)
+
+
+def _checkout_replay() -> Callable[..., bool]:
+    """The replay of this checkout's `pipeline`, never another installed under that name: the
+    checkout goes first on sys.path, and a `pipeline` imported from elsewhere means no replay."""
+    if str(ROOT) not in sys.path[:1]:
+        sys.path.insert(0, str(ROOT))
+    import pipeline
+
+    if Path(pipeline.__file__).resolve().parent != ROOT / "pipeline":
+        raise ImportError(f"another pipeline package is imported: {pipeline.__file__}")
+    from pipeline.fastpath.replay import replay
+
+    return replay
 
 
 def _pytest(session: nox.Session, *args: str) -> None:
@@ -187,79 +217,58 @@ def _pytest(session: nox.Session, *args: str) -> None:
     session.run("python", "-m", "pytest", *args, *session.posargs, interrupt_timeout=10.0)
 
 
-@nox.session(default=True, python=SESSION_PYTHON)
+def _session(name: str, *, python: str | None = SESSION_PYTHON) -> Callable[..., None]:
+    """Register `function` as nox session `name`, described and defaulted as the catalog says."""
+    entry = next(entry for entry in CATALOG.SESSIONS if entry.name == name)
+
+    def register(function: Callable[[nox.Session], None]) -> None:
+        function.__doc__ = entry.plain
+        nox.session(name=name, default=entry.default, python=python)(function)
+
+    return register
+
+
+@_session("lint")
 def lint(session: nox.Session) -> None:
-    """Lint and type-check: ruff check, ruff format --check, mypy --strict."""
     _install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "pipeline", "emulator/daytona_emulator", "noxfile.py")
 
 
-@nox.session(default=True, python=SESSION_PYTHON)
+@_session("unit")
 def unit(session: nox.Session) -> None:
-    """Unit tests: pure decisions and adapters, no engine, registry or emulator needed."""
     _pytest(session, "-m", UNIT_MARKERS)
 
 
-@nox.session(default=False, python=SYSTEM_PYTHON)
+@_session("unit_system_python", python=SYSTEM_PYTHON)
 def unit_system_python(session: nox.Session) -> None:
-    """Unit tests on /usr/bin/python3 (Debian bookworm's 3.11.2 lacks what later 3.11s have)."""
     _pytest(session, "-m", UNIT_MARKERS)
 
 
-@nox.session(default=False, python=SESSION_PYTHON)
+@_session("test_engine")
 def test_engine(session: nox.Session) -> None:
-    """Build-core integration tests on the real engine, buildx and a local registry."""
     _pytest(session, "-m", "(engine or registry) and not emulator and not sandbox_image")
 
 
-@nox.session(default=False, python=SESSION_PYTHON)
+@_session("test_local_docker")
 def test_local_docker(session: nox.Session) -> None:
-    """Sandbox tier: the real image, booted and checked end to end."""
     _pytest(session, "-m", "sandbox_image and not emulator")
 
 
-@nox.session(default=False, python=SESSION_PYTHON)
+@_session("test_daytona")
 def test_daytona(session: nox.Session) -> None:
-    """Daytona tier: emulator faithfulness (Daytona's SDK), snapshot client and sandbox suite."""
     _pytest(session, "-m", "emulator")
 
 
-def _command_session(name: str, doc: str) -> None:
+def _command_session(name: str) -> None:
     def session_function(session: nox.Session) -> None:
         _pipeline(session, name)
 
-    session_function.__doc__ = doc
     session_function.__name__ = name
-    nox.session(name=name, default=False, python=SESSION_PYTHON)(session_function)
+    _session(name)(session_function)
 
 
 # Every command session: `nox -s NAME -- --help` shows its options, `-- --dry-run` its plan.
-COMMAND_SESSIONS = {
-    "snapshot_local": "Build the sandbox image from this checkout as :local and :sha-<sha>; "
-    "PUSH=1 also pushes.",
-    "snapshot_push": "CI on main: build and push :main and :sha-<sha> with the registry cache; "
-    "clean tree only.",
-    "doctor": "Check engine, buildx, cache export and registry credentials; one line per problem.",
-    "registry": "Serve a local OCI registry with htpasswd auth on 127.0.0.1 (offline demos).",
-    "sandbox_up": "Start a sandbox container from the local image, checkout synced in; "
-    "waits for health.",
-    "sandbox_down": "Remove a sandbox container (`-- NAME`) or every one the pipeline made "
-    "(`-- --all`).",
-    "snapshot_daytona": "Register the commit's pushed image as Daytona snapshot "
-    "iterate-sandbox-<sha> (idempotent).",
-    "snapshot_stage": "Make a Daytona snapshot <stage>--<YYYYMMDD-HHMMSS> "
-    "(dev-$ITERATE_USER or APP_STAGE).",
-    "daytona_registry": "Give Daytona one registry entry (pull credentials) for the image's "
-    "registry; idempotent.",
-    "snapshot_latest": "Print the newest active Daytona snapshot of a stage or prefix (stdout).",
-    "snapshots_clean": "Show the retention plan for a prefix's Daytona snapshots; "
-    "delete only with --yes.",
-    "sandbox_daytona": "Start a Daytona sandbox from the latest (or a named) snapshot; "
-    "print its preview URL.",
-    "base_image": "Make the Node 24 Debian base image offline (mmdebstrap + npm's node) "
-    "for BASE_IMAGE.",
-}
-for _name, _doc in COMMAND_SESSIONS.items():
-    _command_session(_name, _doc)
+for _name in CATALOG.COMMANDS:
+    _command_session(_name)

@@ -35,8 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.base_image.choose import choose_build_base  # noqa: E402
 from pipeline.build.local import REPLAYED  # noqa: E402
+
+from pipeline.base_image.choose import choose_build_base  # noqa: E402
 from pipeline.git.meta_context import dockerfile_wants_git_context, make_git_context  # noqa: E402
 from pipeline.registry.server import start_registry  # noqa: E402
 from pipeline.settings.build import _default_ca_bundle  # noqa: E402

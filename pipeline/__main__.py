@@ -7,19 +7,23 @@ nox exits 1 for any failed session; scripts that need to tell failures apart cal
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import Callable, Sequence
 
-from pipeline.errors import DOCKER_CLI_FIX, EngineError, Interrupted, PipelineError
+from pipeline.catalog import COMMANDS
+from pipeline.errors import Interrupted, PipelineError
 from pipeline.fastpath.replay import TRIED_VARIABLE, replay
-from pipeline.sessions import COMMANDS, resolve
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m pipeline COMMAND [options]\n\ncommands:")
-        for name in COMMANDS:
-            print(f"  {name}")
+        print("usage: python -m pipeline COMMAND [options]   (COMMAND -- --help for its options)")
+        print(f"\nrun by {sys.executable}\n\ncommands:")
+        width = max(map(len, COMMANDS))
+        for name, session in COMMANDS.items():
+            print(f"  {name:<{width}}  {session.plain}")
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
@@ -30,10 +34,12 @@ def main(argv: list[str]) -> int:
     tried = os.environ.pop(TRIED_VARIABLE, None) is not None  # by nox's own interpreter
     if name == "snapshot_local" and not tried and replay(rest, os.environ, _step):
         return 0  # nothing it reads has changed since its last decision (fastpath/replay.py)
+    traceback = False
     try:
-        resolve(name)(rest)
+        traceback = _start_up()
+        _command(name)(rest)
     except PipelineError as error:
-        if os.environ.get("PIPELINE_TRACEBACK"):
+        if traceback:
             raise
         for line in error.details:
             print(f"    {line}", file=sys.stderr)
@@ -43,27 +49,27 @@ def main(argv: list[str]) -> int:
         done = interrupt.done if isinstance(interrupt, Interrupted) else ""
         print(f"interrupted{': ' + done if done else ''}", file=sys.stderr)
         return interrupt.exit_code if isinstance(interrupt, Interrupted) else 130
-    except Exception as error:
-        missing = _missing_tool(error)
-        if missing is None or os.environ.get("PIPELINE_TRACEBACK"):
-            raise
-        print(f"error: {missing}", file=sys.stderr)
-        return missing.exit_code
     return 0
+
+
+def _start_up() -> bool:
+    """Where output goes (GitHub or a terminal); True when tracebacks are asked for."""
+    from pipeline import console
+    from pipeline.settings.build import ReportSettings, load
+
+    reports = load(ReportSettings)
+    console.WHERE.github = reports.github_actions
+    return reports.traceback
+
+
+def _command(name: str) -> Callable[[Sequence[str]], None]:
+    module, _, attribute = str(COMMANDS[name].command).partition(":")
+    command: Callable[[Sequence[str]], None] = getattr(importlib.import_module(module), attribute)
+    return command
 
 
 def _step(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
-
-
-def _missing_tool(error: Exception) -> EngineError | None:
-    """python-on-whales' ClientNotFoundError (a command it runs is not on PATH) as one line."""
-    if type(error).__name__ != "ClientNotFoundError":
-        return None
-    text = str(error)
-    tool = text.split("'")[1] if text.count("'") >= 2 else "docker"
-    fix = DOCKER_CLI_FIX if tool == "docker" else f"install {tool} or put it on PATH"
-    return EngineError(f"the {tool} command is not on PATH", fix)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def on_github() -> bool:
-    """Inside a GitHub Actions step (GITHUB_ACTIONS, read by ReportSettings)."""
-    from pipeline.errors import ConfigError
-    from pipeline.settings.build import ReportSettings, load
+class _Where:
+    """Where output goes; set once at start-up from the settings (`python -m pipeline`)."""
 
-    try:
-        return load(ReportSettings).github_actions
-    except ConfigError:  # a bad report variable is reported by the session itself
-        return False
+    github = False  # inside a GitHub Actions step (GITHUB_ACTIONS)
+
+
+WHERE = _Where()
+
+
+def on_github() -> bool:
+    return WHERE.github
 
 
 def say(message: str) -> None:

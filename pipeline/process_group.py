@@ -1,10 +1,14 @@
-"""A command in a process group of its own, with a deadline, stopped as a whole.
+"""The one way the pipeline runs a command: in a process group of its own, with a deadline,
+stopped as a whole.
 
 `docker buildx build` is two processes (the docker CLI and its buildx plugin); only a signal to
-both makes buildx cancel the build in the engine. So the command gets its own session
+both makes buildx cancel the build in the engine. So every command gets its own session
 (`start_new_session`), and on a timeout, Ctrl-C or SIGTERM the group gets SIGINT, then SIGTERM,
 then SIGKILL, each after the one before had its grace period. Portable (no coreutils `timeout`,
 which macOS lacks and which hid the build from Ctrl-C).
+
+`run` is for short commands whose output is read as a whole (stdout and stderr apart, optional
+input on stdin); `GroupProcess.finish` streams the merged output line by line (a build's log).
 """
 
 from __future__ import annotations
@@ -15,17 +19,19 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from pipeline.errors import Interrupted
 
 LineSink = Callable[[str], None]
 # After each signal, how long the group gets to exit before the next, harder one.
 STOP_SIGNALS = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+Stdin = bytes | IO[bytes] | None
 
 
 @dataclass(frozen=True)
@@ -34,17 +40,65 @@ class Ran:
     timed_out: bool
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A short command's result: exit code (-1 when it timed out), stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def timed_out(self) -> bool:
+        return self.code == -1
+
+    def last_line(self) -> str:
+        return last_line(self.err or self.out) if self.code else last_line(self.out)
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a tool's output (what it says last is usually why)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
 class GroupProcess:
     """A command in a process group of its own, stopped as a whole (see the module doc)."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: Stdin = None,
+        separate_stderr: bool = False,
+        cwd: Path | None = None,
+        unset: tuple[str, ...] = (),
+    ) -> None:
+        """`env`: variables added to this process's environment for the command (values kept
+        off argv, e.g. a sandbox's secrets passed as `docker run --env NAME`); `unset`: ones
+        taken out of it (e.g. GIT_DIR for a git call about another repository)."""
+        environment = None
+        if env is not None or unset:
+            environment = {k: v for k, v in os.environ.items() if k not in unset}
+            environment.update(env or {})
+        self._input = stdin if isinstance(stdin, bytes) else None
+        source = stdin if stdin is not None and not isinstance(stdin, bytes) else None
         self.process = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if self._input is not None else (source or subprocess.DEVNULL),
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
             start_new_session=True,
+            env=environment,
+            cwd=cwd,
         )
+        if self._input is not None:
+            assert self.process.stdin is not None
+            # Small inputs (a password) fit the pipe's buffer: written at once, then closed.
+            with suppress(BrokenPipeError):
+                self.process.stdin.write(self._input)
+            self.process.stdin.close()
 
     def __enter__(self) -> GroupProcess:
         return self
@@ -52,13 +106,19 @@ class GroupProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def finish(self, timeout_s: float, on_line: LineSink, cancelled: str) -> Ran:
+    def finish(
+        self,
+        timeout_s: float,
+        on_line: LineSink,
+        cancelled: str,
+        on_err_line: LineSink | None = None,
+    ) -> Ran:
         """Stream its output lines until it exits or `timeout_s` passes (then stop it).
 
         Ctrl-C or SIGTERM stop the group and raise `Interrupted(cancelled)`."""
         with _sigterm_interrupts():
             try:
-                exited = self._pump(time.monotonic() + timeout_s, on_line)
+                exited = self._pump(time.monotonic() + timeout_s, on_line, on_err_line or on_line)
             except KeyboardInterrupt as interrupt:
                 self.stop()
                 signum = interrupt.signum if isinstance(interrupt, Interrupted) else signal.SIGINT
@@ -71,26 +131,33 @@ class GroupProcess:
         code = self.process.wait()
         return Ran(returncode=code, timed_out=not exited)
 
-    def _pump(self, deadline: float, on_line: LineSink) -> bool:
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        pending = b""
+    def _pump(self, deadline: float, on_line: LineSink, on_err_line: LineSink) -> bool:
+        streams = {
+            stream.fileno(): (sink, [b""])
+            for stream, sink in ((self.process.stdout, on_line), (self.process.stderr, on_err_line))
+            if stream is not None
+        }
         with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while True:
+            for fd in streams:
+                selector.register(fd, selectors.EVENT_READ)
+            open_fds = set(streams)
+            while open_fds:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                if not selector.select(min(remaining, 1.0)):
-                    continue
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    on_line(line.decode(errors="replace"))
-        if pending:
-            on_line(pending.decode(errors="replace"))
+                for key, _ in selector.select(min(remaining, 1.0)):
+                    fd = int(key.fd)
+                    sink, pending = streams[fd]
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        selector.unregister(fd)
+                        open_fds.discard(fd)
+                        if pending[0]:
+                            sink(pending[0].decode(errors="replace"))
+                        continue
+                    *lines, pending[0] = (pending[0] + chunk).split(b"\n")
+                    for line in lines:
+                        sink(line.decode(errors="replace"))
         try:
             self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -116,8 +183,9 @@ class GroupProcess:
                 break
             except KeyboardInterrupt:  # arrived before the handlers were in place: start over
                 continue
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
         self.process.poll()
 
     def _group_alive(self) -> bool:
@@ -132,17 +200,37 @@ class GroupProcess:
 
     def _wait_group(self, grace: float, hurry: threading.Event) -> None:
         deadline = time.monotonic() + grace
-        stdout = self.process.stdout
-        if stdout is not None and not stdout.closed:
-            os.set_blocking(stdout.fileno(), False)
+        streams = [s for s in (self.process.stdout, self.process.stderr) if s and not s.closed]
+        for stream in streams:
+            os.set_blocking(stream.fileno(), False)
         hurry.clear()
         while time.monotonic() < deadline and not hurry.is_set():
-            if stdout is not None and not stdout.closed:
-                with suppress(BlockingIOError):
-                    os.read(stdout.fileno(), 65536)  # keep the pipe from filling up
+            for stream in streams:
+                with suppress(BlockingIOError, ValueError):
+                    os.read(stream.fileno(), 65536)  # keep the pipe from filling up
             if not self._group_alive():
                 return
             time.sleep(0.05)
+
+
+def run(
+    argv: list[str],
+    timeout_s: float,
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: Stdin = None,
+    cwd: Path | None = None,
+    unset: tuple[str, ...] = (),
+    cancelled: str = "stopped",
+) -> Finished:
+    """A short command, run to its end (or its deadline: code -1), stdout and stderr apart."""
+    out: list[str] = []
+    err: list[str] = []
+    with GroupProcess(
+        argv, env=env, stdin=stdin, separate_stderr=True, cwd=cwd, unset=unset
+    ) as group:
+        ran = group.finish(timeout_s, out.append, cancelled, err.append)
+    return Finished(-1 if ran.timed_out else ran.returncode, "\n".join(out), "\n".join(err))
 
 
 def _has_live_member(group: int) -> bool:

@@ -26,6 +26,10 @@ import pytest
 
 from pipeline.base_image import rootfs as base_rootfs
 from pipeline.base_image.choose import choose_build_base
+from pipeline.build.facts import NPM_CACHE
+from pipeline.docker import images
+from pipeline.docker.cli import Docker, find_docker
+from pipeline.docker.endpoint import Location
 from pipeline.registry.server import LocalRegistry, start_registry
 from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL, dockerfile_default_base
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
@@ -320,14 +324,34 @@ def host_engine_baseline(
 TEST_OFFLINE_BASE = f"{TEST_IMAGE_NAMESPACE}node24-bookworm:local"
 
 
+def docker_here(host: str | None = None) -> Docker:
+    """The docker CLI as this test's environment points it (DOCKER_HOST, PATH, ...)."""
+    location = Location.from_env(os.environ)
+    if host is not None:
+        location = Location(host=host, config=location.config)
+    return find_docker(location)
+
+
+def choose_base(
+    configured: str | None, dockerfile: Path, offline_tag: str = DEFAULT_TAG
+) -> str | None:
+    """base_image/choose.py as the build runs it, on the engine of this test's environment."""
+    docker = docker_here()
+
+    def make(tag: str) -> str:
+        return base_rootfs.make_base_image(docker, dict(os.environ), NPM_CACHE, tag)
+
+    return choose_build_base(docker, configured, dockerfile, make, offline_tag)
+
+
 def _in_engine(reference: str) -> bool:
-    return base_rootfs.image_label(reference, RECIPE_LABEL) is not None
+    return images.label(docker_here(), reference, RECIPE_LABEL) is not None
 
 
 def offline_base_for_tests(docker_host: str | None = None) -> str:
     """The developer's offline base when it is current (a build only reads it), else the tests'
     own: making it would overwrite the developer's tag."""
-    mine = base_rootfs.image_label(DEFAULT_TAG, RECIPE_LABEL, docker_host)
+    mine = images.label(docker_here(docker_host), DEFAULT_TAG, RECIPE_LABEL)
     current = base_rootfs.plan_here(DEFAULT_TAG).recipe
     return DEFAULT_TAG if mine == current else TEST_OFFLINE_BASE
 
@@ -346,7 +370,7 @@ def sandbox_build_base(engine: None) -> Iterator[str | None]:
     official = dockerfile_default_base(dockerfile.read_text())
     had_official = official is not None and _in_engine(official)
     try:
-        yield choose_build_base(None, dockerfile, offline_tag=offline_base_for_tests())
+        yield choose_base(None, dockerfile, offline_tag=offline_base_for_tests())
     finally:
         pulled = official is not None and not had_official and _in_engine(official)
         if pulled and not other_live_sessions():  # another session may still build from it

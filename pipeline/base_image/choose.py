@@ -8,63 +8,64 @@ In order, stopping at the first that holds:
 3. The offline base (`sandbox-base/node24-bookworm:local`) is current → use it; else make it
    (mmdebstrap as root or under passwordless sudo), or say in one line what is missing.
 
-The fast path is one `docker image inspect`.
+The usual case is one image look-up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.base_image import rootfs as base_rootfs
+from pipeline.base_image import rootfs
 from pipeline.base_image.rootfs import BaseImageError
 from pipeline.console import say, step
+from pipeline.docker import images
+from pipeline.docker.cli import Docker
 from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL, dockerfile_default_base
-from pipeline.settings.build import BuildSettings
 
-
-def ensure_build_base(settings: BuildSettings) -> str | None:
-    """The BASE_IMAGE build argument this build needs (None: the Dockerfile's own default)."""
-    return choose_build_base(settings.base_image, settings.dockerfile, settings.docker_host)
+MakeBase = Callable[[str], str]  # tag -> tag: makes the offline base under that tag
 
 
 def choose_build_base(
+    docker: Docker,
     configured: str | None,
     dockerfile: Path,
-    docker_host: str | None = None,
+    make: MakeBase,
     offline_tag: str = DEFAULT_TAG,
 ) -> str | None:
+    """The BASE_IMAGE build argument this build needs (None: the Dockerfile's own default)."""
     if configured:
-        return _configured_base(configured, docker_host, offline_tag)
+        return _configured_base(docker, configured, make, offline_tag)
     try:
         official = dockerfile_default_base(dockerfile.read_text())
     except OSError:
         return None  # the build itself says that the Dockerfile is missing
     if official is None:
         return None  # nothing to choose: the Dockerfile has no BASE_IMAGE argument
-    if base_rootfs.image_label(official, RECIPE_LABEL, docker_host) is not None:
+    found = images.inspect(docker, [official, offline_tag])
+    if found[official] is not None:
         return None
     # An offline base made here earlier (because the official one could not be pulled) is used
-    # without asking the network again: the unchanged path stays two inspects, and a network
+    # without asking the network again: the unchanged path stays one look-up, and a network
     # that drops connections cannot stall every run.
-    if _offline_base_is_current(offline_tag, docker_host):
+    offline = found[offline_tag]
+    if (
+        offline is not None
+        and offline.labels.get(RECIPE_LABEL) == rootfs.plan_here(offline_tag).recipe
+    ):
         return offline_tag
     step(f"{official} is not in the engine: pulling it")
-    why_not = base_rootfs.pull(official, docker_host)
+    why_not = images.pull(docker, official)
     if why_not is None:
         return None
     reason = _last_clause(why_not)
     say(f"{official} cannot be pulled ({reason}); using the offline base {offline_tag}")
     try:
-        return base_rootfs.make_base_image(offline_tag, docker_host=docker_host)
+        return make(offline_tag)
     except BaseImageError as error:
         raise BaseImageError(
             f"{official} cannot be pulled ({reason}), and {error.cause}", error.fix, error.details
         ) from None
-
-
-def _offline_base_is_current(offline_tag: str, docker_host: str | None) -> bool:
-    recipe = base_rootfs.image_label(offline_tag, RECIPE_LABEL, docker_host)
-    return recipe is not None and recipe == base_rootfs.plan_here(offline_tag).recipe
 
 
 def _last_clause(daemon_error: str) -> str:
@@ -72,16 +73,16 @@ def _last_clause(daemon_error: str) -> str:
     return daemon_error.rsplit(": ", 1)[-1].strip() or daemon_error
 
 
-def _configured_base(configured: str, docker_host: str | None, offline_tag: str) -> str:
-    recipe = base_rootfs.image_label(configured, RECIPE_LABEL, docker_host)
+def _configured_base(docker: Docker, configured: str, make: MakeBase, offline_tag: str) -> str:
+    recipe = images.label(docker, configured, RECIPE_LABEL)
     if configured == offline_tag:
-        if recipe != base_rootfs.plan_here(offline_tag).recipe:
-            base_rootfs.make_base_image(offline_tag, docker_host=docker_host)
+        if recipe != rootfs.plan_here(offline_tag).recipe:
+            make(offline_tag)
         return configured
     if recipe is not None:
         return configured
     step(f"SANDBOX_BASE_IMAGE={configured} is not in the engine: pulling it")
-    why_not = base_rootfs.pull(configured, docker_host)
+    why_not = images.pull(docker, configured)
     if why_not is not None:
         raise BaseImageError(
             f"SANDBOX_BASE_IMAGE={configured} is not in the engine and cannot be pulled "

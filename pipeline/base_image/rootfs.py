@@ -11,7 +11,6 @@ integrity hash. mmdebstrap runs as root, or under `sudo -n` for a user with pass
 from __future__ import annotations
 
 import io
-import json
 import os
 import platform
 import shutil
@@ -26,10 +25,14 @@ from urllib.parse import quote
 
 from pipeline.base_image import safe_tar
 from pipeline.console import say, step
-from pipeline.errors import EngineError, PipelineError
+from pipeline.docker import images
+from pipeline.docker.cli import Docker
+from pipeline.errors import PipelineError
+from pipeline.process_group import last_line, run
 from pipeline.rules.base_image_plan import (
     DEFAULT_TAG,
     NPM_REGISTRY,
+    PROXY_VARIABLES,
     RECIPE_LABEL,
     SUITE,
     BasePlan,
@@ -40,16 +43,12 @@ from pipeline.rules.base_image_plan import (
     mmdebstrap_argv,
     offline_tools_problem,
 )
-from pipeline.settings.build import PROJECT_ROOT
 
 if TYPE_CHECKING:
     import httpx
 
 APT_SOURCE_FILES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
-CACHE_DIR = PROJECT_ROOT / ".pipeline" / "cache" / "base-image"
 BUILD_TIMEOUT_S = 900.0
-# sudo resets the environment; a proxy the user set must still reach mmdebstrap's apt.
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 
 
 class BaseImageError(PipelineError):
@@ -75,8 +74,9 @@ def plan_here(tag: str = DEFAULT_TAG) -> BasePlan:
     return make_plan(tag, read_apt_source_texts(), platform.machine())
 
 
-def sudo_prefix() -> list[str]:
-    """How to run mmdebstrap as root: directly, under `sudo -n`, or BaseImageError."""
+def sudo_prefix(env: dict[str, str]) -> list[str]:
+    """How to run mmdebstrap as root: directly, under `sudo -n`, or BaseImageError. `env`: the
+    proxy variables to keep across sudo."""
     mmdebstrap = shutil.which("mmdebstrap")
     is_root = os.geteuid() == 0
     sudo = None if is_root else shutil.which("sudo")
@@ -95,23 +95,23 @@ def sudo_prefix() -> list[str]:
         )
     if is_root or sudo is None:
         return []
-    kept = [name for name in PROXY_VARIABLES if os.environ.get(name)]
+    kept = [name for name in PROXY_VARIABLES if env.get(name)]
     return [sudo, "-n", *([f"--preserve-env={','.join(kept)}"] if kept else [])]
 
 
 def _succeeds(argv: list[str]) -> bool:
     try:
-        return subprocess.run(argv, capture_output=True, timeout=15, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
+        return run(argv, 15).code == 0
+    except OSError:
         return False
 
 
 def fetch_npm_tarball(
-    client: httpx.Client, package: NpmPackage, registry: str = NPM_REGISTRY
+    client: httpx.Client, package: NpmPackage, cache_dir: Path, registry: str = NPM_REGISTRY
 ) -> bytes:
     """Download one package version's tarball and verify it against the registry metadata.
 
-    Verified tarballs are kept under .pipeline/cache (and re-verified on every use).
+    Verified tarballs are kept in `cache_dir` (and re-verified on every use).
     """
     import httpx
 
@@ -124,7 +124,7 @@ def fetch_npm_tarball(
             )
         meta.raise_for_status()
         dist = meta.json().get("dist") or {}
-        cached = CACHE_DIR / f"{package.name.replace('/', '_')}-{package.version}.tgz"
+        cached = cache_dir / f"{package.name.replace('/', '_')}-{package.version}.tgz"
         if cached.is_file():
             data = cached.read_bytes()
             if integrity_matches(data, dist):
@@ -147,7 +147,7 @@ def fetch_npm_tarball(
             f"{package.spec} does not match the registry's integrity hash",
             "retry; if it persists, the download is being tampered with",
         )
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(".part")
     partial.write_bytes(data)
     partial.replace(cached)
@@ -181,19 +181,25 @@ def extract_package(
 
 
 def stage_node(
-    plan: BasePlan, staging: Path, client: httpx.Client, registry: str = NPM_REGISTRY
+    plan: BasePlan,
+    staging: Path,
+    client: httpx.Client,
+    cache_dir: Path,
+    registry: str = NPM_REGISTRY,
 ) -> None:
     """Lay out /usr/local the way the official node image does."""
     local = staging / "usr" / "local"
     modules = local / "lib" / "node_modules"
     bin_dir = local / "bin"
     node_pkg = staging / "node-package"
-    extract_package(fetch_npm_tarball(client, plan.node, registry), node_pkg)
+    extract_package(fetch_npm_tarball(client, plan.node, cache_dir, registry), node_pkg)
     bin_dir.mkdir(parents=True)
     shutil.copy2(node_pkg / "bin" / "node", bin_dir / "node")
     shutil.rmtree(node_pkg)
-    extract_package(fetch_npm_tarball(client, plan.npm, registry), modules / "npm")
-    extract_package(fetch_npm_tarball(client, plan.corepack, registry), modules / "corepack")
+    extract_package(fetch_npm_tarball(client, plan.npm, cache_dir, registry), modules / "npm")
+    extract_package(
+        fetch_npm_tarball(client, plan.corepack, cache_dir, registry), modules / "corepack"
+    )
     links = {
         "npm": "../lib/node_modules/npm/bin/npm-cli.js",
         "npx": "../lib/node_modules/npm/bin/npx-cli.js",
@@ -209,13 +215,9 @@ def stage_node(
 
 
 def bootstrap_and_import(
-    plan: BasePlan, staging: Path, log: Path, as_root: list[str], docker_host: str | None = None
+    plan: BasePlan, staging: Path, log: Path, as_root: list[str], docker: Docker
 ) -> None:
     """mmdebstrap's tarball on stdout, piped into `docker import` (nothing large on disk)."""
-    import_argv = [docker_command(), "import"]
-    for change in docker_import_changes(plan):
-        import_argv += ["--change", change]
-    import_argv += ["-", plan.tag]
     deadline = time.monotonic() + BUILD_TIMEOUT_S
     with log.open("wb") as log_file:
         bootstrap = subprocess.Popen(
@@ -224,24 +226,20 @@ def bootstrap_and_import(
             stderr=log_file,
         )
         assert bootstrap.stdout is not None
-        importer = subprocess.Popen(
-            import_argv,
-            stdin=bootstrap.stdout,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=docker_environment(docker_host),
-        )
-        bootstrap.stdout.close()  # the importer owns the pipe now
         try:
-            imported, import_errors = importer.communicate(timeout=deadline - time.monotonic())
-            bootstrap.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            for process in (bootstrap, importer):
-                process.kill()
-            raise BaseImageError(
-                f"bootstrapping {SUITE} took longer than {BUILD_TIMEOUT_S:g} s",
-                "check the Debian mirror's speed, then retry",
-            ) from None
+            imported = images.import_rootfs(
+                docker, bootstrap.stdout, plan.tag, docker_import_changes(plan), BUILD_TIMEOUT_S
+            )
+        finally:
+            bootstrap.stdout.close()
+            try:
+                bootstrap.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                bootstrap.kill()
+                raise BaseImageError(
+                    f"bootstrapping {SUITE} took longer than {BUILD_TIMEOUT_S:g} s",
+                    "check the Debian mirror's speed, then retry",
+                ) from None
     tail = tuple(log.read_text(errors="replace").splitlines()[-15:])
     if bootstrap.returncode != 0:
         raise BaseImageError(
@@ -249,26 +247,26 @@ def bootstrap_and_import(
             "check that the Debian mirror in the apt sources is reachable, then retry",
             details=tail,
         )
-    if importer.returncode != 0:
-        raise EngineError(
-            f"docker import failed: {last_line(import_errors.decode(errors='replace'))}",
-            "check `docker info`; start the engine with scripts/setup-engine.sh",
-        )
-    say(f"imported {imported.decode().strip()}")
+    say(f"imported {imported}")
 
 
 def make_base_image(
-    tag: str = DEFAULT_TAG, force: bool = False, docker_host: str | None = None
+    docker: Docker,
+    env: dict[str, str],
+    cache_dir: Path,
+    tag: str = DEFAULT_TAG,
+    force: bool = False,
 ) -> str:
-    """Make (or keep) the offline base image under `tag`; returns the tag."""
+    """Make (or keep) the offline base image under `tag`; returns the tag. `env`: the proxy and
+    npm registry variables (NPM_CONFIG_REGISTRY); `cache_dir`: verified npm tarballs."""
     plan = plan_here(tag)
-    existing = image_label(tag, RECIPE_LABEL, docker_host)
+    existing = images.label(docker, tag, RECIPE_LABEL)
     if existing == plan.recipe and not force:
         say(f"{tag} is up to date (recipe {plan.recipe}); --force rebuilds it")
         return tag
     if existing is not None and not force:
         say(f"{tag} exists with another recipe ({existing or 'none'}); rebuilding")
-    as_root = sudo_prefix()
+    as_root = sudo_prefix(env)
     import ssl
 
     import httpx
@@ -276,78 +274,16 @@ def make_base_image(
     started = time.monotonic()
     for line in plan.describe():
         say(f"    {line}")
-    registry = os.environ.get("NPM_CONFIG_REGISTRY") or NPM_REGISTRY
+    registry = env.get("NPM_CONFIG_REGISTRY") or NPM_REGISTRY
     # The system's CA store (and SSL_CERT_FILE), not certifi's: egress proxies add their own CA.
     context = ssl.create_default_context()
     with tempfile.TemporaryDirectory(prefix="sandbox-base-") as tmp:
         staging = Path(tmp) / "staging"
         step(f"fetching {plan.node.spec}, {plan.npm.spec}, {plan.corepack.spec} (verified)")
         with httpx.Client(timeout=120, verify=context, follow_redirects=True) as client:
-            stage_node(plan, staging, client, registry)
+            stage_node(plan, staging, client, cache_dir, registry)
         say(f"fetched in {time.monotonic() - started:.1f} s")
         step(f"bootstrapping {SUITE} and importing it as {tag}")
-        bootstrap_and_import(plan, staging, Path(tmp) / "mmdebstrap.log", as_root, docker_host)
+        bootstrap_and_import(plan, staging, Path(tmp) / "mmdebstrap.log", as_root, docker)
     say(f"made {tag} in {time.monotonic() - started:.1f} s")
     return tag
-
-
-# --- the engine, through the docker CLI (timeouts enforced here, not by coreutils) ----------
-
-
-def docker_command() -> str:
-    docker = shutil.which("docker")
-    if docker is None:
-        raise EngineError("the docker CLI is not on PATH", "run scripts/setup-engine.sh")
-    return docker
-
-
-def docker_environment(docker_host: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    if docker_host:
-        env["DOCKER_HOST"] = docker_host
-    return env
-
-
-def image_label(reference: str, label: str, docker_host: str | None = None) -> str | None:
-    """A label of the image under `reference`: "" without that label, None if there is no image.
-
-    One `docker image inspect`: what the fast paths of the base-image decisions cost.
-    """
-    done = subprocess.run(
-        [docker_command(), "image", "inspect", "--format", "{{json .Config.Labels}}", reference],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=docker_environment(docker_host),
-    )
-    if done.returncode != 0:
-        if "no such image" in done.stderr.lower() or "not found" in done.stderr.lower():
-            return None
-        raise EngineError(
-            f"docker cannot inspect images: {last_line(done.stderr)}",
-            "start the engine with scripts/setup-engine.sh",
-        )
-    labels = json.loads(done.stdout or "null") or {}
-    return str(labels.get(label, ""))
-
-
-def pull(reference: str, docker_host: str | None = None, timeout_s: float = 900) -> str | None:
-    """Pull an image into the engine; None when it worked, else the engine's reason (one line)."""
-    try:
-        done = subprocess.run(
-            [docker_command(), "pull", "--quiet", reference],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-            env=docker_environment(docker_host),
-        )
-    except subprocess.TimeoutExpired:
-        return f"no answer within {timeout_s:g} s"
-    return None if done.returncode == 0 else last_line(done.stderr)
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"

@@ -1,10 +1,11 @@
-"""The push credential lives only as long as the push: a temporary Docker config, logged in right
-before the push and deleted right after (also on an error, Ctrl-C or SIGTERM).
+"""A registry login that lives only as long as the push: a temporary Docker config, logged in
+right before and deleted right after (also on an error, Ctrl-C or SIGTERM).
 
 Nothing secret is copied from the user's Docker config: `auths`, `credsStore` and `credHelpers`
 are left out (so the login lands in the temporary file, not in the user's keychain). What the
 docker CLI and buildx need to behave as usual is kept: the rest of config.json (proxies, current
 context), and links to the user's `buildx` (builders), `cli-plugins` and `contexts` folders.
+The password goes to `docker login --password-stdin`, never into argv.
 """
 
 from __future__ import annotations
@@ -18,42 +19,78 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
-from pipeline.console import step
-from pipeline.docker.buildx import docker_client
-from pipeline.registry.credentials import docker_config_dir, login, push_login_credentials
-from pipeline.registry.credentials import read_docker_config as _read_config
-from pipeline.settings.build import BuildSettings
+from pydantic import SecretStr
+
+from pipeline.docker.cli import Docker
+from pipeline.errors import RegistryError
+from pipeline.rules.auth_words import says_auth_refused
 
 SECRET_KEYS = frozenset({"auths", "credsStore", "credHelpers"})
 SHARED_DIRS = ("buildx", "cli-plugins", "contexts")
+LOGIN_TIMEOUT_S = 60.0
 
 
-@contextmanager
-def push_credentials(settings: BuildSettings, host: str | None = None) -> Iterator[Path | None]:
-    """Yield the Docker config folder to push with (`docker --config DIR` / DOCKER_CONFIG=DIR),
-    or None when docker can push as it is (the user's Docker config already holds credentials
-    for the host, or it is a loopback registry without any). Raises RegistryError when there
-    are no credentials at all, or the registry refuses them."""
-    host = host or settings.registry_host
-    credentials = push_login_credentials(settings, host)
-    if credentials is None:
-        yield None
+class Secret(Protocol):
+    """What a login needs (registry/credentials.py `Credentials` is one)."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> SecretStr: ...
+    @property
+    def source(self) -> str: ...
+
+
+def login(
+    docker: Docker, host: str, credentials: Secret, *, timeout_s: float = LOGIN_TIMEOUT_S
+) -> None:
+    """`docker login` into the CLI's config folder; RegistryError when refused or silent."""
+    secret = credentials.password.get_secret_value()
+    done = docker.run(
+        "login",
+        "--username",
+        credentials.username,
+        "--password-stdin",
+        host,
+        stdin=secret.encode(),
+        timeout_s=timeout_s,
+    )
+    if done.timed_out:
+        raise RegistryError(
+            f"`docker login {host}` did not finish within {timeout_s:g} s",
+            f"check that {host} answers from this machine (and from DOCKER_HOST's engine)",
+        )
+    if done.code == 0:
         return
-    with _deleted_on_sigterm(), temporary_docker_config() as config:
-        # `login` enforces its own timeout in Python (no coreutils `timeout`: macOS has none).
-        login(docker_client(settings.docker_host, config), host, credentials)
-        step(f"logged in to {host} with {credentials.source}, for this push only")
-        yield config
+    reason = done.last_line().replace(secret, "***")
+    if says_auth_refused(reason):
+        raise RegistryError(
+            f"{host} refused the credentials from {credentials.source} ({reason})",
+            f"check {credentials.source}; for ghcr.io the token needs write:packages",
+        )
+    raise RegistryError(
+        f"login to {host} failed: {reason}",
+        f"check that {host} is reachable from this machine (and DOCKER_HOST's engine)",
+    )
 
 
 @contextmanager
-def temporary_docker_config(source: Path | None = None) -> Iterator[Path]:
+def logged_in(docker: Docker, host: str, credentials: Secret) -> Iterator[Docker]:
+    """The docker CLI with a temporary config folder logged in to `host`, for one push."""
+    with _deleted_on_sigterm(), temporary_config(docker.location.config_dir) as config:
+        pushing = docker.with_config(config)
+        login(pushing, host, credentials)
+        yield pushing
+
+
+@contextmanager
+def temporary_config(source: Path) -> Iterator[Path]:
     """A 0700 Docker config folder holding the user's settings without their credentials."""
-    source = source or docker_config_dir()
     config = Path(tempfile.mkdtemp(prefix="sandbox-pipeline-docker-config-"))
     try:
-        kept = {k: v for k, v in _read_config(source).items() if k not in SECRET_KEYS}
+        kept = {k: v for k, v in read_config(source).items() if k not in SECRET_KEYS}
         (config / "config.json").write_text(json.dumps(kept))
         for name in SHARED_DIRS:
             if (source / name).is_dir():
@@ -62,6 +99,15 @@ def temporary_docker_config(source: Path | None = None) -> Iterator[Path]:
     finally:
         # rmtree unlinks the symlinks and never follows them into the user's folders.
         shutil.rmtree(config, ignore_errors=True)
+
+
+def read_config(config_dir: Path) -> dict[str, object]:
+    """docker's config.json in `config_dir` ({} when absent or unreadable)."""
+    try:
+        config = json.loads((config_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 class _Terminated(BaseException):

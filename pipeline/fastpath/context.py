@@ -239,8 +239,9 @@ def _entry(root: str, path: str, info: os.stat_result, cache: StatCache) -> Cont
     return ContextEntry(path=path, mode=mode, uid=info.st_uid, gid=info.st_gid, payload=payload)
 
 
-def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    base = (os.environ if env is None else env).get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """Where the fingerprint's stat caches and key live ($XDG_CACHE_HOME/sandbox-pipeline)."""
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "sandbox-pipeline" / "fingerprint"
 
 

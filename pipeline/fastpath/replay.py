@@ -1,6 +1,6 @@
 """Replay the last decision of `snapshot_local` when nothing it read has changed since.
 
-The full path of an unchanged build (build/local.py) loads settings, reads git, asks the
+The full path of an unchanged build (build/run.py) loads settings, reads git, asks the
 engine, fingerprints the context and compares with `:local`'s label. Under nox that means a
 second Python importing pydantic: more than raw buildx takes to find nothing to do. So each
 decision that ends with the tags on an image whose label matches also leaves a record here:
@@ -32,15 +32,18 @@ import hashlib
 import hmac
 import json
 import os
-import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.docker import engine_api
+from pipeline.docker.endpoint import Location
+from pipeline.errors import PipelineError
 from pipeline.fastpath.context import default_cache_dir, digest_context, ignore_rules
 from pipeline.fastpath.local_key import local_key
+from pipeline.git.runner import git
+from pipeline.process_group import Finished
 
 RECORD_FORMAT = 2
 # Set by noxfile.py for `python -m pipeline` after a replay it tried found a change: the child
@@ -48,8 +51,6 @@ RECORD_FORMAT = 2
 TRIED_VARIABLE = "PIPELINE_REPLAY_TRIED"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_S = 10
-# Variables that point git at another repository; the full path ignores them too (git/facts.py).
-_GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR")
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,9 @@ def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = N
     """What `watch` names, as it is now; the images of `refs` (default: `watch.refs`)."""
     key_dir = record_path(env).parent
     wanted = watch.refs if refs is None else refs
+    location = Location.from_env(env)
     try:
-        images = engine_api.image_ids(wanted, env) if wanted else {}
+        images = engine_api.image_ids(location, wanted) if wanted else {}
     except engine_api.Unsupported as error:
         raise Unobservable(str(error)) from None
     context = Path(watch.context)
@@ -111,10 +113,10 @@ def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = N
     cache_file = Path(watch.cache_file) if watch.cache_file else None
     return Observation(
         env=env_digest(watch.env_names, env, local_key(key_dir)),
-        git=git_state(context, env),
+        git=git_state(context),
         context=digest_context(context, rules, cache_file).digest,
         files={path: file_state(path) for path in watch.files},
-        engine_builder=engine_api.uses_engine_images(None, env),
+        engine_builder=engine_api.uses_engine_images(location),
         images=images,
     )
 
@@ -127,16 +129,16 @@ def env_digest(names: Iterable[str], env: Mapping[str, str], key: bytes) -> str:
     return hmac.new(key, json.dumps(pairs).encode("utf-8", "surrogateescape"), "sha256").hexdigest()
 
 
-def git_state(path: Path, env: Mapping[str, str]) -> tuple[str, str, bool, str]:
+def git_state(path: Path) -> tuple[str, str, bool, str]:
     """HEAD's commit, the branch and dirtiness from one `git status` (dirty: any entry, as
     `git status --porcelain` counts them; untracked files count, ignored ones do not), and the
     origin's URL (a build's source label) as git's whole config resolves it."""
-    status = _git(path, env, "status", "--porcelain=v2", "--branch")
-    if status.returncode:
-        raise Unobservable(f"git status failed: {status.stderr.strip()}")
+    status = _git(path, "status", "--porcelain=v2", "--branch")
+    if status.code:
+        raise Unobservable(f"git status failed: {status.err.strip()}")
     headers: dict[str, str] = {}
     dirty = False
-    for line in status.stdout.splitlines():
+    for line in status.out.splitlines():
         if line.startswith("# "):
             name, _, value = line[2:].partition(" ")
             headers[name] = value
@@ -145,20 +147,16 @@ def git_state(path: Path, env: Mapping[str, str]) -> tuple[str, str, bool, str]:
     commit = headers.get("branch.oid", "")
     if len(commit) not in (40, 64):
         raise Unobservable("HEAD has no commit")
-    origin = _git(path, env, "config", "--get", "remote.origin.url")
-    if origin.returncode not in (0, 1):  # 1: not set
-        raise Unobservable(f"git config failed: {origin.stderr.strip()}")
-    return commit, headers.get("branch.head", ""), dirty, origin.stdout.strip()
+    origin = _git(path, "config", "--get", "remote.origin.url")
+    if origin.code not in (0, 1):  # 1: not set
+        raise Unobservable(f"git config failed: {origin.err.strip()}")
+    return commit, headers.get("branch.head", ""), dirty, origin.out.strip()
 
 
-def _git(path: Path, env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean_env = {k: v for k, v in env.items() if k not in _GIT_LOCATION}
+def _git(path: Path, *args: str) -> Finished:
     try:
-        return subprocess.run(
-            ["git", *args], cwd=path, env=clean_env, capture_output=True, text=True,
-            timeout=GIT_TIMEOUT_S, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as error:
+        return git(path, *args, timeout_s=GIT_TIMEOUT_S)
+    except (OSError, PipelineError) as error:
         raise Unobservable(f"git {args[0]}: {error}") from None
 
 

@@ -10,16 +10,16 @@ the reason, and the caller keeps `:main` where it is.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
+from pipeline.errors import GitError
+from pipeline.git.runner import LONG_TIMEOUT_S, git
+from pipeline.process_group import Finished
 from pipeline.rules.release import Ancestry
 
 FETCH_DEPTH = 64
 DEEPEN_STEPS = ("--deepen=64", "--deepen=1024", "--unshallow")
-GIT_TIMEOUT_S = 300
 _USERINFO = re.compile(r"://[^/@\s]+@")  # a token in a remote URL must not reach a log
 
 
@@ -53,50 +53,41 @@ def strict_ancestry(repo: Path, building: str, current: str, *, remote: str = "o
     return Ancestry("unknown", "the clone is still shallow after `git fetch --unshallow`")
 
 
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    # No prompt: a fetch that needs credentials it lacks must fail, not wait for a human.
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+def _git(repo: Path, *args: str) -> Finished:
     try:
-        return subprocess.run(
-            ["git", "-C", str(repo), *args],
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_S,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise _GitFailed(f"`git {args[0]}` took more than {GIT_TIMEOUT_S} s") from None
+        return git(repo, *args, timeout_s=LONG_TIMEOUT_S)
+    except GitError as error:
+        raise _GitFailed(error.cause) from None
     except OSError as error:
         raise _GitFailed(f"git cannot run ({error})") from None
 
 
 def _has_commit(repo: Path, sha: str) -> bool:
-    return _git(repo, "cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
+    return _git(repo, "cat-file", "-e", f"{sha}^{{commit}}").code == 0
 
 
 def _shallow(repo: Path) -> bool:
     done = _git(repo, "rev-parse", "--is-shallow-repository")
-    if done.returncode != 0:
+    if done.code != 0:
         raise _GitFailed(f"{repo} is not a git repository ({_last_line(done)})")
-    return done.stdout.strip() == "true"
+    return done.out.strip() == "true"
 
 
 def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
     done = _git(repo, "merge-base", "--is-ancestor", ancestor, descendant)
-    if done.returncode not in (0, 1):
+    if done.code not in (0, 1):
         raise _GitFailed(f"git merge-base failed ({_last_line(done)})")
-    return done.returncode == 0
+    return done.code == 0
 
 
 def _fetch(repo: Path, remote: str, options: list[str], shas: list[str]) -> str | None:
     """Fetch `shas` from `remote`; returns why it failed, or None."""
-    if _git(repo, "remote", "get-url", remote).returncode != 0:
+    if _git(repo, "remote", "get-url", remote).code != 0:
         return f"there is no remote {remote!r} to fetch from"
     done = _git(repo, "fetch", "--quiet", "--no-tags", *options, remote, *shas)
-    return None if done.returncode == 0 else f"git fetch {remote}: {_last_line(done)}"
+    return None if done.code == 0 else f"git fetch {remote}: {_last_line(done)}"
 
 
-def _last_line(done: subprocess.CompletedProcess[str]) -> str:
-    lines = (done.stderr or done.stdout).strip().splitlines()
-    return _USERINFO.sub("://***@", lines[-1]) if lines else f"exit code {done.returncode}"
+def _last_line(done: Finished) -> str:
+    lines = (done.err or done.out).strip().splitlines()
+    return _USERINFO.sub("://***@", lines[-1]) if lines else f"exit code {done.code}"

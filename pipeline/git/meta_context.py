@@ -10,29 +10,22 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from pipeline.errors import GitError
+from pipeline.git.runner import LONG_TIMEOUT_S, git
 
 CONTEXT_NAME = "git-meta"
 CACHE_KEEP = 5
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sandbox-pipeline" / "git-meta"
-
-
 def cached_git_context(
-    common_dir: Path, sha: str, branch: str | None, source_url: str | None
+    root: Path, common_dir: Path, sha: str, branch: str | None, source_url: str | None
 ) -> Path:
-    """The git-meta context for (sha, branch, source), made once and reused: its bytes depend on
-    nothing else, and an unchanged rebuild then spends no git calls on it."""
-    key = hashlib.sha256(f"{sha}\0{branch}\0{source_url}".encode()).hexdigest()[:24]
-    root = cache_root()
-    ready = root / key
+    """The git-meta context for (sha, branch, source), made once under `root` and reused: its
+    bytes depend on nothing else, and an unchanged rebuild then spends no git calls on it."""
+    ready = cache_path(root, sha, branch, source_url)
     if ready.is_dir():
         os.utime(ready)  # most recently used survives the trim below
         return ready
@@ -50,6 +43,12 @@ def cached_git_context(
     return ready
 
 
+def cache_path(root: Path, sha: str, branch: str | None, source_url: str | None) -> Path:
+    """Where the git-meta context of (sha, branch, source) is kept under `root`."""
+    key = hashlib.sha256(f"{sha}\0{branch}\0{source_url}".encode()).hexdigest()[:24]
+    return root / key
+
+
 def dockerfile_wants_git_context(dockerfile: Path) -> bool:
     try:
         return f"AS {CONTEXT_NAME}" in dockerfile.read_text()
@@ -63,22 +62,22 @@ def make_git_context(
     """Clone one commit of `sha` into `dest`; returns the directory holding its git dir."""
     dest.mkdir(parents=True, exist_ok=True)
 
-    def git(*args: str) -> None:
-        done = subprocess.run(
-            ["git", "-C", str(dest), *args], capture_output=True, text=True, check=False
-        )
-        if done.returncode:
+    def in_clone(*args: str) -> None:
+        done = git(dest, *args, timeout_s=LONG_TIMEOUT_S)
+        if done.code:
             raise GitError(
-                f"could not prepare the git-meta build context: {done.stderr.strip()}",
+                f"could not prepare the git-meta build context: {done.err.strip()}",
                 f"check that commit {sha} exists in {common_dir}",
             )
 
-    git("init", "-q")
-    git("fetch", "-q", "--depth", "1", f"file://{common_dir}", sha)
-    git("symbolic-ref", "HEAD", f"refs/heads/{branch or 'main'}")
-    git("reset", "-q", sha)  # index = the commit's tree, so `git status` inside compares content
+    in_clone("init", "-q")
+    in_clone("fetch", "-q", "--depth", "1", f"file://{common_dir}", sha)
+    in_clone("symbolic-ref", "HEAD", f"refs/heads/{branch or 'main'}")
+    in_clone(
+        "reset", "-q", sha
+    )  # index = the commit's tree, so `git status` inside compares content
     if source_url:
-        git("remote", "add", "origin", f"{source_url}.git")
+        in_clone("remote", "add", "origin", f"{source_url}.git")
     # Reflogs and fetch notes carry timestamps: without them an unchanged rebuild gets identical
     # bytes and the COPY of this context stays cached.
     for volatile in ("logs", "FETCH_HEAD", "ORIG_HEAD"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,18 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.errors import GitError
+from pipeline.git.facts import locate
+from pipeline.git.runner import LONG_TIMEOUT_S, git
 from pipeline.rules.git_facts import GitFacts
-
-GIT_TIMEOUT_S = 300
-# Variables that would point git at another repository or index than the ones we name.
-_GIT_LOCATION_VARIABLES = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_COMMON_DIR",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_NAMESPACE",
-)
 
 
 @dataclass(frozen=True)
@@ -75,29 +65,6 @@ class ExportedTree:
         )
 
 
-def _git(
-    cwd: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARIABLES}
-    try:
-        return subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            env={**clean, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_S,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise GitError("git is not installed", "install git (apt-get install git)") from None
-    except subprocess.TimeoutExpired:
-        raise GitError(
-            f"`git {args[0]}` did not finish within {GIT_TIMEOUT_S} s in {cwd}",
-            "check the repository (git fsck) and rerun",
-        ) from None
-
-
 def resolve_ref(work_tree: Path, ref: str) -> ResolvedRef:
     """The commit `ref` names: as git reads it, else origin's branch of that name."""
     if not ref or ref.startswith("-") or any(c.isspace() or c == "\0" for c in ref):
@@ -106,23 +73,23 @@ def resolve_ref(work_tree: Path, ref: str) -> ResolvedRef:
             "give a branch, tag or commit sha, e.g. SANDBOX_ITERATE_REPO_REF=my-feature-branch",
         )
     for candidate in (ref, f"refs/remotes/origin/{ref}"):
-        done = _git(work_tree, "rev-parse", "--verify", "--quiet", "--end-of-options",
-                    f"{candidate}^{{commit}}")  # fmt: skip
-        if done.returncode == 0:
-            sha = done.stdout.strip()
+        done = git(work_tree, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                   f"{candidate}^{{commit}}")  # fmt: skip
+        if done.code == 0:
+            sha = done.out.strip()
             break
     else:
         raise GitError(
             f"SANDBOX_ITERATE_REPO_REF={ref!r} names no commit in {work_tree}",
             f"check the name (git branch -a, git tag), or fetch it first: git fetch origin {ref}",
         )
-    shown = _git(work_tree, "show", "-s", "--format=%ct", sha)
-    full = _git(work_tree, "rev-parse", "--symbolic-full-name", candidate)  # ref: no leading -
+    shown = git(work_tree, "show", "-s", "--format=%ct", sha)
+    full = git(work_tree, "rev-parse", "--symbolic-full-name", candidate)  # ref: no leading -
     return ResolvedRef(
         ref=ref,
         sha=sha,
-        commit_time=datetime.fromtimestamp(int(shown.stdout.strip()), tz=UTC),
-        branch=_branch(full.stdout.strip()),
+        commit_time=datetime.fromtimestamp(int(shown.out.strip()), tz=UTC),
+        branch=_branch(full.out.strip()),
     )
 
 
@@ -133,23 +100,11 @@ def _branch(full_name: str) -> str | None:
     return None
 
 
-def _locate(repo_path: Path) -> tuple[Path, Path, Path]:
-    done = _git(repo_path, "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir")
-    lines = done.stdout.splitlines()
-    if done.returncode or len(lines) != 3:
-        raise GitError(
-            f"{repo_path} is not inside a git checkout",
-            "run from a git checkout or set SANDBOX_BUILD_CONTEXT to a folder inside one",
-        )
-    work_tree, git_dir = Path(lines[0]).resolve(), Path(lines[1]).resolve()
-    common = Path(lines[2])
-    return work_tree, git_dir, (common if common.is_absolute() else repo_path / common).resolve()
-
-
 @contextmanager
 def export_ref(repo_path: Path, ref: str) -> Iterator[ExportedTree]:
     """The tree of the commit `ref` names, in a temporary directory removed on exit."""
-    work_tree, git_dir, common_dir = _locate(repo_path)
+    where = locate(repo_path)
+    work_tree, git_dir, common_dir = where.work_tree, where.git_dir, where.common_dir
     resolved = resolve_ref(work_tree, ref)
     scratch = Path(tempfile.mkdtemp(prefix=f"sandbox-ref-{resolved.sha[:12]}-"))
     try:
@@ -158,10 +113,10 @@ def export_ref(repo_path: Path, ref: str) -> Iterator[ExportedTree]:
         index = {"GIT_INDEX_FILE": str(scratch / "index")}
         repo = (f"--git-dir={git_dir}", f"--work-tree={tree}")
         for step in (("read-tree", resolved.sha), ("checkout-index", "--all", "--force")):
-            done = _git(tree, *repo, *step, env=index)
-            if done.returncode:
+            done = git(tree, *repo, *step, env=index, timeout_s=LONG_TIMEOUT_S)
+            if done.code:
                 raise GitError(
-                    f"could not export {ref} ({resolved.sha[:12]}): {done.stderr.strip()}",
+                    f"could not export {ref} ({resolved.sha[:12]}): {done.err.strip()}",
                     "check that the commit's objects are present (git fsck), then rerun",
                 )
         yield ExportedTree(tree, work_tree, git_dir, common_dir, resolved)

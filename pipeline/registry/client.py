@@ -24,10 +24,9 @@ import httpx
 
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.http_auth import BearerAuth
-from pipeline.registry.credentials import GHCR, Credentials, resolve_credentials
+from pipeline.registry.credentials import GHCR, Credentials, Sources, resolve_credentials
 from pipeline.rules.image_ref import ImageRef, ImageRefError, is_loopback, parse_image_ref
 from pipeline.rules.release import platform_manifest
-from pipeline.settings.build import BuildSettings
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -270,7 +269,7 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 
 def reader_for(
     image: str,
-    settings: BuildSettings,
+    settings: Sources,
     *,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
@@ -282,7 +281,7 @@ def reader_for(
 
 def resolve_digest(
     image: str,
-    settings: BuildSettings,
+    settings: Sources,
     *,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
@@ -305,15 +304,15 @@ def resolve_digest(
 
 def image_labels(
     image: str,
-    settings: BuildSettings,
+    settings: Sources,
     *,
     platform: str | None = None,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
 ) -> dict[str, str] | None:
     """The labels of `image` (manifest → config blob); None when the tag does not exist. For an
-    index, the manifest of `platform` (default: the first of SANDBOX_BUILD_PLATFORM) if any."""
-    wanted = platform or settings.platforms[0]
+    index, the manifest of `platform` if any (else any of its images)."""
+    wanted = platform
     with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
         response = reader.manifest(method="GET")
         if response.status_code == 404:
@@ -354,11 +353,12 @@ def image_labels(
 
 def image_revision(
     image: str,
-    settings: BuildSettings,
+    settings: Sources,
     *,
+    platform: str | None = None,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
 ) -> str | None:
     """`org.opencontainers.image.revision` of `image`; None when the tag or the label is absent."""
-    labels = image_labels(image, settings, timeout=timeout, transport=transport)
+    labels = image_labels(image, settings, platform=platform, timeout=timeout, transport=transport)
     return (labels or {}).get(REVISION_LABEL)

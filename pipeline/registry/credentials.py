@@ -1,5 +1,4 @@
-"""Registry credentials: the one resolver every registry path uses, and a login that keeps the
-secret off argv.
+"""Registry credentials: the one resolver every registry path uses.
 
 Order, for a registry host:
 1. REGISTRY_USERNAME/REGISTRY_PASSWORD, only for the configured repository's registry (the host
@@ -7,8 +6,8 @@ Order, for a registry host:
 2. GITHUB_ACTOR/GITHUB_TOKEN, for ghcr.io only (a GitHub token means nothing elsewhere);
 3. `gh auth token`, for ghcr.io only;
 4. what `docker login` stored in the Docker config (`auths`, `credHelpers`, `credsStore`).
-The push (via `docker_login.push_credentials`) and the image check before a Daytona snapshot
-(`registry_api`) both ask `resolve_credentials`, so they cannot disagree.
+The push (logged in by docker/login.py) and every registry read (registry/client.py) ask
+`resolve_credentials`, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -16,38 +15,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from pipeline.docker import engine_api
 from pipeline.errors import ConfigError, RegistryError
-from pipeline.rules.auth_words import says_auth_refused
+from pipeline.process_group import run
 from pipeline.rules.image_ref import DOCKER_HUB, is_loopback
-from pipeline.settings.build import BuildSettings
-
-if TYPE_CHECKING:
-    from python_on_whales import DockerClient
-
-__all__ = [
-    "GHCR",
-    "Credentials",
-    "docker_config_credentials",
-    "docker_config_dir",
-    "docker_config_has_auth",
-    "login",
-    "push_login_credentials",
-    "resolve_credentials",
-]
 
 GHCR = "ghcr.io"
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # how docker names Docker Hub in its config
 HELPER_TIMEOUT_S = 10
-LOGIN_TIMEOUT_S = 60.0
 DOCKER_CONFIG_SOURCE = "the Docker config (docker login)"
 
 
@@ -60,7 +40,25 @@ class Credentials(BaseModel):
     stored: bool = False  # read from the Docker config: docker itself already has them
 
 
-def resolve_credentials(settings: BuildSettings, host: str | None = None) -> Credentials | None:
+class Sources(Protocol):
+    """Where credentials may come from: the values of the variables above (BuildSettings is
+    one), and the Docker config folder `docker login` stores into."""
+
+    @property
+    def registry_host(self) -> str: ...
+    @property
+    def registry_username(self) -> str | None: ...
+    @property
+    def registry_password(self) -> SecretStr | None: ...
+    @property
+    def github_actor(self) -> str | None: ...
+    @property
+    def github_token(self) -> SecretStr | None: ...
+    @property
+    def docker_config_dir(self) -> Path: ...
+
+
+def resolve_credentials(settings: Sources, host: str | None = None) -> Credentials | None:
     """Credentials for registry `host` (default: the configured repository's), or None."""
     configured = settings.registry_host
     host = host or configured
@@ -90,10 +88,10 @@ def resolve_credentials(settings: BuildSettings, host: str | None = None) -> Cre
                 password=SecretStr(token),
                 source="`gh auth token`",
             )
-    return docker_config_credentials(host)
+    return docker_config_credentials(settings.docker_config_dir, host)
 
 
-def push_login_credentials(settings: BuildSettings, host: str | None = None) -> Credentials | None:
+def push_login_credentials(settings: Sources, host: str | None = None) -> Credentials | None:
     """What to log in with before a push to `host` (default: the configured repository's
     registry); None when docker can push as it is (credentials in the Docker config, or a
     loopback registry). Raises when there is nothing to push with."""
@@ -101,7 +99,9 @@ def push_login_credentials(settings: BuildSettings, host: str | None = None) -> 
     found = resolve_credentials(settings, host)
     if found is not None and not found.stored:
         return found
-    if found is not None or docker_config_has_auth(host) or is_loopback(host):
+    if found is not None or docker_config_has_auth(settings.docker_config_dir, host):
+        return None
+    if is_loopback(host):
         return None
     raise RegistryError(
         f"no credentials for {host}",
@@ -111,13 +111,9 @@ def push_login_credentials(settings: BuildSettings, host: str | None = None) -> 
     )
 
 
-def docker_config_dir() -> Path:
-    return engine_api.docker_config_dir(os.environ)
-
-
-def read_docker_config(config_dir: Path | None = None) -> dict[str, Any]:
+def read_docker_config(config_dir: Path) -> dict[str, Any]:
     try:
-        config = json.loads(((config_dir or docker_config_dir()) / "config.json").read_text())
+        config = json.loads((config_dir / "config.json").read_text())
     except (OSError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}
@@ -128,20 +124,20 @@ def _config_keys(host: str) -> list[str]:
     return [DOCKER_HUB_KEY, *keys] if host == DOCKER_HUB else keys
 
 
-def docker_config_has_auth(host: str) -> bool:
+def docker_config_has_auth(config_dir: Path, host: str) -> bool:
     """Whether `docker login HOST` (or a credential helper) already holds credentials."""
-    config = read_docker_config()
+    config = read_docker_config(config_dir)
     auths = config.get("auths") or {}
     helpers = config.get("credHelpers") or {}
     keys = set(_config_keys(host))
     return bool(keys & (auths.keys() | helpers.keys())) or bool(config.get("credsStore"))
 
 
-def docker_config_credentials(host: str) -> Credentials | None:
+def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None:
     """A username/password pair docker would use for `host`: its credential helper (as
     `credHelpers`/`credsStore` name it), else a base64 `auths` entry. Identity tokens (Docker
     Desktop's OAuth refresh tokens) are not a password and are left to docker itself."""
-    config = read_docker_config()
+    config = read_docker_config(config_dir)
     helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
     if isinstance(helper, str) and helper:
         for key in _config_keys(host):
@@ -171,16 +167,11 @@ def _from_helper(helper: str, server: str) -> Credentials | None:
     if program is None:
         return None
     try:
-        done = subprocess.run(
-            [program, "get"],
-            input=server,
-            capture_output=True,
-            text=True,
-            timeout=HELPER_TIMEOUT_S,
-            check=False,
-        )
-        answer = json.loads(done.stdout) if done.returncode == 0 else {}
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+        done = run([program, "get"], HELPER_TIMEOUT_S, stdin=server.encode())
+        answer = json.loads(done.out) if done.code == 0 else {}
+    except (OSError, ValueError):
+        return None
+    if not isinstance(answer, dict):
         return None
     user, secret = answer.get("Username"), answer.get("Secret")
     if not isinstance(user, str) or not isinstance(secret, str) or not secret:
@@ -195,54 +186,15 @@ def _from_helper(helper: str, server: str) -> Credentials | None:
     )
 
 
-def login(
-    client: DockerClient, host: str, credentials: Credentials, *, timeout_s: float = LOGIN_TIMEOUT_S
-) -> None:
-    """`docker login` into the client's Docker config; RegistryError when refused or silent."""
-    secret = credentials.password.get_secret_value()
-    # The password goes on stdin, never argv; output is captured so docker's "stored
-    # unencrypted" notice does not read like a pipeline warning.
-    argv = [*client.client_config.docker_cmd, "login", "--username", credentials.username]
-    try:
-        done = subprocess.run(
-            [*argv, "--password-stdin", host],
-            input=secret,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,  # enforced here: no coreutils `timeout` (macOS has none)
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise RegistryError(
-            f"`docker login {host}` did not finish within {timeout_s:g} s",
-            f"check that {host} answers from this machine (and from DOCKER_HOST's engine)",
-        ) from None
-    if done.returncode == 0:
-        return
-    detail = (done.stderr or done.stdout).replace(secret, "***").strip().splitlines()
-    reason = detail[-1] if detail else f"exit code {done.returncode}"
-    if says_auth_refused(reason):
-        raise RegistryError(
-            f"{host} refused the credentials from {credentials.source} ({reason})",
-            f"check {credentials.source}; for ghcr.io the token needs write:packages",
-        )
-    raise RegistryError(
-        f"login to {host} failed: {reason}",
-        f"check that {host} is reachable from this machine (and DOCKER_HOST's engine)",
-    )
-
-
 def _gh(*args: str) -> str | None:
     if shutil.which("gh") is None:
         return None
     try:
-        result = subprocess.run(
-            ["gh", *args], capture_output=True, text=True, timeout=HELPER_TIMEOUT_S, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        done = run(["gh", *args], HELPER_TIMEOUT_S)
+    except OSError:
         return None
-    out = result.stdout.strip()
-    return out if result.returncode == 0 and out else None
+    out = done.out.strip()
+    return out if done.code == 0 and out else None
 
 
 def _gh_auth_token() -> str | None:

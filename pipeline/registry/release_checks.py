@@ -10,14 +10,14 @@ import httpx
 from pipeline.errors import RegistryError
 from pipeline.git.ancestry import strict_ancestry
 from pipeline.registry.client import image_revision, resolve_digest
+from pipeline.registry.credentials import Sources
 from pipeline.rules.release import COMMIT, MainMove, decide_main_move, digest_mismatch
-from pipeline.settings.build import BuildSettings
 
 
 def verify_digest(
     image: str,
     expected: str,
-    settings: BuildSettings,
+    settings: Sources,
     *,
     transport: httpx.BaseTransport | None = None,
 ) -> str:
@@ -37,14 +37,15 @@ def main_tag_move(
     main_image: str,
     building: str,
     repo: Path,
-    settings: BuildSettings,
+    settings: Sources,
     *,
+    platform: str | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> MainMove:
     """Whether `main_image` (`<repository>:main`) may move to commit `building` of the git
     repository holding `repo`: reads the revision label of the image it points at now and asks
     git about the two commits."""
-    current = image_revision(main_image, settings, transport=transport)
+    current = image_revision(main_image, settings, platform=platform, transport=transport)
     ancestry = None
     if current is not None and COMMIT.fullmatch(current) and current != building:
         ancestry = strict_ancestry(repo, building, current)

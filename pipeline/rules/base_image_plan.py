@@ -28,6 +28,8 @@ EXTRA_PACKAGES = ("ca-certificates",)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 NPM_REGISTRY = "https://registry.npmjs.org"
+# sudo resets the environment; a proxy the user set must still reach mmdebstrap's apt.
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 RECIPE_LABEL = "org.iterate.sandbox-base.recipe"
 RECIPE_REVISION = "2"  # bump when the layout below changes
 _OPTIONS = re.compile(r"\[[^\]]*\]")

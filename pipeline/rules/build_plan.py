@@ -1,25 +1,31 @@
-"""Pure decisions: which tags, cache refs, labels and args a build gets.
+"""Pure decisions: which tags, cache refs, labels, args and contexts a build gets, and whether it
+needs building at all.
 
-Facts (git) + settings in, a frozen `BuildPlan` out; nothing here touches docker, git or the
-network, so every rule is pinned by a table of unit tests.
+Every fact a build needs is gathered first (build/facts.py: the settings' values, git, the base,
+the builder, the engine's image store, `:main`'s commit, the inputs buildx would read); then
+`plan_build` decides once. Nothing here touches docker, git or the network, and nothing patches a
+plan after it is made, so every rule is pinned by a table of unit tests.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import ConfigError, EngineError, GitError
+from pipeline.rules.fingerprint import LABEL, InputFacts, fingerprint_of
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.platforms import BuilderFacts, unsupported
-from pipeline.settings.build import BuildSettings, CacheMode
+from pipeline.rules.release import MainMove
 
 Mode = Literal["local", "push"]
+CacheMode = Literal["auto", "off", "read", "readwrite"]
+Attestation = Literal["provenance", "sbom"]
 MAX_TAG_LENGTH = 128
+GIT_META = "git-meta"  # the named build context holding a one-commit clone (git/meta_context.py)
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 NO_CACHE_EXPORT = (
     "the docker driver without the containerd image store cannot export a registry cache"
@@ -54,6 +60,46 @@ class CacheExport(CacheRef):
         }
 
 
+class BuildRequest(BaseModel):
+    """What the settings ask of one build (settings/build.py `BuildSettings.request`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode
+    repository: str
+    dockerfile: Path
+    context: Path
+    platforms: tuple[str, ...] = ("linux/amd64",)
+    git_sha: str | None = None  # GIT_SHA: a check, never an override
+    push: bool = False  # PUSH (local mode); push mode always pushes
+    builder: str | None = None
+    timeout_s: float = 900.0
+    cache: CacheMode = "auto"
+    attestations: tuple[Attestation, ...] = ()
+    ca_bundle: Path | None = None
+    ref_build: bool = False  # a SANDBOX_ITERATE_REPO_REF build: its push never moves :main
+
+    @property
+    def pushes(self) -> bool:
+        return self.mode == "push" or self.push
+
+
+class BuildFacts(BaseModel):
+    """Everything gathered before the plan is made. `None` means "not asked": a dry run asks
+    no engine, a push asks for no fingerprint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request: BuildRequest
+    git: GitFacts
+    base_image: str | None = None  # BASE_IMAGE (None: the Dockerfile's own default)
+    git_meta: Path | None = None  # the git-meta context's folder, when the Dockerfile uses it
+    builder: BuilderFacts | None = None
+    containerd_store: bool | None = None  # asked only for a cache export on the docker driver
+    main: MainMove | None = None  # whether :main may move (asked only when it would be pushed)
+    inputs: InputFacts | None = None  # what buildx would read (a local build only)
+
+
 class BuildPlan(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -77,9 +123,15 @@ class BuildPlan(BaseModel):
     sbom: bool
     builder: str | None
     timeout_s: float
-    git_context: Path | None  # the repo to clone one commit of, as build context `git-meta`
+    contexts: dict[str, Path]  # named build contexts (git-meta)
     ca_bundle: Path | None  # build secret `extra_ca_certs`
-    cache_export_skipped: str | None = None  # why a planned cache export was dropped
+    cache_export_skipped: str | None = None  # why the registry cache is not exported
+    main: MainMove | None = None  # the :main decision, when :main was to be pushed
+    fingerprint: str | None = None  # the inputs' digest (label LABEL on a local image)
+    fingerprint_note: str = ""  # why there is none, or what it covered
+    # "tag": `:local` already holds these inputs; its image gets the tags, nothing is built
+    action: Literal["build", "tag"] = "build"
+    image_id: str | None = None  # with "tag": the image the tags go to
 
     @property
     def all_tags(self) -> tuple[str, ...]:
@@ -89,6 +141,10 @@ class BuildPlan(BaseModel):
     def build_tags(self) -> tuple[str, ...]:
         """Tags given to buildx: pushing sends every one of them, so only pushable tags."""
         return self.pushed_tags if self.push else self.all_tags
+
+    @property
+    def git_context(self) -> Path | None:
+        return self.contexts.get(GIT_META)
 
     def describe(self) -> list[str]:
         """The plan as the lines a person reads before anything happens."""
@@ -106,6 +162,8 @@ class BuildPlan(BaseModel):
         lines += [f"tag:        {t} (local only)" for t in self.local_tags if self.push]
         if not self.push:
             lines += [f"tag:        {t}" for t in self.local_tags]
+        if self.main is not None and not self.main.move:
+            lines.append(f"tag:        {self.repository}:main not moved ({self.main.reason})")
         lines += [f"build arg:  {k}={v}" for k, v in self.build_args.items()]
         lines += [f"label:      {k}={v}" for k, v in self.labels.items()]
         lines += [f"cache from: {c.ref}" for c in self.cache_from] or ["cache from: local only"]
@@ -116,11 +174,13 @@ class BuildPlan(BaseModel):
         else:
             lines.append("cache to:   -")
         if self.git_context:
-            lines.append(f"context:    git-meta = one-commit clone of {self.sha}")
+            lines.append(f"context:    {GIT_META} = one-commit clone of {self.sha}")
         if self.ca_bundle:
             lines.append(f"secret:     extra_ca_certs from {self.ca_bundle}")
         attest = [n for n, on in (("provenance", self.provenance), ("sbom", self.sbom)) if on]
         lines.append(f"attest:     {', '.join(attest) or 'none'}")
+        if self.fingerprint_note:
+            lines.append(f"inputs:     {self.fingerprint_note}")
         return lines
 
 
@@ -134,73 +194,141 @@ def sha_tag(sha: str, dirty: bool) -> str:
     return sanitize_tag(f"sha-{sha}{'-dirty' if dirty else ''}")
 
 
-def plan_build(
-    mode: Mode,
-    settings: BuildSettings,
-    facts: GitFacts,
-    built_at: datetime,
-    git_context: bool = False,
-    ref_build: bool = False,
-) -> BuildPlan:
-    """Decide everything about one build; raises when the inputs cannot make a sound build.
+def main_tag(request: BuildRequest) -> str | None:
+    """The `:main` tag a build would push: snapshot_push of the checkout, never a ref build."""
+    return (
+        f"{request.repository}:main" if request.mode == "push" and not request.ref_build else None
+    )
 
-    `ref_build`: the commit is one SANDBOX_ITERATE_REPO_REF named, not the checkout's HEAD.
-    Its push never moves `:main` (a branch build must not become what main runs)."""
-    _check_git_sha(settings.git_sha, facts)
-    sha = facts.sha
-    repo = settings.image_repository
-    if mode == "push":
-        if facts.dirty:
-            raise GitError(
-                "the work tree is dirty; snapshot_push pushes an immutable sha- tag that must "
-                "match the commit",
-                "commit or stash your changes (see `git status --porcelain`), "
-                "or use `PUSH=1 nox -s snapshot_local` for a -dirty tag",
-            )
-        push = True
-        pushed: tuple[str, ...] = (f"{repo}:{sha_tag(sha, False)}",)
-        if not ref_build:
-            pushed += (f"{repo}:main",)
-        local: tuple[str, ...] = ()
-    else:
-        push = settings.push
-        pushed = (f"{repo}:{sha_tag(sha, facts.dirty)}",)
-        local = (f"{repo}:local",)
-    if len(settings.platforms) > 1 and not push:
+
+def build_args(request: BuildRequest, git: GitFacts, base_image: str | None) -> dict[str, str]:
+    # BASE_IMAGE only when asked for: the Dockerfile's default is the official Node image.
+    return {"GIT_SHA": git.sha, **({"BASE_IMAGE": base_image} if base_image else {})}
+
+
+def cache_refs(request: BuildRequest) -> tuple[tuple[CacheRef, ...], CacheExport | None]:
+    mode = request.cache
+    if mode == "auto":
+        mode = "readwrite" if request.pushes else "off"
+    ref = f"{request.repository}:buildcache"
+    cache_from = (CacheRef(ref=ref),) if mode in ("read", "readwrite") else ()
+    cache_to = CacheExport(ref=ref) if mode == "readwrite" else None
+    return cache_from, cache_to
+
+
+def needs_image_store_check(request: BuildRequest, builder: BuilderFacts | None) -> bool:
+    """Only the docker driver exports a registry cache through the engine's image store."""
+    return cache_refs(request)[1] is not None and builder is not None and builder.driver == "docker"
+
+
+def labels(git: GitFacts) -> dict[str, str]:
+    # The commit time, not the wall clock: an unchanged rebuild then yields the same digest.
+    found = {
+        "org.opencontainers.image.revision": git.sha,
+        "org.opencontainers.image.created": git.commit_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if git.source_url:
+        found["org.opencontainers.image.source"] = git.source_url
+    return found
+
+
+def plan_build(facts: BuildFacts) -> BuildPlan:
+    """Decide everything about one build; raises when the facts cannot make a sound build."""
+    request, git = facts.request, facts.git
+    _check_git_sha(request.git_sha, git)
+    repo, sha = request.repository, git.sha
+    if request.mode == "push" and git.dirty:
+        raise GitError(
+            "the work tree is dirty; snapshot_push pushes an immutable sha- tag that must "
+            "match the commit",
+            "commit or stash your changes (see `git status --porcelain`), "
+            "or use `PUSH=1 nox -s snapshot_local` for a -dirty tag",
+        )
+    push = request.pushes
+    pushed: tuple[str, ...] = (f"{repo}:{sha_tag(sha, git.dirty)}",)
+    main = main_tag(request)
+    if main is not None and (facts.main is None or facts.main.move):
+        pushed += (main,)
+    local: tuple[str, ...] = () if request.mode == "push" else (f"{repo}:local",)
+    if len(request.platforms) > 1 and not push:
         raise ConfigError(
-            f"SANDBOX_BUILD_PLATFORM has {len(settings.platforms)} platforms, but a local engine "
+            f"SANDBOX_BUILD_PLATFORM has {len(request.platforms)} platforms, but a local engine "
             "can load only one",
             "set PUSH=1 to push a multi-platform image, or choose one platform",
         )
-    cache_from, cache_to = _cache(settings, push, repo)
-    return BuildPlan(
-        mode=mode,
+    if facts.builder is not None and (problem := builder_problem(request, facts.builder)):
+        raise problem
+    cache_from, cache_to = cache_refs(request)
+    skipped = None
+    if cache_to is not None and facts.containerd_store is False:
+        # buildx would fail the export only after building: say so now. An asked-for export is
+        # refused; the automatic one is dropped, and the build reports it.
+        if request.cache == "readwrite":
+            raise EngineError(
+                f"SANDBOX_BUILD_CACHE=readwrite, but {NO_CACHE_EXPORT}",
+                CACHE_EXPORT_FIX + ", or set SANDBOX_BUILD_CACHE=read",
+            )
+        cache_to, skipped = None, NO_CACHE_EXPORT
+    plan = BuildPlan(
+        mode=request.mode,
         repository=repo,
         sha=sha,
-        dirty=facts.dirty,
-        branch=facts.branch,
-        dockerfile=settings.dockerfile,
-        context=settings.build_context,
-        platforms=settings.platforms,
-        # BASE_IMAGE only when asked for: the Dockerfile's default is the official Node image.
-        build_args={
-            "GIT_SHA": sha,
-            **({"BASE_IMAGE": settings.base_image} if settings.base_image else {}),
-        },
-        labels=_labels(sha, facts, built_at),
+        dirty=git.dirty,
+        branch=git.branch,
+        dockerfile=request.dockerfile,
+        context=request.context,
+        platforms=request.platforms,
+        build_args=build_args(request, git, facts.base_image),
+        labels=labels(git),
         push=push,
         load=not push,
         pushed_tags=pushed,
         local_tags=local,
         cache_from=cache_from,
         cache_to=cache_to,
-        provenance="provenance" in settings.attestations,
-        sbom="sbom" in settings.attestations,
-        builder=settings.builder,
-        timeout_s=settings.build_timeout,
-        git_context=facts.common_dir if git_context else None,
-        ca_bundle=settings.ca_bundle,
+        provenance="provenance" in request.attestations,
+        sbom="sbom" in request.attestations,
+        builder=request.builder,
+        timeout_s=request.timeout_s,
+        contexts={GIT_META: facts.git_meta} if facts.git_meta else {},
+        ca_bundle=request.ca_bundle,
+        cache_export_skipped=skipped,
+        main=facts.main if main is not None else None,
     )
+    return _with_fingerprint(plan, facts)
+
+
+def _with_fingerprint(plan: BuildPlan, facts: BuildFacts) -> BuildPlan:
+    """A local build's fingerprint goes on its image as a label; when `:local` already carries
+    it, the plan is to tag that image and build nothing. Pushed images get no label (a
+    machine-local value has no place in a registry)."""
+    if plan.push or not plan.load or facts.inputs is None:
+        return plan
+    value, note = fingerprint_for(plan, facts.inputs)
+    if value is None:
+        return plan.model_copy(update={"fingerprint_note": note})
+    current = facts.inputs.local_image
+    unchanged = current is not None and current.labels.get(LABEL) == value
+    return plan.model_copy(
+        update={
+            "labels": {**plan.labels, LABEL: value},
+            "fingerprint": value,
+            "fingerprint_note": note,
+            "action": "tag" if unchanged else "build",
+            "image_id": current.id if unchanged and current else None,
+        }
+    )
+
+
+def fingerprint_for(plan: BuildPlan, inputs: InputFacts) -> tuple[str | None, str]:
+    """The fingerprint of `plan` built from `inputs`, or why there is none."""
+    options = {
+        "provenance": str(plan.provenance),
+        "sbom": str(plan.sbom),
+        "push": str(plan.push),
+        "load": str(plan.load),
+    }
+    return fingerprint_of(inputs, plan.build_args, plan.labels, plan.platforms, options)
 
 
 def _check_git_sha(git_sha: str | None, facts: GitFacts) -> None:
@@ -212,74 +340,17 @@ def _check_git_sha(git_sha: str | None, facts: GitFacts) -> None:
         )
 
 
-def _cache(
-    settings: BuildSettings, push: bool, repo: str
-) -> tuple[tuple[CacheRef, ...], CacheExport | None]:
-    mode = settings.cache
-    if mode == "auto":
-        mode = "readwrite" if push else "off"
-    ref = f"{repo}:buildcache"
-    cache_from = (CacheRef(ref=ref),) if mode in ("read", "readwrite") else ()
-    cache_to = CacheExport(ref=ref) if mode == "readwrite" else None
-    return cache_from, cache_to
-
-
-def _labels(sha: str, facts: GitFacts, built_at: datetime) -> dict[str, str]:
-    labels = {
-        "org.opencontainers.image.revision": sha,
-        "org.opencontainers.image.created": built_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    if facts.source_url:
-        labels["org.opencontainers.image.source"] = facts.source_url
-    return labels
-
-
-def builder_problem(plan: BuildPlan, builder: BuilderFacts) -> ConfigError | None:
+def builder_problem(request: BuildRequest, builder: BuilderFacts) -> ConfigError | None:
     """Refuse platforms the builder does not list (an unbooted builder lists none: not known)."""
     if not builder.platforms:
         return None
-    missing = unsupported(plan.platforms, builder.platforms)
+    missing = unsupported(request.platforms, builder.platforms)
     if not missing:
         return None
     return ConfigError(
-        f"SANDBOX_BUILD_PLATFORM={','.join(plan.platforms)}: builder {builder.name} "
+        f"SANDBOX_BUILD_PLATFORM={','.join(request.platforms)}: builder {builder.name} "
         f"({builder.driver}) cannot build {', '.join(missing)}; it builds "
         + ", ".join(builder.platforms),
         "choose platforms the builder lists, or select one that builds them with BUILDX_BUILDER "
         "(e.g. a docker-container builder on a machine with QEMU binfmt)",
     )
-
-
-def needs_image_store_check(plan: BuildPlan, builder: BuilderFacts) -> bool:
-    """Only the docker driver exports a registry cache through the engine's image store."""
-    return plan.cache_to is not None and builder.driver == "docker"
-
-
-def settle_cache_export(
-    plan: BuildPlan, containerd_store: bool | None, cache_mode: CacheMode
-) -> BuildPlan:
-    """Without the containerd image store buildx fails the export only after building: say so
-    now. An asked-for export (SANDBOX_BUILD_CACHE=readwrite) is refused; the automatic one is
-    dropped, and the build reports it."""
-    if plan.cache_to is None or containerd_store is not False:
-        return plan
-    if cache_mode == "readwrite":
-        raise EngineError(
-            f"SANDBOX_BUILD_CACHE=readwrite, but {NO_CACHE_EXPORT}",
-            CACHE_EXPORT_FIX + ", or set SANDBOX_BUILD_CACHE=read",
-        )
-    return plan.model_copy(update={"cache_to": None, "cache_export_skipped": NO_CACHE_EXPORT})
-
-
-def main_tag(plan: BuildPlan) -> str | None:
-    """The `:main` tag this plan pushes, if it pushes one."""
-    tag = f"{plan.repository}:main"
-    return tag if plan.push and tag in plan.pushed_tags else None
-
-
-def hold_main(plan: BuildPlan) -> BuildPlan:
-    """The plan without its `:main` push (the sha tag is still pushed)."""
-    tag = main_tag(plan)
-    if tag is None:
-        return plan
-    return plan.model_copy(update={"pushed_tags": tuple(t for t in plan.pushed_tags if t != tag)})

@@ -42,6 +42,61 @@ class BuildInputs(BaseModel):
     options: dict[str, str]  # provenance, sbom, environment inputs, ...
 
 
+class LocalImage(BaseModel):
+    """An image in the engine as the plan sees it: its id and labels."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    labels: dict[str, str] = {}
+
+
+class InputFacts(BaseModel):
+    """What was read for a local build's fingerprint (build/inputs.py), before the plan adds
+    its own args, labels and options. `unknown`: why the inputs cannot be known (never skip)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    unknown: str | None = None
+    context: str = ""  # context_digest of the files buildx sends
+    ignore_file: str | None = None
+    dockerfile: str = ""  # sha256 of the Dockerfile's bytes
+    base_images: dict[str, str] = {}  # image reference as written -> local image id
+    secrets: dict[str, str] = {}  # secret id -> keyed digest of its content
+    contexts: dict[str, str] = {}  # named build context -> what determines its content
+    env: dict[str, str] = {}  # ENV_INPUTS that are set
+    summary: str = ""  # what was read, for people
+    local_image: LocalImage | None = None  # what `:local` names now
+    tag_ids: dict[str, str | None] = {}  # the build's other tags -> image id now
+
+
+def fingerprint_of(
+    inputs: InputFacts,
+    build_args: dict[str, str],
+    labels: dict[str, str],
+    platforms: tuple[str, ...],
+    options: dict[str, str],
+) -> tuple[str | None, str]:
+    """(the fingerprint, what it covered), or (None, why it cannot be known)."""
+    if inputs.unknown is not None:
+        return None, f"unknown ({inputs.unknown}); building"
+    value = fingerprint(
+        BuildInputs(
+            context=inputs.context,
+            ignore_file=inputs.ignore_file,
+            dockerfile=inputs.dockerfile,
+            build_args=dict(build_args),
+            labels={k: v for k, v in labels.items() if k != LABEL},
+            platforms=platforms,
+            base_images=dict(inputs.base_images),
+            secrets=dict(inputs.secrets),
+            contexts=dict(inputs.contexts),
+            options={**options, **inputs.env},
+        )
+    )
+    return value, inputs.summary
+
+
 def fingerprint(inputs: BuildInputs) -> str:
     """One hex digest of all inputs (canonical JSON, so dict order never matters)."""
     document = {"version": VERSION, **inputs.model_dump(mode="json")}

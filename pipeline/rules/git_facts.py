@@ -12,6 +12,17 @@ _USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)[^/@]*@", re.IGNORECASE)
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
 
 
+class CiRefs(BaseModel):
+    """What a CI run says about the commit it checked out (GitHub Actions' variables)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    head_ref: str | None = None  # GITHUB_HEAD_REF: a pull request's branch
+    ref_name: str | None = None  # GITHUB_REF_NAME
+    server_url: str | None = None  # GITHUB_SERVER_URL
+    repository: str | None = None  # GITHUB_REPOSITORY (owner/name)
+
+
 class GitFacts(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -7,50 +7,27 @@ failure shows the service logs.
 
 from __future__ import annotations
 
-import os
-import re
-import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict
 
-from pipeline.errors import ConfigError, SandboxError
-from pipeline.settings.build import BuildSettings, _Base, load
+from pipeline.docker import containers, images
+from pipeline.docker.cli import Docker
+from pipeline.docker.containers import Mount
+from pipeline.errors import ConfigError, PipelineError, SandboxError
+from pipeline.git.facts import locate
 from pipeline.waiting import SYSTEM_CLOCK, Clock, Interval, PollTimeout, poll
-
-if TYPE_CHECKING:
-    from python_on_whales import Container, DockerClient
 
 LABEL = "dev.iterate.sandbox-pipeline"
 DAEMON_PORT = 3000
 PNPM_STORE_VOLUME = "iterate-pnpm-store"  # the default of LOCAL_DOCKER_PNPM_VOLUME
 PNPM_STORE_PATH = "/home/iterate/.local/share/pnpm/store"
 SERVICES = ("daemon", "egress-proxy", "opencode")
-# Docker's own rule for volume names; it also keeps a path (a bind mount) out of this setting.
-_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
-
-
-class LocalDockerSettings(_Base):
-    image_name: str | None = Field(None, validation_alias="LOCAL_DOCKER_IMAGE_NAME")
-    repo_checkout: Path | None = Field(None, validation_alias="LOCAL_DOCKER_REPO_CHECKOUT")
-    git_dir: Path | None = Field(None, validation_alias="LOCAL_DOCKER_GIT_DIR")
-    common_dir: Path | None = Field(None, validation_alias="LOCAL_DOCKER_COMMON_DIR")
-    health_timeout: float = Field(120, gt=0, validation_alias="LOCAL_DOCKER_HEALTH_TIMEOUT")
-    # Shared by every sandbox so pnpm installs are warm; the tests use a volume of their own.
-    pnpm_volume: str = Field(PNPM_STORE_VOLUME, validation_alias="LOCAL_DOCKER_PNPM_VOLUME")
-
-    @field_validator("pnpm_volume")
-    @classmethod
-    def _volume_name(cls, value: str) -> str:
-        if not _VOLUME_NAME.fullmatch(value):
-            raise ValueError(
-                "a Docker volume name: letters, digits, '_', '.' and '-', "
-                "starting with a letter or digit"
-            )
-        return value
+SYNC_VARIABLES = ("LOCAL_DOCKER_REPO_CHECKOUT", "LOCAL_DOCKER_GIT_DIR", "LOCAL_DOCKER_COMMON_DIR")
 
 
 class SyncMounts(BaseModel):
@@ -60,13 +37,13 @@ class SyncMounts(BaseModel):
     git_dir: Path
     common_dir: Path
 
-    def volumes(self) -> list[tuple[str, str, str]]:
+    def mounts(self) -> list[Mount]:
         # All three read-only: entry.sh only copies from them, and a writable host .git would let
         # code in the sandbox plant a hook or core.fsmonitor that runs on the host's next git call.
         return [
-            (str(self.checkout), "/host/repo-checkout", "ro"),
-            (str(self.git_dir), "/host/gitdir", "ro"),
-            (str(self.common_dir), "/host/commondir", "ro"),
+            Mount(str(self.checkout), "/host/repo-checkout", "ro"),
+            Mount(str(self.git_dir), "/host/gitdir", "ro"),
+            Mount(str(self.common_dir), "/host/commondir", "ro"),
         ]
 
 
@@ -79,10 +56,20 @@ class Sandbox(BaseModel):
     synced: bool
 
 
-def image_candidates(settings: LocalDockerSettings, repository: str) -> list[str]:
+@dataclass(frozen=True)
+class SandboxSpec:
+    name: str
+    images: list[str]  # the first the engine has is started
+    sync: SyncMounts | None
+    pnpm_volume: str = PNPM_STORE_VOLUME
+    health_timeout_s: float = 120.0
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def image_candidates(image_name: str | None, repository: str) -> list[str]:
     """LOCAL_DOCKER_IMAGE_NAME, else <repo>:local, then <repo>:main."""
-    if settings.image_name:
-        return [settings.image_name]
+    if image_name:
+        return [image_name]
     return [f"{repository}:local", f"{repository}:main"]
 
 
@@ -91,24 +78,20 @@ def pick_image(candidates: list[str], exists: Callable[[str], bool]) -> str | No
     return next((image for image in candidates if exists(image)), None)
 
 
-def sync_mounts(settings: LocalDockerSettings, env: Mapping[str, str]) -> SyncMounts:
-    """Mounts for dev sync; unset paths default from the checkout's git facts (worktrees too)."""
-    from pipeline.git.facts import read_git_facts
-
-    if settings.repo_checkout and settings.git_dir and settings.common_dir:
-        paths = (settings.repo_checkout, settings.git_dir, settings.common_dir)
+def sync_mounts(
+    checkout: Path | None, git_dir: Path | None, common_dir: Path | None, cwd: Path
+) -> SyncMounts:
+    """Mounts for dev sync; unset paths default from the checkout's git dirs (worktrees too)."""
+    if checkout and git_dir and common_dir:
+        paths = (checkout, git_dir, common_dir)
     else:
-        facts = read_git_facts(settings.repo_checkout or Path.cwd(), env)
+        where = locate(checkout or cwd)
         paths = (
-            settings.repo_checkout or facts.work_tree,
-            settings.git_dir or facts.git_dir,
-            settings.common_dir or facts.common_dir,
+            checkout or where.work_tree,
+            git_dir or where.git_dir,
+            common_dir or where.common_dir,
         )
-    for variable, path in zip(
-        ("LOCAL_DOCKER_REPO_CHECKOUT", "LOCAL_DOCKER_GIT_DIR", "LOCAL_DOCKER_COMMON_DIR"),
-        paths,
-        strict=True,
-    ):
+    for variable, path in zip(SYNC_VARIABLES, paths, strict=True):
         if not path.is_dir():
             raise ConfigError(f"{variable}={path} is not a directory", f"point {variable} at one")
     return SyncMounts(
@@ -116,61 +99,44 @@ def sync_mounts(settings: LocalDockerSettings, env: Mapping[str, str]) -> SyncMo
     )
 
 
-def client(build: BuildSettings | None = None) -> DockerClient:
-    from pipeline.docker.buildx import docker_client
-
-    return docker_client((build or load(BuildSettings)).docker_host)
-
-
-def image_exists(docker: DockerClient, reference: str) -> bool:
-    return bool(docker.image.exists(reference))
-
-
-def start(
-    *,
-    name: str | None = None,
-    sync: bool = True,
-    env: Mapping[str, str] | None = None,
-    docker: DockerClient | None = None,
-) -> Sandbox:
+def start(docker: Docker, spec: SandboxSpec, clock: Clock = SYSTEM_CLOCK) -> Sandbox:
     """Start a sandbox container and wait until its daemon reports healthy."""
-    settings, build = load(LocalDockerSettings), load(BuildSettings)
-    docker = docker or client(build)
-    candidates = image_candidates(settings, build.image_repository)
-    image = pick_image(candidates, lambda ref: image_exists(docker, ref))
+    found = images.inspect(docker, spec.images)
+    image = pick_image(spec.images, lambda ref: found[ref] is not None)
     if image is None:
         raise SandboxError(
-            f"image {' or '.join(candidates)} is not in the local engine",
+            f"image {' or '.join(spec.images)} is not in the local engine",
             "build it with `nox -s snapshot_local`, or set LOCAL_DOCKER_IMAGE_NAME",
         )
-    mounts = sync_mounts(settings, os.environ) if sync else None
-    name = name or f"sandbox-{secrets.token_hex(4)}"
-    container = docker.container.run(
+    synced = spec.sync is not None
+    containers.run(
+        docker,
         image,
-        name=name,
-        detach=True,
-        envs=dict(env or {}),
-        labels={LABEL: "1", f"{LABEL}.synced": str(sync).lower()},
-        publish=[(f"127.0.0.1:{0}", DAEMON_PORT)],
-        volumes=[*(mounts.volumes() if mounts else []), (settings.pnpm_volume, PNPM_STORE_PATH)],
+        name=spec.name,
+        env=spec.env,
+        labels={LABEL: "1", f"{LABEL}.synced": str(synced).lower()},
+        publish=[f"127.0.0.1::{DAEMON_PORT}"],
+        mounts=[
+            *(spec.sync.mounts() if spec.sync else []),
+            Mount(spec.pnpm_volume, PNPM_STORE_PATH),
+        ],
     )
     try:
-        url = f"http://127.0.0.1:{_published_port(container)}"
-        wait_healthy(container, url, settings.health_timeout)
+        url = f"http://127.0.0.1:{_published_port(docker, spec.name)}"
+        wait_healthy(docker, spec.name, url, spec.health_timeout_s, clock)
     except BaseException:
         # Nothing half-done: a sandbox that never became healthy is removed.
-        container.remove(force=True, volumes=False)
+        containers.remove(docker, [spec.name])
         raise
-    return Sandbox(name=name, image=image, url=url, synced=sync)
+    return Sandbox(name=spec.name, image=image, url=url, synced=synced)
 
 
-def _published_port(container: Container) -> int:
-    container.reload()  # type: ignore[no-untyped-call]
-    bindings = (container.network_settings.ports or {}).get(f"{DAEMON_PORT}/tcp") or []
-    for binding in bindings:
-        if binding.get("HostIp") in ("127.0.0.1", "0.0.0.0"):  # noqa: S104
-            return int(binding["HostPort"])
-    raise SandboxError(f"port {DAEMON_PORT} of {container.name} was not published", "report this")
+def _published_port(docker: Docker, name: str) -> int:
+    container = containers.inspect(docker, name)
+    for host_ip, port in (container.ports.get(f"{DAEMON_PORT}/tcp") or []) if container else []:
+        if host_ip in ("127.0.0.1", "0.0.0.0"):  # noqa: S104
+            return int(port)
+    raise SandboxError(f"port {DAEMON_PORT} of {name} was not published", "report this")
 
 
 class _Health(BaseModel):
@@ -178,15 +144,14 @@ class _Health(BaseModel):
 
     state: Literal["healthy", "exited", "waiting"]
     reason: str
-    body: dict[str, object] = Field(default_factory=dict)
+    body: dict[str, object] = {}
 
 
-def _look(container: Container, url: str) -> _Health:
-    container.reload()  # type: ignore[no-untyped-call]
-    if not container.state.running:
-        return _Health(
-            state="exited", reason=f"the container exited with code {container.state.exit_code}"
-        )
+def _look(docker: Docker, name: str, url: str) -> _Health:
+    container = containers.inspect(docker, name)
+    if container is None or not container.running:
+        code = container.exit_code if container else "gone"
+        return _Health(state="exited", reason=f"the container exited with code {code}")
     try:
         response = httpx.get(f"{url}/api/health", timeout=2)
     except httpx.HTTPError as error:
@@ -197,11 +162,11 @@ def _look(container: Container, url: str) -> _Health:
 
 
 def wait_healthy(
-    container: Container, url: str, timeout_s: float, clock: Clock = SYSTEM_CLOCK
+    docker: Docker, name: str, url: str, timeout_s: float, clock: Clock = SYSTEM_CLOCK
 ) -> dict[str, object]:
     try:
         seen = poll(
-            lambda: _look(container, url),
+            lambda: _look(docker, name, url),
             lambda health: health.state != "waiting",
             timeout_s=timeout_s,
             interval=Interval(first_s=0.1, factor=1.5, max_s=1.0),
@@ -212,54 +177,40 @@ def wait_healthy(
     if seen.state == "healthy":
         return seen.body
     raise SandboxError(
-        f"sandbox {container.name} did not become healthy within {timeout_s:g} s ({seen.reason})",
+        f"sandbox {name} did not become healthy within {timeout_s:g} s ({seen.reason})",
         "read the service logs above; raise LOCAL_DOCKER_HEALTH_TIMEOUT if it is just slow",
-        details=tuple(service_logs(container)),
+        details=tuple(service_logs(docker, name)),
     )
 
 
-def service_logs(container: Container, lines: int = 30) -> list[str]:
+def service_logs(docker: Docker, name: str, lines: int = 30) -> list[str]:
     """The container's own output and the tail of every service log, for failure messages."""
-    from python_on_whales.exceptions import DockerException
-
-    out = [f"--- docker logs {container.name}"]
+    out = [f"--- docker logs {name}"]
     try:
-        out += str(container.logs(tail=lines)).splitlines()
-    except DockerException as error:
-        out.append(f"(no logs: {error.return_code})")
+        out += containers.logs(docker, name, lines).splitlines()
+    except PipelineError as error:
+        out.append(f"(no logs: {error.cause})")
+    script = f'for f in /var/log/*/*.log; do echo "--- $f"; tail -n {lines} "$f"; done'
     try:
-        text = container.execute(
-            ["sh", "-c", f'for f in /var/log/*/*.log; do echo "--- $f"; tail -n {lines} "$f"; done']
-        )
-        out += str(text).splitlines()
-    except DockerException:
+        out += containers.execute(docker, name, ["sh", "-c", script]).splitlines()
+    except PipelineError:
         out.append("(service logs unavailable: the container is not running)")
     return out
 
 
-def execute(name: str, command: list[str], docker: DockerClient | None = None) -> str:
-    docker = docker or client()
-    return str(docker.container.execute(name, command))
-
-
-def stop(name: str, docker: DockerClient | None = None) -> None:
-    docker = docker or client()
-    container = docker.container.inspect(name)
-    if (container.config.labels or {}).get(LABEL) != "1":
+def stop(docker: Docker, name: str) -> None:
+    container = containers.inspect(docker, name)
+    if container is None or container.labels.get(LABEL) != "1":
         raise SandboxError(
             f"container {name} was not made by the sandbox pipeline", "remove it yourself"
         )
-    container.remove(force=True)
+    containers.remove(docker, [name])
 
 
-def cleanup(docker: DockerClient | None = None, prefix: str = "") -> list[str]:
+def cleanup(docker: Docker, prefix: str = "") -> list[str]:
     """Remove every container this provider made whose name starts with `prefix`; returns
-    their names (sorted)."""
-    docker = docker or client()
-    found = docker.container.list(all=True, filters=[("label", f"{LABEL}=1")])
-    # Names read before removal (python-on-whales inspects lazily); matched here, not with
-    # docker's `name=` filter, which matches anywhere in the name.
-    names = sorted(c.name for c in found if c.name.startswith(prefix))
-    if names:
-        docker.container.remove(names, force=True)
+    their names (sorted). Matched here, not with docker's `name=` filter, which matches
+    anywhere in the name."""
+    names = [name for name in containers.labelled(docker, f"{LABEL}=1") if name.startswith(prefix)]
+    containers.remove(docker, names)
     return names

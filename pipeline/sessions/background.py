@@ -30,18 +30,17 @@ from pipeline.background.builds import (
     start_background,
     status,
 )
+from pipeline.build.facts import FINGERPRINT_CACHE_DIRS
 from pipeline.errors import BuildError, PipelineError
 from pipeline.fastpath.context import (
     cache_file_for,
-    default_cache_dir,
     digest_context,
     ignore_rules,
 )
-from pipeline.settings.build import PROJECT_ROOT
+from pipeline.settings.build import PROJECT_ROOT, BuildSettings, load
 
 STATE_ROOT = PROJECT_ROOT / ".pipeline" / "background"
 STATE_ROOT_VARIABLE = "PIPELINE_BACKGROUND_DIR"  # another place for the state (tests use it)
-CACHE_DIRS = (PROJECT_ROOT / ".pipeline" / "cache" / "fingerprint", default_cache_dir())
 # Outputs meant for a CI step; a background build in a dev shell must not append to them.
 _NOT_FOR_BACKGROUND = ("PIPELINE_REPORT", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")
 
@@ -54,7 +53,7 @@ def background_key(context: Path, repository: str) -> str:
 
 
 def state_root() -> Path:
-    return Path(os.environ.get(STATE_ROOT_VARIABLE) or STATE_ROOT)
+    return load(BuildSettings).background_dir or STATE_ROOT
 
 
 def tree_state(context: Path, dockerfile: Path) -> str | None:
@@ -62,7 +61,9 @@ def tree_state(context: Path, dockerfile: Path) -> str | None:
     them and the Dockerfile. None when it cannot be read (then any call asks for a rerun)."""
     try:
         rules = ignore_rules(dockerfile, context)
-        files = digest_context(context, rules, cache_file_for(CACHE_DIRS, context, rules))
+        files = digest_context(
+            context, rules, cache_file_for(FINGERPRINT_CACHE_DIRS, context, rules)
+        )
         recipe = hashlib.sha256(dockerfile.read_bytes()).hexdigest()
     except (OSError, PipelineError):
         return None

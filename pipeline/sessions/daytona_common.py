@@ -6,7 +6,7 @@ fast polling, a fixed clock); nox never passes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -55,7 +55,7 @@ def commit(build: BuildSettings) -> tuple[str, bool]:
     from pipeline.git.facts import read_git_facts
 
     try:
-        facts = read_git_facts(build.build_context, git_env(build))
+        facts = read_git_facts(build.build_context, build.ci)
     except GitError:
         if build.git_sha:  # CI may snapshot a pushed commit without a checkout
             return build.git_sha, False
@@ -79,17 +79,6 @@ def ref_commit(build: BuildSettings) -> str:
             "unset one of them",
         )
     return sha
-
-
-def git_env(build: BuildSettings) -> Mapping[str, str]:
-    """The CI variables git facts read, taken from the settings model that declares them."""
-    values = {
-        "GITHUB_HEAD_REF": build.github_head_ref,
-        "GITHUB_REF_NAME": build.github_ref_name,
-        "GITHUB_SERVER_URL": build.github_server_url,
-        "GITHUB_REPOSITORY": build.github_repository,
-    }
-    return {key: value for key, value in values.items() if value}
 
 
 def git_sha_label() -> str | None:

@@ -6,9 +6,9 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pipeline import console
+from pipeline.docker.cli import Docker, find_docker
 from pipeline.errors import DoctorFoundProblems, PipelineError
 from pipeline.registry.credentials import docker_config_has_auth, resolve_credentials
 from pipeline.rules.build_plan import CACHE_EXPORT_FIX, NO_CACHE_EXPORT
@@ -16,9 +16,6 @@ from pipeline.rules.image_ref import is_loopback
 from pipeline.rules.platforms import BuilderFacts, unsupported
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load
-
-if TYPE_CHECKING:
-    from pipeline.docker.buildx import DockerCLI
 
 CHECK_TIMEOUT_S = 20
 
@@ -80,10 +77,10 @@ class _State:
 
     settings: BuildSettings
     skip_login: bool
-    cli: DockerCLI | None = None
+    cli: Docker | None = None
     builder: BuilderFacts | None = None
 
-    def docker(self) -> DockerCLI:
+    def docker(self) -> Docker:
         assert self.cli is not None  # the docker CLI check came first and passed
         return self.cli
 
@@ -93,21 +90,18 @@ class _State:
 
 
 def _cli(state: _State) -> Finding:
-    from pipeline.docker.buildx import docker_cli
-
     try:
-        state.cli = docker_cli(state.settings.docker_host)
+        state.cli = find_docker(state.settings.docker)
     except PipelineError as error:
         return Finding(False, "docker CLI", error.cause, error.fix)
     return Finding(True, "docker CLI", "found")
 
 
 def _engine(state: _State) -> Finding:
-    from pipeline.docker.buildx import run_docker
-
-    code, text = run_docker(
-        state.docker(), "version", "--format", "{{.Server.Version}}", timeout_s=CHECK_TIMEOUT_S
+    done = state.docker().run(
+        "version", "--format", "{{.Server.Version}}", timeout_s=CHECK_TIMEOUT_S
     )
+    code, text = done.code, done.out
     if code:
         return Finding(
             False,
@@ -119,9 +113,8 @@ def _engine(state: _State) -> Finding:
 
 
 def _buildx(state: _State) -> Finding:
-    from pipeline.docker.buildx import run_docker
-
-    code, text = run_docker(state.docker(), "buildx", "version", timeout_s=CHECK_TIMEOUT_S)
+    done = state.docker().run("buildx", "version", timeout_s=CHECK_TIMEOUT_S)
+    code, text = done.code, done.out
     if code:
         return Finding(
             False,
@@ -182,7 +175,7 @@ def _credentials(state: _State) -> Finding:
     except PipelineError as error:
         return Finding(False, "registry credentials", error.cause, error.fix)
     if found is None:
-        if docker_config_has_auth(host):
+        if docker_config_has_auth(settings.docker_config_dir, host):
             return Finding(True, "registry credentials", f"{host}: from the Docker config")
         if is_loopback(host):
             return Finding(True, "registry credentials", f"{host}: none (loopback registry)")
@@ -202,14 +195,12 @@ def _credentials(state: _State) -> Finding:
         )
     if state.skip_login:
         return Finding(True, "registry credentials", f"{host}: {found.source} (not tried)")
-    from pipeline.docker.buildx import docker_client
-    from pipeline.registry.credentials import login
+    from pipeline.docker.login import login
 
     # A throw-away Docker config: the check must not store credentials anywhere.
     with tempfile.TemporaryDirectory(prefix="doctor-docker-config-") as config:
-        client = docker_client(settings.docker_host, config=Path(config))
         try:
-            login(client, host, found)
+            login(state.docker().with_config(Path(config)), host, found)
         except PipelineError as error:
             return Finding(False, "registry credentials", error.cause, error.fix)
     return Finding(True, "registry credentials", f"{host}: {found.source} accepted")

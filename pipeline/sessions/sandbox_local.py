@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pipeline import console
+from pipeline.docker.cli import Docker, find_docker
 from pipeline.sandbox import local_docker
+from pipeline.sandbox.local_docker import Sandbox, SandboxSpec
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load
+from pipeline.settings.local import LocalDockerSettings
+
+
+def docker() -> Docker:
+    return find_docker(load(BuildSettings).docker)
+
+
+def spec(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}) -> SandboxSpec:
+    """What `sandbox_up` starts, from LOCAL_DOCKER_* and the image repository."""
+    settings, build = load(LocalDockerSettings), load(BuildSettings)
+    mounts = None
+    if sync:
+        mounts = local_docker.sync_mounts(
+            settings.repo_checkout, settings.git_dir, settings.common_dir, Path.cwd()
+        )
+    return SandboxSpec(
+        name=name or f"sandbox-{secrets.token_hex(4)}",
+        images=local_docker.image_candidates(settings.image_name, build.image_repository),
+        sync=mounts,
+        pnpm_volume=settings.pnpm_volume,
+        health_timeout_s=settings.health_timeout,
+        env=env,
+    )
+
+
+def start(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}) -> Sandbox:
+    """A healthy sandbox container, configured from the environment."""
+    return local_docker.start(docker(), spec(name, sync, env))
 
 
 def sandbox_up(argv: Sequence[str]) -> None:
@@ -15,17 +47,20 @@ def sandbox_up(argv: Sequence[str]) -> None:
     cli.add_argument("--name", help="container name (default: sandbox-<random>)")
     cli.add_argument("--no-sync", action="store_true", help="run what is baked into the image")
     args = cli.parse_args(argv)
+    planned = spec(args.name, sync=not args.no_sync)
     if args.dry_run:
-        settings = load(local_docker.LocalDockerSettings)
-        image = settings.image_name or f"{load(BuildSettings).image_repository}:local (or :main)"
-        mounts = "none" if args.no_sync else local_docker.sync_mounts(settings, {}).volumes()
+        mounts = (
+            [f"{m.source}:{m.target}:{m.mode}" for m in planned.sync.mounts()]
+            if planned.sync
+            else "none"
+        )
         console.step(
-            f"would start {image} with dev-sync mounts {mounts} "
-            f"and the pnpm store volume {settings.pnpm_volume}"
+            f"would start {' or '.join(planned.images)} as {planned.name} with dev-sync mounts "
+            f"{mounts} and the pnpm store volume {planned.pnpm_volume}"
         )
         return
     console.step("starting a sandbox container")
-    sandbox = local_docker.start(name=args.name, sync=not args.no_sync)
+    sandbox = local_docker.start(docker(), planned)
     console.step(f"{sandbox.name} is healthy: {sandbox.url}/api/health ({sandbox.image})")
     console.output(sandbox.name)
 
@@ -41,8 +76,8 @@ def sandbox_down(argv: Sequence[str]) -> None:
         console.step(f"would remove {'all pipeline sandboxes' if args.all else args.name}")
         return
     if args.all:
-        removed = local_docker.cleanup()
+        removed = local_docker.cleanup(docker())
         console.step(f"removed {len(removed)} sandbox container(s): {', '.join(removed) or '-'}")
     else:
-        local_docker.stop(args.name)
+        local_docker.stop(docker(), args.name)
         console.step(f"removed {args.name}")

@@ -10,10 +10,20 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pipeline.docker.endpoint import Location
 from pipeline.errors import ConfigError
+from pipeline.rules.base_image_plan import PROXY_VARIABLES
+from pipeline.rules.build_plan import BuildRequest, CacheMode, Mode
+from pipeline.rules.git_facts import CiRefs
 from pipeline.rules.image_ref import REPOSITORY, registry_host
 from pipeline.rules.platforms import platform_problem
 
@@ -23,7 +33,6 @@ _PLATFORMS_FORM = "os/arch[/variant], comma-separated, like linux/amd64,linux/ar
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://", "fd://")
 
-CacheMode = Literal["auto", "off", "read", "readwrite"]
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
@@ -53,7 +62,13 @@ class BuildSettings(_Base):
     repo_ref: str | None = Field(None, validation_alias="SANDBOX_ITERATE_REPO_REF")
     push: bool = Field(False, validation_alias="PUSH")
     builder: str | None = Field(None, validation_alias="BUILDX_BUILDER")
+    # Where docker and buildx find the engine, their config and the builder (docker/endpoint.py).
     docker_host: str | None = Field(None, validation_alias="DOCKER_HOST")
+    docker_context: str | None = Field(None, validation_alias="DOCKER_CONTEXT")
+    docker_config: Path | None = Field(None, validation_alias="DOCKER_CONFIG")
+    buildx_config: Path | None = Field(None, validation_alias="BUILDX_CONFIG")
+    docker_tls_verify: str | None = Field(None, validation_alias="DOCKER_TLS_VERIFY")
+    docker_cert_path: Path | None = Field(None, validation_alias="DOCKER_CERT_PATH")
     build_timeout: float = Field(
         900, gt=0, allow_inf_nan=False, validation_alias="SANDBOX_BUILD_TIMEOUT"
     )
@@ -74,6 +89,14 @@ class BuildSettings(_Base):
     github_repository: str | None = Field(None, validation_alias="GITHUB_REPOSITORY")
     github_ref_name: str | None = Field(None, validation_alias="GITHUB_REF_NAME")
     github_head_ref: str | None = Field(None, validation_alias="GITHUB_HEAD_REF")
+    # buildx reads these itself (SOURCE_DATE_EPOCH sets timestamps): they are build inputs.
+    source_date_epoch: str | None = Field(None, validation_alias="SOURCE_DATE_EPOCH")
+    buildx_no_default_attestations: str | None = Field(
+        None, validation_alias="BUILDX_NO_DEFAULT_ATTESTATIONS"
+    )
+    xdg_cache_home: Path | None = Field(None, validation_alias="XDG_CACHE_HOME")
+    # Where background builds keep their state (default: .pipeline/background of the checkout).
+    background_dir: Path | None = Field(None, validation_alias="PIPELINE_BACKGROUND_DIR")
 
     @field_validator("image_repository")
     @classmethod
@@ -144,6 +167,73 @@ class BuildSettings(_Base):
         """The registry a repository lives in, as docker decides it."""
         return registry_host(self.image_repository)
 
+    @property
+    def docker(self) -> Location:
+        """Which engine, Docker config and builder docker and buildx use."""
+        return Location(
+            host=self.docker_host,
+            context=self.docker_context,
+            config=self.docker_config,
+            buildx_config=self.buildx_config,
+            builder=self.builder,
+            tls=bool(self.docker_tls_verify or self.docker_cert_path),
+        )
+
+    @property
+    def docker_config_dir(self) -> Path:
+        return self.docker.config_dir
+
+    def request(self, mode: Mode, *, ref_build: bool = False) -> BuildRequest:
+        """What these settings ask of one build (rules/build_plan.py)."""
+        return BuildRequest(
+            mode=mode,
+            repository=self.image_repository,
+            dockerfile=self.dockerfile,
+            context=self.build_context,
+            platforms=self.platforms,
+            git_sha=self.git_sha,
+            push=self.push,
+            builder=self.builder,
+            timeout_s=self.build_timeout,
+            cache=self.cache,
+            attestations=self.attestations,
+            ca_bundle=self.ca_bundle,
+            ref_build=ref_build,
+        )
+
+    @property
+    def buildx_env(self) -> dict[str, str]:
+        """The variables buildx takes from its environment that change what it builds."""
+        found = {
+            "SOURCE_DATE_EPOCH": self.source_date_epoch,
+            "BUILDX_NO_DEFAULT_ATTESTATIONS": self.buildx_no_default_attestations,
+        }
+        return {name: value for name, value in found.items() if value is not None}
+
+    @property
+    def cache_dir(self) -> Path:
+        """The pipeline's cache: stat caches, the fingerprint key, git-meta clones, the replay's
+        record ($XDG_CACHE_HOME/sandbox-pipeline)."""
+        return (self.xdg_cache_home or Path.home() / ".cache") / "sandbox-pipeline"
+
+    @property
+    def offline_base_env(self) -> dict[str, str]:
+        """What making the offline base passes on: proxies (kept across sudo) and the npm
+        registry (NPM_CONFIG_REGISTRY)."""
+        import os
+
+        names = (*PROXY_VARIABLES, "NPM_CONFIG_REGISTRY")
+        return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+    @property
+    def ci(self) -> CiRefs:
+        return CiRefs(
+            head_ref=self.github_head_ref,
+            ref_name=self.github_ref_name,
+            server_url=self.github_server_url,
+            repository=self.github_repository,
+        )
+
 
 def _default_ca_bundle() -> Path | None:
     import os
@@ -161,6 +251,7 @@ class ReportSettings(_Base):
     github_output: Path | None = Field(None, validation_alias="GITHUB_OUTPUT")
     github_step_summary: Path | None = Field(None, validation_alias="GITHUB_STEP_SUMMARY")
     github_actions: bool = Field(False, validation_alias="GITHUB_ACTIONS")
+    traceback: bool = Field(False, validation_alias="PIPELINE_TRACEBACK")  # show it behind an error
 
 
 def env_names(*classes: type[BaseSettings]) -> list[str]:
@@ -183,6 +274,9 @@ def load(cls: type[SettingsT]) -> SettingsT:
     except ValidationError as error:
         problems = []
         for item in error.errors():
+            if not item["loc"]:  # a rule across variables: its message names them
+                problems.append(_accepted(str(item["msg"])))
+                continue
             variable = _variable_name(cls, item["loc"])
             shown = item.get("input")
             accepted = _ACCEPTS.get(item["type"]) or _accepted(str(item["msg"]))

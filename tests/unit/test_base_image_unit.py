@@ -18,6 +18,8 @@ import pytest
 from pipeline.base_image import rootfs as base_rootfs
 from pipeline.base_image import safe_tar
 from pipeline.base_image.rootfs import BaseImageError
+from pipeline.docker.cli import Docker
+from pipeline.docker.endpoint import Location
 from pipeline.errors import ConfigError
 from pipeline.rules import base_image_plan as rules
 from pipeline.sessions import base_image
@@ -144,9 +146,11 @@ def test_offline_tools_problem(
 # --- the session ---------------------------------------------------------------------------
 
 
-def test_make_base_image_keeps_a_current_image(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_make_base_image_keeps_a_current_image(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     plan = base_rootfs.plan_here()
-    monkeypatch.setattr(base_rootfs, "image_label", lambda tag, label, host=None: plan.recipe)
+    monkeypatch.setattr(base_rootfs.images, "label", lambda docker, tag, label: plan.recipe)
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("must not rebuild a current image")
@@ -154,7 +158,8 @@ def test_make_base_image_keeps_a_current_image(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(base_rootfs, "bootstrap_and_import", forbidden)
     monkeypatch.setattr(base_rootfs, "stage_node", forbidden)
     monkeypatch.setattr(base_rootfs, "sudo_prefix", forbidden)
-    assert base_rootfs.make_base_image() == rules.DEFAULT_TAG
+    docker = Docker("/nonexistent/docker", Location())  # never run: the label answers
+    assert base_rootfs.make_base_image(docker, {}, tmp_path) == rules.DEFAULT_TAG
 
 
 def test_base_image_command_help_names_the_nox_session(

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.docker.buildx import DockerCLI, build_argv, docker_cli
-from pipeline.rules.build_plan import plan_build
+from pipeline.docker.buildx import build_argv
+from pipeline.docker.cli import Docker, find_docker
+from pipeline.docker.endpoint import Location
 from pipeline.rules.git_facts import GitFacts
 from pipeline.settings.build import BuildSettings, env_names
+from tests.helpers.plans import make_plan
 
 SHA = "b" * 40
 
@@ -24,7 +26,7 @@ SHA = "b" * 40
 def test_prefix_is_what_python_on_whales_builds(host: str | None, config: Path | None) -> None:
     from python_on_whales import DockerClient
 
-    ours = docker_cli(host, config).argv("buildx", "version")
+    ours = find_docker(Location(host=host), config).argv("buildx", "version")
     theirs = [str(part) for part in DockerClient(host=host, config=config).client_config.docker_cmd]
     assert ours == [*theirs, "buildx", "version"]
 
@@ -45,8 +47,8 @@ def test_push_plan_on_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
         commit_time=datetime(2026, 1, 1, tzinfo=UTC),
         source_url=None,
     )
-    plan = plan_build("push", BuildSettings(), facts, facts.commit_time)
-    argv = build_argv(DockerCLI("/usr/bin/docker"), plan, Path("/tmp/meta.json"))
+    plan = make_plan("push", BuildSettings(), facts)
+    argv = build_argv(Docker("/usr/bin/docker", Location()), plan, Path("/tmp/meta.json"))
     assert argv[:5] == ["/usr/bin/docker", "buildx", "build", "--progress", "plain"]
     assert argv[-1] == str(plan.context)
     pairs = list(itertools.pairwise(argv))

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import BuildError, EngineError, PipelineError, RegistryError
-from pipeline.rules.build_plan import BuildPlan, plan_build
+from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.failures import classify_failure, untag_after_failed_push
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.progress import ProgressStats
 from pipeline.settings.build import BuildSettings, env_names
+from tests.helpers.plans import make_plan
 
 REPO = "127.0.0.1:45001/iterate-test/x"
 SHA = "a" * 40
@@ -131,7 +132,7 @@ def push_plan(monkeypatch: pytest.MonkeyPatch) -> BuildPlan:
         commit_time=datetime(2026, 1, 1, tzinfo=UTC),
         source_url=None,
     )
-    return plan_build("local", BuildSettings(), facts, facts.commit_time)
+    return make_plan("local", BuildSettings(), facts)
 
 
 def classify(output: str, plan: BuildPlan) -> PipelineError:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.git.facts import read_git_facts
+from pipeline.rules.git_facts import CiRefs
 from tests.helpers.git import git
 from tests.unit.test_gitfacts import repo
 
@@ -23,12 +24,12 @@ def test_branch_with_slash_and_an_upstream_ahead(repo: Path, tmp_path: Path) -> 
     (repo / "b.txt").write_text("b\n")
     git(repo, "add", "b.txt")
     git(repo, "commit", "-qm", "ahead")  # "## feature/a-b.c...origin/main [ahead 1]"
-    facts = read_git_facts(repo, {})
+    facts = read_git_facts(repo, CiRefs())
     # git refuses ".." in branch names: the header's "..." always starts the upstream
     assert facts.branch == "feature/a-b.c"
     assert facts.dirty is False and facts.sha == git(repo, "rev-parse", "HEAD")
     (repo / "untracked.txt").write_text("u\n")
-    assert read_git_facts(repo, {}).dirty is True  # the "## " header is not a change
+    assert read_git_facts(repo, CiRefs()).dirty is True  # the "## " header is not a change
 
 
 def test_git_variables_of_the_caller_do_not_redirect_the_read(
@@ -43,7 +44,7 @@ def test_git_variables_of_the_caller_do_not_redirect_the_read(
     # A git hook or an editor's terminal may export these; the build context decides.
     monkeypatch.setenv("GIT_DIR", str(other / ".git"))
     monkeypatch.setenv("GIT_WORK_TREE", str(other))
-    facts = read_git_facts(repo, {})
+    facts = read_git_facts(repo, CiRefs())
     assert facts.work_tree == repo.resolve() and facts.branch == "main"
     monkeypatch.delenv("GIT_DIR")
     monkeypatch.delenv("GIT_WORK_TREE")

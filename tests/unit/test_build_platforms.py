@@ -3,7 +3,6 @@ build (platforms the builder cannot build, a cache export the engine cannot make
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,10 @@ from pipeline.errors import ConfigError, EngineError
 from pipeline.rules.build_plan import (
     CACHE_EXPORT_FIX,
     NO_CACHE_EXPORT,
-    BuildPlan,
+    Mode,
     builder_problem,
     needs_image_store_check,
-    plan_build,
-    settle_cache_export,
 )
-from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.platforms import (
     BuilderFacts,
     normalize,
@@ -26,7 +22,8 @@ from pipeline.rules.platforms import (
     platform_problem,
     unsupported,
 )
-from pipeline.settings.build import BuildSettings, CacheMode, env_names
+from pipeline.settings.build import BuildSettings, env_names
+from tests.helpers.plans import git_facts, make_plan
 
 # `docker buildx inspect` of this machine's default builder (docker driver, buildx 0.13.1).
 DOCKER_DRIVER = """\
@@ -152,31 +149,22 @@ def test_unsupported(wanted: tuple[str, ...], missing: tuple[str, ...]) -> None:
     assert unsupported(wanted, parse_builder_inspect(TWO_NODES).platforms) == missing
 
 
-def plan(
-    monkeypatch: pytest.MonkeyPatch, mode: str = "local", **env: str
-) -> tuple[BuildPlan, CacheMode]:
+def request(monkeypatch: pytest.MonkeyPatch, mode: str = "local", **env: str) -> BuildSettings:
     for name in env_names(BuildSettings):
         monkeypatch.delenv(name, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    facts = GitFacts(
-        sha="a" * 40,
-        dirty=False,
-        branch="main",
-        work_tree=Path("/r"),
-        git_dir=Path("/r/.git"),
-        common_dir=Path("/r/.git"),
-        commit_time=datetime(2026, 1, 1, tzinfo=UTC),
-        source_url=None,
-    )
-    settings = BuildSettings()
-    return plan_build(mode, settings, facts, facts.commit_time), settings.cache  # type: ignore[arg-type]
+    return BuildSettings()
+
+
+GIT = git_facts("a" * 40, repo=Path("/r"))
 
 
 def test_builder_that_cannot_build_the_platform_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    wanted, _ = plan(monkeypatch, PUSH="1", SANDBOX_BUILD_PLATFORM="linux/amd64,linux/arm64")
+    settings = request(monkeypatch, PUSH="1", SANDBOX_BUILD_PLATFORM="linux/amd64,linux/arm64")
+    wanted = settings.request("local")
     error = builder_problem(wanted, parse_builder_inspect(DOCKER_DRIVER))
     assert isinstance(error, ConfigError)
     line = str(error)
@@ -184,6 +172,9 @@ def test_builder_that_cannot_build_the_platform_is_refused(
     assert "cannot build linux/arm64" in line and "BUILDX_BUILDER" in line
     assert builder_problem(wanted, parse_builder_inspect(TWO_NODES)) is None
     assert builder_problem(wanted, parse_builder_inspect(NOT_BOOTED)) is None  # not known yet
+    # and the plan refuses it before anything is built
+    with pytest.raises(ConfigError, match="cannot build linux/arm64"):
+        make_plan("local", settings, GIT, builder=parse_builder_inspect(DOCKER_DRIVER))
 
 
 @pytest.mark.parametrize(
@@ -202,27 +193,28 @@ def test_builder_that_cannot_build_the_platform_is_refused(
 )
 def test_cache_export_without_containerd_store(
     monkeypatch: pytest.MonkeyPatch,
-    mode: str,
+    mode: Mode,
     env: dict[str, str],
     driver: str,
     store: bool | None,
     outcome: str,
 ) -> None:
-    wanted, cache_mode = plan(monkeypatch, mode, **env)
+    settings = request(monkeypatch, mode, **env)
     builder = BuilderFacts("b", driver, ("linux/amd64",))
     if outcome == "no check":
-        assert not needs_image_store_check(wanted, builder)
+        assert not needs_image_store_check(settings.request(mode), builder)
         return
-    assert needs_image_store_check(wanted, builder)
+    assert needs_image_store_check(settings.request(mode), builder)
     if outcome == "refused":
         with pytest.raises(EngineError) as caught:
-            settle_cache_export(wanted, store, cache_mode)
+            make_plan(mode, settings, GIT, builder=builder, containerd_store=store)
         assert NO_CACHE_EXPORT in str(caught.value)
         assert CACHE_EXPORT_FIX in str(caught.value) and "SANDBOX_BUILD_CACHE=read" in str(
             caught.value
         )
         return
-    settled = settle_cache_export(wanted, store, cache_mode)
+    wanted = make_plan(mode, settings, GIT, builder=builder)
+    settled = make_plan(mode, settings, GIT, builder=builder, containerd_store=store)
     if outcome == "skipped":
         assert settled.cache_to is None and settled.cache_export_skipped == NO_CACHE_EXPORT
         assert settled.cache_from == wanted.cache_from  # reading the cache still works

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.__main__ import _missing_tool
+from pipeline.build.facts import gather
 from pipeline.errors import ConfigError
-from pipeline.sessions.build import plan_for
 from pipeline.settings.build import BuildSettings, env_names
 from tests.conftest import make_fixture_repo, run_pipeline
 
@@ -37,18 +36,6 @@ def test_no_docker_cli_on_path_is_one_line(tmp_path: Path) -> None:
     assert "the docker CLI is not on PATH" in line and "install Docker's CLI" in line
 
 
-def test_python_on_whales_client_not_found_is_one_line() -> None:
-    from python_on_whales import DockerClient
-    from python_on_whales.client_config import ClientNotFoundError
-
-    with pytest.raises(ClientNotFoundError) as caught:
-        DockerClient(client_call=["iterate-test-no-such-tool"]).version()
-    error = _missing_tool(caught.value)
-    assert error is not None and error.exit_code == 3
-    assert str(error).startswith("the iterate-test-no-such-tool command is not on PATH — fix:")
-    assert _missing_tool(ValueError("'x' y")) is None
-
-
 def test_context_folder_that_does_not_exist(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -57,7 +44,7 @@ def test_context_folder_that_does_not_exist(
     missing = tmp_path / "no-such-folder"
     monkeypatch.setenv("SANDBOX_BUILD_CONTEXT", str(missing))
     with pytest.raises(ConfigError) as caught:
-        plan_for("local", BuildSettings())
+        gather(BuildSettings(), "local", None, dry_run=True)
     line = str(caught.value)
     assert f"SANDBOX_BUILD_CONTEXT={missing} does not exist" in line
     assert "git repository" not in line

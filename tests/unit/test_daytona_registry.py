@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.catalog import COMMANDS
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 from pipeline.rules.daytona_models import DockerRegistry
 from pipeline.rules.registry_entries import entry_url, matches_repository, plan_entries
 from pipeline.rules.sandbox_rules import start_failure_fix
 from pipeline.rules.snapshot_names import failure_fix
-from pipeline.sessions import COMMANDS
 from pipeline.sessions.daytona_registry import daytona_registry
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from pipeline.settings.daytona import DaytonaSettings, RegistryEntrySettings, SnapshotSettings
@@ -121,7 +121,10 @@ def writes(fake: FakeDaytona) -> list[str]:
 
 
 def test_the_session_is_a_command() -> None:
-    assert COMMANDS["daytona_registry"] == "pipeline.sessions.daytona_registry:daytona_registry"
+    assert (
+        COMMANDS["daytona_registry"].command
+        == "pipeline.sessions.daytona_registry:daytona_registry"
+    )
 
 
 def test_help_and_exit_code_through_python_m_pipeline() -> None:

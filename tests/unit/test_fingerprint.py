@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.build.inputs import Fingerprint, LocalImage, fingerprint_build
+from pipeline.docker.images import Image
 from pipeline.fastpath import context as context_files
 from pipeline.fastpath.context import digest_context, ignore_rules
-from pipeline.rules.build_plan import BuildPlan, plan_build
+from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.fingerprint import LABEL, UnknownBase, base_images, unchanged
 from pipeline.rules.git_facts import GitFacts
 from pipeline.settings.build import BuildSettings
 from tests.helpers.git import git as _git
+from tests.helpers.plans import Fingerprint, fingerprint_build, make_plan
 from tests.helpers.settings_env import use_repo_settings
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -31,14 +32,13 @@ IGNORE = ".git\nexcluded.txt\nexcluded-dir\n"
 
 
 class Engine:
-    """Image ids by reference, as `docker image inspect` would report them."""
+    """Images by reference, as the engine would report them."""
 
     def __init__(self) -> None:
-        self.images = {BASE: LocalImage("sha256:" + "1" * 64, {})}
+        self.images = {BASE: Image("sha256:" + "1" * 64, {})}
 
-    def inspect(self, refs: Sequence[str], docker_host: str | None) -> list[LocalImage] | None:
-        found = [self.images[r] for r in refs if r in self.images]
-        return found if len(found) == len(refs) else None
+    def inspect(self, refs: Sequence[str]) -> dict[str, Image | None]:
+        return {ref: self.images.get(ref) for ref in refs}
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def plan(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BuildPl
         commit_time=datetime(2026, 11, 23, tzinfo=UTC),
         source_url="https://github.com/iterate/iterate",
     )
-    return plan_build("local", BuildSettings(), facts, facts.commit_time, git_context=True)
+    return make_plan("local", BuildSettings(), facts, git_context=True)
 
 
 @pytest.fixture
@@ -85,9 +85,7 @@ def measure(tmp_path: Path) -> Callable[..., Fingerprint]:
     def run(plan: BuildPlan, engine: Engine = engine) -> Fingerprint:
         return fingerprint_build(
             plan,
-            docker_host=None,
             cache_dirs=[tmp_path / "cache"],
-            compare_with=None,
             env={},
             builder_driver="docker",
             inspect=engine.inspect,
@@ -201,7 +199,7 @@ def test_base_image_id_changes_fingerprint(
 ) -> None:
     engine = Engine()
     before = measure(plan, engine).value
-    engine.images[BASE] = LocalImage("sha256:" + "2" * 64, {})
+    engine.images[BASE] = Image("sha256:" + "2" * 64, {})
     after = measure(plan, engine).value
     assert before is not None and after is not None and after != before
 
@@ -218,23 +216,20 @@ def test_base_image_not_in_engine_means_unknown(
 
 def test_compare_with_returns_local_image_and_its_label(plan: BuildPlan, tmp_path: Path) -> None:
     engine = Engine()
-    engine.images["repo:local"] = LocalImage("sha256:" + "3" * 64, {LABEL: "abc"})
+    engine.images["repo:local"] = Image("sha256:" + "3" * 64, {LABEL: "abc"})
     result = fingerprint_build(
         plan,
-        docker_host=None,
         cache_dirs=[tmp_path / "cache"],
-        compare_with="repo:local",
         env={},
         builder_driver="docker",
         inspect=engine.inspect,
     )
-    assert result.local is not None and result.local.fingerprint == "abc"
-    assert result.value is not None and not unchanged(result.local.fingerprint, result.value)
+    assert result.local is not None and result.local_fingerprint == "abc"
+    assert result.value is not None and not unchanged(result.local_fingerprint, result.value)
+    del engine.images["repo:local"]
     first_build = fingerprint_build(
         plan,
-        docker_host=None,
         cache_dirs=[tmp_path / "cache"],
-        compare_with="repo:missing",
         env={},
         builder_driver="docker",
         inspect=engine.inspect,
@@ -245,9 +240,7 @@ def test_compare_with_returns_local_image_and_its_label(plan: BuildPlan, tmp_pat
 def test_other_builder_driver_means_unknown(plan: BuildPlan, tmp_path: Path) -> None:
     result = fingerprint_build(
         plan,
-        docker_host=None,
         cache_dirs=[tmp_path],
-        compare_with=None,
         env={},
         builder_driver="docker-container",
         inspect=Engine().inspect,
@@ -259,9 +252,7 @@ def test_source_date_epoch_counts(plan: BuildPlan, tmp_path: Path) -> None:
     def run(env: dict[str, str]) -> str | None:
         return fingerprint_build(
             plan,
-            docker_host=None,
             cache_dirs=[tmp_path],
-            compare_with=None,
             env=env,
             builder_driver="docker",
             inspect=Engine().inspect,
@@ -275,9 +266,7 @@ def test_secret_content_is_keyed_not_plainly_hashed(plan: BuildPlan, tmp_path: P
     results = {
         fingerprint_build(
             plan,
-            docker_host=None,
             cache_dirs=[tmp_path / name],
-            compare_with=None,
             env={},
             builder_driver="docker",
             inspect=Engine().inspect,
@@ -351,15 +340,12 @@ def test_base_images_unknown(dockerfile: str) -> None:
 
 def test_also_look_up_reports_tags_that_exist(plan: BuildPlan, tmp_path: Path) -> None:
     engine = Engine()
-    engine.images["repo:local"] = LocalImage("sha256:" + "3" * 64, {LABEL: "abc"})
+    engine.images["repo:local"] = Image("sha256:" + "3" * 64, {LABEL: "abc"})
 
     def run() -> Fingerprint:
         return fingerprint_build(
             plan,
-            docker_host=None,
             cache_dirs=[tmp_path / "cache"],
-            compare_with="repo:local",
-            also_look_up=["repo:sha-1"],
             env={},
             builder_driver="docker",
             inspect=engine.inspect,
@@ -367,6 +353,6 @@ def test_also_look_up_reports_tags_that_exist(plan: BuildPlan, tmp_path: Path) -
 
     missing = run()  # the sha tag is not there: the local image is still found
     assert missing.local is not None and missing.also == {} and missing.value is not None
-    engine.images["repo:sha-1"] = engine.images["repo:local"]
+    engine.images[f"repo:sha-{SHA}"] = engine.images["repo:local"]
     both = run()
-    assert both.also == {"repo:sha-1": "sha256:" + "3" * 64} and both.value == missing.value
+    assert both.also == {f"repo:sha-{SHA}": "sha256:" + "3" * 64} and both.value == missing.value

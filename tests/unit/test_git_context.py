@@ -65,17 +65,17 @@ def test_dockerfile_detection(tmp_path: Path) -> None:
     assert not dockerfile_wants_git_context(tmp_path / "missing")
 
 
-def test_cache_reuses_and_trims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def test_cache_reuses_and_trims(tmp_path: Path) -> None:
+    root = tmp_path / "cache" / "git-meta"
     repo, sha = _repo(tmp_path)
-    first = cached_git_context(repo / ".git", sha, "main", None)
+    first = cached_git_context(root, repo / ".git", sha, "main", None)
     marker = first / "reused-marker"
     marker.write_text("x")
-    assert cached_git_context(repo / ".git", sha, "main", None) == first and marker.exists()
-    other = cached_git_context(repo / ".git", sha, "feature", None)
+    assert cached_git_context(root, repo / ".git", sha, "main", None) == first and marker.exists()
+    other = cached_git_context(root, repo / ".git", sha, "feature", None)
     assert other != first
     for i in range(CACHE_KEEP + 2):
-        cached_git_context(repo / ".git", sha, f"b{i}", None)
+        cached_git_context(root, repo / ".git", sha, f"b{i}", None)
     assert len([p for p in first.parent.iterdir() if not p.name.startswith(".")]) == CACHE_KEEP
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import GitError
 from pipeline.git.facts import read_git_facts
-from pipeline.rules.git_facts import browsable_url
+from pipeline.rules.git_facts import CiRefs, browsable_url
 from tests.helpers.git import git
 
 
@@ -25,7 +25,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_clean(repo: Path) -> None:
-    facts = read_git_facts(repo, {})
+    facts = read_git_facts(repo, CiRefs())
     assert facts.sha == git(repo, "rev-parse", "HEAD") and not facts.dirty
     assert facts.branch == "main" and facts.git_dir == facts.common_dir == repo / ".git"
 
@@ -38,27 +38,25 @@ def test_dirty_means_git_status_porcelain(repo: Path, change: str) -> None:
         (repo / "a.txt").write_text("changed\n")
         if change == "staged":
             git(repo, "add", "a.txt")
-    assert read_git_facts(repo, {}).dirty
+    assert read_git_facts(repo, CiRefs()).dirty
 
 
 def test_ignored_files_are_not_dirty(repo: Path) -> None:
     (repo / "ignored.log").write_text("noise")
-    assert not read_git_facts(repo, {}).dirty
+    assert not read_git_facts(repo, CiRefs()).dirty
 
 
 def test_detached_head_takes_branch_from_ci(repo: Path) -> None:
     git(repo, "checkout", "-q", "--detach")
-    assert read_git_facts(repo, {}).branch is None
-    assert read_git_facts(repo, {"GITHUB_REF_NAME": "main"}).branch == "main"
-    assert (
-        read_git_facts(repo, {"GITHUB_HEAD_REF": "pr", "GITHUB_REF_NAME": "1/merge"}).branch == "pr"
-    )
+    assert read_git_facts(repo, CiRefs()).branch is None
+    assert read_git_facts(repo, CiRefs(ref_name="main")).branch == "main"
+    assert read_git_facts(repo, CiRefs(head_ref="pr", ref_name="1/merge")).branch == "pr"
 
 
 def test_worktree_dirs(repo: Path, tmp_path: Path) -> None:
     worktree = tmp_path / "wt"
     git(repo, "worktree", "add", "-q", "-b", "feature", str(worktree))
-    facts = read_git_facts(worktree, {})
+    facts = read_git_facts(worktree, CiRefs())
     assert facts.branch == "feature"
     assert facts.common_dir == repo / ".git"
     assert facts.git_dir == repo / ".git" / "worktrees" / "wt"
@@ -66,25 +64,25 @@ def test_worktree_dirs(repo: Path, tmp_path: Path) -> None:
 
 def test_subfolder_finds_repository(repo: Path) -> None:
     (repo / "sandbox").mkdir()
-    assert read_git_facts(repo / "sandbox", {}).work_tree == repo
+    assert read_git_facts(repo / "sandbox", CiRefs()).work_tree == repo
 
 
 def test_not_a_repository(tmp_path: Path) -> None:
     with pytest.raises(GitError, match="not inside a git repository"):
-        read_git_facts(tmp_path, {})
+        read_git_facts(tmp_path, CiRefs())
 
 
 def test_no_commits(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
     with pytest.raises(GitError, match="no commits yet") as caught:
-        read_git_facts(tmp_path, {})
+        read_git_facts(tmp_path, CiRefs())
     # GIT_SHA cannot stand in for a commit (the build must name the commit it builds).
     assert "commit once" in str(caught.value) and "GIT_SHA" not in str(caught.value)
 
 
 def test_folder_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(GitError) as caught:
-        read_git_facts(tmp_path / "nowhere", {})
+        read_git_facts(tmp_path / "nowhere", CiRefs())
     assert f"{tmp_path / 'nowhere'} does not exist" in str(caught.value)
     assert "not inside a git repository" not in str(caught.value)
 
@@ -94,13 +92,13 @@ def test_git_missing_from_path(repo: Path, tmp_path: Path, monkeypatch: pytest.M
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     with pytest.raises(GitError, match="git is not on PATH") as caught:
-        read_git_facts(repo, {})
+        read_git_facts(repo, CiRefs())
     assert "install git" in str(caught.value)
 
 
 def test_source_from_github_env(repo: Path) -> None:
-    env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "iterate/iterate"}
-    assert read_git_facts(repo, env).source_url == "https://github.com/iterate/iterate"
+    ci = CiRefs(server_url="https://github.com", repository="iterate/iterate")
+    assert read_git_facts(repo, ci).source_url == "https://github.com/iterate/iterate"
 
 
 @pytest.mark.parametrize(
@@ -121,4 +119,4 @@ def test_browsable_url_drops_credentials(remote: str, url: str) -> None:
 
 def test_origin_with_token_is_not_leaked(repo: Path) -> None:
     git(repo, "remote", "add", "origin", "https://u:tok3n@github.com/iterate/iterate.git")
-    assert read_git_facts(repo, {}).source_url == "https://github.com/iterate/iterate"
+    assert read_git_facts(repo, CiRefs()).source_url == "https://github.com/iterate/iterate"

@@ -34,15 +34,46 @@ def test_every_session_has_a_description_and_bare_nox_is_safe() -> None:
     assert defaults == {"lint", "unit"}
 
 
-def test_every_session_is_in_the_readme() -> None:
+def readme_sessions() -> dict[str, str]:
+    """The README's session table: name -> what it does."""
     readme = (ROOT / "README.md").read_text()
-    for name in nox_list():
-        assert f"`{name}`" in readme, f"session {name} is missing from the README"
+    table = readme.split("\n## Sessions\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        if len(cells) == 2 and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows[cells[0].strip("`")] = cells[1]
+    return rows
 
 
-def test_help_works_through_nox() -> None:
+def test_the_readme_session_table_is_the_catalog() -> None:
+    """One declaration per session (pipeline/catalog.py): nox's list, `python -m pipeline`'s
+    table and the README's table all come from it."""
+    from pipeline.catalog import SESSIONS
+
+    assert readme_sessions() == {session.name: session.summary for session in SESSIONS}
+    assert {name: text for name, (_, text) in nox_list().items()} == {
+        session.name: session.plain for session in SESSIONS
+    }
+
+
+def test_python_m_pipeline_lists_every_command_and_its_python() -> None:
+    from pipeline.catalog import COMMANDS
+
     done = subprocess.run(
-        [sys.executable, "-m", "nox", "-s", "snapshot_local", "--", "--help"],
+        [sys.executable, "-m", "pipeline", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert sys.executable in done.stdout  # which Python has the project installed
+    for name, session in COMMANDS.items():
+        assert f"{name}  " in done.stdout and session.plain in done.stdout
+
+
+def test_help_works_through_nox(tmp_path: Path) -> None:
+    # Venvs of its own: the user's .nox/ is never rebuilt by the tests.
+    envdir = str(tmp_path / "nox")
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "--envdir", envdir, "-s", "snapshot_local", "--", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,

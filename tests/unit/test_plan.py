@@ -8,16 +8,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, GitError
-from pipeline.rules.build_plan import (
-    MAX_TAG_LENGTH,
-    hold_main,
-    main_tag,
-    plan_build,
-    sanitize_tag,
-    sha_tag,
-)
+from pipeline.rules.build_plan import MAX_TAG_LENGTH, main_tag, sanitize_tag, sha_tag
 from pipeline.rules.git_facts import GitFacts
+from pipeline.rules.release import MainMove
 from pipeline.settings.build import BuildSettings
+from tests.helpers.plans import make_plan
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 WHEN = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -94,7 +89,7 @@ def test_tags(
     local: tuple[str, ...],
     push: bool,
 ) -> None:
-    plan = plan_build(mode, settings(monkeypatch, **env), facts(dirty), WHEN)  # type: ignore[arg-type]
+    plan = make_plan(mode, settings(monkeypatch, **env), facts(dirty))  # type: ignore[arg-type]
     assert plan.pushed_tags == pushed
     assert plan.local_tags == local
     assert plan.push is push and plan.load is not push
@@ -107,7 +102,7 @@ def test_git_sha_of_another_commit_is_refused(monkeypatch: pytest.MonkeyPatch, m
     # The files built are HEAD's: GIT_SHA=<A> on a tree at B would tag B's files as :sha-A.
     other = "f" * 40
     with pytest.raises(GitError) as caught:
-        plan_build(mode, settings(monkeypatch, GIT_SHA=other), facts(), WHEN)  # type: ignore[arg-type]
+        make_plan(mode, settings(monkeypatch, GIT_SHA=other), facts())  # type: ignore[arg-type]
     line = str(caught.value)
     assert f"GIT_SHA={other} is not the commit being built" in line and SHA in line
     assert "unset GIT_SHA" in line and "\n" not in line
@@ -129,24 +124,26 @@ def test_ref_build_never_moves_main(
     local: tuple[str, ...],
 ) -> None:
     # SANDBOX_ITERATE_REPO_REF=feature: its commit gets its sha tag, never what main runs.
-    plan = plan_build(mode, settings(monkeypatch, **env), facts(), WHEN, ref_build=True)  # type: ignore[arg-type]
+    plan = make_plan(mode, settings(monkeypatch, **env), facts(), ref_build=True)  # type: ignore[arg-type]
     assert plan.pushed_tags == pushed and plan.local_tags == local
     assert not any(tag.endswith(":main") for tag in plan.all_tags)
 
 
 def test_holding_main_keeps_the_sha_tag(monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = plan_build("push", settings(monkeypatch), facts(), WHEN)
-    assert main_tag(plan) == f"{REPO}:main"
-    held = hold_main(plan)
-    assert held.pushed_tags == (f"{REPO}:sha-{SHA}",) and main_tag(held) is None
-    assert hold_main(held) == held
-    local = plan_build("local", settings(monkeypatch, PUSH="1"), facts(), WHEN)
-    assert main_tag(local) is None and hold_main(local) == local
+    push = settings(monkeypatch)
+    plan = make_plan("push", push, facts(), main=MainMove(True, "newer"))
+    assert main_tag(push.request("push")) == f"{REPO}:main" and f"{REPO}:main" in plan.pushed_tags
+    held = make_plan("push", push, facts(), main=MainMove(False, "older"))
+    assert held.pushed_tags == (f"{REPO}:sha-{SHA}",) and held.main == MainMove(False, "older")
+    assert "not moved (older)" in "\n".join(held.describe())
+    local = settings(monkeypatch, PUSH="1")
+    assert main_tag(local.request("local")) is None
+    assert make_plan("local", local, facts(), main=MainMove(False, "x")).main is None
 
 
 def test_push_refuses_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(GitError, match="dirty"):
-        plan_build("push", settings(monkeypatch), facts(dirty=True), WHEN)
+        make_plan("push", settings(monkeypatch), facts(dirty=True))
 
 
 @pytest.mark.parametrize(
@@ -166,13 +163,13 @@ def test_cache_refs(
     cache_from: tuple[str, ...],
     cache_to: str | None,
 ) -> None:
-    plan = plan_build("local", settings(monkeypatch, **env), facts(), WHEN)
+    plan = make_plan("local", settings(monkeypatch, **env), facts())
     assert tuple(c.ref for c in plan.cache_from) == cache_from
     assert (plan.cache_to.ref if plan.cache_to else None) == cache_to
 
 
 def test_cache_export_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = plan_build("push", settings(monkeypatch), facts(), WHEN)
+    plan = make_plan("push", settings(monkeypatch), facts())
     assert plan.cache_to is not None
     assert plan.cache_to.buildx() == {
         "type": "registry",
@@ -185,7 +182,7 @@ def test_cache_export_flags(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_labels_and_args(monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = plan_build("local", settings(monkeypatch), facts(), WHEN)
+    plan = make_plan("local", settings(monkeypatch), facts())
     assert plan.build_args == {"GIT_SHA": SHA}
     assert plan.labels == {
         "org.opencontainers.image.revision": SHA,
@@ -194,37 +191,35 @@ def test_labels_and_args(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     assert (
         "org.opencontainers.image.source"
-        not in plan_build("local", settings(monkeypatch), facts(source=None), WHEN).labels
+        not in make_plan("local", settings(monkeypatch), facts(source=None)).labels
     )
 
 
 def test_base_image_build_arg_only_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SANDBOX_BASE_IMAGE", raising=False)
-    assert "BASE_IMAGE" not in plan_build("local", settings(monkeypatch), facts(), WHEN).build_args
+    assert "BASE_IMAGE" not in make_plan("local", settings(monkeypatch), facts()).build_args
     monkeypatch.setenv("SANDBOX_BASE_IMAGE", "sandbox-base/node24-bookworm:local")
-    plan = plan_build("local", settings(monkeypatch), facts(), WHEN)
+    plan = make_plan("local", settings(monkeypatch), facts())
     assert plan.build_args["BASE_IMAGE"] == "sandbox-base/node24-bookworm:local"
 
 
 def test_attestations_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = plan_build("push", settings(monkeypatch), facts(), WHEN)
+    plan = make_plan("push", settings(monkeypatch), facts())
     assert (plan.provenance, plan.sbom) == (False, False)
-    plan = plan_build(
-        "push", settings(monkeypatch, SANDBOX_ATTESTATIONS="provenance,sbom"), facts(), WHEN
-    )
+    plan = make_plan("push", settings(monkeypatch, SANDBOX_ATTESTATIONS="provenance,sbom"), facts())
     assert (plan.provenance, plan.sbom) == (True, True)
 
 
 def test_several_platforms_need_push(monkeypatch: pytest.MonkeyPatch) -> None:
     multi = {"SANDBOX_BUILD_PLATFORM": "linux/amd64,linux/arm64"}
     with pytest.raises(ConfigError, match="PUSH=1"):
-        plan_build("local", settings(monkeypatch, **multi), facts(), WHEN)
-    plan = plan_build("local", settings(monkeypatch, PUSH="1", **multi), facts(), WHEN)
+        make_plan("local", settings(monkeypatch, **multi), facts())
+    plan = make_plan("local", settings(monkeypatch, PUSH="1", **multi), facts())
     assert plan.platforms == ("linux/amd64", "linux/arm64")
 
 
 def test_describe_names_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = "\n".join(plan_build("local", settings(monkeypatch, PUSH="1"), facts(), WHEN).describe())
+    text = "\n".join(make_plan("local", settings(monkeypatch, PUSH="1"), facts()).describe())
     for needle in (
         f"{REPO}:sha-{SHA} (pushed)",
         f"{REPO}:local (local only)",

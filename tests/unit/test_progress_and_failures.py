@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import BuildError, DeadlineExceeded, EngineError, RegistryError
-from pipeline.rules.build_plan import BuildPlan, plan_build
+from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.failures import classify_failure
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.progress import TAIL_LINES, ProgressStats
 from pipeline.settings.build import BuildSettings
+from tests.helpers.plans import make_plan
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -78,7 +79,7 @@ def _plan(monkeypatch: pytest.MonkeyPatch, mode: str = "local") -> BuildPlan:
         commit_time=datetime.now(UTC),
         source_url=None,
     )
-    return plan_build(mode, BuildSettings(), facts, datetime.now(UTC))  # type: ignore[arg-type]
+    return make_plan(mode, BuildSettings(), facts)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -151,5 +151,5 @@ def test_linked_worktree_checkout(repo: Path, tmp_path: Path) -> None:
 
 
 def test_not_a_repository(tmp_path: Path) -> None:
-    with pytest.raises(GitError, match="not inside a git checkout"), export_ref(tmp_path, "main"):
+    with pytest.raises(GitError, match="not inside a git repository"), export_ref(tmp_path, "main"):
         pass  # pragma: no cover - never reached

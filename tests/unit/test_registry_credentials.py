@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.docker.login import temporary_docker_config
+from pipeline.docker.login import temporary_config
 from pipeline.errors import RegistryError
 from pipeline.registry import credentials as registry_auth
 from pipeline.registry.client import check_image
@@ -151,7 +151,9 @@ def test_identity_tokens_are_left_to_docker(clean: Path) -> None:
     script(clean, "docker-credential-fake", 'echo \'{"Username":"<token>","Secret":"refresh"}\'\n')
     assert resolve_credentials(BuildSettings(), "registry.example.com") is None
     # …but docker has them, so a push needs no login of ours.
-    assert registry_auth.docker_config_has_auth("registry.example.com")
+    assert registry_auth.docker_config_has_auth(
+        BuildSettings().docker_config_dir, "registry.example.com"
+    )
 
 
 def test_push_logs_in_only_with_credentials_docker_lacks(
@@ -185,7 +187,7 @@ def test_temporary_docker_config_keeps_settings_not_secrets(tmp_path: Path) -> N
             }
         )
     )
-    with temporary_docker_config(user) as config:
+    with temporary_config(user) as config:
         assert stat.S_IMODE(config.stat().st_mode) == 0o700
         kept = json.loads((config / "config.json").read_text())
         assert kept == {

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.build import record as dev_build
 from pipeline.docker import engine_api
+from pipeline.docker.endpoint import DEFAULT_HOST, Location
 from pipeline.fastpath import replay
 from pipeline.fastpath.replay import Observation, Record, Watch
-from pipeline.build import local as dev_build
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from tests.helpers.git import git
 from tests.helpers.settings_env import use_repo_settings
@@ -67,28 +68,31 @@ def test_env_digest_reads_names_as_the_settings_do() -> None:
     assert secret != hashlib.sha256(b"hunter2").hexdigest() and "hunter2" not in secret
 
 
-def test_git_state_follows_commit_branch_and_dirtiness(repo: Path) -> None:
-    commit, branch, dirty, origin = replay.git_state(repo, {})
+def test_git_state_follows_commit_branch_and_dirtiness(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit, branch, dirty, origin = replay.git_state(repo)
     assert (commit, branch, dirty, origin) == (git(repo, "rev-parse", "HEAD"), "main", False, "")
     git(repo, "remote", "add", "origin", "https://github.com/iterate/iterate.git")
-    assert replay.git_state(repo, {})[3] == "https://github.com/iterate/iterate.git"
+    assert replay.git_state(repo)[3] == "https://github.com/iterate/iterate.git"
     (repo / "ignored.txt").write_text("git ignores me\n")
-    assert replay.git_state(repo, {})[2] is False
+    assert replay.git_state(repo)[2] is False
     (repo / "new.txt").write_text("untracked\n")
-    assert replay.git_state(repo, {})[2] is True
+    assert replay.git_state(repo)[2] is True
     (repo / "new.txt").unlink()
     git(repo, "checkout", "-q", "-b", "feature")
-    assert replay.git_state(repo, {})[1] == "feature"
+    assert replay.git_state(repo)[1] == "feature"
     git(repo, "checkout", "-q", "--detach")
-    assert replay.git_state(repo, {})[1] == "(detached)"
-    # variables that point git elsewhere are dropped, as git/facts.py drops them
-    assert replay.git_state(repo, {"GIT_DIR": "/nonexistent"})[0] == commit
+    assert replay.git_state(repo)[1] == "(detached)"
+    # variables that point git elsewhere are dropped: the one git runner drops them for all
+    monkeypatch.setenv("GIT_DIR", "/nonexistent")
+    assert replay.git_state(repo)[0] == commit
 
 
 def test_git_state_refuses_a_repository_without_commits(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
     with pytest.raises(replay.Unobservable):
-        replay.git_state(tmp_path, {})
+        replay.git_state(tmp_path)
 
 
 def test_file_state_is_content_and_listing(tmp_path: Path) -> None:
@@ -163,7 +167,7 @@ def test_remember_refuses_what_moved_while_deciding(
 ) -> None:
     images = {"base:1": "sha256:b", "repo:local": "sha256:i", "repo:sha-x": "sha256:i"}
     monkeypatch.setattr(
-        engine_api, "image_ids", lambda refs, env=None: {r: images.get(r) for r in refs}
+        engine_api, "image_ids", lambda location, refs: {r: images.get(r) for r in refs}
     )
     watch = _watch(repo, tmp_path)
     tags = ("repo:sha-x", "repo:local")
@@ -193,7 +197,7 @@ def test_the_replay_watches_what_the_full_path_reads(
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     use_repo_settings(monkeypatch, repo, SANDBOX_BUILD_CA_BUNDLE=str(ca))
     settings = BuildSettings()
-    watch = dev_build.replay_watch(settings)
+    watch = dev_build.watch(settings)
     assert set(env_names(BuildSettings)) <= set(watch.env_names)
     assert not set(env_names(ReportSettings)) & set(watch.env_names)
     assert set(env_names(ReportSettings)) == set(watch.report_names)
@@ -205,7 +209,7 @@ def test_the_replay_watches_what_the_full_path_reads(
         repo / ".dockerignore",
         ca,
         ROOT / "pipeline" / "fastpath" / "replay.py",
-        ROOT / "pipeline" / "build" / "local.py",
+        ROOT / "pipeline" / "build" / "run.py",
     ):
         assert str(expected) in files, expected
 
@@ -237,21 +241,25 @@ def _context(config: Path, name: str, host: str) -> None:
     (meta / "meta.json").write_text(json.dumps(document))
 
 
+def engine_host(env: dict[str, str]) -> str:
+    return Location.from_env(env).engine_host()
+
+
 def test_engine_host_is_found_as_the_docker_cli_finds_it(docker_config: Path) -> None:
     env = {"DOCKER_CONFIG": str(docker_config)}
-    assert engine_api.engine_host(env) == engine_api.DEFAULT_HOST
-    assert engine_api.engine_host({**env, "DOCKER_HOST": "tcp://127.0.0.1:2375"}) == (
-        "tcp://127.0.0.1:2375"
-    )
+    assert engine_host(env) == DEFAULT_HOST
+    assert engine_host({**env, "DOCKER_HOST": "tcp://127.0.0.1:2375"}) == ("tcp://127.0.0.1:2375")
     orbstack = "unix:///Users/me/.orbstack/run/docker.sock"
     _context(docker_config, "orbstack", orbstack)
     (docker_config / "config.json").write_text(json.dumps({"currentContext": "orbstack"}))
-    assert engine_api.engine_host(env) == orbstack  # `docker context use orbstack`
-    # DOCKER_HOST wins over config.json's context, DOCKER_CONTEXT over DOCKER_HOST
-    assert engine_api.engine_host({**env, "DOCKER_HOST": "unix:///x.sock"}) == "unix:///x.sock"
+    assert engine_host(env) == orbstack  # `docker context use orbstack`
+    assert engine_host({**env, "DOCKER_CONTEXT": "orbstack"}) == orbstack
+    # DOCKER_HOST wins over config.json's context and over DOCKER_CONTEXT, as the docker CLI
+    # decides (cli/command/cli.go resolveContextName; the engine tier checks it against the CLI)
+    assert engine_host({**env, "DOCKER_HOST": "unix:///x.sock"}) == "unix:///x.sock"
     both = {**env, "DOCKER_HOST": "unix:///x.sock", "DOCKER_CONTEXT": "orbstack"}
-    assert engine_api.engine_host(both) == orbstack
-    assert engine_api.engine_host({**env, "DOCKER_CONTEXT": "default"}) == engine_api.DEFAULT_HOST
+    assert engine_host(both) == "unix:///x.sock"
+    assert engine_host({**env, "DOCKER_CONTEXT": "default"}) == DEFAULT_HOST
 
 
 @pytest.mark.parametrize(
@@ -269,14 +277,15 @@ def test_engines_the_replay_cannot_ask_mean_no_replay(
 ) -> None:
     _context(docker_config, "tls", "tcp://10.0.0.1:2376")
     (docker_config / "contexts" / "tls" / hashlib.sha256(b"tls").hexdigest()).mkdir(parents=True)
+    env = {"DOCKER_CONFIG": str(docker_config), **env_or_context}
     with pytest.raises(engine_api.Unsupported):
-        engine_api.image_ids(["x:1"], {"DOCKER_CONFIG": str(docker_config), **env_or_context})
+        engine_api.image_ids(Location.from_env(env), ["x:1"])
 
 
 def test_an_engine_that_does_not_answer_is_unsupported(tmp_path: Path) -> None:
     env = {"DOCKER_HOST": f"unix://{tmp_path}/none.sock", "DOCKER_CONFIG": str(tmp_path)}
     with pytest.raises(engine_api.Unsupported):
-        engine_api.image_ids(["x:1"], env)
+        engine_api.image_ids(Location.from_env(env), ["x:1"])
 
 
 def test_replay_imports_without_pydantic_on_the_oldest_python_nox_may_use() -> None:
@@ -351,7 +360,7 @@ def test_the_child_of_a_nox_that_tried_does_not_observe_again(
     calls: list[object] = []
     monkeypatch.setattr(entry, "replay", lambda *args: calls.append(args) or True)
     monkeypatch.setenv(replay.TRIED_VARIABLE, "1")
-    monkeypatch.setattr(entry, "resolve", lambda name: lambda rest: calls.append("full path"))
+    monkeypatch.setattr(entry, "_command", lambda name: lambda rest: calls.append("full path"))
     assert entry.main(["snapshot_local"]) == 0
     assert calls == ["full path"]
     assert replay.TRIED_VARIABLE not in os.environ

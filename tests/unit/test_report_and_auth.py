@@ -108,10 +108,12 @@ def test_half_a_pair_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("no_gh")
 def test_docker_config_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    assert not registry_auth.docker_config_has_auth("ghcr.io")
+    config = BuildSettings().docker_config_dir
+    assert config == tmp_path
+    assert not registry_auth.docker_config_has_auth(config, "ghcr.io")
     (tmp_path / "config.json").write_text(json.dumps({"auths": {"ghcr.io": {"auth": "x"}}}))
-    assert registry_auth.docker_config_has_auth("ghcr.io")
-    assert not registry_auth.docker_config_has_auth("quay.io")
+    assert registry_auth.docker_config_has_auth(config, "ghcr.io")
+    assert not registry_auth.docker_config_has_auth(config, "quay.io")
 
 
 def test_error_format() -> None:

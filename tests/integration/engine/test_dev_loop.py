@@ -20,10 +20,10 @@ import pytest
 
 from pipeline.background.builds import Status, status
 from pipeline.base_image import rootfs as base_rootfs
-from pipeline.build.inputs import fingerprint_build, inspect_images
-from pipeline.build.local import REPLAYED
+from pipeline.build.record import REPLAYED
+from pipeline.docker import images
 from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL
-from pipeline.rules.build_plan import BuildPlan, plan_build
+from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.fingerprint import LABEL, unchanged
 from pipeline.rules.git_facts import GitFacts
 from pipeline.sessions import background
@@ -32,11 +32,13 @@ from tests.conftest import (
     PIPELINE_VARIABLES,
     TINY_DOCKERFILE,
     FixtureRepo,
+    docker_here,
     image_exists,
     make_fixture_repo,
 )
 from tests.helpers.engines import OwnEngine
 from tests.helpers.host_engine import TEST_IMAGE_NAMESPACE
+from tests.helpers.plans import fingerprint_build, make_plan
 from tests.unit.test_dockerignore import BAD_PATTERNS, CASES, EVERYTHING, make_tree
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -105,9 +107,9 @@ def _build_base(reference: str, tmp: Path, content: str) -> str:
     (folder / "v").write_text(content)
     (folder / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\nCOPY v /v\n")
     _docker("buildx", "build", "-q", "--load", "-t", reference, str(folder))
-    images = inspect_images([reference], None)
-    assert images is not None
-    return images[0].id
+    image = images.one(docker_here(), reference)
+    assert image is not None
+    return image.id
 
 
 def _plan(repo: FixtureRepo, monkeypatch: pytest.MonkeyPatch, **env: str) -> BuildPlan:
@@ -125,7 +127,7 @@ def _plan(repo: FixtureRepo, monkeypatch: pytest.MonkeyPatch, **env: str) -> Bui
         commit_time=datetime(2026, 1, 1, tzinfo=UTC),
         source_url=None,
     )
-    return plan_build("local", BuildSettings(), facts, facts.commit_time)
+    return make_plan("local", BuildSettings(), facts)
 
 
 def test_fingerprint_follows_the_engines_base_image(
@@ -137,14 +139,14 @@ def test_fingerprint_follows_the_engines_base_image(
     )
     plan = _plan(repo, monkeypatch)
     cache = [tmp_path / "cache"]
-    before = fingerprint_build(plan, docker_host=None, cache_dirs=cache, compare_with=None, env={})
+    before = fingerprint_build(plan, cache_dirs=cache, env={})
     assert before.value is not None, before.reason
     second_id = _build_base(base_image, tmp_path, "two")  # same tag, new image
     assert second_id != first_id
-    after = fingerprint_build(plan, docker_host=None, cache_dirs=cache, compare_with=None, env={})
+    after = fingerprint_build(plan, cache_dirs=cache, env={})
     assert after.value is not None and after.value != before.value
     _docker("image", "rm", base_image)
-    gone = fingerprint_build(plan, docker_host=None, cache_dirs=cache, compare_with=None, env={})
+    gone = fingerprint_build(plan, cache_dirs=cache, env={})
     assert gone.value is None and base_image in gone.reason
 
 
@@ -155,24 +157,18 @@ def test_label_on_the_built_image_is_what_compare_with_reads(
     plan = _plan(repo, monkeypatch)
     local = f"{repo.repository}:local"
     cache = [tmp_path / "cache"]
-    measured = fingerprint_build(
-        plan, docker_host=None, cache_dirs=cache, compare_with=local, env={}
-    )
+    measured = fingerprint_build(plan, cache_dirs=cache, env={}, repository=repo.repository)
     assert measured.value is not None and measured.local is None  # nothing built yet
     try:
         _docker(
             "buildx", "build", "-q", "--load", "-t", local, "--label",
             f"{LABEL}={measured.value}", "-f", str(plan.dockerfile), str(plan.context),
         )  # fmt: skip
-        again = fingerprint_build(
-            plan, docker_host=None, cache_dirs=cache, compare_with=local, env={}
-        )
-        assert again.local is not None and unchanged(again.local.fingerprint, again.value)
+        again = fingerprint_build(plan, cache_dirs=cache, env={}, repository=repo.repository)
+        assert again.local is not None and unchanged(again.local_fingerprint, again.value)
         (repo.path / "new.txt").write_text("a change buildx would send\n")
-        changed = fingerprint_build(
-            plan, docker_host=None, cache_dirs=cache, compare_with=local, env={}
-        )
-        assert changed.local is not None and not unchanged(changed.local.fingerprint, changed.value)
+        changed = fingerprint_build(plan, cache_dirs=cache, env={}, repository=repo.repository)
+        assert changed.local is not None and not unchanged(changed.local_fingerprint, changed.value)
     finally:
         _docker("image", "rm", local, check=False)
 

@@ -20,11 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.docker import containers
 from pipeline.errors import ConfigError, SandboxError
 from pipeline.sandbox import local_docker
-from pipeline.sandbox.local_docker import LocalDockerSettings, image_candidates, pick_image
+from pipeline.sandbox.local_docker import image_candidates, pick_image
+from pipeline.sessions import sandbox_local
 from pipeline.settings.build import load
-from tests.conftest import TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, run_pipeline
+from pipeline.settings.local import LocalDockerSettings
+from tests.conftest import TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, docker_here, run_pipeline
 from tests.helpers.engines import OwnEngine
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -107,7 +110,7 @@ def test_start_healthy_without_sync(
     pnpm_volume: str,
 ) -> None:
     sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", images["healthy"])
-    sandbox = local_docker.start(sync=False, name=new_name())
+    sandbox = sandbox_local.start(sync=False, name=new_name())
     assert sandbox.url.startswith("http://127.0.0.1:")
     assert httpx.get(f"{sandbox.url}/api/health").json() == {"ok": True}
     assert local_docker.LABEL in _inspect(sandbox.name, "{{json .Config.Labels}}")
@@ -121,10 +124,10 @@ def test_cleanup_with_a_prefix_removes_only_those_sandboxes(
 ) -> None:
     """Another labelled sandbox (a developer's, say) outlives a cleanup of other names."""
     sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", images["healthy"])
-    mine = local_docker.start(sync=False, name=new_name())
-    other = local_docker.start(sync=False, name=new_name())
-    assert local_docker.cleanup(prefix=mine.name) == [mine.name]
-    assert local_docker.cleanup(prefix=mine.name) == []
+    mine = sandbox_local.start(sync=False, name=new_name())
+    other = sandbox_local.start(sync=False, name=new_name())
+    assert local_docker.cleanup(docker_here(), prefix=mine.name) == [mine.name]
+    assert local_docker.cleanup(docker_here(), prefix=mine.name) == []
     assert not _exists(mine.name)
     assert _inspect(other.name, "{{.State.Running}}").strip() == "true"
     assert httpx.get(f"{other.url}/api/health").json() == {"ok": True}
@@ -173,9 +176,9 @@ def test_dev_sync_mounts(
     sandbox_env.setenv("LOCAL_DOCKER_REPO_CHECKOUT", str(checkout))
     sandbox_env.setenv("LOCAL_DOCKER_GIT_DIR", str(gitdir))
     sandbox_env.setenv("LOCAL_DOCKER_COMMON_DIR", str(commondir))
-    sandbox = local_docker.start(name=new_name())
-    assert local_docker.execute(
-        sandbox.name, ["cat", "/host/repo-checkout/marker.txt"]
+    sandbox = sandbox_local.start(name=new_name())
+    assert containers.execute(
+        docker_here(), sandbox.name, ["cat", "/host/repo-checkout/marker.txt"]
     ).strip() == ("from the host")
 
 
@@ -208,23 +211,23 @@ def test_dev_sync_mounts_are_read_only_even_for_root(
     sandbox_env.setenv("LOCAL_DOCKER_GIT_DIR", str(paths["/host/gitdir"]))
     sandbox_env.setenv("LOCAL_DOCKER_COMMON_DIR", str(paths["/host/commondir"]))
     before = {path: sorted(p.name for p in path.rglob("*")) for path in paths.values()}
-    sandbox = local_docker.start(name=new_name())
-    assert local_docker.execute(sandbox.name, ["id", "-u"]).strip() == "0"
+    sandbox = sandbox_local.start(name=new_name())
+    assert containers.execute(docker_here(), sandbox.name, ["id", "-u"]).strip() == "0"
     refused = []
     for inside in paths:
         for attempt in WRITE_ATTEMPTS:
             script = attempt.format(path=inside) + "; echo rc=$?"
             # `sh -c` so a refusal is an exit code, not an exception; the hooks/ dir too.
             for target in (inside, f"{inside}/hooks"):
-                out = local_docker.execute(
-                    sandbox.name, ["sh", "-c", script.replace(inside, target)]
+                out = containers.execute(
+                    docker_here(), sandbox.name, ["sh", "-c", script.replace(inside, target)]
                 )
                 assert not out.strip().endswith("rc=0"), f"{attempt} succeeded on {target}"
                 refused.append(target)
     assert len(refused) == len(paths) * len(WRITE_ATTEMPTS) * 2
     after = {path: sorted(p.name for p in path.rglob("*")) for path in paths.values()}
     assert after == before, "something was created on the host through a dev-sync mount"
-    mounts = local_docker.execute(sandbox.name, ["cat", "/proc/mounts"])
+    mounts = containers.execute(docker_here(), sandbox.name, ["cat", "/proc/mounts"])
     for inside in paths:
         line = next(m for m in mounts.splitlines() if m.split()[1] == inside)
         assert line.split()[3].split(",")[0] == "ro", line
@@ -237,7 +240,7 @@ def test_unhealthy_sandbox_is_removed_and_logs_shown(
     sandbox_env.setenv("LOCAL_DOCKER_HEALTH_TIMEOUT", "3")
     name = new_name()
     with pytest.raises(SandboxError) as caught:
-        local_docker.start(sync=False, name=name)
+        sandbox_local.start(sync=False, name=name)
     error = caught.value
     assert "did not become healthy within 3 s" in str(error)
     assert any("broken-start-marker" in line for line in error.details)
@@ -249,7 +252,7 @@ def test_missing_image_is_one_line(sandbox_env: pytest.MonkeyPatch) -> None:
     absent = f"{TEST_IMAGE_NAMESPACE}absent:nope"
     sandbox_env.setenv("LOCAL_DOCKER_IMAGE_NAME", absent)
     with pytest.raises(SandboxError, match=f"{absent} is not in the local engine"):
-        local_docker.start(sync=False)
+        sandbox_local.start(sync=False)
 
 
 @pytest.mark.parametrize("volume", ["/home/me/store", "-v", "a", "store:rw"])
@@ -274,7 +277,7 @@ def test_down_refuses_foreign_containers(
     )
     try:
         with pytest.raises(SandboxError, match="not made by the sandbox pipeline"):
-            local_docker.stop(name)
+            local_docker.stop(docker_here(), name)
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
@@ -303,5 +306,5 @@ def test_pick_image(
         asked.append(ref)
         return ref in present
 
-    assert pick_image(image_candidates(settings, "r/s"), exists) == expected
+    assert pick_image(image_candidates(settings.image_name, "r/s"), exists) == expected
     assert len(asked) == len(set(asked))  # never the same image twice

@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pipeline.docker.buildx import docker_client
-from pipeline.docker.login import push_credentials
+from pipeline.build.login import push_credentials
+from pipeline.docker.cli import find_docker
+from pipeline.docker.endpoint import Location
+from pipeline.docker.login import login
 from pipeline.errors import RegistryError
 from pipeline.registry.client import (
     INDEX_TYPES,
@@ -31,7 +33,7 @@ from pipeline.registry.client import (
     image_revision,
     resolve_digest,
 )
-from pipeline.registry.credentials import Credentials, login
+from pipeline.registry.credentials import Credentials
 from pipeline.registry.release_checks import main_tag_move, verify_digest
 from pipeline.registry.server import LocalRegistry
 from pipeline.settings.build import BuildSettings
@@ -171,7 +173,7 @@ def test_a_refused_login_leaves_no_config_behind(
 
 CHILD = """
 import sys, time
-from pipeline.docker.login import push_credentials
+from pipeline.build.login import push_credentials
 from pipeline.settings.build import BuildSettings
 with push_credentials(BuildSettings()) as config:
     print(config, flush=True)
@@ -321,7 +323,7 @@ def test_a_login_that_hangs_is_stopped_in_python(settings: BuildSettings, tmp_pa
     began = time.monotonic()
     try:
         with pytest.raises(RegistryError) as caught:
-            login(docker_client(None, config), host, credentials, timeout_s=3)
+            login(find_docker(Location(), config), host, credentials, timeout_s=3)
     finally:
         server.shutdown()
         server.server_close()

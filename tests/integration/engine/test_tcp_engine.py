@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from pipeline.build.local import REPLAYED
+from pipeline.build.record import REPLAYED
 from pipeline.registry.server import LocalRegistry
 from tests.conftest import FixtureRepo, image_exists, run_pipeline
 from tests.helpers.engines import OwnEngine

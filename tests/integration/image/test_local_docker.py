@@ -22,8 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.docker import containers
 from pipeline.sandbox import local_docker
-from tests.conftest import ROOT, TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, run_pipeline
+from pipeline.sessions import sandbox_local
+from tests.conftest import ROOT, TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, docker_here, run_pipeline
 
 # A repository of this session's own: test sessions running side by side never share a tag.
 REPOSITORY = f"{TEST_IMAGE_NAMESPACE}sandbox-{uuid.uuid4().hex[:8]}"
@@ -101,12 +103,11 @@ def provider_env(
 
 
 def _logs(name: str) -> str:
-    container = local_docker.client().container.inspect(name)
-    return "\n".join(local_docker.service_logs(container))
+    return "\n".join(local_docker.service_logs(docker_here(), name))
 
 
 def _sh(name: str, script: str) -> str:
-    return local_docker.execute(name, ["bash", "-lc", script])
+    return containers.execute(docker_here(), name, ["bash", "-lc", script])
 
 
 def _rebuild(image: BuiltImage, report: Path) -> dict[str, object]:
@@ -151,7 +152,7 @@ def test_rebuild_without_change_reuses_every_layer(
 def test_boots_with_health_clis_and_supervised_services(
     provider_env: BuiltImage, new_name: Callable[[], str]
 ) -> None:
-    sandbox = local_docker.start(sync=False, name=new_name())
+    sandbox = sandbox_local.start(sync=False, name=new_name())
     health = httpx.get(f"{sandbox.url}/api/health", timeout=5).json()
     assert health["ok"] is True and health["gitSha"] == provider_env.sha, _logs(sandbox.name)
     assert _sh(sandbox.name, "test -f /tmp/reached-entrypoint && echo yes").strip() == "yes"
@@ -180,7 +181,7 @@ def test_boots_with_health_clis_and_supervised_services(
 def test_repo_is_a_git_repository_at_the_image_sha(
     provider_env: BuiltImage, new_name: Callable[[], str]
 ) -> None:
-    sandbox = local_docker.start(sync=False, name=new_name())
+    sandbox = sandbox_local.start(sync=False, name=new_name())
     head = _sh(sandbox.name, "cd ~/src/github.com/iterate/iterate && git rev-parse HEAD").strip()
     assert head == provider_env.sha
 
@@ -235,7 +236,7 @@ def test_dev_sync_matches_host_git_state(
         checkout = worktree
     # Only the checkout is given: git dir and common dir default from git (worktrees too).
     monkeypatch.setenv("LOCAL_DOCKER_REPO_CHECKOUT", str(checkout))
-    sandbox = local_docker.start(sync=True, name=new_name())
+    sandbox = sandbox_local.start(sync=True, name=new_name())
     inside = _sh(
         sandbox.name,
         "cd ~/src/github.com/iterate/iterate && git rev-parse "

@@ -1,0 +1,149 @@
+"""Gather every fact a build needs, before anything is decided: the settings' request, git, the
+base image this machine can build from, the builder, the engine's image store, whether `:main`
+may move, and what buildx would read (a local build's fingerprint). `plan_build` then decides
+once (rules/build_plan.py).
+
+What is asked depends only on the request (a dry run asks no engine; a push no fingerprint;
+`:main`'s commit only when `:main` would be pushed), never on a plan made earlier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline import console
+from pipeline.base_image import rootfs
+from pipeline.base_image.choose import choose_build_base
+from pipeline.docker import images
+from pipeline.docker.buildx import BuilderProbe, containerd_image_store
+from pipeline.docker.cli import Docker, find_docker
+from pipeline.errors import ConfigError
+from pipeline.git.facts import read_git_facts
+from pipeline.git.meta_context import cache_path, cached_git_context, dockerfile_wants_git_context
+from pipeline.git.refs import ExportedTree, export_ref
+from pipeline.rules.build_plan import (
+    BuildFacts,
+    BuildRequest,
+    Mode,
+    build_args,
+    main_tag,
+    needs_image_store_check,
+)
+from pipeline.rules.git_facts import GitFacts
+from pipeline.rules.release import MainMove
+from pipeline.settings.build import PROJECT_ROOT, BuildSettings
+
+FINGERPRINT_CACHE_DIRS = (PROJECT_ROOT / ".pipeline" / "cache" / "fingerprint",)
+NPM_CACHE = PROJECT_ROOT / ".pipeline" / "cache" / "base-image"
+
+
+def gather(
+    settings: BuildSettings, mode: Mode, tree: ExportedTree | None, *, dry_run: bool = False
+) -> tuple[BuildFacts, Docker | None]:
+    """The facts of one build, and the docker CLI they were read with (None in a dry run)."""
+    request = settings.request(mode, ref_build=tree is not None)
+    if not request.context.is_dir():
+        what = "is not a directory" if request.context.exists() else "does not exist"
+        raise ConfigError(
+            f"SANDBOX_BUILD_CONTEXT={request.context} {what}",
+            "point it at the folder to send to the build (default: the repo root)",
+        )
+    wants_meta = dockerfile_wants_git_context(request.dockerfile)
+    if dry_run:
+        git = git_facts(settings, tree)
+        would = cache_path(settings.cache_dir / "git-meta", git.sha, git.branch, git.source_url)
+        return BuildFacts(request=request, git=git, git_meta=would if wants_meta else None), None
+    docker = find_docker(settings.docker)
+    # Asked now, answered while git is read: the check costs an unchanged build almost nothing.
+    with BuilderProbe(docker, request.builder) as probe:
+        git = git_facts(settings, tree)
+        if not request.dockerfile.is_file():
+            raise ConfigError(
+                f"SANDBOX_DOCKERFILE={request.dockerfile} does not exist",
+                "point SANDBOX_DOCKERFILE at the sandbox Dockerfile (default sandbox/Dockerfile)",
+            )
+        builder = probe.result()
+    # One session on every machine: a local build finds (or makes) a base it can use.
+    base = build_base(docker, settings) if mode == "local" else settings.base_image
+    meta: Path | None = None
+    if wants_meta:
+        root = settings.cache_dir / "git-meta"
+        meta = cached_git_context(root, git.common_dir, git.sha, git.branch, git.source_url)
+    facts = BuildFacts(
+        request=request,
+        git=git,
+        base_image=base,
+        git_meta=meta,
+        builder=builder,
+        containerd_store=(
+            containerd_image_store(docker) if needs_image_store_check(request, builder) else None
+        ),
+        main=main_move(settings, request, git),
+    )
+    if request.pushes:
+        return facts, docker
+    from pipeline.build.inputs import read_inputs
+
+    inputs = read_inputs(
+        lambda refs: images.inspect(docker, refs),
+        request,
+        git,
+        build_args(request, git, base),
+        git_meta=wants_meta,
+        builder_driver=builder.driver,
+        # an export is a new folder each time: a stat cache of it would never be read again
+        cache_dirs=() if tree else (*FINGERPRINT_CACHE_DIRS, settings.cache_dir / "fingerprint"),
+        key_dir=settings.cache_dir / "fingerprint",
+        env=settings.buildx_env,
+    )
+    return facts.model_copy(update={"inputs": inputs}), docker
+
+
+def git_facts(settings: BuildSettings, tree: ExportedTree | None) -> GitFacts:
+    """The checkout's facts, or the exported commit's (clean, its sha, its commit time)."""
+    if tree is None:
+        return read_git_facts(settings.build_context, settings.ci)
+    return tree.facts(read_git_facts(tree.work_tree, settings.ci))
+
+
+def build_base(docker: Docker, settings: BuildSettings) -> str | None:
+    """The BASE_IMAGE this machine can build from (base_image/choose.py)."""
+
+    def make(tag: str) -> str:
+        return rootfs.make_base_image(docker, settings.offline_base_env, NPM_CACHE, tag)
+
+    return choose_build_base(docker, settings.base_image, settings.dockerfile, make)
+
+
+def main_move(settings: BuildSettings, request: BuildRequest, git: GitFacts) -> MainMove | None:
+    """`:main` never moves backwards: a re-run of an older release pushes only its sha tag."""
+    main = main_tag(request)
+    if main is None:
+        return None
+    from pipeline.registry.release_checks import main_tag_move
+
+    decision = main_tag_move(
+        main, git.sha, request.context, settings, platform=request.platforms[0]
+    )
+    if not decision.move:
+        console.warn(decision.reason)
+    return decision
+
+
+@contextmanager
+def ref_source(settings: BuildSettings) -> Iterator[tuple[BuildSettings, ExportedTree | None]]:
+    """The settings to build with: unchanged, or pointing into an export of the requested
+    ref's tree for as long as the build runs (the checkout itself is never touched)."""
+    ref = settings.repo_ref
+    if ref is None:
+        yield settings, None
+        return
+    with export_ref(settings.build_context, ref) as tree:
+        console.step(f"building {ref} = {tree.sha} from an export of its tree ({tree.path})")
+        moved: dict[str, Path] = {
+            "build_context": tree.map(settings.build_context),
+            "dockerfile": tree.map(settings.dockerfile),
+        }
+        yield settings.model_copy(update=moved), tree

@@ -1,0 +1,103 @@
+"""What a local build leaves for the replay (fastpath/replay.py): what its decision read
+(`Watch`), what it saw before deciding (`Observation`), and, when the outcome holds, a record
+that lets the next unchanged run end in nox's own interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.base_image.rootfs import APT_SOURCE_FILES
+from pipeline.fastpath import replay
+from pipeline.fastpath.context import cache_file_for, ignore_rules
+from pipeline.fastpath.local_key import KEY_FILE_NAME
+from pipeline.rules.build_plan import BuildPlan
+from pipeline.rules.dockerignore import ignore_file_candidates
+from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, env_names
+
+# How a replayed run says so (scripts and tests look for it).
+REPLAYED = "nothing the build reads has changed since the last run"
+# Read outside the settings' fields, by docker, buildx and the settings' defaults: a replay
+# watches them too (git is asked directly: fastpath/replay.git_state).
+REPLAY_ENV = ("SSL_CERT_FILE", "HOME")
+
+# What a run saw before deciding, handed on so it is observed once per run.
+Seen = tuple[replay.Watch, replay.Observation] | None
+
+
+def watch(settings: BuildSettings) -> replay.Watch:
+    """What a replay of this build's decision has to find unchanged."""
+    context, dockerfile = settings.build_context, settings.dockerfile
+    key_dir = settings.cache_dir / "fingerprint"
+    rules = ignore_rules(dockerfile, context)
+    from pipeline.build.facts import FINGERPRINT_CACHE_DIRS
+
+    cache_file = cache_file_for((*FINGERPRINT_CACHE_DIRS, key_dir), context, rules)
+    key_dir = cache_file.parent if cache_file else key_dir
+    files: list[Path] = [
+        dockerfile,
+        *map(Path, ignore_file_candidates(dockerfile, context)),
+        key_dir / KEY_FILE_NAME,
+        *APT_SOURCE_FILES,
+        *(f for d in APT_SOURCE_FILES for f in (*_listing(d, "*.list"), *_listing(d, "*.sources"))),
+        *_listing(PROJECT_ROOT / "pipeline", "**/*.py"),  # the decision's own code
+    ]
+    if settings.ca_bundle is not None:
+        files.append(settings.ca_bundle)
+    return replay.Watch(
+        context=str(context),
+        dockerfile=str(dockerfile),
+        cache_file=str(cache_file) if cache_file else None,
+        env_names=(*env_names(BuildSettings), *REPLAY_ENV),
+        # where reports go changes no decision (and a replay leaves them to the full path)
+        report_names=tuple(env_names(ReportSettings)),
+        files=tuple(dict.fromkeys(str(f) for f in files)),
+    )
+
+
+def _listing(directory: Path, pattern: str) -> list[Path]:
+    try:
+        return sorted(directory.glob(pattern)) if directory.is_dir() else []
+    except OSError:
+        return []
+
+
+def base_candidates(settings: BuildSettings) -> list[str]:
+    """The images whose presence decides the base (base_image/choose.py)."""
+    from pipeline.rules.base_image_plan import DEFAULT_TAG, dockerfile_default_base
+
+    if settings.base_image:
+        return [settings.base_image]
+    try:
+        official = dockerfile_default_base(settings.dockerfile.read_text())
+    except OSError:
+        return []
+    return [official, DEFAULT_TAG] if official else []
+
+
+def observe(settings: BuildSettings) -> Seen:
+    """Taken before a local build's decision reads anything; None when a replay of it would
+    not be possible anyway (a push, a ref build, an engine the replay cannot ask)."""
+    if settings.push or settings.repo_ref:
+        return None
+    try:
+        seen = watch(settings)
+        return seen, replay.observe(seen, os.environ, base_candidates(settings))
+    except Exception:  # an optimisation only: the build goes on, the next run is not replayed
+        return None
+
+
+def remember(before: Seen, plan: BuildPlan, image_id: str | None, bases: dict[str, str]) -> None:
+    """Record that `plan`'s tags are on `image_id`, whose label is the plan's fingerprint (a
+    build someone else's build overtook, or one without a fingerprint, is not recorded).
+    `bases`: the base images' ids the decision used."""
+    if before is None or plan.fingerprint is None or image_id is None:
+        replay.forget(os.environ)
+        return
+    seen_watch, seen = before
+    message = (
+        f"unchanged since {plan.local_tags[0]} was built (inputs {plan.fingerprint[:12]}; "
+        f"{REPLAYED}): {', '.join(plan.build_tags)} in place; nothing built"
+    )
+    replay.remember(seen_watch, seen, image_id, plan.build_tags, bases, message, os.environ)

@@ -1,0 +1,119 @@
+"""Containers in the engine: run, look at, list by label, read logs, exec, remove.
+
+Environment values given to a container travel as `--env NAME` with the value in the docker
+CLI's own environment, so a secret never shows in argv (`ps`, audit logs).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.docker.cli import Docker, engine_failure
+from pipeline.errors import EngineError
+
+RUN_TIMEOUT_S = 120.0  # `docker run --detach` returns once the container started
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    running: bool
+    exit_code: int
+    labels: dict[str, str] = field(default_factory=dict)
+    # "3000/tcp" -> [("127.0.0.1", "49153"), ...]
+    ports: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_inspect(cls, document: dict[str, Any]) -> Container:
+        state = document.get("State") or {}
+        ports = ((document.get("NetworkSettings") or {}).get("Ports")) or {}
+        return cls(
+            id=str(document["Id"]),
+            name=str(document.get("Name") or "").lstrip("/"),
+            running=bool(state.get("Running")),
+            exit_code=int(state.get("ExitCode") or 0),
+            labels=dict((document.get("Config") or {}).get("Labels") or {}),
+            ports={
+                port: [(str(b.get("HostIp")), str(b.get("HostPort"))) for b in bindings or []]
+                for port, bindings in ports.items()
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # a host path or a volume name
+    target: str
+    mode: str = "rw"
+
+
+def run(
+    docker: Docker,
+    image: str,
+    *,
+    name: str,
+    env: Mapping[str, str] = {},
+    labels: Mapping[str, str] = {},
+    publish: Sequence[str] = (),  # docker's -p form, e.g. "127.0.0.1::3000"
+    mounts: Sequence[Mount] = (),
+) -> str:
+    """Start a detached container; returns its id."""
+    args = ["run", "--detach", "--name", name]
+    for key in env:
+        args += ["--env", key]
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    for port in publish:
+        args += ["--publish", port]
+    for mount in mounts:
+        args += ["--volume", f"{mount.source}:{mount.target}:{mount.mode}"]
+    done = docker.run(*args, image, env=dict(env), timeout_s=RUN_TIMEOUT_S)
+    if done.code:
+        raise engine_failure(done, f"starting a container from {image}")
+    return done.out.strip()
+
+
+def inspect(docker: Docker, name: str) -> Container | None:
+    done = docker.run("container", "inspect", "--format", "{{json .}}", name)
+    if done.code == 0:
+        return Container.from_inspect(json.loads(done.out))
+    if "no such" in done.err.lower():
+        return None
+    raise engine_failure(done, f"looking up container {name}")
+
+
+def labelled(docker: Docker, label: str) -> list[str]:
+    """Names of every container (running or not) that carries `label`."""
+    out = docker.checked(
+        "container", "ls", "--all", "--filter", f"label={label}", "--format", "{{.Names}}",
+        doing="listing containers",
+    )  # fmt: skip
+    return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+
+def remove(docker: Docker, names: Sequence[str]) -> None:
+    """Force-remove containers (their anonymous volumes stay: a named store is shared)."""
+    if names:
+        docker.checked("container", "rm", "--force", *names, doing="removing containers")
+
+
+def logs(docker: Docker, name: str, tail: int) -> str:
+    done = docker.run("container", "logs", "--tail", str(tail), name)
+    if done.code:
+        raise EngineError(f"no logs of {name}: {done.last_line()}", "check `docker ps -a`")
+    return "\n".join(part for part in (done.out, done.err) if part)
+
+
+def execute(docker: Docker, name: str, command: Sequence[str], timeout_s: float = 60.0) -> str:
+    """Run `command` in a running container; its output, or EngineError when it fails."""
+    done = docker.run("container", "exec", name, *command, timeout_s=timeout_s)
+    if done.code:
+        raise EngineError(
+            f"`{' '.join(command)}` failed in {name} (exit {done.code}): {done.last_line()}",
+            "read the sandbox's service logs",
+        )
+    return done.out

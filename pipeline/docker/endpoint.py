@@ -1,0 +1,133 @@
+"""Where the Docker engine is and where docker keeps its configuration, decided exactly as the
+docker CLI decides it (cli/command/cli.go `resolveContextName`, docker 26): `DOCKER_HOST` wins,
+then `DOCKER_CONTEXT`, then the `currentContext` of config.json (what `docker context use`,
+OrbStack and Docker Desktop set), then the default socket.
+
+`Location` holds the variables that decide it. Settings make one from the environment
+(settings/docker.py); the replay, which runs in nox's interpreter before any settings can load,
+makes one with `Location.from_env`. Standard library only, Python 3.10 syntax.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+TIMEOUT_S = 5.0
+# The variables docker and buildx read to find the engine, their config and the builder.
+VARIABLES = (
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "BUILDX_CONFIG",
+    "BUILDX_BUILDER",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+)
+
+
+class Unsupported(Exception):
+    """The engine cannot be asked over a plain socket (TLS, ssh, an unreadable context)."""
+
+
+@dataclass(frozen=True)
+class Location:
+    host: str | None = None  # DOCKER_HOST
+    context: str | None = None  # DOCKER_CONTEXT
+    config: Path | None = None  # DOCKER_CONFIG (None: ~/.docker)
+    buildx_config: Path | None = None  # BUILDX_CONFIG (None: <config>/buildx)
+    builder: str | None = None  # BUILDX_BUILDER
+    tls: bool = False  # DOCKER_TLS_VERIFY or DOCKER_CERT_PATH set
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Location:
+        def path(name: str) -> Path | None:
+            return Path(env[name]) if env.get(name) else None
+
+        return cls(
+            host=env.get("DOCKER_HOST") or None,
+            context=env.get("DOCKER_CONTEXT") or None,
+            config=path("DOCKER_CONFIG"),
+            buildx_config=path("BUILDX_CONFIG"),
+            builder=env.get("BUILDX_BUILDER") or None,
+            tls=bool(env.get("DOCKER_TLS_VERIFY") or env.get("DOCKER_CERT_PATH")),
+        )
+
+    @property
+    def config_dir(self) -> Path:
+        return self.config or Path.home() / ".docker"
+
+    @property
+    def buildx_dir(self) -> Path:
+        return self.buildx_config or self.config_dir / "buildx"
+
+    def context_name(self) -> str:
+        """The context the CLI uses ("default": DOCKER_HOST or the default socket)."""
+        if self.host:
+            return "default"
+        if self.context:
+            return self.context
+        try:
+            document = json.loads((self.config_dir / "config.json").read_text())
+        except FileNotFoundError:
+            return "default"
+        except (OSError, ValueError) as error:
+            raise Unsupported(f"docker's config.json is not readable: {error}") from None
+        current = document.get("currentContext") if isinstance(document, dict) else None
+        return current if isinstance(current, str) and current else "default"
+
+    def engine_host(self) -> str:
+        """The endpoint the docker CLI talks to."""
+        name = self.context_name()
+        if name == "default":
+            return self.host or DEFAULT_HOST
+        key = hashlib.sha256(name.encode()).hexdigest()
+        if (self.config_dir / "contexts" / "tls" / key).exists():
+            raise Unsupported(f"docker context {name} uses TLS")
+        try:
+            meta = json.loads(
+                (self.config_dir / "contexts" / "meta" / key / "meta.json").read_text()
+            )
+            host = meta["Endpoints"]["docker"]["Host"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise Unsupported(f"docker context {name} is not readable: {error}") from None
+        if not isinstance(host, str) or not host:
+            raise Unsupported(f"docker context {name} names no engine")
+        return host
+
+    def connect(self) -> http.client.HTTPConnection:
+        """A connection to the engine's API; Unsupported unless it is a plain socket."""
+        host = self.engine_host()
+        if self.tls:
+            raise Unsupported("the engine is reached over TLS")
+        if host.startswith("unix://"):
+            return _UnixConnection(host.removeprefix("unix://"))
+        if host.startswith("tcp://"):
+            parts = urlsplit(host)
+            if not parts.hostname or parts.path not in ("", "/"):
+                raise Unsupported(f"DOCKER_HOST={host} is not host:port")
+            return http.client.HTTPConnection(parts.hostname, parts.port or 2375, timeout=TIMEOUT_S)
+        raise Unsupported(f"the engine at {host} is not a plain unix or tcp endpoint")
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=TIMEOUT_S)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(TIMEOUT_S)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock

@@ -1,0 +1,120 @@
+"""Images in the engine: look up, tag, pull, remove, import. The one place that does each.
+
+Look-ups go over the engine's socket when it is a plain one (engine_api.py: about a millisecond
+a reference, and a missing image is told apart from a broken engine), else through the CLI, one
+reference at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.docker import engine_api
+from pipeline.docker.cli import ENGINE_DOWN, ENGINE_FIX, Docker, engine_failure
+from pipeline.errors import EngineError, PipelineError
+from pipeline.process_group import Stdin
+
+PULL_TIMEOUT_S = 900.0
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    size: int = 0  # bytes, as `docker image inspect` reports it
+
+    @classmethod
+    def from_inspect(cls, document: dict[str, Any]) -> Image:
+        labels = (document.get("Config") or {}).get("Labels") or {}
+        return cls(
+            id=str(document["Id"]),
+            labels={str(k): str(v) for k, v in labels.items()},
+            size=int(document.get("Size") or 0),
+        )
+
+
+def inspect(docker: Docker, refs: Sequence[str]) -> dict[str, Image | None]:
+    """Each reference's image, None where the engine has none. EngineError when the engine does
+    not answer."""
+    try:
+        found = engine_api.inspect_images(docker.location, refs)
+        return {ref: Image.from_inspect(doc) if doc else None for ref, doc in found.items()}
+    except engine_api.Unsupported:
+        pass
+    return {ref: _inspect_cli(docker, ref) for ref in dict.fromkeys(refs)}
+
+
+def _inspect_cli(docker: Docker, ref: str) -> Image | None:
+    done = docker.run("image", "inspect", "--format", "{{json .}}", ref)
+    if done.code == 0:
+        return Image.from_inspect(json.loads(done.out))
+    said = done.err.lower()
+    if (
+        not done.timed_out
+        and ENGINE_DOWN not in done.err
+        and ("no such" in said or "not found" in said)
+    ):
+        return None
+    raise engine_failure(done, f"looking up {ref}")
+
+
+def one(docker: Docker, ref: str) -> Image | None:
+    return inspect(docker, [ref])[ref]
+
+
+def label(docker: Docker, ref: str, name: str) -> str | None:
+    """A label of the image under `ref`: "" without that label, None if there is no image."""
+    image = one(docker, ref)
+    return None if image is None else image.labels.get(name, "")
+
+
+def tag(docker: Docker, image: str, tags: Iterable[str]) -> None:
+    """Point `tags` at an image the engine has (an id or a reference)."""
+    for target in tags:
+        done = docker.run("image", "tag", image, target)
+        if done.code:
+            raise EngineError(
+                f"could not tag {image[:19]} as {target}: {done.last_line()}",
+                "check that the engine answers (docker info), then rerun",
+            )
+
+
+def pull(docker: Docker, ref: str, timeout_s: float = PULL_TIMEOUT_S) -> str | None:
+    """Pull an image; None when it worked, else the engine's reason (one line)."""
+    done = docker.run("pull", "--quiet", ref, timeout_s=timeout_s)
+    if done.timed_out:
+        return f"no answer within {timeout_s:g} s"
+    return None if done.code == 0 else done.last_line()
+
+
+def ensure(docker: Docker, ref: str) -> None:
+    """The image under `ref` is in the engine: pulled when it is not (a remote builder leaves
+    nothing local)."""
+    if one(docker, ref) is None and (why := pull(docker, ref)) is not None:
+        raise EngineError(f"cannot pull {ref}: {why}", "check the registry and the credentials")
+
+
+def remove(docker: Docker, refs: Sequence[str]) -> None:
+    """Untag (best effort: the engine may be gone); image data another tag uses stays."""
+    if refs:
+        with suppress(OSError, PipelineError):
+            docker.run("image", "rm", "--force", "--no-prune", *refs)
+
+
+def import_rootfs(
+    docker: Docker, rootfs: Stdin, tag_as: str, changes: Iterable[str], timeout_s: float
+) -> str:
+    """`docker import` a root file system tarball read from `rootfs`; returns the image id."""
+    args = ["import"]
+    for change in changes:
+        args += ["--change", change]
+    done = docker.run(*args, "-", tag_as, stdin=rootfs, timeout_s=timeout_s)
+    if done.code:
+        if ENGINE_DOWN in done.err:
+            raise EngineError("the Docker engine does not answer", ENGINE_FIX)
+        raise engine_failure(done, f"importing {tag_as}")
+    return done.out.strip()
