@@ -1,7 +1,11 @@
 """The emulator's own reading of image names: Daytona's (ported from its server) and docker's
-(distribution/reference)."""
+(distribution/reference), and nothing borrowed from the client it tests."""
 
 from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +20,52 @@ from daytona_emulator.docker_reference import Reference, ReferenceError, parse_n
 
 pytestmark = pytest.mark.emulator
 
+EMULATOR = Path(__file__).resolve().parents[3] / "emulator"
 HEX = "0123456789abcdef" * 4
 INVALID = "invalid reference format"
+
+
+def pipeline_imports(source: str) -> list[str]:
+    """Every import of `pipeline` (or a module under it) in `source`, static or by name."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Call) and node.args:
+            called = ast.unparse(node.func)
+            first = node.args[0]
+            if called.endswith(("import_module", "__import__")) and isinstance(first, ast.Constant):
+                names = [str(first.value)]
+        found += [name for name in names if name.split(".")[0] == "pipeline"]
+    return found
+
+
+def test_the_detector_sees_every_kind_of_import() -> None:
+    source = (
+        "import pipeline\nfrom pipeline.rules.image_ref import ImageRef\n"
+        "import importlib\nimportlib.import_module('pipeline.rules')\n"
+        "from pipelines import x\nimport pipeline_other\n"
+    )
+    assert pipeline_imports(source) == ["pipeline", "pipeline.rules.image_ref", "pipeline.rules"]
+
+
+def test_no_emulator_module_imports_the_pipeline() -> None:
+    files = sorted(EMULATOR.rglob("*.py"))
+    assert len(files) > 20  # the walk found the package
+    offenders = {
+        str(path.relative_to(EMULATOR)): names
+        for path in files
+        if (names := pipeline_imports(path.read_text()))
+    }
+    assert offenders == {}
+
+
+def test_the_emulator_does_not_depend_on_the_pipeline() -> None:
+    project = tomllib.loads((EMULATOR / "pyproject.toml").read_text())
+    assert not [d for d in project["project"]["dependencies"] if "sandbox-pipeline" in d]
 
 
 # Daytona's parser (docker-image.util.ts), with the examples of its own doc comment
