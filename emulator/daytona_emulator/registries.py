@@ -47,8 +47,9 @@ class RegistryEntry:
 
     @property
     def credential(self) -> RegistryCredential | None:
-        # The runner sends credentials only when there are some (`RegistryDTO.HasAuth`).
-        if not self.username and not self.password:
+        # The runner sends credentials only with both a username and a password
+        # (apps/runner/pkg/api/dto/registry.go `HasAuth`); otherwise it asks anonymously.
+        if not (self.username and self.password):
             return None
         return RegistryCredential(username=self.username, password=self.password)
 

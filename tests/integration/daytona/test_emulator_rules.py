@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from daytona_emulator.daytona_images import (
     runner_inspect_name,
 )
 from daytona_emulator.docker_reference import Reference, ReferenceError, parse_normalized_named
+from daytona_emulator.registries import RegistryEntry
 
 pytestmark = pytest.mark.emulator
 
@@ -201,3 +203,25 @@ def test_image_name_checks_follow_javascript() -> None:
     # `split` keeps the first two pieces: a second digest goes unchecked.
     assert image_name_error(f"ghcr.io/acme/app@sha256:{HEX}@sha256:{HEX}") is None
     assert image_name_error(f"Ghcr.io/ACME/App:v1@sha256:{HEX}") is None  # no other check
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "lends"), [("u", "p", True), ("u", "", False), ("", "p", False)]
+)
+def test_an_entry_lends_credentials_only_with_both_parts(
+    username: str, password: str, lends: bool
+) -> None:
+    """The runner's `RegistryDTO.HasAuth`: otherwise it asks the registry anonymously."""
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    entry = RegistryEntry(
+        id="e",
+        organization_id="org",
+        name="ghcr",
+        url="ghcr.io",
+        username=username,
+        password=password,
+        project="",
+        created_at=moment,
+        updated_at=moment,
+    )
+    assert (entry.credential is not None) == lends
