@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 from daytona_emulator.clock import Clock, ManualClock
 from daytona_emulator.models import INTERNAL_REGISTRY, Snapshot, SnapshotState
+from daytona_emulator.pull_source import UNREADABLE_NAME
 from daytona_emulator.registry_probe import PullError, inspect_image
 from daytona_emulator.sandbox_models import SandboxRow, SandboxState
-from pipeline.rules.image_ref import ImageRefError
 
 if TYPE_CHECKING:
     from daytona_emulator.state import EmulatorState
@@ -217,8 +217,8 @@ class Lifecycle:
             details = await inspect_image(
                 source, timeout=self._state.knobs.timings.registry_timeout_seconds
             )
-        except ImageRefError:
-            self._fail(snapshot_id, generation, "invalid reference format")
+        except UNREADABLE_NAME as error:  # e.g. docker's "invalid reference format"
+            self._fail(snapshot_id, generation, str(error))
             return
         except PullError as error:
             self._fail(snapshot_id, generation, str(error))

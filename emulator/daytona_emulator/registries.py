@@ -3,8 +3,9 @@ Daytona's rule for which entry a pull uses.
 
 Daytona stores an entry's password and never returns it. When a snapshot's image is pulled, the
 organization's entry whose URL (scheme stripped) starts the image name at a boundary (`/`, `:`
-or the end) lends its credentials (`docker-registry.service.ts`, `findRegistryByUrlMatch`); an
-image without a registry host uses the organization's `docker.io` entry. No entry: anonymous.
+or the end) lends its credentials; an image without a registry host uses the organization's
+`docker.io` entry (docker-registry.service.ts v0.190, `findRegistryByImageName`). No entry: the
+pull is anonymous (what the emulator does then instead is `pull_source.credential_for`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from datetime import datetime
 from typing import Any
 
 from daytona_emulator.config import RegistryCredential
+from daytona_emulator.daytona_images import (
+    DOCKER_HUB,
+    is_docker_hub_url,
+    parse_docker_image,
+    url_matches,
+)
 from daytona_emulator.errors import bad_request, not_found
 from daytona_emulator.validation import display_name_messages
 from daytona_emulator.wire import iso
-from pipeline.rules.image_ref import DOCKER_HUB, split_host
 
 MAX_REGISTRIES = 100
 ORGANIZATION = "organization"  # RegistryType of every entry made through the API
-_SCHEME = re.compile(r"^https?://", re.IGNORECASE)
 
 
 @dataclass
@@ -42,8 +47,9 @@ class RegistryEntry:
 
     @property
     def credential(self) -> RegistryCredential | None:
-        # The runner sends credentials only when there are some (`RegistryDTO.HasAuth`).
-        if not self.username and not self.password:
+        # The runner sends credentials only with both a username and a password
+        # (apps/runner/pkg/api/dto/registry.go `HasAuth`); otherwise it asks anonymously.
+        if not (self.username and self.password):
             return None
         return RegistryCredential(username=self.username, password=self.password)
 
@@ -146,23 +152,13 @@ def normalize_url(url: str) -> str:
 # Which entry a pull uses
 
 
-def _matches(entry: RegistryEntry, image: str) -> bool:
-    prefix = _SCHEME.sub("", entry.url)
-    return image.startswith(prefix) and image[len(prefix) : len(prefix) + 1] in ("", "/", ":")
-
-
-def _is_docker_hub(entry: RegistryEntry) -> bool:
-    url = _SCHEME.sub("", entry.url)
-    return url == DOCKER_HUB or url.startswith(f"{DOCKER_HUB}/")
-
-
 def entry_for_image(entries: Sequence[RegistryEntry], image: str) -> RegistryEntry | None:
-    """The organization entry Daytona pulls `image` with, or None (an anonymous pull)."""
-    host, _ = split_host(image)
-    if host == DOCKER_HUB and not image.startswith(f"{DOCKER_HUB}/"):
-        # No registry in the name: the organization's Docker Hub entry, if it has one.
-        return next((entry for entry in entries if _is_docker_hub(entry)), None)
-    return next((entry for entry in entries if _matches(entry, image)), None)
+    """The organization entry Daytona pulls `image` with (`findRegistryByImageName`), or None
+    (an anonymous pull). Raises `ImageNameError` where Daytona's parser throws."""
+    if parse_docker_image(image).registry:
+        return next((entry for entry in entries if url_matches(entry.url, image)), None)
+    # No registry in the name: the organization's Docker Hub entry, if it has one.
+    return next((entry for entry in entries if is_docker_hub_url(entry.url)), None)
 
 
 class RegistryStore:

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from daytona_emulator.config import RegistryCredential
+from daytona_emulator.docker_reference import Reference
 from daytona_emulator.pull_source import PullSource
-from pipeline.rules.image_ref import ImageRef
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -141,7 +141,7 @@ class _RegistrySession:
 
 async def inspect_image(source: PullSource, *, timeout: float) -> ImageDetails:
     """Digest, compressed size, entrypoint and platform of the image, or `PullError`."""
-    host = source.ref.host
+    host = source.ref.domain
     if not source.reachable:
         raise PullError(
             f'Error response from daemon: Get "https://{host}/v2/": dial tcp: lookup '
@@ -156,9 +156,9 @@ async def inspect_image(source: PullSource, *, timeout: float) -> ImageDetails:
             raise PullError(f"Error response from daemon: {error}") from error
 
 
-async def _inspect(session: _RegistrySession, ref: ImageRef) -> ImageDetails:
-    manifest_path = f"/v2/{ref.repository}/manifests/"
-    response = await session.get(manifest_path + ref.reference, ", ".join(MANIFEST_TYPES))
+async def _inspect(session: _RegistrySession, ref: Reference) -> ImageDetails:
+    manifest_path = f"/v2/{ref.path}/manifests/"
+    response = await session.get(manifest_path + ref.manifest_reference, ", ".join(MANIFEST_TYPES))
     if response.status_code == 404:
         raise PullError(f"manifest for {ref} not found: {_registry_errors(response)}")
     if response.status_code != 200:
@@ -191,7 +191,7 @@ async def _inspect(session: _RegistrySession, ref: ImageRef) -> ImageDetails:
     size = int(config_descriptor.get("size", 0)) + sum(
         int(layer.get("size", 0)) for layer in layers
     )
-    config_response = await session.get(f"/v2/{ref.repository}/blobs/{config_descriptor['digest']}")
+    config_response = await session.get(f"/v2/{ref.path}/blobs/{config_descriptor['digest']}")
     if config_response.status_code != 200:
         raise PullError(
             f"failed to fetch image config of {ref}: {_registry_errors(config_response)}"

@@ -21,6 +21,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from daytona_emulator.clock import epoch_ms
+from daytona_emulator.pull_source import UNREADABLE_NAME
 from daytona_emulator.sandbox_models import (
     DesiredState,
     SandboxRow,
@@ -29,7 +30,6 @@ from daytona_emulator.sandbox_models import (
     soft_delete_name,
 )
 from daytona_emulator.sandbox_runtime import ContainerSpec, RuntimeFailure
-from pipeline.rules.image_ref import ImageRefError
 
 if TYPE_CHECKING:
     from daytona_emulator.state import EmulatorState
@@ -170,7 +170,7 @@ class SandboxLifecycle:
         runtime = self._state.runtime
         try:
             source = self._state.pull_source(row.organization_id, row.image_name)
-        except ImageRefError:
+        except UNREADABLE_NAME:
             self._fail(row, generation, f"Failed to pull image {row.image_name}: invalid reference")
             return
         try:

@@ -203,7 +203,7 @@ class SandboxRuntime:
         if not source.reachable:
             # The same rule as the snapshot's registry probe (pull_source.py).
             raise RuntimeFailure(
-                f"Failed to pull image {source.image}: registry {source.ref.host} is unreachable "
+                f"Failed to pull image {source.image}: registry {source.ref.domain} is unreachable "
                 "from the emulator: use a 127.0.0.1 registry, or configure registry auth or a "
                 "mirror"
             )

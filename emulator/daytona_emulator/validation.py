@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from daytona_emulator.config import Limits
+from daytona_emulator.daytona_images import IMAGE_NAME_REGEX, image_name_error
 from daytona_emulator.errors import ApiError, bad_request, not_found
 from daytona_emulator.wire import js_number, js_str
 
-# snapshot.service.ts: the same regex checks snapshot names and image names.
-NAME_REGEX = re.compile(r"^[a-zA-Z0-9_.\-:]+(\/[a-zA-Z0-9_.\-:]+)*(@sha256:[a-f0-9]{64})?$")
-_DIGEST_HEX = re.compile(r"^[a-f0-9]{64}$")
 # IsSafeDisplayString: markup, URLs and control characters are refused in display names.
 UNSAFE_DISPLAY = re.compile(
     r"<[^>]*>|[a-z][a-z0-9+.\-]*://|www\.|data:|javascript:|[\x00-\x1f\x7f]", re.IGNORECASE
@@ -171,7 +169,7 @@ def parse_create_snapshot(body: object, regions: tuple[str, ...]) -> CreateSnaps
         raise not_found("Region not found")
     name: str = fields["name"]
     # Step 4 and 5: name and image name formats.
-    if not NAME_REGEX.match(name):
+    if not IMAGE_NAME_REGEX.fullmatch(name):  # validateSnapshotName: the image names' regex
         raise bad_request(
             "Invalid snapshot name format. May contain letters, digits, dots, colons, and dashes"
         )
@@ -198,25 +196,6 @@ def parse_create_snapshot(body: object, regions: tuple[str, ...]) -> CreateSnaps
         region_id=region_id,
         sandbox_class=sandbox_class,
     )
-
-
-def image_name_error(image_name: str) -> str | None:
-    """Step 5, `validateImageName`, checks in Daytona's order."""
-    if "@sha256:" in image_name:
-        repository, _, digest = image_name.partition("@sha256:")
-        if not repository or not _DIGEST_HEX.match(digest):
-            return "Invalid digest format. Must be image@sha256:64_hex_characters"
-        return None
-    if ":" not in image_name or re.search(r":\s*$", image_name):
-        return "Image name must include a tag (e.g., ubuntu:22.04) or digest (@sha256:...)"
-    if image_name.endswith(":latest"):
-        return 'Images with tag ":latest" are not allowed'
-    if not NAME_REGEX.match(image_name):
-        return (
-            "Invalid image name format. Must be lowercase, may contain digits, dots, dashes, "
-            "and single slashes between components"
-        )
-    return None
 
 
 def check_resource_limits(
