@@ -26,7 +26,6 @@ import pytest
 
 from pipeline.base_image import rootfs as base_rootfs
 from pipeline.base_image.choose import choose_build_base
-from pipeline.build.facts import NPM_CACHE
 from pipeline.docker import images
 from pipeline.docker.cli import Docker, find_docker
 from pipeline.docker.endpoint import Location
@@ -339,7 +338,8 @@ def choose_base(
     docker = docker_here()
 
     def make(tag: str) -> str:
-        return base_rootfs.make_base_image(docker, dict(os.environ), NPM_CACHE, tag)
+        cache = BuildSettings().cache_dir / "base-image"
+        return base_rootfs.make_base_image(docker, dict(os.environ), cache, tag)
 
     return choose_build_base(docker, configured, dockerfile, make, offline_tag)
 

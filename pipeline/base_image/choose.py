@@ -26,6 +26,20 @@ from pipeline.rules.base_image_plan import DEFAULT_TAG, RECIPE_LABEL, dockerfile
 MakeBase = Callable[[str], str]  # tag -> tag: makes the offline base under that tag
 
 
+def candidates(
+    configured: str | None, dockerfile: Path, offline_tag: str = DEFAULT_TAG
+) -> list[str]:
+    """The images whose presence decides the base: what `choose_build_base` looks up (and what a
+    replay of its decision watches)."""
+    if configured:
+        return [configured]
+    try:
+        official = dockerfile_default_base(dockerfile.read_text())
+    except OSError:
+        return []
+    return [official, offline_tag] if official else []
+
+
 def choose_build_base(
     docker: Docker,
     configured: str | None,
@@ -36,13 +50,11 @@ def choose_build_base(
     """The BASE_IMAGE build argument this build needs (None: the Dockerfile's own default)."""
     if configured:
         return _configured_base(docker, configured, make, offline_tag)
-    try:
-        official = dockerfile_default_base(dockerfile.read_text())
-    except OSError:
-        return None  # the build itself says that the Dockerfile is missing
-    if official is None:
-        return None  # nothing to choose: the Dockerfile has no BASE_IMAGE argument
-    found = images.inspect(docker, [official, offline_tag])
+    wanted = candidates(None, dockerfile, offline_tag)
+    if not wanted:
+        return None  # no Dockerfile (the build says so) or no BASE_IMAGE argument to choose
+    official = wanted[0]
+    found = images.inspect(docker, wanted)
     if found[official] is not None:
         return None
     # An offline base made here earlier (because the official one could not be pulled) is used

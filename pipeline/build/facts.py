@@ -33,10 +33,7 @@ from pipeline.rules.build_plan import (
 )
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.release import MainMove
-from pipeline.settings.build import PROJECT_ROOT, BuildSettings
-
-FINGERPRINT_CACHE_DIRS = (PROJECT_ROOT / ".pipeline" / "cache" / "fingerprint",)
-NPM_CACHE = PROJECT_ROOT / ".pipeline" / "cache" / "base-image"
+from pipeline.settings.build import BuildSettings
 
 
 def gather(
@@ -94,8 +91,8 @@ def gather(
         git_meta=wants_meta,
         builder_driver=builder.driver,
         # an export is a new folder each time: a stat cache of it would never be read again
-        cache_dirs=() if tree else (*FINGERPRINT_CACHE_DIRS, settings.cache_dir / "fingerprint"),
-        key_dir=settings.cache_dir / "fingerprint",
+        cache_dirs=() if tree else (settings.fingerprint_dir,),
+        key_dir=settings.fingerprint_dir,
         env=settings.buildx_env,
     )
     return facts.model_copy(update={"inputs": inputs}), docker
@@ -112,7 +109,8 @@ def build_base(docker: Docker, settings: BuildSettings) -> str | None:
     """The BASE_IMAGE this machine can build from (base_image/choose.py)."""
 
     def make(tag: str) -> str:
-        return rootfs.make_base_image(docker, settings.offline_base_env, NPM_CACHE, tag)
+        cache = settings.cache_dir / "base-image"  # verified npm tarballs
+        return rootfs.make_base_image(docker, settings.offline_base_env, cache, tag)
 
     return choose_build_base(docker, settings.base_image, settings.dockerfile, make)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.base_image.choose import candidates
 from pipeline.base_image.rootfs import APT_SOURCE_FILES
 from pipeline.fastpath import replay
 from pipeline.fastpath.context import cache_file_for, ignore_rules
@@ -29,12 +30,9 @@ Seen = tuple[replay.Watch, replay.Observation] | None
 def watch(settings: BuildSettings) -> replay.Watch:
     """What a replay of this build's decision has to find unchanged."""
     context, dockerfile = settings.build_context, settings.dockerfile
-    key_dir = settings.cache_dir / "fingerprint"
+    key_dir = settings.fingerprint_dir
     rules = ignore_rules(dockerfile, context)
-    from pipeline.build.facts import FINGERPRINT_CACHE_DIRS
-
-    cache_file = cache_file_for((*FINGERPRINT_CACHE_DIRS, key_dir), context, rules)
-    key_dir = cache_file.parent if cache_file else key_dir
+    cache_file = cache_file_for((key_dir,), context, rules)
     files: list[Path] = [
         dockerfile,
         *map(Path, ignore_file_candidates(dockerfile, context)),
@@ -63,19 +61,6 @@ def _listing(directory: Path, pattern: str) -> list[Path]:
         return []
 
 
-def base_candidates(settings: BuildSettings) -> list[str]:
-    """The images whose presence decides the base (base_image/choose.py)."""
-    from pipeline.rules.base_image_plan import DEFAULT_TAG, dockerfile_default_base
-
-    if settings.base_image:
-        return [settings.base_image]
-    try:
-        official = dockerfile_default_base(settings.dockerfile.read_text())
-    except OSError:
-        return []
-    return [official, DEFAULT_TAG] if official else []
-
-
 def observe(settings: BuildSettings) -> Seen:
     """Taken before a local build's decision reads anything; None when a replay of it would
     not be possible anyway (a push, a ref build, an engine the replay cannot ask)."""
@@ -83,7 +68,8 @@ def observe(settings: BuildSettings) -> Seen:
         return None
     try:
         seen = watch(settings)
-        return seen, replay.observe(seen, os.environ, base_candidates(settings))
+        wanted = candidates(settings.base_image, settings.dockerfile)
+        return seen, replay.observe(seen, os.environ, wanted)
     except Exception:  # an optimisation only: the build goes on, the next run is not replayed
         return None
 
@@ -96,8 +82,14 @@ def remember(before: Seen, plan: BuildPlan, image_id: str | None, bases: dict[st
         replay.forget(os.environ)
         return
     seen_watch, seen = before
-    message = (
-        f"unchanged since {plan.local_tags[0]} was built (inputs {plan.fingerprint[:12]}; "
-        f"{REPLAYED}): {', '.join(plan.build_tags)} in place; nothing built"
-    )
+    message = unchanged_message(plan, REPLAYED)
     replay.remember(seen_watch, seen, image_id, plan.build_tags, bases, message, os.environ)
+
+
+def unchanged_message(plan: BuildPlan, why: str) -> str:
+    """How a run that built nothing says so (the full path and the replay alike)."""
+    assert plan.fingerprint is not None
+    return (
+        f"unchanged since {plan.local_tags[0]} was built (inputs {plan.fingerprint[:12]}; "
+        f"{why}): {', '.join(plan.build_tags)} in place; nothing built"
+    )

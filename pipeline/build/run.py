@@ -35,7 +35,7 @@ def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
             return None
         reports = load(ReportSettings)
         if plan.action == "tag":
-            _tag_unchanged(docker, plan, facts, reports)
+            _tag_unchanged(docker, plan, reports)
             record.remember(before, plan, plan.image_id, _bases(facts))
             return None
         outcome = _build(docker, plan, settings)
@@ -51,20 +51,11 @@ def _bases(facts: BuildFacts) -> dict[str, str]:
     return dict(facts.inputs.base_images) if facts.inputs else {}
 
 
-def _tag_unchanged(
-    docker: Docker, plan: BuildPlan, facts: BuildFacts, reports: ReportSettings
-) -> None:
+def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
     """`:local` holds exactly these inputs: give its image the other tags, build nothing."""
-    assert plan.image_id is not None and plan.fingerprint is not None
-    known = facts.inputs.tag_ids if facts.inputs else {}
-    stale = [
-        t for t in plan.build_tags if t != plan.local_tags[0] and known.get(t) != plan.image_id
-    ]
-    images.tag(docker, plan.image_id, stale)
-    console.step(
-        f"unchanged since {plan.local_tags[0]} was built (inputs {plan.fingerprint[:12]}, "
-        f"{plan.fingerprint_note}): tagged {', '.join(plan.build_tags)}; nothing built"
-    )
+    assert plan.image_id is not None
+    images.tag(docker, plan.image_id, plan.retag)
+    console.step(record.unchanged_message(plan, plan.fingerprint_note))
     values = {
         "image": plan.pushed_tags[0],
         "repository": plan.repository,

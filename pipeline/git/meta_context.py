@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline.errors import GitError
 from pipeline.git.runner import LONG_TIMEOUT_S, git
+from pipeline.rules.dockerfile import parse, stage_names
 
 CONTEXT_NAME = "git-meta"
 CACHE_KEEP = 5
@@ -51,7 +52,7 @@ def cache_path(root: Path, sha: str, branch: str | None, source_url: str | None)
 
 def dockerfile_wants_git_context(dockerfile: Path) -> bool:
     try:
-        return f"AS {CONTEXT_NAME}" in dockerfile.read_text()
+        return CONTEXT_NAME in stage_names(parse(dockerfile.read_text()))
     except OSError:
         return False
 

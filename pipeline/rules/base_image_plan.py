@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.rules.dockerfile import global_args, parse, stage_names
 
 DEFAULT_TAG = "sandbox-base/node24-bookworm:local"
 SUITE = "bookworm"
@@ -33,8 +34,6 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS
 RECIPE_LABEL = "org.iterate.sandbox-base.recipe"
 RECIPE_REVISION = "2"  # bump when the layout below changes
 _OPTIONS = re.compile(r"\[[^\]]*\]")
-_BASE_ARG = re.compile(r"^\s*ARG\s+BASE_IMAGE=(\S+)\s*$", re.MULTILINE)
-_STAGE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)\s+AS\s+(\S+)\s*$", re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -210,13 +209,14 @@ def mmdebstrap_argv(plan: BasePlan, staging: str) -> list[str]:
 def dockerfile_default_base(dockerfile_text: str) -> str | None:
     """The image a Dockerfile builds FROM without a BASE_IMAGE build arg: the `ARG BASE_IMAGE=`
     default, or the image of the stage that default names (`FROM node:24-bookworm AS x`)."""
-    found = _BASE_ARG.search(dockerfile_text)
-    if not found:
+    parsed = parse(dockerfile_text)
+    default = global_args(parsed).get("BASE_IMAGE")
+    if not default:
         return None
-    default = found.group(1).strip("\"'")
-    for stage in _STAGE.finditer(dockerfile_text):
-        if stage.group(2).lower() == default.lower():
-            return stage.group(1)
+    stages = [i.operands for i in parsed.instructions if i.keyword == "FROM"]
+    for name, words in zip(stage_names(parsed), stages, strict=True):
+        if name == default.lower():
+            return words[0]
     return default
 
 

@@ -132,6 +132,7 @@ class BuildPlan(BaseModel):
     # "tag": `:local` already holds these inputs; its image gets the tags, nothing is built
     action: Literal["build", "tag"] = "build"
     image_id: str | None = None  # with "tag": the image the tags go to
+    retag: tuple[str, ...] = ()  # with "tag": the tags not on that image yet
 
     @property
     def all_tags(self) -> tuple[str, ...]:
@@ -308,16 +309,17 @@ def _with_fingerprint(plan: BuildPlan, facts: BuildFacts) -> BuildPlan:
     if value is None:
         return plan.model_copy(update={"fingerprint_note": note})
     current = facts.inputs.local_image
-    unchanged = current is not None and current.labels.get(LABEL) == value
-    return plan.model_copy(
-        update={
-            "labels": {**plan.labels, LABEL: value},
-            "fingerprint": value,
-            "fingerprint_note": note,
-            "action": "tag" if unchanged else "build",
-            "image_id": current.id if unchanged and current else None,
-        }
-    )
+    labelled = {**plan.labels, LABEL: value}
+    update: dict[str, object] = {"labels": labelled, "fingerprint": value, "fingerprint_note": note}
+    if current is not None and current.labels.get(LABEL) == value:
+        known = facts.inputs.tag_ids
+        others = [t for t in plan.build_tags if t != plan.local_tags[0]]
+        update.update(
+            action="tag",
+            image_id=current.id,
+            retag=tuple(t for t in others if known.get(t) != current.id),
+        )
+    return plan.model_copy(update=update)
 
 
 def fingerprint_for(plan: BuildPlan, inputs: InputFacts) -> tuple[str | None, str]:

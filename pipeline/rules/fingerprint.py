@@ -17,9 +17,11 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
+
+from pipeline.rules.dockerfile import Dockerfile, Instruction, global_args, parse, stage_names
 
 LABEL = "dev.iterate.sandbox-pipeline.inputs"
 VERSION = 1  # bump when what goes in changes, so old labels stop matching
@@ -118,11 +120,12 @@ class UnknownBase(ValueError):
     """A FROM or --from the pipeline cannot resolve to an image reference without building."""
 
 
-_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _VARIABLE = re.compile(
     r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-+])?(?P<word>[^}]*)\}"
     r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
 )
+# Sources BuildKit fetches itself: not files of the context, nor images in the engine.
+_REMOTE = re.compile(r"^(?:https?://|git@|git://|ssh://|github\.com/)|\.git(?:#.*)?$")
 _PLATFORM_ARGS = (
     "BUILDPLATFORM",
     "BUILDOS",
@@ -140,14 +143,22 @@ class _Stage:
     name: str | None
     base: str | UnknownBase  # the FROM reference with global ARGs expanded, or why it cannot be
     sources: list[str]  # COPY --from= and RUN --mount=...,from= values, as written
+    remote: list[str] = field(default_factory=list)  # what ADD fetches from the network
 
 
 def base_images(dockerfile: str, build_args: Mapping[str, str]) -> tuple[str, ...]:
     """The images the final stage needs, through its FROM and every COPY --from / RUN --mount
     from= of the stages it depends on, except `scratch` and stage names. Stages it does not
     reach are left out, as BuildKit never resolves their images. Raises UnknownBase when a
-    needed reference depends on something only the build knows."""
-    stages = _stages(dockerfile, build_args)
+    needed reference depends on something only the build knows, or when the build reads
+    something that is neither the context nor an image (a custom frontend, a remote source)."""
+    parsed = parse(dockerfile)
+    if "syntax" in parsed.directives:
+        raise UnknownBase(
+            f"the Dockerfile names its own frontend (# syntax={parsed.directives['syntax']}), "
+            "which BuildKit fetches and which decides what every instruction means"
+        )
+    stages = _stages(parsed, build_args)
     if not stages:
         raise UnknownBase("the Dockerfile has no FROM")
     found: list[str] = []
@@ -160,6 +171,8 @@ def base_images(dockerfile: str, build_args: Mapping[str, str]) -> tuple[str, ..
         stage = stages[index]
         if isinstance(stage.base, UnknownBase):
             raise stage.base
+        if stage.remote:
+            raise UnknownBase(f"ADD fetches {stage.remote[0]}, which is neither file nor image")
         for reference in (stage.base, *stage.sources):
             earlier = _earlier_stage(reference, stages[:index])
             if earlier is not None:
@@ -180,66 +193,32 @@ def _earlier_stage(reference: str, earlier: Sequence[_Stage]) -> int | None:
     return None
 
 
-def _stages(dockerfile: str, build_args: Mapping[str, str]) -> list[_Stage]:
-    defaults: dict[str, str | None] = {}
+def _stages(dockerfile: Dockerfile, build_args: Mapping[str, str]) -> list[_Stage]:
+    defaults = global_args(dockerfile)
+    names = stage_names(dockerfile)
     stages: list[_Stage] = []
-    for instruction, rest in _instructions(dockerfile):
-        if instruction == "ARG" and not stages:
-            for name, value in _arg_pairs(rest):
-                defaults[name] = value
-        elif instruction == "FROM":
-            words = [w for w in rest.split() if not w.startswith("--")]
+    for instruction in dockerfile.instructions:
+        if instruction.keyword == "FROM":
+            words = instruction.operands
             base: str | UnknownBase
             try:
-                base = _expand(words[0], defaults, build_args) if words else UnknownBase(rest)
+                base = _expand(words[0], defaults, build_args) if words else UnknownBase("FROM")
             except UnknownBase as error:
                 base = error
-            named = len(words) >= 3 and words[1].lower() == "as"
-            stages.append(_Stage(words[2].lower() if named else None, base, []))
-        elif instruction in ("COPY", "RUN") and stages:
-            stages[-1].sources.extend(_from_flags(rest))
+            stages.append(_Stage(names[len(stages)], base, []))
+        elif instruction.keyword in ("COPY", "RUN", "ADD") and stages:
+            stages[-1].sources.extend(_from_flags(instruction))
+            if instruction.keyword == "ADD" and not instruction.heredocs:
+                stages[-1].remote.extend(w for w in instruction.operands[:-1] if _REMOTE.search(w))
     return stages
 
 
-def _instructions(dockerfile: str) -> Iterable[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    escape = "\\"
-    lines = dockerfile.splitlines()
-    for line in lines:  # parser directives come first and end at the first other line
-        directive = _DIRECTIVE.match(line)
-        if not directive:
-            break
-        if directive.group(1).lower() == "escape":
-            escape = directive.group(2)
-    pending = ""
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith("#") or (not stripped and pending):
-            continue
-        if stripped.endswith(escape):
-            pending += stripped[: -len(escape)] + " "
-            continue
-        whole = (pending + stripped).strip()
-        pending = ""
-        if whole:
-            instruction, _, rest = whole.partition(" ")
-            yield instruction.upper(), rest.strip()
-    if pending.strip():
-        instruction, _, rest = pending.strip().partition(" ")
-        yield instruction.upper(), rest.strip()
-
-
-def _arg_pairs(rest: str) -> Iterable[tuple[str, str | None]]:
-    for word in rest.split():
-        name, equals, value = word.partition("=")
-        yield name, (value.strip("\"'") if equals else None)
-
-
-def _from_flags(rest: str) -> Iterable[str]:
-    for word in rest.split():
-        if word.lower().startswith("--from="):
-            yield word.split("=", 1)[1]
-        elif word.lower().startswith("--mount="):
+def _from_flags(instruction: Instruction) -> Iterable[str]:
+    flags = instruction.flags
+    if flags.get("from"):
+        yield flags["from"]
+    for word in instruction.words:
+        if word.lower().startswith("--mount="):
             for option in word.split("=", 1)[1].split(","):
                 key, _, value = option.partition("=")
                 if key.lower() == "from" and value:

@@ -30,7 +30,6 @@ from pipeline.background.builds import (
     start_background,
     status,
 )
-from pipeline.build.facts import FINGERPRINT_CACHE_DIRS
 from pipeline.errors import BuildError, PipelineError
 from pipeline.fastpath.context import (
     cache_file_for,
@@ -61,9 +60,8 @@ def tree_state(context: Path, dockerfile: Path) -> str | None:
     them and the Dockerfile. None when it cannot be read (then any call asks for a rerun)."""
     try:
         rules = ignore_rules(dockerfile, context)
-        files = digest_context(
-            context, rules, cache_file_for(FINGERPRINT_CACHE_DIRS, context, rules)
-        )
+        cache = cache_file_for((load(BuildSettings).fingerprint_dir,), context, rules)
+        files = digest_context(context, rules, cache)
         recipe = hashlib.sha256(dockerfile.read_bytes()).hexdigest()
     except (OSError, PipelineError):
         return None

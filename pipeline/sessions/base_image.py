@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline.base_image import rootfs as base_rootfs
-from pipeline.build.facts import NPM_CACHE
 from pipeline.console import output, say
 from pipeline.docker import images
 from pipeline.docker.cli import find_docker
@@ -41,6 +40,10 @@ def base_image(argv: Sequence[str]) -> None:
         output(args.tag)
         return
     made = base_rootfs.make_base_image(
-        docker, settings.offline_base_env, NPM_CACHE, args.tag, force=args.force
+        docker,
+        settings.offline_base_env,
+        settings.cache_dir / "base-image",
+        args.tag,
+        force=args.force,
     )
     output(made)

@@ -217,6 +217,11 @@ class BuildSettings(_Base):
         return (self.xdg_cache_home or Path.home() / ".cache") / "sandbox-pipeline"
 
     @property
+    def fingerprint_dir(self) -> Path:
+        """The context's stat caches and the key of keyed digests (fastpath/)."""
+        return self.cache_dir / "fingerprint"
+
+    @property
     def offline_base_env(self) -> dict[str, str]:
         """What making the offline base passes on: proxies (kept across sudo) and the npm
         registry (NPM_CONFIG_REGISTRY)."""

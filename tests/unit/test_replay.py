@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.base_image.choose import candidates
 from pipeline.build import record as dev_build
 from pipeline.docker import engine_api
 from pipeline.docker.endpoint import DEFAULT_HOST, Location
 from pipeline.fastpath import replay
-from pipeline.fastpath.replay import Observation, Record, Watch
+from pipeline.fastpath.replay import Record, Watch
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from tests.helpers.git import git
 from tests.helpers.settings_env import use_repo_settings
@@ -218,12 +219,12 @@ def test_base_candidates_name_what_the_base_choice_inspects(tmp_path: Path) -> N
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("ARG BASE_IMAGE=node:24-bookworm\nFROM ${BASE_IMAGE}\n")
     settings = BuildSettings.model_construct(base_image=None, dockerfile=dockerfile)
-    assert dev_build.base_candidates(settings) == [
+    assert candidates(settings.base_image, settings.dockerfile) == [
         "node:24-bookworm",
         "sandbox-base/node24-bookworm:local",
     ]
     chosen = settings.model_copy(update={"base_image": "mine:1"})
-    assert dev_build.base_candidates(chosen) == ["mine:1"]
+    assert candidates(chosen.base_image, chosen.dockerfile) == ["mine:1"]
 
 
 @pytest.fixture
@@ -307,19 +308,32 @@ def test_replay_imports_without_pydantic_on_the_oldest_python_nox_may_use() -> N
         ast.parse(Path(file).read_text(), file, feature_version=(3, 10))
 
 
-def test_observation_equality_ignores_nothing() -> None:
-    """Every field counts; only `remember` compares the images apart, ref by ref."""
-    seen = Observation("e", ("c", "main", False, ""), "d", {"f": "1"}, True, {"i": "x"})
-    for changed in (
-        replace(seen, engine_builder=False),
-        replace(seen, env="E"),
-        replace(seen, git=("c", "main", True, "")),
-        replace(seen, git=("c", "main", False, "https://example.invalid/x.git")),
-        replace(seen, context="D"),
-        replace(seen, files={"f": "2"}),
-        replace(seen, images={"i": None}),
-    ):
-        assert changed != seen
+def test_a_record_differing_in_any_one_observation_is_not_replayed(
+    repo: Path, tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay compares every field it observed: a record that differs from what is
+    observed now in any one of them (as a change there would make it) is not replayed."""
+    monkeypatch.setattr(engine_api, "image_ids", lambda location, refs: dict.fromkeys(refs, "x"))
+    watch = replace(_watch(repo, tmp_path), refs=("i",))
+    now = replay.observe(watch, env)
+    commit, branch, dirty, origin = now.git
+    said: list[str] = []
+    replay.write_record(Record(watch, now, "same"), env)
+    assert replay.replay([], env, said.append) is True  # the control: all as recorded
+    for name, changed in {
+        "builder": replace(now, engine_builder=not now.engine_builder),
+        "env": replace(now, env="E"),
+        "commit": replace(now, git=("0" * 40, branch, dirty, origin)),
+        "branch": replace(now, git=(commit, "other", dirty, origin)),
+        "dirty": replace(now, git=(commit, branch, not dirty, origin)),
+        "origin": replace(now, git=(commit, branch, dirty, "https://example.invalid/x.git")),
+        "context": replace(now, context="D"),
+        "files": replace(now, files={**now.files, "f": "2"}),
+        "images": replace(now, images={"i": None}),
+    }.items():
+        replay.write_record(Record(watch, changed, "stale"), env)
+        assert replay.replay([], env, said.append) is False, name
+    assert said == ["same"]
 
 
 def test_the_builder_buildx_uses_is_observed_not_its_files(

@@ -22,6 +22,10 @@ from types import ModuleType
 import httpx
 import pytest
 
+from pipeline.fastpath.context import ignore_rules, is_sent
+from pipeline.rules.dockerfile import parse
+from pipeline.rules.dockerignore import Matcher, read_patterns
+
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "sandbox"
 DOCKERFILE = SANDBOX / "Dockerfile"
@@ -44,21 +48,8 @@ PINNED_PACKAGES = {
 
 
 def instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    result: list[tuple[str, str]] = []
-    pending = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = pending + line
-        pending = ""
-        keyword, _, rest = line.partition(" ")
-        result.append((keyword.upper(), rest.strip()))
-    return result
+    """(INSTRUCTION, arguments), read by the pipeline's own Dockerfile reader."""
+    return [(i.keyword, i.args) for i in parse(path.read_text()).instructions]
 
 
 def index_of(steps: list[tuple[str, str]], keyword: str, needle: str = "") -> int:
@@ -157,12 +148,11 @@ def copy_sources() -> list[str]:
 
 
 def test_every_copied_sandbox_file_exists_and_is_not_ignored() -> None:
-    patterns = dockerignore_patterns()
     for source in copy_sources():
         if source == ".":
             continue
         assert (ROOT / source).exists(), source
-        assert not ignored(source.rstrip("/"), patterns), f"{source} is excluded from the context"
+        assert not ignored(source.rstrip("/")), f"{source} is excluded from the context"
 
 
 def test_executables_are_executable_in_the_checkout() -> None:
@@ -173,37 +163,17 @@ def test_executables_are_executable_in_the_checkout() -> None:
 # --- dockerignore ----------------------------------------------------------------------------
 
 
-def dockerignore_patterns() -> list[str]:
-    lines = DOCKERIGNORE.read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def _matches(pattern: str, path: str) -> bool:
-    """Docker's dockerignore matching (filepath.Match per segment, `**` for any depth)."""
-    regex = ""
-    for part in re.split(r"(\*\*/?|\*|\?)", pattern.strip("/")):
-        if part in ("**", "**/"):
-            regex += "(?:.*/)?" if part == "**/" else ".*"
-        elif part == "*":
-            regex += "[^/]*"
-        elif part == "?":
-            regex += "[^/]"
-        else:
-            regex += re.escape(part)
-    return re.fullmatch(regex, path) is not None
-
-
-def ignored(path: str, patterns: list[str]) -> bool:
-    """Whether the path (or a parent directory of it) is excluded; the last match wins."""
-    parts = path.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    result = False
-    for pattern in patterns:
-        negated = pattern.startswith("!")
-        body = pattern[1:] if negated else pattern
-        if any(_matches(body, candidate) for candidate in candidates):
-            result = not negated
-    return result
+def ignored(path: str, patterns: list[str] | None = None) -> bool:
+    """Whether buildx leaves `path` out of the context (the image's ignore file, or
+    `patterns`), by the pipeline's matcher, which tests/unit/test_dockerignore.py holds to
+    buildx's own."""
+    if patterns is None:
+        rules = ignore_rules(DOCKERFILE, ROOT)
+        assert rules.path == DOCKERIGNORE
+        matcher = rules.matcher
+    else:
+        matcher = Matcher.from_patterns(read_patterns("\n".join(patterns)))
+    return not is_sent(ROOT / path, ROOT, matcher)
 
 
 @pytest.mark.parametrize(
@@ -225,7 +195,7 @@ def ignored(path: str, patterns: list[str]) -> bool:
     ],
 )
 def test_dockerignore_excludes(path: str) -> None:
-    assert ignored(path, dockerignore_patterns())
+    assert ignored(path)
 
 
 @pytest.mark.parametrize(
@@ -241,12 +211,12 @@ def test_dockerignore_excludes(path: str) -> None:
     ],
 )
 def test_dockerignore_keeps(path: str) -> None:
-    assert not ignored(path, dockerignore_patterns())
+    assert not ignored(path)
 
 
 def test_dockerignore_matcher_itself() -> None:
-    assert _matches("**/.env", ".env") and _matches("**/.env", "a/b/.env")
-    assert _matches("*.egg-info", "x.egg-info") and not _matches("*.egg-info", "a/x.egg-info")
+    assert ignored(".env", ["**/.env"]) and ignored("a/b/.env", ["**/.env"])
+    assert ignored("x.egg-info", ["*.egg-info"]) and not ignored("a/x.egg-info", ["*.egg-info"])
     assert ignored("a/b/c.txt", ["a/b"]) and not ignored("a/bc", ["a/b"])
     assert not ignored("x/.env", ["**/.env", "!x/.env"])
 

@@ -94,11 +94,24 @@ def test_the_release_jobs_wait_for_every_test_job() -> None:
     assert gate_problems(workflow) == []
 
 
-def test_no_other_workflow_releases() -> None:
-    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
-        if path != CI:
-            jobs = load_workflow(path.read_text()).get("jobs") or {}
-            assert not any(job_sessions(job) & RELEASE_SESSIONS for job in jobs.values()), path
+def releasing_workflows(folder: Path) -> list[str]:
+    """The workflows in `folder` with a job that runs a release session."""
+    found = []
+    for path in sorted(folder.glob("*.yml")):
+        jobs = load_workflow(path.read_text()).get("jobs") or {}
+        if any(job_sessions(job) & RELEASE_SESSIONS for job in jobs.values()):
+            found.append(path.name)
+    return found
+
+
+def test_no_other_workflow_releases(tmp_path: Path) -> None:
+    assert releasing_workflows(CI.parent) == [CI.name]  # ci.yml releases, and only it
+    # the check sees a second workflow that would release outside the gate
+    (tmp_path / "ci.yml").write_text(CI.read_text())
+    (tmp_path / "sneaky.yml").write_text(
+        "on: push\njobs:\n  ship:\n    runs-on: x\n    steps:\n      - run: nox -s snapshot_push\n"
+    )
+    assert releasing_workflows(tmp_path) == ["ci.yml", "sneaky.yml"]
 
 
 BAD_GATES = {
