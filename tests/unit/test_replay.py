@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.build import local as dev_build
 from pipeline.docker import engine_api
 from pipeline.fastpath import replay
 from pipeline.fastpath.replay import Observation, Record, Watch
-from pipeline.build import local as dev_build
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from tests.helpers.git import git
 from tests.helpers.settings_env import use_repo_settings
