@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
-from pipeline.daytona.transport import NOT_AN_ANSWER_FIX, Transport
-from pipeline.errors import DaytonaError
+from pipeline.daytona.transport import Transport
 from pipeline.rules.daytona_http import REGISTRY_PERMISSIONS
 from pipeline.rules.daytona_models import DockerRegistry, RegistryEntryRequest
 
@@ -24,14 +23,7 @@ class RegistryEndpoints(Transport):
         """`GET /docker-registry`: the organization's entries, newest first."""
         operation = "listing Daytona's registry entries"
         response = self.send("GET", "/docker-registry", operation, permissions=REGISTRY_PERMISSIONS)
-        try:
-            return _ENTRIES.validate_json(response.content)
-        except ValidationError as error:
-            raise DaytonaError(
-                f"{operation}: Daytona's answer is not a list of registry entries "
-                f"({error.error_count()} problems, first: {error.errors()[0]['msg']})",
-                NOT_AN_ANSWER_FIX,
-            ) from None
+        return self.parse_as(_ENTRIES, response, operation, "a list of registry entries")
 
     def create_registry(self, request: RegistryEntryRequest) -> DockerRegistry:
         """`POST /docker-registry` (201). Never retried once sent: a second POST would make a

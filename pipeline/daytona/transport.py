@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Final, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from pipeline import console
 from pipeline.errors import DaytonaError
@@ -33,27 +33,24 @@ from pipeline.waiting import SYSTEM_CLOCK, Clock, GaveUp, RetryPolicy, retry
 SOURCE: Final = "sandbox-pipeline"
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-NOT_AN_ANSWER_FIX: Final = "check DAYTONA_API_URL points at Daytona's API (…/api)"
 
 
-class Transient(DaytonaError):
+class _MayRetry(DaytonaError):
+    def __init__(self, cause: str, fix: str = "", retry_after: float | None = None) -> None:
+        super().__init__(cause, fix)
+        self.retry_after = retry_after  # seconds the server's Retry-After asked for, if it did
+
+
+class Transient(_MayRetry):
     """5xx, 429 or a failed connection on a call that is safe to send again."""
 
-    def __init__(self, cause: str, fix: str = "", retry_after: float | None = None) -> None:
-        super().__init__(cause, fix)
-        self.retry_after = retry_after  # seconds the server's Retry-After asked for
 
-
-class OutcomeUnknown(DaytonaError):
+class OutcomeUnknown(_MayRetry):
     """A POST may or may not have taken effect (connection dropped after sending, or 5xx).
 
-    Never sent again as such: the caller looks the snapshot (or sandbox) up first, then decides.
-    `retry_after` is the server's `Retry-After`, if it sent one, for the caller's next try.
+    Never sent again as such: the caller looks the snapshot (or sandbox) up first, then decides
+    (waiting.retry on OutcomeUnknown, the look-up inside the try).
     """
-
-    def __init__(self, cause: str, fix: str = "", retry_after: float | None = None) -> None:
-        super().__init__(cause, fix)
-        self.retry_after = retry_after
 
 
 class RetriesSpent(DaytonaError):
@@ -199,13 +196,18 @@ class Transport:
             ) from None
 
     def parse(self, model: type[M], response: httpx.Response, operation: str) -> M:
+        return self.parse_as(TypeAdapter(model), response, operation, f"a {model.__name__}")
+
+    def parse_as(
+        self, shape: TypeAdapter[T], response: httpx.Response, operation: str, what: str
+    ) -> T:
         try:
-            return model.model_validate_json(response.content)
+            return shape.validate_json(response.content)
         except ValidationError as error:
             raise DaytonaError(
-                f"{operation}: Daytona's answer is not a {model.__name__} "
+                f"{operation}: Daytona's answer is not {what} "
                 f"({error.error_count()} problems, first: {error.errors()[0]['msg']})",
-                NOT_AN_ANSWER_FIX,
+                "check DAYTONA_API_URL points at Daytona's API (…/api)",
             ) from None
 
     def message(self, response: httpx.Response, secrets: tuple[SecretStr, ...] = ()) -> str:

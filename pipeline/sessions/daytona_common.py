@@ -48,6 +48,12 @@ def connect(settings: DaytonaSettings) -> DaytonaClient:
     )
 
 
+def api_line(daytona: DaytonaSettings) -> str:
+    """The plan's `api:` line: which Daytona a run talks to, as which organization."""
+    org = f" (organization {daytona.organization_id})" if daytona.organization_id else ""
+    return f"api:        {daytona.api_url}{org}"
+
+
 @contextmanager
 def daytona_client(
     client: DaytonaClient | None, settings: DaytonaSettings | None = None

@@ -25,7 +25,7 @@ from pipeline.rules.registry_entries import (
     entry_name,
     judge_pull_password,
 )
-from pipeline.sessions.daytona_common import daytona_client
+from pipeline.sessions.daytona_common import api_line, daytona_client
 from pipeline.sessions.daytona_options import dry_run_help
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
@@ -100,10 +100,7 @@ def print_plan(plan: EntryPlan, credentials: PullCredentials, daytona: DaytonaSe
     console.say(f"registry:   {plan.host} (from SANDBOX_IMAGE_REPOSITORY {plan.repository})")
     console.say(f"username:   {credentials.username}")
     console.say("password:   from DAYTONA_REGISTRY_PASSWORD (never shown)")
-    console.say(
-        f"api:        {daytona.api_url}"
-        + (f" (organization {daytona.organization_id})" if daytona.organization_id else "")
-    )
+    console.say(api_line(daytona))
     if plan.keep is None:
         console.say(f"action:     create entry {entry_name(plan.host)!r} with url {plan.host}")
     else:

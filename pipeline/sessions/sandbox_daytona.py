@@ -36,6 +36,7 @@ from pipeline.rules.snapshot_names import match_prefix, snapshot_name_problem
 from pipeline.sessions.daytona_common import (
     Deletions,
     Now,
+    api_line,
     daytona_client,
     git_sha_label,
     stage,
@@ -235,7 +236,7 @@ def _print_up_plan(
         f"auto-stop:  {interval_words(request.auto_stop_interval, 'never')}",
         f"auto-delete: {auto_delete}",
         f"deadline:   {waits.start_s:g} s",
-        f"api:        {daytona.api_url}",
+        api_line(daytona),
     ):
         console.say(line)
 

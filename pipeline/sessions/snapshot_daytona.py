@@ -31,7 +31,7 @@ from pipeline.rules.snapshot_names import (
     sha_snapshot_name,
     snapshot_name_problem,
 )
-from pipeline.sessions.daytona_common import commit, daytona_client
+from pipeline.sessions.daytona_common import api_line, commit, daytona_client
 from pipeline.sessions.daytona_options import add_setting_flag
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
@@ -200,10 +200,7 @@ def _print_plan(job: SnapshotJob, daytona: DaytonaSettings) -> None:
     console.step("Daytona snapshot plan")
     for line in (*job.plan, *job.spec.describe()):
         console.say(line)
-    console.say(
-        f"api:        {daytona.api_url}"
-        + (f" (organization {daytona.organization_id})" if daytona.organization_id else "")
-    )
+    console.say(api_line(daytona))
     console.say(f"deadline:   {job.timeout:g} s")
     if job.image_digest is not None:
         console.say(

@@ -17,7 +17,7 @@ import pytest
 from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.sandbox_endpoints import StateChangeInProgress
 from pipeline.daytona.sandbox_lifecycle import create_sandbox
-from pipeline.daytona.sandboxes import preview_headers, service_logs
+from pipeline.daytona.sandboxes import SandboxHandle, preview_headers
 from pipeline.daytona.transport import OutcomeUnknown
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
@@ -195,7 +195,7 @@ def test_execute_asks_for_the_toolbox_url_when_the_sandbox_has_none() -> None:
 
     api = client(handler)
     sandbox = Sandbox.model_validate(wire("x", id="id-1", toolboxProxyUrl=""))
-    assert service_logs(api, sandbox, lines=5) == "hi\n"
+    assert SandboxHandle(api, sandbox).logs(lines=5) == "hi\n"
     assert seen == [f"{URL}/sandbox/id-1/toolbox-proxy-url", f"{TOOLBOX}/id-1/process/execute"]
 
 
