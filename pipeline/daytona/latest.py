@@ -1,9 +1,9 @@
 """The newest active snapshot of a prefix: what the app starts sandboxes from.
 
-Importable by the app (`from pipeline.daytona.latest import latest_snapshot`).
-Answers are cached in the process for five minutes per prefix, because the app asks on
-every sandbox start and a stage gets a new snapshot at most every few minutes; developer
-prefixes are never cached.
+The app imports `pipeline.app.latest_snapshot`, which makes the client from DAYTONA_* and calls
+the one here. Answers are cached in the process for five minutes per prefix, because the app
+asks on every sandbox start and a stage gets a new snapshot at most every few minutes;
+developer prefixes are never cached.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pipeline.daytona.client import DaytonaClient
 from pipeline.rules.daytona_models import Snapshot
 from pipeline.rules.snapshot_names import is_dev_prefix, match_prefix, pick_latest
-from pipeline.settings.build import load
-from pipeline.settings.daytona import DaytonaSettings
 
 CACHE_SECONDS = 300.0
 PAGE_SIZE = 50
@@ -73,32 +71,25 @@ def find_latest(
 
 def latest_snapshot(
     prefix: str,
-    client: DaytonaClient | None = None,
+    client: DaytonaClient,
     *,
-    cache: LatestCache | None = None,
+    cache: LatestCache = DEFAULT_CACHE,
     page_size: int = PAGE_SIZE,
 ) -> str | None:
     """Name of the newest active snapshot for `prefix` (a stage like `prd`, whose snapshots are
     `prd--<timestamp>`, or a prefix ending in a separator like `iterate-sandbox-`); None when
-    there is none. Without `client`, one is made from DAYTONA_API_URL / DAYTONA_API_KEY.
+    there is none.
 
     Misses are not cached: a snapshot being made right now should be found on the next call.
     """
     matched = match_prefix(prefix)
-    cache = DEFAULT_CACHE if cache is None else cache
-    own = client is None
-    active_client = client or DaytonaClient.from_settings(load(DaytonaSettings))
-    try:
-        key = (active_client.api_url, active_client.organization_id or "", matched)
-        use_cache = not is_dev_prefix(matched)
-        if use_cache and (cached := cache.get(key)) is not None:
-            return cached
-        found = find_latest(active_client, matched, page_size=page_size)
-        if found is None:
-            return None
-        if use_cache:
-            cache.put(key, found.name)
-        return found.name
-    finally:
-        if own:
-            active_client.close()
+    key = (client.api_url, client.organization_id or "", matched)
+    use_cache = not is_dev_prefix(matched)
+    if use_cache and (cached := cache.get(key)) is not None:
+        return cached
+    found = find_latest(client, matched, page_size=page_size)
+    if found is None:
+        return None
+    if use_cache:
+        cache.put(key, found.name)
+    return found.name

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient, OutcomeUnknown
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.transport import OutcomeUnknown
 from pipeline.errors import DaytonaError
 from pipeline.rules.daytona_models import DockerRegistry, RegistryEntryRequest
 from pipeline.rules.registry_entries import EntryPlan, entry_name, plan_entries
 
 
 @dataclass(frozen=True)
-class Credentials:
+class PullCredentials:
     """What Daytona pulls with: a read-only package token, never the push token."""
 
     username: str
@@ -40,7 +41,9 @@ def read_plan(client: DaytonaClient, host: str, repository: str) -> EntryPlan:
     return plan_entries(client.list_registries(), host, repository)
 
 
-def apply_plan(client: DaytonaClient, plan: EntryPlan, credentials: Credentials) -> EntryOutcome:
+def apply_plan(
+    client: DaytonaClient, plan: EntryPlan, credentials: PullCredentials
+) -> EntryOutcome:
     """Create or update the kept entry, delete the duplicates, then settle any race."""
     if plan.keep is None:
         entry, action = _create(client, plan, credentials), "created"
@@ -62,13 +65,13 @@ def apply_plan(client: DaytonaClient, plan: EntryPlan, credentials: Credentials)
     return EntryOutcome(entry, action, tuple(deleted))
 
 
-def _request(credentials: Credentials, name: str, url: str) -> RegistryEntryRequest:
+def _request(credentials: PullCredentials, name: str, url: str) -> RegistryEntryRequest:
     return RegistryEntryRequest(
         name=name, url=url, username=credentials.username, password=credentials.password
     )
 
 
-def _create(client: DaytonaClient, plan: EntryPlan, credentials: Credentials) -> DockerRegistry:
+def _create(client: DaytonaClient, plan: EntryPlan, credentials: PullCredentials) -> DockerRegistry:
     request = _request(credentials, entry_name(plan.host), plan.host)
     try:
         created = client.create_registry(request)
@@ -86,7 +89,7 @@ def _create(client: DaytonaClient, plan: EntryPlan, credentials: Credentials) ->
 
 
 def _update(
-    client: DaytonaClient, entry: DockerRegistry, credentials: Credentials
+    client: DaytonaClient, entry: DockerRegistry, credentials: PullCredentials
 ) -> DockerRegistry:
     # Name and URL stay as the entry has them (a person may have named it in the dashboard).
     updated = client.update_registry(entry.id, _request(credentials, entry.name, entry.url))

@@ -9,37 +9,27 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
-from pipeline.daytona.transport import Endpoints
-from pipeline.errors import DaytonaError
+from pipeline.daytona.transport import Transport
 from pipeline.rules.daytona_http import REGISTRY_PERMISSIONS
 from pipeline.rules.daytona_models import DockerRegistry, RegistryEntryRequest
 
 _ENTRIES = TypeAdapter(list[DockerRegistry])
 
 
-class RegistryEndpoints(Endpoints):
+class RegistryEndpoints(Transport):
     def list_registries(self) -> list[DockerRegistry]:
         """`GET /docker-registry`: the organization's entries, newest first."""
         operation = "listing Daytona's registry entries"
-        response = self._send(
-            "GET", "/docker-registry", operation, permissions=REGISTRY_PERMISSIONS
-        )
-        try:
-            return _ENTRIES.validate_json(response.content)
-        except ValidationError as error:
-            raise DaytonaError(
-                f"{operation}: Daytona's answer is not a list of registry entries "
-                f"({error.error_count()} problems, first: {error.errors()[0]['msg']})",
-                "check DAYTONA_API_URL points at Daytona's API (…/api)",
-            ) from None
+        response = self.send("GET", "/docker-registry", operation, permissions=REGISTRY_PERMISSIONS)
+        return self.parse_as(_ENTRIES, response, operation, "a list of registry entries")
 
     def create_registry(self, request: RegistryEntryRequest) -> DockerRegistry:
         """`POST /docker-registry` (201). Never retried once sent: a second POST would make a
         second entry; a lost answer raises OutcomeUnknown and the caller lists again."""
         operation = f"creating Daytona's registry entry for {request.url}"
-        response = self._send(
+        response = self.send(
             "POST",
             "/docker-registry",
             operation,
@@ -48,13 +38,13 @@ class RegistryEndpoints(Endpoints):
             permissions=REGISTRY_PERMISSIONS,
             secrets=(request.password,),
         )
-        return self._parse(DockerRegistry, response, operation)
+        return self.parse(DockerRegistry, response, operation)
 
     def update_registry(self, registry_id: str, request: RegistryEntryRequest) -> DockerRegistry:
         """`PATCH /docker-registry/{id}`: the same body again gives the same entry, so it is
         retried like a read."""
         operation = f"updating Daytona's registry entry {registry_id}"
-        response = self._send(
+        response = self.send(
             "PATCH",
             _path(registry_id),
             operation,
@@ -62,12 +52,12 @@ class RegistryEndpoints(Endpoints):
             permissions=REGISTRY_PERMISSIONS,
             secrets=(request.password,),
         )
-        return self._parse(DockerRegistry, response, operation)
+        return self.parse(DockerRegistry, response, operation)
 
     def delete_registry(self, registry_id: str) -> bool:
         """`DELETE /docker-registry/{id}` (204). False when it was already gone (404)."""
         operation = f"deleting Daytona's registry entry {registry_id}"
-        response = self._send(
+        response = self.send(
             "DELETE",
             _path(registry_id),
             operation,

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from pipeline import console
-from pipeline.daytona.client import CreateConflict, DaytonaClient, OutcomeUnknown
-from pipeline.daytona.retry import Backoff, gave_up
-from pipeline.daytona.waiting import PollPolicy, Watch, wait_for
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.transport import CreateConflict, OutcomeUnknown
 from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded, PipelineError
 from pipeline.rules.daytona_models import (
     SANDBOX_GONE_STATES,
@@ -31,12 +30,12 @@ from pipeline.rules.sandbox_rules import (
     start_verdict,
     stopped_verdict,
 )
-from pipeline.waiting import Clock, PollTimeout
+from pipeline.waiting import Clock, Interval, PollTimeout, poll, watch
 
 DEFAULT_START_TIMEOUT: Final = 300.0
 DEFAULT_TEARDOWN_TIMEOUT: Final = 120.0
 # Sandbox polls start faster than snapshot polls: a start takes seconds, not minutes.
-SANDBOX_POLL: Final = PollPolicy(initial=0.5, factor=1.5, maximum=5.0)
+SANDBOX_POLL: Final = Interval(first_s=0.5, factor=1.5, max_s=5.0)
 
 
 @dataclass(frozen=True)
@@ -46,14 +45,11 @@ class SandboxWaits:
 
     start_s: float = DEFAULT_START_TIMEOUT
     teardown_s: float = DEFAULT_TEARDOWN_TIMEOUT
-    poll: PollPolicy = SANDBOX_POLL
+    interval: Interval = SANDBOX_POLL
     clock: Clock | None = None
 
     def clock_of(self, client: DaytonaClient) -> Clock:
         return self.clock or client.clock
-
-    def watch(self, client: DaytonaClient, sandbox: Sandbox, deadline: float) -> Watch:
-        return Watch(sandbox.name, sandbox.state, deadline, self.clock_of(client), self.poll)
 
 
 DEFAULT_WAITS: Final = SandboxWaits()
@@ -63,43 +59,44 @@ class NameTaken(DaytonaError):
     """Another sandbox has the name: it is not ours, so a failed launch must not remove it."""
 
 
-def create_sandbox(
-    client: DaytonaClient, request: CreateSandbox, *, clock: Clock | None = None
-) -> Sandbox:
+def create_sandbox(client: DaytonaClient, request: CreateSandbox) -> Sandbox:
     """`POST /sandbox`, never blindly repeated.
 
     When the answer is lost (or a 5xx leaves it unknown whether it worked), the name is looked
     up first: found means it worked; absent means no sandbox was made, so posting again is safe,
     after a pause as `client.retry` says.
     """
-    unknown: OutcomeUnknown | None = None
-    backoff = Backoff(client.retry, clock or client.clock)
-    while True:
-        if unknown is not None and not backoff.wait(unknown.retry_after):
-            raise gave_up(unknown, backoff)
+    unsure = False  # an earlier POST of ours may have made it
+
+    def post() -> Sandbox:
+        nonlocal unsure
         try:
             return client.create_sandbox(request)
         except OutcomeUnknown as error:
             console.warn(f"{error.cause}; looking the name up before trying again")
+            unsure = True
             found = client.get_sandbox(request.name)
-            if found is not None:
-                return found
-            unknown = error
-        except CreateConflict as conflict:
-            found = client.get_sandbox(request.name)
-            # Our own earlier POST may have made it after all: adopt it only then.
-            if unknown is not None and found is not None and is_ours(found, request.labels):
-                return found
-            raise NameTaken(
-                f"a sandbox named {request.name} already exists ({conflict.cause})",
-                f"pick another name, or remove it: nox -s sandbox_daytona -- --down {request.name}",
-            ) from None
-        except DaytonaAuthError:
-            raise
-        except DaytonaError as error:
-            if error.fix:
+            if found is None:
                 raise
-            raise DaytonaError(error.cause, create_failure_fix(error.cause)) from None
+            return found
+
+    try:
+        return client.retrying(post, on=OutcomeUnknown)
+    except CreateConflict as conflict:
+        found = client.get_sandbox(request.name)
+        # Our own earlier POST may have made it after all: adopt it only then.
+        if unsure and found is not None and is_ours(found, request.labels):
+            return found
+        raise NameTaken(
+            f"a sandbox named {request.name} already exists ({conflict.cause})",
+            f"pick another name, or remove it: nox -s sandbox_daytona -- --down {request.name}",
+        ) from None
+    except DaytonaAuthError:
+        raise
+    except DaytonaError as error:
+        if error.fix:
+            raise
+        raise DaytonaError(error.cause, create_failure_fix(error.cause)) from None
 
 
 def wait_started(
@@ -113,14 +110,14 @@ def wait_started(
     Daytona's errorReason on one line, the deadline with DeadlineExceeded."""
     if start_verdict(sandbox).step is Step.DONE:
         return sandbox
-    clock = waits.clock_of(client)
+    if deadline is None:
+        deadline = waits.clock_of(client).monotonic() + waits.start_s
     found = _wait(
         client,
         sandbox,
         start_verdict,
-        waits.watch(
-            client, sandbox, clock.monotonic() + waits.start_s if deadline is None else deadline
-        ),
+        waits,
+        deadline,
         waits.start_s,
         failure_fix=lambda s: start_failure_fix(s.error_reason if s else None),
         late_fix=(
@@ -153,16 +150,10 @@ def stop_and_delete(
         current = _stop(client, current, waits, min(deadline, clock.monotonic() + timeout / 2))
     if current is not None and current.state not in SANDBOX_GONE_STATES:
         console.say(f"   deleting sandbox {name}")
-        _delete(client, current, waits.watch(client, current, deadline))
+        _delete(client, current, waits, deadline)
     if current is not None:
-        _wait(
-            client,
-            current,
-            gone_verdict,
-            waits.watch(client, current, deadline),
-            timeout,
-            late_fix=f"re-run `nox -s sandbox_daytona -- --down {name}` later",
-        )
+        late_fix = f"re-run `nox -s sandbox_daytona -- --down {name}` later"
+        _wait(client, current, gone_verdict, waits, deadline, timeout, late_fix=late_fix)
     console.say(f"   sandbox {name} is gone ({clock.monotonic() - started:.1f} s)")
     return True
 
@@ -175,8 +166,7 @@ def _stop(
     console.say(f"   stopping sandbox {sandbox.name}")
     try:
         client.stop_sandbox(sandbox.id)
-        watch = waits.watch(client, sandbox, deadline)
-        return _wait(client, sandbox, stopped_verdict, watch, waits.teardown_s / 2)
+        return _wait(client, sandbox, stopped_verdict, waits, deadline, waits.teardown_s / 2)
     except DaytonaAuthError:
         raise
     except PipelineError as error:
@@ -184,7 +174,7 @@ def _stop(
         return client.get_sandbox(sandbox.id)
 
 
-def _delete(client: DaytonaClient, sandbox: Sandbox, watch: Watch) -> None:
+def _delete(client: DaytonaClient, sandbox: Sandbox, waits: SandboxWaits, deadline: float) -> None:
     """`DELETE`, waiting out a state change in progress (Daytona refuses deletes meanwhile)."""
     refusals: list[DaytonaError] = []
 
@@ -203,8 +193,15 @@ def _delete(client: DaytonaClient, sandbox: Sandbox, watch: Watch) -> None:
             refusals[:] = [error]
             return False
 
+    clock = waits.clock_of(client)
     try:
-        watch.until(attempt, bool)
+        poll(
+            attempt,
+            bool,
+            timeout_s=deadline - clock.monotonic(),
+            interval=waits.interval,
+            clock=clock,
+        )
     except PollTimeout:
         raise refusals[-1] from None
 
@@ -215,10 +212,9 @@ def launch_sandbox(
     """Create the sandbox and wait for `started` within `waits.start_s`. If that fails, whatever
     was made under the name is removed before the error propagates: no half-started leftovers.
     """
-    clock = waits.clock_of(client)
-    deadline = clock.monotonic() + waits.start_s
+    deadline = waits.clock_of(client).monotonic() + waits.start_s
     try:
-        created = create_sandbox(client, request, clock=clock)
+        created = create_sandbox(client, request)
         return wait_started(client, created, waits, deadline=deadline)
     except BaseException as failure:
         # With a refused key nothing was made; with a taken name, what exists is not ours.
@@ -244,7 +240,8 @@ def _wait(
     client: DaytonaClient,
     sandbox: Sandbox,
     verdict: Callable[[Sandbox | None], Verdict],
-    watch: Watch,
+    waits: SandboxWaits,
+    deadline: float,
     timeout: float,
     *,
     failure_fix: Callable[[Sandbox | None], str] = lambda _: "",
@@ -252,17 +249,28 @@ def _wait(
 ) -> Sandbox | None:
     """Read the sandbox until `verdict` says done (the reading) or fail (DaytonaError); the
     deadline ends it with DeadlineExceeded."""
-    found = wait_for(
-        watch,
-        lambda: client.get_sandbox(sandbox.id),
-        lambda s: verdict(s).step is not Step.WAIT,
-        lambda s: s.state,
-        lambda state: DeadlineExceeded(
-            f"sandbox {sandbox.name} ({sandbox.id}) is still {state} after {timeout:g} s",
+    try:
+        found = watch(
+            sandbox.name,
+            lambda: client.get_sandbox(sandbox.id),
+            lambda s: verdict(s).step is not Step.WAIT,
+            _state,
+            state=sandbox.state,
+            deadline=deadline,
+            interval=waits.interval,
+            clock=waits.clock_of(client),
+        )
+    except PollTimeout as late:
+        raise DeadlineExceeded(
+            f"sandbox {sandbox.name} ({sandbox.id}) is still {_state(late.last)} after "
+            f"{timeout:g} s",
             late_fix,
-        ),
-    )
+        ) from None
     judged = verdict(found)
     if judged.step is Step.FAIL:
         raise DaytonaError(f"sandbox {sandbox.name}: {judged.why}", failure_fix(found))
     return found
+
+
+def _state(sandbox: Sandbox | None) -> str:
+    return "gone" if sandbox is None else sandbox.state

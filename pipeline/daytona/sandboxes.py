@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Final
 
 from pipeline import console
-from pipeline.daytona.client import DEFAULT_EXEC_TIMEOUT, DaytonaClient
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.sandbox_endpoints import DEFAULT_EXEC_TIMEOUT
 from pipeline.daytona.sandbox_lifecycle import (
     DEFAULT_WAITS,
     SandboxWaits,
@@ -67,37 +68,6 @@ class SandboxSpec:
         )
 
 
-def execute(
-    client: DaytonaClient,
-    sandbox: Sandbox,
-    command: str,
-    *,
-    cwd: str | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: int = DEFAULT_EXEC_TIMEOUT,
-) -> ExecResult:
-    """Run a shell command in a started sandbox (toolbox `process/execute`, as the SDK)."""
-    base = sandbox.toolbox_proxy_url or client.toolbox_proxy_url(sandbox.id)
-    return client.execute(base, sandbox.id, command, cwd=cwd, env=env, timeout=timeout)
-
-
-def service_logs(
-    client: DaytonaClient,
-    sandbox: Sandbox,
-    *,
-    pattern: str = DEFAULT_LOG_GLOB,
-    lines: int = DEFAULT_LOG_LINES,
-    timeout: int = 15,
-) -> str:
-    """The last `lines` of each service log (`tail` prints a header per file), for failure
-    messages. Never raises: a sandbox that cannot be asked yields a note saying why."""
-    try:
-        result = execute(client, sandbox, f"tail -n {lines} {pattern} 2>&1", timeout=timeout)
-    except PipelineError as error:
-        return f"(could not read the service logs of {sandbox.name}: {error.cause})"
-    return result.result
-
-
 @dataclass
 class SandboxHandle:
     """A started sandbox and the client that reaches it; what `running_sandbox` yields."""
@@ -121,14 +91,22 @@ class SandboxHandle:
         env: Mapping[str, str] | None = None,
         timeout: int = DEFAULT_EXEC_TIMEOUT,
     ) -> ExecResult:
-        return execute(self.client, self.sandbox, command, cwd=cwd, env=env, timeout=timeout)
+        """Run a shell command in the sandbox (toolbox `process/execute`, as the SDK)."""
+        sandbox, client = self.sandbox, self.client
+        base = sandbox.toolbox_proxy_url or client.toolbox_proxy_url(sandbox.id)
+        return client.execute(base, sandbox.id, command, cwd=cwd, env=env, timeout=timeout)
 
     def preview(self, port: int = DEFAULT_PORT) -> PortPreview:
         """URL and token of a port; send the token as `X-Daytona-Preview-Token`."""
         return self.client.preview_url(self.sandbox.id, port)
 
     def logs(self, *, pattern: str = DEFAULT_LOG_GLOB, lines: int = DEFAULT_LOG_LINES) -> str:
-        return service_logs(self.client, self.sandbox, pattern=pattern, lines=lines)
+        """The last `lines` of each service log (`tail` prints a header per file), for failure
+        messages. Never raises: a sandbox that cannot be asked yields a note saying why."""
+        try:
+            return self.exec(f"tail -n {lines} {pattern} 2>&1", timeout=15).result
+        except PipelineError as error:
+            return f"(could not read the service logs of {self.sandbox.name}: {error.cause})"
 
     def refresh(self) -> Sandbox:
         found = self.client.get_sandbox(self.sandbox.id)
@@ -176,8 +154,6 @@ __all__ = [
     "SandboxHandle",
     "SandboxSpec",
     "SandboxWaits",
-    "execute",
     "preview_headers",
     "running_sandbox",
-    "service_logs",
 ]

@@ -4,8 +4,8 @@ Each loop turn reads the snapshot by name and lets `snapshot_names.decide` choos
 so a concurrent run, a lost response or a snapshot deleted behind our back all end up in a known
 state instead of a blind retry. Every wait shares one deadline. A create whose outcome is unknown
 (5xx, or the answer lost) is never sent again before the name was looked up; when it had not
-landed, the next create waits as `RetryPolicy` says (backoff with jitter, Retry-After honoured,
-within DAYTONA_RETRY_TIMEOUT), so a Daytona blip does not fail a release.
+landed, the next create waits as the client's RetryPolicy says (backoff with jitter, Retry-After
+honoured, within DAYTONA_RETRY_TIMEOUT), so a Daytona blip does not fail a release.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from pipeline import console
-from pipeline.daytona.client import CreateConflict, DaytonaClient, OutcomeUnknown
-from pipeline.daytona.retry import Backoff, gave_up
-from pipeline.daytona.waiting import PollPolicy, Watch, wait_for
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.transport import CreateConflict, OutcomeUnknown, RetriesSpent
 from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded
 from pipeline.rules.daytona_models import ACTIVE, FAILED_STATES, INACTIVE, REMOVING, Snapshot
 from pipeline.rules.snapshot_names import (
@@ -28,8 +27,11 @@ from pipeline.rules.snapshot_names import (
     failed_error,
     failure_fix,
 )
-from pipeline.waiting import Clock
+from pipeline.waiting import Clock, Interval, PollTimeout, watch
 
+# Read at 1 s, growing to 10 s: Daytona's own cron re-checks every 10 s, so polling faster than
+# that late in a wait buys nothing.
+SNAPSHOT_POLL: Final = Interval(first_s=1.0, factor=1.5, max_s=10.0)
 # A wait for a snapshot ends when it is in one of these (None: it is gone).
 _SETTLED = frozenset({ACTIVE, INACTIVE, REMOVING}) | FAILED_STATES
 # Creates that landed (an answer, or a 409) and whose snapshot then vanished: give up after this.
@@ -51,7 +53,7 @@ def ensure_snapshot(
     timeout: float,
     force: bool = False,
     check_image: Callable[[], None] = lambda: None,
-    poll: PollPolicy | None = None,
+    interval: Interval = SNAPSHOT_POLL,
     clock: Clock | None = None,
 ) -> Outcome:
     """An active snapshot named `spec.name` of `spec.image`, made if needed, within `timeout` s.
@@ -59,8 +61,7 @@ def ensure_snapshot(
     `check_image` runs once, before the first create or delete, so that a missing image fails
     fast instead of as a snapshot in `error` minutes later. The clock defaults to the client's.
     """
-    run = _Ensure(client, spec, timeout, force, check_image, poll or PollPolicy(), clock)
-    return run.loop()
+    return _Ensure(client, spec, timeout, force, check_image, interval, clock).loop()
 
 
 class _Ensure:
@@ -71,19 +72,18 @@ class _Ensure:
         timeout: float,
         force: bool,
         check_image: Callable[[], None],
-        poll: PollPolicy,
+        interval: Interval,
         clock: Clock | None,
     ) -> None:
         self.client, self.spec, self.timeout, self.force = client, spec, timeout, force
-        self.check_image, self.poll = check_image, poll
+        self.check_image, self.interval = check_image, interval
         self.clock = clock or client.clock
         self.started = self.clock.monotonic()
         self.deadline = self.started + timeout
         self.action = "existing"
         self.image_checked = self.replaced = False
-        self.landed = 0  # creates that got an answer
-        self.unknown: OutcomeUnknown | None = None  # the last create, if it may not have landed
-        self.backoff: Backoff | None = None
+        self.landed = 0  # creates that landed (an answer, a 409, or found after a lost answer)
+        self.unsure = False  # a create of this run may have landed without our knowing
 
     def loop(self) -> Outcome:
         while True:
@@ -130,13 +130,10 @@ class _Ensure:
         return None
 
     def _create(self) -> Snapshot | None:
+        """POST the snapshot: the one to wait for, or None to look again. A POST whose answer
+        was lost is sent again only after the look-up found nothing, after a pause as the
+        client's RetryPolicy says (`_post`)."""
         self._ensure_image()
-        if self.unknown is not None:
-            # The last create may have failed before landing (the name is still free): try
-            # again after a pause, as long as the retry budget lasts.
-            self.backoff = self.backoff or Backoff(self.client.retry, self.clock)
-            if not self.backoff.wait(self.unknown.retry_after):
-                raise gave_up(self.unknown, self.backoff)
         if self.landed >= MAX_CREATES:
             raise DaytonaError(
                 f"snapshot {self.spec.name} was still missing after {MAX_CREATES} create attempts",
@@ -145,18 +142,12 @@ class _Ensure:
         console.say(f"   creating {self.spec.name} from {self.spec.image}")
         made = "replaced" if self.replaced else "created"
         try:
-            created = self.client.create_snapshot(self.spec.request())
-        except OutcomeUnknown as unknown:
-            # The POST may have worked: read the name again before any new POST. If it did,
-            # this run made the snapshot, whatever the look-up finds it doing.
-            console.warn(f"{unknown.cause}; looking the name up before trying again")
-            self.unknown, self.action = unknown, made
-            return None
+            created = self.client.retrying(self._post, on=OutcomeUnknown)
         except CreateConflict:
             console.say(f"   {self.spec.name}: another run created it first; waiting for that one")
             self._conflict()
             return None
-        except DaytonaAuthError:
+        except (DaytonaAuthError, RetriesSpent):
             raise
         except DaytonaError:
             # Daytona checks quota and validation before duplicates, so a run that lost the
@@ -167,12 +158,24 @@ class _Ensure:
             self._conflict()
             return None
         self.landed += 1
-        self.unknown, self.action = None, made
+        self.unsure, self.action = False, made
         return created
+
+    def _post(self) -> Snapshot | None:
+        """One POST; after a lost answer, the look-up: found means it landed (None: decide
+        again from what it is now), absent means OutcomeUnknown, so the POST is sent again."""
+        try:
+            return self.client.create_snapshot(self.spec.request())
+        except OutcomeUnknown as unknown:
+            console.warn(f"{unknown.cause}; looking the name up before trying again")
+            self.unsure = True
+            if self.client.get_snapshot(self.spec.name) is None:
+                raise
+            return None
 
     def _conflict(self) -> None:
         self.landed += 1
-        if self.unknown is None:  # else our own earlier create may be the one that exists
+        if not self.unsure:  # else our own earlier create may be the one that exists
             self.action = "waited"
 
     def _activate(self, current: Snapshot) -> Snapshot | None:
@@ -195,7 +198,7 @@ class _Ensure:
 
     def _settle(self, snapshot: Snapshot) -> Outcome | None:
         """Wait for `snapshot` to settle: the outcome when active, None to decide again."""
-        final = wait_settled(self.client, snapshot, self._watch(snapshot), self.timeout)
+        final = self._wait(snapshot, lambda s: s is None or s.state in _SETTLED, "still {}")
         if final is None:
             console.warn(f"{self.spec.name} disappeared while we waited; looking again")
             return None
@@ -206,10 +209,26 @@ class _Ensure:
         return None  # inactive or removing while we waited: decide again from what it is now
 
     def _wait_gone(self, snapshot: Snapshot) -> None:
-        wait_gone(self.client, snapshot, self._watch(snapshot), self.timeout)
+        """Until reading the snapshot gives 404: until then Daytona keeps its name reserved."""
+        self._wait(snapshot, lambda s: s is None, "still {}, not gone")
 
-    def _watch(self, snapshot: Snapshot) -> Watch:
-        return Watch(snapshot.name, snapshot.state, self.deadline, self.clock, self.poll)
+    def _wait(
+        self, snapshot: Snapshot, done: Callable[[Snapshot | None], bool], late: str
+    ) -> Snapshot | None:
+        try:
+            return watch(
+                snapshot.name,
+                lambda: self.client.get_snapshot(snapshot.id),
+                done,
+                _state,
+                state=snapshot.state,
+                deadline=self.deadline,
+                interval=self.interval,
+                clock=self.clock,
+            )
+        except PollTimeout as timeout:
+            what = late.format(_state(timeout.last))
+            raise _deadline(snapshot.name, what, self.timeout) from None
 
     def _ensure_image(self) -> None:
         if not self.image_checked:
@@ -220,28 +239,8 @@ class _Ensure:
         return Outcome(snapshot, self.action, self.clock.monotonic() - self.started)
 
 
-def wait_settled(
-    client: DaytonaClient, snapshot: Snapshot, watch: Watch, timeout: float
-) -> Snapshot | None:
-    """Poll until the snapshot is active, failed, inactive or removing (None: it is gone)."""
-    return wait_for(
-        watch,
-        lambda: client.get_snapshot(snapshot.id),
-        lambda s: s is None or s.state in _SETTLED,
-        lambda s: s.state,
-        lambda state: _deadline(snapshot.name, f"still {state}", timeout),
-    )
-
-
-def wait_gone(client: DaytonaClient, snapshot: Snapshot, watch: Watch, timeout: float) -> None:
-    """Poll until reading the snapshot gives 404: until then Daytona keeps its name reserved."""
-    wait_for(
-        watch,
-        lambda: client.get_snapshot(snapshot.id),
-        lambda s: s is None,
-        lambda s: s.state,
-        lambda state: _deadline(snapshot.name, f"still {state}, not gone", timeout),
-    )
+def _state(snapshot: Snapshot | None) -> str:
+    return "gone" if snapshot is None else snapshot.state
 
 
 def _deadline(name: str, what: str, timeout: float) -> DeadlineExceeded:
@@ -250,15 +249,3 @@ def _deadline(name: str, what: str, timeout: float) -> DeadlineExceeded:
         "Daytona keeps working on it; re-run later to pick it up, or raise "
         "DAYTONA_SNAPSHOT_TIMEOUT",
     )
-
-
-__all__ = [
-    "Outcome",
-    "PollPolicy",
-    "SnapshotSpec",
-    "ensure_snapshot",
-    "failed_error",
-    "failure_fix",
-    "wait_gone",
-    "wait_settled",
-]

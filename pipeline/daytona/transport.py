@@ -1,79 +1,64 @@
 """Daytona over HTTP: send one call, retry what may be retried, map failures to pipeline errors.
 
-The API key lives in a SecretStr and is added to each request by `BearerAuth`, so it is in no
-header dict, repr or message. Redirects are not followed: they would carry the key elsewhere.
+`Transport` is the base of the endpoint groups (client.py, sandbox_endpoints.py,
+registry_endpoints.py), which only name paths and fields. The API key lives in a SecretStr and
+is added to each request by `BearerAuth`, so it is in no header dict, repr or message. Redirects
+are not followed: they would carry the key elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Final, TypeVar
+from types import TracebackType
+from typing import Final, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from pipeline import console
-from pipeline.daytona.retry import Backoff
 from pipeline.errors import DaytonaError
 from pipeline.http_auth import BearerAuth
 from pipeline.rules.daytona_http import (
+    DEFAULT_RETRY_TIMEOUT,
     SNAPSHOT_PERMISSIONS,
-    RetryPolicy,
     api_error,
     redact,
     retry_after_seconds,
 )
 from pipeline.rules.daytona_models import ApiError
-from pipeline.waiting import SYSTEM_CLOCK, Clock
+from pipeline.waiting import SYSTEM_CLOCK, Clock, GaveUp, RetryPolicy, retry
 
 SOURCE: Final = "sandbox-pipeline"
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+class _MayRetry(DaytonaError):
+    def __init__(self, cause: str, fix: str = "", retry_after: float | None = None) -> None:
+        super().__init__(cause, fix)
+        self.retry_after = retry_after  # seconds the server's Retry-After asked for, if it did
+
+
+class Transient(_MayRetry):
+    """5xx, 429 or a failed connection on a call that is safe to send again."""
+
+
+class OutcomeUnknown(_MayRetry):
+    """A POST may or may not have taken effect (connection dropped after sending, or 5xx).
+
+    Never sent again as such: the caller looks the snapshot (or sandbox) up first, then decides
+    (waiting.retry on OutcomeUnknown, the look-up inside the try).
+    """
+
+
+class RetriesSpent(DaytonaError):
+    """A call kept failing until its RetryPolicy was spent; the cause is the last failure's."""
 
 
 class CreateConflict(DaytonaError):
     """409 on create: a snapshot (or sandbox) with that name exists (often a concurrent run's)."""
-
-
-class OutcomeUnknown(DaytonaError):
-    """A POST may or may not have taken effect (connection dropped after sending, or 5xx).
-
-    Never retried as such: the caller looks the snapshot (or sandbox) up first, then decides.
-    `retry_after` is the server's `Retry-After`, if it sent one, for the caller's next try.
-    """
-
-    def __init__(self, cause: str, fix: str = "", retry_after: float | None = None) -> None:
-        super().__init__(cause, fix)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request. `path` may be an absolute URL (the toolbox lives at the sandbox's
-    `toolboxProxyUrl`); `timeout` replaces the client's for this call; `permissions` names what
-    a 403 lacks. Non-idempotent calls are retried only when the request surely had no effect:
-    429 (the throttler rejects before the handler runs) and failures to connect."""
-
-    method: str
-    path: str
-    operation: str
-    params: Mapping[str, str | int] | None = None
-    json: Mapping[str, object] | None = None
-    tolerate: tuple[int, ...] = ()
-    idempotent: bool = True
-    timeout: float | None = None
-    permissions: str = SNAPSHOT_PERMISSIONS
-    # Sent in the body (a registry password): replaced by *** in any message built from the
-    # answer, as the key is.
-    secrets: tuple[SecretStr, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Retryable:
-    error: DaytonaError
-    retry_after: float | None = None
 
 
 def _user_agent() -> str:
@@ -88,17 +73,17 @@ class Transport:
         self,
         api_url: str,
         api_key: SecretStr,
-        organization_id: str | None,
+        organization_id: str | None = None,
         *,
-        http_timeout: float,
-        retry: RetryPolicy,
+        http_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.api_url = api_url
+        self.api_url = api_url.rstrip("/")
         self.organization_id = organization_id
-        self.retry = retry
-        self.clock = clock
+        self.retry = retry or RetryPolicy(DEFAULT_RETRY_TIMEOUT)
+        self.clock = clock  # of the retries; waits on top of this client default to it too
         self._key = api_key
         headers = {
             "Accept": "application/json",
@@ -108,7 +93,7 @@ class Transport:
         if organization_id:
             headers["X-Daytona-Organization-ID"] = organization_id
         self.http = httpx.Client(
-            base_url=api_url + "/",
+            base_url=self.api_url + "/",
             auth=BearerAuth(api_key),
             headers=headers,
             timeout=http_timeout,
@@ -116,23 +101,111 @@ class Transport:
             follow_redirects=False,  # a redirect would carry the key to wherever it points
         )
 
-    def send(self, call: Call) -> httpx.Response:
-        """Send with backoff on 5xx/429/connection errors; raise mapped errors otherwise."""
-        backoff = Backoff(self.retry, self.clock)
-        while True:
-            outcome = self._once(call)
-            if isinstance(outcome, httpx.Response):
-                return outcome
-            if not backoff.wait(outcome.retry_after):
-                raise outcome.error
-            console.say(f"   retry {backoff.retries} after: {outcome.error}")
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.api_url!r}, organization_id={self.organization_id!r})"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Mapping[str, object] | None = None,
+        tolerate: tuple[int, ...] = (),
+        idempotent: bool = True,
+        timeout: float | None = None,
+        permissions: str = SNAPSHOT_PERMISSIONS,
+        secrets: tuple[SecretStr, ...] = (),
+    ) -> httpx.Response:
+        """One request, sent again after 5xx, 429 and connection errors as `self.retry` says.
+
+        `path` may be an absolute URL (the toolbox lives at the sandbox's `toolboxProxyUrl`);
+        `operation` starts every message; answers in `tolerate` are returned, not raised;
+        `timeout` replaces the client's for this call; `permissions` names what a 403 lacks;
+        `secrets` were sent in the body (a registry password) and are replaced by *** in any
+        message built from the answer, as the key is. A call that is not `idempotent` is sent
+        again only when it surely had no effect: 429 (the throttler rejects before the handler
+        runs) and failures to connect; otherwise OutcomeUnknown.
+        """
+
+        def once() -> httpx.Response:
+            try:
+                response = self.http.request(
+                    method,
+                    path,
+                    params=params,
+                    json=json,
+                    timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                raise self._unreachable(operation, error) from None
+            except httpx.TransportError as error:
+                if idempotent:
+                    raise self._unreachable(operation, error) from None
+                raise OutcomeUnknown(
+                    f"{operation}: the connection failed after the request was sent "
+                    f"({_describe(error)})"
+                ) from None
+            status = response.status_code
+            if status < 400 or status in tolerate:
+                return response
+            failure = api_error(
+                status,
+                self.message(response, secrets),
+                operation,
+                self.organization_id,
+                permissions=permissions,
+            )
+            if status != 429 and status < 500:
+                raise failure
+            retry_after = retry_after_seconds(response.headers, datetime.now(UTC))
+            kind = Transient if status == 429 or idempotent else OutcomeUnknown
+            raise kind(failure.cause, failure.fix, retry_after)
+
+        return self.retrying(once, on=Transient, say_retries=True)
+
+    def retrying(
+        self, attempt: Callable[[], T], *, on: type[DaytonaError], say_retries: bool = False
+    ) -> T:
+        """`attempt()` again after `on` errors, as `self.retry` says, on `self.clock`; when that is
+        spent, RetriesSpent: the last error, and how long it was tried."""
+        say = _say_retry if say_retries else None
+        try:
+            return retry(attempt, self.retry, on=on, clock=self.clock, on_retry=say)
+        except GaveUp as spent:
+            last = spent.last
+            assert isinstance(last, DaytonaError)
+            raise RetriesSpent(
+                f"{last.cause} (gave up after {spent.tries} tries in {spent.elapsed_s:.0f} s)",
+                last.fix or "check Daytona's status and re-run",
+            ) from None
 
     def parse(self, model: type[M], response: httpx.Response, operation: str) -> M:
+        return self.parse_as(TypeAdapter(model), response, operation, f"a {model.__name__}")
+
+    def parse_as(
+        self, shape: TypeAdapter[T], response: httpx.Response, operation: str, what: str
+    ) -> T:
         try:
-            return model.model_validate_json(response.content)
+            return shape.validate_json(response.content)
         except ValidationError as error:
             raise DaytonaError(
-                f"{operation}: Daytona's answer is not a {model.__name__} "
+                f"{operation}: Daytona's answer is not {what} "
                 f"({error.error_count()} problems, first: {error.errors()[0]['msg']})",
                 "check DAYTONA_API_URL points at Daytona's API (…/api)",
             ) from None
@@ -148,46 +221,12 @@ class Transport:
         hidden = (self._key, *secrets)
         return redact(text, *(secret.get_secret_value() for secret in hidden))
 
-    def close(self) -> None:
-        self.http.close()
+    def longer(self, seconds: float) -> float:
+        """A read timeout of at least `seconds`, for calls the server itself holds open."""
+        return max(seconds, self.http.timeout.read or 0)
 
-    def _once(self, call: Call) -> httpx.Response | _Retryable:
-        try:
-            response = self.http.request(
-                call.method,
-                call.path,
-                params=call.params,
-                json=call.json,
-                timeout=httpx.USE_CLIENT_DEFAULT if call.timeout is None else call.timeout,
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            return _Retryable(self._unreachable(call.operation, error))
-        except httpx.TransportError as error:
-            if call.idempotent:
-                return _Retryable(self._unreachable(call.operation, error))
-            raise OutcomeUnknown(
-                f"{call.operation}: the connection failed after the request was sent "
-                f"({_describe(error)})"
-            ) from None
-        status = response.status_code
-        if status < 400 or status in call.tolerate:
-            return response
-        failure = api_error(
-            status,
-            self.message(response, call.secrets),
-            call.operation,
-            self.organization_id,
-            permissions=call.permissions,
-        )
-        if status != 429 and status < 500:
-            raise failure
-        retry_after = retry_after_seconds(response.headers, datetime.now(UTC))
-        if status == 429 or call.idempotent:
-            return _Retryable(failure, retry_after)
-        raise OutcomeUnknown(failure.cause, failure.fix, retry_after)
-
-    def _unreachable(self, operation: str, error: httpx.TransportError) -> DaytonaError:
-        return DaytonaError(
+    def _unreachable(self, operation: str, error: httpx.TransportError) -> Transient:
+        return Transient(
             f"{operation}: cannot reach Daytona at {self.api_url} ({_describe(error)})",
             "check DAYTONA_API_URL and the network",
         )
@@ -200,31 +239,12 @@ def is_json_object(response: httpx.Response) -> bool:
         return False
 
 
+def _say_retry(tries: int, error: BaseException) -> None:
+    console.say(f"   retry {tries} after: {error}")
+
+
 def _describe(error: Exception) -> str:
     return str(error) or type(error).__name__
-
-
-class Endpoints:
-    """What the groups of endpoint methods share: one Transport, and how they use it."""
-
-    _transport: Transport
-
-    @property
-    def _http(self) -> httpx.Client:
-        return self._transport.http
-
-    def _send(self, method: str, path: str, operation: str, **options: Any) -> httpx.Response:
-        return self._transport.send(Call(method, path, operation, **options))
-
-    def _parse(self, model: type[M], response: httpx.Response, operation: str) -> M:
-        return self._transport.parse(model, response, operation)
-
-    def _message(self, response: httpx.Response) -> str:
-        return self._transport.message(response)
-
-    def _longer(self, seconds: float) -> float:
-        """A read timeout of at least `seconds`, for calls the server itself holds open."""
-        return max(seconds, self._http.timeout.read or 0)
 
 
 def url_of(response: httpx.Response, operation: str) -> str:

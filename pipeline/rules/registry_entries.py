@@ -6,6 +6,8 @@ so a stale duplicate can make pulls fail at random. `plan_entries` keeps one ent
 (the oldest, so concurrent runs agree on it), updates it in place, and deletes the others. Entries
 scoped to a path (`ghcr.io/acme`) belong to someone's other images: they are never deleted, only
 named when they also match the repository (Daytona may pull with them instead).
+
+`judge_pull_password` says whether the password the entry gets is one Daytona can keep.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from pipeline.rules.daytona_models import DockerRegistry
 from pipeline.rules.image_ref import DOCKER_HUB
@@ -82,3 +85,24 @@ def describe_entry(entry: DockerRegistry) -> str:
 def entry_name(host: str) -> str:
     """The name this pipeline gives its entry: the host, which Daytona's dashboard shows."""
     return host
+
+
+class PullPassword(StrEnum):
+    """What DAYTONA_REGISTRY_PASSWORD is, as far as the pipeline can tell."""
+
+    READ_ONLY = "read-only"  # none of the tokens below: what it should be
+    EXPIRES_WITH_JOB = "expires with the job"  # this job's GITHUB_TOKEN → refused
+    CAN_PUSH = "can push"  # the push token (REGISTRY_PASSWORD): it works → a warning
+
+
+def judge_pull_password(
+    password: str, *, github_token: str | None, push_password: str | None
+) -> PullPassword:
+    """Daytona keeps the entry's password for as long as the entry lives: the job's expiring
+    GITHUB_TOKEN would break every pull after the job, and the push token gives Daytona more
+    than it needs."""
+    if github_token and password == github_token:
+        return PullPassword.EXPIRES_WITH_JOB
+    if push_password and password == push_password:
+        return PullPassword.CAN_PUSH
+    return PullPassword.READ_ONLY

@@ -196,12 +196,6 @@ def plan_cleanup(
     )
 
 
-def log_details(text: str, max_lines: int = DEFAULT_LOG_LINES) -> tuple[str, ...]:
-    """The last lines of a log, for `PipelineError.details` (printed above the error line)."""
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    return tuple(lines[-max_lines:])
-
-
 def interval_words(minutes: int | None, off: str, zero: str | None = None) -> str:
     """How the plan shows auto-stop/auto-delete minutes: `off` for never, `zero` for 0."""
     if minutes is None:

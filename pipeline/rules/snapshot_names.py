@@ -253,6 +253,22 @@ class SnapshotSpec:
         ]
 
 
+class ImageCheck(StrEnum):
+    """What is checked in the image's registry before Daytona hears of the image."""
+
+    DIGEST = "the digest, in the registry (v2 API)"  # the tag still resolves to the pushed one
+    TAG = "registry v2 API"  # the tag exists
+    NONE = "skipped"
+
+
+def image_check(*, image_digest: str | None, skip_tag_check: bool) -> ImageCheck:
+    """SANDBOX_IMAGE_DIGEST is always verified (also with --skip-image-check): a tag pushed
+    again after the build would otherwise become the release; it also proves the tag exists."""
+    if image_digest is not None:
+        return ImageCheck.DIGEST
+    return ImageCheck.NONE if skip_tag_check else ImageCheck.TAG
+
+
 def failure_fix(reason: str | None) -> str:
     """What to do about a snapshot that ended in error, judged from Daytona's errorReason."""
     text = (reason or "").lower()

@@ -1,5 +1,8 @@
 """What the Daytona sessions share: the client, the stage, the commit, and the deletion loop.
 
+`connect` is the one place a DaytonaClient is made from DAYTONA_* (the app's
+`pipeline.app.latest_snapshot` uses it too); the client itself only takes values.
+
 The keyword-only parameters of the session functions exist for tests (a client on an emulator,
 fast polling, a fixed clock); nox never passes them.
 """
@@ -12,17 +15,43 @@ from datetime import UTC, datetime
 
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
-from pipeline.errors import DaytonaError, GitError, PipelineError
+from pipeline.errors import ConfigError, DaytonaError, GitError, PipelineError
 from pipeline.report import publish
+from pipeline.rules.daytona_http import KEYS_URL
 from pipeline.rules.snapshot_names import resolve_stage
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, StageSettings
+from pipeline.waiting import RetryPolicy
 
 Now = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def connect(settings: DaytonaSettings) -> DaytonaClient:
+    """A client for the Daytona that DAYTONA_* names. The key is required here, not by the
+    settings, so that --help and --dry-run work without one."""
+    if settings.api_key is None:
+        raise ConfigError(
+            "DAYTONA_API_KEY is not set",
+            f"create a key with write:snapshots and delete:snapshots at {KEYS_URL} "
+            "and export DAYTONA_API_KEY",
+        )
+    return DaytonaClient(
+        settings.api_url,
+        settings.api_key,
+        settings.organization_id,
+        http_timeout=settings.http_timeout,
+        retry=RetryPolicy(settings.retry_timeout),
+    )
+
+
+def api_line(daytona: DaytonaSettings) -> str:
+    """The plan's `api:` line: which Daytona a run talks to, as which organization."""
+    org = f" (organization {daytona.organization_id})" if daytona.organization_id else ""
+    return f"api:        {daytona.api_url}{org}"
 
 
 @contextmanager
@@ -33,7 +62,7 @@ def daytona_client(
     if client is not None:
         yield client
         return
-    with DaytonaClient.from_settings(settings or load(DaytonaSettings)) as own:
+    with connect(settings or load(DaytonaSettings)) as own:
         yield own
 
 

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import SecretStr
+
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.registries import (
-    Credentials,
-    EntryOutcome,
-    apply_plan,
-    read_plan,
-)
+from pipeline.daytona.registries import EntryOutcome, PullCredentials, apply_plan, read_plan
 from pipeline.errors import ConfigError
 from pipeline.report import publish
-from pipeline.rules.registry_entries import EntryPlan, describe_entry, entry_name
-from pipeline.sessions.daytona_common import daytona_client
+from pipeline.rules.registry_entries import (
+    EntryPlan,
+    PullPassword,
+    describe_entry,
+    entry_name,
+    judge_pull_password,
+)
+from pipeline.sessions.daytona_common import api_line, daytona_client
 from pipeline.sessions.daytona_options import dry_run_help
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
@@ -57,9 +60,8 @@ def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None
     report(host, credentials, outcome)
 
 
-def pull_credentials(settings: RegistryEntrySettings, build: BuildSettings) -> Credentials:
-    """The entry's credentials; refused when missing, or when the password is this job's
-    GITHUB_TOKEN (it stops working when the job ends, and the entry with it)."""
+def pull_credentials(settings: RegistryEntrySettings, build: BuildSettings) -> PullCredentials:
+    """The entry's credentials; refused when missing or when judge_pull_password refuses them."""
     missing = [
         name
         for name, value in (
@@ -70,30 +72,35 @@ def pull_credentials(settings: RegistryEntrySettings, build: BuildSettings) -> C
     ]
     if missing or settings.username is None or settings.password is None:
         raise ConfigError(f"{' and '.join(missing)} not set", READ_ONLY_FIX)
-    secret = settings.password.get_secret_value()
-    if build.github_token is not None and secret == build.github_token.get_secret_value():
+    judged = judge_pull_password(
+        settings.password.get_secret_value(),
+        github_token=_plain(build.github_token),
+        push_password=_plain(build.registry_password),
+    )
+    if judged is PullPassword.EXPIRES_WITH_JOB:
         raise ConfigError(
             "DAYTONA_REGISTRY_PASSWORD is this job's GITHUB_TOKEN, which expires when the job "
             "ends (Daytona's pulls would fail from then on)",
             READ_ONLY_FIX,
         )
-    if build.registry_password is not None and secret == build.registry_password.get_secret_value():
+    if judged is PullPassword.CAN_PUSH:
         console.warn(
             "DAYTONA_REGISTRY_PASSWORD is the push token (REGISTRY_PASSWORD): Daytona would keep "
             "a token that can push; give it one that can only read packages"
         )
-    return Credentials(settings.username, settings.password)
+    return PullCredentials(settings.username, settings.password)
 
 
-def print_plan(plan: EntryPlan, credentials: Credentials, daytona: DaytonaSettings) -> None:
+def _plain(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
+def print_plan(plan: EntryPlan, credentials: PullCredentials, daytona: DaytonaSettings) -> None:
     console.step("Daytona registry entry plan")
     console.say(f"registry:   {plan.host} (from SANDBOX_IMAGE_REPOSITORY {plan.repository})")
     console.say(f"username:   {credentials.username}")
     console.say("password:   from DAYTONA_REGISTRY_PASSWORD (never shown)")
-    console.say(
-        f"api:        {daytona.api_url}"
-        + (f" (organization {daytona.organization_id})" if daytona.organization_id else "")
-    )
+    console.say(api_line(daytona))
     if plan.keep is None:
         console.say(f"action:     create entry {entry_name(plan.host)!r} with url {plan.host}")
     else:
@@ -108,7 +115,7 @@ def print_plan(plan: EntryPlan, credentials: Credentials, daytona: DaytonaSettin
         )
 
 
-def report(host: str, credentials: Credentials, outcome: EntryOutcome) -> None:
+def report(host: str, credentials: PullCredentials, outcome: EntryOutcome) -> None:
     entry = outcome.entry
     console.step(f"registry entry {entry.id} for {entry.url} is {outcome.action}")
     values = {

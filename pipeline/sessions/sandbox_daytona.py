@@ -19,7 +19,6 @@ from pipeline.daytona.sandbox_lifecycle import (
     launch_sandbox,
     stop_and_delete,
 )
-from pipeline.daytona.waiting import PollPolicy
 from pipeline.errors import ConfigError, DaytonaError, PipelineError
 from pipeline.report import publish
 from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
@@ -37,6 +36,7 @@ from pipeline.rules.snapshot_names import match_prefix, snapshot_name_problem
 from pipeline.sessions.daytona_common import (
     Deletions,
     Now,
+    api_line,
     daytona_client,
     git_sha_label,
     stage,
@@ -46,6 +46,7 @@ from pipeline.sessions.daytona_options import add_setting_flag
 from pipeline.sessions.options import parser
 from pipeline.settings.build import ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, SandboxOptions, SandboxSettings
+from pipeline.waiting import Interval
 
 SELECTOR = f"{CREATED_BY_LABEL}={CREATED_BY}"
 
@@ -54,13 +55,13 @@ def sandbox_daytona(
     argv: Sequence[str],
     *,
     client: DaytonaClient | None = None,
-    poll: PollPolicy | None = None,
+    interval: Interval = SANDBOX_POLL,
     now: Now = utcnow,
 ) -> None:
     """Start a sandbox from a snapshot and print its preview URL; --down / --cleanup remove."""
     args = _parser().parse_args(argv)
     settings = load(SandboxSettings)
-    waits = SandboxWaits(start_s=args.timeout or settings.timeout, poll=poll or SANDBOX_POLL)
+    waits = SandboxWaits(start_s=args.timeout or settings.timeout, interval=interval)
     if args.yes and not args.cleanup:
         raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
     if args.down:
@@ -235,7 +236,7 @@ def _print_up_plan(
         f"auto-stop:  {interval_words(request.auto_stop_interval, 'never')}",
         f"auto-delete: {auto_delete}",
         f"deadline:   {waits.start_s:g} s",
-        f"api:        {daytona.api_url}",
+        api_line(daytona),
     ):
         console.say(line)
 
@@ -333,7 +334,7 @@ def _cleanup(
 
 def _teardown(waits: SandboxWaits) -> SandboxWaits:
     """--down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT)."""
-    return SandboxWaits(start_s=waits.start_s, teardown_s=waits.start_s, poll=waits.poll)
+    return SandboxWaits(start_s=waits.start_s, teardown_s=waits.start_s, interval=waits.interval)
 
 
 def _label_pair(text: str) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.snapshots import Outcome, PollPolicy, ensure_snapshot
+from pipeline.daytona.snapshots import SNAPSHOT_POLL, Outcome, ensure_snapshot
 from pipeline.errors import ConfigError
 from pipeline.registry.client import check_image
 from pipeline.registry.credentials import resolve_credentials
@@ -24,23 +24,26 @@ from pipeline.registry.release_checks import verify_digest
 from pipeline.report import publish
 from pipeline.rules.image_ref import parse_image_ref, pinned_image_problem
 from pipeline.rules.snapshot_names import (
+    ImageCheck,
     SnapshotSpec,
+    image_check,
     sha_image,
     sha_snapshot_name,
     snapshot_name_problem,
 )
-from pipeline.sessions.daytona_common import commit, daytona_client
+from pipeline.sessions.daytona_common import api_line, commit, daytona_client
 from pipeline.sessions.daytona_options import add_setting_flag
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings
+from pipeline.waiting import Interval
 
 
 def snapshot_daytona(
     argv: Sequence[str],
     *,
     client: DaytonaClient | None = None,
-    poll: PollPolicy | None = None,
+    interval: Interval = SNAPSHOT_POLL,
 ) -> None:
     """Register the commit's image as Daytona snapshot iterate-sandbox-<sha>; idempotent."""
     cli = parser("snapshot_daytona", "Make iterate-sandbox-<sha> from <repo>:sha-<sha>.")
@@ -64,7 +67,7 @@ def snapshot_daytona(
         name = name or sha_snapshot_name(sha, dirty)
         image = image or sha_image(build.image_repository, sha, dirty)
     job = SnapshotJob.from_args(args, settings, spec(args, settings, name, image), force=args.force)
-    make(job, build, client=client, poll=poll)
+    make(job, build, client=client, interval=interval)
 
 
 def snapshot_options(cli: argparse.ArgumentParser) -> None:
@@ -116,7 +119,7 @@ class SnapshotJob:
     spec: SnapshotSpec
     timeout: float
     dry_run: bool
-    check_image: bool
+    image_check: ImageCheck
     force: bool = False
     plan: tuple[str, ...] = ()  # extra lines at the top of the printed plan
     image_digest: str | None = None  # SANDBOX_IMAGE_DIGEST: the tag must resolve to it
@@ -140,7 +143,9 @@ class SnapshotJob:
             spec=spec,
             timeout=args.timeout or settings.timeout,
             dry_run=args.dry_run,
-            check_image=not args.skip_image_check,
+            image_check=image_check(
+                image_digest=settings.image_digest, skip_tag_check=args.skip_image_check
+            ),
             force=force,
             plan=plan,
             image_digest=settings.image_digest,
@@ -154,7 +159,7 @@ def make(
     build: BuildSettings,
     *,
     client: DaytonaClient | None,
-    poll: PollPolicy | None,
+    interval: Interval = SNAPSHOT_POLL,
 ) -> None:
     """Print the plan, then (unless a dry run) make the snapshot active and report it."""
     daytona = load(DaytonaSettings)
@@ -165,13 +170,14 @@ def make(
         else:
             console.say("dry run: Daytona and the registry were not contacted; nothing changed")
         return
-    if job.image_digest is not None:
+    if job.image_check is ImageCheck.DIGEST:
+        assert job.image_digest is not None
         # Before Daytona hears of the image at all; the check also proves the image exists.
         verify_digest(job.spec.image, job.image_digest, build)
         console.say(f"   image digest verified: {job.spec.image} is {job.image_digest}")
 
     def check() -> None:
-        if not job.check_image or job.image_digest is not None:
+        if job.image_check is not ImageCheck.TAG:
             return
         host = parse_image_ref(job.spec.image).host
         digest = check_image(job.spec.image, resolve_credentials(build, host))
@@ -180,7 +186,12 @@ def make(
     with daytona_client(client, daytona) as api:
         console.step(f"Daytona snapshot {job.spec.name}")
         outcome = ensure_snapshot(
-            api, job.spec, timeout=job.timeout, force=job.force, check_image=check, poll=poll
+            api,
+            job.spec,
+            timeout=job.timeout,
+            force=job.force,
+            check_image=check,
+            interval=interval,
         )
     _report(job, outcome)
 
@@ -189,19 +200,14 @@ def _print_plan(job: SnapshotJob, daytona: DaytonaSettings) -> None:
     console.step("Daytona snapshot plan")
     for line in (*job.plan, *job.spec.describe()):
         console.say(line)
-    console.say(
-        f"api:        {daytona.api_url}"
-        + (f" (organization {daytona.organization_id})" if daytona.organization_id else "")
-    )
+    console.say(api_line(daytona))
     console.say(f"deadline:   {job.timeout:g} s")
     if job.image_digest is not None:
         console.say(
             f"digest:     {job.image_digest} (SANDBOX_IMAGE_DIGEST; the image must resolve to it "
             "in its registry before any POST)"
         )
-        console.say("image check: the digest, in the registry (v2 API)")
-    else:
-        console.say(f"image check:{' registry v2 API' if job.check_image else ' skipped'}")
+    console.say(f"image check: {job.image_check}")
     if job.force:
         console.say("force:      replace a failed snapshot or one with another image or resources")
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.promotion import Promotion, from_commit, from_snapshot
-from pipeline.daytona.snapshots import PollPolicy
+from pipeline.daytona.snapshots import SNAPSHOT_POLL
 from pipeline.errors import BuildError, ConfigError
 from pipeline.registry.client import reader_for
 from pipeline.rules.snapshot_names import (
@@ -29,13 +29,14 @@ from pipeline.sessions.options import parser
 from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options, spec
 from pipeline.settings.build import BuildSettings, load
 from pipeline.settings.daytona import SnapshotSettings
+from pipeline.waiting import Interval
 
 
 def snapshot_stage(
     argv: Sequence[str],
     *,
     client: DaytonaClient | None = None,
-    poll: PollPolicy | None = None,
+    interval: Interval = SNAPSHOT_POLL,
     now: Now = utcnow,
 ) -> None:
     """Make a new <stage>--<YYYYMMDD-HHMMSS> snapshot (stage: dev-$ITERATE_USER or APP_STAGE)."""
@@ -80,7 +81,7 @@ def snapshot_stage(
         image = args.image or settings.image or commit_image(build, dry_run=args.dry_run)
         wanted = spec(args, settings, stage_snapshot_name(name, now()), image)
         job = SnapshotJob.from_args(args, settings, wanted, plan=plan)
-    make(job, build, client=client, poll=poll)
+    make(job, build, client=client, interval=interval)
 
 
 def commit_image(build: BuildSettings, *, dry_run: bool) -> str:

@@ -1,49 +1,29 @@
 """The Daytona httpx client against `httpx.MockTransport`: headers, retries, error mapping,
-no blind POST retry, the key kept out of every output; and the wait/ensure/latest logic on the
-shared in-memory fake (tests/helpers/fake_daytona.py), on a fake clock."""
+no blind POST retry, the key kept out of every output, settings. What Daytona does behind the
+answers (ensure, waits, races, latest) is tested against the emulator:
+tests/integration/daytona/test_daytona_snapshots.py."""
 
 from __future__ import annotations
 
 import json
-import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from pipeline.daytona.client import (
-    BUILD_LOGS_HTTP_TIMEOUT,
-    CreateConflict,
-    DaytonaClient,
-    OutcomeUnknown,
-    RetryPolicy,
-    retry_after_seconds,
-)
-from pipeline.daytona.latest import LatestCache, latest_snapshot
-from pipeline.daytona.snapshots import (
-    PollPolicy,
-    SnapshotSpec,
-    ensure_snapshot,
-    failure_fix,
-)
-from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError, DeadlineExceeded
+from pipeline.daytona.client import BUILD_LOGS_HTTP_TIMEOUT, DaytonaClient
+from pipeline.daytona.transport import CreateConflict, OutcomeUnknown
+from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
+from pipeline.rules.daytona_http import retry_after_seconds
 from pipeline.rules.daytona_models import CreateSnapshot
+from pipeline.rules.snapshot_names import SnapshotSpec, failure_fix
+from pipeline.sessions.daytona_common import connect
 from pipeline.settings.build import load
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings
-from pipeline.waiting import FakeClock
-from tests.helpers.fake_daytona import (
-    FAST,
-    KEY,
-    FakeDaytona,
-    Handler,
-    error_body,
-    flaky,
-    mock_client,
-)
-from tests.helpers.fake_daytona import snapshot_wire as wire
-
-POLL = PollPolicy(initial=0.005, factor=1.5, maximum=0.02)
+from pipeline.waiting import FakeClock, RetryPolicy
+from tests.helpers.daytona_wire import FAST, KEY, Handler, error_body, flaky, mock_client
+from tests.helpers.daytona_wire import snapshot_wire as wire
 
 
 def client(
@@ -184,7 +164,7 @@ def test_retry_after_is_capped() -> None:
     limited = httpx.Response(429, headers={"Retry-After": "3600"})
     handler, _ = flaky([limited], httpx.Response(200, json=wire("n")))
     clock = FakeClock()
-    retry = RetryPolicy(wait_initial=0.001, retry_after_max=0.05)
+    retry = RetryPolicy(60, retry_after_max=0.05)
     client(handler, retry=retry, clock=clock).get_snapshot("n")
     assert clock.sleeps == [0.05]
 
@@ -325,7 +305,7 @@ def test_the_key_never_shows(
         caught.value.fix,
         repr(api),
         str(api.__dict__),
-        repr(api._http.auth),
+        repr(api.http.auth),
         repr(settings),
         str(settings),
         *capsys.readouterr(),
@@ -333,13 +313,13 @@ def test_the_key_never_shows(
     assert "***" in str(caught.value)
     for text in shown:
         assert KEY not in text
-    assert KEY not in str(dict(api._http.headers))  # added per request by the Auth, not stored
+    assert KEY not in str(dict(api.http.headers))  # added per request by the Auth, not stored
 
 
 def test_no_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DAYTONA_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="DAYTONA_API_KEY is not set"):
-        DaytonaClient.from_settings(load(DaytonaSettings))
+        connect(load(DaytonaSettings))
 
 
 @pytest.mark.parametrize(
@@ -379,239 +359,11 @@ def test_snapshot_settings_defaults_and_entrypoint(monkeypatch: pytest.MonkeyPat
     assert settings.entrypoint == ("sleep", "in finity")
 
 
-# --- ensure / wait / latest on an in-memory fake ------------------------------------------
-
-
-SPEC = SnapshotSpec("iterate-sandbox-1", "ghcr.io/iterate/sandbox:sha-1", 2, 4, 10)
-
-
-def ensure(fake: FakeDaytona, timeout: float = 5, **kwargs: Any) -> Any:
-    return ensure_snapshot(fake.client(), SPEC, timeout=timeout, poll=POLL, **kwargs)
-
-
-def test_ensure_creates_and_waits(capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakeDaytona()
-    checked: list[bool] = []
-    outcome = ensure(fake, check_image=lambda: checked.append(True))
-    assert outcome.action == "created" and outcome.snapshot.state == "active"
-    assert fake.posts() == 1 and checked == [True]
-    err = capsys.readouterr().err
-    assert "pending → pulling" in err and "pulling → active" in err
-
-
-def test_ensure_is_a_no_op_for_an_active_snapshot() -> None:
-    fake = FakeDaytona()
-    fake.add_snapshot(SPEC.name, ["active"], imageName=SPEC.image)
-    checked: list[bool] = []
-    outcome = ensure(fake, check_image=lambda: checked.append(True))
-    assert outcome.action == "existing"
-    assert fake.log == [f"GET /snapshots/{SPEC.name}"] and checked == []
-
-
-def test_a_lost_create_response_is_looked_up_not_reposted() -> None:
-    fake = FakeDaytona()
-
-    def create_then_drop(request: httpx.Request) -> httpx.Response | None:
-        fake.handle(request)  # the server did create it...
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-
-    fake.fail_next = [lambda _: None, create_then_drop]
-    outcome = ensure(fake)
-    assert outcome.snapshot.state == "active"
-    assert fake.posts() == 1
-
-
-def test_a_500_on_create_that_did_nothing_is_created_once_more() -> None:
-    fake = FakeDaytona()
-    fake.fail_next = [
-        lambda _: None,
-        lambda _: httpx.Response(500, json=error_body(500, "An unexpected error occurred.")),
-    ]
-    outcome = ensure(fake)
-    assert outcome.action == "created" and fake.posts() == 2
-    assert fake.log[:3] == [
-        f"GET /snapshots/{SPEC.name}",
-        "POST /snapshots",
-        f"GET /snapshots/{SPEC.name}",
-    ]
-
-
-def test_a_409_means_waiting_for_the_other_run() -> None:
-    fake = FakeDaytona()
-
-    def other_run_wins(request: httpx.Request) -> httpx.Response | None:
-        fake.add_snapshot(SPEC.name, ["pending", "active"], imageName=SPEC.image)
-        return None
-
-    fake.fail_next = [lambda _: None, other_run_wins]
-    outcome = ensure(fake)
-    assert outcome.action == "waited" and outcome.snapshot.state == "active"
-
-
-def test_a_quota_400_from_losing_the_race_means_waiting() -> None:
-    # Daytona checks quota before duplicates: the loser of a race may get 400, not 409.
-    fake = FakeDaytona()
-
-    def other_run_wins_at_full_quota(request: httpx.Request) -> httpx.Response:
-        fake.add_snapshot(SPEC.name, ["pending", "active"], imageName=SPEC.image)
-        return httpx.Response(
-            400, json=error_body(400, "Snapshot quota exceeded. Maximum allowed: 1")
-        )
-
-    fake.fail_next = [lambda _: None, other_run_wins_at_full_quota]
-    outcome = ensure(fake)
-    assert outcome.action == "waited" and outcome.snapshot.state == "active"
-
-
-def test_a_real_400_on_create_is_raised() -> None:
-    fake = FakeDaytona()
-    quota = httpx.Response(400, json=error_body(400, "Snapshot quota exceeded. Maximum allowed: 1"))
-    fake.fail_next = [lambda _: None, lambda _: quota]
-    with pytest.raises(DaytonaError, match="400 Snapshot quota exceeded"):
-        ensure(fake)
-    assert fake.posts() == 1
-
-
-@pytest.mark.parametrize("state", ["error", "build_failed"])
-def test_a_failed_snapshot_ends_with_the_reason(state: str) -> None:
-    fake = FakeDaytona({SPEC.name: ["pending", state]})
-    with pytest.raises(DaytonaError) as caught:
-        ensure(fake)
-    text = str(caught.value)
-    assert f"is in state {state}: manifest unknown: manifest unknown (at runner r1)" in text
-    assert "snapshot_push" in text and "\n" not in text
-
-
-def test_an_existing_failed_snapshot_is_reported_and_kept_without_force() -> None:
-    fake = FakeDaytona()
-    fake.add_snapshot(SPEC.name, ["error"], imageName=SPEC.image, errorReason="unauthorized: no")
-    with pytest.raises(DaytonaError, match=r"unauthorized: no.*registry entry"):
-        ensure(fake)
-    assert fake.posts() == 0 and not any(e.startswith("DELETE") for e in fake.log)
-
-
-def test_force_replaces_a_failed_snapshot() -> None:
-    fake = FakeDaytona()
-    old = fake.add_snapshot(SPEC.name, ["error"], imageName=SPEC.image, errorReason="boom")
-    outcome = ensure(fake, force=True)
-    assert outcome.action == "replaced" and outcome.snapshot.id != old["id"]
-    assert f"DELETE /snapshots/{old['id']}" in fake.log and fake.posts() == 1
-
-
-def test_an_inactive_snapshot_is_activated() -> None:
-    fake = FakeDaytona()
-    row = fake.add_snapshot(SPEC.name, ["inactive"], imageName=SPEC.image)
-    outcome = ensure(fake)
-    assert outcome.action == "activated" and outcome.snapshot.state == "active"
-    assert f"POST /snapshots/{row['id']}/activate" in fake.log
-
-
-def test_an_activation_race_is_not_an_error() -> None:
-    fake = FakeDaytona()
-    row = fake.add_snapshot(SPEC.name, ["inactive"], imageName=SPEC.image)
-
-    def other_run_activated_first(request: httpx.Request) -> httpx.Response:
-        row["state"] = "pending"
-        fake.script[row["id"]] = ["active"]
-        message = f"Snapshot {row['id']} cannot be activated - it is in pending state"
-        return httpx.Response(400, json=error_body(400, message))
-
-    fake.fail_next = [lambda _: None, other_run_activated_first]
-    outcome = ensure(fake)
-    assert outcome.action == "waited" and outcome.snapshot.state == "active"
-
-
-def test_an_activation_refused_for_an_inactive_snapshot_is_raised() -> None:
-    fake = FakeDaytona()
-    fake.add_snapshot(SPEC.name, ["inactive"], imageName=SPEC.image)
-    cooldown = "Snapshot deactivation is still in progress. Please try again in a few minutes."
-    fake.fail_next = [lambda _: None, lambda _: httpx.Response(400, json=error_body(400, cooldown))]
-    with pytest.raises(DaytonaError, match="still in progress"):
-        ensure(fake)
-
-
-def test_a_removing_snapshot_is_waited_out_then_created() -> None:
-    fake = FakeDaytona()
-    fake.add_snapshot(SPEC.name, ["removing", "removing", "GONE"], imageName=SPEC.image)
-    outcome = ensure(fake)
-    assert outcome.action == "created" and fake.posts() == 1
-
-
-def test_the_deadline_is_one_line() -> None:
-    fake = FakeDaytona({SPEC.name: ["pending"] * 10_000})
-    with pytest.raises(DeadlineExceeded) as caught:
-        ensure(fake, timeout=0.3)
-    assert 0.3 <= fake.clock.now < 0.3 + POLL.maximum  # no pause reaches past the deadline
-    text = str(caught.value)
-    assert "still pending after 0.3 s" in text and "DAYTONA_SNAPSHOT_TIMEOUT" in text
-    assert "\n" not in text and caught.value.exit_code == 6
-
-
 def test_failure_fixes() -> None:
     assert "registry entry" in failure_fix("unauthorized: authentication required")
     assert "snapshot_push" in failure_fix("manifest unknown")
     assert "SANDBOX_SNAPSHOT_CPU" in failure_fix("Snapshot size (25.00GB) exceeds maximum")
     assert "--force" in failure_fix(None)
-
-
-def test_latest_snapshot_pages_only_as_needed_and_caches() -> None:
-    fake = FakeDaytona()
-    base = datetime(2026, 11, 23, tzinfo=UTC)
-    for minute in range(5):  # newest: the server's substring filter matches, the prefix does not
-        fake.add_snapshot(
-            f"old-prd--{minute}",
-            ["active"],
-            createdAt=(base + timedelta(minutes=50 - minute)).isoformat(),
-        )
-    fake.add_snapshot("prd--old", ["active"], createdAt=base.isoformat())
-    fake.add_snapshot("prd--new", ["error"], createdAt=(base + timedelta(minutes=60)).isoformat())
-    for page in range(3):  # older pages that must never be read
-        fake.add_snapshot(
-            f"prd--older-{page}",
-            ["active"],
-            createdAt=(base - timedelta(days=1 + page)).isoformat(),
-        )
-    now = [0.0]
-    cache = LatestCache(clock=lambda: now[0])
-    api = fake.client()
-    assert latest_snapshot("prd", api, cache=cache, page_size=3) == "prd--old"
-    lists = [e for e in fake.log if e == "GET /snapshots"]
-    assert len(lists) == 3  # page 3 holds prd--old; pages 4 and 5 are not read
-    assert latest_snapshot("prd", api, cache=cache, page_size=3) == "prd--old"
-    assert fake.log.count("GET /snapshots") == 3  # cached
-    now[0] = 299.0
-    assert latest_snapshot("prd--", api, cache=cache, page_size=3) == "prd--old"
-    assert fake.log.count("GET /snapshots") == 3  # same matched prefix, still fresh
-    now[0] = 300.0
-    latest_snapshot("prd", api, cache=cache, page_size=3)
-    assert fake.log.count("GET /snapshots") == 6  # expired
-
-
-def test_latest_snapshot_never_caches_dev_prefixes_or_misses() -> None:
-    fake = FakeDaytona()
-    cache = LatestCache(clock=lambda: 0.0)
-    api = fake.client()
-    assert latest_snapshot("dev-jonas", api, cache=cache) is None
-    fake.add_snapshot("dev-jonas--20261123-100000", ["active"])
-    assert latest_snapshot("dev-jonas", api, cache=cache) == "dev-jonas--20261123-100000"
-    fake.add_snapshot(
-        "dev-jonas--20261123-110000", ["active"], createdAt="2026-11-23T11:00:00.000Z"
-    )
-    assert latest_snapshot("dev-jonas", api, cache=cache) == "dev-jonas--20261123-110000"
-    assert fake.log.count("GET /snapshots") == 3
-
-
-def test_retries_and_polls_log_no_warnings(
-    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # nox shows the root logger: a warning per retry or poll would drown the progress lines,
-    # which go to the console instead.
-    fake = FakeDaytona()
-    fake.fail_next = [lambda _: httpx.Response(503, json=error_body(503, "down"))]
-    with caplog.at_level("DEBUG"):
-        ensure(fake)
-    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert "retry 1 after" in capsys.readouterr().err
 
 
 def test_build_logs_url_waits_longer_than_the_servers_hold() -> None:

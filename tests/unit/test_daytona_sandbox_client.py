@@ -1,7 +1,8 @@
 """Daytona sandboxes: the client's sandbox calls on `httpx.MockTransport` (paths, bodies,
-retries, no blind POST retry, error mapping, key hygiene), the lifecycle rules and waits on an
-in-memory fake, and the `sandbox_daytona` command (the emulator runs are in
-tests/integration/daytona/test_daytona_sandbox_emulator.py)."""
+retries, no blind POST retry, error mapping, key hygiene), the lifecycle rules, and what the
+`sandbox_daytona` command decides before Daytona is asked. The lifecycles and the command
+against Daytona's behaviour run on the emulator:
+tests/integration/daytona/test_daytona_sandbox_emulator.py."""
 
 from __future__ import annotations
 
@@ -13,32 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.daytona.client import (
-    DaytonaClient,
-    OutcomeUnknown,
-    StateChangeInProgress,
-)
-from pipeline.daytona.sandbox_lifecycle import (
-    NameTaken,
-    SandboxWaits,
-    create_sandbox,
-    launch_sandbox,
-    stop_and_delete,
-    wait_started,
-)
-from pipeline.daytona.sandboxes import (
-    SandboxSpec,
-    preview_headers,
-    running_sandbox,
-    service_logs,
-)
-from pipeline.daytona.snapshots import PollPolicy
-from pipeline.errors import (
-    ConfigError,
-    DaytonaAuthError,
-    DaytonaError,
-    DeadlineExceeded,
-)
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.sandbox_endpoints import StateChangeInProgress
+from pipeline.daytona.sandbox_lifecycle import create_sandbox
+from pipeline.daytona.sandboxes import SandboxHandle, preview_headers
+from pipeline.daytona.transport import OutcomeUnknown
+from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
 from pipeline.rules.sandbox_rules import (
     CREATED_BY,
@@ -47,7 +28,6 @@ from pipeline.rules.sandbox_rules import (
     Step,
     create_failure_fix,
     gone_verdict,
-    log_details,
     new_sandbox_name,
     pipeline_labels,
     plan_cleanup,
@@ -56,24 +36,19 @@ from pipeline.rules.sandbox_rules import (
 from pipeline.sessions.sandbox_daytona import sandbox_daytona
 from pipeline.settings.build import load
 from pipeline.settings.daytona import SandboxSettings
-from pipeline.waiting import FakeClock
-from tests.helpers.fake_daytona import (
+from tests.helpers.daytona_wire import (
     KEY,
     TOOLBOX,
     URL,
-    FakeDaytona,
     Handler,
     clean_env,
     error_body,
     flaky,
     mock_client,
 )
-from tests.helpers.fake_daytona import sandbox_wire as wire
+from tests.helpers.daytona_wire import sandbox_wire as wire
 
 __all__ = ["clean_env"]  # a fixture, used by name
-
-POLL = PollPolicy(initial=0.001, factor=1.5, maximum=0.005)
-WAITS = SandboxWaits(start_s=5, poll=POLL)
 
 
 def client(handler: Handler, org: str | None = None) -> DaytonaClient:
@@ -220,7 +195,7 @@ def test_execute_asks_for_the_toolbox_url_when_the_sandbox_has_none() -> None:
 
     api = client(handler)
     sandbox = Sandbox.model_validate(wire("x", id="id-1", toolboxProxyUrl=""))
-    assert service_logs(api, sandbox, lines=5) == "hi\n"
+    assert SandboxHandle(api, sandbox).logs(lines=5) == "hi\n"
     assert seen == [f"{URL}/sandbox/id-1/toolbox-proxy-url", f"{TOOLBOX}/id-1/process/execute"]
 
 
@@ -366,140 +341,13 @@ def test_cleanup_plan_takes_only_ours_and_old_enough() -> None:
     assert sorted(s.name for s in everything.to_delete) == ["old", "unknown", "young"]
 
 
-def test_fixes_and_log_details() -> None:
+def test_fixes() -> None:
     assert "DAYTONA_SNAPSHOT_NAME" in create_failure_fix(
         "Snapshot x not found. Did you add it through the Daytona Dashboard?"
     )
     assert "snapshot_daytona" in create_failure_fix("Snapshot x is inactive")
     assert "--cleanup" in create_failure_fix("Sandbox quota exceeded. Maximum allowed: 10")
     assert "entrypoint" in create_failure_fix("Sandbox failed to start: exited (0)")
-    assert log_details("a\n\n  b  \nc\n", max_lines=2) == ("  b", "c")
-
-
-# --- the lifecycle on an in-memory fake -----------------------------------------------------
-
-
-def test_create_after_a_lost_answer_looks_the_name_up_first() -> None:
-    fake = FakeDaytona()
-
-    def create_then_drop(request: httpx.Request) -> httpx.Response:
-        fake.handle(request)  # the server did create it...
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-
-    fake.fail_next = [create_then_drop]
-    created = create_sandbox(fake.client(), request_for())
-    assert created.name == "sbx-1"
-    assert fake.log == ["POST /sandbox", "GET /sandbox/sbx-1"]
-
-
-def test_create_after_a_5xx_that_did_nothing_posts_once_more() -> None:
-    fake = FakeDaytona()
-    fake.fail_next = [lambda _: httpx.Response(500, json=error_body(500, "oops"))]
-    create_sandbox(fake.client(), request_for())
-    assert fake.log == ["POST /sandbox", "GET /sandbox/sbx-1", "POST /sandbox"]
-
-
-def test_a_taken_name_is_an_error_and_the_other_sandbox_is_left_alone() -> None:
-    fake = FakeDaytona()
-    fake.add_sandbox("sbx-1", ["started"], labels={"team": "someone-else"})
-    with pytest.raises(NameTaken) as caught:
-        launch_sandbox(fake.client(), request_for(), WAITS)
-    assert "--down sbx-1" in str(caught.value)
-    assert fake.count("POST /sandbox") == 1
-    assert not any(e.startswith(("DELETE", "POST /sandbox/")) for e in fake.log)
-
-
-def test_a_400_on_create_names_the_fix() -> None:
-    refused = httpx.Response(
-        400,
-        json=error_body(
-            400, "Snapshot nope not found. Did you add it through the Daytona Dashboard?"
-        ),
-    )
-    fake = FakeDaytona(fail_next=[lambda _: refused])
-    with pytest.raises(DaytonaError) as caught:
-        create_sandbox(fake.client(), request_for())
-    text = str(caught.value)
-    assert (
-        "Daytona answered 400 Snapshot nope not found" in text and "DAYTONA_SNAPSHOT_NAME" in text
-    )
-    assert fake.count("POST /sandbox") == 1
-
-
-def test_wait_started_follows_the_states(capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakeDaytona()
-    row = fake.add_sandbox("x", ["creating", "starting", "started"])
-    started = wait_started(fake.client(), Sandbox.model_validate(row), WAITS)
-    assert started.state == "started"
-    assert "creating → starting" in capsys.readouterr().err
-
-
-def test_an_error_state_ends_the_wait_with_the_reason() -> None:
-    fake = FakeDaytona()
-    row = fake.add_sandbox("x", ["creating", "error"])
-    with pytest.raises(DaytonaError) as caught:
-        wait_started(fake.client(), Sandbox.model_validate(row), WAITS)
-    text = str(caught.value)
-    assert "sandbox x: it is in state error: Failed to start sandbox container: exit code 1" in text
-    assert "entrypoint" in text and "\n" not in text
-
-
-def test_the_deadline_is_one_line_and_sleeps_are_bounded_by_it() -> None:
-    fake = FakeDaytona()
-    row = fake.add_sandbox("x", ["creating"] * 1000)
-    clock = FakeClock()
-    slow = SandboxWaits(start_s=20, poll=PollPolicy(initial=1, factor=2, maximum=8), clock=clock)
-    with pytest.raises(DeadlineExceeded) as caught:
-        wait_started(fake.client(), Sandbox.model_validate(row), slow)
-    assert clock.sleeps == [1, 2, 4, 8, 5]  # backoff, and the last pause stops at the deadline
-    text = str(caught.value)
-    assert text.startswith(f"sandbox x ({row['id']}) is still creating after 20 s")
-    assert "DAYTONA_SANDBOX_TIMEOUT" in text and "--down x" in text and "\n" not in text
-
-
-def test_stop_and_delete_stops_deletes_and_waits_for_404() -> None:
-    fake = FakeDaytona()
-    row = fake.add_sandbox("x", ["started"])
-    assert stop_and_delete(fake.client(), "x", WAITS) is True
-    sid = row["id"]
-    assert fake.log[0] == "GET /sandbox/x"
-    assert [e for e in fake.log if not e.startswith("GET")] == [
-        f"POST /sandbox/{sid}/stop",
-        f"DELETE /sandbox/{sid}",
-    ]
-    assert fake.log[-1] == f"GET /sandbox/{sid}" and fake.sandbox(sid) is None
-    assert stop_and_delete(fake.client(), "x", WAITS) is False  # nothing left: no error
-
-
-def test_an_ephemeral_sandbox_is_gone_after_its_stop_without_delete() -> None:
-    fake = FakeDaytona()
-    row = fake.add_sandbox("x", ["started"])
-
-    def stop_destroys(request: httpx.Request) -> httpx.Response | None:
-        if not request.url.path.endswith("/stop"):
-            return None
-        row["state"], row["desiredState"] = "destroying", "destroyed"
-        fake.script[row["id"]] = ["GONE"]
-        return httpx.Response(200, json=row)
-
-    fake.fail_next = [lambda _: None, stop_destroys]
-    assert stop_and_delete(fake.client(), "x", WAITS)
-    assert not any(e.startswith("DELETE") for e in fake.log)
-
-
-def test_a_delete_refused_during_a_state_change_is_tried_again() -> None:
-    fake = FakeDaytona(refuse_delete_while_settling=400)
-    fake.add_sandbox("x", ["starting", "starting", "starting", "started"])
-    assert stop_and_delete(fake.client(), "x", WAITS)
-    assert fake.count(f"DELETE /sandbox/{next(iter(fake.script))}") >= 2
-
-
-def test_a_409_during_a_state_change_is_waited_out() -> None:
-    # Daytona's own answer to a delete while a start or stop is in flight.
-    fake = FakeDaytona(refuse_delete_while_settling=409)
-    row = fake.add_sandbox("x", ["starting", "starting", "starting", "started"])
-    assert stop_and_delete(fake.client(), "x", WAITS)
-    assert fake.count(f"DELETE /sandbox/{row['id']}") >= 2 and fake.sandbox("x") is None
 
 
 @pytest.mark.parametrize(
@@ -524,61 +372,6 @@ def test_a_409_on_delete_of_a_sandbox_still_changing_is_an_error() -> None:
         client(handler).delete_sandbox("x")
     assert "409 Sandbox state change in progress" in str(caught.value)
     assert "\n" not in str(caught.value)
-
-
-def test_running_sandbox_removes_it_when_the_block_raises() -> None:
-    fake = FakeDaytona()
-    api = fake.client()
-
-    def failing_test() -> None:
-        spec = SandboxSpec(snapshot="prd--1", env={"A": "1"}, labels={"suite": "e2e"})
-        with running_sandbox(api, spec, WAITS) as sb:
-            assert sb.sandbox.state == "started"
-            assert sb.sandbox.labels == {"suite": "e2e", CREATED_BY_LABEL: CREATED_BY}
-            assert sb.logs() == "log line\n"
-            assert sb.preview(3000).url.startswith("https://3000-")
-            raise RuntimeError("test failed")
-
-    with pytest.raises(RuntimeError, match="test failed"):
-        failing_test()
-    assert fake.sandboxes == {}
-    assert fake.count("POST /sandbox") == 1
-    assert any(e.startswith("DELETE") for e in fake.log)
-
-
-def test_running_sandbox_removes_a_sandbox_that_failed_to_start() -> None:
-    fake = FakeDaytona(start_states=["creating", "error"])
-    with (
-        pytest.raises(DaytonaError, match="state error"),
-        running_sandbox(fake.client(), SandboxSpec(snapshot="prd--1"), WAITS),
-    ):
-        pytest.fail("the block must not run")
-    assert fake.sandboxes == {} and any(e.startswith("DELETE") for e in fake.log)
-
-
-def test_running_sandbox_raises_a_teardown_failure_only_when_the_block_passed(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    fake = FakeDaytona()
-    locked = httpx.Response(400, json=error_body(400, "Sandbox is locked"))
-
-    def refuse_delete(request: httpx.Request) -> httpx.Response | None:
-        return locked if request.method == "DELETE" else None
-
-    api = fake.client()
-
-    def block(error: Exception | None) -> None:
-        with running_sandbox(api, SandboxSpec(snapshot="prd--1"), WAITS):
-            fake.fail_next = [refuse_delete] * 20
-            if error is not None:
-                raise error
-
-    with pytest.raises(DaytonaError, match="Sandbox is locked"):
-        block(None)
-    fake.fail_next = []
-    with pytest.raises(KeyError, match="the block's own error"):
-        block(KeyError("the block's own error"))
-    assert "could not remove sandbox" in capsys.readouterr().err
 
 
 # --- the command (MockTransport) ------------------------------------------------------------
@@ -629,35 +422,6 @@ def test_bad_options_are_one_config_error(clean_env: Path, argv: list[str], mess
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_up_starts_from_a_named_snapshot_prints_the_url_and_reports(
-    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("DAYTONA_SNAPSHOT_NAME", "custom-snap")
-    monkeypatch.setenv("DAYTONA_SANDBOX_AUTO_STOP", "15")
-    fake = FakeDaytona()
-    posted: list[dict[str, Any]] = []
-
-    def record(request: httpx.Request) -> None:
-        if request.method == "POST" and request.url.path == "/api/sandbox":
-            posted.append(json.loads(request.content))
-
-    fake.fail_next = [lambda r: record(r)] * 10
-    sandbox_daytona(
-        ["--name", "sbx-mine", "--port", "8080", "--public"], client=fake.client(), poll=POLL
-    )
-    out, err = capsys.readouterr()
-    row = fake.sandbox("sbx-mine")
-    assert row is not None and out == f"https://3000-{row['id']}.p\n"
-    assert posted[0]["snapshot"] == "custom-snap" and posted[0]["autoStopInterval"] == 15
-    assert posted[0]["public"] is True and posted[0]["autoDeleteInterval"] == 0
-    assert f"GET /sandbox/{row['id']}/ports/8080/preview-url" in fake.log
-    assert "--down sbx-mine" in err
-    section = json.loads(clean_env.read_text())["sandbox"]
-    assert section["name"] == "sbx-mine" and section["id"] == row["id"]
-    assert section["preview_url"] == out.strip() and section["port"] == 8080
-    assert "token" not in json.dumps(section)
-
-
 def test_up_without_any_snapshot_of_the_stage(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -670,44 +434,6 @@ def test_up_without_any_snapshot_of_the_stage(
 
     with pytest.raises(DaytonaError, match="no active snapshot starts with 'dev-jonas--'"):
         sandbox_daytona([], client=client(handler))
-
-
-def test_down_and_cleanup(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakeDaytona()
-    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    fake.add_sandbox("old-1", ["started"], createdAt="2026-11-23T09:00:00.000Z")
-    fake.add_sandbox("old-2", ["stopped"], createdAt="2026-11-23T10:00:00.000Z")
-    fake.add_sandbox("young", ["started"], createdAt="2026-11-23T11:59:00.000Z")
-    fake.add_sandbox(
-        "theirs", ["started"], labels={"team": "app"}, createdAt="2026-11-22T00:00:00.000Z"
-    )
-
-    def list_by_label(request: httpx.Request) -> httpx.Response | None:
-        if request.method != "GET" or request.url.path != "/api/sandbox":
-            return None
-        wanted = json.loads(request.url.params["labels"])
-        items = [r for r in fake.sandboxes.values() if wanted.items() <= r["labels"].items()]
-        return httpx.Response(200, json={"items": items, "nextCursor": None})
-
-    api = fake.client()
-    fake.fail_next = [list_by_label]
-    sandbox_daytona(["--cleanup", "--older-than", "60"], client=api, poll=POLL, now=lambda: now)
-    err = capsys.readouterr().err
-    assert "delete old-1" in err and "delete old-2" in err and "keep   young" in err
-    assert "theirs" not in err and "pass --yes" in err
-    assert not any(e.startswith(("DELETE", "POST")) for e in fake.log)
-
-    fake.fail_next = [list_by_label]
-    sandbox_daytona(
-        ["--cleanup", "--older-than", "60", "--yes"], client=api, poll=POLL, now=lambda: now
-    )
-    assert sorted(r["name"] for r in fake.sandboxes.values()) == ["theirs", "young"]
-    assert json.loads(clean_env.read_text())["sandboxes_clean"]["deleted"] == ["old-1", "old-2"]
-
-    sandbox_daytona(["--down", "young"], client=api, poll=POLL)
-    assert [r["name"] for r in fake.sandboxes.values()] == ["theirs"]
-    sandbox_daytona(["--down", "young"], client=api, poll=POLL)
-    assert "no sandbox young: nothing to remove" in capsys.readouterr().err
 
 
 def test_preview_model_rejects_a_missing_token() -> None:

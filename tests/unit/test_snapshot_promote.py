@@ -1,23 +1,25 @@
-"""`snapshot_stage -- --from`: promotion and rollback without a build (rules by table, the
-session on the in-memory fake), and how SANDBOX_IMAGE_DIGEST shows in plans and settings. The
-registry side (a commit's tag resolved to its digest, a tag that moved) is in
-test_snapshot_promote_emulator.py and test_daytona_digest_emulator.py."""
+"""`snapshot_stage -- --from`: promotion and rollback without a build (rules by table, what the
+session refuses before asking anyone), which image check a run makes, and how
+SANDBOX_IMAGE_DIGEST shows in plans and settings. The session against Daytona's behaviour is in
+tests/integration/daytona/test_daytona_promote.py; the registry side (a commit's tag resolved to
+its digest, a tag that moved) in test_daytona_release_emulator.py."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
-from pipeline.daytona.snapshots import PollPolicy
-from pipeline.errors import ConfigError, DaytonaError
+from pipeline.errors import ConfigError
 from pipeline.rules.daytona_models import Snapshot
 from pipeline.rules.snapshot_names import (
+    ImageCheck,
     PromoteFrom,
     SnapshotSpec,
+    image_check,
     missing_source_fix,
     pin_digest,
     promote_source,
@@ -27,14 +29,13 @@ from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshot_stage import snapshot_stage
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names, load
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
-from tests.helpers.fake_daytona import KEY, URL, FakeDaytona
+from tests.helpers.daytona_wire import KEY, URL, mock_client
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 OTHER_DIGEST = "sha256:" + "cd" * 32
 REPOSITORY = "ghcr.io/iterate/sandbox"
 NOW = datetime(2026, 11, 24, 9, 30, 0, tzinfo=UTC)
-POLL = PollPolicy(initial=0.5, factor=1.5, maximum=5)
 
 
 @pytest.mark.parametrize(
@@ -109,73 +110,27 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return report
 
 
-def stage(fake: FakeDaytona, *argv: str) -> None:
-    snapshot_stage(list(argv), client=fake.client(), poll=POLL, now=lambda: NOW)
-
-
-def test_rolling_back_to_a_snapshot_makes_a_new_stage_snapshot_of_its_image(
-    env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    fake = FakeDaytona()
-    old = fake.add_snapshot("prd--20261101-000000", ["active"], imageName=f"{REPOSITORY}@{DIGEST}")
-    fake.add_snapshot("prd--20261120-000000", ["active"], imageName=f"{REPOSITORY}:sha-{SHA}")
-    stage(fake, "--from", old["name"], "--skip-image-check")
-    made = fake.snapshot("prd--20261124-093000")
-    assert made is not None and made["state"] == "active"
-    assert made["imageName"] == f"{REPOSITORY}@{DIGEST}"
-    assert fake.posts() == 1
-    err = capsys.readouterr().err
-    assert f"from:       snapshot {old['name']}: its image {REPOSITORY}@{DIGEST}" in err
-    assert err.index("from:       snapshot") < err.index("creating prd--20261124-093000")
-    section = json.loads(env.read_text())["snapshot"]
-    assert section["promoted_from"] == f"snapshot {old['name']}"
-    assert section["image"] == f"{REPOSITORY}@{DIGEST}" and section["image_digest"] is None
-
-
-def test_dry_run_of_a_rollback_only_reads_daytona(
-    env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    fake = FakeDaytona()
-    old = fake.add_snapshot("prd--20261101-000000", ["active"], imageName=f"{REPOSITORY}@{DIGEST}")
-    stage(fake, "--from", old["name"], "--dry-run")
-    assert fake.log == [f"GET /snapshots/{old['name']}"]
-    err = capsys.readouterr().err
-    assert "name:       prd--20261124-093000" in err and f"{REPOSITORY}@{DIGEST}" in err
-    assert "dry run: Daytona was only read for the plan; nothing changed" in err
-    assert not env.exists()
-
-
-def test_a_rollback_to_a_missing_or_failed_snapshot_changes_nothing(env: Path) -> None:
-    fake = FakeDaytona()
-    with pytest.raises(DaytonaError, match="no snapshot is named prd--20261101-000000"):
-        stage(fake, "--from", "prd--20261101-000000")
-    broken = fake.add_snapshot(
-        "prd--20261102-000000", ["error"], imageName=f"{REPOSITORY}@{DIGEST}", errorReason="boom"
-    )
-    with pytest.raises(DaytonaError, match=r"in state error \(boom\); its image never worked"):
-        stage(fake, "--from", broken["name"])
-    fake.add_snapshot("built", ["active"], imageName="")
-    with pytest.raises(DaytonaError, match="has no image name"):
-        stage(fake, "--from", "built")
-    assert fake.posts() == 0
-
-
-def test_a_rollback_with_other_resources_warns(
-    env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    fake = FakeDaytona()
-    fake.add_snapshot("prd--1", ["active"], imageName=f"{REPOSITORY}@{DIGEST}", cpu=8)
-    stage(fake, "--from", "prd--1", "--dry-run")
-    assert "prd--1 had 8 vCPU, 4 GB memory, 10 GB disk; the new snapshot gets 2 vCPU" in (
-        capsys.readouterr().err
-    )
+def nothing(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"Daytona was asked: {request.method} {request.url}")
 
 
 def test_from_and_image_together_are_refused(env: Path) -> None:
-    fake = FakeDaytona()
+    argv = ["--from", SHA, "--image", f"{REPOSITORY}:sha-{SHA}"]
     with pytest.raises(ConfigError, match="--from and --image both name the image"):
-        stage(fake, "--from", SHA, "--image", f"{REPOSITORY}:sha-{SHA}")
-    assert fake.log == []
+        snapshot_stage(argv, client=mock_client(nothing), now=lambda: NOW)  # Daytona not asked
+
+
+@pytest.mark.parametrize(
+    ("digest", "skip", "check"),
+    [
+        (None, False, ImageCheck.TAG),
+        (None, True, ImageCheck.NONE),
+        (DIGEST, False, ImageCheck.DIGEST),
+        (DIGEST, True, ImageCheck.DIGEST),  # the pushed digest is checked all the same
+    ],
+)
+def test_which_image_check_a_run_makes(digest: str | None, skip: bool, check: ImageCheck) -> None:
+    assert image_check(image_digest=digest, skip_tag_check=skip) is check
 
 
 # --- SANDBOX_IMAGE_DIGEST in settings and plans ---------------------------------------------
@@ -199,9 +154,8 @@ def test_the_digest_is_in_the_plan_of_a_dry_run(
 ) -> None:
     monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", DIGEST)
     monkeypatch.setenv("SANDBOX_IMAGE", f"{REPOSITORY}:sha-{SHA}")
-    fake = FakeDaytona()
-    session(["--dry-run", "--skip-image-check"], client=fake.client())
+    session(["--dry-run", "--skip-image-check"], client=mock_client(nothing))  # Daytona not asked
     err = capsys.readouterr().err
     assert f"digest:     {DIGEST} (SANDBOX_IMAGE_DIGEST;" in err
     assert "image check: the digest, in the registry" in err  # despite --skip-image-check
-    assert fake.log == [] and "were not contacted" in err
+    assert "were not contacted" in err

@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from tenacity import wait_exponential_jitter
 
 from daytona_emulator import EmulatorServer, FaultRule, SnapshotOutcome
 from daytona_emulator.knobs import SettingsPatch
-from pipeline.daytona.client import DaytonaClient, RetryPolicy
+from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.latest import LatestCache, latest_snapshot
-from pipeline.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.daytona.snapshots import ensure_snapshot
 from pipeline.errors import (
     ConfigError,
     DaytonaAuthError,
@@ -33,10 +34,12 @@ from pipeline.errors import (
     RegistryError,
 )
 from pipeline.registry.server import LocalRegistry
+from pipeline.rules.snapshot_names import SnapshotSpec
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshot_latest import snapshot_latest
 from pipeline.sessions.snapshot_stage import snapshot_stage
 from pipeline.sessions.snapshots_clean import snapshots_clean
+from pipeline.waiting import Interval, RetryPolicy
 from tests.helpers.emulator import (
     EMULATOR_KEY,
     SANDBOX_ONLY_KEY,
@@ -48,8 +51,8 @@ from tests.helpers.git import git as _git
 
 __all__ = ["daytona_emulator", "daytona_emulator_with_registry"]  # fixtures, used by name
 
-FAST = RetryPolicy(attempts=4, timeout=10, wait_initial=0.01, wait_max=0.05, wait_jitter=0)
-POLL = PollPolicy(initial=0.05, factor=1.5, maximum=0.2)
+FAST = RetryPolicy(10, wait_exponential_jitter(multiplier=0.01, max=0.05, jitter=0), attempts=4)
+POLL = Interval(first_s=0.05, factor=1.5, max_s=0.2)
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 CLEARED = [
     *("DAYTONA_API_URL", "DAYTONA_API_KEY", "DAYTONA_ORGANIZATION_ID", "DAYTONA_HTTP_TIMEOUT"),
@@ -147,7 +150,7 @@ def world(
 
 
 def make(world: World, *argv: str) -> None:
-    world.run(snapshot_daytona, *argv, poll=POLL)
+    world.run(snapshot_daytona, *argv, interval=POLL)
 
 
 def test_create_then_active_and_reported(world: World) -> None:
@@ -213,7 +216,7 @@ def test_concurrent_runs_make_one_snapshot(world: World) -> None:
     def run() -> None:
         try:
             with world.client() as api:
-                outcome = ensure_snapshot(api, spec, timeout=20, poll=POLL)
+                outcome = ensure_snapshot(api, spec, timeout=20, interval=POLL)
                 results.append(outcome.snapshot.id)
         except BaseException as error:  # surfaced by the assertion below
             errors.append(error)
@@ -318,7 +321,7 @@ def test_a_bad_key_names_the_variable(world: World, monkeypatch: pytest.MonkeyPa
 def test_a_key_without_snapshot_permission(world: World) -> None:
     image = world.push()
     with world.client(SANDBOX_ONLY_KEY) as api, pytest.raises(DaytonaAuthError) as caught:
-        snapshot_daytona([], client=api, poll=POLL)
+        snapshot_daytona([], client=api, interval=POLL)
     text = str(caught.value)
     assert "403" in text and "write:snapshots" in text and "DAYTONA_ORGANIZATION_ID" in text
     assert image  # the image check passed; Daytona refused
@@ -330,7 +333,7 @@ def test_an_inactive_snapshot_is_activated(world: World) -> None:
     with world.client() as api:
         snapshot = api.get_snapshot(world.sha_name)
         assert snapshot is not None
-        api._http.post(f"/snapshots/{snapshot.id}/deactivate").raise_for_status()
+        api.http.post(f"/snapshots/{snapshot.id}/deactivate").raise_for_status()
         assert api.get_snapshot(world.sha_name).state == "inactive"  # type: ignore[union-attr]
     make(world)
     assert json.loads(world.report.read_text())["snapshot"]["action"] == "activated"
@@ -338,7 +341,7 @@ def test_an_inactive_snapshot_is_activated(world: World) -> None:
 
 def test_dry_run_touches_nothing(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     make(world, "--dry-run")
-    world.run(snapshot_stage, "--dry-run", "--prefix", "prd", poll=POLL)
+    world.run(snapshot_stage, "--dry-run", "--prefix", "prd", interval=POLL)
     assert world.requests() == []
     err = capsys.readouterr().err
     assert f"name:       {world.sha_name}" in err and "dry run" in err
@@ -366,7 +369,7 @@ def test_overrides_and_bad_options(world: World, monkeypatch: pytest.MonkeyPatch
 
 
 def stage(world: World, when: datetime, *argv: str) -> str:
-    world.run(snapshot_stage, *argv, poll=POLL, now=lambda: when)
+    world.run(snapshot_stage, *argv, interval=POLL, now=lambda: when)
     name: str = json.loads(world.report.read_text())["snapshot"]["name"]
     return name
 
@@ -461,7 +464,7 @@ def test_the_key_stays_out_of_logs_and_output(
     monkeypatch.setenv("DAYTONA_API_KEY", EMULATOR_KEY)
     world.emulator.knobs.add_fault(FaultRule(kind="error", status=502, count=1, method="GET"))
     with caplog.at_level("DEBUG"):  # httpx/httpcore debug logs included
-        snapshot_daytona([], poll=POLL)  # the session's own client, from the environment
+        snapshot_daytona([], interval=POLL)  # the session's own client, from the environment
     out, err = capsys.readouterr()
     assert caplog.text and "retry 1 after" in err
     for text in (out, err, caplog.text, world.report.read_text(), world.outputs.read_text()):

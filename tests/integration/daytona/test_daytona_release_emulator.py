@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from tenacity import wait_exponential_jitter
 
 from daytona_emulator import EmulatorServer
 from daytona_emulator.knobs import SettingsPatch
-from pipeline.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.daytona.snapshots import PollPolicy
+from pipeline.daytona.client import DaytonaClient
 from pipeline.errors import RegistryError
 from pipeline.registry.server import LocalRegistry
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
@@ -27,6 +27,7 @@ from pipeline.sessions.snapshot_latest import snapshot_latest
 from pipeline.sessions.snapshot_stage import snapshot_stage
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
+from pipeline.waiting import Interval, RetryPolicy
 from tests.helpers.emulator import (
     EMULATOR_KEY,
     PushedImage,
@@ -36,8 +37,8 @@ from tests.helpers.emulator import (
 
 __all__ = ["daytona_emulator_with_registry"]  # a fixture, used by name
 
-FAST = RetryPolicy(attempts=4, timeout=10, wait_initial=0.01, wait_max=0.05, wait_jitter=0)
-POLL = PollPolicy(initial=0.05, factor=1.5, maximum=0.2)
+FAST = RetryPolicy(10, wait_exponential_jitter(multiplier=0.01, max=0.05, jitter=0), attempts=4)
+POLL = Interval(first_s=0.05, factor=1.5, max_s=0.2)
 SHA_A = "a" * 40
 SHA_B = "b" * 40
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -64,7 +65,7 @@ class World:
         return push_tiny_image(self.registry, name, f"sha-{sha}", as_index=as_index)
 
     def stage(self, minutes: int, *argv: str) -> None:
-        self.run(snapshot_stage, *argv, poll=POLL, now=lambda: T0 + timedelta(minutes=minutes))
+        self.run(snapshot_stage, *argv, interval=POLL, now=lambda: T0 + timedelta(minutes=minutes))
 
     def section(self) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(self.report.read_text())["snapshot"]
@@ -121,7 +122,7 @@ def test_the_built_digest_is_verified_and_reported(world: World) -> None:
     built = world.push(SHA_A)
     world.monkeypatch.setenv("SANDBOX_IMAGE", built.reference)
     world.monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", built.digest)
-    world.run(snapshot_daytona, "--name", "iterate-sandbox-digest", poll=POLL)
+    world.run(snapshot_daytona, "--name", "iterate-sandbox-digest", interval=POLL)
     section = world.section()
     assert section["image_digest"] == built.digest and section["state"] == "active"
     assert section["image"] == built.reference
@@ -141,7 +142,7 @@ def test_a_tag_pushed_again_after_the_build_is_refused_before_any_post(
 
     def run() -> None:
         if session == "snapshot_daytona":
-            world.run(snapshot_daytona, *argv, "--name", "iterate-sandbox-digest", poll=POLL)
+            world.run(snapshot_daytona, *argv, "--name", "iterate-sandbox-digest", interval=POLL)
         else:
             world.stage(0, *argv)
 

@@ -6,17 +6,20 @@ import uuid
 
 import pytest
 from pydantic import SecretStr
+from tenacity import wait_exponential_jitter
 
 from daytona_emulator import EmulatorServer, FaultRule
-from pipeline.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.daytona.snapshots import PollPolicy, SnapshotSpec, ensure_snapshot
+from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.snapshots import ensure_snapshot
 from pipeline.registry.server import LocalRegistry
+from pipeline.rules.snapshot_names import SnapshotSpec
+from pipeline.waiting import Interval, RetryPolicy
 from tests.helpers.emulator import EMULATOR_KEY, daytona_emulator_with_registry, push_tiny_image
 
 __all__ = ["daytona_emulator_with_registry"]  # a fixture, used by name
 
-EMU_RETRY = RetryPolicy(timeout=20, wait_initial=0.05, wait_max=0.2, wait_jitter=0.05)
-EMU_POLL = PollPolicy(initial=0.05, factor=1.5, maximum=0.2)
+EMU_RETRY = RetryPolicy(20, wait_exponential_jitter(multiplier=0.05, max=0.2, jitter=0.05))
+EMU_POLL = Interval(first_s=0.05, factor=1.5, max_s=0.2)
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def test_three_503s_on_create_end_in_one_snapshot(
         FaultRule(kind="error", status=503, count=3, method="POST", path_prefix="/api/snapshots")
     )
     with DaytonaClient(server.base_url, SecretStr(EMULATOR_KEY), retry=EMU_RETRY) as api:
-        outcome = ensure_snapshot(api, spec, timeout=30, poll=EMU_POLL)
+        outcome = ensure_snapshot(api, spec, timeout=30, interval=EMU_POLL)
         assert outcome.action == "created" and outcome.snapshot.state == "active"
         assert [s.name for s in api.iter_snapshots(spec.name)] == [spec.name]
     seen = requests(server, spec.name)
@@ -63,6 +66,6 @@ def test_a_lost_create_answer_is_reported_as_created(
     server, spec = emulated
     server.knobs.add_fault(FaultRule(kind="drop_after", count=1, method="POST"))
     with DaytonaClient(server.base_url, SecretStr(EMULATOR_KEY), retry=EMU_RETRY) as api:
-        outcome = ensure_snapshot(api, spec, timeout=30, poll=EMU_POLL)
+        outcome = ensure_snapshot(api, spec, timeout=30, interval=EMU_POLL)
     assert outcome.action == "created" and outcome.snapshot.state == "active"
     assert [r for r in requests(server, spec.name) if r.startswith("POST")] == ["POST None"]

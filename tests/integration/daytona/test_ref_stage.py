@@ -12,23 +12,24 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from tenacity import wait_exponential_jitter
 
 from daytona_emulator import EmulatorServer
 from daytona_emulator.knobs import SettingsPatch
-from pipeline.daytona.client import DaytonaClient, RetryPolicy
-from pipeline.daytona.snapshots import PollPolicy
+from pipeline.daytona.client import DaytonaClient
 from pipeline.errors import GitError
 from pipeline.registry.server import LocalRegistry
 from pipeline.sessions.snapshot_stage import snapshot_stage
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
+from pipeline.waiting import Interval, RetryPolicy
 from tests.conftest import FixtureRepo, make_fixture_repo
 from tests.helpers.emulator import EMULATOR_KEY, daytona_emulator_with_registry
 
 __all__ = ["daytona_emulator_with_registry"]  # a fixture, used by name
 
-FAST = RetryPolicy(attempts=4, timeout=10, wait_initial=0.01, wait_max=0.05, wait_jitter=0)
-POLL = PollPolicy(initial=0.05, factor=1.5, maximum=0.2)
+FAST = RetryPolicy(10, wait_exponential_jitter(multiplier=0.01, max=0.05, jitter=0), attempts=4)
+POLL = Interval(first_s=0.05, factor=1.5, max_s=0.2)
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 GIT = ("-c", "user.email=t@example.invalid", "-c", "user.name=t")
 
@@ -82,7 +83,7 @@ def feature_repo(
 def _stage(server: EmulatorServer, minutes: int, *argv: str) -> None:
     with DaytonaClient(server.base_url, SecretStr(EMULATOR_KEY), retry=FAST) as api:
         snapshot_stage(
-            list(argv), client=api, poll=POLL, now=lambda: T0 + timedelta(minutes=minutes)
+            list(argv), client=api, interval=POLL, now=lambda: T0 + timedelta(minutes=minutes)
         )
 
 

@@ -1,10 +1,10 @@
-"""The one polling helper: deadline, growing interval, a last probe at the deadline."""
+"""The one wait: deadline, growing interval, a last probe at the deadline, progress lines."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.waiting import FakeClock, Interval, PollTimeout, poll
+from pipeline.waiting import FakeClock, Interval, PollTimeout, poll, watch
 
 
 def test_returns_the_first_result_that_is_done() -> None:
@@ -54,3 +54,25 @@ def test_on_wait_sees_every_result_that_is_not_done() -> None:
         on_wait=lambda s, t: waits.append((s, t)),
     )
     assert waits == [("a", 0.0), ("b", 1.0)]
+
+
+def test_watch_prints_each_change_and_a_heartbeat(capsys: pytest.CaptureFixture[str]) -> None:
+    clock = FakeClock()
+    states = iter(["pending"] * 70 + ["pulling", "active"])
+    found = watch(
+        "snap",
+        lambda: next(states),
+        lambda s: s == "active",
+        str,
+        state="pending",
+        deadline=1000,
+        interval=Interval(first_s=1),
+        clock=clock,
+    )
+    assert found == "active"
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "   snap: still pending (60 s)",  # nothing changed for a minute: a sign of life
+        "   snap: pending → pulling (70 s)",
+        "   snap: pulling → active (71 s)",
+    ]

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from pipeline.daytona.transport import CreateConflict, Endpoints, url_of
+from pipeline.daytona.transport import CreateConflict, Transport, url_of
 from pipeline.errors import DaytonaError
 from pipeline.rules.daytona_http import SANDBOX_PERMISSIONS, api_error
 from pipeline.rules.daytona_models import (
@@ -37,29 +37,29 @@ class StateChangeInProgress(DaytonaError):
     """409 "Sandbox state change in progress": Daytona refuses a start/stop/delete meanwhile."""
 
 
-class SandboxEndpoints(Endpoints):
+class SandboxEndpoints(Transport):
     def create_sandbox(self, request: CreateSandbox) -> Sandbox:
         """`POST /sandbox`. Never retried once sent (a second POST could make a second
         sandbox): a lost answer or a 5xx raises OutcomeUnknown, a 409 CreateConflict."""
         operation = f"creating sandbox {request.name} from snapshot {request.snapshot}"
-        response = self._send(
+        response = self.send(
             "POST",
             "/sandbox",
             operation,
             json=request.body(),
             idempotent=False,
             tolerate=(409,),
-            timeout=self._longer(SANDBOX_WAIT_HTTP_TIMEOUT),
+            timeout=self.longer(SANDBOX_WAIT_HTTP_TIMEOUT),
             permissions=SANDBOX_PERMISSIONS,
         )
         if response.status_code == 409:
-            raise CreateConflict(f"{operation}: {self._message(response)}")
-        return self._parse(Sandbox, response, operation)
+            raise CreateConflict(f"{operation}: {self.message(response)}")
+        return self.parse(Sandbox, response, operation)
 
     def get_sandbox(self, id_or_name: str) -> Sandbox | None:
         """The sandbox with that id or name, None when Daytona answers 404."""
         operation = f"looking up sandbox {id_or_name}"
-        response = self._send(
+        response = self.send(
             "GET",
             _sandbox_path(id_or_name),
             operation,
@@ -68,7 +68,7 @@ class SandboxEndpoints(Endpoints):
         )
         if response.status_code == 404:
             return None
-        return self._parse(Sandbox, response, operation)
+        return self.parse(Sandbox, response, operation)
 
     def list_sandboxes(
         self,
@@ -84,13 +84,13 @@ class SandboxEndpoints(Endpoints):
         if cursor:
             params["cursor"] = cursor
         operation = "listing sandboxes" + (f" labelled {dict(labels)}" if labels else "")
-        response = self._send(
+        response = self.send(
             "GET", "/sandbox", operation, params=params, permissions=SANDBOX_PERMISSIONS
         )
         if response.content.lstrip().startswith(b"["):
             # Servers before the cursor API (public source up to v0.190) answer a bare array.
             response = _as_page(response)
-        return self._parse(SandboxPage, response, operation)
+        return self.parse(SandboxPage, response, operation)
 
     def iter_sandboxes(
         self, labels: Mapping[str, str] | None = None, *, limit: int = LIST_LIMIT_MAX
@@ -106,19 +106,19 @@ class SandboxEndpoints(Endpoints):
 
     def start_sandbox(self, id_or_name: str) -> Sandbox:
         operation = f"starting sandbox {id_or_name}"
-        response = self._send(
+        response = self.send(
             "POST",
             f"{_sandbox_path(id_or_name)}/start",
             operation,
             idempotent=False,
-            timeout=self._longer(SANDBOX_WAIT_HTTP_TIMEOUT),
+            timeout=self.longer(SANDBOX_WAIT_HTTP_TIMEOUT),
             permissions=SANDBOX_PERMISSIONS,
         )
-        return self._parse(Sandbox, response, operation)
+        return self.parse(Sandbox, response, operation)
 
     def stop_sandbox(self, id_or_name: str, *, force: bool = False) -> Sandbox:
         operation = f"stopping sandbox {id_or_name}"
-        response = self._send(
+        response = self.send(
             "POST",
             f"{_sandbox_path(id_or_name)}/stop",
             operation,
@@ -126,7 +126,7 @@ class SandboxEndpoints(Endpoints):
             idempotent=False,
             permissions=SANDBOX_PERMISSIONS,
         )
-        return self._parse(Sandbox, response, operation)
+        return self.parse(Sandbox, response, operation)
 
     def delete_sandbox(self, id_or_name: str) -> bool:
         """Ask Daytona to destroy it (asynchronous: it shows `destroying`, then 404).
@@ -137,7 +137,7 @@ class SandboxEndpoints(Endpoints):
         `destroying` or gone is success; anything else raises StateChangeInProgress.
         """
         operation = f"deleting sandbox {id_or_name}"
-        response = self._send(
+        response = self.send(
             "DELETE",
             _sandbox_path(id_or_name),
             operation,
@@ -149,27 +149,25 @@ class SandboxEndpoints(Endpoints):
         if response.status_code == 409:
             now = self.get_sandbox(id_or_name)
             if now is not None and now.state not in SANDBOX_GONE_STATES:
-                conflict = api_error(
-                    409, self._message(response), operation, self._transport.organization_id
-                )
+                conflict = api_error(409, self.message(response), operation, self.organization_id)
                 raise StateChangeInProgress(conflict.cause, "wait for it to settle and retry")
         return True
 
     def preview_url(self, id_or_name: str, port: int) -> PortPreview:
         """The preview URL of a port and the token that opens it (`X-Daytona-Preview-Token`)."""
         operation = f"getting the preview URL of port {port} of sandbox {id_or_name}"
-        response = self._send(
+        response = self.send(
             "GET",
             f"{_sandbox_path(id_or_name)}/ports/{port}/preview-url",
             operation,
             permissions=SANDBOX_PERMISSIONS,
         )
-        return self._parse(PortPreview, response, operation)
+        return self.parse(PortPreview, response, operation)
 
     def toolbox_proxy_url(self, sandbox_id: str) -> str:
         """What the SDK asks when a Sandbox came without `toolboxProxyUrl`."""
         operation = f"getting the toolbox URL of sandbox {sandbox_id}"
-        response = self._send(
+        response = self.send(
             "GET",
             f"{_sandbox_path(sandbox_id)}/toolbox-proxy-url",
             operation,
@@ -204,7 +202,7 @@ class SandboxEndpoints(Endpoints):
         if env:
             body["envs"] = dict(env)
         operation = f"running a command in sandbox {sandbox_id}"
-        response = self._send(
+        response = self.send(
             "POST",
             f"{base}/{quote(sandbox_id, safe='')}/process/execute",
             operation,
@@ -213,7 +211,7 @@ class SandboxEndpoints(Endpoints):
             timeout=timeout + EXEC_HTTP_MARGIN,
             permissions=SANDBOX_PERMISSIONS,
         )
-        return self._parse(ExecResult, response, operation)
+        return self.parse(ExecResult, response, operation)
 
 
 def _sandbox_path(id_or_name: str) -> str:
