@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pipeline.daytona.client import DaytonaClient
 from pipeline.errors import DaytonaError
 from pipeline.registry.client import resolve_digest
+from pipeline.registry.credentials import Sources
 from pipeline.rules.daytona_models import Snapshot
 from pipeline.rules.image_ref import ImageRefError, parse_image_ref
 from pipeline.rules.snapshot_names import (
@@ -21,7 +22,6 @@ from pipeline.rules.snapshot_names import (
     pin_digest,
     sha_image,
 )
-from pipeline.settings.build import BuildSettings
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,11 @@ class Promotion:
         return (f"from:       {self.source.describe()}: {self.origin}",)
 
 
-def from_commit(source: PromoteFrom, build: BuildSettings) -> Promotion:
-    """`<repository>:sha-<sha>` as it is in the registry now, by digest."""
-    tagged = sha_image(build.image_repository, source.value, dirty=False)
-    digest = resolve_digest(tagged, build)
+def from_commit(source: PromoteFrom, repository: str, registry: Sources) -> Promotion:
+    """`<repository>:sha-<sha>` as it is in the registry now, by digest (`registry`: where
+    the credentials for reading it come from)."""
+    tagged = sha_image(repository, source.value, dirty=False)
+    digest = resolve_digest(tagged, registry)
     return Promotion(
         source,
         pin_digest(tagged, digest),
@@ -50,7 +51,7 @@ def from_commit(source: PromoteFrom, build: BuildSettings) -> Promotion:
     )
 
 
-def from_snapshot(source: PromoteFrom, build: BuildSettings, api: DaytonaClient) -> Promotion:
+def from_snapshot(source: PromoteFrom, registry: Sources, api: DaytonaClient) -> Promotion:
     """The image of an existing snapshot, by digest (a tag is resolved in its registry now)."""
     found = api.get_snapshot(source.value)
     if found is None:
@@ -80,7 +81,7 @@ def from_snapshot(source: PromoteFrom, build: BuildSettings, api: DaytonaClient)
     if pinned is not None:
         origin = f"its image {image}, already by digest"
         return Promotion(source, pin_digest(image, pinned), pinned, origin, "Daytona was", found)
-    digest = resolve_digest(image, build)
+    digest = resolve_digest(image, registry)
     origin = f"its image {image} is {digest} in the registry now"
     if not (ref.tag or "").startswith("sha-"):  # snapshot_push's tag of a commit's image
         origin += " (a tag that can move: check that this is the image you mean)"

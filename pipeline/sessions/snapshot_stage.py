@@ -129,6 +129,6 @@ def promote(text: str, build: BuildSettings, client: DaytonaClient | None) -> Pr
     source = promote_source(text)
     console.step(f"Looking up the image of {source.describe()}")
     if source.kind == "commit":
-        return from_commit(source, build)
+        return from_commit(source, build.image_repository, build)
     with daytona_client(client) as api:
         return from_snapshot(source, build, api)
