@@ -36,9 +36,10 @@ EMULATOR = ROOT / "emulator"
 LOCK = ROOT / "uv.lock"
 # What decides a session's packages: when none of these changed, the install step is skipped.
 INSTALL_INPUTS = (ROOT / "pyproject.toml", LOCK, EMULATOR / "pyproject.toml")
-# Long enough for `python -m pipeline` to cancel a build in the engine after Ctrl-C before nox
-# escalates to SIGTERM/SIGKILL (nox's default is 0.3 s).
-INTERRUPT_TIMEOUT_S = 30.0
+# When nox is interrupted it sends the pipeline SIGTERM at once (Ctrl-C in a terminal reaches
+# both; SIGINT to nox alone reaches only nox), then gives it this long to cancel the build in
+# the engine and clean up before SIGKILL (nox's default is 0.2 s).
+TERMINATE_TIMEOUT_S = 30.0
 SYSTEM_PYTHON = "/usr/bin/python3"
 UNIT_MARKERS = "not engine and not registry and not emulator and not sandbox_image"
 MIN_PYTHON = (3, 11)  # pyproject.toml's requires-python
@@ -178,7 +179,8 @@ def _pipeline(session: nox.Session, name: str) -> None:
         "pipeline",
         name,
         *session.posargs,
-        interrupt_timeout=INTERRUPT_TIMEOUT_S,
+        interrupt_timeout=0.0,
+        terminate_timeout=TERMINATE_TIMEOUT_S,
         env=env,
     )
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pipeline.catalog import COMMANDS
 from pipeline.errors import Interrupted, PipelineError
 from pipeline.fastpath.replay import TRIED_VARIABLE, replay
+from pipeline.process_group import cancel_when_orphaned, sigterm_interrupts
 
 
 def main(argv: list[str]) -> int:
@@ -35,9 +36,11 @@ def main(argv: list[str]) -> int:
     if name == "snapshot_local" and not tried and replay(rest, os.environ, _step):
         return 0  # nothing it reads has changed since its last decision (fastpath/replay.py)
     traceback = False
+    cancel_when_orphaned()
     try:
-        traceback = _start_up()
-        _command(name)(rest)
+        with sigterm_interrupts():
+            traceback = _start_up()
+            _command(name)(rest)
     except PipelineError as error:
         if traceback:
             raise

@@ -233,6 +233,32 @@ def run(
     return Finished(-1 if ran.timed_out else ran.returncode, "\n".join(out), "\n".join(err))
 
 
+def cancel_when_orphaned(interval_s: float = 0.2) -> None:
+    """Stop this process as SIGTERM would (Interrupted: what it started is stopped, temporary
+    files removed) when its parent goes: a dev launcher or process manager that stops `nox`
+    alone must not leave a build running that tags an image a minute later. Works wherever a
+    parent's death reparents its children (Linux and macOS). A process started detached (its
+    parent already init) is left alone."""
+    parent = os.getppid()
+    if parent == 1:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While the block runs, SIGTERM (a cancelled CI job, a process manager, an orphaned run)
+    raises `Interrupted`, so `finally` blocks run and what was started is stopped."""
+    with _sigterm_interrupts():
+        yield
+
+
 def _has_live_member(group: int) -> bool:
     """Whether a process of `group` still runs. Orphans that exited stay zombies until init
     reaps them (slowly, in some containers); kill(0) counts them, /proc tells them apart."""

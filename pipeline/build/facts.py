@@ -92,7 +92,7 @@ def gather(
         builder_driver=builder.driver,
         # an export is a new folder each time: a stat cache of it would never be read again
         cache_dirs=() if tree else (settings.fingerprint_dir,),
-        key_dir=settings.fingerprint_dir,
+        key_dir=settings.cache_dir,  # one key for every keyed digest (the replay's, too)
         env=settings.buildx_env,
     )
     return facts.model_copy(update={"inputs": inputs}), docker

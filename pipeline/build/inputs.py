@@ -56,7 +56,7 @@ def read_inputs(
         rules = ignore_rules(request.dockerfile, request.context)
         cache_file = cache_file_for(cache_dirs, request.context, rules)
         context = digest_context(request.context, rules, cache_file)
-        secrets = _secrets(request.ca_bundle, cache_file.parent if cache_file else key_dir)
+        secrets = _secrets(request.ca_bundle, key_dir)
     except UnknownBase as error:
         return InputFacts(unknown=f"base image unknown before the build: {error}")
     except (OSError, PipelineError) as error:

@@ -30,13 +30,12 @@ Seen = tuple[replay.Watch, replay.Observation] | None
 def watch(settings: BuildSettings) -> replay.Watch:
     """What a replay of this build's decision has to find unchanged."""
     context, dockerfile = settings.build_context, settings.dockerfile
-    key_dir = settings.fingerprint_dir
     rules = ignore_rules(dockerfile, context)
-    cache_file = cache_file_for((key_dir,), context, rules)
+    cache_file = cache_file_for((settings.fingerprint_dir,), context, rules)
     files: list[Path] = [
         dockerfile,
         *map(Path, ignore_file_candidates(dockerfile, context)),
-        key_dir / KEY_FILE_NAME,
+        settings.cache_dir / KEY_FILE_NAME,  # the key of keyed digests (the replay's, too)
         *APT_SOURCE_FILES,
         *(f for d in APT_SOURCE_FILES for f in (*_listing(d, "*.list"), *_listing(d, "*.sources"))),
         *_listing(PROJECT_ROOT / "pipeline", "**/*.py"),  # the decision's own code

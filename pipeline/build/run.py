@@ -5,7 +5,9 @@ leave the replay its record.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 from pipeline import console
 from pipeline.build import record
@@ -14,37 +16,88 @@ from pipeline.build.login import push_credentials
 from pipeline.docker import images
 from pipeline.docker.buildx import BuildOutcome, build
 from pipeline.docker.cli import Docker
+from pipeline.errors import BuildError
+from pipeline.fastpath.context import ignore_rules
+from pipeline.fastpath.mirror import Mirror, mirrored
+from pipeline.git.refs import ExportedTree
 from pipeline.report import publish
 from pipeline.rules.build_plan import CACHE_EXPORT_FIX, BuildFacts, BuildPlan, Mode, plan_build
-from pipeline.rules.fingerprint import LABEL
+from pipeline.rules.fingerprint import LABEL, InputFacts
 from pipeline.settings.build import BuildSettings, ReportSettings, load
+
+# How often the checkout may change between the fingerprint and its copy before we give up.
+ATTEMPTS = 3
 
 
 def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
     """Build (or find unchanged) what the environment asks for; None when nothing was built."""
     with ref_source(load(BuildSettings)) as (settings, tree):
-        # what a replay would watch, seen before anything is read (a change made while this
-        # run decides then keeps the next run from replaying it)
-        before = record.observe(settings) if mode == "local" and not tree and not dry_run else None
-        facts, docker = gather(settings, mode, tree, dry_run=dry_run)
-        plan = plan_build(facts)
-        for line in plan.describe():
-            console.say(f"    {line}")
-        if docker is None:
-            console.step("dry run: nothing was built, pushed or tagged")
-            return None
-        reports = load(ReportSettings)
-        if plan.action == "tag":
-            _tag_unchanged(docker, plan, reports)
-            record.remember(before, plan, plan.image_id, _bases(facts))
-            return None
-        outcome = _build(docker, plan, settings)
-        if before is not None:
-            built = images.one(docker, plan.local_tags[0]) if plan.local_tags else None
-            same = built is not None and built.labels.get(LABEL) == plan.fingerprint
-            record.remember(before, plan, built.id if built and same else None, _bases(facts))
-        publish("build", _report_values(plan, outcome), reports, summary=_summary(plan, outcome))
-        return outcome
+        for attempt in range(1, ATTEMPTS + 1):
+            done, outcome = _attempt(
+                mode, settings, tree, dry_run=dry_run, last=attempt == ATTEMPTS
+            )
+            if done:
+                return outcome
+            console.warn("the build context changed while it was being read; reading it again")
+    return None
+
+
+def _attempt(
+    mode: Mode, settings: BuildSettings, tree: ExportedTree | None, *, dry_run: bool, last: bool
+) -> tuple[bool, BuildOutcome | None]:
+    """One read of the facts, one plan, and what it says. (False, None): the context changed
+    between the fingerprint and the copy buildx is sent from; read everything again."""
+    # what a replay would watch, seen before anything is read (a change made while this run
+    # decides then keeps the next run from replaying it)
+    before = record.observe(settings) if mode == "local" and not tree and not dry_run else None
+    facts, docker = gather(settings, mode, tree, dry_run=dry_run)
+    plan = plan_build(facts)
+    for line in plan.describe():
+        console.say(f"    {line}")
+    if docker is None:
+        console.step("dry run: nothing was built, pushed or tagged")
+        return True, None
+    reports = load(ReportSettings)
+    if plan.action == "tag":
+        _tag_unchanged(docker, plan, reports)
+        record.remember(before, plan, plan.image_id, _bases(facts))
+        return True, None
+    with _sent_from(settings, plan, tree) as source:
+        inputs = facts.inputs if facts.inputs and not facts.inputs.unknown else None
+        if source is not None and inputs and not _holds(source, inputs):
+            if last:
+                raise BuildError(
+                    f"the build context {plan.context} kept changing while it was read",
+                    "let the tree settle (an editor saving, a watcher building), then rerun",
+                )
+            return False, None
+        outcome = _build(docker, plan, settings, source)
+    if before is not None:
+        built = images.one(docker, plan.local_tags[0]) if plan.local_tags else None
+        same = built is not None and built.labels.get(LABEL) == plan.fingerprint
+        record.remember(before, plan, built.id if built and same else None, _bases(facts))
+    publish("build", _report_values(plan, outcome), reports, summary=_summary(plan, outcome))
+    return True, outcome
+
+
+@contextmanager
+def _sent_from(
+    settings: BuildSettings, plan: BuildPlan, tree: ExportedTree | None
+) -> Iterator[Mirror | None]:
+    """The copy buildx is sent from (fastpath/mirror.py); None for a ref build, whose export is
+    already a folder of its own that nothing else writes."""
+    if tree is not None:
+        yield None
+        return
+    rules = ignore_rules(plan.dockerfile, plan.context)
+    key = hashlib.sha256(f"{plan.context.resolve()}\0{plan.dockerfile}".encode()).hexdigest()
+    with mirrored(plan.context, rules, plan.dockerfile, settings.mirror_dir / key[:20]) as copy:
+        yield copy
+
+
+def _holds(copy: Mirror, inputs: InputFacts) -> bool:
+    """Whether the copy buildx is sent from is what the fingerprint read."""
+    return (copy.digest, copy.dockerfile_digest) == (inputs.context, inputs.dockerfile)
 
 
 def _bases(facts: BuildFacts) -> dict[str, str]:
@@ -73,7 +126,9 @@ def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> 
     publish("build", values, reports, summary=summary)
 
 
-def _build(docker: Docker, plan: BuildPlan, settings: BuildSettings) -> BuildOutcome:
+def _build(
+    docker: Docker, plan: BuildPlan, settings: BuildSettings, copy: Mirror | None
+) -> BuildOutcome:
     if plan.cache_export_skipped:
         console.warn(
             f"no registry cache export: {plan.cache_export_skipped} (the image is built and "
@@ -82,7 +137,8 @@ def _build(docker: Docker, plan: BuildPlan, settings: BuildSettings) -> BuildOut
     # A push logs in right before it, in a Docker config deleted right after.
     login = push_credentials(settings) if plan.push else nullcontext()
     with login as config, console.group(f"docker buildx build ({', '.join(plan.build_tags)})"):
-        outcome = build(plan, docker.with_config(config), console.say)
+        source = (copy.context, copy.dockerfile) if copy else None
+        outcome = build(plan, docker.with_config(config), console.say, source)
     _tell(outcome)
     return outcome
 

@@ -28,6 +28,7 @@ from pipeline.rules.platforms import BuilderFacts, parse_builder_inspect
 from pipeline.rules.progress import ProgressStats
 
 CONTAINERD_STORE = "io.containerd.snapshotter.v1"
+Source = tuple[Path, Path]  # the context folder and the Dockerfile buildx reads
 
 
 class BuildOutcome(BaseModel):
@@ -93,12 +94,16 @@ def containerd_image_store(docker: Docker) -> bool | None:
     return status.get("driver-type") == CONTAINERD_STORE
 
 
-def build(plan: BuildPlan, docker: Docker, on_line: LineSink) -> BuildOutcome:
+def build(
+    plan: BuildPlan, docker: Docker, on_line: LineSink, source: Source | None = None
+) -> BuildOutcome:
+    """Run the plan's build; `source`: the (context, Dockerfile) buildx reads, when they are a
+    copy of the plan's (fastpath/mirror.py)."""
     stats = ProgressStats()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
-        argv = build_argv(docker, plan, metadata_file)
+        argv = build_argv(docker, plan, metadata_file, source)
 
         def feed(line: str) -> None:
             stats.feed(line)
@@ -144,11 +149,14 @@ def build(plan: BuildPlan, docker: Docker, on_line: LineSink) -> BuildOutcome:
     )
 
 
-def build_argv(docker: Docker, plan: BuildPlan, metadata_file: Path) -> list[str]:
+def build_argv(
+    docker: Docker, plan: BuildPlan, metadata_file: Path, source: Source | None = None
+) -> list[str]:
+    context, dockerfile = source or (plan.context, plan.dockerfile)
     argv = ["buildx", "build", "--progress", "plain"]
     if plan.builder:
         argv += ["--builder", plan.builder]
-    argv += ["--file", str(plan.dockerfile)]
+    argv += ["--file", str(dockerfile)]
     argv += _repeated("--build-arg", (f"{k}={v}" for k, v in plan.build_args.items()))
     argv += _repeated("--label", (f"{k}={v}" for k, v in plan.labels.items()))
     argv += _repeated("--build-context", (f"{k}={v}" for k, v in plan.contexts.items()))
@@ -163,7 +171,7 @@ def build_argv(docker: Docker, plan: BuildPlan, metadata_file: Path) -> list[str
         argv += ["--secret", f"id=extra_ca_certs,src={plan.ca_bundle}"]
     argv += ["--metadata-file", str(metadata_file)]
     argv += _repeated("--tag", plan.build_tags)
-    return docker.argv(*argv, plan.context)
+    return docker.argv(*argv, context)
 
 
 def _repeated(flag: str, values: Iterable[str]) -> list[str]:

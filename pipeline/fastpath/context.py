@@ -236,13 +236,16 @@ def _entry(root: str, path: str, info: os.stat_result, cache: StatCache) -> Cont
         payload = str(info.st_rdev)
     else:
         payload = ""
-    return ContextEntry(path=path, mode=mode, uid=info.st_uid, gid=info.st_gid, payload=payload)
+    # Ownership is left out: COPY and ADD create context files as 0:0 (or --chown's), and the
+    # copy buildx is sent from (mirror.py) belongs to whoever runs the build.
+    return ContextEntry(path=path, mode=mode, uid=0, gid=0, payload=payload)
 
 
-def default_cache_dir(env: Mapping[str, str]) -> Path:
-    """Where the fingerprint's stat caches and key live ($XDG_CACHE_HOME/sandbox-pipeline)."""
+def cache_root(env: Mapping[str, str]) -> Path:
+    """The pipeline's cache ($XDG_CACHE_HOME/sandbox-pipeline), as settings/build.py
+    `cache_dir` has it, for the replay (which runs before any settings can load)."""
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sandbox-pipeline" / "fingerprint"
+    return Path(base) / "sandbox-pipeline"
 
 
 def cache_file_for(cache_dirs: Sequence[Path], context: Path, rules: IgnoreRules) -> Path | None:

@@ -40,7 +40,7 @@ from typing import Any
 from pipeline.docker import engine_api
 from pipeline.docker.endpoint import Location
 from pipeline.errors import PipelineError
-from pipeline.fastpath.context import default_cache_dir, digest_context, ignore_rules
+from pipeline.fastpath.context import cache_root, digest_context, ignore_rules
 from pipeline.fastpath.local_key import local_key
 from pipeline.git.runner import git
 from pipeline.process_group import Finished
@@ -96,12 +96,11 @@ class Unobservable(Exception):
 def record_path(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
     """One record per checkout of the pipeline, outside every build context it sends."""
     key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return default_cache_dir(env).parent / "replay" / f"snapshot_local-{key}.json"
+    return cache_root(env) / "replay" / f"snapshot_local-{key}.json"
 
 
 def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = None) -> Observation:
     """What `watch` names, as it is now; the images of `refs` (default: `watch.refs`)."""
-    key_dir = record_path(env).parent
     wanted = watch.refs if refs is None else refs
     location = Location.from_env(env)
     try:
@@ -112,7 +111,7 @@ def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = N
     rules = ignore_rules(Path(watch.dockerfile), context)
     cache_file = Path(watch.cache_file) if watch.cache_file else None
     return Observation(
-        env=env_digest(watch.env_names, env, local_key(key_dir)),
+        env=env_digest(watch.env_names, env, local_key(cache_root(env))),
         git=git_state(context),
         context=digest_context(context, rules, cache_file).digest,
         files={path: file_state(path) for path in watch.files},

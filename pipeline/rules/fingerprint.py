@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from pipeline.rules.dockerfile import Dockerfile, Instruction, global_args, parse, stage_names
 
 LABEL = "dev.iterate.sandbox-pipeline.inputs"
-VERSION = 1  # bump when what goes in changes, so old labels stop matching
+VERSION = 2  # bump when what goes in changes, so old labels stop matching
 # buildx reads these from the environment and passes them on (SOURCE_DATE_EPOCH sets timestamps).
 ENV_INPUTS = ("SOURCE_DATE_EPOCH", "BUILDX_NO_DEFAULT_ATTESTATIONS")
 

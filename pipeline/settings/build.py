@@ -222,6 +222,11 @@ class BuildSettings(_Base):
         return self.cache_dir / "fingerprint"
 
     @property
+    def mirror_dir(self) -> Path:
+        """The copies of build contexts buildx is sent from (fastpath/mirror.py)."""
+        return self.cache_dir / "contexts"
+
+    @property
     def offline_base_env(self) -> dict[str, str]:
         """What making the offline base passes on: proxies (kept across sudo) and the npm
         registry (NPM_CONFIG_REGISTRY)."""

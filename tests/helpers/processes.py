@@ -16,3 +16,16 @@ def processes_matching(*needles: str) -> list[str]:
         if any(needle in text for needle in needles):
             found.append(text.strip())
     return found
+
+
+def processes_with_env(entry: str) -> list[int]:
+    """Pids of the running processes whose environment holds `entry` (`NAME=value`)."""
+    found = []
+    wanted = entry.encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if wanted in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found

@@ -20,6 +20,7 @@ import socket
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ from tests.conftest import (
     run_pipeline,
 )
 from tests.helpers.engines import OwnEngine, started_engine
-from tests.helpers.processes import processes_matching
+from tests.helpers.processes import processes_matching, processes_with_env
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -176,6 +177,33 @@ def test_sigterm_cancels_the_build(tmp_path: Path, registry: LocalRegistry) -> N
     code, output = running.finish()
     assert code == 143 and "interrupted: build cancelled" in output, output[-2000:]
     assert_nothing_left(repo, nonce, seconds)
+
+
+def _our_temp_folders() -> set[str]:
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("sandbox-")}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_stopping_nox_alone_cancels_the_build(
+    tmp_path: Path, registry: LocalRegistry, signum: int
+) -> None:
+    """A dev launcher or process manager signals nox's pid only: SIGTERM ends nox at once (the
+    pipeline notices its parent going), SIGINT makes nox pass SIGTERM on. Either way buildx is
+    gone within seconds, nothing is tagged and no temporary folder is left."""
+    repo, nonce, seconds = slow_repo(tmp_path, registry.host)
+    temp_before = _our_temp_folders()
+    running = start_session("snapshot_local", repo.env(), via_nox=True)
+    running.wait_for_line(STEP_OUTPUT)
+    assert processes_matching(f"sleep {seconds}"), "the step should be running now"
+    os.kill(running.process.pid, signum)  # nox's pid alone, not its group
+    running.finish()
+    assert_nothing_left(repo, nonce, seconds)
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while _our_temp_folders() - temp_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _our_temp_folders() - temp_before
+    # nox, the pipeline and anything they started are gone (no orphan tags :local later)
+    assert not processes_with_env(f"SANDBOX_IMAGE_REPOSITORY={repo.repository}")
 
 
 def test_timeout_cancels_the_step_in_the_engine(tmp_path: Path, registry: LocalRegistry) -> None:

@@ -26,7 +26,10 @@ def test_snapshot_local_builds_loads_and_tags_over_tcp(
 ) -> None:
     assert own_engine.tcp_host is not None
     report = tmp_path / "report.json"
-    env = fixture_repo.env(DOCKER_HOST=own_engine.tcp_host, PIPELINE_REPORT=str(report))
+    # the test's own cache (the replay's record, the fingerprint's key) for every run
+    env = fixture_repo.env(
+        DOCKER_HOST=own_engine.tcp_host, PIPELINE_REPORT=str(report), XDG_CACHE_HOME=str(tmp_path)
+    )
     run = run_pipeline("snapshot_local", env=env)
     assert run.returncode == 0, run.output[-3000:]
     sha = fixture_repo.sha

@@ -1,0 +1,219 @@
+"""The copy of the build context that buildx is sent from: what is built is exactly what was
+fingerprinted, whatever happens to the checkout meanwhile.
+
+Two gaps close this way (both reproduced against buildx 0.13):
+- A file edited after its digest was taken but before buildx sent it (and maybe edited back):
+  the image would hold content its label does not name. The copy changes only here, before the
+  build, and its digest is taken from what was written into it.
+- buildx's context transfer resends a file only when its size or mtime changed, so a same-size
+  edit whose mtime is put back (`touch -r`, archives unpacked with fixed times) stays invisible
+  to it, even with --no-cache. The copy keeps each file's mtime, except where the content changed
+  while size and mtime did not: there it moves the mtime by one nanosecond, so buildx sees it.
+
+Unchanged files are not copied again (their stat, and the copy's, are as recorded). One build
+uses a copy at a time (a lock); the user's files are only ever read. Standard library only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.fastpath.context import ContextError, IgnoreRules, walk
+from pipeline.rules.context_digest import ContextEntry, context_digest
+from pipeline.rules.dockerignore import Matcher
+
+MANIFEST_FORMAT = 1
+# path -> [source size, mtime, ctime, inode, copy's size, copy's mtime, content digest]
+Manifest = dict[str, list[int | str]]
+
+
+@dataclass(frozen=True)
+class Mirror:
+    context: Path  # the copy of the files buildx sends
+    dockerfile: Path  # the Dockerfile (and beside it its ignore file, when it has one)
+    digest: str  # context_digest of what the copy holds
+    dockerfile_digest: str  # sha256 of the Dockerfile's bytes in the copy
+    copied: int  # files written this time
+
+
+@contextmanager
+def mirrored(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Iterator[Mirror]:
+    """The context and Dockerfile synced into `root`, held (locked) for as long as the build
+    reads them."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another build of this context waits its turn
+        yield _sync(context, rules, dockerfile, root)
+
+
+def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mirror:
+    source_root = os.path.realpath(context)
+    target_root = root / "context"
+    target_root.mkdir(exist_ok=True)
+    _writable(target_root)
+    old = _load(root / "manifest.json")
+    new: Manifest = {}
+    entries: list[ContextEntry] = []
+    directories: list[tuple[str, os.stat_result]] = []
+    copied = 0
+    for path, info in walk(context, rules.matcher):
+        source, target = os.path.join(source_root, path), target_root / path
+        mode = info.st_mode
+        if stat.S_ISDIR(mode):
+            _clear_if(target, lambda m: not stat.S_ISDIR(m))
+            target.mkdir(exist_ok=True)
+            directories.append((path, info))
+            payload = ""
+        elif stat.S_ISLNK(mode):
+            payload = os.readlink(source)
+            if not (target.is_symlink() and os.readlink(target) == payload):
+                _clear_if(target, lambda m: True)
+                target.symlink_to(payload)
+        elif stat.S_ISREG(mode):
+            kept = _kept(old.get(path), info, target)
+            if kept is not None:
+                new[path], payload = kept, str(kept[6])
+            else:
+                new[path] = _copy(source, target, info, old.get(path))
+                payload = str(new[path][6])
+                copied += 1
+        else:
+            raise ContextError(
+                f"{source} is neither file, folder nor link (a socket or device)",
+                "exclude it in the .dockerignore",
+            )
+        entries.append(ContextEntry(path, mode, 0, 0, payload))
+    present = {path for path, _ in walk(target_root, Matcher(()))}
+    _remove_extra(target_root, present - {entry.path for entry in entries})
+    for path, info in reversed(directories):  # deepest first: a child's write moves its parent
+        os.chmod(target_root / path, stat.S_IMODE(info.st_mode))
+        os.utime(target_root / path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    _save(root / "manifest.json", new)
+    recipe = root / "dockerfile"
+    shutil.rmtree(recipe, ignore_errors=True)
+    recipe.mkdir()
+    content = dockerfile.read_bytes()
+    (recipe / dockerfile.name).write_bytes(content)
+    if rules.path is not None and rules.path.parent == dockerfile.parent:
+        # <Dockerfile>.dockerignore: the very rules the files above were chosen by
+        (recipe / rules.path.name).write_bytes(rules.text.encode("utf-8", "surrogateescape"))
+    return Mirror(
+        target_root,
+        recipe / dockerfile.name,
+        context_digest(entries),
+        hashlib.sha256(content).hexdigest(),
+        copied,
+    )
+
+
+def _kept(
+    recorded: list[int | str] | None, info: os.stat_result, target: Path
+) -> list[int | str] | None:
+    """The manifest entry when neither the source nor the copy changed since it was written."""
+    if recorded is None:
+        return None
+    source = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+    try:
+        copy = target.lstat()
+    except FileNotFoundError:
+        return None
+    if recorded[:4] != source or recorded[4:6] != [copy.st_size, copy.st_mtime_ns]:
+        return None
+    if stat.S_IMODE(copy.st_mode) != stat.S_IMODE(info.st_mode):
+        os.chmod(target, stat.S_IMODE(info.st_mode))
+    return recorded
+
+
+def _copy(
+    source: str, target: Path, info: os.stat_result, recorded: list[int | str] | None
+) -> list[int | str]:
+    """Copy one file (hashing what is written), keeping its mode and mtime; moved by a
+    nanosecond when buildx would otherwise take it for the file it sent last time."""
+    _clear_if(target, lambda m: not stat.S_ISREG(m))
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.sync")
+    digest = hashlib.sha256()
+    try:
+        with open(source, "rb") as reader, open(tmp, "wb") as writer:
+            for block in iter(lambda: reader.read(1 << 20), b""):
+                digest.update(block)
+                writer.write(block)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise ContextError(
+            f"cannot read {source} from the build context: {error.strerror}",
+            "fix its permissions or exclude it in the .dockerignore",
+        ) from None
+    size, mtime = tmp.stat().st_size, info.st_mtime_ns
+    if (
+        recorded is not None
+        and recorded[4:6] == [size, mtime]
+        and recorded[6] != digest.hexdigest()
+    ):
+        mtime += 1  # same size and time as what buildx has, other content: make it look
+    os.chmod(tmp, stat.S_IMODE(info.st_mode))
+    os.utime(tmp, ns=(time.time_ns(), mtime))
+    tmp.replace(target)
+    return [
+        info.st_size,
+        info.st_mtime_ns,
+        info.st_ctime_ns,
+        info.st_ino,
+        size,
+        mtime,
+        digest.hexdigest(),
+    ]
+
+
+def _clear_if(target: Path, wrong: Callable[[int], bool]) -> None:
+    """Remove what is at `target` when its mode says it is the wrong kind of thing."""
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if wrong(mode):
+        if stat.S_ISDIR(mode):
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+
+
+def _writable(root: Path) -> None:
+    """Folders copied read-only get their owner's write bit back while the copy is synced."""
+    for folder, _, _ in os.walk(root):
+        mode = os.stat(folder).st_mode
+        if mode & 0o700 != 0o700:
+            os.chmod(folder, mode | 0o700)
+
+
+def _remove_extra(root: Path, extra: set[str]) -> None:
+    for path in sorted(extra, key=len, reverse=True):
+        target = root / path
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def _load(path: Path) -> Manifest:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    return files if data.get("format") == MANIFEST_FORMAT and isinstance(files, dict) else {}
+
+
+def _save(path: Path, manifest: Manifest) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"format": MANIFEST_FORMAT, "files": manifest}))
+    tmp.replace(path)
