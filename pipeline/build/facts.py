@@ -31,6 +31,7 @@ from pipeline.rules.build_plan import (
     main_tag,
     needs_image_store_check,
 )
+from pipeline.rules.fingerprint import InputFacts
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.release import MainMove
 from pipeline.settings.build import BuildSettings
@@ -81,6 +82,9 @@ def gather(
     )
     if request.pushes:
         return facts, docker
+    if not settings.fast_path:
+        off = InputFacts(unknown="SANDBOX_FAST_PATH=off: every run builds")
+        return facts.model_copy(update={"inputs": off}), docker
     from pipeline.build.inputs import read_inputs
 
     inputs = read_inputs(

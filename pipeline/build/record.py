@@ -13,15 +13,13 @@ from pipeline.base_image.rootfs import APT_SOURCE_FILES
 from pipeline.fastpath import replay
 from pipeline.fastpath.context import cache_file_for, ignore_rules
 from pipeline.fastpath.local_key import KEY_FILE_NAME
+from pipeline.fastpath.reads import BUILDX_PREFIXES, OTHER_VARIABLES, builder_files
 from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.dockerignore import ignore_file_candidates
 from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, env_names
 
 # How a replayed run says so (scripts and tests look for it).
 REPLAYED = "nothing the build reads has changed since the last run"
-# Read outside the settings' fields, by docker, buildx and the settings' defaults: a replay
-# watches them too (git is asked directly: fastpath/replay.git_state).
-REPLAY_ENV = ("SSL_CERT_FILE", "HOME")
 
 # What a run saw before deciding, handed on so it is observed once per run.
 Seen = tuple[replay.Watch, replay.Observation] | None
@@ -40,13 +38,15 @@ def watch(settings: BuildSettings) -> replay.Watch:
         *(f for d in APT_SOURCE_FILES for f in (*_listing(d, "*.list"), *_listing(d, "*.sources"))),
         *_listing(PROJECT_ROOT / "pipeline", "**/*.py"),  # the decision's own code
     ]
+    files += builder_files(settings.docker)
     if settings.ca_bundle is not None:
         files.append(settings.ca_bundle)
     return replay.Watch(
         context=str(context),
         dockerfile=str(dockerfile),
         cache_file=str(cache_file) if cache_file else None,
-        env_names=(*env_names(BuildSettings), *REPLAY_ENV),
+        env_names=(*env_names(BuildSettings), *OTHER_VARIABLES),
+        env_prefixes=BUILDX_PREFIXES,
         # where reports go changes no decision (and a replay leaves them to the full path)
         report_names=tuple(env_names(ReportSettings)),
         files=tuple(dict.fromkeys(str(f) for f in files)),

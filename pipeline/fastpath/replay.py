@@ -42,10 +42,11 @@ from pipeline.docker.endpoint import Location
 from pipeline.errors import PipelineError
 from pipeline.fastpath.context import cache_root, digest_context, ignore_rules
 from pipeline.fastpath.local_key import local_key
+from pipeline.fastpath.reads import fast_path_off
 from pipeline.git.runner import git
 from pipeline.process_group import Finished
 
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
 # Set by noxfile.py for `python -m pipeline` after a replay it tried found a change: the child
 # does not observe the same things again (internal: not a setting).
 TRIED_VARIABLE = "PIPELINE_REPLAY_TRIED"
@@ -61,6 +62,7 @@ class Watch:
     dockerfile: str
     cache_file: str | None  # the fingerprint's stat cache for this context
     env_names: tuple[str, ...]  # the settings' variables (matched as pydantic-settings does)
+    env_prefixes: tuple[str, ...]  # every variable starting so counts too (buildx's own)
     report_names: tuple[str, ...]  # when one is set, the full path runs (it writes reports)
     files: tuple[str, ...]
     refs: tuple[str, ...] = ()  # images whose ids must be as recorded
@@ -111,7 +113,7 @@ def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = N
     rules = ignore_rules(Path(watch.dockerfile), context)
     cache_file = Path(watch.cache_file) if watch.cache_file else None
     return Observation(
-        env=env_digest(watch.env_names, env, local_key(cache_root(env))),
+        env=env_digest(watch.env_names, env, local_key(cache_root(env)), watch.env_prefixes),
         git=git_state(context),
         context=digest_context(context, rules, cache_file).digest,
         files={path: file_state(path) for path in watch.files},
@@ -120,11 +122,18 @@ def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = N
     )
 
 
-def env_digest(names: Iterable[str], env: Mapping[str, str], key: bytes) -> str:
+def env_digest(
+    names: Iterable[str], env: Mapping[str, str], key: bytes, prefixes: tuple[str, ...] = ()
+) -> str:
     """A keyed digest of the named variables' values (names matched case-insensitively and
-    empty values left out, as the settings read them; values may be secrets, hence the key)."""
+    empty values left out, as the settings read them; values may be secrets, hence the key),
+    and of every variable starting with one of `prefixes` (as buildx reads them)."""
     wanted = {name.lower() for name in names}
-    pairs = sorted((k, v) for k, v in env.items() if k.lower() in wanted and v != "")
+    pairs = sorted(
+        (k, v)
+        for k, v in env.items()
+        if v != "" and (k.lower() in wanted or (prefixes and k.startswith(prefixes)))
+    )
     return hmac.new(key, json.dumps(pairs).encode("utf-8", "surrogateescape"), "sha256").hexdigest()
 
 
@@ -206,6 +215,7 @@ def _record(document: Mapping[str, Any]) -> Record:
             dockerfile=str(watch["dockerfile"]),
             cache_file=watch["cache_file"],
             env_names=tuple(watch["env_names"]),
+            env_prefixes=tuple(watch["env_prefixes"]),
             report_names=tuple(watch["report_names"]),
             files=tuple(watch["files"]),
             refs=tuple(watch["refs"]),
@@ -241,6 +251,9 @@ def remember(
     bases). Otherwise the old record goes too. True when a record was written. Never raises:
     a record that cannot be made (a read-only cache, an engine gone) only costs the next run
     the full path, never the build that has just succeeded."""
+    if fast_path_off(env):
+        forget(env)
+        return False
     refs = tuple(dict.fromkeys([*before.images, *fixed, *tags]))
     # the record is an optimisation; the decision stands without it
     with contextlib.suppress(Exception):
@@ -261,7 +274,7 @@ def remember(
 def replay(argv: Sequence[str], env: Mapping[str, str], say: Callable[[str], None]) -> bool:
     """`snapshot_local` without options, when its last decision still holds: say its outcome
     and return True. False (run the full path) otherwise, whatever the reason."""
-    if argv:
+    if argv or fast_path_off(env):
         return False
     try:
         record = load_record(env)

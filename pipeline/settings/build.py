@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.docker.endpoint import Location
 from pipeline.errors import ConfigError
+from pipeline.fastpath.reads import buildx_env
 from pipeline.rules.base_image_plan import PROXY_VARIABLES
 from pipeline.rules.build_plan import BuildRequest, CacheMode, Mode
 from pipeline.rules.git_facts import CiRefs
@@ -89,11 +90,8 @@ class BuildSettings(_Base):
     github_repository: str | None = Field(None, validation_alias="GITHUB_REPOSITORY")
     github_ref_name: str | None = Field(None, validation_alias="GITHUB_REF_NAME")
     github_head_ref: str | None = Field(None, validation_alias="GITHUB_HEAD_REF")
-    # buildx reads these itself (SOURCE_DATE_EPOCH sets timestamps): they are build inputs.
-    source_date_epoch: str | None = Field(None, validation_alias="SOURCE_DATE_EPOCH")
-    buildx_no_default_attestations: str | None = Field(
-        None, validation_alias="BUILDX_NO_DEFAULT_ATTESTATIONS"
-    )
+    # off: never skip a build and never replay one (fastpath/reads.py reads it the same way)
+    fast_path: bool = Field(True, validation_alias="SANDBOX_FAST_PATH")
     xdg_cache_home: Path | None = Field(None, validation_alias="XDG_CACHE_HOME")
     # Where background builds keep their state (default: .pipeline/background of the checkout).
     background_dir: Path | None = Field(None, validation_alias="PIPELINE_BACKGROUND_DIR")
@@ -203,12 +201,11 @@ class BuildSettings(_Base):
 
     @property
     def buildx_env(self) -> dict[str, str]:
-        """The variables buildx takes from its environment that change what it builds."""
-        found = {
-            "SOURCE_DATE_EPOCH": self.source_date_epoch,
-            "BUILDX_NO_DEFAULT_ATTESTATIONS": self.buildx_no_default_attestations,
-        }
-        return {name: value for name, value in found.items() if value is not None}
+        """The variables buildx takes from its environment that may change what it builds
+        (every BUILDX_* and BUILDKIT_*, SOURCE_DATE_EPOCH: fastpath/reads.py)."""
+        import os
+
+        return buildx_env(os.environ)
 
     @property
     def cache_dir(self) -> Path:

@@ -51,6 +51,7 @@ def _watch(repo: Path, tmp_path: Path, *files: Path) -> Watch:
         dockerfile=str(repo / "sandbox" / "Dockerfile"),
         cache_file=str(tmp_path / "stat-cache.json"),
         env_names=("SANDBOX_IMAGE_REPOSITORY", "PUSH"),
+        env_prefixes=("BUILDX_", "BUILDKIT_"),
         report_names=("PIPELINE_REPORT",),
         files=tuple(str(f) for f in files),
     )
@@ -131,6 +132,10 @@ def test_observation_changes_with_each_input(
         assert now != seen, name
         seen = now
     assert replay.observe(watch, {**env, "PUSH": "1"}, refs=()).env != seen.env
+    # buildx's own variables count by prefix (BUILDX_GIT_LABELS adds labels), any of them
+    assert replay.observe(watch, {**env, "BUILDX_GIT_LABELS": "1"}, refs=()).env != seen.env
+    assert replay.observe(watch, {**env, "BUILDKIT_ANYTHING": "1"}, refs=()).env != seen.env
+    assert replay.observe(watch, {**env, "OTHER_TOOL": "1"}, refs=()).env == seen.env
 
 
 def test_record_round_trips_and_replays_only_when_all_holds(
@@ -149,6 +154,10 @@ def test_record_round_trips_and_replays_only_when_all_holds(
     assert replay.replay(["--dry-run"], env, said.append) is False  # options: the full path
     assert replay.replay([], {**env, "PIPELINE_REPORT": "/tmp/r.json"}, said.append) is False
     assert replay.replay([], {**env, "pipeline_report": "/tmp/r.json"}, said.append) is False
+    for off in ("off", "0", "False"):  # SANDBOX_FAST_PATH=off: never replayed
+        assert replay.replay([], {**env, "SANDBOX_FAST_PATH": off}, said.append) is False
+    assert replay.replay([], {**env, "SANDBOX_FAST_PATH": "on"}, said.append) is True
+    said.pop()
     (repo / "sandbox" / "app.txt").write_text("changed")
     assert replay.replay([], env, said.append) is False
     assert len(said) == 1
