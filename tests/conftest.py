@@ -230,7 +230,11 @@ def run_pipeline(
         full_env["DOCKER_CONFIG"] = str(docker_config)
     full_env.update(env)
     if via_nox:
+        # venvs of the tests' own (the checkout's .nox/ is the user's), from uv's usual cache
+        # even when the test moves XDG_CACHE_HOME
+        full_env.setdefault("UV_CACHE_DIR", str(_uv_cache()))
         argv = [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", command]
+        argv += ["--envdir", str(_nox_envdir())]
         argv += ["--", *args] if args else []
     else:
         argv = [sys.executable, "-m", "pipeline", command, *args]
@@ -238,6 +242,27 @@ def run_pipeline(
         argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
     )
     return PipelineRun(done.returncode, done.stdout, done.stderr)
+
+
+def _uv_cache() -> Path:
+    if os.environ.get("UV_CACHE_DIR"):
+        return Path(os.environ["UV_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv"
+
+
+_NOX_ENVDIR: list[Path] = []
+
+
+def _nox_envdir() -> Path:
+    """One folder of nox venvs for the whole test run, removed when it ends."""
+    if not _NOX_ENVDIR:
+        import atexit
+        import tempfile
+
+        made = Path(tempfile.mkdtemp(prefix="sandbox-pipeline-test-nox-"))
+        atexit.register(shutil.rmtree, made, True)
+        _NOX_ENVDIR.append(made)
+    return _NOX_ENVDIR[0]
 
 
 def image_exists(reference: str) -> bool:

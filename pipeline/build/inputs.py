@@ -45,6 +45,10 @@ def read_inputs(
     """The inputs of a local build of `request` (`lookup`: images in the engine by reference;
     `args`: its build args; `env`: the variables buildx takes from its environment;
     `cache_dirs`: where the context's stat cache may live)."""
+    if git_info := sorted(name for name in env if name.startswith("BUILDX_GIT_")):
+        return InputFacts(
+            unknown=f"{', '.join(git_info)}: buildx adds what it reads from the checkout's git"
+        )
     if builder_driver != "docker":
         return InputFacts(
             unknown=f"the buildx builder's driver is {builder_driver}, not docker (it resolves "

@@ -84,9 +84,10 @@ def _attempt(
 def _sent_from(
     settings: BuildSettings, plan: BuildPlan, tree: ExportedTree | None
 ) -> Iterator[Mirror | None]:
-    """The copy buildx is sent from (fastpath/mirror.py); None for a ref build, whose export is
-    already a folder of its own that nothing else writes."""
-    if tree is not None:
+    """The copy buildx is sent from (fastpath/mirror.py) when the image is labelled with what it
+    holds; None for a build without a fingerprint (it claims nothing: buildx reads the checkout
+    as it would without us) and for a ref build, whose export is already a folder of its own."""
+    if tree is not None or plan.fingerprint is None:
         yield None
         return
     rules = ignore_rules(plan.dockerfile, plan.context)
