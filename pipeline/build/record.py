@@ -13,7 +13,7 @@ from pipeline.base_image.rootfs import APT_SOURCE_FILES
 from pipeline.fastpath import replay
 from pipeline.fastpath.context import cache_file_for, ignore_rules
 from pipeline.fastpath.local_key import KEY_FILE_NAME
-from pipeline.fastpath.reads import BUILDX_PREFIXES, OTHER_VARIABLES, builder_files
+from pipeline.fastpath.reads import BUILDX_PREFIXES, OTHER_VARIABLES
 from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.dockerignore import ignore_file_candidates
 from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, env_names
@@ -38,7 +38,6 @@ def watch(settings: BuildSettings) -> replay.Watch:
         *(f for d in APT_SOURCE_FILES for f in (*_listing(d, "*.list"), *_listing(d, "*.sources"))),
         *_listing(PROJECT_ROOT / "pipeline", "**/*.py"),  # the decision's own code
     ]
-    files += builder_files(settings.docker)
     if settings.ca_bundle is not None:
         files.append(settings.ca_bundle)
     return replay.Watch(

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from pipeline.docker.endpoint import Location, Unsupported
 
-__all__ = ["Unsupported", "image_ids", "inspect_images", "uses_engine_images"]
+__all__ = ["Unsupported", "builder_identity", "image_ids", "inspect_images", "uses_engine_images"]
 
 
 def inspect_images(location: Location, refs: Sequence[str]) -> dict[str, dict[str, Any] | None]:
@@ -54,26 +54,34 @@ def image_ids(location: Location, refs: Sequence[str]) -> dict[str, str | None]:
     }
 
 
-def uses_engine_images(location: Location, builder: str | None = None) -> bool:
-    """Whether buildx builds with the engine's `docker` driver, which takes a FROM image from
-    the engine when it has it (checked: a newer tag in the registry is not looked at). Another
-    driver resolves tags remotely, so a local image id says nothing about its input."""
+def builder_identity(location: Location) -> str:
+    """Which builder buildx builds with, as `name:driver:endpoint`, decided from its files as
+    buildx decides it (BUILDX_BUILDER, else the `current` one under BUILDX_CONFIG or
+    <config>/buildx, else the engine's `default`). buildx rewrites these files on each build:
+    what they decide is what counts."""
     config = location.buildx_dir
-    builder = builder or location.builder
+    builder = location.builder
     if builder is None:
         try:
             current = json.loads((config / "current").read_text())
         except FileNotFoundError:
-            return True
-        except (OSError, ValueError):
-            return False
-        builder = str(current.get("Name") or "") if isinstance(current, dict) else None
-        if builder is None:
-            return False
+            current = {}
+        except (OSError, ValueError) as error:
+            raise Unsupported(f"buildx's current builder is not readable: {error}") from None
+        builder = str(current.get("Name") or "") if isinstance(current, dict) else ""
     if builder in ("", "default"):
-        return True
+        return "default:docker:"
     try:
         instance = json.loads((config / "instances" / builder).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(instance, dict) and instance.get("Driver") == "docker"
+        nodes = instance.get("Nodes") or [{}]
+        endpoint = str(nodes[0].get("Endpoint") or "")
+        return f"{builder}:{instance['Driver']}:{endpoint}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return f"{builder}:unknown:"  # a context named as builder, or unreadable: not ours
+
+
+def uses_engine_images(location: Location) -> bool:
+    """Whether buildx builds with a `docker` driver, which takes a FROM image from the engine
+    when it has it (checked: a newer tag in the registry is not looked at). Another driver
+    resolves tags remotely, so a local image id says nothing about its input."""
+    return builder_identity(location).split(":")[1] == "docker"

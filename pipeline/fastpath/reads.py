@@ -1,5 +1,6 @@
 """What a build reads besides the settings' variables, the context and the images: declared once,
 for the fingerprint (build/inputs.py, through settings) and the replay's watch (build/record.py).
+Which builder buildx uses is observed as buildx decides it (docker/engine_api.builder_identity).
 
 Standard library only: the replay runs in nox's own interpreter.
 """
@@ -7,9 +8,6 @@ Standard library only: the replay runs in nox's own interpreter.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-
-from pipeline.docker.endpoint import Location
 
 # buildx's own variables (BUILDX_GIT_LABELS adds labels, BUILDKIT_MULTI_PLATFORM changes the
 # output's shape, …): any of them may change what it builds, so every one counts, by prefix.
@@ -35,16 +33,3 @@ def fast_path_off(env: Mapping[str, str]) -> bool:
     """SANDBOX_FAST_PATH=off (any case, as the settings read it): never skip, never replay."""
     values = [v for k, v in env.items() if k.upper() == OFF_VARIABLE and v != ""]
     return bool(values) and values[-1].strip().lower() in OFF_VALUES
-
-
-def builder_files(location: Location) -> list[Path]:
-    """buildx's files that decide which builder it uses (BUILDX_CONFIG, else <config>/buildx):
-    the current builder and every instance. buildx rewrites them unchanged on each build, so
-    they are watched by content."""
-    config = location.buildx_dir
-    instances = config / "instances"
-    try:
-        listed = sorted(instances.iterdir()) if instances.is_dir() else []
-    except OSError:
-        listed = []
-    return [config / "current", instances, *listed]

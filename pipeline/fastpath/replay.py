@@ -15,8 +15,7 @@ What is observed, and why that covers the fingerprint (rules/fingerprint.py):
   cache as the fingerprint (fastpath/context.py);
 - files: the content of every other file the decision read (Dockerfile, ignore files, CA bundle,
   apt sources of the offline base, the pipeline's code);
-- whether buildx builds with the engine's own driver (from buildx's config, as the fingerprint
-  decides it);
+- which builder buildx builds with (from buildx's files, under BUILDX_CONFIG when set);
 - images: the ids of the base candidates, the bases and the tags, straight from the engine API.
 Anything that cannot be observed (an engine over TLS, no record, an error) means no replay: the
 full path runs and decides as it always did. A record is written only when what the run saw
@@ -74,9 +73,9 @@ class Observation:
     git: tuple[str, str, bool, str]  # HEAD commit, branch (or "(detached)"), dirty, origin URL
     context: str
     files: dict[str, str | None]
-    # buildx builds with the engine's own driver (the first build in a new Docker config
+    # the builder buildx uses, `name:driver:endpoint` (the first build in a new Docker config
     # writes buildx's files; what they decide is what matters)
-    engine_builder: bool
+    builder: str
     images: dict[str, str | None] = field(default_factory=dict)
 
     def same_inputs(self, other: Observation) -> bool:
@@ -117,7 +116,7 @@ def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = N
         git=git_state(context),
         context=digest_context(context, rules, cache_file).digest,
         files={path: file_state(path) for path in watch.files},
-        engine_builder=engine_api.uses_engine_images(location),
+        builder=engine_api.builder_identity(location),
         images=images,
     )
 
@@ -230,7 +229,7 @@ def _record(document: Mapping[str, Any]) -> Record:
             ),
             context=str(seen["context"]),
             files={str(k): (str(v) if v is not None else None) for k, v in seen["files"].items()},
-            engine_builder=bool(seen["engine_builder"]),
+            builder=str(seen["builder"]),
             images={str(k): v for k, v in seen["images"].items()},
         ),
         message=str(document["message"]),

@@ -72,11 +72,17 @@ for hidden in /run/containerd /run/docker; do
   if [ -d "$hidden" ]; then mount -t tmpfs -o mode=0711 iterate-test-engine "$hidden"; fi
 done
 set +e
-"$@" &
+exec 3<&0  # a background job's stdin would be /dev/null: keep the pipe as fd 3
+"$@" </dev/null 3<&- &
 engine=$!
 trap 'kill -TERM "$engine" 2>/dev/null' TERM INT
+# stdin is a pipe from the process that started the engine (sudo passes stdin on, and nothing
+# else): it ends when that process does, however it ends (SIGKILL included), and so does this.
+{ cat <&3 >/dev/null; kill -TERM "$engine" 2>/dev/null; } &
 while kill -0 "$engine" 2>/dev/null; do wait "$engine"; done
 """
+# Where Debian keeps daemons: not on a normal user's PATH (sudo's secure_path has them).
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
 class EngineStartError(Exception):
@@ -87,12 +93,18 @@ def _privileged() -> list[str]:
     return [] if os.geteuid() == 0 else ["sudo", "-n"]
 
 
+def tool(name: str) -> str | None:
+    """A program on PATH, or in the sbin folders a normal user's PATH lacks."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), *SBIN])
+    return shutil.which(name, path=path)
+
+
 def own_engine_problem(egress: bool = False) -> str | None:
     """Why an own engine cannot run on this machine, or None."""
     if sys.platform != "linux":
         return "an own engine needs Linux (dockerd and namespaces)"
     tools = ("dockerd", "docker", "unshare", "nsenter", "setpriv", "ip")
-    missing = [t for t in (*tools, *(["slirp4netns"] if egress else [])) if not shutil.which(t)]
+    missing = [t for t in (*tools, *(["slirp4netns"] if egress else [])) if not tool(t)]
     if missing:
         return f"an own engine needs {', '.join(missing)} on PATH"
     if os.geteuid() != 0:
@@ -193,9 +205,10 @@ class OwnEngine:
         if os.geteuid() == 0:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.init_pid, signum)
-        else:
+        else:  # the shell's own kill: procps (/bin/kill) is not on a minimal Debian
+            command = 'kill -"$1" "$2"'
             subprocess.run(
-                [*_privileged(), "kill", f"-{int(signum)}", str(self.init_pid)],
+                [*_privileged(), "sh", "-c", command, "kill", str(int(signum)), str(self.init_pid)],
                 capture_output=True,
                 check=False,
             )
@@ -218,6 +231,8 @@ class OwnEngine:
                 self._signal(signal.SIGKILL)
                 self.process.wait(timeout=STOP_TIMEOUT_S)
         self._close_forwarders()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         self._down = True
         _remove_engine_dir(self.root)
 
@@ -261,7 +276,7 @@ def _sweep_stale() -> None:
 
 def _dockerd_argv(root: Path, nat: bool) -> list[str]:
     argv = [
-        "dockerd",
+        tool("dockerd") or "dockerd",
         f"--data-root={root / 'data'}",
         f"--exec-root={root / 'exec'}",
         f"--pidfile={root / 'dockerd.pid'}",
@@ -354,7 +369,8 @@ def start_engine(
     argv = [*_privileged(), *_UNSHARE, "sh", "-c", _INIT, "iterate-test-engine"]
     argv += _dockerd_argv(root, nat=egress)
     with (root / "dockerd.log").open("wb") as log:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        # stdin stays open (a pipe nothing writes to) for as long as this process lives
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=log)
     try:
         init_pid = poll(
             lambda: _ns_init_pid(process.pid),

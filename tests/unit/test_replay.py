@@ -330,7 +330,7 @@ def test_a_record_differing_in_any_one_observation_is_not_replayed(
     replay.write_record(Record(watch, now, "same"), env)
     assert replay.replay([], env, said.append) is True  # the control: all as recorded
     for name, changed in {
-        "builder": replace(now, engine_builder=not now.engine_builder),
+        "builder": replace(now, builder="other:docker-container:"),
         "env": replace(now, env="E"),
         "commit": replace(now, git=("0" * 40, branch, dirty, origin)),
         "branch": replace(now, git=(commit, "other", dirty, origin)),
@@ -352,13 +352,23 @@ def test_the_builder_buildx_uses_is_observed_not_its_files(
     env = {**env, "DOCKER_CONFIG": str(config)}
     watch = _watch(repo, tmp_path)
     fresh = replay.observe(watch, env, refs=())
-    assert fresh.engine_builder is True  # no buildx config yet: the engine's default builder
+    assert fresh.builder == "default:docker:"  # no buildx config yet: the engine's default
     (config / "buildx" / "instances").mkdir(parents=True)
     (config / "buildx" / "current").write_text(json.dumps({"Key": "k", "Name": ""}))
     assert replay.observe(watch, env, refs=()) == fresh  # buildx wrote its files: same builder
-    (config / "buildx" / "instances" / "remote").write_text(json.dumps({"Driver": "remote"}))
+    remote = {"Driver": "remote", "Nodes": [{"Endpoint": "tcp://10.0.0.1:1234"}]}
+    (config / "buildx" / "instances" / "remote").write_text(json.dumps(remote))
     (config / "buildx" / "current").write_text(json.dumps({"Key": "k", "Name": "remote"}))
-    assert replay.observe(watch, env, refs=()).engine_builder is False  # `docker buildx use`
+    assert replay.observe(watch, env, refs=()).builder == "remote:remote:tcp://10.0.0.1:1234"
+    # BUILDX_CONFIG moves buildx's files (and so its builder), as buildx itself reads it
+    elsewhere = tmp_path / "buildx-elsewhere"
+    moved = replay.observe(watch, {**env, "BUILDX_CONFIG": str(elsewhere)}, refs=())
+    assert moved.builder == "default:docker:"
+    (elsewhere / "instances").mkdir(parents=True)
+    (elsewhere / "instances" / "remote").write_text(json.dumps(remote))
+    (elsewhere / "current").write_text(json.dumps({"Key": "k", "Name": "remote"}))
+    moved = replay.observe(watch, {**env, "BUILDX_CONFIG": str(elsewhere)}, refs=())
+    assert moved.builder.startswith("remote:remote:")
 
 
 def test_a_record_that_cannot_be_written_never_fails_the_build(
