@@ -1,8 +1,8 @@
 """Benchmark of the build core, ratios measured side by side in one run.
 
-  .venv/bin/python bench/build_bench.py                 # tiny fixture image
-  .venv/bin/python bench/build_bench.py --image sandbox # the real sandbox/Dockerfile
-  .venv/bin/python bench/build_bench.py --nox /path/to/nox  # the nox a user has (pipx, uvx)
+  nox -s bench                                   # tiny fixture image
+  nox -s bench -- --image sandbox                # the real sandbox/Dockerfile
+  nox -s bench -- --nox /path/to/nox             # the nox a user has (pipx, uvx)
 
 (1) overhead: an unchanged `nox -s snapshot_local` and `python -m pipeline snapshot_local`
     against the raw `docker buildx build --load` of the same context with the same flags and
@@ -35,13 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.build.local import REPLAYED  # noqa: E402
-
-from pipeline.base_image.choose import choose_build_base  # noqa: E402
+from pipeline.build.record import REPLAYED  # noqa: E402
 from pipeline.git.meta_context import dockerfile_wants_git_context, make_git_context  # noqa: E402
 from pipeline.registry.server import start_registry  # noqa: E402
 from pipeline.settings.build import _default_ca_bundle  # noqa: E402
-from tests.conftest import make_fixture_repo  # noqa: E402
+from tests.conftest import choose_base, make_fixture_repo  # noqa: E402
 from tests.helpers.engines import EngineStartError, OwnEngine, start_engine  # noqa: E402
 from tests.helpers.host_engine import (  # noqa: E402
     enter_session,
@@ -113,7 +111,7 @@ def main() -> None:
         extra_args: list[str] = []
         # The base the pipeline builds from (it finds one itself: the Dockerfile's own, else the
         # offline base); the raw build gets the same.
-        base = choose_build_base(env.get("SANDBOX_BASE_IMAGE"), dockerfile)
+        base = choose_base(env.get("SANDBOX_BASE_IMAGE"), dockerfile)
         if base:
             extra_args = ["--build-arg", f"BASE_IMAGE={base}"]
         # The raw build gets what the pipeline passes too (made once here; the pipeline makes

@@ -14,7 +14,6 @@ fingerprint (plus Dockerfile, CA bundle and one `docker image inspect` of the ba
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -24,19 +23,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.build.inputs import fingerprint_build  # noqa: E402
+from pipeline.build.facts import build_base, gather  # noqa: E402
+from pipeline.build.inputs import read_inputs  # noqa: E402
+from pipeline.docker import images  # noqa: E402
+from pipeline.docker.cli import find_docker  # noqa: E402
 from pipeline.fastpath.context import cache_file_for, digest_context, ignore_rules  # noqa: E402
-from pipeline.git.facts import read_git_facts  # noqa: E402
-from pipeline.git.meta_context import dockerfile_wants_git_context  # noqa: E402
-from pipeline.rules.build_plan import BuildPlan, plan_build  # noqa: E402
+from pipeline.rules.build_plan import BuildPlan, build_args, fingerprint_for, plan_build  # noqa: E402
 from pipeline.settings.build import BuildSettings, load  # noqa: E402
+
+SETTINGS = load(BuildSettings)
 
 
 def plan() -> BuildPlan:
-    settings = load(BuildSettings)
-    facts = read_git_facts(settings.build_context, os.environ)
-    wants_git = dockerfile_wants_git_context(settings.dockerfile)
-    return plan_build("local", settings, facts, built_at=facts.commit_time, git_context=wants_git)
+    facts, _ = gather(SETTINGS, "local", None, dry_run=True)
+    return plan_build(facts)
 
 
 def context_only(built: BuildPlan, cache_dir: Path) -> tuple[float, str]:
@@ -52,16 +52,24 @@ def context_only(built: BuildPlan, cache_dir: Path) -> tuple[float, str]:
 
 
 def whole(built: BuildPlan, cache_dir: Path) -> tuple[float, str]:
+    """What a local build reads for its fingerprint (build/inputs.py), engine look-ups included."""
     started = time.perf_counter()
-    result = fingerprint_build(
-        built,
-        docker_host=os.environ.get("DOCKER_HOST"),
+    docker = find_docker(SETTINGS.docker)
+    facts, _ = gather(SETTINGS, "local", None, dry_run=True)
+    inputs = read_inputs(
+        lambda refs: images.inspect(docker, refs),
+        facts.request,
+        facts.git,
+        build_args(facts.request, facts.git, build_base(docker, SETTINGS)),
+        git_meta=built.git_context is not None,
+        builder_driver="docker",
         cache_dirs=[cache_dir],
-        compare_with=f"{built.repository}:local",
-        env=os.environ,
+        key_dir=cache_dir,
+        env=SETTINGS.buildx_env,
     )
+    value, note = fingerprint_for(built, inputs)
     elapsed = time.perf_counter() - started
-    return elapsed, f"{result.value or 'unknown'} ({result.reason})"
+    return elapsed, f"{value or 'unknown'} ({note})"
 
 
 def main() -> None:

@@ -49,6 +49,11 @@ SESSIONS = (
         "Daytona tier: emulator faithfulness (Daytona's SDK), snapshot client and sandbox suite.",
     ),
     Session(
+        "bench",
+        "Benchmarks (`bench/`): an unchanged build against raw buildx, the registry cache; "
+        "`-- fingerprint` times the fingerprint alone.",
+    ),
+    Session(
         "snapshot_local",
         "Build the sandbox image from this checkout as `:local` and `:sha-<sha>`; `PUSH=1` also "
         "pushes. `-- --background` / `-- --status` for dev launchers.",
