@@ -23,13 +23,15 @@ def publish(
     values: Mapping[str, Any],
     settings: ReportSettings,
     summary: Sequence[tuple[str, str]] = (),
+    picture: str = "",
 ) -> None:
+    """`picture`: a Mermaid diagram for the step summary (GitHub draws it)."""
     if settings.report_path:
         _merge_json(settings.report_path, section, values)
     if settings.github_output:
         _append_outputs(settings.github_output, values)
-    if settings.github_step_summary and summary:
-        _append_summary(settings.github_step_summary, section, summary)
+    if settings.github_step_summary and (summary or picture):
+        _append_summary(settings.github_step_summary, section, summary, picture)
 
 
 def _merge_json(path: Path, section: str, values: Mapping[str, Any]) -> None:
@@ -77,8 +79,13 @@ def _append_outputs(path: Path, values: Mapping[str, Any]) -> None:
         handle.write("\n".join(output_lines(values)) + "\n")
 
 
-def _append_summary(path: Path, section: str, rows: Sequence[tuple[str, str]]) -> None:
-    table = [f"### sandbox-pipeline: {section}", "", "| | |", "|---|---|"]
-    table += [f"| {key} | {value} |" for key, value in rows]
+def _append_summary(
+    path: Path, section: str, rows: Sequence[tuple[str, str]], picture: str
+) -> None:
+    table = [f"### sandbox-pipeline: {section}", ""]
+    if rows:
+        table += ["| | |", "|---|---|", *(f"| {key} | {value} |" for key, value in rows), ""]
+    if picture:
+        table += ["```mermaid", picture, "```", ""]
     with path.open("a") as handle:
-        handle.write("\n".join(table) + "\n\n")
+        handle.write("\n".join(table) + "\n")

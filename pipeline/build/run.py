@@ -6,24 +6,37 @@ leave the replay its record.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
 
 from pipeline import console
 from pipeline.build import record
 from pipeline.build.facts import gather, ref_source
 from pipeline.build.login import push_credentials
+from pipeline.build.view import build_view
 from pipeline.docker import images
 from pipeline.docker.buildx import BuildOutcome, build
 from pipeline.docker.cli import Docker
-from pipeline.errors import BuildError
+from pipeline.errors import BuildError, PipelineError
 from pipeline.fastpath.context import ignore_rules
 from pipeline.fastpath.mirror import Mirror, mirrored
 from pipeline.git.refs import ExportedTree
 from pipeline.report import publish
 from pipeline.rules.build_plan import CACHE_EXPORT_FIX, BuildFacts, BuildPlan, Mode, plan_build
+from pipeline.rules.build_summary import (
+    Layer,
+    Step,
+    gantt,
+    human_size,
+    largest,
+    short,
+    steps,
+    table,
+)
 from pipeline.rules.fingerprint import LABEL, InputFacts
-from pipeline.settings.build import BuildSettings, ReportSettings, load
+from pipeline.settings.build import BuildSettings, ReportSettings, ViewSettings, load
 
 # How often the checkout may change between the fingerprint and its copy before we give up.
 ATTEMPTS = 3
@@ -71,12 +84,16 @@ def _attempt(
                     "let the tree settle (an editor saving, a watcher building), then rerun",
                 )
             return False, None
-        outcome = _build(docker, plan, settings, source)
+        outcome, picture = _build(docker, plan, settings, source)
     if before is not None:
         built = images.one(docker, plan.local_tags[0]) if plan.local_tags else None
         same = built is not None and built.labels.get(LABEL) == plan.fingerprint
         record.remember(before, plan, built.id if built and same else None, _bases(facts))
-    publish("build", _report_values(plan, outcome), reports, summary=_summary(plan, outcome))
+    values = {**_report_values(plan, outcome), **picture.values()}
+    title = f"{', '.join(outcome.tags)}: {outcome.duration_s:.1f} s, "
+    title += f"{outcome.steps_cached}/{outcome.steps_total} steps cached"
+    summary = _summary(plan, outcome, picture)
+    publish("build", values, reports, summary=summary, picture=gantt(picture.steps, title))
     return True, outcome
 
 
@@ -129,7 +146,7 @@ def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> 
 
 def _build(
     docker: Docker, plan: BuildPlan, settings: BuildSettings, copy: Mirror | None
-) -> BuildOutcome:
+) -> tuple[BuildOutcome, Picture]:
     if plan.cache_export_skipped:
         console.warn(
             f"no registry cache export: {plan.cache_export_skipped} (the image is built and "
@@ -137,14 +154,52 @@ def _build(
         )
     # A push logs in right before it, in a Docker config deleted right after.
     login = push_credentials(settings) if plan.push else nullcontext()
-    with login as config, console.group(f"docker buildx build ({', '.join(plan.build_tags)})"):
+    title = f"docker buildx build ({', '.join(plan.build_tags)})"
+    live = load(ViewSettings).live(sys.stderr.isatty())
+    with login as config, build_view(settings.cache_dir, live, title) as view:
         source = (copy.context, copy.dockerfile) if copy else None
-        outcome = build(plan, docker.with_config(config), console.say, source)
-    _tell(outcome)
-    return outcome
+        heading = nullcontext() if live else console.group(title)
+        try:
+            with heading:
+                outcome = build(plan, docker.with_config(config), view.line, source, view.stats)
+        except PipelineError as failure:
+            # a plain log has just shown its last lines; the live view has not
+            failure.details = (*failure.details, f"full log: {view.path}") if live else ()
+            raise
+        timeline = steps(view.stats, view.elapsed_s)
+    picture = _picture(docker, plan, outcome, timeline)
+    _tell(outcome, picture)
+    return outcome, picture
 
 
-def _tell(outcome: BuildOutcome) -> None:
+@dataclass(frozen=True)
+class Picture:
+    """Where the time went and how big the image is (rules/build_summary.py)."""
+
+    steps: list[Step]
+    size: int | None
+    layers: list[Layer]
+
+    def values(self) -> dict[str, object]:
+        return {
+            "timeline": [asdict(step) for step in self.steps],
+            "image_size": self.size,
+            "layers": [asdict(layer) for layer in largest(self.layers, 5)],
+        }
+
+
+def _picture(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, found: list[Step]) -> Picture:
+    """The image's size (its layers unpacked, as `docker history` counts them) and its layers,
+    when the engine holds it (a pushed-only image: not known)."""
+    for tag in outcome.tags:
+        made = images.history(docker, tag)
+        if made:
+            layers = [Layer(size, by or "(the base image's files)") for size, by in made]
+            return Picture(found, sum(layer.size for layer in layers), layers)
+    return Picture(found, None, [])
+
+
+def _tell(outcome: BuildOutcome, picture: Picture) -> None:
     if outcome.cache_export.startswith("failed"):
         console.warn(
             f"the registry cache was not exported ({outcome.cache_export.removeprefix('failed: ')})"
@@ -158,6 +213,8 @@ def _tell(outcome: BuildOutcome) -> None:
         f"({outcome.steps_cached}/{outcome.steps_total} steps cached)"
         + (f", digest {outcome.digest}" if outcome.digest else "")
     )
+    for line in table(picture.steps, picture.size, picture.layers):
+        console.say(f"    {line}")
 
 
 def _report_values(plan: BuildPlan, outcome: BuildOutcome) -> dict[str, object]:
@@ -175,7 +232,7 @@ def _report_values(plan: BuildPlan, outcome: BuildOutcome) -> dict[str, object]:
     }
 
 
-def _summary(plan: BuildPlan, outcome: BuildOutcome) -> list[tuple[str, str]]:
+def _summary(plan: BuildPlan, outcome: BuildOutcome, picture: Picture) -> list[tuple[str, str]]:
     rows = [
         ("tags", ", ".join(f"`{t}`" for t in outcome.tags)),
         ("digest", f"`{outcome.digest}`" if outcome.digest else "-"),
@@ -184,6 +241,14 @@ def _summary(plan: BuildPlan, outcome: BuildOutcome) -> list[tuple[str, str]]:
         ("duration", f"{outcome.duration_s:.1f} s"),
         ("pushed", "yes" if outcome.pushed else "no"),
     ]
+    if picture.size is not None:
+        biggest = "; ".join(
+            f"{human_size(layer.size)} `{short(layer.created_by, 50)}`"
+            for layer in largest(picture.layers)
+        )
+        rows.append(
+            ("image size", human_size(picture.size) + (f" (largest: {biggest})" if biggest else ""))
+        )
     if plan.main is not None:
         rows.append((":main", "moved" if plan.main.move else f"not moved: {plan.main.reason}"))
     return rows

@@ -95,18 +95,23 @@ def containerd_image_store(docker: Docker) -> bool | None:
 
 
 def build(
-    plan: BuildPlan, docker: Docker, on_line: LineSink, source: Source | None = None
+    plan: BuildPlan,
+    docker: Docker,
+    on_line: LineSink,
+    source: Source | None = None,
+    stats: ProgressStats | None = None,
 ) -> BuildOutcome:
     """Run the plan's build; `source`: the (context, Dockerfile) buildx reads, when they are a
-    copy of the plan's (fastpath/mirror.py)."""
-    stats = ProgressStats()
+    copy of the plan's (fastpath/mirror.py); `stats`: where its progress is counted and timed
+    (a live view reads it meanwhile)."""
+    stats = stats if stats is not None else ProgressStats()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
         argv = build_argv(docker, plan, metadata_file, source)
 
         def feed(line: str) -> None:
-            stats.feed(line)
+            stats.feed(line, time.monotonic() - started)
             on_line(line)
 
         finished = False

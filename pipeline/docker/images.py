@@ -72,6 +72,23 @@ def label(docker: Docker, ref: str, name: str) -> str | None:
     return None if image is None else image.labels.get(name, "")
 
 
+def history(docker: Docker, ref: str) -> list[tuple[int, str]]:
+    """The image's layers as (size in bytes, the instruction that made it), newest first; []
+    when it cannot be read (a picture of the build is never worth failing it)."""
+    done = docker.run(
+        "image", "history", "--human=false", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}",
+        ref,
+    )  # fmt: skip
+    if done.code:
+        return []
+    layers = []
+    for line in done.out.splitlines():
+        size, _, made_by = line.partition("\t")
+        if size.strip().isdigit():  # BuildKit marks what it made: a note, not the instruction
+            layers.append((int(size), made_by.strip().removesuffix("# buildkit").strip()))
+    return layers
+
+
 def tag(docker: Docker, image: str, tags: Iterable[str]) -> None:
     """Point `tags` at an image the engine has (an id or a reference)."""
     for target in tags:

@@ -17,8 +17,31 @@ _VERTEX = re.compile(r"^#(?P<id>\d+) (?P<rest>.*)$")
 # FROM is resolved, never "CACHED", so it is not a step that could be cached.
 _STEP = re.compile(r"^\[(?:[\w.-]+ +)?\d+/\d+\] (?!FROM )")
 _NAMING = re.compile(r"^naming to (?P<ref>\S+)")
+_DONE = re.compile(r"^DONE (?P<seconds>[\d.]+)s$")
 TAIL_LINES = 25
 MAX_FINAL_ERRORS = 5
+
+
+@dataclass
+class Vertex:
+    """One vertex of the build (a step, or buildx's own work), timed from the build's start."""
+
+    id: int
+    title: str
+    started_s: float
+    ended_s: float | None = None
+    state: str = "running"  # running | cached | done | error | canceled
+    reported_s: float | None = None  # what BuildKit says it took (`#N DONE 1.2s`)
+
+    @property
+    def is_step(self) -> bool:
+        """A Dockerfile instruction (the ones that can be cached), not buildx's own work."""
+        return _STEP.match(self.title) is not None
+
+    def duration_s(self, now_s: float) -> float:
+        if self.reported_s is not None:
+            return self.reported_s
+        return (self.ended_s if self.ended_s is not None else now_s) - self.started_s
 
 
 @dataclass
@@ -33,6 +56,7 @@ class ProgressStats:
     named: list[str] = field(default_factory=list)  # references the exporter (re)tagged
     pushing: bool = False  # the exporter started pushing to a registry
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    vertices: dict[int, Vertex] = field(default_factory=dict)  # in the order buildx showed them
     _titles: dict[int, str] = field(default_factory=dict)
     _import_vertices: set[int] = field(default_factory=set)
     _export_vertices: set[int] = field(default_factory=set)
@@ -50,7 +74,8 @@ class ProgressStats:
     def steps_cached(self) -> int:
         return len(self.cached & self.steps.keys())
 
-    def feed(self, line: str) -> None:
+    def feed(self, line: str, at_s: float = 0.0) -> None:
+        """One line of buildx's plain progress, seen `at_s` seconds after the build started."""
         line = line.rstrip("\n")
         if line.strip():
             self.tail.append(line)
@@ -66,6 +91,7 @@ class ProgressStats:
         vertex, rest = int(match["id"]), match["rest"]
         self._any_vertex = True
         self._titles.setdefault(vertex, rest)
+        self._time(vertex, rest, at_s)
         if _STEP.match(rest) and vertex not in self.steps:
             self.steps[vertex] = rest
         elif rest.startswith("importing cache manifest from "):
@@ -84,6 +110,18 @@ class ProgressStats:
                 self.named.append(naming["ref"])
         elif rest.startswith("ERROR: "):
             self._error(vertex, rest.removeprefix("ERROR: ").strip())
+
+    def _time(self, vertex: int, rest: str, at_s: float) -> None:
+        timed = self.vertices.get(vertex)
+        if timed is None:
+            self.vertices[vertex] = timed = Vertex(vertex, rest, at_s)
+        ended = {"CACHED": "cached", "CANCELED": "canceled"}.get(rest)
+        if done := _DONE.match(rest):
+            ended, timed.reported_s = "done", float(done["seconds"])
+        elif rest.startswith("ERROR"):
+            ended = "error"
+        if ended is not None:
+            timed.state, timed.ended_s = ended, at_s
 
     def _error(self, vertex: int, reason: str) -> None:
         if vertex in self._import_vertices:

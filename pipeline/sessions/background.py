@@ -90,8 +90,7 @@ def launch(
             f"a background build of {repository}:local is running and the tree changed since it "
             "started: it builds again when it ends"
         )
-    console.step(f"log: {started.log}")
-    console.output(str(started.log))
+    console.output(str(started.log))  # the log's path, once, on stdout (for launchers)
     return started
 
 

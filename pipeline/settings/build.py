@@ -261,6 +261,22 @@ class ReportSettings(_Base):
     traceback: bool = Field(False, validation_alias="PIPELINE_TRACEBACK")  # show it behind an error
 
 
+class ViewSettings(_Base):
+    """How a build shows its progress: a live view in a terminal, buildx's plain log elsewhere.
+    (Not a decision's input: the replay watches none of these.)"""
+
+    progress: Literal["auto", "live", "plain"] = Field("auto", validation_alias="PIPELINE_PROGRESS")
+    ci: bool = Field(False, validation_alias="CI")
+    github_actions: bool = Field(False, validation_alias="GITHUB_ACTIONS")
+    term: str | None = Field(None, validation_alias="TERM")
+
+    def live(self, terminal: bool) -> bool:
+        """Whether a build shows the live view (`terminal`: stderr is one)."""
+        if self.progress != "auto":
+            return self.progress == "live"
+        return terminal and not self.github_actions and not self.ci and self.term != "dumb"
+
+
 def env_names(*classes: type[BaseSettings]) -> list[str]:
     """The environment variables the given settings classes read."""
     names: list[str] = []

@@ -15,7 +15,7 @@ apt_updated=0
 apt_update() {
   [ "$apt_updated" = 1 ] && return 0
   log "apt-get update"
-  $SUDO apt-get update -qq
+  $SUDO apt-get update -qq 2> >(grep -v 'since apt-utils is not installed' >&2)
   apt_updated=1
 }
 
@@ -47,6 +47,8 @@ apt_install() {
   apt_update
   guard_simulation "${missing[@]}"
   log "installing ${missing[*]}"
+  # debconf says it delays configuration when apt-utils is absent (minimal Debian): true, and
+  # nothing to act on, so that one line is left out.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+    "${missing[@]}" >/dev/null 2> >(grep -v 'since apt-utils is not installed' >&2)
 }

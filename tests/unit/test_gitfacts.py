@@ -111,9 +111,12 @@ def test_source_from_github_env(repo: Path) -> None:
         ),
         ("ssh://git@github.com/iterate/iterate.git", "https://github.com/iterate/iterate"),
         ("https://github.com/iterate/iterate/", "https://github.com/iterate/iterate"),
+        ("/home/me/src/iterate", None),  # a clone of a local path: no web address to name
+        ("../iterate.git", None),
+        ("file:///home/me/src/iterate", None),
     ],
 )
-def test_browsable_url_drops_credentials(remote: str, url: str) -> None:
+def test_browsable_url_drops_credentials(remote: str, url: str | None) -> None:
     assert browsable_url(remote) == url
 
 

@@ -1,0 +1,122 @@
+"""What a person sees while buildx builds.
+
+In a terminal: a live, compact view (each step with its state: cached, running with its elapsed
+time, done with its duration; finished steps fold into one line), the whole log kept in a file
+whose path is printed, and a closing table. Elsewhere (CI, a pipe, `PIPELINE_PROGRESS=plain`):
+buildx's plain log, line by line, as before. Either way every line reaches the log file and the
+failure classification (rules/failures.py), and Ctrl-C stops the build at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from pipeline import console
+from pipeline.rules.progress import ProgressStats, Vertex
+
+if TYPE_CHECKING:  # rich is imported only when a terminal shows the live view
+    from rich.console import RenderableType
+    from rich.text import Text
+
+LOGS_KEPT = 20
+SHOWN_RUNNING = 6  # running steps listed at once; finished ones fold into a count
+SHOWN_FINISHED = 3
+
+
+class BuildView:
+    """Takes buildx's lines (`line`); shows them live or plain; keeps them all in `log`."""
+
+    def __init__(self, log: IO[str], path: Path, live: bool, title: str) -> None:
+        self.log, self.path, self.live, self.title = log, path, live, title
+        self.stats = ProgressStats()  # fed by the build (docker/buildx.py), read by the view
+        self.started = time.monotonic()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    def line(self, text: str) -> None:
+        self.log.write(text + "\n")
+        if not self.live:
+            console.say(text)
+
+    def render(self) -> RenderableType:
+        """The live view as rich renders it (imported only when a terminal shows it)."""
+        from rich.table import Table
+        from rich.text import Text
+
+        now = self.elapsed_s
+        # buildx's own first line ("building with … instance") is not a piece of work
+        vertices = [v for v in self.stats.vertices.values() if v.id != 0]
+        running = [v for v in vertices if v.state == "running"]
+        finished = [v for v in vertices if v.state != "running"]
+        cached = sum(1 for v in finished if v.state == "cached" and v.is_step)
+        grid = Table.grid(padding=(0, 1), expand=True)
+        grid.add_column(width=1, no_wrap=True)
+        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        grid.add_column(justify="right", min_width=8, no_wrap=True)
+        head = f"{self.title}  {now:.1f} s"
+        grid.add_row("", Text(head, style="bold"), "")
+        if len(finished) > SHOWN_FINISHED:
+            folded = len(finished) - SHOWN_FINISHED
+            grid.add_row("", Text(f"{folded} more finished ({cached} steps cached)", "dim"), "")
+        for vertex in [*finished[-SHOWN_FINISHED:], *running[:SHOWN_RUNNING]]:
+            grid.add_row(*_row(vertex, now))
+        if len(running) > SHOWN_RUNNING:
+            grid.add_row("", Text(f"{len(running) - SHOWN_RUNNING} more running", "dim"), "")
+        return grid
+
+
+_MARKS = {
+    "running": ("…", "yellow"),
+    "cached": ("=", "cyan"),
+    "done": ("✓", "green"),
+    "error": ("✗", "red"),
+    "canceled": ("-", "dim"),
+}
+
+
+def _row(vertex: Vertex, now: float) -> tuple[Text, Text, Text]:
+    from rich.text import Text
+
+    mark, style = _MARKS.get(vertex.state, ("?", ""))
+    when = "cached" if vertex.state == "cached" else f"{vertex.duration_s(now):.1f} s"
+    return Text(mark, style), Text(vertex.title), Text(when, style="dim")
+
+
+def logs_dir(cache_dir: Path) -> Path:
+    return cache_dir / "logs"
+
+
+@contextmanager
+def build_view(cache_dir: Path, live: bool, title: str) -> Iterator[BuildView]:
+    """The view for one build: its log file opened (and its path said) first."""
+    folder = logs_dir(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = folder / f"build-{stamp}-{os.getpid()}.log"
+    _trim(folder)
+    console.step(f"build log: {path}")
+    with path.open("w", encoding="utf-8", errors="replace") as log:
+        view = BuildView(log, path, live, title)
+        if not live:
+            yield view
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        screen = Console(stderr=True)
+        with Live(get_renderable=view.render, console=screen, refresh_per_second=8, transient=True):
+            yield view
+
+
+def _trim(folder: Path) -> None:
+    logs = sorted(folder.glob("build-*.log"), key=lambda p: p.stat().st_mtime)
+    for stale in logs[: max(0, len(logs) - LOGS_KEPT + 1)]:
+        stale.unlink(missing_ok=True)
