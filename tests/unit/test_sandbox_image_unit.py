@@ -99,6 +99,20 @@ def test_npm_installs_each_package_at_its_pinned_version() -> None:
     assert "npm cache clean" in npm
 
 
+def test_only_the_reviewed_install_scripts_run() -> None:
+    """npm 12 blocks unreviewed install scripts: the image decides now. Every script is off at
+    install; exactly the three that link native binaries are run again (sandbox/README.md)."""
+    npm = instructions()[index_of(instructions(), "RUN", "npm install")][1]
+    install = npm.split("npm install", 1)[1].split("&&", 1)[0]
+    assert "--ignore-scripts" in install
+    rebuild = npm.split("npm rebuild", 1)[1].split("&&", 1)[0].split()
+    assert [w for w in rebuild if not w.startswith("--")] == [
+        "@anthropic-ai/claude-code",
+        "bun",
+        "opencode-ai",
+    ]
+
+
 def test_git_sha_is_declared_last_after_every_expensive_step() -> None:
     steps = instructions()
     arg = index_of(steps, "ARG", "GIT_SHA")
