@@ -11,11 +11,15 @@ if [ "$(id -u)" != 0 ]; then
   SUDO="sudo"
 fi
 
+# Another apt (unattended-upgrades on a fresh runner, a second set-up) may hold dpkg's lock for a
+# while: wait for it, up to five minutes, instead of failing at once.
+APT_WAIT=(-o DPkg::Lock::Timeout=300)
+
 apt_updated=0
 apt_update() {
   [ "$apt_updated" = 1 ] && return 0
   log "apt-get update"
-  $SUDO apt-get update -qq 2> >(grep -v 'since apt-utils is not installed' >&2)
+  $SUDO apt-get "${APT_WAIT[@]}" update -qq 2> >(grep -v 'since apt-utils is not installed' >&2)
   apt_updated=1
 }
 
@@ -49,6 +53,6 @@ apt_install() {
   log "installing ${missing[*]}"
   # debconf says it delays configuration when apt-utils is absent (minimal Debian): true, and
   # nothing to act on, so that one line is left out.
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${APT_WAIT[@]}" install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null 2> >(grep -v 'since apt-utils is not installed' >&2)
 }

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, env_names, load
+from pipeline.settings.build import (
+    PROJECT_ROOT,
+    BuildSettings,
+    ReportSettings,
+    ViewSettings,
+    env_names,
+    load,
+)
 
 VARIABLES = env_names(BuildSettings)
 
@@ -120,3 +129,14 @@ def test_report_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_REPORT", "/tmp/r.json")
     s = load(ReportSettings)
     assert s.github_actions is True and str(s.report_path) == "/tmp/r.json"
+
+
+def test_the_readme_configuration_table_names_every_variable_a_build_reads() -> None:
+    """A variable the build reads but the README does not name is a behaviour nobody can find."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("### Configuration", 1)[1].split("\n### ", 1)[0]
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section))
+    # Set by the system or by Actions and described where they matter, not configuration.
+    ambient = {"HOME", "TERM", "CI", "GITHUB_ACTIONS"}
+    missing = set(env_names(BuildSettings, ReportSettings, ViewSettings)) - named - ambient
+    assert not missing, f"README's Configuration table does not name {sorted(missing)}"
