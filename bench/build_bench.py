@@ -138,8 +138,11 @@ def main() -> None:
                 [
                     sys.executable,
                     "-c",
-                    "import json,sys; from pipeline.sessions.build import prepare;"
-                    "print(json.dumps(prepare('local')[1].labels))",
+                    "import json; from pipeline.build.facts import gather;"
+                    "from pipeline.rules.build_plan import plan_build;"
+                    "from pipeline.settings.build import BuildSettings, load;"
+                    "facts, _ = gather(load(BuildSettings), 'local', None, dry_run=True);"
+                    "print(json.dumps(plan_build(facts).labels))",
                 ],
                 env=env,
                 cwd=ROOT,
