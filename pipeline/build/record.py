@@ -16,6 +16,7 @@ from pipeline.fastpath.local_key import KEY_FILE_NAME
 from pipeline.fastpath.reads import BUILDX_PREFIXES, OTHER_VARIABLES
 from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.dockerignore import ignore_file_candidates
+from pipeline.rules.fingerprint import InputFacts
 from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, env_names
 
 # How a replayed run says so (scripts and tests look for it).
@@ -72,16 +73,35 @@ def observe(settings: BuildSettings) -> Seen:
         return None
 
 
-def remember(before: Seen, plan: BuildPlan, image_id: str | None, bases: dict[str, str]) -> None:
+def remember(
+    before: Seen, plan: BuildPlan, image_id: str | None, inputs: InputFacts | None
+) -> None:
     """Record that `plan`'s tags are on `image_id`, whose label is the plan's fingerprint (a
     build someone else's build overtook, or one without a fingerprint, is not recorded).
-    `bases`: the base images' ids the decision used."""
-    if before is None or plan.fingerprint is None or image_id is None:
+    `inputs`: what the decision read (its bases' ids, its context and Dockerfile digests)."""
+    if (
+        before is None
+        or plan.fingerprint is None
+        or image_id is None
+        or inputs is None
+        or inputs.unknown
+        or not inputs.context
+        or not inputs.dockerfile
+    ):
         replay.forget(os.environ)
         return
     seen_watch, seen = before
     message = unchanged_message(plan, REPLAYED)
-    replay.remember(seen_watch, seen, image_id, plan.build_tags, bases, message, os.environ)
+    replay.remember(
+        seen_watch,
+        seen,
+        image_id,
+        plan.build_tags,
+        dict(inputs.base_images),
+        message,
+        os.environ,
+        built_from=(inputs.context, inputs.dockerfile),
+    )
 
 
 def unchanged_message(plan: BuildPlan, why: str) -> str:

@@ -24,7 +24,7 @@ from pipeline.fastpath.context import ignore_rules
 from pipeline.fastpath.mirror import Mirror, mirrored
 from pipeline.git.refs import ExportedTree
 from pipeline.report import publish
-from pipeline.rules.build_plan import CACHE_EXPORT_FIX, BuildFacts, BuildPlan, Mode, plan_build
+from pipeline.rules.build_plan import CACHE_EXPORT_FIX, BuildPlan, Mode, plan_build
 from pipeline.rules.build_summary import (
     Layer,
     Step,
@@ -73,7 +73,7 @@ def _attempt(
     reports = load(ReportSettings)
     if plan.action == "tag":
         _tag_unchanged(docker, plan, reports)
-        record.remember(before, plan, plan.image_id, _bases(facts))
+        record.remember(before, plan, plan.image_id, facts.inputs)
         return True, None
     with _sent_from(settings, plan, tree) as source:
         inputs = facts.inputs if facts.inputs and not facts.inputs.unknown else None
@@ -88,7 +88,7 @@ def _attempt(
     if before is not None:
         built = images.one(docker, plan.local_tags[0]) if plan.local_tags else None
         same = built is not None and built.labels.get(LABEL) == plan.fingerprint
-        record.remember(before, plan, built.id if built and same else None, _bases(facts))
+        record.remember(before, plan, built.id if built and same else None, facts.inputs)
     values = {**_report_values(plan, outcome), **picture.values()}
     title = f"{', '.join(outcome.tags)}: {outcome.duration_s:.1f} s, "
     title += f"{outcome.steps_cached}/{outcome.steps_total} steps cached"
@@ -116,10 +116,6 @@ def _sent_from(
 def _holds(copy: Mirror, inputs: InputFacts) -> bool:
     """Whether the copy buildx is sent from is what the fingerprint read."""
     return (copy.digest, copy.dockerfile_digest) == (inputs.context, inputs.dockerfile)
-
-
-def _bases(facts: BuildFacts) -> dict[str, str]:
-    return dict(facts.inputs.base_images) if facts.inputs else {}
 
 
 def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:

@@ -244,10 +244,15 @@ def remember(
     fixed: Mapping[str, str],
     message: str,
     env: Mapping[str, str],
+    *,
+    built_from: tuple[str, str],
 ) -> bool:
     """Record a decision that left `tags` on `image_id`, if nothing moved while it was made:
     `before` was observed ahead of it; `fixed` are the ids the decision itself used (its
-    bases). Otherwise the old record goes too. True when a record was written. Never raises:
+    bases); `built_from` the context and Dockerfile digests it decided on (a file caught
+    mid-write can be read the same way twice around a build that read it otherwise, so the
+    observations agreeing is not enough). Otherwise the old record goes too. True when a record
+    was written. Never raises:
     a record that cannot be made (a read-only cache, an engine gone) only costs the next run
     the full path, never the build that has just succeeded."""
     if fast_path_off(env):
@@ -259,6 +264,7 @@ def remember(
         after = observe(watch, env, refs)
         steady = (
             before.same_inputs(after)
+            and (after.context, file_state(watch.dockerfile)) == built_from
             and all(after.images.get(ref) == seen for ref, seen in before.images.items())
             and all(after.images.get(ref) == seen for ref, seen in fixed.items())
             and all(after.images.get(tag) == image_id for tag in tags)

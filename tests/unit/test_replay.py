@@ -182,22 +182,36 @@ def test_remember_refuses_what_moved_while_deciding(
     watch = _watch(repo, tmp_path)
     tags = ("repo:sha-x", "repo:local")
     before = replay.observe(watch, env, refs=("base:1", "official:1"))
+    read = (before.context, replay.file_state(watch.dockerfile))
+    assert read[1] is not None
     args = (watch, before, "sha256:i", tags, {"base:1": "sha256:b"}, "same", env)
-    assert replay.remember(*args) is True
+    # The decision read the tree otherwise than both observations (a file caught mid-write):
+    # the image holds what the decision read, so the observed tree is not vouched for.
+    caught = ("another context digest", read[1])
+    assert replay.remember(*args, built_from=caught) is False and replay.load_record(env) is None
+    other_dockerfile = (read[0], "another dockerfile digest")
+    assert replay.remember(*args, built_from=other_dockerfile) is False
+    assert replay.remember(*args, built_from=read) is True
     record = replay.load_record(env)
     assert record is not None and set(record.watch.refs) == {"base:1", "official:1", *tags}
     assert record.seen.images["official:1"] is None  # an absent candidate is part of it
     assert replay.replay([], env, lambda _: None) is True
 
     (repo / "sandbox" / "app.txt").write_text("written during the build")
-    assert replay.remember(*args) is False and replay.load_record(env) is None
+    assert replay.remember(*args, built_from=read) is False and replay.load_record(env) is None
     before = replay.observe(watch, env, refs=("base:1",))
     images["base:1"] = "sha256:pulled-meanwhile"
     fixed = {"base:1": "sha256:b"}
-    assert replay.remember(watch, before, "sha256:i", tags, fixed, "x", env) is False
+    read = (before.context, replay.file_state(watch.dockerfile))
+    assert read[1] is not None
+    assert (
+        replay.remember(watch, before, "sha256:i", tags, fixed, "x", env, built_from=read) is False
+    )
     images["base:1"] = "sha256:b"
     images["repo:local"] = "sha256:overtaken"  # another build moved :local since
-    assert replay.remember(watch, before, "sha256:i", tags, fixed, "x", env) is False
+    assert (
+        replay.remember(watch, before, "sha256:i", tags, fixed, "x", env, built_from=read) is False
+    )
 
 
 def test_the_replay_watches_what_the_full_path_reads(
@@ -379,7 +393,9 @@ def test_a_record_that_cannot_be_written_never_fails_the_build(
     blocked = tmp_path / "a-file-not-a-folder"
     blocked.write_text("")
     env = {**env, "XDG_CACHE_HOME": str(blocked)}  # no cache folder can be made below it
-    assert replay.remember(watch, before, "sha256:i", (), {}, "x", env) is False
+    read = (before.context, replay.file_state(watch.dockerfile))
+    assert read[1] is not None
+    assert replay.remember(watch, before, "sha256:i", (), {}, "x", env, built_from=read) is False
     assert replay.replay([], env, print) is False
 
 
