@@ -6,6 +6,8 @@ pull failed, a sandbox that could not start.
 
 from __future__ import annotations
 
+import re
+
 AUTH_REFUSED_WORDS = (
     "unauthorized",
     "authentication required",
@@ -17,7 +19,16 @@ AUTH_REFUSED_WORDS = (
 )
 
 
+# Each word whole, and a status code not as part of an address: "401" inside a port
+# (127.0.0.1:40185 or :401), a tag or a hex id is not a status.
+_REFUSED = re.compile(
+    "|".join(
+        (r"(?<![\w:.])" if word[0].isdigit() else r"(?<!\w)") + re.escape(word) + r"(?!\w)"
+        for word in AUTH_REFUSED_WORDS
+    )
+)
+
+
 def says_auth_refused(text: str | None) -> bool:
     """True when `text` reads like a registry refusing credentials or access."""
-    lowered = (text or "").lower()
-    return any(word in lowered for word in AUTH_REFUSED_WORDS)
+    return _REFUSED.search((text or "").lower()) is not None

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import BuildError, EngineError, PipelineError, RegistryError
+from pipeline.rules.auth_words import says_auth_refused
 from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.failures import classify_failure, untag_after_failed_push
 from pipeline.rules.git_facts import GitFacts
@@ -194,3 +195,25 @@ def test_failed_push_untags_what_it_named(push_plan: BuildPlan) -> None:
 def test_a_local_build_never_untags(monkeypatch: pytest.MonkeyPatch, push_plan: BuildPlan) -> None:
     local = push_plan.model_copy(update={"push": False, "load": True})
     assert untag_after_failed_push(feed(PUSH_500), local) == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("unexpected status: 401 Unauthorized", True),
+        ("received unexpected HTTP status: 401", True),
+        ("denied: requested access to the resource is denied", True),
+        ("access denied.", True),
+        ("403 Forbidden", True),
+        # a registry's port, a tag or an id that holds "401" is no status
+        (
+            "failed to push 127.0.0.1:40185/iterate-test/sandbox:sha-1: 500 Internal Server Error",
+            False,
+        ),
+        ("PUT http 127.0.0.1:401/v2/x: 500 Internal Server Error", False),
+        ("sha-4011abc: 500 Internal Server Error", False),
+        ("layer a401b: 502 Bad Gateway", False),
+    ],
+)
+def test_auth_words_are_whole_words_not_parts_of_addresses(text: str, refused: bool) -> None:
+    assert says_auth_refused(text) is refused
