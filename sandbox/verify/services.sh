@@ -89,7 +89,8 @@ inside 'supervisorctl status daemon opencode' | grep -c RUNNING | grep -q 2 &&
 # Egress through an upstream: a second mitmdump on :9999 stands in for ITERATE_EGRESS_PROXY_URL.
 inside '(mitmdump --listen-host 127.0.0.1 --listen-port 9999 --set confdir=/tmp/upstream >/tmp/upstream.log 2>&1 &)
     echo "ITERATE_EGRESS_PROXY_URL=http://user:secret@127.0.0.1:9999" >> ~/.iterate/.env
-    sleep 2; processes restart egress-proxy >/dev/null; sleep 2
+    listening() { for _ in $(seq 60); do (: </dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.5; done; return 1; }
+    listening 9999 && processes restart egress-proxy >/dev/null && listening 8888 &&
     curl -fsS -o /dev/null -x http://127.0.0.1:8888 http://deb.debian.org/debian/dists/bookworm/Release' &&
   inside 'grep -q "GET http://deb.debian.org/debian/dists/bookworm/Release" /tmp/upstream.log' &&
   ok "egress: a request to :8888 went out through the upstream on :9999" || bad "egress upstream"

@@ -14,7 +14,8 @@ import pytest
 
 from pipeline.registry.server import LocalRegistry
 from tests.conftest import FixtureRepo, image_exists, make_fixture_repo, run_pipeline
-from tests.helpers.engines import OwnEngine
+from tests.helpers import engines
+from tests.helpers.engines import OwnEngine, own_engine_problem
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -213,31 +214,43 @@ def _plugin_dirs() -> list[str]:
 
 
 def test_missing_buildx_is_one_line(fixture_repo: FixtureRepo, tmp_path: Path) -> None:
-    # Hide the buildx plugin in a private mount namespace: the real CLI then really lacks it.
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("hiding the buildx plugin needs root and unshare(1)")
+    """Hide the buildx plugin in a private mount namespace: the real CLI then really lacks it.
+    A normal user gets there through passwordless sudo, and the pipeline runs as that user
+    again (setpriv), with the same environment."""
+    problem = own_engine_problem()  # the same needs: unshare, setpriv, root or sudo -n
+    if problem:
+        pytest.skip(f"hiding the buildx plugin: {problem}")
     empty = tmp_path / "empty"
     empty.mkdir()
-    mounts = " && ".join(f"mount --bind {empty} {d}" for d in _plugin_dirs())
-    script = f'{mounts} && exec "$@"'
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k not in ("PUSH", "DOCKER_HOST")}
     env.update(fixture_repo.env(DOCKER_CONFIG=str(tmp_path / "cfg")))
+    mounts = " && ".join(f"mount --bind {empty} {d}" for d in _plugin_dirs())
+    # back to the caller: uid, gid and groups (the docker group), then exactly this environment
+    as_caller = [
+        str(engines.tool("setpriv")),
+        f"--reuid={os.getuid()}",
+        f"--regid={os.getgid()}",
+        "--init-groups" if os.geteuid() != 0 else "--keep-groups",
+        "env",
+        "-i",
+        *(f"{k}={v}" for k, v in env.items()),
+        sys.executable,
+        "-m",
+        "pipeline",
+        "snapshot_local",
+    ]
     done = subprocess.run(
         [
-            "unshare",
+            *([] if os.geteuid() == 0 else ["sudo", "-n"]),
+            str(engines.tool("unshare")),
             "-m",
             "sh",
             "-c",
-            script,
+            f'{mounts} && exec "$@"',
             "sh",
-            sys.executable,
-            "-m",
-            "pipeline",
-            "snapshot_local",
+            *as_caller,
         ],
-        env=env,
+        cwd=os.getcwd(),
         capture_output=True,
         text=True,
         timeout=120,
