@@ -6,9 +6,9 @@ import pytest
 
 from pipeline.rules.image_ref import (
     ImageRefError,
+    daytona_image_problem,
     is_loopback,
     parse_image_ref,
-    daytona_image_problem,
     registry_host,
 )
 

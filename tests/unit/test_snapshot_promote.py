@@ -20,11 +20,11 @@ from pipeline.rules.snapshot_names import (
     PromoteFrom,
     SnapshotSpec,
     image_check,
-    missing_source_fix,
     image_repository,
+    missing_source_fix,
+    promote_source,
     pulled_digest,
     pulled_problem,
-    promote_source,
     resources_note,
 )
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
