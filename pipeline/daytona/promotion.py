@@ -83,18 +83,21 @@ def from_snapshot(source: PromoteFrom, registry: Sources, api: DaytonaClient) ->
             "promote a commit's image instead (`--from <sha>`)",
         ) from None
     pulled = pulled_digest(found)
-    read = "Daytona and the registry were"
+    read = "Daytona was"
     if pulled is not None:
         digest, origin = pulled, f"Daytona pulled {pulled} for it (from {image})"
     elif ref.digest is not None:
         digest, origin = ref.digest, f"its image {image}, by digest"
     else:
         digest = resolve_digest(image, registry)
+        read = "Daytona and the registry were"
         origin = f"its image {image} is {digest} in the registry now (Daytona did not say)"
         if not (ref.tag or "").startswith("sha-"):  # not a tag that names one image forever
             origin += " (a tag that can move: check that this is the image you mean)"
-    if ref.tag is not None and ref.digest is None and _resolves(image, digest, registry):
-        return Promotion(source, image, digest, origin, read, found)
+    if ref.tag is not None and ref.digest is None:
+        read = "Daytona and the registry were"
+        if _resolves(image, digest, registry):
+            return Promotion(source, image, digest, origin, read, found)
     pinned = f"{image_repository(image)}:{pinned_tag(digest)}"
     return Promotion(source, pinned, digest, origin, read, found, make_tag=True)
 
