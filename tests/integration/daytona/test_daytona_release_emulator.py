@@ -153,6 +153,7 @@ def test_an_existing_snapshot_counts_only_when_daytona_pulled_the_expected_diges
     world.run(snapshot_daytona, "--name", "iterate-sandbox-again", "--force", interval=POLL)
     assert world.section()["action"] == "replaced"
 
+
 @pytest.mark.parametrize("session", ["snapshot_daytona", "snapshot_stage"])
 @pytest.mark.parametrize("skip", [False, True])
 def test_a_tag_pushed_again_after_the_build_is_refused_before_any_post(

@@ -162,7 +162,14 @@ def test_the_booted_image_is_the_given_digest(sandbox_image: BuiltImage) -> None
     digest = sandbox_image.report["digest"]
     assert isinstance(digest, str) and digest.startswith("sha256:")
     digests = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", sandbox_image.reference],
+        [
+            "docker",
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            sandbox_image.reference,
+        ],
         capture_output=True,
         text=True,
         check=True,
