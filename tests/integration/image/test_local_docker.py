@@ -49,7 +49,7 @@ class BuiltImage:
 
 @pytest.fixture(scope="module")
 def sandbox_image(
-    sandbox_build_base: str | None, tmp_path_factory: pytest.TempPathFactory
+    engine: None, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BuiltImage]:
     """The real image, built by the pipeline's own command from the base this machine can have:
     the official node:24-bookworm where it can be pulled (GitHub's runners), else an offline
@@ -64,7 +64,8 @@ def sandbox_image(
             if had is None:
                 subprocess.run(["docker", "image", "rm", given], capture_output=True, check=False)
         return
-    base = sandbox_build_base
+    # asked for only when building: a given image needs no base (nor its pull, on a runner)
+    base: str | None = request.getfixturevalue("sandbox_build_base")
     report = tmp_path_factory.mktemp("report") / "report.json"
     env = {
         **({"SANDBOX_BASE_IMAGE": base} if base else {}),
