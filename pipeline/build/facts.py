@@ -20,7 +20,7 @@ from pipeline.base_image.choose import choose_build_base
 from pipeline.docker import images
 from pipeline.docker.buildx import BuilderProbe, containerd_image_store
 from pipeline.docker.cli import Docker, find_docker
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, RegistryError
 from pipeline.git.facts import read_git_facts
 from pipeline.git.meta_context import cache_path, cached_git_context, dockerfile_wants_git_context
 from pipeline.git.refs import ExportedTree, export_ref
@@ -137,8 +137,16 @@ def registry_digest(
         response = reader.manifest()
         if response.status_code == 404:
             return None
-        if response.status_code != 200:
+        if response.status_code in (401, 403):
             raise reader.fail(response)
+        if response.status_code != 200:
+            # Not knowing is not "absent": a push then could replace a tested image.
+            raise RegistryError(
+                f"the push to {reader.ref.host} failed before it began: it answered "
+                f"{response.status_code} when asked whether {image} exists",
+                f"check that {reader.ref.host} is up and the credentials can read it, then "
+                "rerun (a tag that names a commit is never pushed over)",
+            )
     digest = response.headers.get("Docker-Content-Digest")
     if not digest:
         from pipeline.registry.client import resolve_digest
