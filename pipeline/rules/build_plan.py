@@ -207,9 +207,10 @@ def sha_tag(sha: str, dirty: bool) -> str:
 
 
 def commit_tag(request: BuildRequest, git: GitFacts, day: str | None) -> str | None:
-    """The tag a push names for this commit forever (`sha-<sha>`, or the rebuild's), or None:
-    nothing is pushed, or the tree is dirty (a `-dirty` tag names no commit)."""
-    if not request.pushes or git.dirty:
+    """The tag `snapshot_push` names for this commit forever (`sha-<sha>`, or the rebuild's),
+    or None: another mode, or a dirty tree (a `-dirty` tag names no commit). `PUSH=1
+    snapshot_local` is a developer's build and keeps pushing what it built."""
+    if request.mode != "push" or git.dirty:
         return None
     if request.rebuild:
         if day is None:
@@ -314,7 +315,7 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
         ca_bundle=request.ca_bundle,
         cache_export_skipped=skipped,
     )
-    if push and facts.registry_digest is not None:
+    if request.mode == "push" and facts.registry_digest is not None:
         return plan.model_copy(update={"action": "reuse", "registry_digest": facts.registry_digest})
     return _with_fingerprint(plan, facts)
 

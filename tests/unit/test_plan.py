@@ -154,6 +154,7 @@ def test_the_weekly_rebuild_has_tags_of_its_own(monkeypatch: pytest.MonkeyPatch)
     assert commit_tag(request, facts(), "20261207") == f"sha-{SHA}-rebuild-20261207"
     assert commit_tag(request, facts(dirty=True), "20261207") is None  # -dirty names no commit
     assert commit_tag(settings(monkeypatch).request("local"), facts(), None) is None
+    assert commit_tag(settings(monkeypatch, PUSH="1").request("local"), facts(), None) is None
     with pytest.raises(ConfigError, match="SANDBOX_REBUILD=1 names a pushed image"):
         make_plan("local", rebuild, facts(), day="20261207")
 

@@ -28,8 +28,11 @@ import pytest
 
 from daytona_emulator import EmulatorServer
 from daytona_emulator.knobs import SettingsPatch
+from pipeline.errors import RegistryError
 from pipeline.registry.client import MANIFEST_TYPES
 from pipeline.registry.server import LocalRegistry
+from pipeline.registry.tags import put_tag
+from pipeline.settings.build import BuildSettings
 from tests.conftest import FixtureRepo, PipelineRun, make_fixture_repo, run_pipeline
 from tests.helpers.emulator import EMULATOR_KEY, api_client, set_registry_entry, shared_emulator
 from tests.helpers.given_image import pull_given
@@ -306,3 +309,10 @@ def test_promoting_needs_no_engine_and_refuses_a_digest_that_moved(release: Rele
     ok = release.run("snapshot_push", "--from", sha, DOCKER_HOST="unix:///nonexistent.sock")
     assert ok.returncode == 0, ok.output[-2000:]
     assert release.digest("main") == digest
+    # the writer itself never moves a tag that names a commit, and writes nothing twice
+    settings = BuildSettings()
+    assert digest is not None
+    assert put_tag(release.repo.repository, digest, f"sha-{sha}", settings, may_move=False) is False
+    with pytest.raises(RegistryError, match="is never moved"):
+        put_tag(release.repo.repository, other, f"sha-{sha}", settings, may_move=False)
+    assert release.digest(f"sha-{sha}") == digest
