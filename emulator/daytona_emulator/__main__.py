@@ -13,19 +13,10 @@ from daytona_emulator.config import (
     SANDBOX_ONLY_PERMISSIONS,
     ApiKey,
     EmulatorConfig,
-    RegistryCredential,
     SandboxSettings,
     Timings,
 )
 from daytona_emulator.server import listening_socket, uvicorn_config
-
-
-def _registry_auth(value: str) -> tuple[str, RegistryCredential]:
-    host, _, user_pass = value.partition("=")
-    username, colon, password = user_pass.partition(":")
-    if not host or not username or not colon:
-        raise argparse.ArgumentTypeError(f"expected HOST=USER:PASSWORD, got {value!r}")
-    return host, RegistryCredential(username=username, password=password)
 
 
 def _mirror(value: str) -> tuple[str, str]:
@@ -96,14 +87,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="key without write:snapshots/delete:snapshots (gets 403 Access denied on create)",
     )
     parser.add_argument(
-        "--registry-auth",
-        action="append",
-        default=[],
-        type=_registry_auth,
-        metavar="HOST=USER:PASSWORD",
-        help="credentials for pulling from a registry host (repeatable)",
-    )
-    parser.add_argument(
         "--registry-mirror",
         action="append",
         default=[],
@@ -124,7 +107,6 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
     ]
     return EmulatorConfig(
         api_keys=tuple(keys),
-        registry_auth=dict(args.registry_auth),
         registry_mirrors=dict(args.registry_mirror),
         timings=Timings(
             pending_seconds=args.pending_seconds,

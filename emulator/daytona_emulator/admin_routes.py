@@ -25,13 +25,6 @@ router = APIRouter(prefix="/_emulator")
 Item = TypeVar("Item", bound=BaseModel)
 
 
-class RegistryAuthBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    username: str
-    password: str
-
-
 class RegistryMirrorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -124,12 +117,6 @@ async def patch_settings(request: Request, patch: SettingsPatch) -> JSONResponse
     except ValidationError as error:
         return _invalid(error)
     return JSONResponse(_dump(settings))
-
-
-@router.put("/registry-auth/{host}")
-async def put_registry_auth(request: Request, host: str, body: RegistryAuthBody) -> Response:
-    emulator_state(request).knobs.set_registry_auth(host, body.username, body.password)
-    return Response(status_code=204)
 
 
 @router.put("/registry-mirrors/{host}")

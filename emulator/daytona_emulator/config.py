@@ -111,8 +111,6 @@ class EmulatorConfig(BaseModel):
     """Everything an emulator starts with. `reset` returns the runtime knobs to these values."""
 
     api_keys: tuple[ApiKey, ...] = ()
-    # registry host (as written in image names, e.g. "127.0.0.1:5000" or "ghcr.io") -> credentials
-    registry_auth: dict[str, RegistryCredential] = Field(default_factory=dict)
     # registry host in image names -> "host:port" actually contacted (e.g. ghcr.io -> a local
     # registry), so pipeline tests can keep production image names while staying offline
     registry_mirrors: dict[str, str] = Field(default_factory=dict)

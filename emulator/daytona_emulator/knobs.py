@@ -14,7 +14,7 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from daytona_emulator.config import EmulatorConfig, Limits, RegistryCredential, Timings
+from daytona_emulator.config import EmulatorConfig, Limits, Timings
 
 FaultKind = Literal["error", "rate_limit", "delay", "drop", "drop_after"]
 OutcomeKind = Literal["stuck_pending", "stuck_pulling", "error", "build_failed"]
@@ -146,7 +146,6 @@ class Knobs:
         self._requests: list[RequestRecord] = []
         self.timings = config.timings.model_copy()
         self.limits = config.limits.model_copy()
-        self.registry_auth: dict[str, RegistryCredential] = dict(config.registry_auth)
         self.registry_mirrors: dict[str, str] = dict(config.registry_mirrors)
 
     def reset(self) -> None:
@@ -158,7 +157,6 @@ class Knobs:
             self._requests.clear()
             self.timings = self._config.timings.model_copy()
             self.limits = self._config.limits.model_copy()
-            self.registry_auth = dict(self._config.registry_auth)
             self.registry_mirrors = dict(self._config.registry_mirrors)
 
     # Faults
@@ -224,13 +222,6 @@ class Knobs:
             self.timings = Timings.model_validate({**self.timings.model_dump(), **patch.timings})
             self.limits = Limits.model_validate({**self.limits.model_dump(), **patch.limits})
         return self.settings()
-
-    def set_registry_auth(self, host: str, username: str, password: str) -> None:
-        with self._lock:
-            self.registry_auth = {
-                **self.registry_auth,
-                host: RegistryCredential(username=username, password=password),
-            }
 
     def set_registry_mirror(self, host: str, target: str) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from daytona_emulator.clock import Clock, ManualClock
+from daytona_emulator.docker_reference import ReferenceError
 from daytona_emulator.models import INTERNAL_REGISTRY, Snapshot, SnapshotState
 from daytona_emulator.pull_source import UNREADABLE_NAME
 from daytona_emulator.registry_probe import PullError, inspect_image
@@ -218,7 +219,11 @@ class Lifecycle:
                 source, timeout=self._state.knobs.timings.registry_timeout_seconds
             )
         except UNREADABLE_NAME as error:  # e.g. docker's "invalid reference format"
-            self._fail(snapshot_id, generation, str(error))
+            # Docker's refusal reaches the API through runner v0's error middleware
+            # (HandlePossibleDockerError: an invalid-argument error becomes "bad request: …").
+            daemon = "bad request: Error response from daemon: "
+            reason = f"{daemon}{error}" if isinstance(error, ReferenceError) else str(error)
+            self._fail(snapshot_id, generation, reason)
             return
         except PullError as error:
             self._fail(snapshot_id, generation, str(error))

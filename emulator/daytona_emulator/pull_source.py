@@ -6,10 +6,12 @@ organization's registry entry for the image (`registries.entry_for_image`), rebu
 (`daytona_images.runner_inspect_name`) and asks its runner to inspect that name in the registry
 with the entry's credentials; the runner's docker reads the name with docker's grammar
 (`docker_reference`). Two steps are kinder here than Daytona, each kept in one function so that
-making it faithful is one change (/work/notes/daytona-faithfulness.md):
+each is kept in one function here:
 
-- `inspected_name`: the emulator inspects the name as given, digests included;
-- `credential_for`: without an entry the emulator still has its own per-host credentials.
+- `inspected_name`: the name rebuilt as Daytona rebuilds it, so a digest reference fails with
+  docker's "invalid reference format" (daytonaio/daytona#4532);
+- `credential_for`: without an organization entry the inspect is anonymous: Daytona lends no
+  credentials of its own to a customer's registry.
 
 Mirrors swap the host contacted, not the name.
 """
@@ -21,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from daytona_emulator.config import RegistryCredential
-from daytona_emulator.daytona_images import ImageNameError
+from daytona_emulator.daytona_images import ImageNameError, runner_inspect_name
 from daytona_emulator.docker_reference import Reference, ReferenceError, parse_normalized_named
 from daytona_emulator.registries import RegistryEntry, entry_for_image
 
@@ -51,8 +53,8 @@ class PullSource:
 
     @property
     def reachable(self) -> bool:
-        """There is no network here: only loopback registries, or hosts someone configured
-        credentials for, can answer; any other host would only hang on DNS."""
+        """There is no network here: only loopback registries, or hosts an organization entry
+        lends credentials for, can answer; any other host would only hang on DNS."""
         return self.credential is not None or is_loopback(self.target)
 
     @property
@@ -69,41 +71,30 @@ class PullSource:
 
 
 def inspected_name(image: str, entry: RegistryEntry | None) -> str:
-    """The name the runner inspects (and the emulator pulls).
-
-    KINDER than Daytona: the name as given. Daytona hands its runner
-    `runner_inspect_name(image, entry.url if entry else None)`, which rebuilds
-    `repo@sha256:<hex>` as `repo:sha256:<hex>` (and `repo:tag@sha256:<hex>` as
-    `repo:tag:sha256:<hex>`); docker refuses both with "invalid reference format", so on Daytona a
-    digest-pinned snapshot ends in `error` (daytonaio/daytona#4532). Returning that instead is
-    the whole change."""
-    return image  # `entry` is where Daytona borrows a host from, for a name without one
+    """The name the runner inspects (and the emulator pulls): Daytona's `parseDockerImage` +
+    `getFullName`, with the entry's host for a name without one (snapshot.manager.ts
+    l. 1259-1263). It rebuilds `repo@sha256:<hex>` as `repo:sha256:<hex>` (and
+    `repo:tag@sha256:<hex>` as `repo:tag:sha256:<hex>`), which docker refuses with "invalid
+    reference format": on Daytona a digest-pinned snapshot ends in `error`."""
+    return runner_inspect_name(image, entry.url if entry else None)
 
 
-def credential_for(
-    entry: RegistryEntry | None, host_credential: RegistryCredential | None
-) -> RegistryCredential | None:
-    """The credentials the inspect (and the emulator's pull) uses.
-
-    With an entry, its credentials, as Daytona. KINDER without one: the emulator's own
-    credentials for the host (`--registry-auth`, the `registry-auth` knob). Daytona then inspects
-    with `createTemporaryRegistryConfig`'s empty username and password, which the runner sends as
-    no credentials at all, so a private image fails; returning None here is the whole change."""
-    return entry.credential if entry is not None else host_credential
+def credential_for(entry: RegistryEntry | None) -> RegistryCredential | None:
+    """The credentials the inspect (and the emulator's pull) uses: the organization entry's.
+    Without one Daytona inspects with `createTemporaryRegistryConfig`'s empty username and
+    password, which the runner sends as no credentials at all, so a private image fails; the
+    credentials Daytona holds itself serve only its own registries, never a customer's."""
+    return entry.credential if entry is not None else None
 
 
 def pull_source(
     image: str,
     *,
     entries: Sequence[RegistryEntry],
-    credentials: Mapping[str, RegistryCredential],
     mirrors: Mapping[str, str],
 ) -> PullSource:
     """Raises one of `UNREADABLE_NAME` for a name that Daytona or docker cannot read."""
     entry = entry_for_image(entries, image)
     ref = parse_normalized_named(inspected_name(image, entry))
     target = mirrors.get(ref.domain, ref.domain)
-    host_credential = credentials.get(ref.domain) or credentials.get(target)
-    return PullSource(
-        image=image, ref=ref, target=target, credential=credential_for(entry, host_credential)
-    )
+    return PullSource(image=image, ref=ref, target=target, credential=credential_for(entry))

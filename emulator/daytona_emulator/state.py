@@ -88,7 +88,6 @@ class EmulatorState:
         return pull_source(
             image,
             entries=self.registries.of(organization_id) if organization_id else [],
-            credentials=self.knobs.registry_auth,
             mirrors=self.knobs.registry_mirrors,
         )
 

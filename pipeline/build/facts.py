@@ -1,16 +1,17 @@
 """Gather every fact a build needs, before anything is decided: the settings' request, git, the
-base image this machine can build from, the builder, the engine's image store, whether `:main`
-may move, and what buildx would read (a local build's fingerprint). `plan_build` then decides
-once (rules/build_plan.py).
+base image this machine can build from, the builder, the engine's image store, whether the
+registry has the commit's tag already, and what buildx would read (a local build's fingerprint).
+`plan_build` then decides once (rules/build_plan.py).
 
-What is asked depends only on the request (a dry run asks no engine; a push no fingerprint;
-`:main`'s commit only when `:main` would be pushed), never on a plan made earlier.
+What is asked depends only on the request (a dry run asks no engine and no registry; a push no
+fingerprint), never on a plan made earlier.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import console
@@ -19,7 +20,7 @@ from pipeline.base_image.choose import choose_build_base
 from pipeline.docker import images
 from pipeline.docker.buildx import BuilderProbe, containerd_image_store
 from pipeline.docker.cli import Docker, find_docker
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, RegistryError
 from pipeline.git.facts import read_git_facts
 from pipeline.git.meta_context import cache_path, cached_git_context, dockerfile_wants_git_context
 from pipeline.git.refs import ExportedTree, export_ref
@@ -28,12 +29,11 @@ from pipeline.rules.build_plan import (
     BuildRequest,
     Mode,
     build_args,
-    main_tag,
+    commit_tag,
     needs_image_store_check,
 )
 from pipeline.rules.fingerprint import InputFacts
 from pipeline.rules.git_facts import GitFacts
-from pipeline.rules.release import MainMove
 from pipeline.settings.build import BuildSettings
 
 
@@ -42,6 +42,7 @@ def gather(
 ) -> tuple[BuildFacts, Docker | None]:
     """The facts of one build, and the docker CLI they were read with (None in a dry run)."""
     request = settings.request(mode, ref_build=tree is not None)
+    day = datetime.now(UTC).strftime("%Y%m%d") if request.rebuild else None
     if not request.context.is_dir():
         what = "is not a directory" if request.context.exists() else "does not exist"
         raise ConfigError(
@@ -52,7 +53,8 @@ def gather(
     if dry_run:
         git = git_facts(settings, tree)
         would = cache_path(settings.cache_dir / "git-meta", git.sha, git.branch, git.source_url)
-        return BuildFacts(request=request, git=git, git_meta=would if wants_meta else None), None
+        meta_dir = would if wants_meta else None
+        return BuildFacts(request=request, git=git, git_meta=meta_dir, day=day), None
     docker = find_docker(settings.docker)
     # Asked now, answered while git is read: the check costs an unchanged build almost nothing.
     with BuilderProbe(docker, request.builder) as probe:
@@ -78,7 +80,8 @@ def gather(
         containerd_store=(
             containerd_image_store(docker) if needs_image_store_check(request, builder) else None
         ),
-        main=main_move(settings, request, git),
+        day=day,
+        registry_digest=registry_digest(settings, request, git, day),
     )
     if request.pushes:
         return facts, docker
@@ -119,19 +122,37 @@ def build_base(docker: Docker, settings: BuildSettings) -> str | None:
     return choose_build_base(docker, settings.base_image, settings.dockerfile, make)
 
 
-def main_move(settings: BuildSettings, request: BuildRequest, git: GitFacts) -> MainMove | None:
-    """`:main` never moves backwards: a re-run of an older release pushes only its sha tag."""
-    main = main_tag(request)
-    if main is None:
+def registry_digest(
+    settings: BuildSettings, request: BuildRequest, git: GitFacts, day: str | None
+) -> str | None:
+    """The registry's digest for the commit tag this push would push, None when it has none:
+    a tag that names a commit names one image forever, so an existing one is reused."""
+    tag = commit_tag(request, git, day)
+    if tag is None:
         return None
-    from pipeline.registry.release_checks import main_tag_move
+    from pipeline.registry.client import reader_for
 
-    decision = main_tag_move(
-        main, git.sha, request.context, settings, platform=request.platforms[0]
-    )
-    if not decision.move:
-        console.warn(decision.reason)
-    return decision
+    image = f"{request.repository}:{tag}"
+    with reader_for(image, settings) as reader:
+        response = reader.manifest()
+        if response.status_code == 404:
+            return None
+        if response.status_code in (401, 403):
+            raise reader.fail(response)
+        if response.status_code != 200:
+            # Not knowing is not "absent": a push then could replace a tested image.
+            raise RegistryError(
+                f"the push to {reader.ref.host} failed before it began: it answered "
+                f"{response.status_code} when asked whether {image} exists",
+                f"check that {reader.ref.host} is up and the credentials can read it, then "
+                "rerun (a tag that names a commit is never pushed over)",
+            )
+    digest = response.headers.get("Docker-Content-Digest")
+    if not digest:
+        from pipeline.registry.client import resolve_digest
+
+        return resolve_digest(image, settings)
+    return str(digest)
 
 
 @contextmanager

@@ -75,6 +75,9 @@ def _attempt(
         _tag_unchanged(docker, plan, reports)
         record.remember(before, plan, plan.image_id, facts.inputs)
         return True, None
+    if plan.action == "reuse":
+        _reuse_pushed(plan, reports)
+        return True, None
     with _sent_from(settings, plan, tree) as source:
         inputs = facts.inputs if facts.inputs and not facts.inputs.unknown else None
         if source is not None and inputs and not _holds(source, inputs):
@@ -137,6 +140,26 @@ def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> 
         "labels": plan.labels,
     }
     summary = [("tags", ", ".join(f"`{t}`" for t in plan.build_tags)), ("built", "no: unchanged")]
+    publish("build", values, reports, summary=summary)
+
+
+def _reuse_pushed(plan: BuildPlan, reports: ReportSettings) -> None:
+    """The registry has the commit's tag: report its digest, build and push nothing."""
+    image, digest = plan.pushed_tags[0], plan.registry_digest
+    console.step(f"{image} is already in the registry as {digest}: reused, nothing built or pushed")
+    values = {
+        "image": image,
+        "repository": plan.repository,
+        "sha": plan.sha,
+        "dirty": plan.dirty,
+        "branch": plan.branch,
+        "digest": digest,
+        "tags": [image],
+        "pushed": False,
+        "reused": True,
+        "labels": plan.labels,
+    }
+    summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
     publish("build", values, reports, summary=summary)
 
 
@@ -214,8 +237,6 @@ def _tell(outcome: BuildOutcome, picture: Picture) -> None:
 
 
 def _report_values(plan: BuildPlan, outcome: BuildOutcome) -> dict[str, object]:
-    main = plan.main
-    moved = {} if main is None else {"main_moved": main.move, "main_reason": main.reason}
     return {
         "image": plan.pushed_tags[0],
         "repository": plan.repository,
@@ -223,7 +244,6 @@ def _report_values(plan: BuildPlan, outcome: BuildOutcome) -> dict[str, object]:
         "dirty": plan.dirty,
         "branch": plan.branch,
         **outcome.model_dump(mode="json"),
-        **moved,
         "labels": plan.labels,
     }
 
@@ -245,6 +265,4 @@ def _summary(plan: BuildPlan, outcome: BuildOutcome, picture: Picture) -> list[t
         rows.append(
             ("image size", human_size(picture.size) + (f" (largest: {biggest})" if biggest else ""))
         )
-    if plan.main is not None:
-        rows.append((":main", "moved" if plan.main.move else f"not moved: {plan.main.reason}"))
     return rows

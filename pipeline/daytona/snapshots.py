@@ -26,6 +26,7 @@ from pipeline.rules.snapshot_names import (
     decide,
     failed_error,
     failure_fix,
+    pulled_problem,
 )
 from pipeline.waiting import Clock, Interval, PollTimeout, watch
 
@@ -56,7 +57,8 @@ def ensure_snapshot(
     interval: Interval = SNAPSHOT_POLL,
     clock: Clock | None = None,
 ) -> Outcome:
-    """An active snapshot named `spec.name` of `spec.image`, made if needed, within `timeout` s.
+    """An active snapshot named `spec.name` of `spec.image`, made if needed, within `timeout` s;
+    with `spec.digest`, one that Daytona says (`ref`) it pulled as that digest.
 
     `check_image` runs once, before the first create or delete, so that a missing image fails
     fast instead of as a snapshot in `error` minutes later. The clock defaults to the client's.
@@ -95,6 +97,7 @@ class _Ensure:
                 image=self.spec.image,
                 force=self.force and not self.replaced,
                 resources=self.spec.resources,
+                digest=self.spec.digest,
             )
             if decision.action is not Action.CREATE:
                 console.say(f"   {self.spec.name}: {decision.why}")
@@ -205,6 +208,13 @@ class _Ensure:
         if final.failed:
             raise failed_error(final)
         if final.state == ACTIVE:
+            if problem := pulled_problem(final, self.spec.digest):
+                # The tag was verified right before the POST; Daytona inspected it later.
+                raise DaytonaError(
+                    f"snapshot {final.name} is active, but {problem}",
+                    "the tag moved between the check and Daytona's pull: find out who pushed it, "
+                    "then re-run with --force to replace the snapshot",
+                )
             return self._outcome(final)
         return None  # inactive or removing while we waited: decide again from what it is now
 

@@ -83,10 +83,14 @@ class RegistryReader:
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        actions: str = "pull",
     ) -> None:
         self.image = image
         self.ref = parse_image(image)
         self.credentials = credentials
+        # "pull", or "pull,push" for a reader that also writes tags (registry/tags.py): the
+        # token is then asked for both at once, whatever scope the first challenge named.
+        self.actions = actions
         self.withheld = ""  # why credentials were not sent to the realm, for the refusal message
         self._auth: httpx.Auth | None = None
         self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
@@ -105,14 +109,24 @@ class RegistryReader:
     def url(self, kind: str, reference: str) -> str:
         return f"{self.ref.base_url}/v2/{self.ref.repository}/{kind}/{reference}"
 
-    def request(self, method: str, url: str, accept: str) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        accept: str,
+        *,
+        content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> httpx.Response:
         """One request, authenticated as the registry asks; RegistryError when unreachable."""
         headers = {"Accept": accept}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         try:
-            response = self._send(method, url, headers, self._auth)
+            response = self._send(method, url, headers, self._auth, content=content)
             if response.status_code == 401 and self._auth is None:
                 self._auth = self._answer_challenge(response)
-                response = self._send(method, url, headers, self._auth)
+                response = self._send(method, url, headers, self._auth, content=content)
         except httpx.TransportError as error:
             raise RegistryError(
                 f"cannot reach registry {self.ref.api_host} to check {self.image} "
@@ -136,9 +150,10 @@ class RegistryReader:
         headers: dict[str, str],
         auth: httpx.Auth | None,
         params: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
         response = self._http.request(
-            method, url, headers=headers, params=params, auth=auth or _NO_AUTH
+            method, url, headers=headers, params=params, auth=auth or _NO_AUTH, content=content
         )
         for _ in range(MAX_REDIRECTS):
             if not response.has_redirect_location:
@@ -146,7 +161,9 @@ class RegistryReader:
             # A redirect is followed without credentials: a blob's CDN or a moved endpoint
             # must never see the registry's password or token.
             target = response.url.join(response.headers["Location"])
-            response = self._http.request(method, target, headers=headers, auth=_NO_AUTH)
+            response = self._http.request(
+                method, target, headers=headers, auth=_NO_AUTH, content=content
+            )
         if response.has_redirect_location:
             raise RegistryError(
                 f"registry {self.ref.api_host} redirected {url} more than {MAX_REDIRECTS} times",
@@ -174,7 +191,8 @@ class RegistryReader:
         if basic is not None and not may_send_credentials(realm):
             self.withheld = f"its token realm {realm} is plain http"
             basic = None
-        query = {"scope": params.get("scope") or f"repository:{self.ref.repository}:pull"}
+        scope = f"repository:{self.ref.repository}:{self.actions}"
+        query = {"scope": scope if self.actions != "pull" else params.get("scope") or scope}
         if params.get("service"):
             query["service"] = params["service"]
         token_response = self._send("GET", realm, {}, basic, params=query)
@@ -273,10 +291,11 @@ def reader_for(
     *,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
+    actions: str = "pull",
 ) -> RegistryReader:
     """A reader for `image` with the credentials the one resolver gives for its host."""
     credentials = resolve_credentials(settings, parse_image(image).host)
-    return RegistryReader(image, credentials, timeout=timeout, transport=transport)
+    return RegistryReader(image, credentials, timeout=timeout, transport=transport, actions=actions)
 
 
 def resolve_digest(

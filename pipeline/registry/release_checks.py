@@ -1,5 +1,5 @@
 """The release chain's two questions, each one call for a session: is the tag still the built
-image (SANDBOX_IMAGE_DIGEST), and may `:main` move to the commit being built."""
+image (SANDBOX_IMAGE_DIGEST), and may `:main` move to a commit (GitError when git cannot tell)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ def verify_digest(
     if problem := digest_mismatch(expected, actual):
         raise RegistryError(
             f"{image}: {problem}",
-            "register the image the build pushed (image@" + expected + "), or set "
-            "SANDBOX_IMAGE_DIGEST to the digest of the build that pushed the tag last",
+            f"find out who pushed the tag again; to ship {expected}, promote it under a tag of "
+            "its own (snapshot_stage -- --from <snapshot>), or set SANDBOX_IMAGE_DIGEST to the "
+            "digest of the build that pushed the tag last, if that one was tested",
         )
     return actual
 

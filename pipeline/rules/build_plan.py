@@ -2,9 +2,11 @@
 needs building at all.
 
 Every fact a build needs is gathered first (build/facts.py: the settings' values, git, the base,
-the builder, the engine's image store, `:main`'s commit, the inputs buildx would read); then
-`plan_build` decides once. Nothing here touches docker, git or the network, and nothing patches a
-plan after it is made, so every rule is pinned by a table of unit tests.
+the builder, the engine's image store, whether the registry already has the tag a push would
+name, the inputs buildx would read); then `plan_build` decides once. A build never moves `:main`:
+that is `snapshot_push -- --from`, after the image tests (build/promote.py). Nothing here touches
+docker, git or the network, and nothing patches a plan after it is made, so every rule is pinned
+by a table of unit tests.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pipeline.errors import ConfigError, EngineError, GitError
 from pipeline.rules.fingerprint import LABEL, InputFacts, fingerprint_of
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.platforms import BuilderFacts, unsupported
-from pipeline.rules.release import MainMove
+from pipeline.rules.release import rebuild_tag
 
 Mode = Literal["local", "push"]
 CacheMode = Literal["auto", "off", "read", "readwrite"]
@@ -77,7 +79,8 @@ class BuildRequest(BaseModel):
     cache: CacheMode = "auto"
     attestations: tuple[Attestation, ...] = ()
     ca_bundle: Path | None = None
-    ref_build: bool = False  # a SANDBOX_ITERATE_REPO_REF build: its push never moves :main
+    ref_build: bool = False  # a SANDBOX_ITERATE_REPO_REF build
+    rebuild: bool = False  # SANDBOX_REBUILD: the weekly rebuild, tagged sha-<sha>-rebuild-<day>
 
     @property
     def pushes(self) -> bool:
@@ -96,8 +99,11 @@ class BuildFacts(BaseModel):
     git_meta: Path | None = None  # the git-meta context's folder, when the Dockerfile uses it
     builder: BuilderFacts | None = None
     containerd_store: bool | None = None  # asked only for a cache export on the docker driver
-    main: MainMove | None = None  # whether :main may move (asked only when it would be pushed)
     inputs: InputFacts | None = None  # what buildx would read (a local build only)
+    day: str | None = None  # the UTC day (YYYYMMDD) of a rebuild, for its tag
+    # The digest the registry has for the commit tag a push would push (None: absent, or not
+    # asked: a dry run, a dirty tree). Such a tag names one image forever: it is reused.
+    registry_digest: str | None = None
 
 
 class BuildPlan(BaseModel):
@@ -126,11 +132,13 @@ class BuildPlan(BaseModel):
     contexts: dict[str, Path]  # named build contexts (git-meta)
     ca_bundle: Path | None  # build secret `extra_ca_certs`
     cache_export_skipped: str | None = None  # why the registry cache is not exported
-    main: MainMove | None = None  # the :main decision, when :main was to be pushed
     fingerprint: str | None = None  # the inputs' digest (label LABEL on a local image)
     fingerprint_note: str = ""  # why there is none, or what it covered
-    # "tag": `:local` already holds these inputs; its image gets the tags, nothing is built
-    action: Literal["build", "tag"] = "build"
+    # "tag": `:local` already holds these inputs; its image gets the tags, nothing is built.
+    # "reuse": the registry has the pushed tag already (`registry_digest`): nothing is built or
+    # pushed over it.
+    action: Literal["build", "tag", "reuse"] = "build"
+    registry_digest: str | None = None
     image_id: str | None = None  # with "tag": the image the tags go to
     retag: tuple[str, ...] = ()  # with "tag": the tags not on that image yet
 
@@ -163,8 +171,11 @@ class BuildPlan(BaseModel):
         lines += [f"tag:        {t} (local only)" for t in self.local_tags if self.push]
         if not self.push:
             lines += [f"tag:        {t}" for t in self.local_tags]
-        if self.main is not None and not self.main.move:
-            lines.append(f"tag:        {self.repository}:main not moved ({self.main.reason})")
+        if self.action == "reuse":
+            lines.append(
+                f"reuse:      {self.pushed_tags[0]} is {self.registry_digest} in the registry: "
+                "a tag that names a commit names one image forever; nothing built or pushed"
+            )
         lines += [f"build arg:  {k}={v}" for k, v in self.build_args.items()]
         lines += [f"label:      {k}={v}" for k, v in self.labels.items()]
         lines += [f"cache from: {c.ref}" for c in self.cache_from] or ["cache from: local only"]
@@ -195,11 +206,17 @@ def sha_tag(sha: str, dirty: bool) -> str:
     return sanitize_tag(f"sha-{sha}{'-dirty' if dirty else ''}")
 
 
-def main_tag(request: BuildRequest) -> str | None:
-    """The `:main` tag a build would push: snapshot_push of the checkout, never a ref build."""
-    return (
-        f"{request.repository}:main" if request.mode == "push" and not request.ref_build else None
-    )
+def commit_tag(request: BuildRequest, git: GitFacts, day: str | None) -> str | None:
+    """The tag `snapshot_push` names for this commit forever (`sha-<sha>`, or the rebuild's),
+    or None: another mode, or a dirty tree (a `-dirty` tag names no commit). `PUSH=1
+    snapshot_local` is a developer's build and keeps pushing what it built."""
+    if request.mode != "push" or git.dirty:
+        return None
+    if request.rebuild:
+        if day is None:
+            return None
+        return rebuild_tag(git.sha, day)
+    return sha_tag(git.sha, dirty=False)
 
 
 def build_args(request: BuildRequest, git: GitFacts, base_image: str | None) -> dict[str, str]:
@@ -246,10 +263,13 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
             "or use `PUSH=1 nox -s snapshot_local` for a -dirty tag",
         )
     push = request.pushes
-    pushed: tuple[str, ...] = (f"{repo}:{sha_tag(sha, git.dirty)}",)
-    main = main_tag(request)
-    if main is not None and (facts.main is None or facts.main.move):
-        pushed += (main,)
+    if request.rebuild and not push:
+        raise ConfigError(
+            "SANDBOX_REBUILD=1 names a pushed image, but this build is not pushed",
+            "run it with nox -s snapshot_push, or unset SANDBOX_REBUILD",
+        )
+    tag = commit_tag(request, git, facts.day) or sha_tag(sha, git.dirty)
+    pushed: tuple[str, ...] = (f"{repo}:{tag}",)
     local: tuple[str, ...] = () if request.mode == "push" else (f"{repo}:local",)
     if len(request.platforms) > 1 and not push:
         raise ConfigError(
@@ -294,8 +314,9 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
         contexts={GIT_META: facts.git_meta} if facts.git_meta else {},
         ca_bundle=request.ca_bundle,
         cache_export_skipped=skipped,
-        main=facts.main if main is not None else None,
     )
+    if request.mode == "push" and facts.registry_digest is not None:
+        return plan.model_copy(update={"action": "reuse", "registry_digest": facts.registry_digest})
     return _with_fingerprint(plan, facts)
 
 

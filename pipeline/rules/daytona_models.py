@@ -45,6 +45,10 @@ class Snapshot(_Wire):
     size: float | None = None
     entrypoint: list[str] | None = None
     error_reason: str | None = Field(None, alias="errorReason")
+    # Where Daytona copied the image it pulled: `<internal registry>/daytona-<hex>:daytona`,
+    # <hex> being the digest the tag resolved to when Daytona inspected it (snapshot.manager.ts
+    # processSnapshotDigest); set once the inspect passed, kept across reactivations.
+    ref: str | None = None
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime | None = Field(None, alias="updatedAt")
     last_used_at: datetime | None = Field(None, alias="lastUsedAt")

@@ -1,9 +1,8 @@
 """Image references the way docker reads them: one parser for the whole project (pure).
 
-`parse_image_ref` splits `host/path:tag@sha256:…`; `pinned_image_problem` says why Daytona
-would refuse a reference; `is_loopback` is docker's rule for plain-HTTP registries
-(127.0.0.0/8, ::1, localhost). The pipeline and the Daytona emulator both use these, so they
-cannot disagree.
+`parse_image_ref` splits `host/path:tag@sha256:…`; `daytona_image_problem` says why Daytona
+would refuse (or fail) a reference; `is_loopback` is docker's rule for plain-HTTP registries
+(127.0.0.0/8, ::1, localhost).
 """
 
 from __future__ import annotations
@@ -91,8 +90,16 @@ def parse_image_ref(image: str) -> ImageRef:
     return ImageRef(host=host, repository=repository, tag=tag, digest=digest if at else None)
 
 
-def pinned_image_problem(image: str) -> str | None:
-    """Why Daytona would refuse `image` for a snapshot, or None when it pins a tag or digest."""
+DAYTONA_DIGEST_PROBLEM = (
+    "a tag, not a digest: Daytona rewrites repo@sha256:<hex> into repo:sha256:<hex>, which "
+    "fails with invalid reference format (daytonaio/daytona#4532)"
+)
+
+
+def daytona_image_problem(image: str) -> str | None:
+    """Why Daytona would refuse `image` for a snapshot, or fail to pull it; None for a fixed tag.
+    A digest reference passes Daytona's validation and then ends the snapshot in `error`, so it
+    is refused here: the pipeline sends a tag it has just verified instead."""
     try:
         ref = parse_image_ref(image)
     except ImageRefError:
@@ -102,11 +109,11 @@ def pinned_image_problem(image: str) -> str | None:
             return "a tag of [A-Za-z0-9_.-], at most 128 characters"
         return "an image reference like ghcr.io/iterate/sandbox:sha-<sha>"
     if ref.digest:
-        return None
+        return DAYTONA_DIGEST_PROBLEM
     if ref.tag is None:
-        return "an image with a tag or digest, like ghcr.io/iterate/sandbox:sha-<sha>"
+        return "an image with a tag, like ghcr.io/iterate/sandbox:sha-<sha>"
     if ref.tag.lower() in FLOATING_TAGS:
-        return f"a fixed tag or digest; Daytona refuses floating tags like :{ref.tag}"
+        return f"a fixed tag; Daytona refuses floating tags like :{ref.tag}"
     return None
 
 

@@ -1,8 +1,13 @@
-"""Release-chain decisions (pure): is the registry's image the one that was built, and may `:main`
-move to the commit being built.
+"""Release-chain decisions (pure): is the registry's image the one that was built, which image a
+promotion names, and may `:main` move to a commit.
 
 The adapters gather the facts (a digest from the registry, the revision label of the image
 `:main` points at, git's ancestry answer); these functions only decide and word the reason.
+
+Tags that name a commit name one image forever: `sha-<sha>` (what `snapshot_push` pushes for a
+commit) and `sha-<sha>-rebuild-<YYYYMMDD>` (the weekly rebuild's, with no cache, on that day).
+`pinned-<hex>` names a digest: a tag the pipeline makes so that Daytona, which cannot pull by
+digest, can be sent a tag for an image that has no commit tag any more.
 """
 
 from __future__ import annotations
@@ -11,9 +16,16 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipeline.rules.image_ref import DIGEST
+from pipeline.errors import ConfigError, GitError
+from pipeline.rules.image_ref import DIGEST, ImageRefError, parse_image_ref
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+COMMIT_TAG = re.compile(r"^sha-(?P<sha>[0-9a-f]{40})(?:-rebuild-(?P<day>[0-9]{8}))?$")
+PINNED_PREFIX = "pinned-"
+HISTORY_FIX = (
+    "give the release job the history it needs: a full clone (actions/checkout with "
+    "fetch-depth: 0), or a remote git can fetch from with credentials"
+)
 
 AncestryAnswer = Literal["ancestor", "not-ancestor", "unknown"]
 
@@ -23,6 +35,67 @@ def digest_problem(value: str) -> str | None:
     if DIGEST.fullmatch(value):
         return None
     return "sha256:<64 lower-case hex>, the digest the build job reported"
+
+
+def rebuild_tag(sha: str, day: str) -> str:
+    """The weekly rebuild's tag: the commit, and the UTC day it was rebuilt without a cache."""
+    return f"sha-{sha}-rebuild-{day}"
+
+
+def pinned_tag(digest: str) -> str:
+    """The tag that names one digest (`pinned-<64 hex>`), for Daytona, which takes only tags."""
+    return PINNED_PREFIX + digest.removeprefix("sha256:")
+
+
+@dataclass(frozen=True)
+class MainSource:
+    """What `snapshot_push -- --from` moves `:main` to: a commit tag of the repository."""
+
+    image: str  # <repository>:<tag>
+    tag: str
+    commit: str
+
+
+def main_source(text: str, repository: str) -> MainSource:
+    """`--from`'s value: a full commit sha (its `:sha-<sha>`), a commit tag of the repository
+    (`sha-<sha>`, `sha-<sha>-rebuild-<YYYYMMDD>`), or that tag as a full reference."""
+    value = text.strip()
+    if COMMIT.fullmatch(value.lower()):
+        tag = f"sha-{value.lower()}"
+    elif ":" in value or "/" in value:
+        try:
+            ref = parse_image_ref(value)
+        except ImageRefError as error:
+            raise ConfigError(f"--from {value!r}: {error}", _SOURCE_FIX) from None
+        named = value.rsplit(":", 1)[0] if ref.tag else value
+        if ref.digest or named != repository:
+            raise ConfigError(
+                f"--from {value!r} is not a tag of SANDBOX_IMAGE_REPOSITORY={repository}",
+                _SOURCE_FIX,
+            )
+        tag = ref.tag or ""
+    else:
+        tag = value
+    found = COMMIT_TAG.fullmatch(tag)
+    if found is None:
+        raise ConfigError(f"--from {value!r} names no commit's image", _SOURCE_FIX)
+    return MainSource(f"{repository}:{tag}", tag, found["sha"])
+
+
+_SOURCE_FIX = (
+    "give the full 40-character sha of a commit whose image was pushed, or its tag "
+    "(sha-<sha>, sha-<sha>-rebuild-<YYYYMMDD>)"
+)
+
+
+def revision_problem(source: MainSource, revision: str | None) -> str | None:
+    """Why the image `source` names is not its commit's (its revision label), or None."""
+    if revision == source.commit:
+        return None
+    return (
+        f"{source.image} carries revision {revision or 'no revision label'}, not {source.commit}: "
+        "it was not built from that commit"
+    )
 
 
 def digest_mismatch(expected: str, actual: str) -> str | None:
@@ -53,8 +126,9 @@ def decide_main_move(current: str | None, building: str, ancestry: Ancestry | No
     """Whether `:main` moves from `current` (its image's revision label) to commit `building`.
 
     `:main` never moves backwards: a re-run of an old release, or a late job of an older commit,
-    must not replace a newer image. When git cannot tell, `:main` stays where it is; the sha tag
-    is pushed either way, so nothing is lost but the move.
+    must not replace a newer image (it stays, with the reason). When git cannot tell, the
+    release fails (GitError): a hold that passes green would leave `:main` behind forever, as
+    it did in a private repository whose shallow checkout could not fetch.
     """
     short = building[:12]
     if current is None:
@@ -62,13 +136,13 @@ def decide_main_move(current: str | None, building: str, ancestry: Ancestry | No
     if not COMMIT.fullmatch(current):
         return MainMove(True, f"`:main`'s revision label {current!r} is not a commit sha")
     if current == building:
-        return MainMove(True, f"`:main` already points at {short}; it is pushed again")
+        return MainMove(True, f"`:main` already points at {short}")
     if ancestry is None or ancestry.answer == "unknown":
         why = ancestry.detail if ancestry and ancestry.detail else "no ancestry answer"
-        return MainMove(
-            False,
-            f"cannot tell whether {short} is older than {current[:12]} on `:main` ({why}); "
-            "`:main` was left where it is",
+        raise GitError(
+            f"cannot tell whether {short} is older than {current[:12]}, which `:main` points at "
+            f"({why}); `:main` was not moved",
+            HISTORY_FIX,
         )
     if ancestry.answer == "ancestor":
         return MainMove(

@@ -27,6 +27,9 @@ from pipeline.rules.daytona_models import (
 )
 from pipeline.rules.image_ref import parse_image_ref
 
+# `ref` of a snapshot whose image Daytona inspected: the digest's hex, then `:daytona`.
+_PULLED_REF = re.compile(r"/daytona-(?P<hex>[0-9a-f]{64}):daytona$")
+
 # The hosted API is stricter than the last public server source (it reportedly rejects `/` and
 # `:`), so we stay inside what every version accepts.
 MAX_NAME_LENGTH = 63
@@ -144,6 +147,27 @@ def pick_latest(items: Iterable[Snapshot], matched_prefix: str) -> Snapshot | No
     return max(candidates, key=lambda s: (s.created_at, s.name), default=None)
 
 
+def pulled_digest(snapshot: Snapshot) -> str | None:
+    """The digest Daytona resolved the snapshot's image to, read from its `ref`; None when
+    `ref` is not set yet or not in the form Daytona v0.190 gives it."""
+    found = _PULLED_REF.search(snapshot.ref or "")
+    return f"sha256:{found['hex']}" if found else None
+
+
+def pulled_problem(snapshot: Snapshot, digest: str | None) -> str | None:
+    """Why an active snapshot is not known to hold the image of `digest`, or None. A snapshot
+    whose `ref` says nothing counts as not known: what ships must be shown to be what was
+    tested."""
+    if digest is None:
+        return None
+    pulled = pulled_digest(snapshot)
+    if pulled is None:
+        return f"Daytona does not say which digest it pulled (ref {snapshot.ref!r})"
+    if pulled != digest:
+        return f"Daytona pulled {pulled}, not the expected {digest}"
+    return None
+
+
 class Action(StrEnum):
     DONE = "done"  # an active snapshot with this name and image exists
     CREATE = "create"
@@ -166,12 +190,15 @@ def decide(
     image: str,
     force: bool,
     resources: tuple[int, int, int] | None = None,
+    digest: str | None = None,
 ) -> Decision:
     """What to do about the snapshot that has the name we want (None when there is none).
 
     `resources` (vCPU, GB memory, GB disk) is what was asked for: a snapshot of that name with
     other resources is refused like one with another image (snapshots are immutable), since a
     run that passes without the resources it was configured with hides a configuration error.
+    `digest` is the image the tag must hold: an active snapshot counts as done only when Daytona
+    says (`ref`) it pulled that digest.
     """
     if current is None:
         return Decision(Action.CREATE, "no snapshot has this name yet")
@@ -197,7 +224,13 @@ def decide(
             Action.FAIL, f"{differ} (snapshots are immutable; --force deletes and re-creates it)"
         )
     if current.state == ACTIVE:
-        return Decision(Action.DONE, "it is already active")
+        if problem := pulled_problem(current, digest):
+            if force:
+                return Decision(Action.REPLACE, f"it is active, but {problem}; --force replaces it")
+            return Decision(
+                Action.FAIL, f"it is active, but {problem} (--force deletes and re-creates it)"
+            )
+        return Decision(Action.DONE, "it is already active" + (f", of {digest}" if digest else ""))
     if current.state == INACTIVE:
         return Decision(Action.ACTIVATE, "it is inactive (unused for a while)")
     if current.state in IN_PROGRESS_STATES:
@@ -229,6 +262,7 @@ class SnapshotSpec:
     memory: int
     disk: int
     entrypoint: tuple[str, ...] | None = None
+    digest: str | None = None  # what `image` (a tag) was verified to resolve to
 
     @property
     def resources(self) -> tuple[int, int, int]:
@@ -247,23 +281,26 @@ class SnapshotSpec:
     def describe(self) -> list[str]:
         return [
             f"name:       {self.name}",
-            f"image:      {self.image}",
+            f"image:      {self.image}" + (f" (= {self.digest})" if self.digest else ""),
             f"resources:  {self.cpu} vCPU, {self.memory} GB memory, {self.disk} GB disk",
             f"entrypoint: {' '.join(self.entrypoint) if self.entrypoint else '(the image’s)'}",
         ]
 
 
 class ImageCheck(StrEnum):
-    """What is checked in the image's registry before Daytona hears of the image."""
+    """What is checked in the image's registry before Daytona hears of the image, and so what
+    Daytona's `ref` is held to once the snapshot is active."""
 
-    DIGEST = "the digest, in the registry (v2 API)"  # the tag still resolves to the pushed one
-    TAG = "registry v2 API"  # the tag exists
-    NONE = "skipped"
+    # the tag still resolves to the given digest (SANDBOX_IMAGE_DIGEST, or a promotion's)
+    DIGEST = "the tag resolves to the expected digest (registry v2 API), and Daytona pulled it"
+    # the tag exists; the digest it resolves to now is what Daytona must pull
+    TAG = "the tag's digest now (registry v2 API), and Daytona pulled it"
+    NONE = "skipped (--skip-image-check): Daytona's pull is not checked either"
 
 
 def image_check(*, image_digest: str | None, skip_tag_check: bool) -> ImageCheck:
-    """SANDBOX_IMAGE_DIGEST is always verified (also with --skip-image-check): a tag pushed
-    again after the build would otherwise become the release; it also proves the tag exists."""
+    """A given digest is always verified (also with --skip-image-check): a tag pushed again
+    after the build would otherwise become the release; it also proves the tag exists."""
     if image_digest is not None:
         return ImageCheck.DIGEST
     return ImageCheck.NONE if skip_tag_check else ImageCheck.TAG
@@ -335,14 +372,14 @@ def missing_source_fix(name: str) -> str:
     )
 
 
-def pin_digest(image: str, digest: str) -> str:
-    """`image` by `digest`, its tag dropped: `ghcr.io/a/b:sha-1` → `ghcr.io/a/b@sha256:…`.
-    The name is kept as written (no docker.io/library/ added), so Daytona sees the same name."""
+def image_repository(image: str) -> str:
+    """`image` without its tag or digest, as written (no docker.io/library/ added):
+    `ghcr.io/a/b:sha-1` → `ghcr.io/a/b`, where a tag that stands for it is made."""
     parse_image_ref(image)  # a reference at all (raises ImageRefError)
     name = image.strip().partition("@")[0]
     if ":" in name.rsplit("/", 1)[-1]:
         name = name.rsplit(":", 1)[0]
-    return f"{name}@{digest}"
+    return name
 
 
 def resources_note(source: Snapshot, wanted: SnapshotSpec) -> str | None:

@@ -50,9 +50,24 @@ def snapshot_local(argv: Sequence[str]) -> None:
 
 
 def snapshot_push(argv: Sequence[str]) -> None:
-    args = parser(
+    cli = parser(
         "snapshot_push",
-        "Build and push :main and :sha-<sha> with the registry build cache (CI on main). "
+        "Build and push :sha-<sha> with the registry build cache (CI on main); reuse it when "
+        "the registry has it. --from moves :main to a pushed image without building. "
         "Refuses a dirty work tree.",
-    ).parse_args(argv)
+    )
+    cli.add_argument(
+        "--from",
+        dest="source",
+        metavar="SHA_OR_TAG",
+        help="move :main to this commit's pushed image (a full sha, or its tag: sha-<sha>, "
+        "sha-<sha>-rebuild-<YYYYMMDD>) without building; checked against SANDBOX_IMAGE_DIGEST "
+        "when set; :main never moves backwards",
+    )
+    args = cli.parse_args(argv)
+    if args.source is not None:
+        from pipeline.build.promote import promote_main  # no engine, no Dockerfile
+
+        promote_main(args.source, dry_run=args.dry_run)
+        return
     run_build("push", dry_run=args.dry_run)

@@ -3,26 +3,28 @@ iterate-sandbox-<sha>, idempotently; and the steps `snapshot_stage` shares with 
 the plan, the image check, the wait, the report). `--dry-run` prints the plan and changes
 nothing.
 
-With SANDBOX_IMAGE_DIGEST (what the build job pushed), the image's tag must still resolve to that
-digest in its registry before Daytona is asked for anything, even with --skip-image-check: a tag
-pushed again after the build would otherwise become the release.
+Daytona is sent a tag, never a digest (it cannot pull one, daytonaio/daytona#4532): a tag the
+run has just verified in its registry to resolve to the expected digest, which is
+SANDBOX_IMAGE_DIGEST (what the build job pushed and the image tests booted) when set, else what
+the tag resolves to at the check. Once the snapshot is active, Daytona's `ref` must name that
+same digest; an existing snapshot counts as done only then. A given digest is checked even with
+--skip-image-check.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.snapshots import SNAPSHOT_POLL, Outcome, ensure_snapshot
 from pipeline.errors import ConfigError
-from pipeline.registry.client import check_image
-from pipeline.registry.credentials import resolve_credentials
+from pipeline.registry.client import resolve_digest
 from pipeline.registry.release_checks import verify_digest
 from pipeline.report import publish
-from pipeline.rules.image_ref import parse_image_ref, pinned_image_problem
+from pipeline.rules.image_ref import daytona_image_problem
 from pipeline.rules.snapshot_names import (
     ImageCheck,
     SnapshotSpec,
@@ -35,7 +37,7 @@ from pipeline.sessions.daytona_common import api_line, commit, daytona_client
 from pipeline.sessions.daytona_options import add_setting_flag
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
-from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings
+from pipeline.settings.daytona import DaytonaSettings, DigestSettings, SnapshotSettings
 from pipeline.waiting import Interval
 
 
@@ -66,7 +68,8 @@ def snapshot_daytona(
         sha, dirty = commit(build)
         name = name or sha_snapshot_name(sha, dirty)
         image = image or sha_image(build.image_repository, sha, dirty)
-    job = SnapshotJob.from_args(args, settings, spec(args, settings, name, image), force=args.force)
+    wanted = spec(args, settings, name, image)
+    job = SnapshotJob.from_args(args, settings, wanted, force=args.force)
     make(job, build, client=client, interval=interval)
 
 
@@ -84,7 +87,7 @@ def snapshot_options(cli: argparse.ArgumentParser) -> None:
     cli.add_argument(
         "--skip-image-check",
         action="store_true",
-        help="do not ask the image's registry whether the tag exists "
+        help="do not read the tag's digest in its registry, nor hold Daytona's pull to it "
         "(SANDBOX_IMAGE_DIGEST, when set, is checked all the same)",
     )
 
@@ -95,7 +98,7 @@ def spec(
     """The snapshot to make: flags over variables; a bad name or image is one ConfigError."""
     for flag, value, problem in (
         ("--name/SANDBOX_SNAPSHOT_NAME", name, snapshot_name_problem(name)),
-        ("--image/SANDBOX_IMAGE", image, pinned_image_problem(image)),
+        ("--image/SANDBOX_IMAGE", image, daytona_image_problem(image)),
     ):
         if problem:
             raise ConfigError(
@@ -122,7 +125,7 @@ class SnapshotJob:
     image_check: ImageCheck
     force: bool = False
     plan: tuple[str, ...] = ()  # extra lines at the top of the printed plan
-    image_digest: str | None = None  # SANDBOX_IMAGE_DIGEST: the tag must resolve to it
+    image_digest: str | None = None  # the tag must resolve to it (SANDBOX_IMAGE_DIGEST, --from)
     promoted_from: str | None = None  # `--from` of snapshot_stage: a commit or snapshot
     # What a dry run has read to make its plan ("the registry"), if anything.
     read_for_plan: str | None = None
@@ -138,17 +141,25 @@ class SnapshotJob:
         plan: tuple[str, ...] = (),
         promoted_from: str | None = None,
         read_for_plan: str | None = None,
+        image_digest: str | None = None,
     ) -> SnapshotJob:
+        """`image_digest`: what a promotion found the image to be; SANDBOX_IMAGE_DIGEST, when
+        set, must agree with it."""
+        given = load(DigestSettings).image_digest
+        if given is not None and image_digest is not None and given != image_digest:
+            raise ConfigError(
+                f"SANDBOX_IMAGE_DIGEST={given}, but {spec.image} is {image_digest}",
+                "promote the image that was tested, or unset SANDBOX_IMAGE_DIGEST",
+            )
+        digest = image_digest or given
         return cls(
             spec=spec,
             timeout=args.timeout or settings.timeout,
             dry_run=args.dry_run,
-            image_check=image_check(
-                image_digest=settings.image_digest, skip_tag_check=args.skip_image_check
-            ),
+            image_check=image_check(image_digest=digest, skip_tag_check=args.skip_image_check),
             force=force,
             plan=plan,
-            image_digest=settings.image_digest,
+            image_digest=digest,
             promoted_from=promoted_from,
             read_for_plan=read_for_plan,
         )
@@ -170,30 +181,42 @@ def make(
         else:
             console.say("dry run: Daytona and the registry were not contacted; nothing changed")
         return
-    if job.image_check is ImageCheck.DIGEST:
-        assert job.image_digest is not None
-        # Before Daytona hears of the image at all; the check also proves the image exists.
-        verify_digest(job.spec.image, job.image_digest, build)
-        console.say(f"   image digest verified: {job.spec.image} is {job.image_digest}")
+    expected = _expected_digest(job, build)
+    wanted = replace(job.spec, digest=expected)
 
     def check() -> None:
-        if job.image_check is not ImageCheck.TAG:
-            return
-        host = parse_image_ref(job.spec.image).host
-        digest = check_image(job.spec.image, resolve_credentials(build, host))
-        console.say(f"   image exists: {job.spec.image}" + (f" ({digest})" if digest else ""))
+        # Right before the first create (or delete): the tag Daytona is sent is the image.
+        if expected is not None:
+            verify_digest(wanted.image, expected, build)
 
     with daytona_client(client, daytona) as api:
         console.step(f"Daytona snapshot {job.spec.name}")
         outcome = ensure_snapshot(
             api,
-            job.spec,
+            wanted,
             timeout=job.timeout,
             force=job.force,
             check_image=check,
             interval=interval,
         )
-    _report(job, outcome)
+    _report(replace(job, spec=wanted, image_digest=expected), outcome)
+
+
+def _expected_digest(job: SnapshotJob, build: BuildSettings) -> str | None:
+    """The digest the tag must hold, checked now, before Daytona hears of the image; None only
+    with --skip-image-check and no given digest."""
+    image = job.spec.image
+    if job.image_check is ImageCheck.DIGEST:
+        assert job.image_digest is not None
+        verify_digest(image, job.image_digest, build)
+        console.say(f"   image digest verified: {image} is {job.image_digest}")
+        return job.image_digest
+    if job.image_check is ImageCheck.TAG:
+        digest = resolve_digest(image, build)
+        console.say(f"   image exists: {image} is {digest}; Daytona must pull that digest")
+        return digest
+    console.warn(f"--skip-image-check: neither {image}'s digest nor Daytona's pull is checked")
+    return None
 
 
 def _print_plan(job: SnapshotJob, daytona: DaytonaSettings) -> None:
@@ -204,8 +227,8 @@ def _print_plan(job: SnapshotJob, daytona: DaytonaSettings) -> None:
     console.say(f"deadline:   {job.timeout:g} s")
     if job.image_digest is not None:
         console.say(
-            f"digest:     {job.image_digest} (SANDBOX_IMAGE_DIGEST; the image must resolve to it "
-            "in its registry before any POST)"
+            f"digest:     {job.image_digest} (the tag must resolve to it in its registry before "
+            "any POST, and Daytona must pull it)"
         )
     console.say(f"image check: {job.image_check}")
     if job.force:
@@ -222,7 +245,7 @@ def _report(job: SnapshotJob, outcome: Outcome) -> None:
         "id": snap.id,
         "state": snap.state,
         "image": snap.image_name or spec.image,
-        "image_digest": job.image_digest,  # verified before any POST; None when not given
+        "image_digest": job.image_digest,  # verified before any POST and in Daytona's ref
         "promoted_from": job.promoted_from,
         "cpu": snap.cpu,
         "memory": snap.mem,
@@ -238,7 +261,7 @@ def _report(job: SnapshotJob, outcome: Outcome) -> None:
             ("snapshot", f"`{snap.name}` ({snap.state}, {outcome.action})"),
             ("id", f"`{snap.id}`"),
             ("image", f"`{values['image']}`"),
-            ("image digest", f"`{job.image_digest}` (verified)" if job.image_digest else "—"),
+            ("image digest", f"`{job.image_digest}` (verified)" if job.image_digest else "-"),
             ("resources", snap.resources()),
             ("duration", f"{outcome.duration_s:.1f} s"),
         ],

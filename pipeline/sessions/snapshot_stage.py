@@ -2,8 +2,10 @@
 which the app's "newest snapshot of the stage" look-up then hands out.
 
 `--from <sha or snapshot>` promotes or rolls back without a build: the new snapshot registers an
-image that exists already, by digest (a commit's pushed `:sha-<sha>`, or the image of an earlier
-snapshot), so it becomes the stage's newest. Finding that image only reads the registry and
+image that exists already (a commit's pushed `:sha-<sha>`, or the digest an earlier snapshot
+pulled), so it becomes the stage's newest. Daytona is sent a tag verified to resolve to that
+digest, never the digest itself (daytona/promotion.py); a `:pinned-<hex>` tag is made in the
+registry first when no tag holds it any more. Finding the image only reads the registry and
 Daytona; `--dry-run` does those reads too, to show the digest it would register.
 """
 
@@ -17,7 +19,9 @@ from pipeline.daytona.promotion import Promotion, from_commit, from_snapshot
 from pipeline.daytona.snapshots import SNAPSHOT_POLL
 from pipeline.errors import BuildError, ConfigError
 from pipeline.registry.client import reader_for
+from pipeline.registry.tags import put_tag
 from pipeline.rules.snapshot_names import (
+    image_repository,
     promote_source,
     resources_note,
     sha_image,
@@ -49,7 +53,7 @@ def snapshot_stage(
         dest="source",
         metavar="SHA_OR_SNAPSHOT",
         help="promote or roll back without a build: a commit (its pushed :sha-<sha> image) or "
-        "an existing snapshot (its image), registered by digest",
+        "an existing snapshot (the digest Daytona pulled for it), sent as a verified tag",
     )
     snapshot_options(cli)
     dry_run_help(
@@ -76,7 +80,13 @@ def snapshot_stage(
             plan=plan + promotion.plan(),
             promoted_from=promotion.source.describe(),
             read_for_plan=promotion.read,
+            image_digest=promotion.digest,
         )
+        if promotion.make_tag and not args.dry_run:
+            repository = image_repository(promotion.image)
+            tag = promotion.image.rsplit(":", 1)[1]
+            if put_tag(repository, promotion.digest, tag, build, may_move=False):
+                console.step(f"made {promotion.image} for {promotion.digest} (no build)")
     else:
         image = args.image or settings.image or commit_image(build, dry_run=args.dry_run)
         wanted = spec(args, settings, stage_snapshot_name(name, now()), image)

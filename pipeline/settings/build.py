@@ -62,6 +62,8 @@ class BuildSettings(_Base):
     # Build this branch, tag or sha from an export of its tree instead of the checkout.
     repo_ref: str | None = Field(None, validation_alias="SANDBOX_ITERATE_REPO_REF")
     push: bool = Field(False, validation_alias="PUSH")
+    # The weekly rebuild (no cache): tagged sha-<sha>-rebuild-<YYYYMMDD>, never over :sha-<sha>.
+    rebuild: bool = Field(False, validation_alias="SANDBOX_REBUILD")
     builder: str | None = Field(None, validation_alias="BUILDX_BUILDER")
     # Where docker and buildx find the engine, their config and the builder (docker/endpoint.py).
     docker_host: str | None = Field(None, validation_alias="DOCKER_HOST")
@@ -197,6 +199,7 @@ class BuildSettings(_Base):
             attestations=self.attestations,
             ca_bundle=self.ca_bundle,
             ref_build=ref_build,
+            rebuild=self.rebuild,
         )
 
     @property

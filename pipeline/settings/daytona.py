@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.rules import snapshot_names as naming
 from pipeline.rules.daytona_http import DEFAULT_RETRY_TIMEOUT
-from pipeline.rules.image_ref import pinned_image_problem
+from pipeline.rules.image_ref import daytona_image_problem
 from pipeline.rules.release import digest_problem
 from pipeline.rules.sandbox_rules import DEFAULT_PORT
 
@@ -59,8 +59,6 @@ class SnapshotSettings(_Base):
 
     name: str | None = Field(None, validation_alias="SANDBOX_SNAPSHOT_NAME")
     image: str | None = Field(None, validation_alias="SANDBOX_IMAGE")
-    # What the build job pushed: the image's tag must still resolve to it before any POST.
-    image_digest: str | None = Field(None, validation_alias="SANDBOX_IMAGE_DIGEST")
     cpu: int = Field(2, gt=0, validation_alias="SANDBOX_SNAPSHOT_CPU")
     memory: int = Field(4, gt=0, validation_alias="SANDBOX_SNAPSHOT_MEMORY")
     disk: int = Field(10, gt=0, validation_alias="SANDBOX_SNAPSHOT_DISK")
@@ -81,16 +79,9 @@ class SnapshotSettings(_Base):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:
-        if value is not None and (problem := pinned_image_problem(value)):
+        if value is not None and (problem := daytona_image_problem(value)):
             raise ValueError(problem)
         return value
-
-    @field_validator("image_digest")
-    @classmethod
-    def _image_digest(cls, value: str | None) -> str | None:
-        if value is not None and (problem := digest_problem(value.strip())):
-            raise ValueError(problem)
-        return value.strip() if value is not None else None
 
     @field_validator("entrypoint", mode="before")
     @classmethod
@@ -101,6 +92,35 @@ class SnapshotSettings(_Base):
             except ValueError:
                 raise ValueError("a shell-quoted command like 'sleep infinity'") from None
         return value or None
+
+
+class DigestSettings(BaseSettings):
+    """SANDBOX_IMAGE_DIGEST: the digest the build job pushed (and the image tests booted). The
+    image a session promotes or snapshots must resolve to it in its registry.
+
+    Unlike every other variable, set-but-empty is not "unset" here: a workflow passes the digest
+    on as `${{ needs.<job>.outputs.digest }}`, and an empty output must fail the release, not
+    quietly turn the check off."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", env_ignore_empty=False, populate_by_name=False, frozen=True
+    )
+
+    image_digest: str | None = Field(None, validation_alias="SANDBOX_IMAGE_DIGEST")
+
+    @field_validator("image_digest")
+    @classmethod
+    def _image_digest(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError(
+                "sha256:<64 lower-case hex>; it is set but empty, so the step that should have "
+                "passed the pushed digest on gave none (unset it to check nothing)"
+            )
+        if problem := digest_problem(value.strip()):
+            raise ValueError(problem)
+        return value.strip()
 
 
 class StageSettings(_Base):

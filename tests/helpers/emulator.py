@@ -8,8 +8,12 @@ Import the fixtures you use into your test module (pytest finds them by name):
   `.knobs`), reset before and after each test. One server per test session, stopped at the end.
   Extra keys: `SANDBOX_ONLY_KEY` (same organization, no snapshot permissions) and
   `OTHER_ORG_KEY` (a second organization).
-- `daytona_emulator_with_registry`: `daytona_emulator` holding the credentials of conftest's
-  `registry` fixture, so snapshots of `<registry.host>/<name>:<tag>` images pull for real.
+- `daytona_emulator_with_registry`: `daytona_emulator` whose organization (EMULATOR_KEY's) has a
+  registry entry with the credentials of conftest's `registry` fixture, as a real user gives
+  Daytona one (`nox -s daytona_registry`), so snapshots of `<registry.host>/<name>:<tag>` images
+  pull for real. The emulator lends no credentials of its own, as Daytona does not.
+- `set_registry_entry(server, url, username, password)`: that entry for another registry (or
+  other credentials), made in-process so it shows in no request log.
 - `push_tiny_image(registry, name, tag)`: put a one-layer image into that registry through its
   HTTP API (no engine needed, milliseconds).
 - `push_busybox_image(registry, name, tag, entrypoint=..., files=...)`: the same way, an image
@@ -34,6 +38,7 @@ import ssl
 import tarfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +53,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from daytona_emulator.config import SANDBOX_ONLY_PERMISSIONS, ApiKey, EmulatorConfig
+from daytona_emulator.registries import RegistryEntry
 from daytona_emulator.server import EmulatorServer, listening_socket, uvicorn_config
 from pipeline.registry.server import LocalRegistry
 
@@ -100,9 +106,39 @@ def daytona_emulator_with_registry(
 ) -> Iterator[EmulatorServer]:
     server = shared_emulator(pytestconfig)
     server.reset()
-    server.knobs.set_registry_auth(registry.host, registry.username, registry.password)
+    set_registry_entry(server, registry.host, registry.username, registry.password)
     yield server
     server.reset()
+
+
+def set_registry_entry(
+    server: EmulatorServer,
+    url: str,
+    username: str,
+    password: str,
+    organization_id: str = EMULATOR_ORG_ID,
+) -> None:
+    """The organization's one registry entry for `url` (replacing any other for that URL), as
+    `POST /docker-registry` would store it; in-process, so request logs stay the test's own."""
+    store = server.state.registries
+    with store.lock:
+        for entry in store.of(organization_id):
+            if entry.url == url:
+                store.remove(entry.id)
+        moment = server.clock.now()
+        store.insert(
+            RegistryEntry(
+                id=str(uuid.uuid4()),
+                organization_id=organization_id,
+                name=f"test-{url.replace(':', '-').replace('.', '-')}",
+                url=url,
+                username=username,
+                password=password,
+                project="",
+                created_at=moment,
+                updated_at=moment,
+            )
+        )
 
 
 # Plain-HTTP loopback clients never use TLS, but httpx builds a context per client, and loading

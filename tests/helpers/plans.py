@@ -21,7 +21,6 @@ from pipeline.rules.build_plan import (
 from pipeline.rules.fingerprint import LABEL, InputFacts
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.platforms import BuilderFacts
-from pipeline.rules.release import MainMove
 from pipeline.settings.build import BuildSettings
 
 
@@ -55,8 +54,9 @@ def make_plan(
     ref_build: bool = False,
     builder: BuilderFacts | None = None,
     containerd_store: bool | None = None,
-    main: MainMove | None = None,
     inputs: InputFacts | None = None,
+    registry_digest: str | None = None,
+    day: str | None = None,
 ) -> BuildPlan:
     """`settings`' plan for `git`, with SANDBOX_BASE_IMAGE as the chosen base."""
     facts = BuildFacts(
@@ -66,8 +66,9 @@ def make_plan(
         git_meta=git.common_dir if git_context else None,
         builder=builder,
         containerd_store=containerd_store,
-        main=main,
         inputs=inputs,
+        registry_digest=registry_digest,
+        day=day,
     )
     return plan_build(facts)
 

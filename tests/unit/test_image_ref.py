@@ -6,9 +6,9 @@ import pytest
 
 from pipeline.rules.image_ref import (
     ImageRefError,
+    daytona_image_problem,
     is_loopback,
     parse_image_ref,
-    pinned_image_problem,
     registry_host,
 )
 
@@ -43,15 +43,17 @@ def test_nonsense_is_refused(image: str) -> None:
     ("image", "problem"),
     [
         ("ghcr.io/a/b:sha-1", None),
-        (f"ghcr.io/a/b@{DIGEST}", None),
-        ("ghcr.io/a/b", "an image with a tag or digest"),
+        # Daytona turns repo@sha256:<hex> into an invalid name (daytonaio/daytona#4532)
+        (f"ghcr.io/a/b@{DIGEST}", "a tag, not a digest"),
+        (f"ghcr.io/a/b:v1@{DIGEST}", "a tag, not a digest"),
+        ("ghcr.io/a/b", "an image with a tag"),
         ("ghcr.io/a/b:latest", "floating tags"),
         ("ghcr.io/a/b@sha256:1", "sha256:<64"),
         ("ghcr.io/a/b:bad!", "[A-Za-z0-9_.-]"),
     ],
 )
-def test_pinned_image_problem(image: str, problem: str | None) -> None:
-    found = pinned_image_problem(image)
+def test_daytona_image_problem(image: str, problem: str | None) -> None:
+    found = daytona_image_problem(image)
     if problem is None:
         assert found is None
     else:

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, GitError
-from pipeline.rules.build_plan import MAX_TAG_LENGTH, main_tag, sanitize_tag, sha_tag
+from pipeline.rules.build_plan import MAX_TAG_LENGTH, commit_tag, sanitize_tag, sha_tag
 from pipeline.rules.git_facts import GitFacts
-from pipeline.rules.release import MainMove
 from pipeline.settings.build import BuildSettings
 from tests.helpers.plans import make_plan
 
@@ -60,8 +59,9 @@ REPO = "ghcr.io/iterate/sandbox"
         ("local", {"PUSH": "1"}, False, (f"{REPO}:sha-{SHA}",), (f"{REPO}:local",), True),
         ("local", {"PUSH": "true"}, True, (f"{REPO}:sha-{SHA}-dirty",), (f"{REPO}:local",), True),
         ("local", {"PUSH": "0"}, False, (f"{REPO}:sha-{SHA}",), (f"{REPO}:local",), False),
-        ("push", {}, False, (f"{REPO}:sha-{SHA}", f"{REPO}:main"), (), True),
-        ("push", {"PUSH": "0"}, False, (f"{REPO}:sha-{SHA}", f"{REPO}:main"), (), True),
+        # a build never moves :main: that is `snapshot_push -- --from`, after the image tests
+        ("push", {}, False, (f"{REPO}:sha-{SHA}",), (), True),
+        ("push", {"PUSH": "0"}, False, (f"{REPO}:sha-{SHA}",), (), True),
         (
             "local",
             {"GIT_SHA": SHA.upper()},
@@ -129,16 +129,34 @@ def test_ref_build_never_moves_main(
     assert not any(tag.endswith(":main") for tag in plan.all_tags)
 
 
-def test_holding_main_keeps_the_sha_tag(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_commit_tag_the_registry_has_is_reused_not_pushed_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tag that names a commit names one image forever: a re-run (a fresh runner, whose
+    rebuild would get another digest) reuses it instead of pushing over it."""
     push = settings(monkeypatch)
-    plan = make_plan("push", push, facts(), main=MainMove(True, "newer"))
-    assert main_tag(push.request("push")) == f"{REPO}:main" and f"{REPO}:main" in plan.pushed_tags
-    held = make_plan("push", push, facts(), main=MainMove(False, "older"))
-    assert held.pushed_tags == (f"{REPO}:sha-{SHA}",) and held.main == MainMove(False, "older")
-    assert "not moved (older)" in "\n".join(held.describe())
-    local = settings(monkeypatch, PUSH="1")
-    assert main_tag(local.request("local")) is None
-    assert make_plan("local", local, facts(), main=MainMove(False, "x")).main is None
+    digest = "sha256:" + "d" * 64
+    fresh = make_plan("push", push, facts())
+    assert fresh.action == "build" and fresh.registry_digest is None
+    reused = make_plan("push", push, facts(), registry_digest=digest)
+    assert reused.action == "reuse" and reused.registry_digest == digest
+    assert reused.pushed_tags == (f"{REPO}:sha-{SHA}",)
+    assert "nothing built or pushed" in "\n".join(reused.describe())
+    local = make_plan("local", settings(monkeypatch), facts(), registry_digest=digest)
+    assert local.action == "build"  # a local build pushes nothing: nothing to reuse
+
+
+def test_the_weekly_rebuild_has_tags_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    rebuild = settings(monkeypatch, SANDBOX_REBUILD="1")
+    plan = make_plan("push", rebuild, facts(), day="20261207")
+    assert plan.pushed_tags == (f"{REPO}:sha-{SHA}-rebuild-20261207",)
+    request = rebuild.request("push")
+    assert commit_tag(request, facts(), "20261207") == f"sha-{SHA}-rebuild-20261207"
+    assert commit_tag(request, facts(dirty=True), "20261207") is None  # -dirty names no commit
+    assert commit_tag(settings(monkeypatch).request("local"), facts(), None) is None
+    assert commit_tag(settings(monkeypatch, PUSH="1").request("local"), facts(), None) is None
+    with pytest.raises(ConfigError, match="SANDBOX_REBUILD=1 names a pushed image"):
+        make_plan("local", rebuild, facts(), day="20261207")
 
 
 def test_push_refuses_dirty_tree(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,15 +20,22 @@ from pipeline.rules.snapshot_names import (
     PromoteFrom,
     SnapshotSpec,
     image_check,
+    image_repository,
     missing_source_fix,
-    pin_digest,
     promote_source,
+    pulled_digest,
+    pulled_problem,
     resources_note,
 )
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshot_stage import snapshot_stage
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names, load
-from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
+from pipeline.settings.daytona import (
+    DaytonaSettings,
+    DigestSettings,
+    SnapshotSettings,
+    StageSettings,
+)
 from tests.helpers.daytona_wire import KEY, URL, mock_client
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -65,17 +72,41 @@ def test_a_missed_short_sha_is_told_to_use_the_full_one() -> None:
 
 
 @pytest.mark.parametrize(
-    ("image", "pinned"),
+    ("image", "repository"),
     [
-        (f"{REPOSITORY}:sha-{SHA}", f"{REPOSITORY}@{DIGEST}"),
-        (f"{REPOSITORY}@{OTHER_DIGEST}", f"{REPOSITORY}@{DIGEST}"),
-        (f"{REPOSITORY}:main@{OTHER_DIGEST}", f"{REPOSITORY}@{DIGEST}"),
-        ("127.0.0.1:5000/a/b:sha-1", f"127.0.0.1:5000/a/b@{DIGEST}"),  # the port is no tag
-        ("debian:12", f"debian@{DIGEST}"),  # the name as written, no docker.io/library/
+        (f"{REPOSITORY}:sha-{SHA}", REPOSITORY),
+        (f"{REPOSITORY}@{OTHER_DIGEST}", REPOSITORY),
+        (f"{REPOSITORY}:main@{OTHER_DIGEST}", REPOSITORY),
+        ("127.0.0.1:5000/a/b:sha-1", "127.0.0.1:5000/a/b"),  # the port is no tag
+        ("debian:12", "debian"),  # the name as written, no docker.io/library/
     ],
 )
-def test_pin_digest_drops_the_tag_and_keeps_the_name(image: str, pinned: str) -> None:
-    assert pin_digest(image, DIGEST) == pinned
+def test_image_repository_drops_tag_and_digest_and_keeps_the_name(
+    image: str, repository: str
+) -> None:
+    assert image_repository(image) == repository
+
+
+def snapshot(ref: str | None) -> Snapshot:
+    return Snapshot.model_validate({"id": "1", "name": "n", "ref": ref, "createdAt": NOW})
+
+
+@pytest.mark.parametrize(
+    ("ref", "pulled", "problem"),
+    [
+        (f"registry.daytona.internal/daytona/daytona-{'ab' * 32}:daytona", DIGEST, None),
+        (f"harbor.x/project/daytona-{'cd' * 32}:daytona", OTHER_DIGEST, "not the expected"),
+        (None, None, "does not say which digest"),
+        ("registry.x/daytona/some-build:daytona", None, "does not say which digest"),
+    ],
+)
+def test_the_digest_daytona_pulled_is_read_from_ref(
+    ref: str | None, pulled: str | None, problem: str | None
+) -> None:
+    assert pulled_digest(snapshot(ref)) == pulled
+    found = pulled_problem(snapshot(ref), DIGEST)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+    assert pulled_problem(snapshot(ref), None) is None  # nothing expected: nothing to hold
 
 
 def test_a_rollback_with_other_resources_is_noted() -> None:
@@ -140,9 +171,23 @@ def test_which_image_check_a_run_makes(digest: str | None, skip: bool, check: Im
 def test_a_bad_image_digest_is_one_config_line(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", value)
     with pytest.raises(ConfigError) as caught:
-        load(SnapshotSettings)
+        load(DigestSettings)
     text = str(caught.value)
     assert f"SANDBOX_IMAGE_DIGEST={value!r} is not valid" in text and "sha256:<64" in text
+
+
+def test_an_empty_image_digest_fails_instead_of_turning_the_check_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`${{ needs.image.outputs.digest }}` of a job that gave none is an empty variable: every
+    other variable reads that as unset, which here would quietly skip the digest check."""
+    monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", "")
+    with pytest.raises(ConfigError) as caught:
+        load(DigestSettings)
+    assert "SANDBOX_IMAGE_DIGEST='' is not valid" in str(caught.value)
+    assert "set but empty" in str(caught.value)
+    monkeypatch.delenv("SANDBOX_IMAGE_DIGEST")
+    assert load(DigestSettings).image_digest is None  # unset: no digest given
 
 
 @pytest.mark.parametrize("session", [snapshot_daytona, snapshot_stage])
@@ -156,6 +201,6 @@ def test_the_digest_is_in_the_plan_of_a_dry_run(
     monkeypatch.setenv("SANDBOX_IMAGE", f"{REPOSITORY}:sha-{SHA}")
     session(["--dry-run", "--skip-image-check"], client=mock_client(nothing))  # Daytona not asked
     err = capsys.readouterr().err
-    assert f"digest:     {DIGEST} (SANDBOX_IMAGE_DIGEST;" in err
-    assert "image check: the digest, in the registry" in err  # despite --skip-image-check
+    assert f"digest:     {DIGEST} (the tag must resolve to it" in err
+    assert "image check: the tag resolves to the expected digest" in err  # despite --skip-…
     assert "were not contacted" in err

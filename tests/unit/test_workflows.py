@@ -1,4 +1,5 @@
-"""The GitHub Actions workflows, checked offline: schema, zizmor, nox sessions, env names.
+"""The GitHub Actions workflows, checked offline: schema, zizmor, actionlint, nox sessions, env
+names.
 
 GitHub is not needed: check-jsonschema ships GitHub's workflow schema, zizmor runs with
 `--offline`, and the sessions and settings come from this checkout. Each checker is also run on
@@ -38,6 +39,7 @@ ENV_ALLOW_LIST = {
     "NO_COLOR": "no colour in tools that honour it",
     "PYTHON": "scripts/setup.sh: the interpreter that creates .venv",
     "PIPELINE_TRACEBACK": "noxfile.py: show tracebacks of PipelineError (os.environ, no model)",
+    "SANDBOX_TEST_IMAGE": "tests/helpers/given_image.py: the image tier boots this pushed image",
 }
 
 BAD_WORKFLOW = """\
@@ -132,6 +134,23 @@ def describe(findings: list[dict[str, Any]]) -> str:
         ]
         lines.append(f"{finding['ident']}: {finding['desc']} at {', '.join(where) or '?'}")
     return "\n".join(lines)
+
+
+# --- (b2) actionlint -----------------------------------------------------------------------
+
+
+def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint's findings, one per line (expressions, job graph, `needs`, runner labels).
+    shellcheck and pyflakes are left out: they are not on every machine, and actionlint would
+    silently skip them where they are missing."""
+    return subprocess.run(
+        [str(BIN / "actionlint"), "-shellcheck=", "-pyflakes=", "-no-color", *map(str, paths)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 # --- (c) nox sessions ----------------------------------------------------------------------
@@ -304,6 +323,21 @@ def test_zizmor_flags_a_bad_workflow(tmp_path: Path) -> None:
     assert expected <= found, found
 
 
+def test_actionlint_finds_nothing() -> None:
+    done = actionlint(*WORKFLOWS)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_actionlint_flags_a_bad_workflow(tmp_path: Path) -> None:
+    bad = BAD_WORKFLOW.replace(
+        "runs-on: ubuntu-latest", "needs: nowhere\n    runs-on: ubuntu-latest"
+    )
+    done = actionlint(write_workflow(tmp_path, bad))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert 'job "build" needs job "nowhere" which does not exist' in done.stdout
+    assert "potentially untrusted" in done.stdout  # the template injection, as zizmor finds
+
+
 def test_every_nox_session_a_workflow_runs_exists(workflows: dict[str, dict[str, Any]]) -> None:
     available = nox_sessions()
     assert {"lint", "unit"} <= available
@@ -388,14 +422,35 @@ def test_every_job_is_bounded_and_every_action_pinned(
 
 def test_release_passes_the_pipelines_outputs_on(workflows: dict[str, dict[str, Any]]) -> None:
     release = workflows["ci.yml"]
-    image, snapshot = release["jobs"]["image"], release["jobs"]["snapshot"]
+    jobs = release["jobs"]
+    image, snapshot = jobs["image"], jobs["snapshot"]
     assert image["outputs"]["sha"] == "${{ steps.push.outputs.sha }}"
-    assert snapshot["needs"] == "image"
+    assert image["outputs"]["digest"] == "${{ steps.push.outputs.digest }}"
+    assert snapshot["needs"] == ["image", "release"]
     step = next(s for s in snapshot["steps"] if s.get("id") == "snapshot")
     assert step["env"]["GIT_SHA"] == "${{ needs.image.outputs.sha || inputs.git_sha }}"
-    assert "git_sha" in release["on"]["workflow_dispatch"]["inputs"]
-    # Runs on main are never cancelled: a release must not stop half-way.
+    # a digest always: the image job's, or the dispatch's (an empty one fails the session)
+    digest = "${{ needs.image.outputs.digest || inputs.image_digest }}"
+    assert step["env"]["SANDBOX_IMAGE_DIGEST"] == digest
+    assert {"git_sha", "image_digest"} <= release["on"]["workflow_dispatch"]["inputs"].keys()
+    # the image tests boot exactly the pushed digest; :main moves to the same one
+    tests = next(
+        s for s in jobs["image-tests"]["steps"] if "SANDBOX_TEST_IMAGE" in s.get("env", {})
+    )
+    assert tests["env"]["SANDBOX_TEST_IMAGE"] == (
+        "${{ needs.image.outputs.image }}@${{ needs.image.outputs.digest }}"
+    )
+    main = next(s for s in jobs["release"]["steps"] if s.get("id") == "main")
+    assert main["env"]["SANDBOX_IMAGE_DIGEST"] == "${{ needs.image.outputs.digest }}"
+    assert '-- --from "$SANDBOX_IMAGE"' in main["run"]
+    # the ancestry check has the whole history (private repositories cannot fetch it later)
+    checkout = jobs["release"]["steps"][0]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"]["fetch-depth"] == 0
+    # Runs on main are never cancelled: a release must not stop half-way; releases queue.
     assert "github.event_name == 'pull_request'" in release["concurrency"]["cancel-in-progress"]
+    for name in ("release", "snapshot"):
+        assert jobs[name]["concurrency"] == {"group": "release-main", "queue": "max"}, name
     for job in release["jobs"].values():
         for step in job["steps"]:
             assert "grep" not in step.get("run", "") or "DriverStatus" in step["run"], (

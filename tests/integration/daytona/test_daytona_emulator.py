@@ -46,6 +46,7 @@ from tests.helpers.emulator import (
     daytona_emulator,
     daytona_emulator_with_registry,
     push_tiny_image,
+    set_registry_entry,
 )
 from tests.helpers.git import git as _git
 
@@ -246,7 +247,7 @@ def test_a_pull_the_server_cannot_authenticate_ends_with_the_reason(
     world: World,
 ) -> None:
     world.push()
-    world.emulator.knobs.set_registry_auth(world.registry.host, "someone", "wrong")
+    set_registry_entry(world.emulator, world.registry.host, "someone", "wrong")
     with pytest.raises(DaytonaError) as caught:
         make(world)
     text = str(caught.value)

@@ -1,6 +1,7 @@
-"""`snapshot_stage -- --from <snapshot>`: rollback without a build, against the emulator (which
-pulls the rolled-back image from the local registry, by digest). The rules behind it are in
-tests/unit/test_snapshot_promote.py."""
+"""`snapshot_stage -- --from <snapshot>`: rollback without a build, against the emulator, which
+fails digest references as Daytona does: a snapshot registered by digest (as this pipeline once
+did) is rolled back to through a `:pinned-<hex>` tag made in the registry for that digest. The
+rules behind it are in tests/unit/test_snapshot_promote.py."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ class Stage:
     def pinned(self) -> str:
         return f"{self.repository}@{self.digest}"
 
+    @property
+    def pinned_tag(self) -> str:
+        return f"{self.repository}:pinned-{self.digest.removeprefix('sha256:')}"
+
     def run(self, *argv: str) -> None:
         client = self.world.client()
         snapshot_stage(list(argv), client=client, interval=POLL, now=lambda: NOW)
@@ -54,6 +59,8 @@ def stage(daytona: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> St
         "DAYTONA_API_URL": daytona.server.base_url,
         "DAYTONA_API_KEY": EMULATOR_KEY,
         "SANDBOX_IMAGE_REPOSITORY": repository,
+        "REGISTRY_USERNAME": daytona.registry.username,
+        "REGISTRY_PASSWORD": daytona.registry.password,
         "APP_STAGE": "prd",
         "PIPELINE_REPORT": str(report),
     }
@@ -70,17 +77,22 @@ def test_rolling_back_to_a_snapshot_makes_a_new_stage_snapshot_of_its_image(
     old = world.add_snapshot("prd--20261101-000000", image=stage.pinned)
     world.add_snapshot("prd--20261120-000000", image=f"{stage.repository}:sha-{SHA}")
     world.forget_requests()
-    stage.run("--from", old["name"], "--skip-image-check")
+    stage.run("--from", old["name"], "--skip-image-check")  # the digest is checked all the same
     made = world.get(f"/snapshots/{MADE}")
     assert made is not None and made["state"] == "active"
-    assert made["imageName"] == stage.pinned
+    # Daytona gets a tag that names the digest, and says it pulled that digest
+    assert made["imageName"] == stage.pinned_tag
+    assert made["ref"].endswith(f"daytona-{stage.digest.removeprefix('sha256:')}:daytona")
+    name = stage.repository.split("/", 1)[1]
+    assert f"pinned-{stage.digest.removeprefix('sha256:')}" in world.registry.tags(name)
     assert world.posts() == 1
     err = capsys.readouterr().err
     assert f"from:       snapshot {old['name']}: its image {stage.pinned}" in err
+    assert f"tag:        {stage.pinned_tag} is made for {stage.digest}" in err
     assert err.index("from:       snapshot") < err.index(f"creating {MADE}")
     section = json.loads(stage.report.read_text())["snapshot"]
     assert section["promoted_from"] == f"snapshot {old['name']}"
-    assert section["image"] == stage.pinned and section["image_digest"] is None
+    assert section["image"] == stage.pinned_tag and section["image_digest"] == stage.digest
 
 
 def test_dry_run_of_a_rollback_only_reads_daytona(
@@ -91,7 +103,7 @@ def test_dry_run_of_a_rollback_only_reads_daytona(
     stage.run("--from", old["name"], "--dry-run")
     assert stage.world.log == [f"GET /snapshots/{old['name']}"]
     err = capsys.readouterr().err
-    assert f"name:       {MADE}" in err and stage.pinned in err
+    assert f"name:       {MADE}" in err and stage.pinned in err and stage.pinned_tag in err
     assert "dry run: Daytona was only read for the plan; nothing changed" in err
     assert not stage.report.exists()
 

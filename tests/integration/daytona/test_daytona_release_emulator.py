@@ -1,7 +1,9 @@
-"""The release chain's Daytona end, against the emulator and a real local registry:
-SANDBOX_IMAGE_DIGEST binds a snapshot to the built image (a re-pushed tag is refused before any
-POST), and `snapshot_stage -- --from` promotes a commit's image or rolls a stage back to an
-earlier snapshot's image by digest, which `snapshot_latest` then hands out."""
+"""The release chain's Daytona end, against the emulator (which, as Daytona, fails digest
+references and lends no credentials of its own) and a real local registry: SANDBOX_IMAGE_DIGEST
+binds a snapshot to the built image (a re-pushed tag is refused before any POST, and Daytona's
+`ref` must name it), and `snapshot_stage -- --from` promotes a commit's image or rolls a stage
+back to the digest an earlier snapshot pulled, each sent as a verified tag, which
+`snapshot_latest` then hands out."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from tenacity import wait_exponential_jitter
 from daytona_emulator import EmulatorServer
 from daytona_emulator.knobs import SettingsPatch
 from pipeline.daytona.client import DaytonaClient
-from pipeline.errors import RegistryError
+from pipeline.errors import ConfigError, DaytonaError, RegistryError
 from pipeline.registry.server import LocalRegistry
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshot_latest import snapshot_latest
@@ -126,6 +128,30 @@ def test_the_built_digest_is_verified_and_reported(world: World) -> None:
     section = world.section()
     assert section["image_digest"] == built.digest and section["state"] == "active"
     assert section["image"] == built.reference
+    with world.client() as api:
+        made = api.get_snapshot("iterate-sandbox-digest")
+    assert made is not None and made.ref is not None
+    assert made.ref.endswith(f"daytona-{built.digest.removeprefix('sha256:')}:daytona")
+
+
+def test_an_existing_snapshot_counts_only_when_daytona_pulled_the_expected_digest(
+    world: World,
+) -> None:
+    """Same name, same tag, but Daytona pulled another digest (the tag was pushed over before
+    this pipeline kept :sha-<sha> immutable): not done, refused without --force."""
+    first = world.push(SHA_A)
+    world.monkeypatch.setenv("SANDBOX_IMAGE", first.reference)
+    world.run(snapshot_daytona, "--name", "iterate-sandbox-again", interval=POLL)
+    moved = world.push(SHA_A, as_index=True)
+    world.monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", moved.digest)
+    posts = len(world.posts())
+    with pytest.raises(DaytonaError) as caught:
+        world.run(snapshot_daytona, "--name", "iterate-sandbox-again", interval=POLL)
+    line = str(caught.value)
+    assert f"Daytona pulled {first.digest}, not the expected {moved.digest}" in line
+    assert "--force" in line and "\n" not in line and len(world.posts()) == posts
+    world.run(snapshot_daytona, "--name", "iterate-sandbox-again", "--force", interval=POLL)
+    assert world.section()["action"] == "replaced"
 
 
 @pytest.mark.parametrize("session", ["snapshot_daytona", "snapshot_stage"])
@@ -169,30 +195,66 @@ def test_two_releases_then_a_rollback_to_the_first(
     assert capsys.readouterr().out == "prd--20261123-121000\n"
 
     world.stage(20, "--from", "prd--20261123-120000")
-    rolled_back = f"{world.repository}@{first.digest}"
-    assert world.image_of("prd--20261123-122000") == rolled_back
+    # the first snapshot's own tag still names the digest Daytona pulled for it: sent as is
+    assert world.image_of("prd--20261123-122000") == first.reference
     assert world.section()["promoted_from"] == "snapshot prd--20261123-120000"
+    assert world.section()["image_digest"] == first.digest
     err = capsys.readouterr().err
-    assert f"from:       snapshot prd--20261123-120000: its image {first.reference} is " in err
+    assert (
+        f"from:       snapshot prd--20261123-120000: Daytona pulled {first.digest} for it "
+        f"(from {first.reference})"
+    ) in err
     assert err.index("from:       snapshot") < err.index("creating prd--20261123-122000")
     world.run(snapshot_latest)
     assert capsys.readouterr().out == "prd--20261123-122000\n"
     assert len(world.posts()) == 3  # one snapshot per run, no build anywhere
 
 
-def test_promoting_a_commit_registers_its_image_by_digest(
+def test_promoting_a_commit_registers_its_verified_tag(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pushed = world.push(SHA_A, as_index=True)
     world.stage(0, "--from", SHA_A, "--dry-run")
     err = capsys.readouterr().err
-    assert f"image:      {world.repository}@{pushed.digest}" in err
+    assert f"image:      {world.repository}:sha-{SHA_A}\n" in err
+    assert f"digest:     {pushed.digest} (the tag must resolve to it" in err
     assert "dry run: the registry was only read for the plan; nothing changed" in err
     assert world.posts() == []
 
     world.stage(0, "--from", SHA_A)
-    assert world.image_of("prd--20261123-120000") == f"{world.repository}@{pushed.digest}"
+    assert world.image_of("prd--20261123-120000") == f"{world.repository}:sha-{SHA_A}"
     assert world.section()["promoted_from"] == f"commit {SHA_A}"
+    assert world.section()["image_digest"] == pushed.digest
+
+
+def test_a_rollback_whose_tag_moved_goes_through_a_pinned_tag(world: World) -> None:
+    """The snapshot rolled back to pulled `:sha-A` as D1; the tag now names D2. Daytona cannot
+    be sent `repo@D1` (it fails digests), nor the moved tag: a `:pinned-<D1>` tag is made."""
+    first = world.push(SHA_A)
+    world.monkeypatch.setenv("SANDBOX_IMAGE", first.reference)
+    world.stage(0)
+    world.monkeypatch.delenv("SANDBOX_IMAGE")
+    moved = world.push(SHA_A, as_index=True)
+    assert moved.digest != first.digest
+    world.stage(10, "--from", "prd--20261123-120000")
+    pinned = f"{world.repository}:pinned-{first.digest.removeprefix('sha256:')}"
+    assert world.image_of("prd--20261123-121000") == pinned
+    assert world.section()["image_digest"] == first.digest
+    with world.client() as api:
+        made = api.get_snapshot("prd--20261123-121000")
+    assert made is not None and made.ref is not None
+    assert made.ref.endswith(f"daytona-{first.digest.removeprefix('sha256:')}:daytona")
+
+
+def test_a_digest_reference_is_refused_before_daytona_hears_of_it(world: World) -> None:
+    """Daytona accepts the POST and fails the snapshot minutes later (daytonaio/daytona#4532):
+    the pipeline refuses the reference itself, in one line, before any POST."""
+    pushed = world.push(SHA_A)
+    pinned = f"{world.repository}@{pushed.digest}"
+    with pytest.raises(ConfigError) as caught:
+        world.run(snapshot_daytona, "--image", pinned, "--name", "by-digest", interval=POLL)
+    assert "a tag, not a digest" in str(caught.value) and "4532" in str(caught.value)
+    assert world.posts() == []
 
 
 def test_promoting_a_commit_that_was_never_pushed_changes_nothing(world: World) -> None:

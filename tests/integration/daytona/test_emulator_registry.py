@@ -15,6 +15,7 @@ from tests.helpers.emulator import (
     daytona_emulator,
     daytona_emulator_with_registry,
     push_tiny_image,
+    set_registry_entry,
     token_registry_host,
     wait_for_state,
 )
@@ -96,13 +97,50 @@ def test_index_is_pulled_through_its_amd64_entry(
     assert body["entrypoint"] == ["sleep", "infinity"]  # no ENTRYPOINT in the image
 
 
-def test_digest_references_are_pulled(
-    emulator: EmulatorServer, client: httpx.Client, registry: LocalRegistry
+@pytest.mark.parametrize("form", ["repo@digest", "repo:tag@digest"])
+def test_digest_references_end_in_error_as_on_daytona(
+    emulator: EmulatorServer, client: httpx.Client, registry: LocalRegistry, form: str
 ) -> None:
+    """Daytona v0.190 accepts the POST, then rebuilds `repo@sha256:<hex>` as `repo:sha256:<hex>`
+    (`repo:tag@…` as `repo:tag:sha256:<hex>`) for its runner, whose docker refuses the name:
+    `pending` → `error`, never `pulling` (daytonaio/daytona#4532). The emulator used to pull the
+    digest, so a client that sent Daytona digests passed here and failed there."""
     image = push_tiny_image(registry, "iterate/pinned", "v1")
-    create(client, "pinned", f"{registry.host}/iterate/pinned:v1@{image.digest}")
+    name = f"{registry.host}/iterate/pinned" + (":v1" if form == "repo:tag@digest" else "")
+    create(client, "pinned", f"{name}@{image.digest}")
+    seen = client.get("/snapshots/pinned").json()
 
-    assert settle(emulator, client, "pinned")["state"] == "active"
+    body = settle(emulator, client, "pinned")
+
+    assert seen["state"] == "pending"
+    assert body["state"] == "error" and body["ref"] is None
+    assert body["errorReason"] == (
+        "bad request: Error response from daemon: invalid reference format"
+    )
+    # the same image by its tag pulls: the refusal is the name's, not the image's
+    create(client, "tagged", image.reference)
+    assert settle(emulator, client, "tagged")["state"] == "active"
+
+
+def test_no_entry_means_an_anonymous_pull_without_fallback_credentials(
+    daytona_emulator: EmulatorServer, registry: LocalRegistry
+) -> None:
+    """Without an organization entry for the image's registry Daytona inspects anonymously
+    (createTemporaryRegistryConfig: empty credentials), even where it holds credentials of its
+    own: a private image fails until `nox -s daytona_registry` made the entry. The emulator
+    used to pull with per-host credentials of its own, so a release passed here without one."""
+    image = push_tiny_image(registry, "iterate/private", "v2")
+    daytona_emulator.freeze_clock()
+    with api_client(daytona_emulator) as client:
+        create(client, "no-entry", image.reference)
+        refused = settle(daytona_emulator, client, "no-entry")
+        set_registry_entry(daytona_emulator, registry.host, registry.username, registry.password)
+        create(client, "with-entry", image.reference)
+        pulled = settle(daytona_emulator, client, "with-entry")
+
+    assert refused["state"] == "error"
+    assert "no basic auth credentials" in str(refused["errorReason"])
+    assert pulled["state"] == "active"
 
 
 def test_image_for_another_platform_fails(
@@ -171,7 +209,7 @@ def test_wrong_credentials_are_unauthorized(
     emulator: EmulatorServer, client: httpx.Client, registry: LocalRegistry
 ) -> None:
     image = push_tiny_image(registry, "iterate/private", "v1")
-    emulator.knobs.set_registry_auth(registry.host, registry.username, "wrong-password")
+    set_registry_entry(emulator, registry.host, registry.username, "wrong-password")
     create(client, "badauth", image.reference)
 
     body = settle(emulator, client, "badauth")
@@ -195,11 +233,8 @@ def test_mirror_serves_production_image_names_offline(
     push_tiny_image(registry, "iterate/sandbox", "sha-mirror")
     with admin_client(emulator) as admin:
         mirrored = admin.put("/_emulator/registry-mirrors/ghcr.io", json={"target": registry.host})
-        authed = admin.put(
-            "/_emulator/registry-auth/ghcr.io",
-            json={"username": registry.username, "password": registry.password},
-        )
-    assert (mirrored.status_code, authed.status_code) == (204, 204)
+    assert mirrored.status_code == 204
+    set_registry_entry(emulator, "ghcr.io", registry.username, registry.password)
     create(client, "mirrored", "ghcr.io/iterate/sandbox:sha-mirror")
 
     assert settle(emulator, client, "mirrored")["state"] == "active"
@@ -236,11 +271,11 @@ def test_activation_pulls_again(
 
 
 def test_bearer_token_challenge(emulator: EmulatorServer, token_registry_host: str) -> None:
-    emulator.knobs.set_registry_auth(token_registry_host, "robot", "s3cret")
+    set_registry_entry(emulator, token_registry_host, "robot", "s3cret")
     with api_client(emulator) as client:
         create(client, "tokened", f"{token_registry_host}/acme/app:v1")
         body = settle(emulator, client, "tokened")
-        emulator.knobs.set_registry_auth(token_registry_host, "robot", "wrong")
+        set_registry_entry(emulator, token_registry_host, "robot", "wrong")
         create(client, "refused-token", f"{token_registry_host}/acme/app:v1")
         refused = settle(emulator, client, "refused-token")
 

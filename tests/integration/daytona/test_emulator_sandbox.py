@@ -34,6 +34,7 @@ from tests.helpers.emulator import (
     daytona_emulator,
     daytona_emulator_with_registry,
     push_busybox_image,
+    set_registry_entry,
     wait_for_state,
 )
 from tests.helpers.host_engine import TEST_IMAGE_NAMESPACE
@@ -201,7 +202,7 @@ def test_a_failed_pull_is_an_error_and_a_reset_removes_containers(
         assert len(own_containers(emulator)) == 1
 
         # The organization's registry credentials went stale after the snapshot was pulled.
-        emulator.knobs.set_registry_auth(registry.host, registry.username, "wrong")
+        set_registry_entry(emulator, registry.host, registry.username, "wrong")
         failed = client.post("/sandbox", json={"snapshot": "idle", "name": "stale"})
         assert failed.status_code == 400
         assert failed.json()["message"].startswith(
@@ -219,7 +220,10 @@ def test_stopping_the_server_removes_its_containers(engine: None, registry: Loca
     config = EmulatorConfig(timings=Timings(pending_seconds=0.02, pulling_seconds=0.02))
     server = EmulatorServer(config).start()
     try:
-        server.knobs.set_registry_auth(registry.host, registry.username, registry.password)
+        organization = server.api_keys[0].organization_id
+        set_registry_entry(
+            server, registry.host, registry.username, registry.password, organization
+        )
         active_snapshot(server, registry, "idle")
         with api_client(server) as client:
             assert client.post("/sandbox", json={"snapshot": "idle"}).json()["state"] == "started"

@@ -58,14 +58,15 @@ def test_cli_help() -> None:
         check=False,
     )
     assert done.returncode == 0
-    assert "--registry-auth HOST=USER:PASSWORD" in done.stdout
+    assert "--registry-auth" not in done.stdout  # no credentials of its own: entries only
+    assert "--registry-mirror HOST=TARGET" in done.stdout
     assert "--api-key KEY" in done.stdout
     assert "--frozen-clock" in done.stdout
 
 
-def test_cli_refuses_malformed_registry_auth() -> None:
+def test_cli_refuses_malformed_registry_mirror() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "daytona_emulator", "--registry-auth", "no-password"],
+        [sys.executable, "-m", "daytona_emulator", "--registry-mirror", "no-target"],
         cwd=EMULATOR_DIR,
         capture_output=True,
         text=True,
@@ -73,7 +74,7 @@ def test_cli_refuses_malformed_registry_auth() -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert "expected HOST=USER:PASSWORD" in done.stderr
+    assert "expected HOST=TARGET_HOST:PORT" in done.stderr
 
 
 def test_cli_serves_the_api() -> None:
@@ -86,8 +87,8 @@ def test_cli_serves_the_api() -> None:
             "0",
             "--api-key",
             "demo-key",
-            "--registry-auth",
-            "127.0.0.1:5000=user:pa:ss",
+            "--registry-mirror",
+            "ghcr.io=127.0.0.1:5000",
             "--frozen-clock",
         ],
         cwd=EMULATOR_DIR,

@@ -134,13 +134,18 @@ def test_registry_cache_gives_every_step_after_prune(
     assert built["steps_cached"] == built["steps_total"] == 3
 
 
-def test_snapshot_push_pushes_main_and_sha(
+def test_snapshot_push_pushes_the_sha_and_main_only_through_from(
     fixture_repo: FixtureRepo, registry: LocalRegistry, docker_config: Path
 ) -> None:
-    run = run_pipeline(
-        "snapshot_push", env=_push_env(fixture_repo, registry), docker_config=docker_config
-    )
+    env = _push_env(fixture_repo, registry)
+    run = run_pipeline("snapshot_push", env=env, docker_config=docker_config)
     assert run.returncode == 0, run.output
+    # :main moves only after the image tests, by `--from` (test_release_fixture.py)
+    assert registry.tags(_name(fixture_repo)) == ["buildcache", f"sha-{fixture_repo.sha}"]
+    moved = run_pipeline(
+        "snapshot_push", "--from", fixture_repo.sha, env=env, docker_config=docker_config
+    )
+    assert moved.returncode == 0, moved.output
     assert registry.tags(_name(fixture_repo)) == ["buildcache", "main", f"sha-{fixture_repo.sha}"]
 
 

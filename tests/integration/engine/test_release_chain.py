@@ -249,9 +249,10 @@ def _main_digest(registry: LocalRegistry, name: str) -> str:
 def test_snapshot_push_of_an_older_commit_leaves_main_and_no_credential(
     registry: LocalRegistry, tmp_path: Path
 ) -> None:
-    """Commits A ← B: `snapshot_push` at B moves `:main`; a re-run at A (a copy checked out at
-    A, as an old release job's checkout is) pushes `:sha-A` only. No push leaves its login in
-    the user's Docker config, nor a temporary one behind."""
+    """Commits A ← B: `snapshot_push` at B pushes `:sha-B` only, `--from B` moves `:main` to
+    it; at A (a copy checked out at A, as an old release job's checkout is) `:sha-A` is pushed
+    and `--from A` leaves `:main` (never backwards). No push leaves its login in the user's
+    Docker config, nor a temporary one behind."""
     repo = make_fixture_repo(tmp_path / "repo", registry.host)
     a = repo.sha
     b = commit(repo.path, "b.txt")
@@ -260,7 +261,7 @@ def test_snapshot_push_of_an_older_commit_leaves_main_and_no_credential(
     name = repo.repository.split("/", 1)[1]
     configs = temp_configs()
 
-    def push(path: Path, tag: str) -> tuple[PipelineRun, dict[str, object], list[str]]:
+    def push(path: Path, tag: str, *args: str) -> tuple[PipelineRun, dict[str, object], list[str]]:
         report, outputs = tmp_path / f"report-{tag}.json", tmp_path / f"output-{tag}"
         env = {
             **repo.env(SANDBOX_BUILD_CONTEXT=str(path)),
@@ -270,28 +271,29 @@ def test_snapshot_push_of_an_older_commit_leaves_main_and_no_credential(
             "PIPELINE_REPORT": str(report),
             "GITHUB_OUTPUT": str(outputs),
         }
-        run = run_pipeline("snapshot_push", env=env, docker_config=user)
+        run = run_pipeline("snapshot_push", *args, env=env, docker_config=user)
         assert run.returncode == 0, run.output[-3000:]
         assert registry.password not in run.output
         built = json.loads(report.read_text())["build"]
         return run, built, outputs.read_text().splitlines()
 
     try:
-        _, at_b, lines = push(repo.path, "b")
-        assert at_b["main_moved"] is True and "main_moved=true" in lines
-        assert registry.tags(name) == ["buildcache", "main", f"sha-{b}"]
+        _, at_b, _ = push(repo.path, "b")
+        assert registry.tags(name) == ["buildcache", f"sha-{b}"]  # a build never moves :main
+        _, moved, lines = push(repo.path, "b-main", "--from", b)
+        assert moved["main_moved"] is True and "main_moved=true" in lines
         main_at_b = _main_digest(registry, name)
-        assert main_at_b == at_b["digest"]
+        assert main_at_b == at_b["digest"] == moved["digest"]
 
         older = tmp_path / "old-checkout"
         shutil.copytree(repo.path, older, symlinks=True)
         subprocess.run(["git", "-C", str(older), "checkout", "-q", a], check=True)
-        run, at_a, lines = push(older, "a")
+        push(older, "a")
+        run, at_a, lines = push(older, "a-main", "--from", a)
         assert sorted(registry.tags(name)) == sorted(["buildcache", "main", f"sha-{a}", f"sha-{b}"])
         assert _main_digest(registry, name) == main_at_b  # :main never moves backwards
         assert at_a["main_moved"] is False and "main_moved=false" in lines
         assert "never moves backwards" in str(at_a["main_reason"])
-        assert f"{repo.repository}:main" not in at_a["tags"]  # type: ignore[operator]
         assert "never moves backwards" in run.stderr  # a warning, not an error
     finally:
         subprocess.run(

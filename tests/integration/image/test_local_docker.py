@@ -1,6 +1,10 @@
 """The local integration suite: the real sandbox image, built from the offline base by the
 pipeline, booted through the local-docker provider.
 
+With SANDBOX_TEST_IMAGE=<repo>@sha256:… the tier boots that pushed image, pulled, instead of
+building one (CI on main: the digest the release then promotes, tests/helpers/given_image.py);
+the two tests of the pipeline's own rebuild are skipped then.
+
 Failures print the container's service logs (SandboxError details, or the assertion message).
 Everything made on the engine has a test name (image, sandboxes, the pnpm store volume) and is
 removed; the base is one the session may use without writing a developer's tag
@@ -26,6 +30,7 @@ from pipeline.docker import containers
 from pipeline.sandbox import local_docker
 from pipeline.sessions import sandbox_local
 from tests.conftest import ROOT, TEST_IMAGE_NAMESPACE, TEST_NAME_PREFIX, docker_here, run_pipeline
+from tests.helpers.given_image import given_reference, pull_given
 
 # A repository of this session's own: test sessions running side by side never share a tag.
 REPOSITORY = f"{TEST_IMAGE_NAMESPACE}sandbox-{uuid.uuid4().hex[:8]}"
@@ -39,16 +44,28 @@ class BuiltImage:
     sha: str
     env: dict[str, str]
     report: dict[str, object]
+    given: bool = False  # SANDBOX_TEST_IMAGE: pulled, not built by this session
 
 
 @pytest.fixture(scope="module")
 def sandbox_image(
-    sandbox_build_base: str | None, tmp_path_factory: pytest.TempPathFactory
+    engine: None, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BuiltImage]:
     """The real image, built by the pipeline's own command from the base this machine can have:
     the official node:24-bookworm where it can be pulled (GitHub's runners), else an offline
     base (made as root, or under passwordless sudo, when there is no current one)."""
-    base = sandbox_build_base
+    given = given_reference()
+    if given is not None:
+        had = _image_id_or_none(given)
+        pulled = pull_given(given)
+        try:
+            yield BuiltImage(given, pulled.revision, {}, {"digest": pulled.digest}, given=True)
+        finally:
+            if had is None:
+                subprocess.run(["docker", "image", "rm", given], capture_output=True, check=False)
+        return
+    # asked for only when building: a given image needs no base (nor its pull, on a runner)
+    base: str | None = request.getfixturevalue("sandbox_build_base")
     report = tmp_path_factory.mktemp("report") / "report.json"
     env = {
         **({"SANDBOX_BASE_IMAGE": base} if base else {}),
@@ -62,6 +79,16 @@ def sandbox_image(
         yield BuiltImage(f"{REPOSITORY}:local", result["sha"], env, result)
     finally:
         _remove_repository(REPOSITORY)
+
+
+def _image_id_or_none(reference: str) -> str | None:
+    done = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", reference],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _remove_repository(repository: str) -> None:
@@ -126,8 +153,35 @@ def _image_id(reference: str) -> str:
     ).stdout.strip()
 
 
+def _built_here(image: BuiltImage) -> None:
+    if image.given:
+        pytest.skip(f"SANDBOX_TEST_IMAGE={image.reference} was pulled: no build of this session")
+
+
+def test_the_booted_image_is_the_given_digest(sandbox_image: BuiltImage) -> None:
+    """What the tier boots is the digest it was given (or the one it built)."""
+    digest = sandbox_image.report["digest"]
+    assert isinstance(digest, str) and digest.startswith("sha256:")
+    digests = subprocess.run(
+        [
+            "docker",
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            sandbox_image.reference,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if sandbox_image.given:
+        assert digest in digests and sandbox_image.reference.endswith(digest)
+
+
 def test_unchanged_rebuild_builds_nothing(sandbox_image: BuiltImage, tmp_path: Path) -> None:
     """The dev loop's fast path on the real image: `:local` carries this tree's fingerprint."""
+    _built_here(sandbox_image)
     before = _image_id(sandbox_image.reference)
     result = _rebuild(sandbox_image, tmp_path / "again.json")
     assert result["skipped"] is True, result
@@ -137,6 +191,7 @@ def test_unchanged_rebuild_builds_nothing(sandbox_image: BuiltImage, tmp_path: P
 def test_rebuild_without_change_reuses_every_layer(
     sandbox_image: BuiltImage, tmp_path: Path
 ) -> None:
+    _built_here(sandbox_image)
     # Without `:local` (the test's own tag) the fast path has nothing to compare with: a real
     # build runs, and every step must come from the build cache.
     subprocess.run(

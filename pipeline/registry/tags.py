@@ -1,0 +1,113 @@
+"""Moving or creating a tag without building: the registry copies a manifest it already holds.
+
+The manifest is read by its digest and put back, byte for byte and with its own media type,
+under the new tag of the same repository: the tag then names exactly the image (or index) that
+digest names, and no blob moves, so what was tested is what the tag serves. The write asks the
+one credential resolver (registry/credentials.py) for the repository's host, with a token for
+`pull,push`, and is read back before it counts.
+
+Tags that name a commit (`:sha-<sha>`) or a digest (`:pinned-<hex>`) name one image forever:
+`put_tag(..., may_move=False)` refuses to point them anywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+
+from pipeline.errors import RegistryError
+from pipeline.registry.client import MANIFEST_TYPES, RegistryReader, error_code, reader_for
+from pipeline.registry.credentials import GHCR, Sources
+from pipeline.rules.image_ref import parse_image_ref
+
+
+def put_tag(
+    repository: str,
+    digest: str,
+    tag: str,
+    settings: Sources,
+    *,
+    may_move: bool,
+    transport: httpx.BaseTransport | None = None,
+) -> bool:
+    """Point `<repository>:<tag>` at `digest` (already in that repository). Returns whether the
+    tag was written (False: it already named that digest). RegistryError when the manifest is
+    not there, the tag names another image and `may_move` is False, or the write is refused."""
+    target = f"{repository}:{tag}"
+    with reader_for(target, settings, transport=transport, actions="pull,push") as reader:
+        current = reader.manifest()
+        if current.status_code == 200:
+            now = current.headers.get("Docker-Content-Digest")
+            if now == digest:
+                return False
+            if not may_move:
+                raise RegistryError(
+                    f"{target} already names {now or 'another image'}, not {digest}: a tag that "
+                    "names a commit or a digest is never moved",
+                    f"use the image {target} names, or promote {digest} under another tag",
+                )
+        elif current.status_code not in (404,):
+            raise reader.fail(current)
+        body, media_type = _manifest(reader, repository, digest)
+        written = reader.request(
+            "PUT",
+            reader.url("manifests", tag),
+            ", ".join(MANIFEST_TYPES),
+            content=body,
+            content_type=media_type,
+        )
+        if written.status_code not in (200, 201):
+            raise _refused(reader, target, written)
+        check = reader.manifest()
+        landed = check.headers.get("Docker-Content-Digest") if check.status_code == 200 else None
+    if landed != digest:
+        raise RegistryError(
+            f"{target} resolves to {landed or 'nothing'} after it was written with {digest}",
+            "another run moved it at the same moment; rerun the release",
+        )
+    return True
+
+
+def _manifest(reader: RegistryReader, repository: str, digest: str) -> tuple[bytes, str]:
+    """The manifest bytes `digest` names in `repository`, checked against the digest."""
+    response = reader.manifest(digest, method="GET")
+    if response.status_code == 404:
+        raise RegistryError(
+            f"{repository}@{digest} is not in the registry ({error_code(response)})",
+            "promote a digest that was pushed to this repository (nox -s snapshot_push)",
+        )
+    if response.status_code != 200:
+        raise reader.fail(response)
+    body = response.content
+    if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+        raise RegistryError(
+            f"the registry served {repository}@{digest} with other bytes",
+            "check the registry's status and retry",
+        )
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if media_type not in MANIFEST_TYPES:
+        raise RegistryError(
+            f"{repository}@{digest} is a {media_type or 'manifest without a type'}, not an image",
+            "promote the digest of a container image or image index",
+        )
+    return body, media_type
+
+
+def _refused(reader: RegistryReader, target: str, response: httpx.Response) -> RegistryError:
+    status = response.status_code
+    if status in (401, 403):
+        who = reader.credentials.source if reader.credentials else "no credentials"
+        host = parse_image_ref(target).host
+        return RegistryError(
+            f"registry {host} refused to write {target} with {who} ({status})",
+            "use credentials that may push to the repository (REGISTRY_USERNAME/"
+            "REGISTRY_PASSWORD"
+            + (", or GITHUB_TOKEN with packages: write" if host == GHCR else "")
+            + ")",
+        )
+    return RegistryError(
+        f"registry {reader.ref.api_host} answered {status} to writing {target} "
+        f"({error_code(response)})",
+        "check the registry's status and retry",
+    )
