@@ -61,8 +61,8 @@ SESSIONS = (
     ),
     Session(
         "snapshot_push",
-        "CI on main: build and push `:main` and `:sha-<sha>` with the registry cache; clean tree "
-        "only; `:main` never moves backwards.",
+        "CI on main: build and push `:sha-<sha>` once (reused when the registry has it); "
+        "`-- --from <sha>` moves `:main` to that tested digest without building, never backwards.",
         _cmd("build", "snapshot_push"),
     ),
     Session(
