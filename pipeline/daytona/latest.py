@@ -58,15 +58,10 @@ def find_latest(
     client: DaytonaClient, matched_prefix: str, *, page_size: int = PAGE_SIZE
 ) -> Snapshot | None:
     """Ask the server newest first and page only until a page holds a match."""
-    page = 1
-    while True:
-        result = client.list_snapshots(
-            page=page, limit=page_size, name=matched_prefix, sort="createdAt", order="desc"
-        )
-        found = pick_latest(result.items, matched_prefix)
-        if found is not None or page >= result.total_pages or not result.items:
+    for page in client.snapshot_pages(matched_prefix, limit=page_size):
+        if (found := pick_latest(page.items, matched_prefix)) is not None:
             return found
-        page += 1
+    return None
 
 
 def latest_snapshot(

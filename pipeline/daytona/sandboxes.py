@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.sandbox_endpoints import DEFAULT_EXEC_TIMEOUT
+from pipeline.daytona.client import DEFAULT_EXEC_TIMEOUT, DaytonaClient
 from pipeline.daytona.sandbox_lifecycle import (
     DEFAULT_WAITS,
     SandboxWaits,

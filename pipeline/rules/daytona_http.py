@@ -87,6 +87,15 @@ def api_error(
     return DaytonaError(cause)
 
 
+def permissions_for(path: str) -> str:
+    """The key permissions a call on `path` needs, for the message of a 403."""
+    if path.startswith("/snapshots"):
+        return SNAPSHOT_PERMISSIONS
+    if path.startswith("/docker-registry"):
+        return REGISTRY_PERMISSIONS
+    return SANDBOX_PERMISSIONS  # /sandbox, and the toolbox at its own URL
+
+
 def redact(text: str, *secrets: str) -> str:
     """`text` on one line, with each secret replaced: a proxy that echoes a request must not
     leak the key (or a registry password sent in the body) through an error message."""
