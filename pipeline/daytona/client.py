@@ -3,7 +3,7 @@
 Paths and fields are those of Daytona's generated client (daytona_api_client.api.snapshots_api,
 sandbox_api, docker_registry_api) and the toolbox's `process/execute`; sending, retrying and
 error mapping are transport.py's. Decisions (what to create, when to wait) live in
-pipeline/rules and in snapshots.py / sandbox_lifecycle.py / registries.py. Sessions make the
+pipeline/rules and in snapshots.py / sandboxes.py / registries.py. Sessions make the
 client from settings (`pipeline.sessions.daytona_common.connect`); this module takes values only.
 
 A registry password travels only in request bodies: each call that sends one names it as a

@@ -13,7 +13,7 @@ from functools import partial
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.latest import latest_snapshot
-from pipeline.daytona.sandbox_lifecycle import (
+from pipeline.daytona.sandboxes import (
     SANDBOX_POLL,
     SandboxWaits,
     launch_sandbox,

@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from pipeline.daytona.client import DaytonaClient, StateChangeInProgress
-from pipeline.daytona.sandbox_lifecycle import create_sandbox
-from pipeline.daytona.sandboxes import SandboxHandle, preview_headers
+from pipeline.daytona.sandboxes import SandboxHandle, create_sandbox, preview_headers
 from pipeline.daytona.transport import OutcomeUnknown
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
