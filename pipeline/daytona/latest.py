@@ -46,10 +46,6 @@ class LatestCache:
         with self._lock:
             self._entries[key] = (self._clock(), name)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
 
 DEFAULT_CACHE = LatestCache()
 

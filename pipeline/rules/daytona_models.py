@@ -39,10 +39,8 @@ class Snapshot(_Wire):
     image_name: str | None = Field(None, alias="imageName")
     general: bool = False
     cpu: float = 0
-    gpu: float = 0
     mem: float = 0
     disk: float = 0
-    size: float | None = None
     entrypoint: list[str] | None = None
     error_reason: str | None = Field(None, alias="errorReason")
     # Where Daytona copied the image it pulled: `<internal registry>/daytona-<hex>:daytona`,
@@ -50,8 +48,6 @@ class Snapshot(_Wire):
     # processSnapshotDigest); set once the inspect passed, kept across reactivations.
     ref: str | None = None
     created_at: datetime = Field(alias="createdAt")
-    updated_at: datetime | None = Field(None, alias="updatedAt")
-    last_used_at: datetime | None = Field(None, alias="lastUsedAt")
 
     @property
     def failed(self) -> bool:
@@ -63,8 +59,6 @@ class Snapshot(_Wire):
 
 class SnapshotPage(_Wire):
     items: list[Snapshot]
-    total: int
-    page: int
     total_pages: int = Field(alias="totalPages")
 
 
@@ -88,16 +82,12 @@ class ApiError(_Wire):
 
     message: str | None = None
     error: str | None = None
-    status_code: int | None = Field(None, alias="statusCode")
 
 
 # --- sandboxes ---------------------------------------------------------------------------------
 
 # SandboxState values the pipeline acts on (the API knows ~20; any other one is "not yet").
-SANDBOX_CREATING: Final = "creating"
-SANDBOX_STARTING: Final = "starting"
 SANDBOX_STARTED: Final = "started"
-SANDBOX_STOPPING: Final = "stopping"
 SANDBOX_STOPPED: Final = "stopped"
 SANDBOX_DESTROYING: Final = "destroying"
 SANDBOX_DESTROYED: Final = "destroyed"
@@ -121,11 +111,7 @@ class Sandbox(_Wire):
     snapshot: str | None = None
     error_reason: str | None = Field(None, alias="errorReason")
     labels: dict[str, str] = Field(default_factory=dict)
-    public: bool = False
     toolbox_proxy_url: str = Field("", alias="toolboxProxyUrl")
-    cpu: int | None = None
-    memory: int | None = None
-    disk: int | None = None
     auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
     auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
     created_at: datetime | None = Field(None, alias="createdAt")
@@ -194,10 +180,8 @@ class DockerRegistry(_Wire):
     name: str
     url: str
     username: str = ""
-    project: str = ""
     registry_type: str = Field("organization", alias="registryType")
     created_at: datetime | None = Field(None, alias="createdAt")
-    updated_at: datetime | None = Field(None, alias="updatedAt")
 
 
 class RegistryEntryRequest(_Wire):

@@ -23,7 +23,7 @@ from pipeline.rules.daytona_models import (
     SANDBOX_STOPPED,
     Sandbox,
 )
-from pipeline.rules.snapshot_names import one_line
+from pipeline.rules.snapshot_names import reason
 
 CREATED_BY_LABEL: Final = "created-by"
 CREATED_BY: Final = "sandbox-pipeline"
@@ -56,8 +56,7 @@ def start_verdict(sandbox: Sandbox | None) -> Verdict:
     if sandbox.state == SANDBOX_STARTED:
         return Verdict(Step.DONE, "it is started")
     if sandbox.failed:
-        reason = one_line(sandbox.error_reason) or "Daytona gave no reason"
-        return Verdict(Step.FAIL, f"it is in state {sandbox.state}: {reason}")
+        return Verdict(Step.FAIL, f"it is in state {sandbox.state}: {reason(sandbox)}")
     if sandbox.state in SANDBOX_GONE_STATES:
         return Verdict(Step.FAIL, f"it is {sandbox.state} (being deleted)")
     if sandbox.state in (SANDBOX_STOPPED, SANDBOX_ARCHIVED):
@@ -80,8 +79,7 @@ def gone_verdict(sandbox: Sandbox | None) -> Verdict:
     if sandbox is None or sandbox.state == SANDBOX_DESTROYED:
         return Verdict(Step.DONE, "it is gone")
     if sandbox.state == SANDBOX_ERROR and sandbox.desired_state == SANDBOX_DESTROYED:
-        reason = one_line(sandbox.error_reason) or "Daytona gave no reason"
-        return Verdict(Step.FAIL, f"deleting it failed: {reason}")
+        return Verdict(Step.FAIL, f"deleting it failed: {reason(sandbox)}")
     return Verdict(Step.WAIT, f"it is {sandbox.state}")
 
 

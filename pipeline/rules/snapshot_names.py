@@ -23,6 +23,7 @@ from pipeline.rules.daytona_models import (
     INACTIVE,
     REMOVING,
     CreateSnapshot,
+    Sandbox,
     Snapshot,
 )
 from pipeline.rules.image_ref import parse_image_ref
@@ -204,32 +205,18 @@ def decide(
         return Decision(Action.CREATE, "no snapshot has this name yet")
     if current.state == REMOVING:
         return Decision(Action.WAIT_GONE, "it is being deleted; the name frees up when it is gone")
+    immutable = " (snapshots are immutable; --force deletes and re-creates it)"
     if current.image_name and current.image_name != image:
         why = f"it exists with image {current.image_name}, not {image}"
-        if force:
-            return Decision(Action.REPLACE, f"{why}; --force replaces it")
-        return Decision(
-            Action.FAIL, f"{why} (snapshots are immutable; --force deletes and re-creates it)"
-        )
+        return _replace_or_fail(why, force, immutable)
     if current.failed:
-        reason = one_line(current.error_reason) or "Daytona gave no reason"
-        why = f"it is in state {current.state}: {reason}"
-        if force:
-            return Decision(Action.REPLACE, f"{why}; --force replaces it")
-        return Decision(Action.FAIL, why)
+        return _replace_or_fail(f"it is in state {current.state}: {reason(current)}", force)
     if resources is not None and (differ := resources_differ(current, resources)):
-        if force:
-            return Decision(Action.REPLACE, f"{differ}; --force replaces it")
-        return Decision(
-            Action.FAIL, f"{differ} (snapshots are immutable; --force deletes and re-creates it)"
-        )
+        return _replace_or_fail(differ, force, immutable)
     if current.state == ACTIVE:
         if problem := pulled_problem(current, digest):
-            if force:
-                return Decision(Action.REPLACE, f"it is active, but {problem}; --force replaces it")
-            return Decision(
-                Action.FAIL, f"it is active, but {problem} (--force deletes and re-creates it)"
-            )
+            why = f"it is active, but {problem}"
+            return _replace_or_fail(why, force, " (--force deletes and re-creates it)")
         return Decision(Action.DONE, "it is already active" + (f", of {digest}" if digest else ""))
     if current.state == INACTIVE:
         return Decision(Action.ACTIVATE, "it is inactive (unused for a while)")
@@ -237,6 +224,12 @@ def decide(
         return Decision(Action.WAIT, f"it is {current.state} (being made)")
     # Like the SDK: an unknown state is one we do not know to be final, so wait (with deadline).
     return Decision(Action.WAIT, f"it is in state {current.state!r}, which is new to us")
+
+
+def _replace_or_fail(why: str, force: bool, hint: str = "") -> Decision:
+    if force:
+        return Decision(Action.REPLACE, f"{why}; --force replaces it")
+    return Decision(Action.FAIL, why + hint)
 
 
 def resources_differ(current: Snapshot, resources: tuple[int, int, int]) -> str | None:
@@ -324,15 +317,19 @@ def failure_fix(reason: str | None) -> str:
 
 
 def failed_error(snapshot: Snapshot) -> DaytonaError:
-    reason = one_line(snapshot.error_reason) or "Daytona gave no reason"
     return DaytonaError(
-        f"snapshot {snapshot.name} is in state {snapshot.state}: {reason}",
+        f"snapshot {snapshot.name} is in state {snapshot.state}: {reason(snapshot)}",
         failure_fix(snapshot.error_reason),
     )
 
 
 def one_line(text: str | None) -> str:
     return " ".join((text or "").split())
+
+
+def reason(failed: Snapshot | Sandbox) -> str:
+    """Daytona's errorReason of a failed snapshot or sandbox, on one line."""
+    return one_line(failed.error_reason) or "Daytona gave no reason"
 
 
 # --- promotion and rollback (`snapshot_stage -- --from`) -----------------------------------------

@@ -97,23 +97,8 @@ def _parser() -> argparse.ArgumentParser:
         "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
     )
     cli.add_argument("--name", help="sandbox name (default: sbx-<YYYYMMDD-HHMMSS>-<random>)")
-    _sandbox_options(cli)
     add_setting_flag(
-        cli,
-        "--older-than",
-        SandboxOptions,
-        "older_than",
-        "with --cleanup: only sandboxes created at least this many minutes ago (0: all)",
-        metavar="MINUTES",
-    )
-    cli.add_argument("--yes", action="store_true", help="with --cleanup: delete what the plan says")
-    return cli
-
-
-def _sandbox_options(cli: argparse.ArgumentParser) -> None:
-    """What the started sandbox gets; the limits are SandboxSettings' and SandboxOptions' own."""
-    add_setting_flag(
-        cli, "--port", SandboxOptions, "port", "port whose preview URL to print (the daemon's)"
+        cli, "--port", SandboxOptions, "port whose preview URL to print (the daemon's)"
     )
     cli.add_argument(
         "--env",
@@ -136,26 +121,26 @@ def _sandbox_options(cli: argparse.ArgumentParser) -> None:
         "--public", action="store_true", help="preview URLs open without a token (default: private)"
     )
     add_setting_flag(
-        cli,
-        "--timeout",
-        SandboxSettings,
-        "timeout",
-        "seconds to wait for started, and for gone with --down",
+        cli, "--timeout", SandboxSettings, "seconds to wait for started, and for gone with --down"
     )
     add_setting_flag(
-        cli,
-        "--auto-stop",
-        SandboxSettings,
-        "auto_stop",
-        "idle minutes before Daytona stops it, 0 never",
+        cli, "--auto-stop", SandboxSettings, "idle minutes before Daytona stops it, 0 never"
     )
     add_setting_flag(
         cli,
         "--auto-delete",
         SandboxSettings,
-        "auto_delete",
         "minutes after a stop before Daytona deletes it, 0 at once, -1 never",
     )
+    add_setting_flag(
+        cli,
+        "--older-than",
+        SandboxOptions,
+        "with --cleanup: only sandboxes created at least this many minutes ago (0: all)",
+        metavar="MINUTES",
+    )
+    cli.add_argument("--yes", action="store_true", help="with --cleanup: delete what the plan says")
+    return cli
 
 
 def _up(

@@ -80,10 +80,10 @@ def snapshot_options(cli: argparse.ArgumentParser) -> None:
         help="image to snapshot (default: SANDBOX_IMAGE, else "
         "$SANDBOX_IMAGE_REPOSITORY:sha-<sha>[-dirty])",
     )
-    add_setting_flag(cli, "--cpu", SnapshotSettings, "cpu", "vCPUs")
-    add_setting_flag(cli, "--memory", SnapshotSettings, "memory", "GB")
-    add_setting_flag(cli, "--disk", SnapshotSettings, "disk", "GB")
-    add_setting_flag(cli, "--timeout", SnapshotSettings, "timeout", "seconds to wait for active")
+    add_setting_flag(cli, "--cpu", SnapshotSettings, "vCPUs")
+    add_setting_flag(cli, "--memory", SnapshotSettings, "GB")
+    add_setting_flag(cli, "--disk", SnapshotSettings, "GB")
+    add_setting_flag(cli, "--timeout", SnapshotSettings, "seconds to wait for active")
     cli.add_argument(
         "--skip-image-check",
         action="store_true",
