@@ -30,7 +30,7 @@ from pipeline.rules.snapshot_names import (
 from pipeline.sessions.daytona_common import Now, commit, daytona_client, stage, utcnow
 from pipeline.sessions.daytona_options import dry_run_help
 from pipeline.sessions.options import parser
-from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options, spec
+from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options
 from pipeline.settings.build import BuildSettings, load
 from pipeline.settings.daytona import SnapshotSettings
 from pipeline.waiting import Interval
@@ -70,18 +70,16 @@ def snapshot_stage(
     plan = (f"stage:      {name} (from {where})",)
     if args.source:
         promotion = promote(args.source, build, client)
-        wanted = spec(args, settings, stage_snapshot_name(name, now()), promotion.image)
-        if promotion.snapshot and (note := resources_note(promotion.snapshot, wanted)):
-            console.warn(note)
         job = SnapshotJob.from_args(
             args,
             settings,
-            wanted,
+            stage_snapshot_name(name, now()),
+            promotion.image,
             plan=plan + promotion.plan(),
-            promoted_from=promotion.source.describe(),
-            read_for_plan=promotion.read,
-            image_digest=promotion.digest,
+            promotion=promotion,
         )
+        if promotion.snapshot and (note := resources_note(promotion.snapshot, job.spec)):
+            console.warn(note)
         if promotion.make_tag and not args.dry_run:
             repository = image_repository(promotion.image)
             tag = promotion.image.rsplit(":", 1)[1]
@@ -89,8 +87,9 @@ def snapshot_stage(
                 console.step(f"made {promotion.image} for {promotion.digest} (no build)")
     else:
         image = args.image or settings.image or commit_image(build, dry_run=args.dry_run)
-        wanted = spec(args, settings, stage_snapshot_name(name, now()), image)
-        job = SnapshotJob.from_args(args, settings, wanted, plan=plan)
+        job = SnapshotJob.from_args(
+            args, settings, stage_snapshot_name(name, now()), image, plan=plan
+        )
     make(job, build, client=client, interval=interval)
 
 
