@@ -1,9 +1,8 @@
-"""The newest active snapshot of a prefix: what the app starts sandboxes from.
+"""The newest active snapshot of a prefix: what the app (`pipeline.app`) starts sandboxes from.
 
-The app imports `pipeline.app.latest_snapshot`, which makes the client from DAYTONA_* and calls
-the one here. Answers are cached in the process for five minutes per prefix, because the app
-asks on every sandbox start and a stage gets a new snapshot at most every few minutes;
-developer prefixes are never cached.
+Answers are cached in the process for five minutes per prefix, because the app asks on every
+sandbox start and a stage gets a new snapshot at most every few minutes; developer prefixes are
+never cached.
 """
 
 from __future__ import annotations
@@ -67,12 +66,8 @@ def latest_snapshot(
     cache: LatestCache = DEFAULT_CACHE,
     page_size: int = PAGE_SIZE,
 ) -> str | None:
-    """Name of the newest active snapshot for `prefix` (a stage like `prd`, whose snapshots are
-    `prd--<timestamp>`, or a prefix ending in a separator like `iterate-sandbox-`); None when
-    there is none.
-
-    Misses are not cached: a snapshot being made right now should be found on the next call.
-    """
+    """Name of the newest active snapshot for `prefix` (`prd`, or `iterate-sandbox-`), or None.
+    Misses are not cached: a snapshot being made right now should be found on the next call."""
     matched = match_prefix(prefix)
     key = (client.api_url, client.organization_id or "", matched)
     use_cache = not is_dev_prefix(matched)

@@ -32,6 +32,7 @@ from pipeline.rules.daytona_models import (
     ExecResult,
     PortPreview,
     Sandbox,
+    state_of,
 )
 from pipeline.rules.sandbox_rules import (
     DEFAULT_AUTO_DELETE,
@@ -269,7 +270,7 @@ def _wait(
             sandbox.name,
             lambda: client.get_sandbox(sandbox.id),
             lambda s: verdict(s).step is not Step.WAIT,
-            _state,
+            state_of,
             state=sandbox.state,
             deadline=deadline,
             interval=waits.interval,
@@ -277,7 +278,7 @@ def _wait(
         )
     except PollTimeout as late:
         raise DeadlineExceeded(
-            f"sandbox {sandbox.name} ({sandbox.id}) is still {_state(late.last)} after "
+            f"sandbox {sandbox.name} ({sandbox.id}) is still {state_of(late.last)} after "
             f"{timeout:g} s",
             late_fix,
         ) from None
@@ -285,10 +286,6 @@ def _wait(
     if judged.step is Step.FAIL:
         raise DaytonaError(f"sandbox {sandbox.name}: {judged.why}", failure_fix(found))
     return found
-
-
-def _state(sandbox: Sandbox | None) -> str:
-    return "gone" if sandbox is None else sandbox.state
 
 
 @dataclass(frozen=True)

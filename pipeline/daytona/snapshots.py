@@ -18,7 +18,14 @@ from pipeline import console
 from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.transport import CreateConflict, OutcomeUnknown, RetriesSpent
 from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded
-from pipeline.rules.daytona_models import ACTIVE, FAILED_STATES, INACTIVE, REMOVING, Snapshot
+from pipeline.rules.daytona_models import (
+    ACTIVE,
+    FAILED_STATES,
+    INACTIVE,
+    REMOVING,
+    Snapshot,
+    state_of,
+)
 from pipeline.rules.snapshot_names import (
     Action,
     Decision,
@@ -230,14 +237,14 @@ class _Ensure:
                 snapshot.name,
                 lambda: self.client.get_snapshot(snapshot.id),
                 done,
-                _state,
+                state_of,
                 state=snapshot.state,
                 deadline=self.deadline,
                 interval=self.interval,
                 clock=self.clock,
             )
         except PollTimeout as timeout:
-            what = late.format(_state(timeout.last))
+            what = late.format(state_of(timeout.last))
             raise _deadline(snapshot.name, what, self.timeout) from None
 
     def _ensure_image(self) -> None:
@@ -247,10 +254,6 @@ class _Ensure:
 
     def _outcome(self, snapshot: Snapshot) -> Outcome:
         return Outcome(snapshot, self.action, self.clock.monotonic() - self.started)
-
-
-def _state(snapshot: Snapshot | None) -> str:
-    return "gone" if snapshot is None else snapshot.state
 
 
 def _deadline(name: str, what: str, timeout: float) -> DeadlineExceeded:

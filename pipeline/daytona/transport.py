@@ -44,11 +44,8 @@ class Transient(_MayRetry):
 
 
 class OutcomeUnknown(_MayRetry):
-    """A POST may or may not have taken effect (connection dropped after sending, or 5xx).
-
-    Never sent again as such: the caller looks the snapshot (or sandbox) up first, then decides
-    (waiting.retry on OutcomeUnknown, the look-up inside the try).
-    """
+    """A POST may or may not have taken effect (connection dropped after sending, or 5xx): never
+    sent again as such; the caller looks the snapshot (or sandbox) up first, then decides."""
 
 
 class RetriesSpent(DaytonaError):
@@ -184,7 +181,6 @@ class Transport:
             ) from None
 
     def fetch(self, model: type[M], method: str, path: str, operation: str, **send: Any) -> M:
-        """`send`, and the answer as `model`."""
         return self.parse(model, self.send(method, path, operation, **send), operation)
 
     def find(self, model: type[M], path: str, operation: str) -> M | None:

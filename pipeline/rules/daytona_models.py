@@ -31,6 +31,10 @@ class _Wire(BaseModel):
         extra="ignore", populate_by_name=True, frozen=True, serialize_by_alias=True
     )
 
+    def body(self) -> dict[str, object]:
+        # Daytona treats an omitted field as "server default"; never send nulls.
+        return self.model_dump(by_alias=True, exclude_none=True)
+
 
 class Snapshot(_Wire):
     id: str
@@ -71,10 +75,6 @@ class CreateSnapshot(_Wire):
     memory: int
     disk: int
     entrypoint: list[str] | None = None
-
-    def body(self) -> dict[str, object]:
-        # Daytona treats an omitted field as "server default"; never send nulls.
-        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 class ApiError(_Wire):
@@ -142,9 +142,6 @@ class CreateSandbox(_Wire):
     auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
     auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
 
-    def body(self) -> dict[str, object]:
-        return self.model_dump(by_alias=True, exclude_none=True)
-
 
 class PortPreview(_Wire):
     """`PortPreviewUrl`. The token opens a private sandbox's port to anyone holding it, so it is
@@ -168,6 +165,10 @@ class ExecResult(_Wire):
         if self.exit_code is not None:
             return self.exit_code
         return self.code if self.code is not None else -1
+
+
+def state_of(row: Snapshot | Sandbox | None) -> str:
+    return "gone" if row is None else row.state
 
 
 # --- docker registries -------------------------------------------------------------------------
@@ -195,9 +196,4 @@ class RegistryEntryRequest(_Wire):
     password: SecretStr
 
     def body(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "url": self.url,
-            "username": self.username,
-            "password": self.password.get_secret_value(),
-        }
+        return {**super().body(), "password": self.password.get_secret_value()}

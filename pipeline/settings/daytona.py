@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.rules import snapshot_names as naming
@@ -69,17 +69,11 @@ class SnapshotSettings(_Base):
         1200, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_SNAPSHOT_TIMEOUT"
     )
 
-    @field_validator("name")
+    @field_validator("name", "image")
     @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is not None and (problem := naming.snapshot_name_problem(value)):
-            raise ValueError(problem)
-        return value
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str | None) -> str | None:
-        if value is not None and (problem := daytona_image_problem(value)):
+    def _name_or_image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        check = naming.snapshot_name_problem if info.field_name == "name" else daytona_image_problem
+        if value is not None and (problem := check(value)):
             raise ValueError(problem)
         return value
 
