@@ -1,15 +1,14 @@
-"""Daytona sandboxes on top of the client: create from a snapshot, wait for started, stop and
-delete, and wait until gone; the rules (is it started yet? may it be deleted now?) are
-pipeline/rules/sandbox_rules.py's. `running_sandbox` starts one for a `with` block and always
-removes it, also when the block raises or the start fails half-way:
+"""Daytona sandboxes: create from a snapshot, wait for started, stop, delete, wait until gone
+(the rules are pipeline/rules/sandbox_rules.py's). `running_sandbox` starts one for a `with`
+block and always removes it, also when the block raises or the start fails half-way:
 
     with running_sandbox(client, SandboxSpec(snapshot="prd--20261123-120000")) as sb:
         result = sb.exec("curl -fsS localhost:3000/health")
         preview = sb.preview(3000)   # .url, and .token for X-Daytona-Preview-Token
 
-Every sandbox it makes carries `created-by: sandbox-pipeline` (so `--cleanup` finds the leftovers
-of crashed runs) and by default asks Daytona to stop it when idle and delete it once stopped, so
-even a leftover that nobody cleans up goes away on its own.
+Its sandboxes carry `created-by: sandbox-pipeline` (so `--cleanup` finds the leftovers of crashed
+runs) and ask Daytona to stop them when idle and delete them once stopped, so even a leftover
+that nobody cleans up goes away on its own.
 """
 
 from __future__ import annotations
@@ -263,8 +262,6 @@ def _wait(
     failure_fix: Callable[[Sandbox | None], str] = lambda _: "",
     late_fix: str = "",
 ) -> Sandbox | None:
-    """Read the sandbox until `verdict` says done (the reading) or fail (DaytonaError); the
-    deadline ends it with DeadlineExceeded."""
     try:
         found = watch(
             sandbox.name,
@@ -314,8 +311,6 @@ class SandboxSpec:
 
 @dataclass
 class SandboxHandle:
-    """A started sandbox and the client that reaches it; what `running_sandbox` yields."""
-
     client: DaytonaClient
     sandbox: Sandbox
 

@@ -118,7 +118,7 @@ class _Ensure:
                 return final
 
     def _act(self, decision: Decision, current: Snapshot | None) -> Snapshot | None:
-        """Take the step `decision` names; the snapshot to wait for, or None to look again."""
+        """The snapshot to wait for, or None to look again."""
         if decision.action is Action.FAIL:
             fix = failure_fix(current.error_reason) if current and current.failed else ""
             raise DaytonaError(f"snapshot {self.spec.name}: {decision.why}", fix)
@@ -136,7 +136,8 @@ class _Ensure:
             console.say(f"   deleting {current.name} ({current.id})")
             self.client.delete_snapshot(current.id)
             self.replaced = True
-        self._wait_gone(current)  # WAIT_GONE, and the second half of REPLACE
+        # WAIT_GONE, and the second half of REPLACE: until then Daytona keeps the name reserved.
+        self._wait(current, lambda s: s is None, "still {}, not gone")
         return None
 
     def _create(self) -> Snapshot | None:
@@ -224,10 +225,6 @@ class _Ensure:
                 )
             return self._outcome(final)
         return None  # inactive or removing while we waited: decide again from what it is now
-
-    def _wait_gone(self, snapshot: Snapshot) -> None:
-        """Until reading the snapshot gives 404: until then Daytona keeps its name reserved."""
-        self._wait(snapshot, lambda s: s is None, "still {}, not gone")
 
     def _wait(
         self, snapshot: Snapshot, done: Callable[[Snapshot | None], bool], late: str

@@ -58,7 +58,11 @@ class Snapshot(_Wire):
         return self.state in FAILED_STATES
 
     def resources(self) -> str:
-        return f"{self.cpu:g} vCPU, {self.mem:g} GB memory, {self.disk:g} GB disk"
+        return resources_words(self.cpu, self.mem, self.disk)
+
+
+def resources_words(cpu: float, memory: float, disk: float) -> str:
+    return f"{cpu:g} vCPU, {memory:g} GB memory, {disk:g} GB disk"
 
 
 class SnapshotPage(_Wire):

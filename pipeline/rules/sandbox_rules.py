@@ -159,7 +159,7 @@ class CleanupPlan:
 
     def describe(self) -> list[str]:
         lines = [f"   delete {_label(s)}" for s in self.to_delete]
-        young = f"younger than {_minutes(self.older_than)}"
+        young = f"younger than {self.older_than.total_seconds() / 60:g} min"
         lines += [f"   keep   {_label(s)} ({young})" for s in self.kept]
         lines.append(f"   {len(self.to_delete)} to delete, {len(self.kept)} kept")
         return lines
@@ -198,11 +198,9 @@ def interval_words(minutes: int | None, off: str, zero: str | None = None) -> st
     """How the plan shows auto-stop/auto-delete minutes: `off` for never, `zero` for 0."""
     if minutes is None:
         return "Daytona's default"
-    if minutes < 0 or (minutes == 0 and zero is None):
-        return off
-    if minutes == 0 and zero is not None:
-        return zero
-    return f"{minutes} min"
+    if minutes > 0:
+        return f"{minutes} min"
+    return zero if minutes == 0 and zero is not None else off
 
 
 def _label(sandbox: Sandbox) -> str:
@@ -213,7 +211,3 @@ def _label(sandbox: Sandbox) -> str:
         + (f", git {sha[:12]}" if sha else "")
         + ")"
     )
-
-
-def _minutes(delta: timedelta) -> str:
-    return f"{delta.total_seconds() / 60:g} min"

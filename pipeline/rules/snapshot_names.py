@@ -25,6 +25,7 @@ from pipeline.rules.daytona_models import (
     CreateSnapshot,
     Sandbox,
     Snapshot,
+    resources_words,
 )
 from pipeline.rules.image_ref import parse_image_ref
 
@@ -57,9 +58,6 @@ def snapshot_name_problem(name: str) -> str | None:
     if not SAFE_NAME.fullmatch(name):
         return "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"
     return None
-
-
-# The one image-reference rule (pipeline.rules.image_ref), under the name the Daytona code uses.
 
 
 def sha_snapshot_name(sha: str, dirty: bool) -> str:
@@ -235,14 +233,14 @@ def _replace_or_fail(why: str, force: bool, hint: str = "") -> Decision:
 def resources_differ(current: Snapshot, resources: tuple[int, int, int]) -> str | None:
     """Why the existing snapshot is not the one asked for, or None. A server that reports no
     resources (all 0) is not contradicted."""
-    cpu, memory, disk = resources
-    have = (current.cpu, current.mem, current.disk)
-    if not any(have) or have == (cpu, memory, disk):
+    if not _other_resources(current, resources):
         return None
-    return (
-        f"it exists with {current.resources()}, not the requested {cpu} vCPU, "
-        f"{memory} GB memory, {disk} GB disk"
-    )
+    return f"it exists with {current.resources()}, not the requested {resources_words(*resources)}"
+
+
+def _other_resources(snapshot: Snapshot, resources: tuple[int, int, int]) -> bool:
+    have = (snapshot.cpu, snapshot.mem, snapshot.disk)
+    return any(have) and have != resources
 
 
 @dataclass(frozen=True)
@@ -275,7 +273,7 @@ class SnapshotSpec:
         return [
             f"name:       {self.name}",
             f"image:      {self.image}" + (f" (= {self.digest})" if self.digest else ""),
-            f"resources:  {self.cpu} vCPU, {self.memory} GB memory, {self.disk} GB disk",
+            f"resources:  {resources_words(*self.resources)}",
             f"entrypoint: {' '.join(self.entrypoint) if self.entrypoint else '(the image’s)'}",
         ]
 
@@ -284,9 +282,7 @@ class ImageCheck(StrEnum):
     """What is checked in the image's registry before Daytona hears of the image, and so what
     Daytona's `ref` is held to once the snapshot is active."""
 
-    # the tag still resolves to the given digest (SANDBOX_IMAGE_DIGEST, or a promotion's)
     DIGEST = "the tag resolves to the expected digest (registry v2 API), and Daytona pulled it"
-    # the tag exists; the digest it resolves to now is what Daytona must pull
     TAG = "the tag's digest now (registry v2 API), and Daytona pulled it"
     NONE = "skipped (--skip-image-check): Daytona's pull is not checked either"
 
@@ -382,10 +378,9 @@ def image_repository(image: str) -> str:
 def resources_note(source: Snapshot, wanted: SnapshotSpec) -> str | None:
     """A line for the plan when the snapshot rolled back to had other resources than the new
     one gets (resources come from the flags and variables, as for any stage snapshot)."""
-    have = (source.cpu, source.mem, source.disk)
-    if not any(have) or have == wanted.resources:
+    if not _other_resources(source, wanted.resources):
         return None
     return (
-        f"{source.name} had {source.resources()}; the new snapshot gets {wanted.cpu} vCPU, "
-        f"{wanted.memory} GB memory, {wanted.disk} GB disk (pass --cpu/--memory/--disk to match)"
+        f"{source.name} had {source.resources()}; the new snapshot gets "
+        f"{resources_words(*wanted.resources)} (pass --cpu/--memory/--disk to match)"
     )

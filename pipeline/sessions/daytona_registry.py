@@ -38,7 +38,6 @@ READ_ONLY_FIX = (
 
 
 def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
-    """Ensure one Daytona registry entry for the image repository's host, with pull credentials."""
     cli = parser(
         "daytona_registry",
         "Give Daytona one registry entry (pull credentials) for the image's registry.",

@@ -58,7 +58,6 @@ def sandbox_daytona(
     interval: Interval = SANDBOX_POLL,
     now: Now = utcnow,
 ) -> None:
-    """Start a sandbox from a snapshot and print its preview URL; --down / --cleanup remove."""
     args = _parser().parse_args(argv)
     settings = load(SandboxSettings)
     waits = SandboxWaits(start_s=args.timeout or settings.timeout, interval=interval)

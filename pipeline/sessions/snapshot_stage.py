@@ -1,12 +1,9 @@
 """`nox -s snapshot_stage`: a new <stage>--<YYYYMMDD-HHMMSS> (UTC) snapshot of the commit's image,
 which the app's "newest snapshot of the stage" look-up then hands out.
 
-`--from <sha or snapshot>` promotes or rolls back without a build: the new snapshot registers an
-image that exists already (a commit's pushed `:sha-<sha>`, or the digest an earlier snapshot
-pulled), so it becomes the stage's newest. Daytona is sent a tag verified to resolve to that
-digest, never the digest itself (daytona/promotion.py); a `:pinned-<hex>` tag is made in the
-registry first when no tag holds it any more. Finding the image only reads the registry and
-Daytona; `--dry-run` does those reads too, to show the digest it would register.
+`--from <sha or snapshot>` promotes or rolls back without a build (daytona/promotion.py): the
+new snapshot registers an image that exists already, so it becomes the stage's newest.
+`--dry-run` reads the registry and Daytona too, to show the digest it would register.
 """
 
 from __future__ import annotations
@@ -43,7 +40,6 @@ def snapshot_stage(
     interval: Interval = SNAPSHOT_POLL,
     now: Now = utcnow,
 ) -> None:
-    """Make a new <stage>--<YYYYMMDD-HHMMSS> snapshot (stage: dev-$ITERATE_USER or APP_STAGE)."""
     cli = parser("snapshot_stage", "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.")
     cli.add_argument(
         "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
@@ -123,14 +119,11 @@ def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
 
 
 def image_exists(image: str, build: BuildSettings) -> bool:
-    """Whether the registry has `image` (one HEAD of its manifest)."""
     with reader_for(image, build) as reader:
         response = reader.manifest()
-        if response.status_code == 404:
-            return False
-        if response.status_code != 200:
+        if response.status_code not in (200, 404):
             raise reader.fail(response)
-    return True
+    return response.status_code == 200
 
 
 def promote(text: str, build: BuildSettings, client: DaytonaClient | None) -> Promotion:

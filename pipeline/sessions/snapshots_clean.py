@@ -22,7 +22,6 @@ def snapshots_clean(
     client: DaytonaClient | None = None,
     now: Now = utcnow,
 ) -> None:
-    """Delete a prefix's old snapshots (keeps newest N, recent ones, newest active); --yes acts."""
     cli = parser(
         "snapshots_clean",
         "Retention for a prefix's snapshots; prints the plan, deletes only with --yes.",
