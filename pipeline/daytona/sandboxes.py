@@ -296,13 +296,14 @@ class SandboxSpec:
     public: bool = False
     auto_stop_interval: int = DEFAULT_AUTO_STOP
     auto_delete_interval: int = DEFAULT_AUTO_DELETE
+    git_sha: str | None = None  # for the `git-sha` label
 
     def request(self, now: datetime) -> CreateSandbox:
         return CreateSandbox(
             snapshot=self.snapshot,
             name=self.name or new_sandbox_name(now, secrets.token_hex(3)),
             env=dict(self.env),
-            labels=pipeline_labels(self.labels),
+            labels=pipeline_labels(self.labels, git_sha=self.git_sha),
             public=self.public,
             auto_stop_interval=self.auto_stop_interval,
             auto_delete_interval=self.auto_delete_interval,

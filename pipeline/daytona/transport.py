@@ -96,9 +96,6 @@ class Transport:
             follow_redirects=False,  # a redirect would carry the key to wherever it points
         )
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.api_url!r}, organization_id={self.organization_id!r})"
-
     def __enter__(self) -> Self:
         return self
 

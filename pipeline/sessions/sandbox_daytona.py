@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
@@ -15,6 +14,7 @@ from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.latest import latest_snapshot
 from pipeline.daytona.sandboxes import (
     SANDBOX_POLL,
+    SandboxSpec,
     SandboxWaits,
     launch_sandbox,
     stop_and_delete,
@@ -28,8 +28,6 @@ from pipeline.rules.sandbox_rules import (
     PIPELINE_LABELS,
     PREVIEW_TOKEN_HEADER,
     interval_words,
-    new_sandbox_name,
-    pipeline_labels,
     plan_cleanup,
 )
 from pipeline.rules.snapshot_names import match_prefix, snapshot_name_problem
@@ -180,20 +178,20 @@ def _up(
 def _request(
     args: argparse.Namespace, settings: SandboxSettings, snapshot: str, now: Now
 ) -> CreateSandbox:
-    name = args.name or new_sandbox_name(now(), secrets.token_hex(3))
-    if problem := snapshot_name_problem(name):
-        raise ConfigError(f"--name {name!r} is not valid: expected {problem}", "correct the option")
-    return CreateSandbox(
+    if args.name and (problem := snapshot_name_problem(args.name)):
+        raise ConfigError(
+            f"--name {args.name!r} is not valid: expected {problem}", "correct the option"
+        )
+    return SandboxSpec(
         snapshot=snapshot,
-        name=name,
         env=dict(args.env),
-        labels=pipeline_labels(dict(args.label), git_sha=git_sha_label()),
+        labels=dict(args.label),
+        name=args.name,
         public=args.public,
         auto_stop_interval=settings.auto_stop if args.auto_stop is None else args.auto_stop,
-        auto_delete_interval=(
-            settings.auto_delete if args.auto_delete is None else args.auto_delete
-        ),
-    )
+        auto_delete_interval=settings.auto_delete if args.auto_delete is None else args.auto_delete,
+        git_sha=git_sha_label(),
+    ).request(now())
 
 
 def _print_up_plan(

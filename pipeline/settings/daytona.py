@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.rules import snapshot_names as naming
@@ -153,18 +153,14 @@ class SandboxSettings(_Base):
     )
 
 
-class _Options(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class RetentionOptions(_Options):
+class RetentionOptions(BaseModel):
     """`snapshots_clean` flags: keep the newest `keep` and anything younger than `days`."""
 
     keep: int = Field(5, ge=0)
     days: float = Field(7.0, ge=0, allow_inf_nan=False)
 
 
-class SandboxOptions(_Options):
+class SandboxOptions(BaseModel):
     """`sandbox_daytona` flags without a variable."""
 
     port: int = Field(DEFAULT_PORT, gt=0, le=65535, description="a TCP port (1-65535)")
