@@ -1,9 +1,5 @@
-"""How the pipeline reads Daytona's HTTP answers (pure).
-
-`api_error` turns an error answer into the pipeline error that names what to fix;
-`retry_after_seconds` reads Daytona's `Retry-After` headers, which `pipeline.waiting.retry`
-honours; `redact` keeps secrets out of messages built from answers.
-"""
+"""How the pipeline reads Daytona's HTTP answers (pure): the error that names what to fix, the
+`Retry-After` wait that `pipeline.waiting.retry` honours, and secrets kept out of messages."""
 
 from __future__ import annotations
 
@@ -27,15 +23,13 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | No
 
     Seconds or an HTTP date; the longest of several wins. None when there is none we can read.
     """
-    waits: list[float] = []
-    for key, value in headers.items():
-        lowered = key.lower()
-        if lowered != "retry-after" and not lowered.startswith("retry-after-"):
-            continue
-        seconds = _seconds(value.strip(), now)
-        if seconds is not None:
-            waits.append(seconds)
-    return max(waits) if waits else None
+    waits = [
+        seconds
+        for key, value in headers.items()
+        if key.lower() == "retry-after" or key.lower().startswith("retry-after-")
+        if (seconds := _seconds(value.strip(), now)) is not None
+    ]
+    return max(waits, default=None)
 
 
 def _seconds(value: str, now: datetime) -> float | None:
