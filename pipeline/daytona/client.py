@@ -1,10 +1,6 @@
-"""A thin client for Daytona's API: one method per endpoint, nothing decided here.
-
-Paths and fields are those of Daytona's generated client (daytona_api_client.api.snapshots_api,
-sandbox_api, docker_registry_api) and the toolbox's `process/execute`; sending, retrying and
-error mapping are transport.py's. Decisions (what to create, when to wait) live in
-pipeline/rules and in snapshots.py / sandboxes.py / registries.py. Sessions make the
-client from settings (`pipeline.sessions.daytona_common.connect`); this module takes values only.
+"""A thin client for Daytona's API: one method per endpoint (paths and fields as in Daytona's
+generated client, daytona_api_client), nothing decided here; sending, retrying and error mapping
+are transport.py's. Sessions make it from settings (`sessions.daytona_common.connect`).
 
 A registry password travels only in request bodies: each call that sends one names it as a
 secret of the call, so an answer that echoes the body cannot bring it into a message.

@@ -2,9 +2,8 @@
 (the host of SANDBOX_IMAGE_REPOSITORY), with DAYTONA_REGISTRY_USERNAME/_PASSWORD, so that it can
 pull private images (a private GHCR package) into snapshots.
 
-Idempotent: a second run makes nothing new, it updates the entry's password in place; further
-entries for the same host are deleted (the plan names them first). `--dry-run` lists the entries
-(a read) and prints the plan; nothing changes. The password is never printed or reported.
+Idempotent (daytona/registries.py); `--dry-run` lists the entries (a read) and prints the plan.
+The password is never printed or reported.
 """
 
 from __future__ import annotations
