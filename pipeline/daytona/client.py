@@ -224,7 +224,6 @@ class DaytonaClient(Transport):
     # --- registry entries -----------------------------------------------------------------------
 
     def list_registries(self) -> list[DockerRegistry]:
-        """The organization's entries, newest first."""
         operation = "listing Daytona's registry entries"
         response = self.send("GET", "/docker-registry", operation)
         return self.parse_as(_REGISTRY_ENTRIES, response, operation, "a list of registry entries")

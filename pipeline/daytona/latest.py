@@ -7,7 +7,7 @@ never cached.
 
 from __future__ import annotations
 
-import threading
+import math
 import time
 from collections.abc import Callable
 
@@ -22,28 +22,20 @@ CacheKey = tuple[str, str, str]  # api url, organization, matched prefix
 
 
 class LatestCache:
-    """Answers per (API, organization, prefix) for `ttl` seconds; the clock is injectable."""
+    """Answers per (API, organization, prefix) for `ttl` seconds; the clock is injectable. Each
+    call reads or writes the dict once, so the app's threads need no lock."""
 
     def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
         self.ttl = ttl
         self._clock = clock
         self._entries: dict[CacheKey, tuple[float, str]] = {}
-        self._lock = threading.Lock()
 
     def get(self, key: CacheKey) -> str | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            stored_at, name = entry
-            if self._clock() - stored_at >= self.ttl:
-                del self._entries[key]
-                return None
-            return name
+        stored_at, name = self._entries.get(key, (-math.inf, None))
+        return name if self._clock() - stored_at < self.ttl else None
 
     def put(self, key: CacheKey, name: str) -> None:
-        with self._lock:
-            self._entries[key] = (self._clock(), name)
+        self._entries[key] = (self._clock(), name)
 
 
 DEFAULT_CACHE = LatestCache()

@@ -50,7 +50,6 @@ class Verdict:
 
 
 def start_verdict(sandbox: Sandbox | None) -> Verdict:
-    """Waiting for `started`: done, keep waiting, or give up (and why)."""
     if sandbox is None:
         return Verdict(Step.FAIL, "it disappeared (deleted by someone else?)")
     if sandbox.state == SANDBOX_STARTED:

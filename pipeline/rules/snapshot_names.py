@@ -245,8 +245,6 @@ def _other_resources(snapshot: Snapshot, resources: tuple[int, int, int]) -> boo
 
 @dataclass(frozen=True)
 class SnapshotSpec:
-    """The snapshot a session asks for."""
-
     name: str
     image: str
     cpu: int
@@ -324,7 +322,6 @@ def one_line(text: str | None) -> str:
 
 
 def reason(failed: Snapshot | Sandbox) -> str:
-    """Daytona's errorReason of a failed snapshot or sandbox, on one line."""
     return one_line(failed.error_reason) or "Daytona gave no reason"
 
 
@@ -357,7 +354,6 @@ def promote_source(text: str) -> PromoteFrom:
 
 
 def missing_source_fix(name: str) -> str:
-    """What to say when no snapshot has the name `--from` gave."""
     hint = "; a commit needs its full 40-character sha" if _HEX.fullmatch(name.lower()) else ""
     return (
         "check the name (`nox -s snapshot_latest -- --prefix <stage>` prints a stage's newest)"

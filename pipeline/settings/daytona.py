@@ -33,8 +33,6 @@ class _Base(BaseSettings):
 
 
 class DaytonaSettings(_Base):
-    """How to reach Daytona's API."""
-
     api_url: str = Field(DEFAULT_API_URL, validation_alias="DAYTONA_API_URL")
     api_key: SecretStr | None = Field(None, validation_alias="DAYTONA_API_KEY")
     organization_id: str | None = Field(None, validation_alias="DAYTONA_ORGANIZATION_ID")
@@ -55,8 +53,6 @@ class DaytonaSettings(_Base):
 
 
 class SnapshotSettings(_Base):
-    """What snapshot to make, and how long to wait for it."""
-
     name: str | None = Field(None, validation_alias="SANDBOX_SNAPSHOT_NAME")
     image: str | None = Field(None, validation_alias="SANDBOX_IMAGE")
     cpu: int = Field(2, gt=0, validation_alias="SANDBOX_SNAPSHOT_CPU")
@@ -118,8 +114,6 @@ class DigestSettings(BaseSettings):
 
 
 class StageSettings(_Base):
-    """Which stage a `<stage>--<timestamp>` snapshot belongs to."""
-
     iterate_user: str | None = Field(None, validation_alias="ITERATE_USER")
     app_stage: str | None = Field(None, validation_alias="APP_STAGE")
     prefix: str | None = Field(None, validation_alias="DAYTONA_SNAPSHOT_PREFIX")
@@ -154,14 +148,10 @@ class SandboxSettings(_Base):
 
 
 class RetentionOptions(BaseModel):
-    """`snapshots_clean` flags: keep the newest `keep` and anything younger than `days`."""
-
     keep: int = Field(5, ge=0)
     days: float = Field(7.0, ge=0, allow_inf_nan=False)
 
 
 class SandboxOptions(BaseModel):
-    """`sandbox_daytona` flags without a variable."""
-
     port: int = Field(DEFAULT_PORT, gt=0, le=65535, description="a TCP port (1-65535)")
     older_than: float = Field(0.0, ge=0, allow_inf_nan=False)
