@@ -65,11 +65,9 @@ def ensure_snapshot(
     clock: Clock | None = None,
 ) -> Outcome:
     """An active snapshot named `spec.name` of `spec.image`, made if needed, within `timeout` s;
-    with `spec.digest`, one that Daytona says (`ref`) it pulled as that digest.
-
-    `check_image` runs once, before the first create or delete, so that a missing image fails
-    fast instead of as a snapshot in `error` minutes later. The clock defaults to the client's.
-    """
+    with `spec.digest`, one that Daytona says (`ref`) it pulled as that digest. `check_image` runs
+    once, before the first create or delete, so that a missing image fails fast instead of as a
+    snapshot in `error` minutes later. The clock defaults to the client's."""
     return _Ensure(client, spec, timeout, force, check_image, interval, clock).loop()
 
 

@@ -19,10 +19,8 @@ DEFAULT_RETRY_TIMEOUT: Final = 60.0
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
-    """Seconds to wait from `Retry-After` or Daytona's per-throttler `Retry-After-<name>`.
-
-    Seconds or an HTTP date; the longest of several wins. None when there is none we can read.
-    """
+    """Seconds to wait from `Retry-After` or Daytona's per-throttler `Retry-After-<name>`. Seconds
+    or an HTTP date; the longest of several wins. None when there is none we can read."""
     waits = [
         seconds
         for key, value in headers.items()

@@ -12,18 +12,11 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-PENDING: Final = "pending"
-BUILDING: Final = "building"
-PULLING: Final = "pulling"
-SNAPSHOTTING: Final = "snapshotting"
 ACTIVE: Final = "active"
 INACTIVE: Final = "inactive"
-ERROR: Final = "error"
-BUILD_FAILED: Final = "build_failed"
 REMOVING: Final = "removing"
-
-IN_PROGRESS_STATES: Final = frozenset({PENDING, BUILDING, PULLING, SNAPSHOTTING})
-FAILED_STATES: Final = frozenset({ERROR, BUILD_FAILED})
+IN_PROGRESS_STATES: Final = frozenset({"pending", "building", "pulling", "snapshotting"})
+FAILED_STATES: Final = frozenset({"error", "build_failed"})
 
 
 class _Wire(BaseModel):
@@ -93,15 +86,13 @@ class ApiError(_Wire):
 # SandboxState values the pipeline acts on (the API knows ~20; any other one is "not yet").
 SANDBOX_STARTED: Final = "started"
 SANDBOX_STOPPED: Final = "stopped"
-SANDBOX_DESTROYING: Final = "destroying"
 SANDBOX_DESTROYED: Final = "destroyed"
 SANDBOX_ERROR: Final = "error"
-SANDBOX_BUILD_FAILED: Final = "build_failed"
 SANDBOX_ARCHIVED: Final = "archived"
 
-SANDBOX_FAILED_STATES: Final = frozenset({SANDBOX_ERROR, SANDBOX_BUILD_FAILED})
+SANDBOX_FAILED_STATES: Final = frozenset({SANDBOX_ERROR, "build_failed"})
 # Being removed or removed: as good as gone for a wait, and never startable again.
-SANDBOX_GONE_STATES: Final = frozenset({SANDBOX_DESTROYING, SANDBOX_DESTROYED})
+SANDBOX_GONE_STATES: Final = frozenset({"destroying", SANDBOX_DESTROYED})
 
 
 class Sandbox(_Wire):

@@ -56,12 +56,10 @@ def plan_retention(
     days: float,
     now: datetime,
 ) -> RetentionPlan:
-    """Keep the newest `keep`, anything younger than `days`, and always the newest active one
-    (what `latest_snapshot` hands out, even when it is old); delete the rest.
-
-    Only names that really start with `matched_prefix` are considered: the server's name filter
-    is a substring match and would also return other stages' snapshots.
-    """
+    """Keep the newest `keep`, anything younger than `days`, and always the newest active one (what
+    `latest_snapshot` hands out, even when it is old); delete the rest. Only names that really start
+    with `matched_prefix` are considered: the server's name filter is a substring match and would
+    also return other stages' snapshots."""
     if keep < 0 or days < 0:
         raise ValueError("keep and days must not be negative")
     # One snapshot per id: paging while others create snapshots can show one twice.

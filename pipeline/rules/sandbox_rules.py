@@ -167,11 +167,9 @@ class CleanupPlan:
 def plan_cleanup(
     sandboxes: Iterable[Sandbox], *, now: datetime, older_than: timedelta
 ) -> CleanupPlan:
-    """Which of the pipeline's sandboxes to delete: those at least `older_than` old.
-
-    The server's label filter is checked again (never delete what lacks our label), and
-    sandboxes already on their way out are left alone.
-    """
+    """Which of the pipeline's sandboxes to delete: those at least `older_than` old. The server's
+    label filter is checked again (never delete what lacks our label), and sandboxes already on
+    their way out are left alone."""
     ours = [
         s
         for s in sandboxes

@@ -113,11 +113,9 @@ def stage_snapshot_name(stage: str, now: datetime) -> str:
 
 
 def match_prefix(prefix: str) -> str:
-    """The exact leading text a name must have to belong to `prefix`.
-
-    A bare stage (`prd`) means its stage snapshots (`prd--…`), so that `prd` does not also take
-    `prd-eu--…`; a prefix that already ends in a separator (`iterate-sandbox-`) is used as is.
-    """
+    """The exact leading text a name must have to belong to `prefix`. A bare stage (`prd`) means its
+    stage snapshots (`prd--…`), so that `prd` does not also take `prd-eu--…`; a prefix that already
+    ends in a separator (`iterate-sandbox-`) is used as is."""
     cleaned = prefix.strip()
     if not cleaned.strip(_SEPARATORS):
         raise ConfigError(
@@ -133,11 +131,9 @@ def is_dev_prefix(prefix: str) -> bool:
 
 
 def pick_latest(items: Iterable[Snapshot], matched_prefix: str) -> Snapshot | None:
-    """The newest active snapshot whose name really starts with `matched_prefix`.
-
-    The server's `name` filter is a case-insensitive substring match, so its answer is only a
-    superset of what belongs to the prefix.
-    """
+    """The newest active snapshot whose name really starts with `matched_prefix`. The server's
+    `name` filter is a case-insensitive substring match, so its answer is only a superset of what
+    belongs to the prefix."""
     candidates = [
         s
         for s in items
@@ -192,13 +188,11 @@ def decide(
     digest: str | None = None,
 ) -> Decision:
     """What to do about the snapshot that has the name we want (None when there is none).
-
-    `resources` (vCPU, GB memory, GB disk) is what was asked for: a snapshot of that name with
-    other resources is refused like one with another image (snapshots are immutable), since a
-    run that passes without the resources it was configured with hides a configuration error.
-    `digest` is the image the tag must hold: an active snapshot counts as done only when Daytona
-    says (`ref`) it pulled that digest.
-    """
+    `resources` (vCPU, GB memory, GB disk) is what was asked for: a snapshot of that name with other
+    resources is refused like one with another image (snapshots are immutable), since a run that
+    passes without the resources it was configured with hides a configuration error. `digest` is the
+    image the tag must hold: an active snapshot counts as done only when Daytona says (`ref`) it
+    pulled that digest."""
     if current is None:
         return Decision(Action.CREATE, "no snapshot has this name yet")
     if current.state == REMOVING:

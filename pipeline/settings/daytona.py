@@ -85,12 +85,11 @@ class SnapshotSettings(_Base):
 
 
 class DigestSettings(BaseSettings):
-    """SANDBOX_IMAGE_DIGEST: the digest the build job pushed (and the image tests booted). The
-    image a session promotes or snapshots must resolve to it in its registry.
-
-    Unlike every other variable, set-but-empty is not "unset" here: a workflow passes the digest
-    on as `${{ needs.<job>.outputs.digest }}`, and an empty output must fail the release, not
-    quietly turn the check off."""
+    """SANDBOX_IMAGE_DIGEST: the digest the build job pushed (and the image tests booted). The image
+    a session promotes or snapshots must resolve to it in its registry. Unlike every other variable,
+    set-but-empty is not "unset" here: a workflow passes the digest on as
+    `${{ needs.<job>.outputs.digest }}`, and an empty output must fail the release, not quietly
+    turn the check off."""
 
     model_config = SettingsConfigDict(
         extra="ignore", env_ignore_empty=False, populate_by_name=False, frozen=True
