@@ -109,10 +109,8 @@ def create_sandbox(client: DaytonaClient, request: CreateSandbox) -> Sandbox:
             f"a sandbox named {request.name} already exists ({conflict.cause})",
             f"pick another name, or remove it: nox -s sandbox_daytona -- --down {request.name}",
         ) from None
-    except DaytonaAuthError:
-        raise
     except DaytonaError as error:
-        if error.fix:
+        if error.fix or isinstance(error, DaytonaAuthError):
             raise
         raise DaytonaError(error.cause, create_failure_fix(error.cause)) from None
 

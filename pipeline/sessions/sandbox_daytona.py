@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 
@@ -59,12 +60,14 @@ def sandbox_daytona(
     args = _parser().parse_args(argv)
     settings = load(SandboxSettings)
     waits = SandboxWaits(start_s=args.timeout or settings.timeout, interval=interval)
+    # --down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT).
+    teardown = replace(waits, teardown_s=waits.start_s)
     if args.yes and not args.cleanup:
         raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
     if args.down:
-        _down(args.down, args.dry_run, waits, client=client)
+        _down(args.down, args.dry_run, teardown, client=client)
     elif args.cleanup:
-        _cleanup(args, waits, client=client, now=now)
+        _cleanup(args, teardown, client=client, now=now)
     else:
         _up(args, settings, waits, client=client, now=now)
 
@@ -281,7 +284,7 @@ def _down(name: str, dry_run: bool, waits: SandboxWaits, *, client: DaytonaClien
         return
     with daytona_client(client) as api:
         console.step(f"removing Daytona sandbox {name}")
-        if not stop_and_delete(api, name, _teardown(waits)):
+        if not stop_and_delete(api, name, waits):
             console.say(f"   no sandbox {name}: nothing to remove")
 
 
@@ -307,16 +310,11 @@ def _cleanup(
                 console.say(line)
         if args.yes:
             for sandbox in plan.to_delete:
-                remove = partial(stop_and_delete, api, sandbox.id, _teardown(waits))
+                remove = partial(stop_and_delete, api, sandbox.id, waits)
                 deletions.attempt(sandbox.name, remove)
     deletions.finish(
         args.yes, "sandboxes_clean", "re-run `nox -s sandbox_daytona -- --cleanup --yes`"
     )
-
-
-def _teardown(waits: SandboxWaits) -> SandboxWaits:
-    """--down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT)."""
-    return SandboxWaits(start_s=waits.start_s, teardown_s=waits.start_s, interval=waits.interval)
 
 
 def _label_pair(text: str) -> tuple[str, str]:
