@@ -1,14 +1,13 @@
 """`docker buildx`: the build, the builder it uses, and whether the engine can export a cache.
 
-The build runs as a `GroupProcess` (pipeline/process_group.py): the build timeout is enforced in
-Python, and Ctrl-C, SIGTERM or the timeout stop the CLI and its buildx plugin together, which
-makes buildx cancel the build in the engine. Output streams as plain progress; `--metadata-file`
-gives the digest; failures become pipeline errors (rules/failures.py) without ever printing an
-argv.
+The build runs as a `GroupProcess`, so a timeout, Ctrl-C or SIGTERM stop the CLI and its buildx
+plugin together (which makes buildx cancel the build in the engine). `--metadata-file` gives the
+digest; failures become pipeline errors (rules/failures.py) without ever printing an argv.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -83,12 +82,11 @@ class BuilderProbe:
 def containerd_image_store(docker: Docker) -> bool | None:
     """Whether the engine keeps images in containerd (None: it did not say)."""
     done = docker.run("info", "--format", "{{json .DriverStatus}}")
-    text = done.out
     # docker 26's CLI exits 0 and prints null for an engine that is down
-    if done.code or text.strip() in ("", "null"):
+    if done.code or done.out.strip() in ("", "null"):
         return None
     try:
-        status = dict(json.loads(text.strip() or "[]") or [])
+        status = dict(json.loads(done.out) or [])
     except (ValueError, TypeError):
         return None
     return status.get("driver-type") == CONTAINERD_STORE
@@ -101,9 +99,8 @@ def build(
     source: Source | None = None,
     stats: ProgressStats | None = None,
 ) -> BuildOutcome:
-    """Run the plan's build; `source`: the (context, Dockerfile) buildx reads, when they are a
-    copy of the plan's (fastpath/mirror.py); `stats`: where its progress is counted and timed
-    (a live view reads it meanwhile)."""
+    """`source`: the (context, Dockerfile) buildx reads, when they are a copy of the plan's
+    (fastpath/mirror.py); `stats`: where progress is counted and timed (a live view reads it)."""
     stats = stats if stats is not None else ProgressStats()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
@@ -114,23 +111,16 @@ def build(
             stats.feed(line, time.monotonic() - started)
             on_line(line)
 
-        finished = False
         try:
             ran = GroupProcess(argv).finish(plan.timeout_s, feed, "build cancelled")
             if ran.returncode or ran.timed_out:
-                error = classify_failure(
-                    ran.returncode,
-                    "",
-                    stats,
-                    plan,
-                    lambda: buildx_present(docker),
-                    timed_out=ran.timed_out,
+                present = functools.partial(buildx_present, docker)
+                raise classify_failure(
+                    ran.returncode, "", stats, plan, present, timed_out=ran.timed_out
                 )
-                raise error
-            finished = True
-        finally:
-            if not finished:
-                images.remove(docker, untag_after_failed_push(stats, plan))
+        except BaseException:
+            images.remove(docker, untag_after_failed_push(stats, plan))
+            raise
         metadata = _read_metadata(metadata_file)
     if plan.push and plan.local_tags:
         # the pushed image's local-only tags; a remote builder leaves nothing local, so pull

@@ -1,10 +1,9 @@
 """Images straight from the Docker engine's API, without starting the docker CLI.
 
-One `docker image inspect` costs a process start (~40 ms) before it asks anything, and it cannot
-tell which of several references is missing; a request per reference over the engine's socket
-costs about a millisecond and answers each. Only plain `unix://` and `tcp://` endpoints are
-spoken to (endpoint.py); anything else raises `Unsupported`, and the caller uses the CLI.
-Standard library only: the replay runs this inside nox's own interpreter.
+`docker image inspect` costs a process start (~40 ms) and cannot tell which of several
+references is missing; a request per reference over the engine's socket costs about a
+millisecond. Only plain `unix://` and `tcp://` endpoints (endpoint.py); anything else raises
+`Unsupported` and the caller uses the CLI. Standard library only: the replay runs in nox.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ __all__ = ["Unsupported", "builder_identity", "image_ids", "inspect_images", "us
 
 
 def inspect_images(location: Location, refs: Sequence[str]) -> dict[str, dict[str, Any] | None]:
-    """Each reference's inspect document, None where the engine has no such image. Raises
-    Unsupported when the engine cannot be asked (or answers anything but found / not found)."""
+    """Each reference's inspect document, None where the engine has no such image; Unsupported
+    when the engine answers anything but found / not found."""
     connection = location.connect()
     found: dict[str, dict[str, Any] | None] = {}
     try:
@@ -56,9 +55,8 @@ def image_ids(location: Location, refs: Sequence[str]) -> dict[str, str | None]:
 
 def builder_identity(location: Location) -> str:
     """Which builder buildx builds with, as `name:driver:endpoint`, decided from its files as
-    buildx decides it (BUILDX_BUILDER, else the `current` one under BUILDX_CONFIG or
-    <config>/buildx, else the engine's `default`). buildx rewrites these files on each build:
-    what they decide is what counts."""
+    buildx decides it (BUILDX_BUILDER, else `current` under BUILDX_CONFIG or <config>/buildx,
+    else the engine's `default`)."""
     config = location.buildx_dir
     builder = location.builder
     if builder is None:
@@ -82,6 +80,5 @@ def builder_identity(location: Location) -> str:
 
 def uses_engine_images(location: Location) -> bool:
     """Whether buildx builds with a `docker` driver, which takes a FROM image from the engine
-    when it has it (checked: a newer tag in the registry is not looked at). Another driver
-    resolves tags remotely, so a local image id says nothing about its input."""
+    when it has it; another driver resolves tags remotely, so a local image id says nothing."""
     return builder_identity(location).split(":")[1] == "docker"

@@ -17,10 +17,11 @@ import binascii
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from pipeline.docker.login import read_config
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.process_group import run
 from pipeline.rules.image_ref import DOCKER_HUB, is_loopback
@@ -111,14 +112,6 @@ def push_login_credentials(settings: Sources, host: str | None = None) -> Creden
     )
 
 
-def read_docker_config(config_dir: Path) -> dict[str, Any]:
-    try:
-        config = json.loads((config_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
 def _config_keys(host: str) -> list[str]:
     keys = [host, f"https://{host}", f"http://{host}"]
     return [DOCKER_HUB_KEY, *keys] if host == DOCKER_HUB else keys
@@ -126,7 +119,7 @@ def _config_keys(host: str) -> list[str]:
 
 def docker_config_has_auth(config_dir: Path, host: str) -> bool:
     """Whether `docker login HOST` (or a credential helper) already holds credentials."""
-    config = read_docker_config(config_dir)
+    config = read_config(config_dir)
     auths = config.get("auths") or {}
     helpers = config.get("credHelpers") or {}
     keys = set(_config_keys(host))
@@ -137,7 +130,7 @@ def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None
     """A username/password pair docker would use for `host`: its credential helper (as
     `credHelpers`/`credsStore` name it), else a base64 `auths` entry. Identity tokens (Docker
     Desktop's OAuth refresh tokens) are not a password and are left to docker itself."""
-    config = read_docker_config(config_dir)
+    config = read_config(config_dir)
     helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
     if isinstance(helper, str) and helper:
         for key in _config_keys(host):
