@@ -21,8 +21,7 @@ def verify_digest(
     *,
     transport: httpx.BaseTransport | None = None,
 ) -> str:
-    """Resolve `image`'s tag in its registry; RegistryError naming both digests unless it is
-    `expected`. Returns the digest (for the report)."""
+    """RegistryError naming both digests unless `image` resolves to `expected`."""
     actual = resolve_digest(image, settings, transport=transport)
     if problem := digest_mismatch(expected, actual):
         raise RegistryError(
@@ -43,9 +42,8 @@ def main_tag_move(
     platform: str | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> MainMove:
-    """Whether `main_image` (`<repository>:main`) may move to commit `building` of the git
-    repository holding `repo`: reads the revision label of the image it points at now and asks
-    git about the two commits."""
+    """Whether `<repository>:main` may move to commit `building` of the repository holding
+    `repo`: the revision label of the image it names now, and git about the two commits."""
     current = image_revision(main_image, settings, platform=platform, transport=transport)
     ancestry = None
     if current is not None and COMMIT.fullmatch(current) and current != building:
