@@ -1,12 +1,11 @@
 """Detached background builds: one per repository and image, a status file, a rerun marker.
 
-State lives in `<root>/<key>/`: `lock` (held with flock by the running worker for as long as it
+State lives in `<root>/<key>/`: `lock` (flock held by the running worker for as long as it
 lives, so a killed worker frees it), `status.json`, `rerun` and `build.log`.
 
-- `start_background` takes the lock, spawns the worker detached (own session, stdin closed,
-  output to the log) and hands the locked descriptor over to it, so no second build can slip in
-  between. While a worker holds the lock, a call starts nothing; when the tree changed since the
-  running build started it leaves the `rerun` marker instead (one marker: the newest state wins).
+- `start_background` takes the lock and hands the locked descriptor to the detached worker, so
+  no second build can slip in between. While a worker holds the lock it starts nothing, but
+  leaves the `rerun` marker when the tree changed since the running build started.
 - `run_worker` builds until no marker is left. It looks for the marker once more after letting
   go of the lock, and a caller that leaves a marker tries the lock once more, so a change made
   while a build ends is never lost.
@@ -39,9 +38,7 @@ LOCK_RETRY_S = 0.02
 State = Literal["idle", "building", "failed"]
 
 
-class Result(BaseModel):
-    """What a build callable reports on success."""
-
+class Result(BaseModel):  # what a build callable reports on success
     model_config = ConfigDict(frozen=True)
 
     image: str
@@ -60,10 +57,10 @@ class LastResult(BaseModel):
 
 
 class StatusFile(BaseModel):
-    building: bool
-    pid: int | None
-    started_at: datetime | None
-    tree_state: str | None  # what the running (or last) build started from
+    building: bool = False
+    pid: int | None = None
+    started_at: datetime | None = None
+    tree_state: str | None = None  # what the running (or last) build started from
     last: LastResult | None = None
     last_good: LastResult | None = None
 
@@ -89,26 +86,15 @@ class BackgroundStart:
 @dataclass(frozen=True)
 class Paths:
     dir: Path
+    lock: Path
+    status: Path
+    rerun: Path
+    log: Path
 
     @classmethod
     def of(cls, root: Path, key: str) -> Paths:
-        return cls(root / key)
-
-    @property
-    def lock(self) -> Path:
-        return self.dir / "lock"
-
-    @property
-    def status(self) -> Path:
-        return self.dir / "status.json"
-
-    @property
-    def rerun(self) -> Path:
-        return self.dir / "rerun"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "build.log"
+        at = root / key
+        return cls(at, at / "lock", at / "status.json", at / "rerun", at / "build.log")
 
 
 def _open_lock(paths: Paths) -> int:
@@ -135,9 +121,9 @@ def read_status(paths: Paths) -> StatusFile | None:
         return None
 
 
-def _write_status(paths: Paths, status: StatusFile) -> None:
+def _write_status(paths: Paths, status: StatusFile, **changes: object) -> None:
     tmp = paths.dir / f".status.{os.getpid()}.tmp"
-    tmp.write_text(status.model_dump_json(indent=2) + "\n")
+    tmp.write_text(status.model_copy(update=changes).model_dump_json(indent=2) + "\n")
     tmp.replace(paths.status)
 
 
@@ -151,8 +137,7 @@ def start_background(
     cwd: Path | None = None,
 ) -> BackgroundStart:
     """Start `argv` (which calls `run_worker`) detached, unless a build of `key` runs; then mark
-    a rerun when `tree_state` differs from the state the running build started from (an unknown
-    state counts as different)."""
+    a rerun when `tree_state` differs from the running build's (unknown counts as different)."""
     paths = Paths.of(root, key)
     fd = _open_lock(paths)
     try:
@@ -177,14 +162,9 @@ def _spawn(
     env: Mapping[str, str] | None,
     cwd: Path | None,
 ) -> int:
-    previous = read_status(paths) or StatusFile(
-        building=False, pid=None, started_at=None, tree_state=None
-    )
+    previous = read_status(paths) or StatusFile()
     _write_status(
-        paths,
-        previous.model_copy(
-            update={"building": True, "pid": None, "started_at": _now(), "tree_state": tree_state}
-        ),
+        paths, previous, building=True, pid=None, started_at=_now(), tree_state=tree_state
     )
     if paths.log.exists():
         paths.log.replace(paths.dir / "build.previous.log")
@@ -215,7 +195,6 @@ def _now() -> datetime:
 
 
 def status(root: Path, key: str) -> Status:
-    """idle, building or failed, with the last result and the last good one."""
     paths = Paths.of(root, key)
     saved = read_status(paths)
     fd = _open_lock(paths)
@@ -258,9 +237,9 @@ def run_worker(
     lock_fd: int | None = None,
     on_line: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> bool:
-    """Build, and build again while a rerun was asked for; True when the last build succeeded.
+    """Build, and again while a rerun was asked for; True when the last build succeeded.
     `lock_fd`: the descriptor `start_background` handed over (default: from the environment);
-    without one the worker takes the lock itself and returns False at once when it is held."""
+    without one the worker takes the lock itself, or returns False at once when it is held."""
     paths = Paths.of(root, key)
     inherited = os.environ.pop(LOCK_FD_VARIABLE, None)  # builds it runs must not see it
     if lock_fd is None and inherited:
@@ -285,7 +264,7 @@ def run_worker(
 
 
 class Stopped(BaseException):
-    """The worker was asked to stop (SIGTERM) in the middle of a build."""
+    """SIGTERM in the middle of a build."""
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -299,20 +278,10 @@ def _one_build(
     on_line: Callable[[str], None],
 ) -> LastResult:
     paths.rerun.unlink(missing_ok=True)  # changes from now on ask for the next round
-    saved = read_status(paths) or StatusFile(
-        building=True, pid=None, started_at=None, tree_state=None
-    )
+    saved = read_status(paths) or StatusFile(building=True)
     started_at = _now()
     _write_status(
-        paths,
-        saved.model_copy(
-            update={
-                "building": True,
-                "pid": os.getpid(),
-                "started_at": started_at,
-                "tree_state": tree_state(),
-            }
-        ),
+        paths, saved, building=True, pid=os.getpid(), started_at=started_at, tree_state=tree_state()
     )
     on_line(f"==> background build started {started_at.isoformat()}")
     started = time.monotonic()
@@ -350,17 +319,8 @@ def _finish(
         finished_at=_now(),
     )
     current = read_status(paths) or saved
-    _write_status(
-        paths,
-        current.model_copy(
-            update={
-                "building": False,
-                "pid": None,
-                "last": last,
-                "last_good": last if last.ok else current.last_good,
-            }
-        ),
-    )
+    last_good = last if last.ok else current.last_good
+    _write_status(paths, current, building=False, pid=None, last=last, last_good=last_good)
     return last
 
 
