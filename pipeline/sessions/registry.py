@@ -23,12 +23,7 @@ def registry(argv: Sequence[str]) -> None:
         return
     root = args.root or Path(tempfile.mkdtemp(prefix="sandbox-registry-"))
     # A password from the environment is kept; otherwise one is made and stored 0600, not printed.
-    served = start_registry(
-        root,
-        username=args.username,
-        port=args.port,
-        password=_password(),
-    )
+    served = start_registry(root, username=args.username, port=args.port, password=_password())
     secret_file = root / "password"
     secret_file.touch(mode=0o600)
     secret_file.write_text(served.password)
