@@ -268,44 +268,26 @@ def content_digest(response: httpx.Response) -> str:
 REVISION_LABEL = "org.opencontainers.image.revision"
 
 
-def reader_for(
-    image: str,
-    settings: Sources,
-    *,
-    timeout: float = 10.0,
-    transport: httpx.BaseTransport | None = None,
-    actions: str = "pull",
-) -> RegistryReader:
+def reader_for(image: str, settings: Sources, *, actions: str = "pull") -> RegistryReader:
     credentials = resolve_credentials(settings, parse_image(image).host)
-    return RegistryReader(image, credentials, timeout=timeout, transport=transport, actions=actions)
+    return RegistryReader(image, credentials, actions=actions)
 
 
-def resolve_digest(
-    image: str,
-    settings: Sources,
-    *,
-    timeout: float = 10.0,
-    transport: httpx.BaseTransport | None = None,
-) -> str:
+def resolve_digest(image: str, settings: Sources) -> str:
     """The digest the registry serves for `image` now. For a multi-platform image (or one with
     attestations) that is the index's digest, which is what buildx reports as
     `containerimage.digest`; Daytona pulls by it too."""
-    with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
+    with reader_for(image, settings) as reader:
         # no header: the digest of the bytes served
         return reader.digest() or content_digest(reader.ok(reader.manifest(method="GET")))
 
 
 def image_labels(
-    image: str,
-    settings: Sources,
-    *,
-    platform: str | None = None,
-    timeout: float = 10.0,
-    transport: httpx.BaseTransport | None = None,
+    image: str, settings: Sources, *, platform: str | None = None
 ) -> dict[str, str] | None:
     """The labels of `image` (manifest → config blob); None when the tag does not exist. For an
     index, the manifest of `platform` if any (else any of its images)."""
-    with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
+    with reader_for(image, settings) as reader:
         response = reader.manifest(method="GET")
         if response.status_code == 404:
             return None
@@ -338,14 +320,6 @@ def image_labels(
     return {str(key): str(value) for key, value in labels.items()}
 
 
-def image_revision(
-    image: str,
-    settings: Sources,
-    *,
-    platform: str | None = None,
-    timeout: float = 10.0,
-    transport: httpx.BaseTransport | None = None,
-) -> str | None:
+def image_revision(image: str, settings: Sources) -> str | None:
     """None when the tag or the label is absent."""
-    labels = image_labels(image, settings, platform=platform, timeout=timeout, transport=transport)
-    return (labels or {}).get(REVISION_LABEL)
+    return (image_labels(image, settings) or {}).get(REVISION_LABEL)

@@ -23,12 +23,11 @@ def put_tag(
     settings: Sources,
     *,
     may_move: bool,
-    transport: httpx.BaseTransport | None = None,
 ) -> bool:
     """Point `<repository>:<tag>` at `digest` (already in that repository); False when it
     already named that digest."""
     target = f"{repository}:{tag}"
-    with reader_for(target, settings, transport=transport, actions="pull,push") as reader:
+    with reader_for(target, settings, actions="pull,push") as reader:
         current = reader.manifest()
         if current.status_code == 200:
             now = current.headers.get("Docker-Content-Digest")

@@ -4,7 +4,7 @@ Labels let a cleanup find exactly what this provider made; a failed start shows 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -70,6 +70,10 @@ def image_candidates(image_name: str | None, repository: str) -> list[str]:
     return [f"{repository}:local", f"{repository}:main"]
 
 
+def pick_image(candidates: list[str], exists: Callable[[str], bool]) -> str | None:
+    return next((image for image in candidates if exists(image)), None)
+
+
 def sync_mounts(
     checkout: Path | None, git_dir: Path | None, common_dir: Path | None, cwd: Path
 ) -> SyncMounts:
@@ -93,7 +97,7 @@ def sync_mounts(
 
 def start(docker: Docker, spec: SandboxSpec, clock: Clock = SYSTEM_CLOCK) -> Sandbox:
     found = images.inspect(docker, spec.images)
-    image = next((ref for ref in spec.images if found[ref] is not None), None)
+    image = pick_image(spec.images, lambda ref: found[ref] is not None)
     if image is None:
         raise SandboxError(
             f"image {' or '.join(spec.images)} is not in the local engine",
