@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,7 +133,6 @@ def start_background(
     argv: Sequence[str],
     *,
     tree_state: str | None,
-    env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> BackgroundStart:
     """Start `argv` (which calls `run_worker`) detached, unless a build of `key` runs; then mark
@@ -148,7 +147,7 @@ def start_background(
             paths.rerun.touch()
             if not _try_lock(fd):  # still running: it will see the marker when it ends
                 return BackgroundStart("rerun-marked", paths.log, running.pid if running else None)
-        pid = _spawn(paths, fd, argv, tree_state, env, cwd)
+        pid = _spawn(paths, fd, argv, tree_state, cwd)
         return BackgroundStart("started", paths.log, pid)
     finally:
         os.close(fd)  # the worker holds the lock through its own copy of the descriptor
@@ -159,7 +158,6 @@ def _spawn(
     fd: int,
     argv: Sequence[str],
     tree_state: str | None,
-    env: Mapping[str, str] | None,
     cwd: Path | None,
 ) -> int:
     previous = read_status(paths) or StatusFile()
@@ -168,7 +166,7 @@ def _spawn(
     )
     if paths.log.exists():
         paths.log.replace(paths.dir / "build.previous.log")
-    child_env = {**(env if env is not None else os.environ), LOCK_FD_VARIABLE: str(fd)}
+    child_env = {**os.environ, LOCK_FD_VARIABLE: str(fd)}
     with paths.log.open("wb") as log:
         try:
             process = subprocess.Popen(
@@ -234,17 +232,14 @@ def run_worker(
     build: Callable[[], Result],
     *,
     tree_state: Callable[[], str | None] = lambda: None,
-    lock_fd: int | None = None,
     on_line: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> bool:
     """Build, and again while a rerun was asked for; True when the last build succeeded.
-    `lock_fd`: the descriptor `start_background` handed over (default: from the environment);
-    without one the worker takes the lock itself, or returns False at once when it is held."""
+    Without a descriptor handed over by `start_background`, the worker takes the lock itself, or
+    returns False at once when it is held."""
     paths = Paths.of(root, key)
     inherited = os.environ.pop(LOCK_FD_VARIABLE, None)  # builds it runs must not see it
-    if lock_fd is None and inherited:
-        lock_fd = int(inherited)
-    fd = lock_fd if lock_fd is not None else _open_lock(paths)
+    fd = int(inherited) if inherited else _open_lock(paths)
     if not _try_lock(fd):  # an inherited descriptor already holds it: this succeeds
         os.close(fd)
         on_line(f"another background build of {key} is running; nothing started")
