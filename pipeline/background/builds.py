@@ -321,15 +321,10 @@ def _finish(
 
 def dump_status(state: Status) -> str:
     """The status as JSON, for launchers written in other languages."""
-    return json.dumps(
-        {
-            "state": state.state,
-            "last": state.last.model_dump(mode="json") if state.last else None,
-            "last_good": state.last_good.model_dump(mode="json") if state.last_good else None,
-            "started_at": state.started_at.isoformat() if state.started_at else None,
-            "pid": state.pid,
-            "rerun_pending": state.rerun_pending,
-            "log": str(state.log),
-        },
-        indent=2,
-    )
+    return json.dumps(vars(state), indent=2, default=_as_json)
+
+
+def _as_json(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value.isoformat() if isinstance(value, datetime) else str(value)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from pipeline.docker.endpoint import Location, Unsupported
 
-__all__ = ["Unsupported", "builder_identity", "image_ids", "inspect_images", "uses_engine_images"]
+__all__ = ["Unsupported", "builder_identity", "image_ids", "inspect_images"]
 
 
 def inspect_images(location: Location, refs: Sequence[str]) -> dict[str, dict[str, Any] | None]:
@@ -76,9 +76,3 @@ def builder_identity(location: Location) -> str:
         return f"{builder}:{instance['Driver']}:{endpoint}"
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return f"{builder}:unknown:"  # a context named as builder, or unreadable: not ours
-
-
-def uses_engine_images(location: Location) -> bool:
-    """Whether buildx builds with a `docker` driver, which takes a FROM image from the engine
-    when it has it; another driver resolves tags remotely, so a local image id says nothing."""
-    return builder_identity(location).split(":")[1] == "docker"
