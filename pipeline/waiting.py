@@ -88,21 +88,16 @@ def poll(
     timeout_s: float,
     interval: Interval | float = 1.0,
     clock: Clock = SYSTEM_CLOCK,
-    on_wait: Callable[[T, float], None] | None = None,
 ) -> T:
     """Call `probe` until `done(result)`; that result, or PollTimeout. The last probe is right
-    at the deadline, so a timeout never hides a state reached while sleeping. `on_wait(result,
-    elapsed_s)` sees every result not done yet. An exception from the probe ends the wait."""
+    at the deadline, so a timeout never hides a state reached while sleeping. An exception from
+    the probe ends the wait."""
     plan = (interval if isinstance(interval, Interval) else Interval(first_s=interval)).wait()
     started = clock.monotonic()
     deadline = started + timeout_s
 
     def pause(state: tenacity.RetryCallState) -> float:
         return max(0.0, min(plan(state), deadline - clock.monotonic()))
-
-    def waiting(state: tenacity.RetryCallState) -> None:
-        if on_wait is not None:
-            on_wait(_outcome(state).result(), clock.monotonic() - started)
 
     def timed_out(state: tenacity.RetryCallState) -> T:
         raise PollTimeout(_outcome(state).result(), clock.monotonic() - started)
@@ -112,7 +107,6 @@ def poll(
         stop=lambda _: clock.monotonic() >= deadline,
         wait=pause,
         sleep=clock.sleep,
-        before_sleep=waiting,
         retry_error_callback=timed_out,
     )
     return retrying(probe)

@@ -42,20 +42,6 @@ def test_the_last_sleep_stops_at_the_deadline_and_probes_once_more() -> None:
     assert seen == [0.0, 1.0, 2.0, 2.5]
 
 
-def test_on_wait_sees_every_result_that_is_not_done() -> None:
-    clock = FakeClock()
-    answers = iter(["a", "b", "done"])
-    waits: list[tuple[str, float]] = []
-    poll(
-        lambda: next(answers),
-        lambda s: s == "done",
-        timeout_s=10,
-        clock=clock,
-        on_wait=lambda s, t: waits.append((s, t)),
-    )
-    assert waits == [("a", 0.0), ("b", 1.0)]
-
-
 def test_watch_prints_each_change_and_a_heartbeat(capsys: pytest.CaptureFixture[str]) -> None:
     clock = FakeClock()
     states = iter(["pending"] * 70 + ["pulling", "active"])
