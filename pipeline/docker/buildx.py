@@ -11,14 +11,13 @@ import functools
 import json
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.docker import images
-from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker
+from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, repeated
 from pipeline.errors import EngineError
 from pipeline.process_group import GroupProcess, LineSink, last_line
 from pipeline.rules.build_plan import BuildPlan
@@ -152,25 +151,21 @@ def build_argv(
     if plan.builder:
         argv += ["--builder", plan.builder]
     argv += ["--file", str(dockerfile)]
-    argv += _repeated("--build-arg", (f"{k}={v}" for k, v in plan.build_args.items()))
-    argv += _repeated("--label", (f"{k}={v}" for k, v in plan.labels.items()))
-    argv += _repeated("--build-context", (f"{k}={v}" for k, v in plan.contexts.items()))
+    argv += repeated("--build-arg", (f"{k}={v}" for k, v in plan.build_args.items()))
+    argv += repeated("--label", (f"{k}={v}" for k, v in plan.labels.items()))
+    argv += repeated("--build-context", (f"{k}={v}" for k, v in plan.contexts.items()))
     argv += ["--platform", ",".join(plan.platforms)]
     argv += ["--push"] if plan.push else []
     argv += ["--load"] if plan.load else []
     argv += [f"--provenance={str(plan.provenance).lower()}", f"--sbom={str(plan.sbom).lower()}"]
-    argv += _repeated("--cache-from", (_buildx_options(c.buildx()) for c in plan.cache_from))
+    argv += repeated("--cache-from", (_buildx_options(c.buildx()) for c in plan.cache_from))
     if plan.cache_to is not None:
         argv += ["--cache-to", _buildx_options(plan.cache_to.buildx())]
     if plan.ca_bundle:
         argv += ["--secret", f"id=extra_ca_certs,src={plan.ca_bundle}"]
     argv += ["--metadata-file", str(metadata_file)]
-    argv += _repeated("--tag", plan.build_tags)
+    argv += repeated("--tag", plan.build_tags)
     return docker.argv(*argv, context)
-
-
-def _repeated(flag: str, values: Iterable[str]) -> list[str]:
-    return [part for value in values for part in (flag, value)]
 
 
 def _buildx_options(options: dict[str, str]) -> str:

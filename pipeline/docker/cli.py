@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,10 @@ def inspect(docker: Docker, kind: str, ref: str) -> dict[str, Any] | None:
     if missing and not done.timed_out and ENGINE_DOWN not in done.err:
         return None
     raise engine_failure(done, f"looking up {ref if kind == 'image' else f'{kind} {ref}'}")
+
+
+def repeated(flag: str, values: Iterable[str]) -> list[str]:
+    return [part for value in values for part in (flag, value)]
 
 
 def engine_failure(done: Finished, doing: str) -> EngineError:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.docker import cli
-from pipeline.docker.cli import Docker, engine_failure
+from pipeline.docker.cli import Docker, engine_failure, repeated
 from pipeline.errors import EngineError
 
 RUN_TIMEOUT_S = 120.0  # `docker run --detach` returns once the container started
@@ -61,15 +61,10 @@ def run(  # returns the container's id
     publish: Sequence[str] = (),  # docker's -p form, e.g. "127.0.0.1::3000"
     mounts: Sequence[Mount] = (),
 ) -> str:
-    args = ["run", "--detach", "--name", name]
-    for key in env:
-        args += ["--env", key]
-    for key, value in labels.items():
-        args += ["--label", f"{key}={value}"]
-    for port in publish:
-        args += ["--publish", port]
-    for mount in mounts:
-        args += ["--volume", f"{mount.source}:{mount.target}:{mount.mode}"]
+    args = ["run", "--detach", "--name", name, *repeated("--env", env)]
+    args += repeated("--label", (f"{key}={value}" for key, value in labels.items()))
+    args += repeated("--publish", publish)
+    args += repeated("--volume", (f"{m.source}:{m.target}:{m.mode}" for m in mounts))
     done = docker.run(*args, image, env=dict(env), timeout_s=RUN_TIMEOUT_S)
     if done.code:
         raise engine_failure(done, f"starting a container from {image}")

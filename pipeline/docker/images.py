@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.docker import cli, engine_api
-from pipeline.docker.cli import Docker, engine_failure
+from pipeline.docker.cli import Docker, engine_failure, repeated
 from pipeline.errors import EngineError, PipelineError
 from pipeline.process_group import Stdin
 
@@ -103,10 +103,8 @@ def import_rootfs(
     docker: Docker, rootfs: Stdin, tag_as: str, changes: Iterable[str], timeout_s: float
 ) -> str:
     """`docker import` a root file system tarball; returns the image id."""
-    args = ["import"]
-    for change in changes:
-        args += ["--change", change]
-    done = docker.run(*args, "-", tag_as, stdin=rootfs, timeout_s=timeout_s)
+    args = ["import", *repeated("--change", changes), "-", tag_as]
+    done = docker.run(*args, stdin=rootfs, timeout_s=timeout_s)
     if done.code:
         raise engine_failure(done, f"importing {tag_as}")
     return done.out.strip()

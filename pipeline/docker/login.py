@@ -43,15 +43,8 @@ def login(
 ) -> None:
     """`docker login` into the CLI's config folder; RegistryError when refused or silent."""
     secret = credentials.password.get_secret_value()
-    done = docker.run(
-        "login",
-        "--username",
-        credentials.username,
-        "--password-stdin",
-        host,
-        stdin=secret.encode(),
-        timeout_s=timeout_s,
-    )
+    args = ("login", "--username", credentials.username, "--password-stdin", host)
+    done = docker.run(*args, stdin=secret.encode(), timeout_s=timeout_s)
     if done.timed_out:
         raise RegistryError(
             f"`docker login {host}` did not finish within {timeout_s:g} s",

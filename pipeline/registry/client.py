@@ -198,11 +198,8 @@ class RegistryReader:
         token_response = self._send("GET", realm, {}, basic, params=query)
         if token_response.status_code in (401, 403):
             raise self.refused(token_response.status_code)
-        try:
-            body = token_response.json()
-            token = body.get("token") or body.get("access_token")
-        except (ValueError, AttributeError):
-            token = None
+        body = json_body(token_response)
+        token = body.get("token") or body.get("access_token")
         if token_response.status_code != 200 or not isinstance(token, str):
             raise RegistryError(
                 f"registry {self.ref.api_host} gave no token for {self.image} "

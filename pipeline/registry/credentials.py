@@ -136,12 +136,7 @@ def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None
             except (binascii.Error, UnicodeDecodeError):
                 continue
             if user and secret:
-                return Credentials(
-                    username=user,
-                    password=SecretStr(secret),
-                    source=DOCKER_CONFIG_SOURCE,
-                    stored=True,
-                )
+                return _stored(user, secret, DOCKER_CONFIG_SOURCE)
     return None
 
 
@@ -161,12 +156,11 @@ def _from_helper(helper: str, server: str) -> Credentials | None:
         return None
     if user == "<token>":  # an identity token: only docker's own OAuth flow can use it
         return None
-    return Credentials(
-        username=user,
-        password=SecretStr(secret),
-        source=f"the Docker credential helper docker-credential-{helper}",
-        stored=True,
-    )
+    return _stored(user, secret, f"the Docker credential helper docker-credential-{helper}")
+
+
+def _stored(user: str, secret: str, source: str) -> Credentials:
+    return Credentials(username=user, password=SecretStr(secret), source=source, stored=True)
 
 
 def _gh(*args: str) -> str | None:

@@ -97,18 +97,16 @@ def show_status(context: Path, repository: str, *, as_json: bool = False) -> Sta
         console.say(f"building since {_when(current.started_at)} (pid {current.pid})")
     if current.rerun_pending:
         console.say("the tree changed while it builds: it builds again when it ends")
-    if current.last:
-        if current.last.ok:
-            console.say(
-                f"last build: {current.last.image} {current.last.detail}, "
-                f"{current.last.duration_s:.1f} s, finished {_when(current.last.finished_at)}"
-            )
-        else:
-            console.say(
-                f"last build failed {_when(current.last.finished_at)}: {current.last.error}"
-            )
-    if current.last and not current.last.ok and current.last_good:
-        console.say(f"last good: {current.last_good.image}, {_when(current.last_good.finished_at)}")
+    last, good = current.last, current.last_good
+    if last and last.ok:
+        console.say(
+            f"last build: {last.image} {last.detail}, {last.duration_s:.1f} s, "
+            f"finished {_when(last.finished_at)}"
+        )
+    elif last:
+        console.say(f"last build failed {_when(last.finished_at)}: {last.error}")
+        if good:
+            console.say(f"last good: {good.image}, {_when(good.finished_at)}")
     console.say(f"log: {current.log}")
     return current
 
