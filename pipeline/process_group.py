@@ -105,18 +105,16 @@ class GroupProcess:
     ) -> Ran:
         """Stream its output lines until it exits or `timeout_s` passes (then stop it).
         Ctrl-C or SIGTERM stop the group and raise `Interrupted(cancelled)`."""
+        exited = False
         with sigterm_interrupts():
             try:
                 exited = self._pump(time.monotonic() + timeout_s, on_line, on_err_line or on_line)
             except KeyboardInterrupt as interrupt:
-                self.stop()
                 signum = interrupt.signum if isinstance(interrupt, Interrupted) else signal.SIGINT
                 raise Interrupted(cancelled, signum) from None
-            except BaseException:
-                self.stop()
-                raise
-            if not exited:
-                self.stop()
+            finally:
+                if not exited:
+                    self.stop()
         code = self.process.wait()
         return Ran(returncode=code, timed_out=not exited)
 

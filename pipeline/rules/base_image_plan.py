@@ -55,15 +55,8 @@ class BasePlan:
 
     @property
     def recipe(self) -> str:
-        facts = [
-            RECIPE_REVISION,
-            self.arch,
-            self.node.spec,
-            self.npm.spec,
-            self.corepack.spec,
-            *self.sources,
-            *self.packages,
-        ]
+        npm = (self.node.spec, self.npm.spec, self.corepack.spec)
+        facts = [RECIPE_REVISION, self.arch, *npm, *self.sources, *self.packages]
         return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:16]
 
     def describe(self) -> list[str]:
