@@ -194,16 +194,16 @@ def _now() -> datetime:
 
 def status(root: Path, key: str) -> Status:
     paths = Paths.of(root, key)
-    saved = read_status(paths)
+    saved = read_status(paths) or StatusFile()
     fd = _open_lock(paths)
     try:
         free = _try_lock(fd, shared=True)
     finally:
         os.close(fd)
-    last = saved.last if saved else None
+    last = saved.last
     if not free:
         state: State = "building"
-    elif saved and saved.building:  # the worker died without writing its result
+    elif saved.building:  # the worker died without writing its result
         last = LastResult(
             ok=False,
             image=None,
@@ -218,9 +218,9 @@ def status(root: Path, key: str) -> Status:
     return Status(
         state=state,
         last=last,
-        last_good=saved.last_good if saved else None,
-        started_at=saved.started_at if saved and not free else None,
-        pid=saved.pid if saved and not free else None,
+        last_good=saved.last_good,
+        started_at=None if free else saved.started_at,
+        pid=None if free else saved.pid,
         rerun_pending=paths.rerun.exists(),
         log=paths.log,
     )
@@ -292,30 +292,19 @@ def _one_build(
             str(failure) if isinstance(failure, Stopped) else f"{type(failure).__name__}: {failure}"
         )
         if not isinstance(failure, Exception):
-            _finish(paths, saved, image, detail, error, started)
             raise
-    return _finish(paths, saved, image, detail, error, started)
-
-
-def _finish(
-    paths: Paths,
-    saved: StatusFile,
-    image: str | None,
-    detail: str,
-    error: str | None,
-    started: float,
-) -> LastResult:
-    last = LastResult(
-        ok=error is None,
-        image=image,
-        detail=detail,
-        error=" ".join(error.split()) if error else None,
-        duration_s=round(time.monotonic() - started, 3),
-        finished_at=_now(),
-    )
-    current = read_status(paths) or saved
-    last_good = last if last.ok else current.last_good
-    _write_status(paths, current, building=False, pid=None, last=last, last_good=last_good)
+    finally:
+        last = LastResult(
+            ok=error is None,
+            image=image,
+            detail=detail,
+            error=" ".join(error.split()) if error else None,
+            duration_s=round(time.monotonic() - started, 3),
+            finished_at=_now(),
+        )
+        current = read_status(paths) or saved
+        last_good = last if last.ok else current.last_good
+        _write_status(paths, current, building=False, pid=None, last=last, last_good=last_good)
     return last
 
 
