@@ -92,9 +92,7 @@ def push_login_credentials(settings: Sources, host: str | None = None) -> Creden
     found = resolve_credentials(settings, host)
     if found is not None and not found.stored:
         return found
-    if found is not None or docker_config_has_auth(settings.docker_config_dir, host):
-        return None
-    if is_loopback(host):
+    if found or docker_config_has_auth(settings.docker_config_dir, host) or is_loopback(host):
         return None
     raise RegistryError(
         f"no credentials for {host}",
