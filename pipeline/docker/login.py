@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from pipeline.docker.cli import Docker
-from pipeline.errors import RegistryError
+from pipeline.errors import Interrupted, RegistryError
 from pipeline.process_group import sigterm_interrupts
 from pipeline.rules.auth_words import says_auth_refused
 
@@ -67,7 +68,7 @@ def login(
 @contextmanager
 def logged_in(docker: Docker, host: str, credentials: Secret) -> Iterator[Docker]:
     """The docker CLI with a temporary config folder logged in to `host`, for one push."""
-    with sigterm_interrupts(), temporary_config(docker.location.config_dir) as config:
+    with _deleted_on_sigterm(), temporary_config(docker.location.config_dir) as config:
         pushing = docker.with_config(config)
         login(pushing, host, credentials)
         yield pushing
@@ -96,3 +97,16 @@ def read_config(config_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}
+
+
+@contextmanager
+def _deleted_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job) unwinds the stack, so the credential is deleted, then exits
+    as SIGTERM would; a command stopped meanwhile still says what it stopped."""
+    try:
+        with sigterm_interrupts():
+            yield
+    except Interrupted as stop:
+        if stop.done or stop.signum != signal.SIGTERM:
+            raise
+        raise SystemExit(128 + signal.SIGTERM) from None
