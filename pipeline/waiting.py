@@ -36,21 +36,6 @@ class Clock(Protocol):
 SYSTEM_CLOCK: Clock = time  # the time module has both: monotonic() and sleep()
 
 
-class FakeClock:
-    """`sleep` advances time at once and records what was asked."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def _outcome(state: tenacity.RetryCallState) -> tenacity.Future:
     assert state.outcome is not None  # tenacity asks for a pause only after a try ended
     return state.outcome

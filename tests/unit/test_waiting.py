@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.waiting import FakeClock, Interval, PollTimeout, poll, watch
+from pipeline.waiting import Interval, PollTimeout, poll, watch
+from tests.helpers.clock import FakeClock
 
 
 def test_returns_the_first_result_that_is_done() -> None:
