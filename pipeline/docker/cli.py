@@ -68,7 +68,7 @@ def inspect(docker: Docker, kind: str, ref: str) -> dict[str, Any] | None:
         document: dict[str, Any] = json.loads(done.out)
         return document
     said = done.err.lower()
-    missing = "no such" in said or "not found" in said
+    missing = "no such" in said or (kind == "image" and "not found" in said)  # containerd
     if missing and not done.timed_out and ENGINE_DOWN not in done.err:
         return None
     raise engine_failure(done, f"looking up {ref if kind == 'image' else f'{kind} {ref}'}")
