@@ -2,13 +2,9 @@
 stopped as a whole.
 
 `docker buildx build` is two processes (the docker CLI and its buildx plugin); only a signal to
-both makes buildx cancel the build in the engine. So every command gets its own session
-(`start_new_session`), and on a timeout, Ctrl-C or SIGTERM the group gets SIGINT, then SIGTERM,
-then SIGKILL, each after the one before had its grace period. Portable (no coreutils `timeout`,
-which macOS lacks and which hid the build from Ctrl-C).
-
-`run` is for short commands whose output is read as a whole (stdout and stderr apart, optional
-input on stdin); `GroupProcess.finish` streams the merged output line by line (a build's log).
+both makes buildx cancel the build in the engine. So on a timeout, Ctrl-C or SIGTERM the group
+gets SIGINT, then SIGTERM, then SIGKILL, each after a grace period. No coreutils `timeout`: macOS
+lacks it, and it hid the build from Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -32,6 +28,7 @@ LineSink = Callable[[str], None]
 # After each signal, how long the group gets to exit before the next, harder one.
 STOP_SIGNALS = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
 Stdin = bytes | IO[bytes] | None
+_Handler = Callable[[int, FrameType | None], object]
 
 
 @dataclass(frozen=True)
@@ -42,9 +39,7 @@ class Ran:
 
 @dataclass(frozen=True)
 class Finished:
-    """A short command's result: exit code (-1 when it timed out), stdout and stderr."""
-
-    code: int
+    code: int  # -1: timed out
     out: str
     err: str
 
@@ -63,8 +58,6 @@ def last_line(text: str) -> str:
 
 
 class GroupProcess:
-    """A command in a process group of its own, stopped as a whole (see the module doc)."""
-
     def __init__(
         self,
         argv: list[str],
@@ -75,29 +68,26 @@ class GroupProcess:
         cwd: Path | None = None,
         unset: tuple[str, ...] = (),
     ) -> None:
-        """`env`: variables added to this process's environment for the command (values kept
-        off argv, e.g. a sandbox's secrets passed as `docker run --env NAME`); `unset`: ones
-        taken out of it (e.g. GIT_DIR for a git call about another repository)."""
+        """`env`: variables added for the command (values kept off argv, e.g. secrets passed as
+        `docker run --env NAME`); `unset`: ones taken out (GIT_DIR for another repository)."""
         environment = None
         if env is not None or unset:
             environment = {k: v for k, v in os.environ.items() if k not in unset}
             environment.update(env or {})
-        self._input = stdin if isinstance(stdin, bytes) else None
-        source = stdin if stdin is not None and not isinstance(stdin, bytes) else None
         self.process = subprocess.Popen(
             argv,
-            stdin=subprocess.PIPE if self._input is not None else (source or subprocess.DEVNULL),
+            stdin=subprocess.PIPE if isinstance(stdin, bytes) else (stdin or subprocess.DEVNULL),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
             start_new_session=True,
             env=environment,
             cwd=cwd,
         )
-        if self._input is not None:
+        if isinstance(stdin, bytes):
             assert self.process.stdin is not None
             # Small inputs (a password) fit the pipe's buffer: written at once, then closed.
             with suppress(BrokenPipeError):
-                self.process.stdin.write(self._input)
+                self.process.stdin.write(stdin)
             self.process.stdin.close()
 
     def __enter__(self) -> GroupProcess:
@@ -114,20 +104,17 @@ class GroupProcess:
         on_err_line: LineSink | None = None,
     ) -> Ran:
         """Stream its output lines until it exits or `timeout_s` passes (then stop it).
-
         Ctrl-C or SIGTERM stop the group and raise `Interrupted(cancelled)`."""
-        with _sigterm_interrupts():
+        exited = False
+        with sigterm_interrupts():
             try:
                 exited = self._pump(time.monotonic() + timeout_s, on_line, on_err_line or on_line)
             except KeyboardInterrupt as interrupt:
-                self.stop()
                 signum = interrupt.signum if isinstance(interrupt, Interrupted) else signal.SIGINT
                 raise Interrupted(cancelled, signum) from None
-            except BaseException:
-                self.stop()
-                raise
-            if not exited:
-                self.stop()
+            finally:
+                if not exited:
+                    self.stop()
         code = self.process.wait()
         return Ran(returncode=code, timed_out=not exited)
 
@@ -166,12 +153,11 @@ class GroupProcess:
 
     def stop(self) -> None:
         """SIGINT, SIGTERM, SIGKILL to the group, each after the last had its grace period.
-
-        Meanwhile Ctrl-C and SIGTERM do not interrupt the stopping: they skip to the next signal.
-        """
+        Meanwhile Ctrl-C and SIGTERM skip to the next signal instead of interrupting."""
+        hurry = threading.Event()
         while True:
             try:
-                with _signals_hurry() as hurry:
+                with _handling((signal.SIGINT, signal.SIGTERM), lambda *_: hurry.set()):
                     for signum, grace in STOP_SIGNALS:
                         if not self._group_alive():
                             break
@@ -223,7 +209,6 @@ def run(
     unset: tuple[str, ...] = (),
     cancelled: str = "stopped",
 ) -> Finished:
-    """A short command, run to its end (or its deadline: code -1), stdout and stderr apart."""
     out: list[str] = []
     err: list[str] = []
     with GroupProcess(
@@ -234,10 +219,8 @@ def run(
 
 
 def cancel_when_orphaned(interval_s: float = 0.2) -> None:
-    """Stop this process as SIGTERM would (Interrupted: what it started is stopped, temporary
-    files removed) when its parent goes: a dev launcher or process manager that stops `nox`
-    alone must not leave a build running that tags an image a minute later. Works wherever a
-    parent's death reparents its children (Linux and macOS). A process started detached (its
+    """SIGTERM this process when its parent goes: a dev launcher that stops `nox` alone must not
+    leave a build running that tags an image a minute later. A process started detached (its
     parent already init) is left alone."""
     parent = os.getppid()
     if parent == 1:
@@ -251,17 +234,9 @@ def cancel_when_orphaned(interval_s: float = 0.2) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """While the block runs, SIGTERM (a cancelled CI job, a process manager, an orphaned run)
-    raises `Interrupted`, so `finally` blocks run and what was started is stopped."""
-    with _sigterm_interrupts():
-        yield
-
-
 def _has_live_member(group: int) -> bool:
-    """Whether a process of `group` still runs. Orphans that exited stay zombies until init
-    reaps them (slowly, in some containers); kill(0) counts them, /proc tells them apart."""
+    """Orphans that exited stay zombies until init reaps them (slowly, in some containers):
+    kill(0) counts them, /proc tells them apart."""
     proc = Path("/proc")
     if not (proc / "self" / "stat").exists():
         return True  # no /proc (macOS): trust kill(0)
@@ -275,38 +250,25 @@ def _has_live_member(group: int) -> bool:
     return False
 
 
-@contextmanager
-def _signals_hurry() -> Iterator[threading.Event]:
-    """While a group is being stopped, Ctrl-C and SIGTERM set an event instead of raising."""
-    hurry = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield hurry
-        return
-
-    def set_hurry(signum: int, frame: FrameType | None) -> None:
-        hurry.set()
-
-    previous = {sig: signal.signal(sig, set_hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield hurry
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While a group runs, SIGTERM (a cancelled CI job, nox giving up) is an `Interrupted`, so
-    the group is stopped before this process goes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def sigterm_interrupts() -> AbstractContextManager[None]:
+    """While the block runs, SIGTERM (a cancelled CI job, a process manager, an orphaned run)
+    raises `Interrupted`, so `finally` blocks run and what was started is stopped."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise Interrupted("", signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    return _handling((signal.SIGTERM,), interrupt)
+
+
+@contextmanager
+def _handling(signums: tuple[int, ...], handler: _Handler) -> Iterator[None]:
+    """`handler` for `signums` while the block runs (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)

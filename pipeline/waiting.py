@@ -1,20 +1,13 @@
 """The one way the pipeline waits and retries: tenacity's loop on an injectable clock.
 
-- `poll` reads something until it is done (a snapshot active, a container healthy, a registry
-  answering): pauses that grow as an `Interval` says, a deadline that no pause reaches past, and
-  one last read right at the deadline before `PollTimeout`. `watch` is `poll` with a line for
-  each state change, for waits that take minutes.
-- `retry` calls again after the errors it is told are worth another try: exponential backoff with
-  jitter, or the wait the server asked for (an error's `retry_after`, capped), all inside a time
-  budget that no pause reaches past; `GaveUp` when the budget or the tries are spent.
+`poll` reads until done (pauses as an `Interval` says, one last read right at the deadline, then
+`PollTimeout`); `watch` adds a line per state change. `retry` calls again after the errors worth
+another try (backoff with jitter, or the server's `retry_after`, capped), inside a time budget;
+`GaveUp` when it is spent. No pause ever reaches past a deadline or a budget.
 
-Why tenacity rather than stamina: stamina (a wrapper around tenacity) has the friendlier API and
-good defaults, but it sleeps with `time.sleep` and measures its timeout with `time.monotonic`,
-so a test can neither drive it with a fake clock nor see the exact pauses (stamina's testing mode
-only removes them), and its default instrumentation logs a warning per retry. tenacity takes the
-sleep, the stop condition and the wait as callables, so the budget and the deadline are measured
-on the clock given here, a server's `Retry-After` is one wait callable, and its own
-`wait_exponential_jitter` is the backoff schedule, so none of its parameters is re-typed here.
+Not stamina: it sleeps with `time.sleep` and times with `time.monotonic`, so a test can neither
+drive it with a fake clock nor see the exact pauses, and it logs a warning per retry. tenacity
+takes the sleep, the stop condition and the wait as callables.
 """
 
 from __future__ import annotations
@@ -43,21 +36,6 @@ class Clock(Protocol):
 SYSTEM_CLOCK: Clock = time  # the time module has both: monotonic() and sleep()
 
 
-class FakeClock:
-    """A clock for tests: `sleep` advances time at once and records what was asked."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def _outcome(state: tenacity.RetryCallState) -> tenacity.Future:
     assert state.outcome is not None  # tenacity asks for a pause only after a try ended
     return state.outcome
@@ -67,7 +45,7 @@ def _outcome(state: tenacity.RetryCallState) -> tenacity.Future:
 
 
 class PollTimeout(Exception, Generic[T]):
-    """The deadline passed; `last` is what the final probe saw (for the error message)."""
+    """`last`: what the final probe saw (for the error message)."""
 
     def __init__(self, last: T, waited_s: float) -> None:
         super().__init__(f"still not done after {waited_s:.1f} s")
@@ -77,7 +55,7 @@ class PollTimeout(Exception, Generic[T]):
 
 @dataclass(frozen=True)
 class Interval:
-    """How long to sleep between probes: `first_s`, times `factor` each time, up to `max_s`."""
+    """`first_s`, times `factor` each time, up to `max_s`."""
 
     first_s: float = 1.0
     factor: float = 1.0
@@ -95,24 +73,16 @@ def poll(
     timeout_s: float,
     interval: Interval | float = 1.0,
     clock: Clock = SYSTEM_CLOCK,
-    on_wait: Callable[[T, float], None] | None = None,
 ) -> T:
-    """Call `probe` until `done(result)`; return that result or raise PollTimeout.
-
-    The probe runs at least once, and once more right at the deadline, so a timeout never hides
-    a state that was reached while sleeping. `on_wait(result, elapsed_s)` sees every result that
-    is not done yet (progress lines). An exception from the probe ends the wait at once.
-    """
+    """Call `probe` until `done(result)`; that result, or PollTimeout. The last probe is right
+    at the deadline, so a timeout never hides a state reached while sleeping. An exception from
+    the probe ends the wait."""
     plan = (interval if isinstance(interval, Interval) else Interval(first_s=interval)).wait()
     started = clock.monotonic()
     deadline = started + timeout_s
 
     def pause(state: tenacity.RetryCallState) -> float:
         return max(0.0, min(plan(state), deadline - clock.monotonic()))
-
-    def waiting(state: tenacity.RetryCallState) -> None:
-        if on_wait is not None:
-            on_wait(_outcome(state).result(), clock.monotonic() - started)
 
     def timed_out(state: tenacity.RetryCallState) -> T:
         raise PollTimeout(_outcome(state).result(), clock.monotonic() - started)
@@ -122,7 +92,6 @@ def poll(
         stop=lambda _: clock.monotonic() >= deadline,
         wait=pause,
         sleep=clock.sleep,
-        before_sleep=waiting,
         retry_error_callback=timed_out,
     )
     return retrying(probe)
@@ -140,8 +109,7 @@ def watch(
     clock: Clock = SYSTEM_CLOCK,
 ) -> T:
     """`poll` until `deadline` (on `clock`), printing `name`'s state when it changes from `state`
-    (what it is now) and every HEARTBEAT_S while it does not. PollTimeout at the deadline; its
-    `last` reading says where it stuck."""
+    (what it is now) and every HEARTBEAT_S while it does not."""
     started = last_line = clock.monotonic()
 
     def probe() -> T:
@@ -168,11 +136,10 @@ def _backoff() -> wait_base:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard one operation retries: `backoff` between tries (tenacity's exponential backoff
-    with jitter), or the wait a server asked for (`Retry-After`, capped at `retry_after_max`),
-    all inside `timeout` seconds, pauses included; `attempts` caps the tries (None: what fits).
-    A blip (a rolling deploy answering 503 for half a minute) must not fail a release, and a
-    real outage must still end within a bounded time."""
+    """`backoff` between tries, or the wait a server asked for (capped at `retry_after_max`),
+    all inside `timeout` seconds; `attempts` caps the tries (None: what fits). A blip (a rolling
+    deploy answering 503 for half a minute) must not fail a release, and an outage must still
+    end within a bounded time."""
 
     timeout: float
     backoff: wait_base = field(default_factory=_backoff)
@@ -180,10 +147,8 @@ class RetryPolicy:
     retry_after_max: float = 60.0
 
     def pause(self, state: tenacity.RetryCallState, elapsed: float) -> float | None:
-        """Seconds to wait after `state.attempt_number` tries that took `elapsed` s so far, or
-        None to give up. A pause never ends past the budget: the last try is at its very end. A
-        Retry-After that reaches past the budget gives up at once: the server said not before.
-        """
+        """Seconds to wait, or None to give up. The last try is at the budget's very end; a
+        Retry-After past it gives up at once (the server said not before)."""
         if self.attempts is not None and state.attempt_number >= self.attempts:
             return None
         remaining = self.timeout - elapsed
@@ -197,8 +162,6 @@ class RetryPolicy:
 
 
 class GaveUp(Exception):
-    """The retry budget or the tries are spent; `last` is the final try's error."""
-
     def __init__(self, last: BaseException, tries: int, elapsed_s: float) -> None:
         super().__init__(f"gave up after {tries} tries in {elapsed_s:.0f} s: {last}")
         self.last, self.tries, self.elapsed_s = last, tries, elapsed_s
@@ -212,10 +175,9 @@ def retry(
     clock: Clock = SYSTEM_CLOCK,
     on_retry: Callable[[int, BaseException], None] | None = None,
 ) -> T:
-    """`call()`, again after each error of a type in `on`, as `policy` says; GaveUp when it
-    is spent. Any other error ends it at once. An error's `retry_after` attribute (seconds the
-    other side asked for) replaces the backoff. `on_retry(tries so far, error)` runs before
-    each pause (progress lines)."""
+    """`call()`, again after each error of a type in `on`, as `policy` says. An error's
+    `retry_after` (seconds the other side asked for) replaces the backoff. `on_retry(tries so
+    far, error)` runs before each pause."""
     started = clock.monotonic()
     pauses: dict[int, float | None] = {}
 

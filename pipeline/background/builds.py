@@ -1,12 +1,11 @@
 """Detached background builds: one per repository and image, a status file, a rerun marker.
 
-State lives in `<root>/<key>/`: `lock` (held with flock by the running worker for as long as it
+State lives in `<root>/<key>/`: `lock` (flock held by the running worker for as long as it
 lives, so a killed worker frees it), `status.json`, `rerun` and `build.log`.
 
-- `start_background` takes the lock, spawns the worker detached (own session, stdin closed,
-  output to the log) and hands the locked descriptor over to it, so no second build can slip in
-  between. While a worker holds the lock, a call starts nothing; when the tree changed since the
-  running build started it leaves the `rerun` marker instead (one marker: the newest state wins).
+- `start_background` takes the lock and hands the locked descriptor to the detached worker, so
+  no second build can slip in between. While a worker holds the lock it starts nothing, but
+  leaves the `rerun` marker when the tree changed since the running build started.
 - `run_worker` builds until no marker is left. It looks for the marker once more after letting
   go of the lock, and a caller that leaves a marker tries the lock once more, so a change made
   while a build ends is never lost.
@@ -21,7 +20,7 @@ import signal
 import subprocess
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,9 +38,7 @@ LOCK_RETRY_S = 0.02
 State = Literal["idle", "building", "failed"]
 
 
-class Result(BaseModel):
-    """What a build callable reports on success."""
-
+class Result(BaseModel):  # what a build callable reports on success
     model_config = ConfigDict(frozen=True)
 
     image: str
@@ -60,10 +57,10 @@ class LastResult(BaseModel):
 
 
 class StatusFile(BaseModel):
-    building: bool
-    pid: int | None
-    started_at: datetime | None
-    tree_state: str | None  # what the running (or last) build started from
+    building: bool = False
+    pid: int | None = None
+    started_at: datetime | None = None
+    tree_state: str | None = None  # what the running (or last) build started from
     last: LastResult | None = None
     last_good: LastResult | None = None
 
@@ -89,26 +86,15 @@ class BackgroundStart:
 @dataclass(frozen=True)
 class Paths:
     dir: Path
+    lock: Path
+    status: Path
+    rerun: Path
+    log: Path
 
     @classmethod
     def of(cls, root: Path, key: str) -> Paths:
-        return cls(root / key)
-
-    @property
-    def lock(self) -> Path:
-        return self.dir / "lock"
-
-    @property
-    def status(self) -> Path:
-        return self.dir / "status.json"
-
-    @property
-    def rerun(self) -> Path:
-        return self.dir / "rerun"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "build.log"
+        at = root / key
+        return cls(at, at / "lock", at / "status.json", at / "rerun", at / "build.log")
 
 
 def _open_lock(paths: Paths) -> int:
@@ -135,9 +121,9 @@ def read_status(paths: Paths) -> StatusFile | None:
         return None
 
 
-def _write_status(paths: Paths, status: StatusFile) -> None:
+def _write_status(paths: Paths, status: StatusFile, **changes: object) -> None:
     tmp = paths.dir / f".status.{os.getpid()}.tmp"
-    tmp.write_text(status.model_dump_json(indent=2) + "\n")
+    tmp.write_text(status.model_copy(update=changes).model_dump_json(indent=2) + "\n")
     tmp.replace(paths.status)
 
 
@@ -147,12 +133,10 @@ def start_background(
     argv: Sequence[str],
     *,
     tree_state: str | None,
-    env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> BackgroundStart:
     """Start `argv` (which calls `run_worker`) detached, unless a build of `key` runs; then mark
-    a rerun when `tree_state` differs from the state the running build started from (an unknown
-    state counts as different)."""
+    a rerun when `tree_state` differs from the running build's (unknown counts as different)."""
     paths = Paths.of(root, key)
     fd = _open_lock(paths)
     try:
@@ -163,7 +147,7 @@ def start_background(
             paths.rerun.touch()
             if not _try_lock(fd):  # still running: it will see the marker when it ends
                 return BackgroundStart("rerun-marked", paths.log, running.pid if running else None)
-        pid = _spawn(paths, fd, argv, tree_state, env, cwd)
+        pid = _spawn(paths, fd, argv, tree_state, cwd)
         return BackgroundStart("started", paths.log, pid)
     finally:
         os.close(fd)  # the worker holds the lock through its own copy of the descriptor
@@ -174,21 +158,15 @@ def _spawn(
     fd: int,
     argv: Sequence[str],
     tree_state: str | None,
-    env: Mapping[str, str] | None,
     cwd: Path | None,
 ) -> int:
-    previous = read_status(paths) or StatusFile(
-        building=False, pid=None, started_at=None, tree_state=None
-    )
+    previous = read_status(paths) or StatusFile()
     _write_status(
-        paths,
-        previous.model_copy(
-            update={"building": True, "pid": None, "started_at": _now(), "tree_state": tree_state}
-        ),
+        paths, previous, building=True, pid=None, started_at=_now(), tree_state=tree_state
     )
     if paths.log.exists():
         paths.log.replace(paths.dir / "build.previous.log")
-    child_env = {**(env if env is not None else os.environ), LOCK_FD_VARIABLE: str(fd)}
+    child_env = {**os.environ, LOCK_FD_VARIABLE: str(fd)}
     with paths.log.open("wb") as log:
         try:
             process = subprocess.Popen(
@@ -215,18 +193,17 @@ def _now() -> datetime:
 
 
 def status(root: Path, key: str) -> Status:
-    """idle, building or failed, with the last result and the last good one."""
     paths = Paths.of(root, key)
-    saved = read_status(paths)
+    saved = read_status(paths) or StatusFile()
     fd = _open_lock(paths)
     try:
         free = _try_lock(fd, shared=True)
     finally:
         os.close(fd)
-    last = saved.last if saved else None
+    last = saved.last
     if not free:
         state: State = "building"
-    elif saved and saved.building:  # the worker died without writing its result
+    elif saved.building:  # the worker died without writing its result
         last = LastResult(
             ok=False,
             image=None,
@@ -241,9 +218,9 @@ def status(root: Path, key: str) -> Status:
     return Status(
         state=state,
         last=last,
-        last_good=saved.last_good if saved else None,
-        started_at=saved.started_at if saved and not free else None,
-        pid=saved.pid if saved and not free else None,
+        last_good=saved.last_good,
+        started_at=None if free else saved.started_at,
+        pid=None if free else saved.pid,
         rerun_pending=paths.rerun.exists(),
         log=paths.log,
     )
@@ -255,17 +232,14 @@ def run_worker(
     build: Callable[[], Result],
     *,
     tree_state: Callable[[], str | None] = lambda: None,
-    lock_fd: int | None = None,
     on_line: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> bool:
-    """Build, and build again while a rerun was asked for; True when the last build succeeded.
-    `lock_fd`: the descriptor `start_background` handed over (default: from the environment);
-    without one the worker takes the lock itself and returns False at once when it is held."""
+    """Build, and again while a rerun was asked for; True when the last build succeeded.
+    Without a descriptor handed over by `start_background`, the worker takes the lock itself, or
+    returns False at once when it is held."""
     paths = Paths.of(root, key)
     inherited = os.environ.pop(LOCK_FD_VARIABLE, None)  # builds it runs must not see it
-    if lock_fd is None and inherited:
-        lock_fd = int(inherited)
-    fd = lock_fd if lock_fd is not None else _open_lock(paths)
+    fd = int(inherited) if inherited else _open_lock(paths)
     if not _try_lock(fd):  # an inherited descriptor already holds it: this succeeds
         os.close(fd)
         on_line(f"another background build of {key} is running; nothing started")
@@ -285,7 +259,7 @@ def run_worker(
 
 
 class Stopped(BaseException):
-    """The worker was asked to stop (SIGTERM) in the middle of a build."""
+    """SIGTERM in the middle of a build."""
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -299,20 +273,10 @@ def _one_build(
     on_line: Callable[[str], None],
 ) -> LastResult:
     paths.rerun.unlink(missing_ok=True)  # changes from now on ask for the next round
-    saved = read_status(paths) or StatusFile(
-        building=True, pid=None, started_at=None, tree_state=None
-    )
+    saved = read_status(paths) or StatusFile(building=True)
     started_at = _now()
     _write_status(
-        paths,
-        saved.model_copy(
-            update={
-                "building": True,
-                "pid": os.getpid(),
-                "started_at": started_at,
-                "tree_state": tree_state(),
-            }
-        ),
+        paths, saved, building=True, pid=os.getpid(), started_at=started_at, tree_state=tree_state()
     )
     on_line(f"==> background build started {started_at.isoformat()}")
     started = time.monotonic()
@@ -328,53 +292,28 @@ def _one_build(
             str(failure) if isinstance(failure, Stopped) else f"{type(failure).__name__}: {failure}"
         )
         if not isinstance(failure, Exception):
-            _finish(paths, saved, image, detail, error, started)
             raise
-    return _finish(paths, saved, image, detail, error, started)
-
-
-def _finish(
-    paths: Paths,
-    saved: StatusFile,
-    image: str | None,
-    detail: str,
-    error: str | None,
-    started: float,
-) -> LastResult:
-    last = LastResult(
-        ok=error is None,
-        image=image,
-        detail=detail,
-        error=" ".join(error.split()) if error else None,
-        duration_s=round(time.monotonic() - started, 3),
-        finished_at=_now(),
-    )
-    current = read_status(paths) or saved
-    _write_status(
-        paths,
-        current.model_copy(
-            update={
-                "building": False,
-                "pid": None,
-                "last": last,
-                "last_good": last if last.ok else current.last_good,
-            }
-        ),
-    )
+    finally:
+        last = LastResult(
+            ok=error is None,
+            image=image,
+            detail=detail,
+            error=" ".join(error.split()) if error else None,
+            duration_s=round(time.monotonic() - started, 3),
+            finished_at=_now(),
+        )
+        current = read_status(paths) or saved
+        last_good = last if last.ok else current.last_good
+        _write_status(paths, current, building=False, pid=None, last=last, last_good=last_good)
     return last
 
 
 def dump_status(state: Status) -> str:
     """The status as JSON, for launchers written in other languages."""
-    return json.dumps(
-        {
-            "state": state.state,
-            "last": state.last.model_dump(mode="json") if state.last else None,
-            "last_good": state.last_good.model_dump(mode="json") if state.last_good else None,
-            "started_at": state.started_at.isoformat() if state.started_at else None,
-            "pid": state.pid,
-            "rerun_pending": state.rerun_pending,
-            "log": str(state.log),
-        },
-        indent=2,
-    )
+    return json.dumps(vars(state), indent=2, default=_as_json)
+
+
+def _as_json(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value.isoformat() if isinstance(value, datetime) else str(value)

@@ -1,14 +1,10 @@
-"""Which base image a build uses, so that `snapshot_local` alone works on every machine.
-
-In order, stopping at the first that holds:
+"""Which base image a build uses, so that `snapshot_local` alone works on every machine. The
+first that holds, in order (the usual case is one image look-up):
 1. `SANDBOX_BASE_IMAGE` is set: the engine has it → use it; it is the offline base's tag →
    make (or refresh) it; otherwise pull it, or say in one line that it cannot be had.
 2. The Dockerfile's own default (`ARG BASE_IMAGE=node:24-bookworm`) is in the engine, or can be
-   pulled (GitHub's runners, most laptops) → None: build FROM the official image.
-3. The offline base (`sandbox-base/node24-bookworm:local`) is current → use it; else make it
-   (mmdebstrap as root or under passwordless sudo), or say in one line what is missing.
-
-The usual case is one image look-up.
+   pulled → None: build FROM the official image.
+3. The offline base is current → use it; else make it, or say in one line what is missing.
 """
 
 from __future__ import annotations
@@ -29,8 +25,7 @@ MakeBase = Callable[[str], str]  # tag -> tag: makes the offline base under that
 def candidates(
     configured: str | None, dockerfile: Path, offline_tag: str = DEFAULT_TAG
 ) -> list[str]:
-    """The images whose presence decides the base: what `choose_build_base` looks up (and what a
-    replay of its decision watches)."""
+    """The images whose presence decides the base (what a replay of the decision watches)."""
     if configured:
         return [configured]
     try:
@@ -47,7 +42,7 @@ def choose_build_base(
     make: MakeBase,
     offline_tag: str = DEFAULT_TAG,
 ) -> str | None:
-    """The BASE_IMAGE build argument this build needs (None: the Dockerfile's own default)."""
+    """The BASE_IMAGE build argument (None: the Dockerfile's own default)."""
     if configured:
         return _configured_base(docker, configured, make, offline_tag)
     wanted = candidates(None, dockerfile, offline_tag)

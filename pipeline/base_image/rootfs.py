@@ -1,10 +1,8 @@
 """Makes the offline stand-in for `node:24-bookworm`: mmdebstrap + Node.js from npm, imported.
 
-A minbase bookworm rootfs from the Debian mirror the machine's apt sources name, with Node.js
-(the npm registry's `node-linux-<arch>` package), npm and corepack laid out as the official image
-does (/usr/local/bin/node, /usr/local/lib/node_modules/{npm,corepack}, /usr/local/bin/{npm,npx,
-corepack}), streamed into `docker import`. Every tarball is checked against the registry's
-integrity hash. mmdebstrap runs as root, or under `sudo -n` for a user with passwordless sudo
+A minbase bookworm rootfs from the mirror the machine's apt sources name, with Node.js, npm and
+corepack from the npm registry (each checked against its integrity hash) laid out as the
+official image does, streamed into `docker import`. mmdebstrap runs as root, or under `sudo -n`
 (GitHub's runners); everything else runs as the user.
 """
 
@@ -52,8 +50,6 @@ BUILD_TIMEOUT_S = 900.0
 
 
 class BaseImageError(PipelineError):
-    """The offline base image could not be made (mirror, npm registry, mmdebstrap, import)."""
-
     exit_code = 12
 
 
@@ -70,25 +66,20 @@ def read_apt_source_texts(paths: Iterable[Path] = APT_SOURCE_FILES) -> list[str]
 
 
 def plan_here(tag: str = DEFAULT_TAG) -> BasePlan:
-    """The plan for this machine: its architecture and the mirrors its apt sources name."""
     return make_plan(tag, read_apt_source_texts(), platform.machine())
 
 
 def sudo_prefix(env: dict[str, str]) -> list[str]:
-    """How to run mmdebstrap as root: directly, under `sudo -n`, or BaseImageError. `env`: the
-    proxy variables to keep across sudo."""
+    """How to run mmdebstrap as root: directly, or under `sudo -n` keeping `env`'s proxies."""
     mmdebstrap = shutil.which("mmdebstrap")
     is_root = os.geteuid() == 0
     sudo = None if is_root else shutil.which("sudo")
     sudo_works = sudo is not None and _succeeds([sudo, "-n", "true"])
     problem = offline_tools_problem(mmdebstrap, is_root, sudo_works)
     if problem:
+        fix = "run as root or with passwordless sudo"
         if mmdebstrap is None:
-            fix = (
-                "" if is_root else "sudo "
-            ) + "apt-get install --no-install-recommends mmdebstrap"
-        else:
-            fix = "run as root or with passwordless sudo"
+            fix = f"{'' if is_root else 'sudo '}apt-get install --no-install-recommends mmdebstrap"
         raise BaseImageError(
             f"cannot make the offline base image: {problem}",
             f"{fix}, or set SANDBOX_BASE_IMAGE to a Node 24 bookworm image this engine has",
@@ -109,10 +100,8 @@ def _succeeds(argv: list[str]) -> bool:
 def fetch_npm_tarball(
     client: httpx.Client, package: NpmPackage, cache_dir: Path, registry: str = NPM_REGISTRY
 ) -> bytes:
-    """Download one package version's tarball and verify it against the registry metadata.
-
-    Verified tarballs are kept in `cache_dir` (and re-verified on every use).
-    """
+    """One package's tarball, verified against the registry's metadata (also when it comes
+    from `cache_dir`)."""
     import httpx
 
     url = f"{registry.rstrip('/')}/{quote(package.name, safe='@')}/{package.version}"
@@ -157,7 +146,7 @@ def fetch_npm_tarball(
 def extract_package(
     data: bytes, destination: Path, *, use_builtin_filter: bool = safe_tar.HAS_DATA_FILTER
 ) -> None:
-    """Unpack an npm tarball (everything under `package/`) into `destination`, safely."""
+    """Unpack an npm tarball (everything under `package/`)."""
     destination.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
@@ -192,14 +181,15 @@ def stage_node(
     modules = local / "lib" / "node_modules"
     bin_dir = local / "bin"
     node_pkg = staging / "node-package"
-    extract_package(fetch_npm_tarball(client, plan.node, cache_dir, registry), node_pkg)
+    for package, into in (
+        (plan.node, node_pkg),
+        (plan.npm, modules / "npm"),
+        (plan.corepack, modules / "corepack"),
+    ):
+        extract_package(fetch_npm_tarball(client, package, cache_dir, registry), into)
     bin_dir.mkdir(parents=True)
     shutil.copy2(node_pkg / "bin" / "node", bin_dir / "node")
     shutil.rmtree(node_pkg)
-    extract_package(fetch_npm_tarball(client, plan.npm, cache_dir, registry), modules / "npm")
-    extract_package(
-        fetch_npm_tarball(client, plan.corepack, cache_dir, registry), modules / "corepack"
-    )
     links = {
         "npm": "../lib/node_modules/npm/bin/npm-cli.js",
         "npx": "../lib/node_modules/npm/bin/npx-cli.js",
@@ -257,8 +247,8 @@ def make_base_image(
     tag: str = DEFAULT_TAG,
     force: bool = False,
 ) -> str:
-    """Make (or keep) the offline base image under `tag`; returns the tag. `env`: the proxy and
-    npm registry variables (NPM_CONFIG_REGISTRY); `cache_dir`: verified npm tarballs."""
+    """Make (or keep) the offline base image under `tag`. `env`: the proxy variables and
+    NPM_CONFIG_REGISTRY; `cache_dir`: verified npm tarballs."""
     plan = plan_here(tag)
     existing = images.label(docker, tag, RECIPE_LABEL)
     if existing == plan.recipe and not force:

@@ -1,11 +1,8 @@
 """Extract a downloaded tarball without letting it write outside its destination.
 
-Python 3.11.4+ has `extractall(..., filter="data")`; Debian bookworm's python3 (3.11.2) does
-not, and there the same checks run here, member by member, before anything is written: no
-absolute or `..` names, no link whose target is absolute or outside, no devices, fifos or other
-special files, paths resolved against what is already on disk (a symlink extracted earlier cannot
-carry a later member outside), no setuid/setgid bits or group/other write bits, and the
-archive's owners ignored.
+Python 3.11.4+ has `extractall(..., filter="data")`; on Debian bookworm's 3.11.2 the same checks
+run here, member by member, with paths resolved against what is already on disk (a symlink
+extracted earlier cannot carry a later member outside).
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 
 
 class UnsafeMemberError(tarfile.TarError):
-    """An archive member that would be written (or point) outside the destination."""
+    pass
 
 
 def extract_all(
@@ -31,7 +28,6 @@ def extract_all(
     *,
     use_builtin_filter: bool = HAS_DATA_FILTER,
 ) -> None:
-    """Extract `members` into `destination` with `filter="data"`'s rules, on any Python 3.11."""
     if use_builtin_filter:
         archive.extractall(destination, members=members, filter="data")
         return

@@ -1,25 +1,23 @@
 """`docker buildx`: the build, the builder it uses, and whether the engine can export a cache.
 
-The build runs as a `GroupProcess` (pipeline/process_group.py): the build timeout is enforced in
-Python, and Ctrl-C, SIGTERM or the timeout stop the CLI and its buildx plugin together, which
-makes buildx cancel the build in the engine. Output streams as plain progress; `--metadata-file`
-gives the digest; failures become pipeline errors (rules/failures.py) without ever printing an
-argv.
+The build runs as a `GroupProcess`, so a timeout, Ctrl-C or SIGTERM stop the CLI and its buildx
+plugin together (which makes buildx cancel the build in the engine). `--metadata-file` gives the
+digest; failures become pipeline errors (rules/failures.py) without ever printing an argv.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.docker import images
-from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker
+from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, repeated
 from pipeline.errors import EngineError
 from pipeline.process_group import GroupProcess, LineSink, last_line
 from pipeline.rules.build_plan import BuildPlan
@@ -83,12 +81,11 @@ class BuilderProbe:
 def containerd_image_store(docker: Docker) -> bool | None:
     """Whether the engine keeps images in containerd (None: it did not say)."""
     done = docker.run("info", "--format", "{{json .DriverStatus}}")
-    text = done.out
     # docker 26's CLI exits 0 and prints null for an engine that is down
-    if done.code or text.strip() in ("", "null"):
+    if done.code or done.out.strip() in ("", "null"):
         return None
     try:
-        status = dict(json.loads(text.strip() or "[]") or [])
+        status = dict(json.loads(done.out) or [])
     except (ValueError, TypeError):
         return None
     return status.get("driver-type") == CONTAINERD_STORE
@@ -101,9 +98,8 @@ def build(
     source: Source | None = None,
     stats: ProgressStats | None = None,
 ) -> BuildOutcome:
-    """Run the plan's build; `source`: the (context, Dockerfile) buildx reads, when they are a
-    copy of the plan's (fastpath/mirror.py); `stats`: where its progress is counted and timed
-    (a live view reads it meanwhile)."""
+    """`source`: the (context, Dockerfile) buildx reads, when they are a copy of the plan's
+    (fastpath/mirror.py); `stats`: where progress is counted and timed (a live view reads it)."""
     stats = stats if stats is not None else ProgressStats()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
@@ -114,23 +110,16 @@ def build(
             stats.feed(line, time.monotonic() - started)
             on_line(line)
 
-        finished = False
         try:
             ran = GroupProcess(argv).finish(plan.timeout_s, feed, "build cancelled")
             if ran.returncode or ran.timed_out:
-                error = classify_failure(
-                    ran.returncode,
-                    "",
-                    stats,
-                    plan,
-                    lambda: buildx_present(docker),
-                    timed_out=ran.timed_out,
+                present = functools.partial(buildx_present, docker)
+                raise classify_failure(
+                    ran.returncode, "", stats, plan, present, timed_out=ran.timed_out
                 )
-                raise error
-            finished = True
-        finally:
-            if not finished:
-                images.remove(docker, untag_after_failed_push(stats, plan))
+        except BaseException:
+            images.remove(docker, untag_after_failed_push(stats, plan))
+            raise
         metadata = _read_metadata(metadata_file)
     if plan.push and plan.local_tags:
         # the pushed image's local-only tags; a remote builder leaves nothing local, so pull
@@ -162,25 +151,21 @@ def build_argv(
     if plan.builder:
         argv += ["--builder", plan.builder]
     argv += ["--file", str(dockerfile)]
-    argv += _repeated("--build-arg", (f"{k}={v}" for k, v in plan.build_args.items()))
-    argv += _repeated("--label", (f"{k}={v}" for k, v in plan.labels.items()))
-    argv += _repeated("--build-context", (f"{k}={v}" for k, v in plan.contexts.items()))
+    argv += repeated("--build-arg", (f"{k}={v}" for k, v in plan.build_args.items()))
+    argv += repeated("--label", (f"{k}={v}" for k, v in plan.labels.items()))
+    argv += repeated("--build-context", (f"{k}={v}" for k, v in plan.contexts.items()))
     argv += ["--platform", ",".join(plan.platforms)]
     argv += ["--push"] if plan.push else []
     argv += ["--load"] if plan.load else []
     argv += [f"--provenance={str(plan.provenance).lower()}", f"--sbom={str(plan.sbom).lower()}"]
-    argv += _repeated("--cache-from", (_buildx_options(c.buildx()) for c in plan.cache_from))
+    argv += repeated("--cache-from", (_buildx_options(c.buildx()) for c in plan.cache_from))
     if plan.cache_to is not None:
         argv += ["--cache-to", _buildx_options(plan.cache_to.buildx())]
     if plan.ca_bundle:
         argv += ["--secret", f"id=extra_ca_certs,src={plan.ca_bundle}"]
     argv += ["--metadata-file", str(metadata_file)]
-    argv += _repeated("--tag", plan.build_tags)
+    argv += repeated("--tag", plan.build_tags)
     return docker.argv(*argv, context)
-
-
-def _repeated(flag: str, values: Iterable[str]) -> list[str]:
-    return [part for value in values for part in (flag, value)]
 
 
 def _buildx_options(options: dict[str, str]) -> str:

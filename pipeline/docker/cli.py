@@ -1,22 +1,20 @@
-"""The docker CLI: the one argv builder and the one way to run it.
-
-Every docker command of the pipeline is built here (`docker [--config D] [--host H] ARGS`, the
-prefix python-on-whales would build; a unit test holds them equal) and runs through the one
-process-group runner (pipeline/process_group.py), so each has a timeout, Ctrl-C and SIGTERM stop
-it with everything it started, and nothing but python, git and docker must be on PATH. Argv is
-never printed: error messages say what failed in words.
+"""The docker CLI: the one argv builder (`docker [--config D] [--host H] ARGS`) and the one way
+to run it, through pipeline/process_group.py: each command has a timeout, and Ctrl-C or SIGTERM
+stop it with everything it started. Argv is never printed: errors say what failed in words.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from pipeline.docker.endpoint import Location
 from pipeline.errors import DOCKER_CLI_FIX, EngineError
-from pipeline.process_group import Finished, GroupProcess, LineSink, Ran, Stdin, run
+from pipeline.process_group import Finished, GroupProcess, Stdin, run
 
 QUERY_TIMEOUT_S = 30.0  # inspect, tag, info, buildx inspect, image rm
 ENGINE_DOWN = "Cannot connect to the Docker daemon"
@@ -25,8 +23,6 @@ ENGINE_FIX = "start it (scripts/setup-engine.sh) or point DOCKER_HOST at a runni
 
 @dataclass(frozen=True)
 class Docker:
-    """The docker CLI, which engine it talks to, and which config folder it uses."""
-
     binary: str
     location: Location  # settings/build.py `BuildSettings.docker`
     config: Path | None = None  # --config: a temporary folder holding a push login
@@ -50,27 +46,39 @@ class Docker:
         stdin: Stdin = None,
         env: Mapping[str, str] | None = None,
     ) -> Finished:
-        """A short command; code -1 when it did not finish within `timeout_s`. `env`: variables
-        added for the command (`docker run --env NAME` reads the value from there)."""
+        """`env`: variables added for the command (`docker run --env NAME` reads them)."""
         return run(self.argv(*args), timeout_s, stdin=stdin, env=env, cancelled=f"docker {args[0]}")
 
     def start(self, *args: str | Path, stdin: Stdin = None) -> GroupProcess:
-        """A command whose output is streamed (`GroupProcess.finish`), e.g. a build."""
         return GroupProcess(self.argv(*args), stdin=stdin)
 
-    def stream(self, args: list[str], timeout_s: float, on_line: LineSink, cancelled: str) -> Ran:
-        return self.start(*args).finish(timeout_s, on_line, cancelled)
-
     def checked(self, *args: str | Path, doing: str, timeout_s: float = QUERY_TIMEOUT_S) -> str:
-        """Run a command that must succeed; its stdout, or EngineError saying what failed."""
+        """Its stdout, or EngineError saying what failed."""
         done = self.run(*args, timeout_s=timeout_s)
         if done.code == 0:
             return done.out
         raise engine_failure(done, doing)
 
 
+def inspect(docker: Docker, kind: str, ref: str) -> dict[str, Any] | None:
+    """`docker KIND inspect`'s document, None when there is no such object; EngineError when
+    the engine cannot tell (a timeout or an engine that is down never means "missing")."""
+    done = docker.run(kind, "inspect", "--format", "{{json .}}", ref)
+    if done.code == 0:
+        document: dict[str, Any] = json.loads(done.out)
+        return document
+    said = done.err.lower()
+    missing = "no such" in said or (kind == "image" and "not found" in said)  # containerd
+    if missing and not done.timed_out and ENGINE_DOWN not in done.err:
+        return None
+    raise engine_failure(done, f"looking up {ref if kind == 'image' else f'{kind} {ref}'}")
+
+
+def repeated(flag: str, values: Iterable[str]) -> list[str]:
+    return [part for value in values for part in (flag, value)]
+
+
 def engine_failure(done: Finished, doing: str) -> EngineError:
-    """The error for a docker command that failed: the engine down, a timeout, or its words."""
     if done.timed_out:
         return EngineError(
             f"docker did not finish {doing} in time",
@@ -82,7 +90,6 @@ def engine_failure(done: Finished, doing: str) -> EngineError:
 
 
 def find_docker(location: Location, config: Path | None = None) -> Docker:
-    """The docker CLI on PATH; EngineError in one line when there is none."""
     binary = shutil.which("docker")
     if binary is None:
         raise EngineError("the docker CLI is not on PATH", DOCKER_CLI_FIX)

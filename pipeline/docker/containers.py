@@ -6,12 +6,12 @@ CLI's own environment, so a secret never shows in argv (`ps`, audit logs).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.docker.cli import Docker, engine_failure
+from pipeline.docker import cli
+from pipeline.docker.cli import Docker, engine_failure, repeated
 from pipeline.errors import EngineError
 
 RUN_TIMEOUT_S = 120.0  # `docker run --detach` returns once the container started
@@ -51,7 +51,7 @@ class Mount:
     mode: str = "rw"
 
 
-def run(
+def run(  # returns the container's id
     docker: Docker,
     image: str,
     *,
@@ -61,16 +61,10 @@ def run(
     publish: Sequence[str] = (),  # docker's -p form, e.g. "127.0.0.1::3000"
     mounts: Sequence[Mount] = (),
 ) -> str:
-    """Start a detached container; returns its id."""
-    args = ["run", "--detach", "--name", name]
-    for key in env:
-        args += ["--env", key]
-    for key, value in labels.items():
-        args += ["--label", f"{key}={value}"]
-    for port in publish:
-        args += ["--publish", port]
-    for mount in mounts:
-        args += ["--volume", f"{mount.source}:{mount.target}:{mount.mode}"]
+    args = ["run", "--detach", "--name", name, *repeated("--env", env)]
+    args += repeated("--label", (f"{key}={value}" for key, value in labels.items()))
+    args += repeated("--publish", publish)
+    args += repeated("--volume", (f"{m.source}:{m.target}:{m.mode}" for m in mounts))
     done = docker.run(*args, image, env=dict(env), timeout_s=RUN_TIMEOUT_S)
     if done.code:
         raise engine_failure(done, f"starting a container from {image}")
@@ -78,16 +72,11 @@ def run(
 
 
 def inspect(docker: Docker, name: str) -> Container | None:
-    done = docker.run("container", "inspect", "--format", "{{json .}}", name)
-    if done.code == 0:
-        return Container.from_inspect(json.loads(done.out))
-    if "no such" in done.err.lower():
-        return None
-    raise engine_failure(done, f"looking up container {name}")
+    document = cli.inspect(docker, "container", name)
+    return None if document is None else Container.from_inspect(document)
 
 
 def labelled(docker: Docker, label: str) -> list[str]:
-    """Names of every container (running or not) that carries `label`."""
     out = docker.checked(
         "container", "ls", "--all", "--filter", f"label={label}", "--format", "{{.Names}}",
         doing="listing containers",
@@ -109,7 +98,6 @@ def logs(docker: Docker, name: str, tail: int) -> str:
 
 
 def execute(docker: Docker, name: str, command: Sequence[str], timeout_s: float = 60.0) -> str:
-    """Run `command` in a running container; its output, or EngineError when it fails."""
     done = docker.run("container", "exec", name, *command, timeout_s=timeout_s)
     if done.code:
         raise EngineError(

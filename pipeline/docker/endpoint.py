@@ -1,11 +1,8 @@
 """Where the Docker engine is and where docker keeps its configuration, decided exactly as the
 docker CLI decides it (cli/command/cli.go `resolveContextName`, docker 26): `DOCKER_HOST` wins,
-then `DOCKER_CONTEXT`, then the `currentContext` of config.json (what `docker context use`,
-OrbStack and Docker Desktop set), then the default socket.
-
-`Location` holds the variables that decide it. Settings make one from the environment
-(settings/docker.py); the replay, which runs in nox's interpreter before any settings can load,
-makes one with `Location.from_env`. Standard library only, Python 3.10 syntax.
+then `DOCKER_CONTEXT`, then config.json's `currentContext` (set by `docker context use`,
+OrbStack, Docker Desktop), then the default socket. The replay runs in nox's interpreter before
+any settings load (`Location.from_env`): standard library only, Python 3.10 syntax.
 """
 
 from __future__ import annotations
@@ -21,16 +18,6 @@ from urllib.parse import urlsplit
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 TIMEOUT_S = 5.0
-# The variables docker and buildx read to find the engine, their config and the builder.
-VARIABLES = (
-    "DOCKER_HOST",
-    "DOCKER_CONTEXT",
-    "DOCKER_CONFIG",
-    "BUILDX_CONFIG",
-    "BUILDX_BUILDER",
-    "DOCKER_TLS_VERIFY",
-    "DOCKER_CERT_PATH",
-)
 
 
 class Unsupported(Exception):
@@ -69,7 +56,7 @@ class Location:
         return self.buildx_config or self.config_dir / "buildx"
 
     def context_name(self) -> str:
-        """The context the CLI uses ("default": DOCKER_HOST or the default socket)."""
+        """ "default": DOCKER_HOST or the default socket."""
         if self.host:
             return "default"
         if self.context:
@@ -84,7 +71,6 @@ class Location:
         return current if isinstance(current, str) and current else "default"
 
     def engine_host(self) -> str:
-        """The endpoint the docker CLI talks to."""
         name = self.context_name()
         if name == "default":
             return self.host or DEFAULT_HOST
@@ -103,7 +89,7 @@ class Location:
         return host
 
     def connect(self) -> http.client.HTTPConnection:
-        """A connection to the engine's API; Unsupported unless it is a plain socket."""
+        """Unsupported unless the engine is on a plain socket."""
         host = self.engine_host()
         if self.tls:
             raise Unsupported("the engine is reached over TLS")

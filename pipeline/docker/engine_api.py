@@ -1,10 +1,9 @@
 """Images straight from the Docker engine's API, without starting the docker CLI.
 
-One `docker image inspect` costs a process start (~40 ms) before it asks anything, and it cannot
-tell which of several references is missing; a request per reference over the engine's socket
-costs about a millisecond and answers each. Only plain `unix://` and `tcp://` endpoints are
-spoken to (endpoint.py); anything else raises `Unsupported`, and the caller uses the CLI.
-Standard library only: the replay runs this inside nox's own interpreter.
+`docker image inspect` costs a process start (~40 ms) and cannot tell which of several
+references is missing; a request per reference over the engine's socket costs about a
+millisecond. Only plain `unix://` and `tcp://` endpoints (endpoint.py); anything else raises
+`Unsupported` and the caller uses the CLI. Standard library only: the replay runs in nox.
 """
 
 from __future__ import annotations
@@ -17,12 +16,12 @@ from urllib.parse import quote
 
 from pipeline.docker.endpoint import Location, Unsupported
 
-__all__ = ["Unsupported", "builder_identity", "image_ids", "inspect_images", "uses_engine_images"]
+__all__ = ["Unsupported", "builder_identity", "image_ids", "inspect_images"]
 
 
 def inspect_images(location: Location, refs: Sequence[str]) -> dict[str, dict[str, Any] | None]:
-    """Each reference's inspect document, None where the engine has no such image. Raises
-    Unsupported when the engine cannot be asked (or answers anything but found / not found)."""
+    """Each reference's inspect document, None where the engine has no such image; Unsupported
+    when the engine answers anything but found / not found."""
     connection = location.connect()
     found: dict[str, dict[str, Any] | None] = {}
     try:
@@ -56,9 +55,8 @@ def image_ids(location: Location, refs: Sequence[str]) -> dict[str, str | None]:
 
 def builder_identity(location: Location) -> str:
     """Which builder buildx builds with, as `name:driver:endpoint`, decided from its files as
-    buildx decides it (BUILDX_BUILDER, else the `current` one under BUILDX_CONFIG or
-    <config>/buildx, else the engine's `default`). buildx rewrites these files on each build:
-    what they decide is what counts."""
+    buildx decides it (BUILDX_BUILDER, else `current` under BUILDX_CONFIG or <config>/buildx,
+    else the engine's `default`)."""
     config = location.buildx_dir
     builder = location.builder
     if builder is None:
@@ -78,10 +76,3 @@ def builder_identity(location: Location) -> str:
         return f"{builder}:{instance['Driver']}:{endpoint}"
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return f"{builder}:unknown:"  # a context named as builder, or unreadable: not ours
-
-
-def uses_engine_images(location: Location) -> bool:
-    """Whether buildx builds with a `docker` driver, which takes a FROM image from the engine
-    when it has it (checked: a newer tag in the registry is not looked at). Another driver
-    resolves tags remotely, so a local image id says nothing about its input."""
-    return builder_identity(location).split(":")[1] == "docker"

@@ -1,20 +1,15 @@
-"""Images in the engine: look up, tag, pull, remove, import. The one place that does each.
-
-Look-ups go over the engine's socket when it is a plain one (engine_api.py: about a millisecond
-a reference, and a missing image is told apart from a broken engine), else through the CLI, one
-reference at a time.
-"""
+"""Images in the engine: look up (over the socket when engine_api.py can, else the CLI), tag,
+pull, remove, import. The one place that does each."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.docker import engine_api
-from pipeline.docker.cli import ENGINE_DOWN, ENGINE_FIX, Docker, engine_failure
+from pipeline.docker import cli, engine_api
+from pipeline.docker.cli import Docker, engine_failure, repeated
 from pipeline.errors import EngineError, PipelineError
 from pipeline.process_group import Stdin
 
@@ -38,28 +33,12 @@ class Image:
 
 
 def inspect(docker: Docker, refs: Sequence[str]) -> dict[str, Image | None]:
-    """Each reference's image, None where the engine has none. EngineError when the engine does
-    not answer."""
+    """Each reference's image, None where the engine has none."""
     try:
         found = engine_api.inspect_images(docker.location, refs)
-        return {ref: Image.from_inspect(doc) if doc else None for ref, doc in found.items()}
     except engine_api.Unsupported:
-        pass
-    return {ref: _inspect_cli(docker, ref) for ref in dict.fromkeys(refs)}
-
-
-def _inspect_cli(docker: Docker, ref: str) -> Image | None:
-    done = docker.run("image", "inspect", "--format", "{{json .}}", ref)
-    if done.code == 0:
-        return Image.from_inspect(json.loads(done.out))
-    said = done.err.lower()
-    if (
-        not done.timed_out
-        and ENGINE_DOWN not in done.err
-        and ("no such" in said or "not found" in said)
-    ):
-        return None
-    raise engine_failure(done, f"looking up {ref}")
+        found = {ref: cli.inspect(docker, "image", ref) for ref in dict.fromkeys(refs)}
+    return {ref: Image.from_inspect(doc) if doc else None for ref, doc in found.items()}
 
 
 def one(docker: Docker, ref: str) -> Image | None:
@@ -90,7 +69,6 @@ def history(docker: Docker, ref: str) -> list[tuple[int, str]]:
 
 
 def tag(docker: Docker, image: str, tags: Iterable[str]) -> None:
-    """Point `tags` at an image the engine has (an id or a reference)."""
     for target in tags:
         done = docker.run("image", "tag", image, target)
         if done.code:
@@ -101,7 +79,7 @@ def tag(docker: Docker, image: str, tags: Iterable[str]) -> None:
 
 
 def pull(docker: Docker, ref: str, timeout_s: float = PULL_TIMEOUT_S) -> str | None:
-    """Pull an image; None when it worked, else the engine's reason (one line)."""
+    """None when it worked, else the engine's reason (one line)."""
     done = docker.run("pull", "--quiet", ref, timeout_s=timeout_s)
     if done.timed_out:
         return f"no answer within {timeout_s:g} s"
@@ -109,8 +87,7 @@ def pull(docker: Docker, ref: str, timeout_s: float = PULL_TIMEOUT_S) -> str | N
 
 
 def ensure(docker: Docker, ref: str) -> None:
-    """The image under `ref` is in the engine: pulled when it is not (a remote builder leaves
-    nothing local)."""
+    """Pull `ref` unless the engine has it (a remote builder leaves nothing local)."""
     if one(docker, ref) is None and (why := pull(docker, ref)) is not None:
         raise EngineError(f"cannot pull {ref}: {why}", "check the registry and the credentials")
 
@@ -125,13 +102,9 @@ def remove(docker: Docker, refs: Sequence[str]) -> None:
 def import_rootfs(
     docker: Docker, rootfs: Stdin, tag_as: str, changes: Iterable[str], timeout_s: float
 ) -> str:
-    """`docker import` a root file system tarball read from `rootfs`; returns the image id."""
-    args = ["import"]
-    for change in changes:
-        args += ["--change", change]
-    done = docker.run(*args, "-", tag_as, stdin=rootfs, timeout_s=timeout_s)
+    """`docker import` a root file system tarball; returns the image id."""
+    args = ["import", *repeated("--change", changes), "-", tag_as]
+    done = docker.run(*args, stdin=rootfs, timeout_s=timeout_s)
     if done.code:
-        if ENGINE_DOWN in done.err:
-            raise EngineError("the Docker engine does not answer", ENGINE_FIX)
         raise engine_failure(done, f"importing {tag_as}")
     return done.out.strip()

@@ -1,11 +1,10 @@
 """A registry login that lives only as long as the push: a temporary Docker config, logged in
 right before and deleted right after (also on an error, Ctrl-C or SIGTERM).
 
-Nothing secret is copied from the user's Docker config: `auths`, `credsStore` and `credHelpers`
-are left out (so the login lands in the temporary file, not in the user's keychain). What the
-docker CLI and buildx need to behave as usual is kept: the rest of config.json (proxies, current
-context), and links to the user's `buildx` (builders), `cli-plugins` and `contexts` folders.
-The password goes to `docker login --password-stdin`, never into argv.
+`auths`, `credsStore` and `credHelpers` are left out of the copy of the user's config (so the
+login lands in the temporary file, not in the user's keychain); the rest (proxies, current
+context) and links to their `buildx`, `cli-plugins` and `contexts` folders keep docker and buildx
+behaving as usual. The password goes to `docker login --password-stdin`, never into argv.
 """
 
 from __future__ import annotations
@@ -14,17 +13,16 @@ import json
 import shutil
 import signal
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
 from pipeline.docker.cli import Docker
-from pipeline.errors import RegistryError
+from pipeline.errors import Interrupted, RegistryError
+from pipeline.process_group import sigterm_interrupts
 from pipeline.rules.auth_words import says_auth_refused
 
 SECRET_KEYS = frozenset({"auths", "credsStore", "credHelpers"})
@@ -32,9 +30,7 @@ SHARED_DIRS = ("buildx", "cli-plugins", "contexts")
 LOGIN_TIMEOUT_S = 60.0
 
 
-class Secret(Protocol):
-    """What a login needs (registry/credentials.py `Credentials` is one)."""
-
+class Secret(Protocol):  # registry/credentials.py `Credentials` is one
     @property
     def username(self) -> str: ...
     @property
@@ -48,15 +44,8 @@ def login(
 ) -> None:
     """`docker login` into the CLI's config folder; RegistryError when refused or silent."""
     secret = credentials.password.get_secret_value()
-    done = docker.run(
-        "login",
-        "--username",
-        credentials.username,
-        "--password-stdin",
-        host,
-        stdin=secret.encode(),
-        timeout_s=timeout_s,
-    )
+    args = ("login", "--username", credentials.username, "--password-stdin", host)
+    done = docker.run(*args, stdin=secret.encode(), timeout_s=timeout_s)
     if done.timed_out:
         raise RegistryError(
             f"`docker login {host}` did not finish within {timeout_s:g} s",
@@ -101,7 +90,7 @@ def temporary_config(source: Path) -> Iterator[Path]:
         shutil.rmtree(config, ignore_errors=True)
 
 
-def read_config(config_dir: Path) -> dict[str, object]:
+def read_config(config_dir: Path) -> dict[str, Any]:
     """docker's config.json in `config_dir` ({} when absent or unreadable)."""
     try:
         config = json.loads((config_dir / "config.json").read_text())
@@ -110,24 +99,14 @@ def read_config(config_dir: Path) -> dict[str, object]:
     return config if isinstance(config, dict) else {}
 
 
-class _Terminated(BaseException):
-    """SIGTERM (a cancelled CI job) as an exception, so `finally` blocks run."""
-
-
 @contextmanager
 def _deleted_on_sigterm() -> Iterator[None]:
-    """While the credential exists, SIGTERM unwinds the stack instead of killing at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(signum: int, frame: FrameType | None) -> None:
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, _raise)
+    """SIGTERM (a cancelled CI job) unwinds the stack, so the credential is deleted, then exits
+    as SIGTERM would; a command stopped meanwhile still says what it stopped."""
     try:
-        yield
-    except _Terminated:
+        with sigterm_interrupts():
+            yield
+    except Interrupted as stop:
+        if stop.done or stop.signum != signal.SIGTERM:
+            raise
         raise SystemExit(128 + signal.SIGTERM) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)

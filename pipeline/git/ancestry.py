@@ -1,11 +1,9 @@
-"""Is the commit being built a strict ancestor of the one `:main` points at? Git answers, after
-fetching what a shallow clone (CI's default checkout) lacks.
+"""Is the commit being built a strict ancestor of the one `:main` points at?
 
-A shallow clone cannot say "no": its history stops at the shallow boundary. So the answer is
-taken only when it is certain (either commit reaches the other, or the clone has the whole
-history); otherwise the history is deepened step by step, up to `--unshallow`. When even that
-is not possible (no remote, a commit the remote does not have), the answer is "unknown", with
-the reason, and the caller keeps `:main` where it is.
+A shallow clone (CI's default checkout) cannot say "no": its history stops at the boundary. So
+the answer is taken only when certain (either commit reaches the other, or the whole history is
+here); otherwise the history is deepened step by step, up to `--unshallow`. When even that fails
+the answer is "unknown", with the reason, and the caller keeps `:main` where it is.
 """
 
 from __future__ import annotations
@@ -28,8 +26,6 @@ class _GitFailed(Exception):
 
 
 def strict_ancestry(repo: Path, building: str, current: str, *, remote: str = "origin") -> Ancestry:
-    """Whether commit `building` is a strict ancestor of commit `current`, in the repository
-    that holds `repo` (any folder inside it)."""
     if building == current:
         return Ancestry("not-ancestor", "the same commit")
     try:
@@ -81,7 +77,6 @@ def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
 
 
 def _fetch(repo: Path, remote: str, options: list[str], shas: list[str]) -> str | None:
-    """Fetch `shas` from `remote`; returns why it failed, or None."""
     if _git(repo, "remote", "get-url", remote).code != 0:
         return f"there is no remote {remote!r} to fetch from"
     done = _git(repo, "fetch", "--quiet", "--no-tags", *options, remote, *shas)

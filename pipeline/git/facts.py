@@ -1,8 +1,5 @@
-"""Facts about the git repository that holds the build context, read once and frozen.
-
-Read with the git CLI (three short calls): gitpython's import alone costs more than the
-whole read, and an unchanged `snapshot_local` has little time to spend.
-"""
+"""Facts about the git repository that holds the build context, read once and frozen, with the
+git CLI: gitpython's import alone costs more than the three calls."""
 
 from __future__ import annotations
 
@@ -24,7 +21,6 @@ class Where:
 
 
 def locate(path: Path) -> Where:
-    """The checkout holding `path`: its top level, git dir and common dir."""
     if not path.exists():
         raise GitError(
             f"{path} does not exist",
@@ -46,8 +42,7 @@ def locate(path: Path) -> Where:
 
 
 def read_git_facts(path: Path, ci: CiRefs) -> GitFacts:
-    """Read sha, dirtiness, branch and git dirs of the repository containing `path`; `ci`:
-    what the CI run says about the branch and the repository (a detached checkout)."""
+    """`ci`: what the CI run says about the branch and the repository (a detached checkout)."""
     where = locate(path)
     head = git(path, "log", "-1", "--format=%H %ct", "HEAD")
     if head.code or not head.out.strip():

@@ -1,8 +1,6 @@
-"""A one-commit git repository for the `git-meta` build context.
-
-The image excludes `.git` from its context (it would bust the cache on every commit and leak
-history); instead the Dockerfile copies this shallow clone into the baked-in checkout, so a
-sandbox without dev sync is still a git repository at the image's commit.
+"""A one-commit git repository for the `git-meta` build context: the image excludes `.git` (it
+would bust the cache on every commit and leak history), and the Dockerfile copies this shallow
+clone in instead, so a sandbox without dev sync is still a git repository at its commit.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ def cached_git_context(
 
 
 def cache_path(root: Path, sha: str, branch: str | None, source_url: str | None) -> Path:
-    """Where the git-meta context of (sha, branch, source) is kept under `root`."""
     key = hashlib.sha256(f"{sha}\0{branch}\0{source_url}".encode()).hexdigest()[:24]
     return root / key
 
@@ -60,7 +57,7 @@ def dockerfile_wants_git_context(dockerfile: Path) -> bool:
 def make_git_context(
     common_dir: Path, sha: str, branch: str | None, source_url: str | None, dest: Path
 ) -> Path:
-    """Clone one commit of `sha` into `dest`; returns the directory holding its git dir."""
+    """Clone commit `sha` into `dest`; returns the directory holding its git dir."""
     dest.mkdir(parents=True, exist_ok=True)
 
     def in_clone(*args: str) -> None:
@@ -74,9 +71,8 @@ def make_git_context(
     in_clone("init", "-q")
     in_clone("fetch", "-q", "--depth", "1", f"file://{common_dir}", sha)
     in_clone("symbolic-ref", "HEAD", f"refs/heads/{branch or 'main'}")
-    in_clone(
-        "reset", "-q", sha
-    )  # index = the commit's tree, so `git status` inside compares content
+    # index = the commit's tree, so `git status` inside compares content
+    in_clone("reset", "-q", sha)
     if source_url:
         in_clone("remote", "add", "origin", f"{source_url}.git")
     # Reflogs and fetch notes carry timestamps: without them an unchanged rebuild gets identical

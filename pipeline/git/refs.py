@@ -1,11 +1,10 @@
 """A commit's tree as a temporary directory, for building a branch, tag or sha without checking
 it out (`SANDBOX_ITERATE_REPO_REF`).
 
-The tree is written by `git read-tree` into a temporary index and `git checkout-index` into a
-temporary folder: the user's checkout, index, untracked files and `.git` stay as they were (no
-worktree entry to leave behind if the process dies, no hooks run). Unlike `git archive` it
-honours no `export-ignore`/`export-subst`, and it applies the same attributes and filters as a
-checkout, so the files are those a checkout of the commit would have.
+`git read-tree` into a temporary index and `git checkout-index` into a temporary folder leave the
+user's checkout, index and `.git` as they were (no worktree entry left behind if the process
+dies, no hooks run). Unlike `git archive` it honours no `export-ignore`/`export-subst` and
+applies a checkout's attributes and filters: the files are those a checkout would have.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ class ExportedTree:
         return self.resolved.sha
 
     def map(self, path: Path) -> Path:
-        """A path in the checkout, as the same path in the export; other paths unchanged."""
+        """A path in the checkout as the same path in the export; other paths unchanged."""
         try:
             return self.path / Path(os.path.realpath(path)).relative_to(self.work_tree)
         except ValueError:
@@ -102,7 +101,6 @@ def _branch(full_name: str) -> str | None:
 
 @contextmanager
 def export_ref(repo_path: Path, ref: str) -> Iterator[ExportedTree]:
-    """The tree of the commit `ref` names, in a temporary directory removed on exit."""
     where = locate(repo_path)
     work_tree, git_dir, common_dir = where.work_tree, where.git_dir, where.common_dir
     resolved = resolve_ref(work_tree, ref)

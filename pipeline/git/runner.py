@@ -1,10 +1,9 @@
 """The one way the pipeline runs git: one environment policy, a timeout on every call.
 
 The repository is always the one holding the folder a call names: variables that would point git
-at another repository, index or object store are taken out (a caller that needs its own index,
-like a ref export, passes it explicitly). Git never prompts (a fetch without credentials fails
-instead of waiting for a human) and takes no optional locks (a `git status` of ours must not
-race the user's own git). Standard library only: the replay runs it in nox's interpreter.
+elsewhere are taken out (a ref export passes its own index explicitly). Git never prompts (a
+fetch without credentials fails instead of waiting for a human) and takes no optional locks (a
+`git status` of ours must not race the user's). Standard library only: the replay runs it in nox.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ def git(
     timeout_s: float = TIMEOUT_S,
     env: Mapping[str, str] | None = None,
 ) -> Finished:
-    """`git ARGS` in `cwd`; raises GitError when git is missing or does not finish in time."""
     if shutil.which("git") is None:
         raise GitError("git is not on PATH", "install git (Debian: apt-get install git)")
     done = run(

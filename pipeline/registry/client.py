@@ -2,22 +2,17 @@
 carries. Used before Daytona is asked to pull an image (which would otherwise report a missing
 one minutes later) and by the release chain (the built digest, `:main`'s revision).
 
-Speaks the distribution auth protocol: a `WWW-Authenticate: Bearer` challenge (ghcr.io, Docker
-Hub) is answered with a token from the realm, a `Basic` challenge (htpasswd registries) with
-credentials. Where credentials go is narrow on purpose:
-- they come from `registry_auth.resolve_credentials` for the image's own host, so
-  REGISTRY_USERNAME/REGISTRY_PASSWORD reach only the configured repository's registry;
-- a token realm gets them only over https (a loopback realm excepted), else it is asked
-  anonymously;
-- redirects (blobs on a CDN, a moved realm) are followed without any Authorization header.
-Loopback registries are plain HTTP, as docker treats them.
+A `Bearer` challenge (ghcr.io, Docker Hub) is answered with a token from the realm, a `Basic`
+one (htpasswd registries) with credentials. Where credentials go is narrow on purpose: only to
+the image's own host (credentials.py), to a token realm only over https (loopback excepted),
+and never along a redirect (blobs on a CDN, a moved realm). Loopback registries are plain HTTP,
+as docker treats them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -47,7 +42,7 @@ PUSH_FIX = (
 
 
 def parse_image(image: str) -> ImageRef:
-    """The one parser (`rules.image_ref`) for a reference with a tag or digest; ConfigError."""
+    """A reference with a tag or digest; ConfigError."""
     try:
         ref = parse_image_ref(image)
     except ImageRefError as error:
@@ -69,12 +64,11 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 def may_send_credentials(url: httpx.URL) -> bool:
-    """Credentials travel only over https, or to a loopback host (docker's insecure default)."""
     return url.scheme == "https" or is_loopback(url.netloc.decode("ascii"))
 
 
 class RegistryReader:
-    """Reads one repository of one registry; answers the auth challenge once, then reuses it."""
+    """One repository of one registry; answers the auth challenge once, then reuses it."""
 
     def __init__(
         self,
@@ -98,12 +92,7 @@ class RegistryReader:
     def __enter__(self) -> RegistryReader:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._http.close()
 
     def url(self, kind: str, reference: str) -> str:
@@ -118,7 +107,7 @@ class RegistryReader:
         content: bytes | None = None,
         content_type: str | None = None,
     ) -> httpx.Response:
-        """One request, authenticated as the registry asks; RegistryError when unreachable."""
+        """Authenticated as the registry asks; RegistryError when unreachable."""
         headers = {"Accept": accept}
         if content_type is not None:
             headers["Content-Type"] = content_type
@@ -142,6 +131,17 @@ class RegistryReader:
         if response.status_code == 405 and method == "HEAD":  # a registry without HEAD support
             response = self.request("GET", url, ", ".join(MANIFEST_TYPES))
         return response
+
+    def ok(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code != 200:
+            raise self.fail(response)
+        return response
+
+    def digest(self) -> str | None:
+        """The digest the registry names for the reference (None: it names none); RegistryError
+        unless the reference exists."""
+        digest = self.ok(self.manifest()).headers.get("Docker-Content-Digest")
+        return str(digest) if digest else None
 
     def _send(
         self,
@@ -198,11 +198,8 @@ class RegistryReader:
         token_response = self._send("GET", realm, {}, basic, params=query)
         if token_response.status_code in (401, 403):
             raise self.refused(token_response.status_code)
-        try:
-            body = token_response.json()
-            token = body.get("token") or body.get("access_token")
-        except (ValueError, AttributeError):
-            token = None
+        body = json_body(token_response)
+        token = body.get("token") or body.get("access_token")
         if token_response.status_code != 200 or not isinstance(token, str):
             raise RegistryError(
                 f"registry {self.ref.api_host} gave no token for {self.image} "
@@ -229,7 +226,6 @@ class RegistryReader:
         )
 
     def fail(self, response: httpx.Response) -> RegistryError:
-        """The error for any manifest answer but 200."""
         status = response.status_code
         if status == 404:
             return RegistryError(
@@ -243,22 +239,6 @@ class RegistryReader:
             f"({error_code(response)})",
             "check the registry's status and retry",
         )
-
-
-def check_image(
-    image: str,
-    credentials: Credentials | None = None,
-    *,
-    timeout: float = 5.0,
-    transport: httpx.BaseTransport | None = None,
-) -> str | None:
-    """Raise RegistryError unless `image` exists; returns its digest when the registry says it."""
-    with RegistryReader(image, credentials, timeout=timeout, transport=transport) as reader:
-        response = reader.manifest()
-        if response.status_code != 200:
-            raise reader.fail(response)
-    digest = response.headers.get("Docker-Content-Digest")
-    return str(digest) if digest else None
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:
@@ -285,73 +265,40 @@ def content_digest(response: httpx.Response) -> str:
 REVISION_LABEL = "org.opencontainers.image.revision"
 
 
-def reader_for(
-    image: str,
-    settings: Sources,
-    *,
-    timeout: float = 10.0,
-    transport: httpx.BaseTransport | None = None,
-    actions: str = "pull",
-) -> RegistryReader:
-    """A reader for `image` with the credentials the one resolver gives for its host."""
+def reader_for(image: str, settings: Sources, *, actions: str = "pull") -> RegistryReader:
     credentials = resolve_credentials(settings, parse_image(image).host)
-    return RegistryReader(image, credentials, timeout=timeout, transport=transport, actions=actions)
+    return RegistryReader(image, credentials, actions=actions)
 
 
-def resolve_digest(
-    image: str,
-    settings: Sources,
-    *,
-    timeout: float = 10.0,
-    transport: httpx.BaseTransport | None = None,
-) -> str:
+def resolve_digest(image: str, settings: Sources) -> str:
     """The digest the registry serves for `image` now. For a multi-platform image (or one with
     attestations) that is the index's digest, which is what buildx reports as
     `containerimage.digest`; Daytona pulls by it too."""
-    with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
-        response = reader.manifest()
-        if response.status_code != 200:
-            raise reader.fail(response)
-        digest = response.headers.get("Docker-Content-Digest")
-        if digest:
-            return str(digest)
-        response = reader.manifest(method="GET")  # no header: the digest of the bytes served
-        if response.status_code != 200:
-            raise reader.fail(response)
-        return content_digest(response)
+    with reader_for(image, settings) as reader:
+        # no header: the digest of the bytes served
+        return reader.digest() or content_digest(reader.ok(reader.manifest(method="GET")))
 
 
 def image_labels(
-    image: str,
-    settings: Sources,
-    *,
-    platform: str | None = None,
-    timeout: float = 10.0,
-    transport: httpx.BaseTransport | None = None,
+    image: str, settings: Sources, *, platform: str | None = None
 ) -> dict[str, str] | None:
     """The labels of `image` (manifest → config blob); None when the tag does not exist. For an
     index, the manifest of `platform` if any (else any of its images)."""
-    wanted = platform
-    with reader_for(image, settings, timeout=timeout, transport=transport) as reader:
+    with reader_for(image, settings) as reader:
         response = reader.manifest(method="GET")
         if response.status_code == 404:
             return None
-        if response.status_code != 200:
-            raise reader.fail(response)
-        manifest = json_body(response)
+        manifest = json_body(reader.ok(response))
         if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
             # Every platform of one build carries the same labels: any image answers when the
             # wanted platform is not there (SANDBOX_BUILD_PLATFORM changed since that build).
-            chosen = platform_manifest(manifest, wanted) or platform_manifest(manifest, None)
+            chosen = platform_manifest(manifest, platform) or platform_manifest(manifest, None)
             if chosen is None:
                 raise RegistryError(
                     f"{image} is an index without any image manifest",
                     "check that the tag points at a container image",
                 )
-            response = reader.manifest(chosen, method="GET")
-            if response.status_code != 200:
-                raise reader.fail(response)
-            manifest = json_body(response)
+            manifest = json_body(reader.ok(reader.manifest(chosen, method="GET")))
         config = manifest.get("config")
         digest = config.get("digest") if isinstance(config, dict) else None
         if not isinstance(digest, str) or not digest.startswith("sha256:"):
@@ -370,14 +317,6 @@ def image_labels(
     return {str(key): str(value) for key, value in labels.items()}
 
 
-def image_revision(
-    image: str,
-    settings: Sources,
-    *,
-    platform: str | None = None,
-    timeout: float = 10.0,
-    transport: httpx.BaseTransport | None = None,
-) -> str | None:
-    """`org.opencontainers.image.revision` of `image`; None when the tag or the label is absent."""
-    labels = image_labels(image, settings, platform=platform, timeout=timeout, transport=transport)
-    return (labels or {}).get(REVISION_LABEL)
+def image_revision(image: str, settings: Sources) -> str | None:
+    """None when the tag or the label is absent."""
+    return (image_labels(image, settings) or {}).get(REVISION_LABEL)

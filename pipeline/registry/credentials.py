@@ -1,13 +1,9 @@
-"""Registry credentials: the one resolver every registry path uses.
-
-Order, for a registry host:
-1. REGISTRY_USERNAME/REGISTRY_PASSWORD, only for the configured repository's registry (the host
-   of SANDBOX_IMAGE_REPOSITORY): they are never sent to any other image host;
-2. GITHUB_ACTOR/GITHUB_TOKEN, for ghcr.io only (a GitHub token means nothing elsewhere);
-3. `gh auth token`, for ghcr.io only;
-4. what `docker login` stored in the Docker config (`auths`, `credHelpers`, `credsStore`).
-The push (logged in by docker/login.py) and every registry read (registry/client.py) ask
-`resolve_credentials`, so they cannot disagree.
+"""Registry credentials: the one resolver the push and every registry read ask, so they cannot
+disagree. Order, for a registry host:
+1. REGISTRY_USERNAME/REGISTRY_PASSWORD, only for the host of SANDBOX_IMAGE_REPOSITORY: they are
+   never sent to any other image host;
+2. GITHUB_ACTOR/GITHUB_TOKEN, then `gh auth token`, for ghcr.io only;
+3. what `docker login` stored in the Docker config (`auths`, `credHelpers`, `credsStore`).
 """
 
 from __future__ import annotations
@@ -17,10 +13,11 @@ import binascii
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from pipeline.docker.login import read_config
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.process_group import run
 from pipeline.rules.image_ref import DOCKER_HUB, is_loopback
@@ -40,10 +37,7 @@ class Credentials(BaseModel):
     stored: bool = False  # read from the Docker config: docker itself already has them
 
 
-class Sources(Protocol):
-    """Where credentials may come from: the values of the variables above (BuildSettings is
-    one), and the Docker config folder `docker login` stores into."""
-
+class Sources(Protocol):  # BuildSettings is one
     @property
     def registry_host(self) -> str: ...
     @property
@@ -59,7 +53,7 @@ class Sources(Protocol):
 
 
 def resolve_credentials(settings: Sources, host: str | None = None) -> Credentials | None:
-    """Credentials for registry `host` (default: the configured repository's), or None."""
+    """`host`: default the configured repository's."""
     configured = settings.registry_host
     host = host or configured
     user, password = settings.registry_username, settings.registry_password
@@ -92,16 +86,13 @@ def resolve_credentials(settings: Sources, host: str | None = None) -> Credentia
 
 
 def push_login_credentials(settings: Sources, host: str | None = None) -> Credentials | None:
-    """What to log in with before a push to `host` (default: the configured repository's
-    registry); None when docker can push as it is (credentials in the Docker config, or a
-    loopback registry). Raises when there is nothing to push with."""
+    """What to log in with before a push; None when docker can push as it is (credentials in
+    the Docker config, or a loopback registry). Raises when there is nothing to push with."""
     host = host or settings.registry_host
     found = resolve_credentials(settings, host)
     if found is not None and not found.stored:
         return found
-    if found is not None or docker_config_has_auth(settings.docker_config_dir, host):
-        return None
-    if is_loopback(host):
+    if found or docker_config_has_auth(settings.docker_config_dir, host) or is_loopback(host):
         return None
     raise RegistryError(
         f"no credentials for {host}",
@@ -111,22 +102,13 @@ def push_login_credentials(settings: Sources, host: str | None = None) -> Creden
     )
 
 
-def read_docker_config(config_dir: Path) -> dict[str, Any]:
-    try:
-        config = json.loads((config_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
 def _config_keys(host: str) -> list[str]:
     keys = [host, f"https://{host}", f"http://{host}"]
     return [DOCKER_HUB_KEY, *keys] if host == DOCKER_HUB else keys
 
 
 def docker_config_has_auth(config_dir: Path, host: str) -> bool:
-    """Whether `docker login HOST` (or a credential helper) already holds credentials."""
-    config = read_docker_config(config_dir)
+    config = read_config(config_dir)
     auths = config.get("auths") or {}
     helpers = config.get("credHelpers") or {}
     keys = set(_config_keys(host))
@@ -134,10 +116,9 @@ def docker_config_has_auth(config_dir: Path, host: str) -> bool:
 
 
 def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None:
-    """A username/password pair docker would use for `host`: its credential helper (as
-    `credHelpers`/`credsStore` name it), else a base64 `auths` entry. Identity tokens (Docker
-    Desktop's OAuth refresh tokens) are not a password and are left to docker itself."""
-    config = read_docker_config(config_dir)
+    """What docker would use for `host`: its credential helper, else a base64 `auths` entry.
+    Identity tokens (Docker Desktop's OAuth refresh tokens) are not a password: left to docker."""
+    config = read_config(config_dir)
     helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
     if isinstance(helper, str) and helper:
         for key in _config_keys(host):
@@ -153,12 +134,7 @@ def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None
             except (binascii.Error, UnicodeDecodeError):
                 continue
             if user and secret:
-                return Credentials(
-                    username=user,
-                    password=SecretStr(secret),
-                    source=DOCKER_CONFIG_SOURCE,
-                    stored=True,
-                )
+                return _stored(user, secret, DOCKER_CONFIG_SOURCE)
     return None
 
 
@@ -178,12 +154,11 @@ def _from_helper(helper: str, server: str) -> Credentials | None:
         return None
     if user == "<token>":  # an identity token: only docker's own OAuth flow can use it
         return None
-    return Credentials(
-        username=user,
-        password=SecretStr(secret),
-        source=f"the Docker credential helper docker-credential-{helper}",
-        stored=True,
-    )
+    return _stored(user, secret, f"the Docker credential helper docker-credential-{helper}")
+
+
+def _stored(user: str, secret: str, source: str) -> Credentials:
+    return Credentials(username=user, password=SecretStr(secret), source=source, stored=True)
 
 
 def _gh(*args: str) -> str | None:

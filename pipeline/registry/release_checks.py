@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from pipeline.errors import RegistryError
 from pipeline.git.ancestry import strict_ancestry
 from pipeline.registry.client import image_revision, resolve_digest
@@ -14,16 +12,9 @@ from pipeline.registry.credentials import Sources
 from pipeline.rules.release import COMMIT, MainMove, decide_main_move, digest_mismatch
 
 
-def verify_digest(
-    image: str,
-    expected: str,
-    settings: Sources,
-    *,
-    transport: httpx.BaseTransport | None = None,
-) -> str:
-    """Resolve `image`'s tag in its registry; RegistryError naming both digests unless it is
-    `expected`. Returns the digest (for the report)."""
-    actual = resolve_digest(image, settings, transport=transport)
+def verify_digest(image: str, expected: str, settings: Sources) -> str:
+    """RegistryError naming both digests unless `image` resolves to `expected`."""
+    actual = resolve_digest(image, settings)
     if problem := digest_mismatch(expected, actual):
         raise RegistryError(
             f"{image}: {problem}",
@@ -34,19 +25,10 @@ def verify_digest(
     return actual
 
 
-def main_tag_move(
-    main_image: str,
-    building: str,
-    repo: Path,
-    settings: Sources,
-    *,
-    platform: str | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> MainMove:
-    """Whether `main_image` (`<repository>:main`) may move to commit `building` of the git
-    repository holding `repo`: reads the revision label of the image it points at now and asks
-    git about the two commits."""
-    current = image_revision(main_image, settings, platform=platform, transport=transport)
+def main_tag_move(main_image: str, building: str, repo: Path, settings: Sources) -> MainMove:
+    """Whether `<repository>:main` may move to commit `building` of the repository holding
+    `repo`: the revision label of the image it names now, and git about the two commits."""
+    current = image_revision(main_image, settings)
     ancestry = None
     if current is not None and COMMIT.fullmatch(current) and current != building:
         ancestry = strict_ancestry(repo, building, current)

@@ -1,8 +1,5 @@
-"""A real OCI registry (CNCF distribution, Debian's `docker-registry`) on 127.0.0.1.
-
-It stands in for GHCR in tests, benchmarks and offline demos: htpasswd basic auth, deletes
-enabled, storage in a folder of the caller's. Docker treats 127.0.0.0/8 registries as plain HTTP.
-"""
+"""A real OCI registry (CNCF distribution, Debian's `docker-registry`) on 127.0.0.1, standing in
+for GHCR in tests, benchmarks and offline demos: htpasswd basic auth, deletes enabled."""
 
 from __future__ import annotations
 
@@ -44,7 +41,7 @@ class LocalRegistry:
         return httpx.Client(base_url=self.url, auth=(self.username, self.password), timeout=10)
 
     def tags(self, name: str) -> list[str]:
-        """Tags of repository `name` (without the host); [] when it does not exist."""
+        """`name`: without the host."""
         with self.client() as client:
             response = client.get(f"/v2/{name}/tags/list")
         if response.status_code == 404:
@@ -70,7 +67,6 @@ def start_registry(
     port: int | None = None,
     ready_timeout: float = 15.0,
 ) -> LocalRegistry:
-    """Start a registry serving from `root` and wait until `/v2/` answers."""
     binary = shutil.which(REGISTRY_BINARY)
     if binary is None:
         raise EngineError(

@@ -1,13 +1,7 @@
-"""Moving or creating a tag without building: the registry copies a manifest it already holds.
-
-The manifest is read by its digest and put back, byte for byte and with its own media type,
-under the new tag of the same repository: the tag then names exactly the image (or index) that
-digest names, and no blob moves, so what was tested is what the tag serves. The write asks the
-one credential resolver (registry/credentials.py) for the repository's host, with a token for
-`pull,push`, and is read back before it counts.
-
-Tags that name a commit (`:sha-<sha>`) or a digest (`:pinned-<hex>`) name one image forever:
-`put_tag(..., may_move=False)` refuses to point them anywhere else.
+"""Moving or creating a tag without building: the manifest is read by its digest and put back,
+byte for byte with its own media type, under the new tag. No blob moves, so what was tested is
+what the tag serves; the write is read back before it counts. Tags that name a commit
+(`:sha-<sha>`) or a digest (`:pinned-<hex>`) name one image forever (`may_move=False`).
 """
 
 from __future__ import annotations
@@ -29,13 +23,11 @@ def put_tag(
     settings: Sources,
     *,
     may_move: bool,
-    transport: httpx.BaseTransport | None = None,
 ) -> bool:
-    """Point `<repository>:<tag>` at `digest` (already in that repository). Returns whether the
-    tag was written (False: it already named that digest). RegistryError when the manifest is
-    not there, the tag names another image and `may_move` is False, or the write is refused."""
+    """Point `<repository>:<tag>` at `digest` (already in that repository); False when it
+    already named that digest."""
     target = f"{repository}:{tag}"
-    with reader_for(target, settings, transport=transport, actions="pull,push") as reader:
+    with reader_for(target, settings, actions="pull,push") as reader:
         current = reader.manifest()
         if current.status_code == 200:
             now = current.headers.get("Docker-Content-Digest")
@@ -70,16 +62,13 @@ def put_tag(
 
 
 def _manifest(reader: RegistryReader, repository: str, digest: str) -> tuple[bytes, str]:
-    """The manifest bytes `digest` names in `repository`, checked against the digest."""
     response = reader.manifest(digest, method="GET")
     if response.status_code == 404:
         raise RegistryError(
             f"{repository}@{digest} is not in the registry ({error_code(response)})",
             "promote a digest that was pushed to this repository (nox -s snapshot_push)",
         )
-    if response.status_code != 200:
-        raise reader.fail(response)
-    body = response.content
+    body = reader.ok(response).content
     if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
         raise RegistryError(
             f"the registry served {repository}@{digest} with other bytes",

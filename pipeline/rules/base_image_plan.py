@@ -1,9 +1,6 @@
-"""What the offline stand-in for `node:24-bookworm` consists of (pure: no env, no I/O).
-
-The plan names the Debian mirrors (read from the machine's apt sources by the adapter), the npm
-packages of Node.js, npm and corepack, and a recipe hash of all of it; an image whose recipe
-label matches is current. The argv of mmdebstrap, the `docker import` changes and the checks of
-downloaded tarballs' integrity are decided here too.
+"""What the offline stand-in for `node:24-bookworm` consists of: Debian mirrors, the npm packages
+of Node.js, npm and corepack, and a recipe hash of all of it (an image whose recipe label
+matches is current); mmdebstrap's argv, the `docker import` changes, tarball integrity checks.
 """
 
 from __future__ import annotations
@@ -58,16 +55,8 @@ class BasePlan:
 
     @property
     def recipe(self) -> str:
-        """A short hash of everything that decides the image's content."""
-        facts = [
-            RECIPE_REVISION,
-            self.arch,
-            self.node.spec,
-            self.npm.spec,
-            self.corepack.spec,
-            *self.sources,
-            *self.packages,
-        ]
+        npm = (self.node.spec, self.npm.spec, self.corepack.spec)
+        facts = [RECIPE_REVISION, self.arch, *npm, *self.sources, *self.packages]
         return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:16]
 
     def describe(self) -> list[str]:
@@ -93,11 +82,8 @@ def debian_arch(machine: str) -> tuple[str, str]:
 
 
 def apt_sources(texts: Iterable[str]) -> tuple[str, ...]:
-    """bookworm, bookworm-updates and bookworm-security lines, with the mirrors apt uses here.
-
-    Reads one-line (`deb URI SUITE COMPONENTS`) and deb822 (`URIs:`/`Suites:`) sources; a suite
-    not found falls back to deb.debian.org.
-    """
+    """bookworm, -updates and -security lines with the mirrors of one-line and deb822 apt
+    sources; a suite not found falls back to deb.debian.org."""
     found: dict[str, str] = {}
     for text in texts:
         for uri, suites in _source_entries(text):
@@ -139,7 +125,6 @@ def _source_entries(text: str) -> Iterable[tuple[str, list[str]]]:
 
 
 def make_plan(tag: str, source_texts: Iterable[str], machine: str) -> BasePlan:
-    """The plan for `machine` (platform.machine()) with the apt sources' texts."""
     validate_tag(tag)
     arch, node_arch = debian_arch(machine)
     return BasePlan(
@@ -160,7 +145,7 @@ def validate_tag(tag: str) -> None:
 
 
 def integrity_matches(data: bytes, dist: dict[str, Any]) -> bool:
-    """Check bytes against npm's `dist.integrity` (SRI, strongest algorithm) or `dist.shasum`."""
+    """npm's `dist.integrity` (SRI), else `dist.shasum`."""
     integrity = str(dist.get("integrity") or "")
     for entry in integrity.split():
         algorithm, _, digest = entry.partition("-")
@@ -221,7 +206,6 @@ def dockerfile_default_base(dockerfile_text: str) -> str | None:
 
 
 def offline_tools_problem(mmdebstrap: str | None, is_root: bool, sudo_works: bool) -> str | None:
-    """Why this machine cannot make the offline base, or None when it can."""
     if mmdebstrap is None:
         return "mmdebstrap is not installed"
     if not is_root and not sudo_works:

@@ -1,8 +1,5 @@
 """The local-docker provider: sandbox containers from the image, with the host checkout synced in.
-
-Containers carry labels so a cleanup finds exactly what this provider made; port 3000 (the
-sandbox daemon) is published on a free 127.0.0.1 port; health is polled with a deadline and a
-failure shows the service logs.
+Labels let a cleanup find exactly what this provider made; a failed start shows the service logs.
 """
 
 from __future__ import annotations
@@ -74,7 +71,6 @@ def image_candidates(image_name: str | None, repository: str) -> list[str]:
 
 
 def pick_image(candidates: list[str], exists: Callable[[str], bool]) -> str | None:
-    """The first candidate the engine has (each is asked about once)."""
     return next((image for image in candidates if exists(image)), None)
 
 
@@ -100,7 +96,6 @@ def sync_mounts(
 
 
 def start(docker: Docker, spec: SandboxSpec, clock: Clock = SYSTEM_CLOCK) -> Sandbox:
-    """Start a sandbox container and wait until its daemon reports healthy."""
     found = images.inspect(docker, spec.images)
     image = pick_image(spec.images, lambda ref: found[ref] is not None)
     if image is None:
@@ -139,9 +134,7 @@ def _published_port(docker: Docker, name: str) -> int:
     raise SandboxError(f"port {DAEMON_PORT} of {name} was not published", "report this")
 
 
-class _Health(BaseModel):
-    """One look at a starting sandbox: healthy (with the body), exited, or not yet (why)."""
-
+class _Health(BaseModel):  # one look at a starting sandbox
     state: Literal["healthy", "exited", "waiting"]
     reason: str
     body: dict[str, object] = {}
@@ -184,7 +177,7 @@ def wait_healthy(
 
 
 def service_logs(docker: Docker, name: str, lines: int = 30) -> list[str]:
-    """The container's own output and the tail of every service log, for failure messages."""
+    """`docker logs` and the tail of every service log, for failure messages."""
     out = [f"--- docker logs {name}"]
     try:
         out += containers.logs(docker, name, lines).splitlines()
@@ -208,9 +201,8 @@ def stop(docker: Docker, name: str) -> None:
 
 
 def cleanup(docker: Docker, prefix: str = "") -> list[str]:
-    """Remove every container this provider made whose name starts with `prefix`; returns
-    their names (sorted). Matched here, not with docker's `name=` filter, which matches
-    anywhere in the name."""
+    """Remove the containers this provider made whose name starts with `prefix` (not docker's
+    `name=` filter, which matches anywhere in the name); their names, sorted."""
     names = [name for name in containers.labelled(docker, f"{LABEL}=1") if name.startswith(prefix)]
     containers.remove(docker, names)
     return names

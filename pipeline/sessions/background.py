@@ -1,10 +1,9 @@
 """`snapshot_local --background` and `--status`: the dev launcher's build, detached.
 
-The detached worker is `python -m pipeline.sessions.background worker --key K ... -- COMMAND`:
-it runs COMMAND (`python -m pipeline snapshot_local`, a foreground build that skips itself when
-nothing changed) once, and again while a rerun was asked for, and records each result.
-One build per build context and image repository (the key); state under
-`.pipeline/background/<key>/` of this project (git-ignored, and excluded from the image context).
+The worker is `python -m pipeline.sessions.background worker --key K ... -- COMMAND`: it runs
+COMMAND (a foreground `snapshot_local`, which skips itself when nothing changed) again while a
+rerun was asked for, and records each result. State under `.pipeline/background/<key>/`
+(git-ignored, and excluded from the image context).
 """
 
 from __future__ import annotations
@@ -31,11 +30,7 @@ from pipeline.background.builds import (
     status,
 )
 from pipeline.errors import BuildError, PipelineError
-from pipeline.fastpath.context import (
-    cache_file_for,
-    digest_context,
-    ignore_rules,
-)
+from pipeline.fastpath.context import cache_file_for, digest_context, ignore_rules
 from pipeline.settings.build import PROJECT_ROOT, BuildSettings, load
 
 STATE_ROOT = PROJECT_ROOT / ".pipeline" / "background"
@@ -45,7 +40,6 @@ _NOT_FOR_BACKGROUND = ("PIPELINE_REPORT", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"
 
 
 def background_key(context: Path, repository: str) -> str:
-    """One background build per build context and image repository."""
     name = re.sub(r"[^a-z0-9]+", "-", repository.rsplit("/", 1)[-1].lower()).strip("-")
     digest = hashlib.sha256(f"{os.path.realpath(context)}\0{repository}".encode()).hexdigest()
     return f"{name or 'image'}-{digest[:12]}"
@@ -57,7 +51,7 @@ def state_root() -> Path:
 
 def tree_state(context: Path, dockerfile: Path) -> str | None:
     """What a build would start from, cheaply (stat-cached): the context's files as buildx sends
-    them and the Dockerfile. None when it cannot be read (then any call asks for a rerun)."""
+    them and the Dockerfile. None when unreadable (then any call asks for a rerun)."""
     try:
         rules = ignore_rules(dockerfile, context)
         cache = cache_file_for((load(BuildSettings).fingerprint_dir,), context, rules)
@@ -71,7 +65,6 @@ def tree_state(context: Path, dockerfile: Path) -> str | None:
 def launch(
     context: Path, dockerfile: Path, repository: str, command: Sequence[str]
 ) -> BackgroundStart:
-    """Start the background build (or ask the running one to build again) and say so."""
     key, root = background_key(context, repository), state_root()
     worker = [
         sys.executable, "-m", "pipeline.sessions.background", "worker", "--key", key,
@@ -95,7 +88,6 @@ def launch(
 
 
 def show_status(context: Path, repository: str, *, as_json: bool = False) -> Status:
-    """Print idle/building/failed with the last result; JSON on stdout when asked."""
     current = status(state_root(), background_key(context, repository))
     if as_json:
         console.output(dump_status(current))
@@ -105,18 +97,16 @@ def show_status(context: Path, repository: str, *, as_json: bool = False) -> Sta
         console.say(f"building since {_when(current.started_at)} (pid {current.pid})")
     if current.rerun_pending:
         console.say("the tree changed while it builds: it builds again when it ends")
-    if current.last:
-        if current.last.ok:
-            console.say(
-                f"last build: {current.last.image} {current.last.detail}, "
-                f"{current.last.duration_s:.1f} s, finished {_when(current.last.finished_at)}"
-            )
-        else:
-            console.say(
-                f"last build failed {_when(current.last.finished_at)}: {current.last.error}"
-            )
-    if current.last and not current.last.ok and current.last_good:
-        console.say(f"last good: {current.last_good.image}, {_when(current.last_good.finished_at)}")
+    last, good = current.last, current.last_good
+    if last and last.ok:
+        console.say(
+            f"last build: {last.image} {last.detail}, {last.duration_s:.1f} s, "
+            f"finished {_when(last.finished_at)}"
+        )
+    elif last:
+        console.say(f"last build failed {_when(last.finished_at)}: {last.error}")
+        if good:
+            console.say(f"last good: {good.image}, {_when(good.finished_at)}")
     console.say(f"log: {current.log}")
     return current
 
@@ -126,8 +116,8 @@ def _when(moment: datetime) -> str:
 
 
 def command_build(command: Sequence[str], report: Path) -> Callable[[], Result]:
-    """A build callable that runs `command` (a foreground snapshot_local) with its output in
-    our log, and turns its report or its one `error:` line into the result."""
+    """Runs `command` with its output in our log; its report or its one `error:` line is the
+    result."""
 
     def build() -> Result:
         report.unlink(missing_ok=True)

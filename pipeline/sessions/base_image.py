@@ -1,8 +1,6 @@
-"""`nox -s base_image`: make the offline stand-in for `node:24-bookworm` by hand.
-
-`snapshot_local` makes it on its own where the official image cannot be pulled
-(pipeline/base_image/choose.py); this session is for forcing a rebuild or another tag.
-Idempotent: an image under the tag whose recipe label matches is kept; `--force` rebuilds.
+"""`nox -s base_image`: make the offline stand-in for `node:24-bookworm` by hand (to force a
+rebuild or another tag; `snapshot_local` makes it itself where the official image cannot be
+pulled). An image under the tag whose recipe label matches is kept; `--force` rebuilds.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from pipeline.settings.build import BuildSettings, load
 
 
 def base_image(argv: Sequence[str]) -> None:
-    """`nox -s base_image -- [--tag T] [--force] [--dry-run]`: make the offline base image."""
     cli = parser(
         "base_image",
         "Make the offline stand-in for node:24-bookworm (Debian bookworm via mmdebstrap + "

@@ -23,12 +23,9 @@ def registry(argv: Sequence[str]) -> None:
         return
     root = args.root or Path(tempfile.mkdtemp(prefix="sandbox-registry-"))
     # A password from the environment is kept; otherwise one is made and stored 0600, not printed.
-    served = start_registry(
-        root,
-        username=args.username,
-        port=args.port,
-        password=_password(),
-    )
+    secret = load(BuildSettings).registry_password
+    password = secret.get_secret_value() if secret is not None else None
+    served = start_registry(root, username=args.username, port=args.port, password=password)
     secret_file = root / "password"
     secret_file.touch(mode=0o600)
     secret_file.write_text(served.password)
@@ -43,8 +40,3 @@ def registry(argv: Sequence[str]) -> None:
         pass
     finally:
         served.stop()
-
-
-def _password() -> str | None:
-    secret = load(BuildSettings).registry_password
-    return secret.get_secret_value() if secret is not None else None

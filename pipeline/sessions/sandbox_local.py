@@ -20,7 +20,6 @@ def docker() -> Docker:
 
 
 def spec(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}) -> SandboxSpec:
-    """What `sandbox_up` starts, from LOCAL_DOCKER_* and the image repository."""
     settings, build = load(LocalDockerSettings), load(BuildSettings)
     mounts = None
     if sync:
@@ -38,7 +37,6 @@ def spec(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}
 
 
 def start(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}) -> Sandbox:
-    """A healthy sandbox container, configured from the environment."""
     return local_docker.start(docker(), spec(name, sync, env))
 
 

@@ -23,7 +23,8 @@ from tenacity import wait_exponential_jitter
 
 from pipeline.daytona.client import DaytonaClient
 from pipeline.rules.sandbox_rules import CREATED_BY, CREATED_BY_LABEL
-from pipeline.waiting import FakeClock, RetryPolicy
+from pipeline.waiting import RetryPolicy
+from tests.helpers.clock import FakeClock
 
 KEY = "dtn_" + "s3cr3t" * 8
 URL = "https://daytona.test/api"

@@ -35,7 +35,8 @@ from daytona_emulator.knobs import SettingsPatch
 from pipeline.daytona.client import DaytonaClient
 from pipeline.registry.server import LocalRegistry
 from pipeline.rules.sandbox_rules import CREATED_BY, CREATED_BY_LABEL
-from pipeline.waiting import Clock, FakeClock, Interval, RetryPolicy
+from pipeline.waiting import Clock, Interval, RetryPolicy
+from tests.helpers.clock import FakeClock
 from tests.helpers.emulator import (
     EMULATOR_KEY,
     admin_client,

@@ -21,7 +21,8 @@ from pipeline.rules.snapshot_names import SnapshotSpec, failure_fix
 from pipeline.sessions.daytona_common import connect
 from pipeline.settings.build import load
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings
-from pipeline.waiting import FakeClock, RetryPolicy
+from pipeline.waiting import RetryPolicy
+from tests.helpers.clock import FakeClock
 from tests.helpers.daytona_wire import FAST, KEY, Handler, error_body, flaky, mock_client
 from tests.helpers.daytona_wire import snapshot_wire as wire
 

@@ -24,7 +24,8 @@ from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshots_clean import snapshots_clean
 from pipeline.settings.build import ReportSettings, env_names, load
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
-from pipeline.waiting import FakeClock, GaveUp, Interval, RetryPolicy, retry
+from pipeline.waiting import GaveUp, Interval, RetryPolicy, retry
+from tests.helpers.clock import FakeClock
 from tests.helpers.daytona_wire import KEY, error_body, mock_client, snapshot_wire
 
 POLL = Interval(first_s=0.5, factor=1.5, max_s=5)

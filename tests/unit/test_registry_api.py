@@ -12,16 +12,21 @@ from pydantic import SecretStr
 
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.registry import credentials as registry_auth
-from pipeline.registry.client import (
-    check_image,
-    parse_challenge,
-    parse_image,
-)
+from pipeline.registry.client import RegistryReader, parse_challenge, parse_image
 from pipeline.registry.credentials import Credentials, resolve_credentials
 from pipeline.rules.image_ref import is_loopback
 from pipeline.settings.build import BuildSettings
 
 DIGEST = "sha256:" + "c" * 64
+
+
+def check_image(
+    image: str, credentials: Credentials | None = None, *, transport: httpx.BaseTransport
+) -> str | None:
+    with RegistryReader(image, credentials, timeout=5.0, transport=transport) as reader:
+        return reader.digest()
+
+
 CREDS = Credentials(
     username="bot", password=SecretStr("pa55"), source="REGISTRY_USERNAME/REGISTRY_PASSWORD"
 )

@@ -15,7 +15,7 @@ import pytest
 from pipeline.docker.login import temporary_config
 from pipeline.errors import RegistryError
 from pipeline.registry import credentials as registry_auth
-from pipeline.registry.client import check_image
+from pipeline.registry.client import RegistryReader
 from pipeline.registry.credentials import push_login_credentials, resolve_credentials
 from pipeline.settings.build import BuildSettings
 
@@ -81,9 +81,9 @@ def test_the_image_check_uses_gh_like_the_push(clean: Path) -> None:
             return httpx.Response(401, headers={"WWW-Authenticate": challenge})
         return httpx.Response(200, headers={"Docker-Content-Digest": "sha256:" + "d" * 64})
 
-    digest = check_image(
-        "ghcr.io/iterate/sandbox:sha-1", checked_with, transport=httpx.MockTransport(ghcr)
-    )
+    image = "ghcr.io/iterate/sandbox:sha-1"
+    with RegistryReader(image, checked_with, transport=httpx.MockTransport(ghcr)) as reader:
+        digest = reader.digest()
     assert digest == "sha256:" + "d" * 64
     assert [r.url.path for r in seen] == [
         "/v2/iterate/sandbox/manifests/sha-1",

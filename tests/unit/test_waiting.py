@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.waiting import FakeClock, Interval, PollTimeout, poll, watch
+from pipeline.waiting import Interval, PollTimeout, poll, watch
+from tests.helpers.clock import FakeClock
 
 
 def test_returns_the_first_result_that_is_done() -> None:
@@ -40,20 +41,6 @@ def test_the_last_sleep_stops_at_the_deadline_and_probes_once_more() -> None:
     with pytest.raises(PollTimeout):
         poll(probe, lambda _: False, timeout_s=2.5, interval=1.0, clock=clock)
     assert seen == [0.0, 1.0, 2.0, 2.5]
-
-
-def test_on_wait_sees_every_result_that_is_not_done() -> None:
-    clock = FakeClock()
-    answers = iter(["a", "b", "done"])
-    waits: list[tuple[str, float]] = []
-    poll(
-        lambda: next(answers),
-        lambda s: s == "done",
-        timeout_s=10,
-        clock=clock,
-        on_wait=lambda s, t: waits.append((s, t)),
-    )
-    assert waits == [("a", 0.0), ("b", 1.0)]
 
 
 def test_watch_prints_each_change_and_a_heartbeat(capsys: pytest.CaptureFixture[str]) -> None:

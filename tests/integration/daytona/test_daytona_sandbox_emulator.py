@@ -31,7 +31,8 @@ from pipeline.rules.daytona_models import CreateSandbox, Sandbox
 from pipeline.rules.sandbox_rules import CREATED_BY, CREATED_BY_LABEL, GIT_SHA_LABEL
 from pipeline.rules.snapshot_names import SnapshotSpec
 from pipeline.sessions.sandbox_daytona import sandbox_daytona
-from pipeline.waiting import SYSTEM_CLOCK, FakeClock, Interval, RetryPolicy
+from pipeline.waiting import SYSTEM_CLOCK, Interval, RetryPolicy
+from tests.helpers.clock import FakeClock
 from tests.helpers.daytona_wire import clean_env
 from tests.helpers.emulated_daytona import (
     PAGE,
