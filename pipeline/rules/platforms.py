@@ -12,43 +12,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 # `go tool dist list` (Go 1.22), the OCI image index's list of os/architecture pairs.
+_GO_DIST = {
+    "aix": "ppc64",
+    "android": "386 amd64 arm arm64",
+    "darwin": "amd64 arm64",
+    "dragonfly": "amd64",
+    "freebsd": "386 amd64 arm arm64 riscv64",
+    "illumos": "amd64",
+    "ios": "amd64 arm64",
+    "js": "wasm",
+    "linux": "386 amd64 arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 s390x",
+    "netbsd": "386 amd64 arm arm64",
+    "openbsd": "386 amd64 arm arm64 ppc64 riscv64",
+    "plan9": "386 amd64 arm",
+    "solaris": "amd64",
+    "wasip1": "wasm",
+    "windows": "386 amd64 arm arm64",
+}
 OCI_PLATFORMS = frozenset(
-    {
-        "aix/ppc64",
-        *(f"android/{a}" for a in ("386", "amd64", "arm", "arm64")),
-        "darwin/amd64",
-        "darwin/arm64",
-        "dragonfly/amd64",
-        *(f"freebsd/{a}" for a in ("386", "amd64", "arm", "arm64", "riscv64")),
-        "illumos/amd64",
-        "ios/amd64",
-        "ios/arm64",
-        "js/wasm",
-        *(
-            f"linux/{a}"
-            for a in (
-                "386",
-                "amd64",
-                "arm",
-                "arm64",
-                "loong64",
-                "mips",
-                "mips64",
-                "mips64le",
-                "mipsle",
-                "ppc64",
-                "ppc64le",
-                "riscv64",
-                "s390x",
-            )
-        ),
-        *(f"netbsd/{a}" for a in ("386", "amd64", "arm", "arm64")),
-        *(f"openbsd/{a}" for a in ("386", "amd64", "arm", "arm64", "ppc64", "riscv64")),
-        *(f"plan9/{a}" for a in ("386", "amd64", "arm")),
-        "solaris/amd64",
-        "wasip1/wasm",
-        *(f"windows/{a}" for a in ("386", "amd64", "arm", "arm64")),
-    }
+    f"{os}/{arch}" for os, arches in _GO_DIST.items() for arch in arches.split()
 )
 VARIANTS = {
     "arm": ("v5", "v6", "v7", "v8"),
