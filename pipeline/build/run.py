@@ -92,7 +92,7 @@ def _attempt(
         built = images.one(docker, plan.local_tags[0]) if plan.local_tags else None
         same = built is not None and built.labels.get(LABEL) == plan.fingerprint
         record.remember(before, plan, built.id if built and same else None, facts.inputs)
-    values = {**_report_values(plan, outcome), **picture.values()}
+    values = {**_values(plan, **outcome.model_dump(mode="json")), **picture.values()}
     title = f"{', '.join(outcome.tags)}: {outcome.duration_s:.1f} s, "
     title += f"{outcome.steps_cached}/{outcome.steps_total} steps cached"
     summary = _summary(plan, outcome, picture)
@@ -126,19 +126,14 @@ def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> 
     assert plan.image_id is not None
     images.tag(docker, plan.image_id, plan.retag)
     console.step(record.unchanged_message(plan, plan.fingerprint_note))
-    values = {
-        "image": plan.pushed_tags[0],
-        "repository": plan.repository,
-        "sha": plan.sha,
-        "dirty": plan.dirty,
-        "branch": plan.branch,
-        "tags": list(plan.build_tags),
-        "image_id": plan.image_id,
-        "skipped": True,
-        "fingerprint": plan.fingerprint,
-        "pushed": False,
-        "labels": plan.labels,
-    }
+    values = _values(
+        plan,
+        tags=list(plan.build_tags),
+        image_id=plan.image_id,
+        skipped=True,
+        fingerprint=plan.fingerprint,
+        pushed=False,
+    )
     summary = [("tags", ", ".join(f"`{t}`" for t in plan.build_tags)), ("built", "no: unchanged")]
     publish("build", values, reports, summary=summary)
 
@@ -147,18 +142,7 @@ def _reuse_pushed(plan: BuildPlan, reports: ReportSettings) -> None:
     """The registry has the commit's tag: report its digest, build and push nothing."""
     image, digest = plan.pushed_tags[0], plan.registry_digest
     console.step(f"{image} is already in the registry as {digest}: reused, nothing built or pushed")
-    values = {
-        "image": image,
-        "repository": plan.repository,
-        "sha": plan.sha,
-        "dirty": plan.dirty,
-        "branch": plan.branch,
-        "digest": digest,
-        "tags": [image],
-        "pushed": False,
-        "reused": True,
-        "labels": plan.labels,
-    }
+    values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
     summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
     publish("build", values, reports, summary=summary)
 
@@ -236,14 +220,15 @@ def _tell(outcome: BuildOutcome, picture: Picture) -> None:
         console.say(f"    {line}")
 
 
-def _report_values(plan: BuildPlan, outcome: BuildOutcome) -> dict[str, object]:
+def _values(plan: BuildPlan, **more: object) -> dict[str, object]:
+    """The report's `build` section: the plan's image and commit around what the run did."""
     return {
         "image": plan.pushed_tags[0],
         "repository": plan.repository,
         "sha": plan.sha,
         "dirty": plan.dirty,
         "branch": plan.branch,
-        **outcome.model_dump(mode="json"),
+        **more,
         "labels": plan.labels,
     }
 

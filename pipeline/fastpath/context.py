@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import ConfigError
 from pipeline.rules.context_digest import ContextEntry, context_digest
@@ -123,16 +124,8 @@ class StatCache:
 
     @classmethod
     def load(cls, path: Path | None) -> StatCache:
-        if path is None:
-            return cls(None)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return cls(path)
-        entries = data.get("entries") if isinstance(data, dict) else None
-        if data.get("format") != CACHE_FORMAT or not isinstance(entries, dict):
-            return cls(path)
-        return cls(path, entries)
+        entries = read_json(path, CACHE_FORMAT).get("entries") if path else None
+        return cls(path, entries if isinstance(entries, dict) else {})
 
     def digest(self, absolute: str, relative: str, info: os.stat_result) -> str:
         key: list[int | str] = [
@@ -164,11 +157,27 @@ class StatCache:
         }
         if trusted == self.entries:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "entries": trusted}))
-        tmp.replace(self.path)
+        write_json(self.path, {"format": CACHE_FORMAT, "entries": trusted})
         _trim(self.path.parent)
+
+
+def read_json(path: Path, version: int) -> dict[str, Any]:
+    """A document `write_json` wrote in format `version`; empty when absent, damaged or older."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("format") == version else {}
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    """Whole or not at all (readers never see half a file); only its owner may read it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(document, handle)
+    tmp.replace(path)
 
 
 def _trim(directory: Path) -> None:

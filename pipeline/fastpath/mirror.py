@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -28,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.fastpath.context import ContextError, IgnoreRules, walk
+from pipeline.fastpath.context import ContextError, IgnoreRules, read_json, walk, write_json
 from pipeline.rules.context_digest import ContextEntry, context_digest
 from pipeline.rules.dockerignore import Matcher
 
@@ -61,7 +60,8 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
     target_root = root / "context"
     target_root.mkdir(exist_ok=True)
     _writable(target_root)
-    old = _load(root / "manifest.json")
+    files = read_json(root / "manifest.json", MANIFEST_FORMAT).get("files")
+    old: Manifest = files if isinstance(files, dict) else {}
     new: Manifest = {}
     entries: list[ContextEntry] = []
     directories: list[tuple[str, os.stat_result]] = []
@@ -98,7 +98,7 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
     for path, info in reversed(directories):  # deepest first: a child's write moves its parent
         os.chmod(target_root / path, stat.S_IMODE(info.st_mode))
         os.utime(target_root / path, ns=(info.st_atime_ns, info.st_mtime_ns))
-    _save(root / "manifest.json", new)
+    write_json(root / "manifest.json", {"format": MANIFEST_FORMAT, "files": new})
     recipe = root / "dockerfile"
     shutil.rmtree(recipe, ignore_errors=True)
     recipe.mkdir()
@@ -202,18 +202,3 @@ def _remove_extra(root: Path, extra: set[str]) -> None:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
-
-
-def _load(path: Path) -> Manifest:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    files = data.get("files") if isinstance(data, dict) else None
-    return files if data.get("format") == MANIFEST_FORMAT and isinstance(files, dict) else {}
-
-
-def _save(path: Path, manifest: Manifest) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"format": MANIFEST_FORMAT, "files": manifest}))
-    tmp.replace(path)

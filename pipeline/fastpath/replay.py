@@ -39,7 +39,13 @@ from typing import Any
 from pipeline.docker import engine_api
 from pipeline.docker.endpoint import Location
 from pipeline.errors import PipelineError
-from pipeline.fastpath.context import cache_root, digest_context, ignore_rules
+from pipeline.fastpath.context import (
+    cache_root,
+    digest_context,
+    ignore_rules,
+    read_json,
+    write_json,
+)
 from pipeline.fastpath.local_key import local_key
 from pipeline.fastpath.reads import fast_path_off
 from pipeline.git.runner import git
@@ -180,14 +186,7 @@ def file_state(path: str) -> str | None:
 
 
 def write_record(record: Record, env: Mapping[str, str]) -> None:
-    path = record_path(env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"format": RECORD_FORMAT, **asdict(record)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle)
-    tmp.replace(path)
+    write_json(record_path(env), {"format": RECORD_FORMAT, **asdict(record)})
 
 
 def forget(env: Mapping[str, str]) -> None:
@@ -197,43 +196,19 @@ def forget(env: Mapping[str, str]) -> None:
 
 
 def load_record(env: Mapping[str, str]) -> Record | None:
+    document = read_json(record_path(env), RECORD_FORMAT)
     try:
-        document = json.loads(record_path(env).read_text())
-        if document.get("format") != RECORD_FORMAT:
-            return None
-        return _record(document)
-    except (OSError, ValueError, KeyError, TypeError):
+        watch: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in document["watch"].items()
+        }
+        seen = document["seen"]
+        return Record(
+            Watch(**watch),
+            Observation(**{**seen, "git": tuple(seen["git"])}),
+            str(document["message"]),
+        )
+    except (KeyError, TypeError, AttributeError):
         return None
-
-
-def _record(document: Mapping[str, Any]) -> Record:
-    watch, seen = document["watch"], document["seen"]
-    return Record(
-        watch=Watch(
-            context=str(watch["context"]),
-            dockerfile=str(watch["dockerfile"]),
-            cache_file=watch["cache_file"],
-            env_names=tuple(watch["env_names"]),
-            env_prefixes=tuple(watch["env_prefixes"]),
-            report_names=tuple(watch["report_names"]),
-            files=tuple(watch["files"]),
-            refs=tuple(watch["refs"]),
-        ),
-        seen=Observation(
-            env=str(seen["env"]),
-            git=(
-                str(seen["git"][0]),
-                str(seen["git"][1]),
-                bool(seen["git"][2]),
-                str(seen["git"][3]),
-            ),
-            context=str(seen["context"]),
-            files={str(k): (str(v) if v is not None else None) for k, v in seen["files"].items()},
-            builder=str(seen["builder"]),
-            images={str(k): v for k, v in seen["images"].items()},
-        ),
-        message=str(document["message"]),
-    )
 
 
 def remember(
