@@ -1,24 +1,17 @@
 """Replay the last decision of `snapshot_local` when nothing it read has changed since.
 
-The full path of an unchanged build (build/run.py) loads settings, reads git, asks the
-engine, fingerprints the context and compares with `:local`'s label. Under nox that means a
-second Python importing pydantic: more than raw buildx takes to find nothing to do. So each
-decision that ends with the tags on an image whose label matches also leaves a record here:
-what it read (`Watch`) and what it saw (`Observation`). The next run observes the same things
-and, when every one is as recorded, prints the recorded outcome without starting anything.
+The full path of an unchanged build (build/run.py) means, under nox, a second Python importing
+pydantic: more than raw buildx takes to find nothing to do. So each decision that ends with the
+tags on an image whose label matches leaves a record: what it read (`Watch`) and what it saw
+(`Observation`). The next run observes the same things and, when every one is as recorded,
+prints the recorded outcome without starting anything.
 
-What is observed, and why that covers the fingerprint (rules/fingerprint.py):
-- env: a keyed digest of every variable the settings read (the plan, the base choice, tags);
-- git: HEAD's commit, the branch, whether the tree is dirty and the origin's URL (tags,
-  labels, GIT_SHA), asked of git itself, so that every config file and include counts;
-- context: the digest of the files buildx sends, through the same walk, ignore rules and stat
-  cache as the fingerprint (fastpath/context.py);
-- files: the content of every other file the decision read (Dockerfile, ignore files, CA bundle,
-  apt sources of the offline base, the pipeline's code);
-- which builder buildx builds with (from buildx's files, under BUILDX_CONFIG when set);
-- images: the ids of the base candidates, the bases and the tags, straight from the engine API.
-Anything that cannot be observed (an engine over TLS, no record, an error) means no replay: the
-full path runs and decides as it always did. A record is written only when what the run saw
+What is observed covers the fingerprint (rules/fingerprint.py): a keyed digest of every variable
+the settings read; HEAD, branch, dirtiness and origin URL, asked of git itself so that every
+config file and include counts; the context through the fingerprint's own walk and stat cache;
+every other file the decision read (Dockerfile, ignore files, CA bundle, apt sources, the
+pipeline's code); the builder buildx uses; and the images' ids, straight from the engine API.
+Anything that cannot be observed means no replay. A record is written only when what the run saw
 before deciding equals what it sees after, so a change made during a run is never recorded.
 
 Standard library only, and no syntax newer than Python 3.10: it runs in nox's own interpreter.
@@ -97,7 +90,7 @@ class Record:
 
 
 class Unobservable(Exception):
-    """Something the record names cannot be observed now: no replay."""
+    pass
 
 
 def record_path(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
@@ -222,14 +215,12 @@ def remember(
     *,
     built_from: tuple[str, str],
 ) -> bool:
-    """Record a decision that left `tags` on `image_id`, if nothing moved while it was made:
-    `before` was observed ahead of it; `fixed` are the ids the decision itself used (its
-    bases); `built_from` the context and Dockerfile digests it decided on (a file caught
-    mid-write can be read the same way twice around a build that read it otherwise, so the
-    observations agreeing is not enough). Otherwise the old record goes too. True when a record
-    was written. Never raises:
-    a record that cannot be made (a read-only cache, an engine gone) only costs the next run
-    the full path, never the build that has just succeeded."""
+    """Record a decision that left `tags` on `image_id`, if nothing moved while it was made
+    (else the old record goes too); True when written. `before` was observed ahead of it;
+    `fixed` are the ids the decision itself used (its bases); `built_from` the context and
+    Dockerfile digests it decided on (a file caught mid-write can be read the same way twice
+    around a build that read it otherwise, so the observations agreeing is not enough). Never
+    raises: a record that cannot be made only costs the next run the full path."""
     if fast_path_off(env):
         forget(env)
         return False
