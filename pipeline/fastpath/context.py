@@ -2,8 +2,8 @@
 kept in a stat cache so that an unchanged tree re-reads no file.
 
 The walk mirrors tonistiigi/fsutil's FilterFS (buildx 0.13): lstat only (symlinks are sent as
-links), an excluded directory is skipped unless an exception may match below it, and a
-directory that is excluded itself is still sent when something inside it is.
+links), an excluded directory is skipped unless an exception may match below it, and one that is
+excluded itself is still sent when something inside it is.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ RACY_MARGIN_NS = 2_000_000_000
 
 
 class ContextError(ConfigError):
-    """The context cannot be read the way buildx would read it."""
+    pass
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,6 @@ class IgnoreRules:
 
 
 def ignore_rules(dockerfile: Path, context: Path) -> IgnoreRules:
-    """The ignore file buildx picks for this Dockerfile and context, parsed."""
     for candidate in ignore_file_candidates(dockerfile, context):
         path = Path(candidate)
         try:
@@ -181,8 +180,8 @@ def write_json(path: Path, document: Mapping[str, Any]) -> None:
 
 
 def _trim(directory: Path) -> None:
-    """Keep the stat caches of the most recently fingerprinted contexts only (tests and ref
-    builds fingerprint many short-lived folders)."""
+    """Keep the newest stat caches only (tests and ref builds fingerprint many short-lived
+    folders)."""
     caches = sorted(directory.glob("context-*.json"), key=_mtime)
     for stale in caches[:-CACHE_KEEP]:
         stale.unlink(missing_ok=True)
@@ -219,7 +218,6 @@ class ContextDigest:
 
 
 def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -> ContextDigest:
-    """The digest of the file set buildx sends (`rules` from `ignore_rules`)."""
     started_ns = time.time_ns()
     cache = StatCache.load(cache_file)
     root = os.path.realpath(context)
@@ -251,8 +249,7 @@ def _entry(root: str, path: str, info: os.stat_result, cache: StatCache) -> Cont
 
 
 def cache_root(env: Mapping[str, str]) -> Path:
-    """The pipeline's cache ($XDG_CACHE_HOME/sandbox-pipeline), as settings/build.py
-    `cache_dir` has it, for the replay (which runs before any settings can load)."""
+    """settings/build.py `cache_dir`, for the replay (which runs before any settings load)."""
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "sandbox-pipeline"
 

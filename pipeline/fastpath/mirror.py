@@ -3,15 +3,13 @@ fingerprinted, whatever happens to the checkout meanwhile.
 
 Two gaps close this way (both reproduced against buildx 0.13):
 - A file edited after its digest was taken but before buildx sent it (and maybe edited back):
-  the image would hold content its label does not name. The copy changes only here, before the
-  build, and its digest is taken from what was written into it.
-- buildx's context transfer resends a file only when its size or mtime changed, so a same-size
-  edit whose mtime is put back (`touch -r`, archives unpacked with fixed times) stays invisible
-  to it, even with --no-cache. The copy keeps each file's mtime, except where the content changed
-  while size and mtime did not: there it moves the mtime by one nanosecond, so buildx sees it.
+  the copy changes only here, before the build, and its digest is of what was written into it.
+- buildx resends a file only when its size or mtime changed, so a same-size edit whose mtime is
+  put back (`touch -r`, archives with fixed times) stays invisible to it, even with --no-cache.
+  Where the content changed while size and mtime did not, the copy's mtime moves by 1 ns.
 
-Unchanged files are not copied again (their stat, and the copy's, are as recorded). One build
-uses a copy at a time (a lock); the user's files are only ever read. Standard library only.
+Unchanged files are not copied again. One build uses a copy at a time (a lock); the user's files
+are only ever read. Standard library only.
 """
 
 from __future__ import annotations
@@ -47,8 +45,7 @@ class Mirror:
 
 @contextmanager
 def mirrored(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Iterator[Mirror]:
-    """The context and Dockerfile synced into `root`, held (locked) for as long as the build
-    reads them."""
+    """The context and Dockerfile synced into `root`, locked for as long as the build reads them."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another build of this context waits its turn
@@ -137,8 +134,7 @@ def _kept(
 def _copy(
     source: str, target: Path, info: os.stat_result, recorded: list[int | str] | None
 ) -> list[int | str]:
-    """Copy one file (hashing what is written), keeping its mode and mtime; moved by a
-    nanosecond when buildx would otherwise take it for the file it sent last time."""
+    """Copy one file (hashing what is written), keeping its mode and mtime (see the module)."""
     _clear_if(target, lambda m: not stat.S_ISREG(m))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.sync")
     digest = hashlib.sha256()
@@ -175,7 +171,6 @@ def _copy(
 
 
 def _clear_if(target: Path, wrong: Callable[[int], bool]) -> None:
-    """Remove what is at `target` when its mode says it is the wrong kind of thing."""
     try:
         mode = target.lstat().st_mode
     except FileNotFoundError:
