@@ -43,7 +43,7 @@ ATTEMPTS = 3
 
 
 def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
-    """Build (or find unchanged) what the environment asks for; None when nothing was built."""
+    """None when nothing was built."""
     with ref_source(load(BuildSettings)) as (settings, tree):
         for attempt in range(1, ATTEMPTS + 1):
             done, outcome = _attempt(
@@ -117,12 +117,10 @@ def _sent_from(
 
 
 def _holds(copy: Mirror, inputs: InputFacts) -> bool:
-    """Whether the copy buildx is sent from is what the fingerprint read."""
     return (copy.digest, copy.dockerfile_digest) == (inputs.context, inputs.dockerfile)
 
 
 def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
-    """`:local` holds exactly these inputs: give its image the other tags, build nothing."""
     assert plan.image_id is not None
     images.tag(docker, plan.image_id, plan.retag)
     console.step(record.unchanged_message(plan, plan.fingerprint_note))
@@ -139,7 +137,6 @@ def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> 
 
 
 def _reuse_pushed(plan: BuildPlan, reports: ReportSettings) -> None:
-    """The registry has the commit's tag: report its digest, build and push nothing."""
     image, digest = plan.pushed_tags[0], plan.registry_digest
     console.step(f"{image} is already in the registry as {digest}: reused, nothing built or pushed")
     values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
@@ -192,8 +189,7 @@ class Picture:
 
 
 def _picture(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, found: list[Step]) -> Picture:
-    """The image's size (its layers unpacked, as `docker history` counts them) and its layers,
-    when the engine holds it (a pushed-only image: not known)."""
+    """The image's size as `docker history` counts it, when the engine holds the image."""
     for tag in outcome.tags:
         made = images.history(docker, tag)
         if made:
