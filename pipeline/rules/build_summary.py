@@ -1,6 +1,6 @@
-"""A picture of one build (pure): where the time went step by step, which steps were cached, and
-how big the image and its largest layers are. The same facts become the terminal's closing table,
-the report's `timeline`, and a Mermaid gantt chart in GitHub's step summary.
+"""A picture of one build (pure): where the time went, which steps were cached, how big the image
+and its largest layers are. It becomes the terminal's closing table, the report's `timeline` and
+a Mermaid gantt chart in GitHub's step summary.
 """
 
 from __future__ import annotations
@@ -68,8 +68,7 @@ def short(text: str, width: int = 60) -> str:
 
 
 def table(found: Sequence[Step], size: int | None, layers: Sequence[Layer]) -> list[str]:
-    """The closing table in a terminal: the slowest built steps, how many were cached, the
-    image's size and its largest layers."""
+    """The closing table in a terminal."""
     built = sorted((s for s in found if not s.cached), key=lambda s: -s.duration_s)
     cached = [s for s in found if s.cached]
     lines = [f"{'step':<62} {'time':>8}"]
@@ -90,8 +89,7 @@ def table(found: Sequence[Step], size: int | None, layers: Sequence[Layer]) -> l
 
 
 def gantt(found: Sequence[Step], title: str) -> str:
-    """A Mermaid gantt chart of the timeline: cached steps done, built ones active, a failed one
-    critical; times in milliseconds from the build's start."""
+    """Cached steps done, built ones active, a failed one critical; times in milliseconds."""
     lines = ["gantt", f"    title {_task_text(title)}", "    dateFormat x", "    axisFormat %M:%S"]
     for section, wanted in (("cached", True), ("built", False)):
         picked = [s for s in found if s.cached is wanted]

@@ -1,12 +1,11 @@
 """Dockerfiles read as BuildKit reads them (moby/buildkit frontend/dockerfile/parser, v0.13):
 the one reader of the project (pure, standard library only, Python 3.10 syntax).
 
-- Parser directives (`# syntax=`, `# escape=`, `# check=`) only at the very top: the first line
-  that is not one (a comment, an empty line or an instruction) ends them.
-- An instruction continues while its line ends with the escape character (`\\`, or what
-  `# escape=` sets); comment lines and empty lines inside a continuation are dropped.
-- Heredocs (`<<EOF`, `<<-EOF`, `<<"EOF"`, several on one line) belong to RUN, COPY and ADD: the
-  lines up to the terminator are their bodies, never instructions, whatever they start with.
+- Parser directives only at the very top: the first line that is not one ends them.
+- An instruction continues while its line ends with the escape character; comment lines and
+  empty lines inside a continuation are dropped.
+- Heredocs (several on one line, too) belong to RUN, COPY and ADD: the lines up to the
+  terminator are their bodies, never instructions, whatever they start with.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ class Instruction:
 
     @property
     def operands(self) -> list[str]:
-        """The words after the flags."""
         words = self.words
         while words and words[0].startswith("--"):
             words = words[1:]

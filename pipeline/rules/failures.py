@@ -1,9 +1,7 @@
-"""Which error a failed `docker buildx` run is, read from its output and the phase it died in.
-
-The phase decides first: an error in a Dockerfile instruction is the Dockerfile's (exit 5), one
-while pushing is the registry's (7, naming the registry), and a lost connection to the engine
-is the engine's (3). Sending someone to debug their Dockerfile for a registry outage is the
-mistake this module exists to avoid. Pure: the text comes in, an exception value goes out.
+"""Which error a failed `docker buildx` run is, read from its output and the phase it died in
+(pure). The phase decides first: an error in a Dockerfile instruction is the Dockerfile's, one
+while pushing is the registry's, a lost connection is the engine's. Sending someone to debug their
+Dockerfile for a registry outage is the mistake this module exists to avoid.
 """
 
 from __future__ import annotations
@@ -51,11 +49,8 @@ def classify_failure(
     *,
     timed_out: bool = False,
 ) -> PipelineError:
-    """Map a failed buildx run to the error that names its cause and fix.
-
-    `buildx_probe` is asked only when the run died before buildx printed any progress: without
-    the plugin the CLI just says "unknown flag", so the cause has to be checked, not parsed.
-    """
+    """`buildx_probe` is asked only when the run died before buildx printed any progress: without
+    the plugin the CLI just says "unknown flag", so the cause has to be checked, not parsed."""
     tail = tuple(stats.tail)
     text = stderr + "\n" + "\n".join(tail)
     if timed_out:
@@ -104,7 +99,7 @@ def setup_failure(text: str, builder: str | None) -> PipelineError | None:
 
 
 def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> PipelineError | None:
-    """A push that failed, or a base image that could not be resolved: the registry's fault."""
+    """A push that failed, or a base image that could not be resolved."""
     if plan.push and not stats.failed_in_step and ("failed to push" in verdict or stats.pushing):
         host = registry_host(plan.repository)  # the only registry a build pushes to
         reason = _reason(verdict)

@@ -1,9 +1,8 @@
 """Build platforms: which `os/arch[/variant]` values exist, and whether a builder can build them.
 
-OCI image indexes take `os` and `architecture` from Go's GOOS/GOARCH (`go tool dist list`) and
-`variant` from the spec's table (arm v6/v7/v8, arm64 v8), plus the amd64 levels v1-v4 that
-containerd and buildx use. A typo here would otherwise be written into the image's platform
-and only fail when something runs it.
+OCI image indexes take `os` and `architecture` from Go's GOOS/GOARCH and `variant` from the spec's
+table, plus the amd64 levels v1-v4 that containerd and buildx use. A typo here would otherwise be
+written into the image's platform and only fail when something runs it.
 """
 
 from __future__ import annotations
@@ -89,15 +88,13 @@ def normalize(platform: str) -> str:
 
 
 def unsupported(wanted: Iterable[str], offered: Iterable[str]) -> tuple[str, ...]:
-    """The wanted platforms a builder does not list (in the order they were asked for)."""
+    """The wanted platforms a builder does not list, in the order asked for."""
     can = {normalize(p) for p in offered}
     return tuple(p for p in wanted if normalize(p) not in can)
 
 
 @dataclass(frozen=True)
 class BuilderFacts:
-    """What `docker buildx inspect` says about the builder a build will use."""
-
     name: str
     driver: str
     platforms: tuple[str, ...]  # empty when the builder has not booted yet (unknown)

@@ -24,7 +24,7 @@ MAX_FINAL_ERRORS = 5
 
 @dataclass
 class Vertex:
-    """One vertex of the build (a step, or buildx's own work), timed from the build's start."""
+    """A step, or buildx's own work, timed from the build's start."""
 
     id: int
     title: str
@@ -35,7 +35,6 @@ class Vertex:
 
     @property
     def is_step(self) -> bool:
-        """A Dockerfile instruction (the ones that can be cached), not buildx's own work."""
         return _STEP.match(self.title) is not None
 
     def duration_s(self, now_s: float) -> float:
@@ -75,7 +74,7 @@ class ProgressStats:
         return len(self.cached & self.steps.keys())
 
     def feed(self, line: str, at_s: float = 0.0) -> None:
-        """One line of buildx's plain progress, seen `at_s` seconds after the build started."""
+        """`at_s`: seconds after the build started."""
         line = line.rstrip("\n")
         if line.strip():
             self.tail.append(line)
@@ -138,5 +137,4 @@ class ProgressStats:
 
     @property
     def failed_in_step(self) -> bool:
-        """A Dockerfile instruction (not buildx's own work) ended with an error."""
         return self.failed_vertex is not None and _STEP.match(self.failed_vertex) is not None
