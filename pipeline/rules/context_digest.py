@@ -1,7 +1,5 @@
-"""The build context's file set as one digest (pure, standard library only).
-
-Kept apart from rules/fingerprint.py (which uses pydantic) so that the replay of an unchanged
-build (fastpath/replay.py) can digest the context inside nox's own interpreter.
+"""The build context's file set as one digest (pure, standard library only: the replay digests
+the context inside nox's own interpreter, so this is kept apart from rules/fingerprint.py).
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ class ContextEntry:
 
 
 def context_digest(entries: Iterable[ContextEntry]) -> str:
-    """The file set as one digest, independent of the order the walk found it in."""
+    """Independent of the order the walk found the entries in."""
     digest = hashlib.sha256()
     for entry in sorted(entries, key=lambda e: e.path.encode("utf-8", "surrogateescape")):
         digest.update(entry.line().encode("utf-8", "surrogateescape"))
