@@ -1,7 +1,6 @@
-"""One result, several outputs: a JSON report file, `$GITHUB_OUTPUT` and the step summary.
-
-Each session publishes one section (`build`, `snapshot`, ...). Sections from several sessions
-in one job share the report file, so a later step can read all of them.
+"""One result, several outputs: a JSON report file, `$GITHUB_OUTPUT` and the step summary. Each
+session publishes one section (`build`, `snapshot`, ...); sections from several sessions in one
+job share the report file, so a later step can read all of them.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the replay (fastpath/replay.py) publishes without loading pydantic
     from pipeline.settings.build import ReportSettings
-
-Scalar = str | int | float | bool | None
 
 
 def publish(
