@@ -56,14 +56,12 @@ class ProgressStats:
     pushing: bool = False  # the exporter started pushing to a registry
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     vertices: dict[int, Vertex] = field(default_factory=dict)  # in the order buildx showed them
-    _titles: dict[int, str] = field(default_factory=dict)
     _import_vertices: set[int] = field(default_factory=set)
     _export_vertices: set[int] = field(default_factory=set)
-    _any_vertex: bool = False
 
     @property
     def saw_progress(self) -> bool:
-        return bool(self.steps) or bool(self._import_vertices) or self._any_vertex
+        return bool(self.vertices)
 
     @property
     def steps_total(self) -> int:
@@ -88,8 +86,6 @@ class ProgressStats:
                     self.first_error = reason
             return
         vertex, rest = int(match["id"]), match["rest"]
-        self._any_vertex = True
-        self._titles.setdefault(vertex, rest)
         self._time(vertex, rest, at_s)
         if _STEP.match(rest) and vertex not in self.steps:
             self.steps[vertex] = rest
@@ -130,7 +126,7 @@ class ProgressStats:
             self.cache_export = f"failed: {reason}"
         else:
             if self.failed_vertex is None:
-                self.failed_vertex = self._titles.get(vertex, "")
+                self.failed_vertex = self.vertices[vertex].title
             if self.first_error is None:
                 step = self.steps.get(vertex)
                 self.first_error = f"{step}: {reason}" if step else reason
