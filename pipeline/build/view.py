@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pipeline import console
+from pipeline.fastpath.context import keep_newest
 from pipeline.rules.progress import ProgressStats, Vertex
 
 if TYPE_CHECKING:  # rich is imported only when a terminal shows the live view
@@ -93,7 +94,7 @@ def build_view(cache_dir: Path, live: bool, title: str) -> Iterator[BuildView]:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path = folder / f"build-{stamp}-{os.getpid()}.log"
-    _trim(folder)
+    keep_newest(folder.glob("build-*.log"), LOGS_KEPT - 1)  # and the one opened now
     console.step(f"build log: {path}")
     with path.open("w", encoding="utf-8", errors="replace") as log:
         view = BuildView(log, path, live, title)
@@ -106,9 +107,3 @@ def build_view(cache_dir: Path, live: bool, title: str) -> Iterator[BuildView]:
         screen = Console(stderr=True)
         with Live(get_renderable=view.render, console=screen, refresh_per_second=8, transient=True):
             yield view
-
-
-def _trim(folder: Path) -> None:
-    logs = sorted(folder.glob("build-*.log"), key=lambda p: p.stat().st_mtime)
-    for stale in logs[: max(0, len(logs) - LOGS_KEPT + 1)]:
-        stale.unlink(missing_ok=True)

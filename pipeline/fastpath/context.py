@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +157,7 @@ class StatCache:
         if trusted == self.entries:
             return
         write_json(self.path, {"format": CACHE_FORMAT, "entries": trusted})
-        _trim(self.path.parent)
+        keep_newest(self.path.parent.glob("context-*.json"), CACHE_KEEP)
 
 
 def read_json(path: Path, version: int) -> dict[str, Any]:
@@ -179,11 +179,10 @@ def write_json(path: Path, document: Mapping[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _trim(directory: Path) -> None:
-    """Keep the newest stat caches only (tests and ref builds fingerprint many short-lived
-    folders)."""
-    caches = sorted(directory.glob("context-*.json"), key=_mtime)
-    for stale in caches[:-CACHE_KEEP]:
+def keep_newest(paths: Iterable[Path], count: int) -> None:
+    """Delete all but the `count` newest (tests and ref builds fingerprint many short-lived
+    folders; every build writes a log)."""
+    for stale in sorted(paths, key=_mtime)[:-count]:
         stale.unlink(missing_ok=True)
 
 
