@@ -26,7 +26,8 @@ def publish(
     if settings.report_path:
         _merge_json(settings.report_path, section, values)
     if settings.github_output:
-        _append_outputs(settings.github_output, values)
+        with settings.github_output.open("a") as handle:
+            handle.write("\n".join(output_lines(values)) + "\n")
     if settings.github_step_summary and (summary or picture):
         _append_summary(settings.github_step_summary, section, summary, picture)
 
@@ -69,11 +70,6 @@ def _flat(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(_flat(v) for v in value)
     return str(value)
-
-
-def _append_outputs(path: Path, values: Mapping[str, Any]) -> None:
-    with path.open("a") as handle:
-        handle.write("\n".join(output_lines(values)) + "\n")
 
 
 def _append_summary(

@@ -66,7 +66,7 @@ def classify_failure(
     if not stats.saw_progress and not buildx_probe():
         return EngineError("docker buildx is not installed", BUILDX_FIX)
     verdict = "\n".join([*stats.final_errors, stats.first_error or "", stderr])
-    if not stats.failed_in_step and _says_engine_lost(verdict):
+    if not stats.failed_in_step and any(m in verdict.lower() for m in _ENGINE_LOST):
         return EngineError(
             f"the Docker engine stopped answering during the build ({_short(verdict)})",
             "check that the engine runs (`docker info`, its log), then rerun; "
@@ -137,11 +137,6 @@ def untag_after_failed_push(stats: ProgressStats, plan: BuildPlan) -> tuple[str,
     if not plan.push:
         return ()
     return tuple(ref for ref in stats.named if ref in plan.pushed_tags)
-
-
-def _says_engine_lost(verdict: str) -> bool:
-    lowered = verdict.lower()
-    return any(marker in lowered for marker in _ENGINE_LOST)
 
 
 def _registry_trouble(reason: str) -> str:
