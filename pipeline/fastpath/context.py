@@ -14,6 +14,7 @@ import os
 import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ class StatCache:
         if cached is not None and cached[:-1] == key:
             digest = str(cached[-1])
         else:
-            digest = _file_digest(absolute)
+            digest = file_digest(absolute)
             self.hashed_files += 1
             self.hashed_bytes += info.st_size
         self.seen[relative] = [*key, digest]
@@ -193,14 +194,20 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _file_digest(path: str) -> str:
+def file_digest(path: str, copy_to: Path | None = None) -> str:
+    """A context file's sha256, written to `copy_to` on the way when given (so the copy holds
+    exactly the bytes digested). Not hashlib.file_digest: nox's Python may be 3.10."""
+    digest = hashlib.sha256()
     try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:  # not hashlib.file_digest: nox's Python may be 3.10
-            for block in iter(lambda: handle.read(1 << 20), b""):
+        with open(path, "rb") as reader, open(copy_to, "wb") if copy_to else nullcontext() as out:
+            for block in iter(lambda: reader.read(1 << 20), b""):
                 digest.update(block)
+                if out is not None:
+                    out.write(block)
         return digest.hexdigest()
     except OSError as error:
+        if copy_to is not None:
+            copy_to.unlink(missing_ok=True)
         raise ContextError(
             f"cannot read {path} from the build context: {error.strerror}",
             "fix its permissions or exclude it in the .dockerignore",

@@ -25,7 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.fastpath.context import ContextError, IgnoreRules, read_json, walk, write_json
+from pipeline.fastpath.context import (
+    ContextError,
+    IgnoreRules,
+    file_digest,
+    read_json,
+    walk,
+    write_json,
+)
 from pipeline.rules.context_digest import ContextEntry, context_digest
 from pipeline.rules.dockerignore import Matcher
 
@@ -137,37 +144,14 @@ def _copy(
     """Copy one file (hashing what is written), keeping its mode and mtime (see the module)."""
     _clear_if(target, lambda m: not stat.S_ISREG(m))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.sync")
-    digest = hashlib.sha256()
-    try:
-        with open(source, "rb") as reader, open(tmp, "wb") as writer:
-            for block in iter(lambda: reader.read(1 << 20), b""):
-                digest.update(block)
-                writer.write(block)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise ContextError(
-            f"cannot read {source} from the build context: {error.strerror}",
-            "fix its permissions or exclude it in the .dockerignore",
-        ) from None
+    digest = file_digest(source, tmp)
     size, mtime = tmp.stat().st_size, info.st_mtime_ns
-    if (
-        recorded is not None
-        and recorded[4:6] == [size, mtime]
-        and recorded[6] != digest.hexdigest()
-    ):
+    if recorded is not None and recorded[4:6] == [size, mtime] and recorded[6] != digest:
         mtime += 1  # same size and time as what buildx has, other content: make it look
     os.chmod(tmp, stat.S_IMODE(info.st_mode))
     os.utime(tmp, ns=(time.time_ns(), mtime))
     tmp.replace(target)
-    return [
-        info.st_size,
-        info.st_mtime_ns,
-        info.st_ctime_ns,
-        info.st_ino,
-        size,
-        mtime,
-        digest.hexdigest(),
-    ]
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, size, mtime, digest]
 
 
 def _clear_if(target: Path, wrong: Callable[[int], bool]) -> None:

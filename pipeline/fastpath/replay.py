@@ -77,10 +77,6 @@ class Observation:
     builder: str
     images: dict[str, str | None] = field(default_factory=dict)
 
-    def same_inputs(self, other: Observation) -> bool:
-        """Everything but the images (which the caller compares ref by ref)."""
-        return replace(self, images={}) == replace(other, images={})
-
 
 @dataclass(frozen=True)
 class Record:
@@ -229,7 +225,7 @@ def remember(
     with contextlib.suppress(Exception):
         after = observe(watch, env, refs)
         steady = (
-            before.same_inputs(after)
+            replace(before, images={}) == replace(after, images={})  # images: ref by ref
             and (after.context, file_state(watch.dockerfile)) == built_from
             and all(after.images.get(ref) == seen for ref, seen in before.images.items())
             and all(after.images.get(ref) == seen for ref, seen in fixed.items())
