@@ -103,7 +103,6 @@ def gather(
 
 
 def git_facts(settings: BuildSettings, tree: ExportedTree | None) -> GitFacts:
-    """The checkout's facts, or the exported commit's."""
     if tree is None:
         return read_git_facts(settings.build_context, settings.ci)
     return tree.facts(read_git_facts(tree.work_tree, settings.ci))

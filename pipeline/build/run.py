@@ -43,7 +43,6 @@ ATTEMPTS = 3
 
 
 def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
-    """None when nothing was built."""
     with ref_source(load(BuildSettings)) as (settings, tree):
         for attempt in range(1, ATTEMPTS + 1):
             done, outcome = _attempt(
@@ -217,7 +216,6 @@ def _tell(outcome: BuildOutcome, picture: Picture) -> None:
 
 
 def _values(plan: BuildPlan, **more: object) -> dict[str, object]:
-    """The report's `build` section: the plan's image and commit around what the run did."""
     return {
         "image": plan.pushed_tags[0],
         "repository": plan.repository,

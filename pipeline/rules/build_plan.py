@@ -162,9 +162,7 @@ class BuildPlan(BaseModel):
             f"timeout:    {self.timeout_s:g} s",
         ]
         lines += [f"tag:        {t}{' (pushed)' if self.push else ''}" for t in self.pushed_tags]
-        lines += [f"tag:        {t} (local only)" for t in self.local_tags if self.push]
-        if not self.push:
-            lines += [f"tag:        {t}" for t in self.local_tags]
+        lines += [f"tag:        {t}{' (local only)' if self.push else ''}" for t in self.local_tags]
         if self.action == "reuse":
             lines.append(
                 f"reuse:      {self.pushed_tags[0]} is {self.registry_digest} in the registry: "
@@ -245,7 +243,6 @@ def labels(git: GitFacts) -> dict[str, str]:
 
 
 def plan_build(facts: BuildFacts) -> BuildPlan:
-    """Decide everything about one build; raises when the facts cannot make a sound build."""
     request, git = facts.request, facts.git
     repo, sha = request.repository, git.sha
     if request.git_sha is not None and request.git_sha != sha:
@@ -343,7 +340,6 @@ def _with_fingerprint(plan: BuildPlan, facts: BuildFacts) -> BuildPlan:
 
 
 def fingerprint_for(plan: BuildPlan, inputs: InputFacts) -> tuple[str | None, str]:
-    """The fingerprint of `plan` built from `inputs`, or why there is none."""
     options = {name: str(getattr(plan, name)) for name in ("provenance", "sbom", "push", "load")}
     return fingerprint_of(inputs, plan.build_args, plan.labels, plan.platforms, options)
 

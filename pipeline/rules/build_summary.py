@@ -68,7 +68,6 @@ def short(text: str, width: int = 60) -> str:
 
 
 def table(found: Sequence[Step], size: int | None, layers: Sequence[Layer]) -> list[str]:
-    """The closing table in a terminal."""
     built = sorted((s for s in found if not s.cached), key=lambda s: -s.duration_s)
     cached = [s for s in found if s.cached]
     lines = [f"{'step':<62} {'time':>8}"]

@@ -99,7 +99,6 @@ def setup_failure(text: str, builder: str | None) -> PipelineError | None:
 
 
 def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> PipelineError | None:
-    """A push that failed, or a base image that could not be resolved."""
     if plan.push and not stats.failed_in_step and ("failed to push" in verdict or stats.pushing):
         host = registry_host(plan.repository)  # the only registry a build pushes to
         reason = _reason(verdict)

@@ -125,5 +125,4 @@ def is_loopback(host: str) -> bool:
 
 
 def registry_host(repository: str) -> str:
-    """`ghcr.io` for `ghcr.io/iterate/sandbox`."""
     return split_host(repository)[0]

@@ -52,7 +52,6 @@ ALIASES = {
 
 
 def platform_problem(platform: str) -> str | None:
-    """Why `platform` is not an OCI platform, or None when it is one."""
     parts = platform.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         return f"{platform} is not os/arch[/variant]"

@@ -259,7 +259,6 @@ class ViewSettings(_Base):
 
 
 def env_names(*classes: type[BaseSettings]) -> list[str]:
-    """The environment variables the given settings classes read."""
     return [name for cls in classes for f in cls.model_fields.values() for name in _aliases(f)]
 
 
