@@ -205,9 +205,7 @@ def commit_tag(request: BuildRequest, git: GitFacts, day: str | None) -> str | N
     if request.mode != "push" or git.dirty:
         return None
     if request.rebuild:
-        if day is None:
-            return None
-        return rebuild_tag(git.sha, day)
+        return None if day is None else rebuild_tag(git.sha, day)
     return sha_tag(git.sha, dirty=False)
 
 

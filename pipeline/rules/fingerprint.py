@@ -89,16 +89,10 @@ _VARIABLE = re.compile(
 )
 # Sources BuildKit fetches itself: not files of the context, nor images in the engine.
 _REMOTE = re.compile(r"^(?:https?://|git@|git://|ssh://|github\.com/)|\.git(?:#.*)?$")
-_PLATFORM_ARGS = (
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
-)
+# BuildKit's automatic platform ARGs: BUILDPLATFORM, BUILDOS, …, TARGETVARIANT
+_PLATFORM_ARGS = {
+    f"{w}{p}" for w in ("BUILD", "TARGET") for p in ("PLATFORM", "OS", "ARCH", "VARIANT")
+}
 
 
 @dataclass

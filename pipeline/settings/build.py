@@ -130,11 +130,9 @@ class BuildSettings(_Base):
     @field_validator("git_sha")
     @classmethod
     def _sha(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not _SHA.fullmatch(value.lower()):
+        if value is not None and not _SHA.fullmatch(value := value.lower()):
             raise ValueError("a full 40-character hex commit sha")
-        return value.lower()
+        return value
 
     @field_validator("docker_host")
     @classmethod
