@@ -40,10 +40,6 @@ class IgnoreRules:
     text: str
     matcher: Matcher
 
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8", "surrogateescape")).hexdigest()
-
 
 def ignore_rules(dockerfile: Path, context: Path) -> IgnoreRules:
     for candidate in ignore_file_candidates(dockerfile, context):
