@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.rules.context_digest import ContextEntry, context_digest
 from pipeline.rules.dockerignore import Matcher, ignore_file_candidates, read_patterns
 
 CACHE_FORMAT = 1
@@ -32,6 +31,47 @@ RACY_MARGIN_NS = 2_000_000_000
 
 class ContextError(ConfigError):
     pass
+
+
+_KINDS = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "char",
+    stat.S_IFBLK: "block",
+}
+
+
+@dataclass(frozen=True)
+class ContextEntry:
+    """One path as buildx sends it. `payload`: a file's content digest, a symlink's target, a
+    device's number; empty for directories. Times are left out: BuildKit's cache ignores them,
+    so a touched but unchanged file yields the same image."""
+
+    path: str
+    mode: int  # st_mode: type and permission bits
+    uid: int
+    gid: int
+    payload: str
+
+    @property
+    def kind(self) -> str:
+        return _KINDS.get(stat.S_IFMT(self.mode), "other")
+
+    def line(self) -> str:
+        perms = stat.S_IMODE(self.mode)
+        return f"{self.path}\0{self.kind}\0{perms:o}\0{self.uid}\0{self.gid}\0{self.payload}\n"
+
+
+def context_digest(entries: Iterable[ContextEntry]) -> str:
+    """The file set as one digest, independent of the order the walk found it in (here, not in
+    rules/fingerprint.py: the replay digests the context in nox's own interpreter)."""
+    digest = hashlib.sha256()
+    for entry in sorted(entries, key=lambda e: e.path.encode("utf-8", "surrogateescape")):
+        digest.update(entry.line().encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.fastpath.context import (
+    ContextEntry,
     ContextError,
     IgnoreRules,
+    context_digest,
     file_digest,
     read_json,
     walk,
     write_json,
 )
-from pipeline.rules.context_digest import ContextEntry, context_digest
 from pipeline.rules.dockerignore import Matcher
 
 MANIFEST_FORMAT = 1
