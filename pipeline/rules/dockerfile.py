@@ -28,7 +28,6 @@ class Heredoc:
 class Instruction:
     keyword: str  # upper case
     args: str  # the rest of the logical line, continuations joined
-    line: int  # 1-based line of its first physical line
     heredocs: tuple[Heredoc, ...] = ()
 
     @property
@@ -59,29 +58,22 @@ class Dockerfile:
     directives: dict[str, str] = field(default_factory=dict)
     instructions: tuple[Instruction, ...] = ()
 
-    @property
-    def escape(self) -> str:
-        return self.directives.get("escape", "\\")
-
 
 def parse(text: str) -> Dockerfile:
     lines = text.removeprefix("\ufeff").splitlines()
     directives: dict[str, str] = {}
-    start = 0
-    for start, line in enumerate(lines):  # noqa: B007 (the index after the loop is used)
+    for index, line in enumerate(lines):  # noqa: B007 (the index after the loop is used)
         match = _DIRECTIVE.match(line)
         if not match or match.group(1).lower() in directives:
             break
         directives[match.group(1).lower()] = match.group(2)
     else:
-        start = len(lines)
+        index = len(lines)
     escape = directives.get("escape", "\\")
     if escape not in ("\\", "`"):
         escape = "\\"
     found: list[Instruction] = []
-    index = start
     while index < len(lines):
-        first = index
         stripped = lines[index].strip()
         index += 1
         if not stripped or stripped.startswith("#"):
@@ -115,7 +107,7 @@ def parse(text: str) -> Dockerfile:
                         break
                     body.append(candidate)
                 heredocs.append(Heredoc(name, "\n".join(body)))
-        found.append(Instruction(keyword, args.strip(), first + 1, tuple(heredocs)))
+        found.append(Instruction(keyword, args.strip(), tuple(heredocs)))
     return Dockerfile(directives, tuple(found))
 
 
