@@ -38,7 +38,7 @@ def gather(
     settings: BuildSettings, mode: Mode, tree: ExportedTree | None, *, dry_run: bool = False
 ) -> tuple[BuildFacts, Docker | None]:
     """The facts of one build, and the docker CLI they were read with (None in a dry run)."""
-    request = settings.request(mode, ref_build=tree is not None)
+    request = settings.request(mode)
     day = datetime.now(UTC).strftime("%Y%m%d") if request.rebuild else None
     if not request.context.is_dir():
         what = "is not a directory" if request.context.exists() else "does not exist"

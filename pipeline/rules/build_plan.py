@@ -74,7 +74,6 @@ class BuildRequest(BaseModel):
     cache: CacheMode = "auto"
     attestations: tuple[Attestation, ...] = ()
     ca_bundle: Path | None = None
-    ref_build: bool = False  # a SANDBOX_ITERATE_REPO_REF build
     rebuild: bool = False  # SANDBOX_REBUILD: the weekly rebuild, tagged sha-<sha>-rebuild-<day>
 
     @property

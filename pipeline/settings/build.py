@@ -174,7 +174,7 @@ class BuildSettings(_Base):
     def docker_config_dir(self) -> Path:
         return self.docker.config_dir
 
-    def request(self, mode: Mode, *, ref_build: bool = False) -> BuildRequest:
+    def request(self, mode: Mode) -> BuildRequest:
         same = ("platforms", "git_sha", "push", "builder", "cache", "attestations", "ca_bundle")
         return BuildRequest(
             mode=mode,
@@ -182,7 +182,6 @@ class BuildSettings(_Base):
             dockerfile=self.dockerfile,
             context=self.build_context,
             timeout_s=self.build_timeout,
-            ref_build=ref_build,
             rebuild=self.rebuild,
             **{name: getattr(self, name) for name in same},
         )
