@@ -87,15 +87,12 @@ def remember(
     ):
         replay.forget(os.environ)
         return
-    seen_watch, seen = before
-    message = unchanged_message(plan, REPLAYED)
     replay.remember(
-        seen_watch,
-        seen,
+        *before,
         image_id,
         plan.build_tags,
         dict(inputs.base_images),
-        message,
+        unchanged_message(plan, REPLAYED),
         os.environ,
         built_from=(inputs.context, inputs.dockerfile),
     )
