@@ -287,7 +287,8 @@ def unit_system_python(session: nox.Session) -> None:
 
 @_session("test_engine")
 def test_engine(session: nox.Session) -> None:
-    _pytest(session, "-m", "(engine or registry) and not emulator and not sandbox_image")
+    # Two workers: most of this tier waits on the engine (`-- -n 0` runs it in one process).
+    _pytest(session, "-n", "2", "-m", "(engine or registry) and not emulator and not sandbox_image")
 
 
 @_session("test_local_docker")

@@ -3,8 +3,8 @@
     from pipeline.app import latest_snapshot
     latest_snapshot("prd")  # -> "prd--20261123-120000", or None
 
-The client is made from DAYTONA_API_URL, DAYTONA_API_KEY and the other DAYTONA_* variables, as
-the sessions make it; answers are cached five minutes per prefix (never for `dev-`/`local-`).
+The client is made from the DAYTONA_* variables, as the sessions make it; answers are cached
+five minutes per prefix (never for `dev-`/`local-`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,5 @@ from pipeline.settings.daytona import DaytonaSettings
 
 
 def latest_snapshot(prefix: str, *, cache: LatestCache = DEFAULT_CACHE) -> str | None:
-    """Name of the newest active snapshot of `prefix` (`prd`, `dev-jonas`, `iterate-sandbox-`);
-    None when there is none."""
     with connect(load(DaytonaSettings)) as client:
         return latest.latest_snapshot(prefix, client, cache=cache)

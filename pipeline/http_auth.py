@@ -18,6 +18,3 @@ class BearerAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
         yield request
-
-    def __repr__(self) -> str:
-        return "BearerAuth(token=SecretStr('**********'))"

@@ -77,7 +77,9 @@ def _append_summary(
 ) -> None:
     table = [f"### sandbox-pipeline: {section}", ""]
     if rows:
-        table += ["| | |", "|---|---|", *(f"| {key} | {value} |" for key, value in rows), ""]
+        # GitHub ends a cell at any `|`, even inside backticks, unless it is escaped.
+        cells = [(key, value.replace("|", "\\|")) for key, value in rows]
+        table += ["| | |", "|---|---|", *(f"| {key} | {value} |" for key, value in cells), ""]
     if picture:
         table += ["```mermaid", picture, "```", ""]
     with path.open("a") as handle:

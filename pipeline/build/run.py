@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
@@ -31,6 +32,7 @@ from pipeline.rules.build_summary import (
     gantt,
     human_size,
     largest,
+    layer_name,
     short,
     steps,
     table,
@@ -92,10 +94,14 @@ def _attempt(
         same = built is not None and built.labels.get(LABEL) == plan.fingerprint
         record.remember(before, plan, built.id if built and same else None, facts.inputs)
     values = {**_values(plan, **outcome.model_dump(mode="json")), **picture.values()}
-    title = f"{', '.join(outcome.tags)}: {outcome.duration_s:.1f} s, "
+    # One tag, the shortest: the chart's title is centred and clipped where it is wider.
+    title = f"{min(outcome.tags, key=len)} — {outcome.duration_s:.1f} s, "
     title += f"{outcome.steps_cached}/{outcome.steps_total} steps cached"
-    summary = _summary(plan, outcome, picture)
-    publish("build", values, reports, summary=summary, picture=gantt(picture.steps, title))
+    if picture.size is not None:
+        title += f", image {human_size(picture.size)} unpacked"
+    started_ms = round((time.time() - outcome.duration_s) * 1000)
+    chart = gantt(picture.steps, title, started_ms)
+    publish("build", values, reports, summary=_summary(plan, outcome, picture), picture=chart)
     return True, outcome
 
 
@@ -192,7 +198,9 @@ def _picture(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, found: list
     for tag in outcome.tags:
         made = images.history(docker, tag)
         if made:
-            layers = [Layer(size, by or "(the base image's files)") for size, by in made]
+            layers = [
+                Layer(size, layer_name(by) or "(the base image's files)") for size, by in made
+            ]
             return Picture(found, sum(layer.size for layer in layers), layers)
     return Picture(found, None, [])
 
@@ -242,6 +250,10 @@ def _summary(plan: BuildPlan, outcome: BuildOutcome, picture: Picture) -> list[t
             for layer in largest(picture.layers)
         )
         rows.append(
-            ("image size", human_size(picture.size) + (f" (largest: {biggest})" if biggest else ""))
+            (
+                "image size",
+                f"{human_size(picture.size)} unpacked"
+                + (f" (largest: {biggest})" if biggest else ""),
+            )
         )
     return rows

@@ -1,38 +1,60 @@
-"""A thin client for Daytona's API: one method per endpoint, nothing decided here.
+"""A thin client for Daytona's API: one method per endpoint (paths and fields as in Daytona's
+generated client, daytona_api_client), nothing decided here; sending, retrying and error mapping
+are transport.py's. Sessions make it from settings (`sessions.daytona_common.connect`).
 
-The snapshot endpoints are below; the sandbox and registry-entry ones come from
-sandbox_endpoints.py and registry_endpoints.py; sending, retrying and error mapping from
-transport.py. Decisions (what to create, when to wait) live in pipeline/rules and in
-snapshots.py / sandbox_lifecycle.py / registries.py. Sessions make the client from settings
-(`pipeline.sessions.daytona_common.connect`); this module takes values only.
+A registry password travels only in request bodies: each call that sends one names it as a
+secret of the call, so an answer that echoes the body cannot bring it into a message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json as json_module
+from collections.abc import Iterator, Mapping
+from itertools import count
 from typing import Final
 from urllib.parse import quote
 
-from pipeline.daytona.registry_endpoints import RegistryEndpoints
-from pipeline.daytona.sandbox_endpoints import LIST_LIMIT_MAX, SandboxEndpoints
-from pipeline.daytona.transport import CreateConflict, url_of
-from pipeline.rules.daytona_models import CreateSnapshot, Snapshot, SnapshotPage
+import httpx
+from pydantic import TypeAdapter
 
-# `build-logs-url` may hold the request 30 s on the server while it waits for a build runner.
-BUILD_LOGS_HTTP_TIMEOUT: Final = 45.0
+from pipeline.daytona.transport import Transport, is_json_object
+from pipeline.errors import DaytonaError
+from pipeline.rules.daytona_http import api_error
+from pipeline.rules.daytona_models import (
+    SANDBOX_GONE_STATES,
+    CreateSandbox,
+    CreateSnapshot,
+    DockerRegistry,
+    ExecResult,
+    PortPreview,
+    RegistryEntryRequest,
+    Sandbox,
+    SandboxPage,
+    Snapshot,
+    SnapshotPage,
+)
+
+LIST_LIMIT_MAX: Final = 200
+# `POST /sandbox` answers only once the sandbox started or the server gave up waiting (30 s on
+# Daytona): a shorter read timeout would turn every slow start into an "outcome unknown".
+SANDBOX_WAIT_HTTP_TIMEOUT: Final = 75.0
+# The toolbox answers when the command ends; allow its own timeout plus this much.
+EXEC_HTTP_MARGIN: Final = 15.0
+DEFAULT_EXEC_TIMEOUT: Final = 60
+_REGISTRY_ENTRIES = TypeAdapter(list[DockerRegistry])
 
 
-class DaytonaClient(SandboxEndpoints, RegistryEndpoints):
-    """Daytona's snapshot endpoints here, its sandbox and registry-entry endpoints from
-    SandboxEndpoints and RegistryEndpoints; constructed as a `Transport`."""
+class StateChangeInProgress(DaytonaError):
+    """409 "Sandbox state change in progress": Daytona refuses a start/stop/delete meanwhile."""
+
+
+class DaytonaClient(Transport):
+    # --- snapshots ------------------------------------------------------------------------------
 
     def get_snapshot(self, id_or_name: str) -> Snapshot | None:
-        """The snapshot with that name (or id), None when Daytona answers 404."""
-        operation = f"looking up snapshot {id_or_name}"
-        response = self.send("GET", _path(id_or_name), operation, tolerate=(404,))
-        if response.status_code == 404:
-            return None
-        return self.parse(Snapshot, response, operation)
+        return self.find(
+            Snapshot, _path("snapshots", id_or_name), f"looking up snapshot {id_or_name}"
+        )
 
     def list_snapshots(
         self,
@@ -47,57 +69,194 @@ class DaytonaClient(SandboxEndpoints, RegistryEndpoints):
         if name:
             params["name"] = name
         operation = "listing snapshots" + (f" matching {name!r}" if name else "")
-        response = self.send("GET", "/snapshots", operation, params=params)
-        return self.parse(SnapshotPage, response, operation)
+        return self.fetch(SnapshotPage, "GET", "/snapshots", operation, params=params)
+
+    def snapshot_pages(
+        self, name: str | None, *, limit: int = LIST_LIMIT_MAX
+    ) -> Iterator[SnapshotPage]:
+        """The pages of snapshots the server matches to `name`, newest first, read lazily."""
+        for page in count(1):
+            result = self.list_snapshots(page=page, limit=limit, name=name)
+            yield result
+            if page >= result.total_pages or not result.items:
+                return
 
     def iter_snapshots(
         self, name: str | None, *, limit: int = LIST_LIMIT_MAX
     ) -> Iterator[Snapshot]:
-        """Every snapshot the server matches to `name`, newest first, page by page (lazily)."""
-        page = 1
-        while True:
-            result = self.list_snapshots(page=page, limit=limit, name=name)
-            yield from result.items
-            if page >= result.total_pages or not result.items:
-                return
-            page += 1
+        for page in self.snapshot_pages(name, limit=limit):
+            yield from page.items
 
     def create_snapshot(self, request: CreateSnapshot) -> Snapshot:
-        """`POST /snapshots`, never sent again once it may have landed (OutcomeUnknown)."""
         operation = f"creating snapshot {request.name}"
-        response = self.send(
-            "POST", "/snapshots", operation, json=request.body(), idempotent=False, tolerate=(409,)
-        )
-        if response.status_code == 409:
-            raise CreateConflict(f"{operation}: {self.message(response)}")
-        return self.parse(Snapshot, response, operation)
+        return self.create(Snapshot, "/snapshots", operation, json=request.body())
 
     def activate_snapshot(self, snapshot_id: str) -> Snapshot:
+        path = f"{_path('snapshots', snapshot_id)}/activate"
         operation = f"activating snapshot {snapshot_id}"
-        response = self.send("POST", f"{_path(snapshot_id)}/activate", operation, idempotent=False)
-        return self.parse(Snapshot, response, operation)
+        return self.fetch(Snapshot, "POST", path, operation, idempotent=False)
 
     def delete_snapshot(self, snapshot_id: str) -> bool:
-        """Delete by UUID (Daytona refuses names here). False when it was already gone."""
-        operation = f"deleting snapshot {snapshot_id}"
-        response = self.send("DELETE", _path(snapshot_id), operation, tolerate=(404,))
-        return response.status_code != 404
+        """Delete by UUID (Daytona refuses names here)."""
+        return self.remove(_path("snapshots", snapshot_id), f"deleting snapshot {snapshot_id}")
 
-    def build_logs_url(self, snapshot_id: str) -> str | None:
-        """None for image snapshots: Daytona answers 404 "has no build info" for every one."""
-        operation = f"getting the build-log URL of snapshot {snapshot_id}"
-        response = self.send(
-            "GET",
-            f"{_path(snapshot_id)}/build-logs-url",
-            operation,
-            tolerate=(404,),
-            timeout=self.longer(BUILD_LOGS_HTTP_TIMEOUT),
-        )
+    # --- sandboxes ------------------------------------------------------------------------------
+
+    def create_sandbox(self, request: CreateSandbox) -> Sandbox:
+        operation = f"creating sandbox {request.name} from snapshot {request.snapshot}"
+        timeout = max(SANDBOX_WAIT_HTTP_TIMEOUT, self.http.timeout.read or 0)
+        return self.create(Sandbox, "/sandbox", operation, json=request.body(), timeout=timeout)
+
+    def get_sandbox(self, id_or_name: str) -> Sandbox | None:
+        return self.find(Sandbox, _path("sandbox", id_or_name), f"looking up sandbox {id_or_name}")
+
+    def list_sandboxes(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> SandboxPage:
+        """One page of `GET /sandbox`; `labels` is sent JSON-encoded, as the SDK does."""
+        params: dict[str, str | int] = {"limit": limit}
+        if labels:
+            params["labels"] = json_module.dumps(dict(labels), sort_keys=True)
+        if cursor:
+            params["cursor"] = cursor
+        operation = "listing sandboxes" + (f" labelled {dict(labels)}" if labels else "")
+        response = self.send("GET", "/sandbox", operation, params=params)
+        if response.content.lstrip().startswith(b"["):
+            # Servers before the cursor API (public source up to v0.190) answer a bare array.
+            body = b'{"items": ' + response.content + b', "nextCursor": null}'
+            response = httpx.Response(response.status_code, content=body)
+        return self.parse(SandboxPage, response, operation)
+
+    def iter_sandboxes(
+        self, labels: Mapping[str, str] | None = None, *, limit: int = LIST_LIMIT_MAX
+    ) -> Iterator[Sandbox]:
+        """Every sandbox with all of `labels`, following `nextCursor` lazily."""
+        cursor: str | None = None
+        while True:
+            page = self.list_sandboxes(labels=labels, limit=limit, cursor=cursor)
+            yield from page.items
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
+
+    def stop_sandbox(self, id_or_name: str, *, force: bool = False) -> Sandbox:
+        path = f"{_path('sandbox', id_or_name)}/stop"
+        params = {"force": "true"} if force else None
+        operation = f"stopping sandbox {id_or_name}"
+        return self.fetch(Sandbox, "POST", path, operation, params=params, idempotent=False)
+
+    def delete_sandbox(self, id_or_name: str) -> bool:
+        """Ask Daytona to destroy it (asynchronous: it shows `destroying`, then 404).
+
+        False when it was already gone. Retried like a read: a repeat finds it `destroying`
+        or gone, never something new. Daytona answers a repeated DELETE, and one during a
+        start or stop, with 409 "state change in progress": the sandbox is read again, and
+        `destroying` or gone is success; anything else raises StateChangeInProgress.
+        """
+        operation = f"deleting sandbox {id_or_name}"
+        path = _path("sandbox", id_or_name)
+        response = self.send("DELETE", path, operation, tolerate=(404, 409))
         if response.status_code == 404:
-            return None
-        return url_of(response, operation)
+            return False
+        if response.status_code == 409:
+            now = self.get_sandbox(id_or_name)
+            if now is not None and now.state not in SANDBOX_GONE_STATES:
+                conflict = api_error(409, self.message(response), operation, self.organization_id)
+                raise StateChangeInProgress(conflict.cause, "wait for it to settle and retry")
+        return True
+
+    def preview_url(self, id_or_name: str, port: int) -> PortPreview:
+        """The preview URL of a port and the token that opens it (`X-Daytona-Preview-Token`)."""
+        path = f"{_path('sandbox', id_or_name)}/ports/{port}/preview-url"
+        operation = f"getting the preview URL of port {port} of sandbox {id_or_name}"
+        return self.fetch(PortPreview, "GET", path, operation)
+
+    def toolbox_proxy_url(self, sandbox_id: str) -> str:
+        """What the SDK asks when a Sandbox came without `toolboxProxyUrl`."""
+        operation = f"getting the toolbox URL of sandbox {sandbox_id}"
+        path = f"{_path('sandbox', sandbox_id)}/toolbox-proxy-url"
+        response = self.send("GET", path, operation)
+        url = response.json().get("url") if is_json_object(response) else None
+        if not isinstance(url, str) or not url:
+            raise DaytonaError(f"{operation}: the answer has no url")
+        return url
+
+    def execute(
+        self,
+        toolbox_proxy_url: str,
+        sandbox_id: str,
+        command: str,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: int = DEFAULT_EXEC_TIMEOUT,
+    ) -> ExecResult:
+        """Run `command` in the sandbox through the toolbox's `POST /process/execute`.
+
+        Like the SDK: the URL is `<toolboxProxyUrl>/<sandboxId>/process/execute` with the same
+        Bearer key. A command can have effects, so it is never re-sent after it may have run.
+        """
+        base = toolbox_proxy_url.rstrip("/")
+        if not base.startswith(("https://", "http://")):
+            # The key goes wherever this points: only to a real http(s) URL.
+            raise DaytonaError(
+                f"sandbox {sandbox_id} has no usable toolbox URL ({toolbox_proxy_url!r})"
+            )
+        body: dict[str, object] = {"command": command, "timeout": timeout}
+        if cwd:
+            body["cwd"] = cwd
+        if env:
+            body["envs"] = dict(env)
+        return self.fetch(
+            ExecResult,
+            "POST",
+            f"{base}/{quote(sandbox_id, safe='')}/process/execute",
+            f"running a command in sandbox {sandbox_id}",
+            json=body,
+            idempotent=False,
+            timeout=timeout + EXEC_HTTP_MARGIN,
+        )
+
+    # --- registry entries -----------------------------------------------------------------------
+
+    def list_registries(self) -> list[DockerRegistry]:
+        operation = "listing Daytona's registry entries"
+        response = self.send("GET", "/docker-registry", operation)
+        return self.parse_as(_REGISTRY_ENTRIES, response, operation, "a list of registry entries")
+
+    def create_registry(self, request: RegistryEntryRequest) -> DockerRegistry:
+        """Never retried once sent: a second POST would make a second entry; a lost answer
+        raises OutcomeUnknown and the caller lists again."""
+        return self.fetch(
+            DockerRegistry,
+            "POST",
+            "/docker-registry",
+            f"creating Daytona's registry entry for {request.url}",
+            json=request.body(),
+            idempotent=False,
+            secrets=(request.password,),
+        )
+
+    def update_registry(self, registry_id: str, request: RegistryEntryRequest) -> DockerRegistry:
+        """PATCH: the same body again gives the same entry, so it is retried like a read."""
+        return self.fetch(
+            DockerRegistry,
+            "PATCH",
+            _path("docker-registry", registry_id),
+            f"updating Daytona's registry entry {registry_id}",
+            json=request.body(),
+            secrets=(request.password,),
+        )
+
+    def delete_registry(self, registry_id: str) -> bool:
+        operation = f"deleting Daytona's registry entry {registry_id}"
+        return self.remove(_path("docker-registry", registry_id), operation)
 
 
-def _path(id_or_name: str) -> str:
+def _path(collection: str, id_or_name: str) -> str:
     # Like the generated client: no safe characters, so a `/` stays inside one path segment.
-    return f"/snapshots/{quote(id_or_name, safe='')}"
+    return f"/{collection}/{quote(id_or_name, safe='')}"

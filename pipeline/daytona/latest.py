@@ -1,14 +1,13 @@
-"""The newest active snapshot of a prefix: what the app starts sandboxes from.
+"""The newest active snapshot of a prefix: what the app (`pipeline.app`) starts sandboxes from.
 
-The app imports `pipeline.app.latest_snapshot`, which makes the client from DAYTONA_* and calls
-the one here. Answers are cached in the process for five minutes per prefix, because the app
-asks on every sandbox start and a stage gets a new snapshot at most every few minutes;
-developer prefixes are never cached.
+Answers are cached in the process for five minutes per prefix, because the app asks on every
+sandbox start and a stage gets a new snapshot at most every few minutes; developer prefixes are
+never cached.
 """
 
 from __future__ import annotations
 
-import threading
+import math
 import time
 from collections.abc import Callable
 
@@ -23,32 +22,20 @@ CacheKey = tuple[str, str, str]  # api url, organization, matched prefix
 
 
 class LatestCache:
-    """Answers per (API, organization, prefix) for `ttl` seconds; the clock is injectable."""
+    """Answers per (API, organization, prefix) for `ttl` seconds; the clock is injectable. Each
+    call reads or writes the dict once, so the app's threads need no lock."""
 
     def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
         self.ttl = ttl
         self._clock = clock
         self._entries: dict[CacheKey, tuple[float, str]] = {}
-        self._lock = threading.Lock()
 
     def get(self, key: CacheKey) -> str | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            stored_at, name = entry
-            if self._clock() - stored_at >= self.ttl:
-                del self._entries[key]
-                return None
-            return name
+        stored_at, name = self._entries.get(key, (-math.inf, None))
+        return name if self._clock() - stored_at < self.ttl else None
 
     def put(self, key: CacheKey, name: str) -> None:
-        with self._lock:
-            self._entries[key] = (self._clock(), name)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries[key] = (self._clock(), name)
 
 
 DEFAULT_CACHE = LatestCache()
@@ -58,15 +45,10 @@ def find_latest(
     client: DaytonaClient, matched_prefix: str, *, page_size: int = PAGE_SIZE
 ) -> Snapshot | None:
     """Ask the server newest first and page only until a page holds a match."""
-    page = 1
-    while True:
-        result = client.list_snapshots(
-            page=page, limit=page_size, name=matched_prefix, sort="createdAt", order="desc"
-        )
-        found = pick_latest(result.items, matched_prefix)
-        if found is not None or page >= result.total_pages or not result.items:
+    for page in client.snapshot_pages(matched_prefix, limit=page_size):
+        if (found := pick_latest(page.items, matched_prefix)) is not None:
             return found
-        page += 1
+    return None
 
 
 def latest_snapshot(
@@ -76,12 +58,8 @@ def latest_snapshot(
     cache: LatestCache = DEFAULT_CACHE,
     page_size: int = PAGE_SIZE,
 ) -> str | None:
-    """Name of the newest active snapshot for `prefix` (a stage like `prd`, whose snapshots are
-    `prd--<timestamp>`, or a prefix ending in a separator like `iterate-sandbox-`); None when
-    there is none.
-
-    Misses are not cached: a snapshot being made right now should be found on the next call.
-    """
+    """Name of the newest active snapshot for `prefix` (`prd`, or `iterate-sandbox-`), or None.
+    Misses are not cached: a snapshot being made right now should be found on the next call."""
     matched = match_prefix(prefix)
     key = (client.api_url, client.organization_id or "", matched)
     use_cache = not is_dev_prefix(matched)

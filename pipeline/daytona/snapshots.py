@@ -18,7 +18,14 @@ from pipeline import console
 from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.transport import CreateConflict, OutcomeUnknown, RetriesSpent
 from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded
-from pipeline.rules.daytona_models import ACTIVE, FAILED_STATES, INACTIVE, REMOVING, Snapshot
+from pipeline.rules.daytona_models import (
+    ACTIVE,
+    FAILED_STATES,
+    INACTIVE,
+    REMOVING,
+    Snapshot,
+    state_of,
+)
 from pipeline.rules.snapshot_names import (
     Action,
     Decision,
@@ -58,11 +65,9 @@ def ensure_snapshot(
     clock: Clock | None = None,
 ) -> Outcome:
     """An active snapshot named `spec.name` of `spec.image`, made if needed, within `timeout` s;
-    with `spec.digest`, one that Daytona says (`ref`) it pulled as that digest.
-
-    `check_image` runs once, before the first create or delete, so that a missing image fails
-    fast instead of as a snapshot in `error` minutes later. The clock defaults to the client's.
-    """
+    with `spec.digest`, one that Daytona says (`ref`) it pulled as that digest. `check_image` runs
+    once, before the first create or delete, so that a missing image fails fast instead of as a
+    snapshot in `error` minutes later. The clock defaults to the client's."""
     return _Ensure(client, spec, timeout, force, check_image, interval, clock).loop()
 
 
@@ -111,7 +116,7 @@ class _Ensure:
                 return final
 
     def _act(self, decision: Decision, current: Snapshot | None) -> Snapshot | None:
-        """Take the step `decision` names; the snapshot to wait for, or None to look again."""
+        """The snapshot to wait for, or None to look again."""
         if decision.action is Action.FAIL:
             fix = failure_fix(current.error_reason) if current and current.failed else ""
             raise DaytonaError(f"snapshot {self.spec.name}: {decision.why}", fix)
@@ -129,7 +134,8 @@ class _Ensure:
             console.say(f"   deleting {current.name} ({current.id})")
             self.client.delete_snapshot(current.id)
             self.replaced = True
-        self._wait_gone(current)  # WAIT_GONE, and the second half of REPLACE
+        # WAIT_GONE, and the second half of REPLACE: until then Daytona keeps the name reserved.
+        self._wait(current, lambda s: s is None, "still {}, not gone")
         return None
 
     def _create(self) -> Snapshot | None:
@@ -218,10 +224,6 @@ class _Ensure:
             return self._outcome(final)
         return None  # inactive or removing while we waited: decide again from what it is now
 
-    def _wait_gone(self, snapshot: Snapshot) -> None:
-        """Until reading the snapshot gives 404: until then Daytona keeps its name reserved."""
-        self._wait(snapshot, lambda s: s is None, "still {}, not gone")
-
     def _wait(
         self, snapshot: Snapshot, done: Callable[[Snapshot | None], bool], late: str
     ) -> Snapshot | None:
@@ -230,14 +232,14 @@ class _Ensure:
                 snapshot.name,
                 lambda: self.client.get_snapshot(snapshot.id),
                 done,
-                _state,
+                state_of,
                 state=snapshot.state,
                 deadline=self.deadline,
                 interval=self.interval,
                 clock=self.clock,
             )
         except PollTimeout as timeout:
-            what = late.format(_state(timeout.last))
+            what = late.format(state_of(timeout.last))
             raise _deadline(snapshot.name, what, self.timeout) from None
 
     def _ensure_image(self) -> None:
@@ -247,10 +249,6 @@ class _Ensure:
 
     def _outcome(self, snapshot: Snapshot) -> Outcome:
         return Outcome(snapshot, self.action, self.clock.monotonic() - self.started)
-
-
-def _state(snapshot: Snapshot | None) -> str:
-    return "gone" if snapshot is None else snapshot.state
 
 
 def _deadline(name: str, what: str, timeout: float) -> DeadlineExceeded:

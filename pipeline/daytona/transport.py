@@ -1,9 +1,8 @@
 """Daytona over HTTP: send one call, retry what may be retried, map failures to pipeline errors.
 
-`Transport` is the base of the endpoint groups (client.py, sandbox_endpoints.py,
-registry_endpoints.py), which only name paths and fields. The API key lives in a SecretStr and
-is added to each request by `BearerAuth`, so it is in no header dict, repr or message. Redirects
-are not followed: they would carry the key elsewhere.
+`Transport` is the base of DaytonaClient (client.py), which only names paths and fields. The API
+key lives in a SecretStr and is added to each request by `BearerAuth`, so it is in no header
+dict, repr or message.
 """
 
 from __future__ import annotations
@@ -11,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from types import TracebackType
-from typing import Final, Self, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
@@ -22,8 +20,8 @@ from pipeline.errors import DaytonaError
 from pipeline.http_auth import BearerAuth
 from pipeline.rules.daytona_http import (
     DEFAULT_RETRY_TIMEOUT,
-    SNAPSHOT_PERMISSIONS,
     api_error,
+    permissions_for,
     redact,
     retry_after_seconds,
 )
@@ -46,11 +44,8 @@ class Transient(_MayRetry):
 
 
 class OutcomeUnknown(_MayRetry):
-    """A POST may or may not have taken effect (connection dropped after sending, or 5xx).
-
-    Never sent again as such: the caller looks the snapshot (or sandbox) up first, then decides
-    (waiting.retry on OutcomeUnknown, the look-up inside the try).
-    """
+    """A POST may or may not have taken effect (connection dropped after sending, or 5xx): never
+    sent again as such; the caller looks the snapshot (or sandbox) up first, then decides."""
 
 
 class RetriesSpent(DaytonaError):
@@ -101,22 +96,11 @@ class Transport:
             follow_redirects=False,  # a redirect would carry the key to wherever it points
         )
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.api_url!r}, organization_id={self.organization_id!r})"
-
-    def close(self) -> None:
-        self.http.close()
-
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def __exit__(self, *exc_info: object) -> None:
+        self.http.close()
 
     def send(
         self,
@@ -129,18 +113,16 @@ class Transport:
         tolerate: tuple[int, ...] = (),
         idempotent: bool = True,
         timeout: float | None = None,
-        permissions: str = SNAPSHOT_PERMISSIONS,
         secrets: tuple[SecretStr, ...] = (),
     ) -> httpx.Response:
         """One request, sent again after 5xx, 429 and connection errors as `self.retry` says.
 
         `path` may be an absolute URL (the toolbox lives at the sandbox's `toolboxProxyUrl`);
-        `operation` starts every message; answers in `tolerate` are returned, not raised;
-        `timeout` replaces the client's for this call; `permissions` names what a 403 lacks;
-        `secrets` were sent in the body (a registry password) and are replaced by *** in any
-        message built from the answer, as the key is. A call that is not `idempotent` is sent
-        again only when it surely had no effect: 429 (the throttler rejects before the handler
-        runs) and failures to connect; otherwise OutcomeUnknown.
+        answers in `tolerate` are returned, not raised; `secrets` were sent in the body (a
+        registry password) and are replaced by *** in any message built from the answer, as the
+        key is. A call that is not `idempotent` is sent again only when it surely had no effect:
+        429 (the throttler rejects before the handler runs) and failures to connect; otherwise
+        OutcomeUnknown.
         """
 
         def once() -> httpx.Response:
@@ -169,7 +151,7 @@ class Transport:
                 self.message(response, secrets),
                 operation,
                 self.organization_id,
-                permissions=permissions,
+                permissions=permissions_for(path),
             )
             if status != 429 and status < 500:
                 raise failure
@@ -194,6 +176,26 @@ class Transport:
                 f"{last.cause} (gave up after {spent.tries} tries in {spent.elapsed_s:.0f} s)",
                 last.fix or "check Daytona's status and re-run",
             ) from None
+
+    def fetch(self, model: type[M], method: str, path: str, operation: str, **send: Any) -> M:
+        return self.parse(model, self.send(method, path, operation, **send), operation)
+
+    def find(self, model: type[M], path: str, operation: str) -> M | None:
+        """`GET path` as `model`; None when Daytona answers 404."""
+        response = self.send("GET", path, operation, tolerate=(404,))
+        return None if response.status_code == 404 else self.parse(model, response, operation)
+
+    def create(self, model: type[M], path: str, operation: str, **send: Any) -> M:
+        """A POST never sent again once it may have landed (OutcomeUnknown); 409 is
+        CreateConflict."""
+        response = self.send("POST", path, operation, idempotent=False, tolerate=(409,), **send)
+        if response.status_code == 409:
+            raise CreateConflict(f"{operation}: {self.message(response)}")
+        return self.parse(model, response, operation)
+
+    def remove(self, path: str, operation: str) -> bool:
+        """`DELETE path`; False when it was already gone (404)."""
+        return self.send("DELETE", path, operation, tolerate=(404,)).status_code != 404
 
     def parse(self, model: type[M], response: httpx.Response, operation: str) -> M:
         return self.parse_as(TypeAdapter(model), response, operation, f"a {model.__name__}")
@@ -221,10 +223,6 @@ class Transport:
         hidden = (self._key, *secrets)
         return redact(text, *(secret.get_secret_value() for secret in hidden))
 
-    def longer(self, seconds: float) -> float:
-        """A read timeout of at least `seconds`, for calls the server itself holds open."""
-        return max(seconds, self.http.timeout.read or 0)
-
     def _unreachable(self, operation: str, error: httpx.TransportError) -> Transient:
         return Transient(
             f"{operation}: cannot reach Daytona at {self.api_url} ({_describe(error)})",
@@ -245,11 +243,3 @@ def _say_retry(tries: int, error: BaseException) -> None:
 
 def _describe(error: Exception) -> str:
     return str(error) or type(error).__name__
-
-
-def url_of(response: httpx.Response, operation: str) -> str:
-    """The `url` of a `{"url": …}` answer (build logs, toolbox)."""
-    url = response.json().get("url") if is_json_object(response) else None
-    if not isinstance(url, str) or not url:
-        raise DaytonaError(f"{operation}: the answer has no url")
-    return url

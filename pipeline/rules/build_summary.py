@@ -13,7 +13,26 @@ from pipeline.rules.progress import ProgressStats
 
 LARGEST_LAYERS = 3
 SLOWEST_STEPS = 5
-_UNSAFE_IN_TASK = re.compile(r"[:;#`\n]")  # Mermaid reads these inside a task's name
+# Mermaid ends a task's name at `:` and a statement at `;` or a newline, and `#` starts its
+# entity codes: colons and semicolons are written as entities, the rest as spaces.
+_UNSAFE_IN_TASK = re.compile(r"[#`\n\r]")
+_UNSAFE_IN_TITLE = re.compile(r"[#;\n\r]")
+# The axis: ticks from this list, the first that gives at most 10 of them over the build.
+_TICKS = [(ms, f"{n}{unit}") for ms, n, unit in [
+    (100, 100, "millisecond"), (250, 250, "millisecond"), (500, 500, "millisecond"),
+    (1_000, 1, "second"), (2_000, 2, "second"), (5_000, 5, "second"), (10_000, 10, "second"),
+    (30_000, 30, "second"), (60_000, 1, "minute"), (120_000, 2, "minute"),
+    (300_000, 5, "minute"), (600_000, 10, "minute"), (1_800_000, 30, "minute"),
+]]  # fmt: skip
+_STEP_NUMBER = re.compile(r"\[[^\]]*?(\d+)/\d+\]")
+# `docker history` shows a RUN as `RUN |2 A=1 B=2 /bin/sh -c CMD # buildkit`: the build args
+# it saw, the shell, and the builder's mark.
+_HISTORY_NOISE = [
+    (re.compile(r" # buildkit$"), ""),
+    (re.compile(r"^RUN \|\d+ (?:\S+=\S* )*"), "RUN "),
+    (re.compile(r"^(?:RUN )?/bin/(?:ba)?sh (?:-o pipefail )?-c #\(nop\)\s*"), ""),
+    (re.compile(r"^(?:RUN )?/bin/(?:ba)?sh (?:-o pipefail )?-c "), "RUN "),
+]
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,14 @@ class Step:
 class Layer:
     size: int  # bytes
     created_by: str
+
+
+def layer_name(created_by: str) -> str:
+    """The instruction behind a layer, as the Dockerfile says it (not as `docker history` does)."""
+    text = " ".join(created_by.split())
+    for pattern, replacement in _HISTORY_NOISE:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def steps(stats: ProgressStats, now_s: float) -> list[Step]:
@@ -87,22 +114,45 @@ def table(found: Sequence[Step], size: int | None, layers: Sequence[Layer]) -> l
     return lines
 
 
-def gantt(found: Sequence[Step], title: str) -> str:
-    """Cached steps done, built ones active, a failed one critical; times in milliseconds."""
-    lines = ["gantt", f"    title {_task_text(title)}", "    dateFormat x", "    axisFormat %M:%S"]
-    for section, wanted in (("cached", True), ("built", False)):
-        picked = [s for s in found if s.cached is wanted]
-        if not picked:
-            continue
-        lines.append(f"    section {section}")
+def gantt(found: Sequence[Step], title: str, started_ms: int) -> str:
+    """A Mermaid gantt chart of the timeline: cached steps done, built ones active with their
+    time, a failed one critical, the export on its own. Times are the clock's (ms since the
+    epoch, from `started_ms`): Mermaid draws the axis in the viewer's time zone, which shifts
+    times counted from 0 by the zone's offset."""
+    end_ms = max((int((s.start_s + s.duration_s) * 1000) for s in found), default=1000)
+    tick_ms, tick = next(((ms, t) for ms, t in _TICKS if end_ms / ms <= 10), _TICKS[-1])
+    axis = "%H:%M:%S.%L" if tick_ms < 1000 else ("%H:%M:%S" if tick_ms < 60_000 else "%H:%M")
+    lines = ["gantt", f"    title {_title_text(title)}", "    dateFormat x"]
+    lines += [f"    axisFormat {axis}", f"    tickInterval {tick}"]
+    exporting = [s for s in found if s.title.startswith("exporting")]
+    sections = [
+        ("cached", sorted((s for s in found if s.cached), key=_step_number)),
+        ("built", [s for s in found if not s.cached and s not in exporting]),
+        ("export", exporting),
+    ]
+    for section, picked in sections:
+        if picked:
+            lines.append(f"    section {section}")
         for index, step in enumerate(picked):
             tag = "crit" if step.failed else ("done" if step.cached else "active")
-            start = int(step.start_s * 1000)
+            start = started_ms + int(step.start_s * 1000)
             end = start + max(1, int(step.duration_s * 1000))
-            name = _task_text(short(step.title, 50)) or "step"
-            lines.append(f"    {name} :{tag}, {section}{index}, {start}, {end}")
+            name = short(step.title, 60) + ("" if step.cached else f" ({step.duration_s:.1f} s)")
+            lines.append(
+                f"    {_task_text(name) or 'step'} :{tag}, {section}{index}, {start}, {end}"
+            )
     return "\n".join(lines)
 
 
+def _step_number(step: Step) -> int:
+    found = _STEP_NUMBER.match(step.title)
+    return int(found.group(1)) if found else 0
+
+
+def _title_text(text: str) -> str:
+    return _UNSAFE_IN_TITLE.sub(" ", text).strip()
+
+
 def _task_text(text: str) -> str:
-    return _UNSAFE_IN_TASK.sub(" ", text).strip()
+    text = " ".join(_UNSAFE_IN_TASK.sub(" ", text).split())
+    return re.sub(r"[:;]", lambda found: f"#{ord(found.group())};", text)

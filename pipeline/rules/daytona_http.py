@@ -1,9 +1,5 @@
-"""How the pipeline reads Daytona's HTTP answers (pure).
-
-`api_error` turns an error answer into the pipeline error that names what to fix;
-`retry_after_seconds` reads Daytona's `Retry-After` headers, which `pipeline.waiting.retry`
-honours; `redact` keeps secrets out of messages built from answers.
-"""
+"""How the pipeline reads Daytona's HTTP answers (pure): the error that names what to fix, the
+`Retry-After` wait that `pipeline.waiting.retry` honours, and secrets kept out of messages."""
 
 from __future__ import annotations
 
@@ -23,19 +19,15 @@ DEFAULT_RETRY_TIMEOUT: Final = 60.0
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
-    """Seconds to wait from `Retry-After` or Daytona's per-throttler `Retry-After-<name>`.
-
-    Seconds or an HTTP date; the longest of several wins. None when there is none we can read.
-    """
-    waits: list[float] = []
-    for key, value in headers.items():
-        lowered = key.lower()
-        if lowered != "retry-after" and not lowered.startswith("retry-after-"):
-            continue
-        seconds = _seconds(value.strip(), now)
-        if seconds is not None:
-            waits.append(seconds)
-    return max(waits) if waits else None
+    """Seconds to wait from `Retry-After` or Daytona's per-throttler `Retry-After-<name>`. Seconds
+    or an HTTP date; the longest of several wins. None when there is none we can read."""
+    waits = [
+        seconds
+        for key, value in headers.items()
+        if key.lower() == "retry-after" or key.lower().startswith("retry-after-")
+        if (seconds := _seconds(value.strip(), now)) is not None
+    ]
+    return max(waits, default=None)
 
 
 def _seconds(value: str, now: datetime) -> float | None:
@@ -85,6 +77,15 @@ def api_error(
     if status >= 500:
         return DaytonaError(cause, "Daytona is having trouble; try again in a few minutes")
     return DaytonaError(cause)
+
+
+def permissions_for(path: str) -> str:
+    """The key permissions a call on `path` needs, for the message of a 403."""
+    if path.startswith("/snapshots"):
+        return SNAPSHOT_PERMISSIONS
+    if path.startswith("/docker-registry"):
+        return REGISTRY_PERMISSIONS
+    return SANDBOX_PERMISSIONS  # /sandbox, and the toolbox at its own URL
 
 
 def redact(text: str, *secrets: str) -> str:

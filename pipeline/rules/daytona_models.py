@@ -12,24 +12,21 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-PENDING: Final = "pending"
-BUILDING: Final = "building"
-PULLING: Final = "pulling"
-SNAPSHOTTING: Final = "snapshotting"
 ACTIVE: Final = "active"
 INACTIVE: Final = "inactive"
-ERROR: Final = "error"
-BUILD_FAILED: Final = "build_failed"
 REMOVING: Final = "removing"
-
-IN_PROGRESS_STATES: Final = frozenset({PENDING, BUILDING, PULLING, SNAPSHOTTING})
-FAILED_STATES: Final = frozenset({ERROR, BUILD_FAILED})
+IN_PROGRESS_STATES: Final = frozenset({"pending", "building", "pulling", "snapshotting"})
+FAILED_STATES: Final = frozenset({"error", "build_failed"})
 
 
 class _Wire(BaseModel):
     model_config = ConfigDict(
         extra="ignore", populate_by_name=True, frozen=True, serialize_by_alias=True
     )
+
+    def body(self) -> dict[str, object]:
+        # Daytona treats an omitted field as "server default"; never send nulls.
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 class Snapshot(_Wire):
@@ -39,10 +36,8 @@ class Snapshot(_Wire):
     image_name: str | None = Field(None, alias="imageName")
     general: bool = False
     cpu: float = 0
-    gpu: float = 0
     mem: float = 0
     disk: float = 0
-    size: float | None = None
     entrypoint: list[str] | None = None
     error_reason: str | None = Field(None, alias="errorReason")
     # Where Daytona copied the image it pulled: `<internal registry>/daytona-<hex>:daytona`,
@@ -50,21 +45,21 @@ class Snapshot(_Wire):
     # processSnapshotDigest); set once the inspect passed, kept across reactivations.
     ref: str | None = None
     created_at: datetime = Field(alias="createdAt")
-    updated_at: datetime | None = Field(None, alias="updatedAt")
-    last_used_at: datetime | None = Field(None, alias="lastUsedAt")
 
     @property
     def failed(self) -> bool:
         return self.state in FAILED_STATES
 
     def resources(self) -> str:
-        return f"{self.cpu:g} vCPU, {self.mem:g} GB memory, {self.disk:g} GB disk"
+        return resources_words(self.cpu, self.mem, self.disk)
+
+
+def resources_words(cpu: float, memory: float, disk: float) -> str:
+    return f"{cpu:g} vCPU, {memory:g} GB memory, {disk:g} GB disk"
 
 
 class SnapshotPage(_Wire):
     items: list[Snapshot]
-    total: int
-    page: int
     total_pages: int = Field(alias="totalPages")
 
 
@@ -78,36 +73,26 @@ class CreateSnapshot(_Wire):
     disk: int
     entrypoint: list[str] | None = None
 
-    def body(self) -> dict[str, object]:
-        # Daytona treats an omitted field as "server default"; never send nulls.
-        return self.model_dump(by_alias=True, exclude_none=True)
-
 
 class ApiError(_Wire):
     """The body of every Daytona error (NestJS' global filter); `message` is always a string."""
 
     message: str | None = None
     error: str | None = None
-    status_code: int | None = Field(None, alias="statusCode")
 
 
 # --- sandboxes ---------------------------------------------------------------------------------
 
 # SandboxState values the pipeline acts on (the API knows ~20; any other one is "not yet").
-SANDBOX_CREATING: Final = "creating"
-SANDBOX_STARTING: Final = "starting"
 SANDBOX_STARTED: Final = "started"
-SANDBOX_STOPPING: Final = "stopping"
 SANDBOX_STOPPED: Final = "stopped"
-SANDBOX_DESTROYING: Final = "destroying"
 SANDBOX_DESTROYED: Final = "destroyed"
 SANDBOX_ERROR: Final = "error"
-SANDBOX_BUILD_FAILED: Final = "build_failed"
 SANDBOX_ARCHIVED: Final = "archived"
 
-SANDBOX_FAILED_STATES: Final = frozenset({SANDBOX_ERROR, SANDBOX_BUILD_FAILED})
+SANDBOX_FAILED_STATES: Final = frozenset({SANDBOX_ERROR, "build_failed"})
 # Being removed or removed: as good as gone for a wait, and never startable again.
-SANDBOX_GONE_STATES: Final = frozenset({SANDBOX_DESTROYING, SANDBOX_DESTROYED})
+SANDBOX_GONE_STATES: Final = frozenset({"destroying", SANDBOX_DESTROYED})
 
 
 class Sandbox(_Wire):
@@ -121,11 +106,7 @@ class Sandbox(_Wire):
     snapshot: str | None = None
     error_reason: str | None = Field(None, alias="errorReason")
     labels: dict[str, str] = Field(default_factory=dict)
-    public: bool = False
     toolbox_proxy_url: str = Field("", alias="toolboxProxyUrl")
-    cpu: int | None = None
-    memory: int | None = None
-    disk: int | None = None
     auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
     auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
     created_at: datetime | None = Field(None, alias="createdAt")
@@ -156,9 +137,6 @@ class CreateSandbox(_Wire):
     auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
     auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
 
-    def body(self) -> dict[str, object]:
-        return self.model_dump(by_alias=True, exclude_none=True)
-
 
 class PortPreview(_Wire):
     """`PortPreviewUrl`. The token opens a private sandbox's port to anyone holding it, so it is
@@ -184,6 +162,10 @@ class ExecResult(_Wire):
         return self.code if self.code is not None else -1
 
 
+def state_of(row: Snapshot | Sandbox | None) -> str:
+    return "gone" if row is None else row.state
+
+
 # --- docker registries -------------------------------------------------------------------------
 
 
@@ -194,10 +176,8 @@ class DockerRegistry(_Wire):
     name: str
     url: str
     username: str = ""
-    project: str = ""
     registry_type: str = Field("organization", alias="registryType")
     created_at: datetime | None = Field(None, alias="createdAt")
-    updated_at: datetime | None = Field(None, alias="updatedAt")
 
 
 class RegistryEntryRequest(_Wire):
@@ -211,9 +191,4 @@ class RegistryEntryRequest(_Wire):
     password: SecretStr
 
     def body(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "url": self.url,
-            "username": self.username,
-            "password": self.password.get_secret_value(),
-        }
+        return {**super().body(), "password": self.password.get_secret_value()}

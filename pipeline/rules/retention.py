@@ -56,26 +56,18 @@ def plan_retention(
     days: float,
     now: datetime,
 ) -> RetentionPlan:
-    """Keep the newest `keep`, anything younger than `days`, and always the newest active one
-    (what `latest_snapshot` hands out, even when it is old); delete the rest.
-
-    Only names that really start with `matched_prefix` are considered: the server's name filter
-    is a substring match and would also return other stages' snapshots.
-    """
+    """Keep the newest `keep`, anything younger than `days`, and always the newest active one (what
+    `latest_snapshot` hands out, even when it is old); delete the rest. Only names that really start
+    with `matched_prefix` are considered: the server's name filter is a substring match and would
+    also return other stages' snapshots."""
     if keep < 0 or days < 0:
         raise ValueError("keep and days must not be negative")
-    ours = sorted(
-        (s for s in snapshots if s.name.startswith(matched_prefix)),
-        key=lambda s: (s.created_at, s.name),
-        reverse=True,
-    )
     # One snapshot per id: paging while others create snapshots can show one twice.
-    unique: list[Snapshot] = []
-    seen: set[str] = set()
-    for snapshot in ours:
-        if snapshot.id not in seen:
-            seen.add(snapshot.id)
-            unique.append(snapshot)
+    ours: dict[str, Snapshot] = {}
+    for snapshot in snapshots:
+        if snapshot.name.startswith(matched_prefix):
+            ours.setdefault(snapshot.id, snapshot)
+    unique = sorted(ours.values(), key=lambda s: (s.created_at, s.name), reverse=True)
     newest_active = next((s for s in unique if s.state == ACTIVE and not s.general), None)
     cutoff = now - timedelta(days=days)
     decisions: list[Decision] = []

@@ -23,7 +23,7 @@ from pipeline.rules.daytona_models import (
     SANDBOX_STOPPED,
     Sandbox,
 )
-from pipeline.rules.snapshot_names import one_line
+from pipeline.rules.snapshot_names import reason
 
 CREATED_BY_LABEL: Final = "created-by"
 CREATED_BY: Final = "sandbox-pipeline"
@@ -50,14 +50,12 @@ class Verdict:
 
 
 def start_verdict(sandbox: Sandbox | None) -> Verdict:
-    """Waiting for `started`: done, keep waiting, or give up (and why)."""
     if sandbox is None:
         return Verdict(Step.FAIL, "it disappeared (deleted by someone else?)")
     if sandbox.state == SANDBOX_STARTED:
         return Verdict(Step.DONE, "it is started")
     if sandbox.failed:
-        reason = one_line(sandbox.error_reason) or "Daytona gave no reason"
-        return Verdict(Step.FAIL, f"it is in state {sandbox.state}: {reason}")
+        return Verdict(Step.FAIL, f"it is in state {sandbox.state}: {reason(sandbox)}")
     if sandbox.state in SANDBOX_GONE_STATES:
         return Verdict(Step.FAIL, f"it is {sandbox.state} (being deleted)")
     if sandbox.state in (SANDBOX_STOPPED, SANDBOX_ARCHIVED):
@@ -80,8 +78,7 @@ def gone_verdict(sandbox: Sandbox | None) -> Verdict:
     if sandbox is None or sandbox.state == SANDBOX_DESTROYED:
         return Verdict(Step.DONE, "it is gone")
     if sandbox.state == SANDBOX_ERROR and sandbox.desired_state == SANDBOX_DESTROYED:
-        reason = one_line(sandbox.error_reason) or "Daytona gave no reason"
-        return Verdict(Step.FAIL, f"deleting it failed: {reason}")
+        return Verdict(Step.FAIL, f"deleting it failed: {reason(sandbox)}")
     return Verdict(Step.WAIT, f"it is {sandbox.state}")
 
 
@@ -161,7 +158,7 @@ class CleanupPlan:
 
     def describe(self) -> list[str]:
         lines = [f"   delete {_label(s)}" for s in self.to_delete]
-        young = f"younger than {_minutes(self.older_than)}"
+        young = f"younger than {self.older_than.total_seconds() / 60:g} min"
         lines += [f"   keep   {_label(s)} ({young})" for s in self.kept]
         lines.append(f"   {len(self.to_delete)} to delete, {len(self.kept)} kept")
         return lines
@@ -170,11 +167,9 @@ class CleanupPlan:
 def plan_cleanup(
     sandboxes: Iterable[Sandbox], *, now: datetime, older_than: timedelta
 ) -> CleanupPlan:
-    """Which of the pipeline's sandboxes to delete: those at least `older_than` old.
-
-    The server's label filter is checked again (never delete what lacks our label), and
-    sandboxes already on their way out are left alone.
-    """
+    """Which of the pipeline's sandboxes to delete: those at least `older_than` old. The server's
+    label filter is checked again (never delete what lacks our label), and sandboxes already on
+    their way out are left alone."""
     ours = [
         s
         for s in sandboxes
@@ -200,11 +195,9 @@ def interval_words(minutes: int | None, off: str, zero: str | None = None) -> st
     """How the plan shows auto-stop/auto-delete minutes: `off` for never, `zero` for 0."""
     if minutes is None:
         return "Daytona's default"
-    if minutes < 0 or (minutes == 0 and zero is None):
-        return off
-    if minutes == 0 and zero is not None:
-        return zero
-    return f"{minutes} min"
+    if minutes > 0:
+        return f"{minutes} min"
+    return zero if minutes == 0 and zero is not None else off
 
 
 def _label(sandbox: Sandbox) -> str:
@@ -215,7 +208,3 @@ def _label(sandbox: Sandbox) -> str:
         + (f", git {sha[:12]}" if sha else "")
         + ")"
     )
-
-
-def _minutes(delta: timedelta) -> str:
-    return f"{delta.total_seconds() / 60:g} min"

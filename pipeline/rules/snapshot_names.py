@@ -23,7 +23,9 @@ from pipeline.rules.daytona_models import (
     INACTIVE,
     REMOVING,
     CreateSnapshot,
+    Sandbox,
     Snapshot,
+    resources_words,
 )
 from pipeline.rules.image_ref import parse_image_ref
 
@@ -56,9 +58,6 @@ def snapshot_name_problem(name: str) -> str | None:
     if not SAFE_NAME.fullmatch(name):
         return "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"
     return None
-
-
-# The one image-reference rule (pipeline.rules.image_ref), under the name the Daytona code uses.
 
 
 def sha_snapshot_name(sha: str, dirty: bool) -> str:
@@ -114,11 +113,9 @@ def stage_snapshot_name(stage: str, now: datetime) -> str:
 
 
 def match_prefix(prefix: str) -> str:
-    """The exact leading text a name must have to belong to `prefix`.
-
-    A bare stage (`prd`) means its stage snapshots (`prd--…`), so that `prd` does not also take
-    `prd-eu--…`; a prefix that already ends in a separator (`iterate-sandbox-`) is used as is.
-    """
+    """The exact leading text a name must have to belong to `prefix`. A bare stage (`prd`) means its
+    stage snapshots (`prd--…`), so that `prd` does not also take `prd-eu--…`; a prefix that already
+    ends in a separator (`iterate-sandbox-`) is used as is."""
     cleaned = prefix.strip()
     if not cleaned.strip(_SEPARATORS):
         raise ConfigError(
@@ -134,11 +131,9 @@ def is_dev_prefix(prefix: str) -> bool:
 
 
 def pick_latest(items: Iterable[Snapshot], matched_prefix: str) -> Snapshot | None:
-    """The newest active snapshot whose name really starts with `matched_prefix`.
-
-    The server's `name` filter is a case-insensitive substring match, so its answer is only a
-    superset of what belongs to the prefix.
-    """
+    """The newest active snapshot whose name really starts with `matched_prefix`. The server's
+    `name` filter is a case-insensitive substring match, so its answer is only a superset of what
+    belongs to the prefix."""
     candidates = [
         s
         for s in items
@@ -193,43 +188,27 @@ def decide(
     digest: str | None = None,
 ) -> Decision:
     """What to do about the snapshot that has the name we want (None when there is none).
-
-    `resources` (vCPU, GB memory, GB disk) is what was asked for: a snapshot of that name with
-    other resources is refused like one with another image (snapshots are immutable), since a
-    run that passes without the resources it was configured with hides a configuration error.
-    `digest` is the image the tag must hold: an active snapshot counts as done only when Daytona
-    says (`ref`) it pulled that digest.
-    """
+    `resources` (vCPU, GB memory, GB disk) is what was asked for: a snapshot of that name with other
+    resources is refused like one with another image (snapshots are immutable), since a run that
+    passes without the resources it was configured with hides a configuration error. `digest` is the
+    image the tag must hold: an active snapshot counts as done only when Daytona says (`ref`) it
+    pulled that digest."""
     if current is None:
         return Decision(Action.CREATE, "no snapshot has this name yet")
     if current.state == REMOVING:
         return Decision(Action.WAIT_GONE, "it is being deleted; the name frees up when it is gone")
+    immutable = " (snapshots are immutable; --force deletes and re-creates it)"
     if current.image_name and current.image_name != image:
         why = f"it exists with image {current.image_name}, not {image}"
-        if force:
-            return Decision(Action.REPLACE, f"{why}; --force replaces it")
-        return Decision(
-            Action.FAIL, f"{why} (snapshots are immutable; --force deletes and re-creates it)"
-        )
+        return _replace_or_fail(why, force, immutable)
     if current.failed:
-        reason = one_line(current.error_reason) or "Daytona gave no reason"
-        why = f"it is in state {current.state}: {reason}"
-        if force:
-            return Decision(Action.REPLACE, f"{why}; --force replaces it")
-        return Decision(Action.FAIL, why)
+        return _replace_or_fail(f"it is in state {current.state}: {reason(current)}", force)
     if resources is not None and (differ := resources_differ(current, resources)):
-        if force:
-            return Decision(Action.REPLACE, f"{differ}; --force replaces it")
-        return Decision(
-            Action.FAIL, f"{differ} (snapshots are immutable; --force deletes and re-creates it)"
-        )
+        return _replace_or_fail(differ, force, immutable)
     if current.state == ACTIVE:
         if problem := pulled_problem(current, digest):
-            if force:
-                return Decision(Action.REPLACE, f"it is active, but {problem}; --force replaces it")
-            return Decision(
-                Action.FAIL, f"it is active, but {problem} (--force deletes and re-creates it)"
-            )
+            why = f"it is active, but {problem}"
+            return _replace_or_fail(why, force, " (--force deletes and re-creates it)")
         return Decision(Action.DONE, "it is already active" + (f", of {digest}" if digest else ""))
     if current.state == INACTIVE:
         return Decision(Action.ACTIVATE, "it is inactive (unused for a while)")
@@ -239,23 +218,27 @@ def decide(
     return Decision(Action.WAIT, f"it is in state {current.state!r}, which is new to us")
 
 
+def _replace_or_fail(why: str, force: bool, hint: str = "") -> Decision:
+    if force:
+        return Decision(Action.REPLACE, f"{why}; --force replaces it")
+    return Decision(Action.FAIL, why + hint)
+
+
 def resources_differ(current: Snapshot, resources: tuple[int, int, int]) -> str | None:
     """Why the existing snapshot is not the one asked for, or None. A server that reports no
     resources (all 0) is not contradicted."""
-    cpu, memory, disk = resources
-    have = (current.cpu, current.mem, current.disk)
-    if not any(have) or have == (cpu, memory, disk):
+    if not _other_resources(current, resources):
         return None
-    return (
-        f"it exists with {current.resources()}, not the requested {cpu} vCPU, "
-        f"{memory} GB memory, {disk} GB disk"
-    )
+    return f"it exists with {current.resources()}, not the requested {resources_words(*resources)}"
+
+
+def _other_resources(snapshot: Snapshot, resources: tuple[int, int, int]) -> bool:
+    have = (snapshot.cpu, snapshot.mem, snapshot.disk)
+    return any(have) and have != resources
 
 
 @dataclass(frozen=True)
 class SnapshotSpec:
-    """The snapshot a session asks for."""
-
     name: str
     image: str
     cpu: int
@@ -282,7 +265,7 @@ class SnapshotSpec:
         return [
             f"name:       {self.name}",
             f"image:      {self.image}" + (f" (= {self.digest})" if self.digest else ""),
-            f"resources:  {self.cpu} vCPU, {self.memory} GB memory, {self.disk} GB disk",
+            f"resources:  {resources_words(*self.resources)}",
             f"entrypoint: {' '.join(self.entrypoint) if self.entrypoint else '(the image’s)'}",
         ]
 
@@ -291,9 +274,7 @@ class ImageCheck(StrEnum):
     """What is checked in the image's registry before Daytona hears of the image, and so what
     Daytona's `ref` is held to once the snapshot is active."""
 
-    # the tag still resolves to the given digest (SANDBOX_IMAGE_DIGEST, or a promotion's)
     DIGEST = "the tag resolves to the expected digest (registry v2 API), and Daytona pulled it"
-    # the tag exists; the digest it resolves to now is what Daytona must pull
     TAG = "the tag's digest now (registry v2 API), and Daytona pulled it"
     NONE = "skipped (--skip-image-check): Daytona's pull is not checked either"
 
@@ -324,15 +305,18 @@ def failure_fix(reason: str | None) -> str:
 
 
 def failed_error(snapshot: Snapshot) -> DaytonaError:
-    reason = one_line(snapshot.error_reason) or "Daytona gave no reason"
     return DaytonaError(
-        f"snapshot {snapshot.name} is in state {snapshot.state}: {reason}",
+        f"snapshot {snapshot.name} is in state {snapshot.state}: {reason(snapshot)}",
         failure_fix(snapshot.error_reason),
     )
 
 
 def one_line(text: str | None) -> str:
     return " ".join((text or "").split())
+
+
+def reason(failed: Snapshot | Sandbox) -> str:
+    return one_line(failed.error_reason) or "Daytona gave no reason"
 
 
 # --- promotion and rollback (`snapshot_stage -- --from`) -----------------------------------------
@@ -364,7 +348,6 @@ def promote_source(text: str) -> PromoteFrom:
 
 
 def missing_source_fix(name: str) -> str:
-    """What to say when no snapshot has the name `--from` gave."""
     hint = "; a commit needs its full 40-character sha" if _HEX.fullmatch(name.lower()) else ""
     return (
         "check the name (`nox -s snapshot_latest -- --prefix <stage>` prints a stage's newest)"
@@ -385,10 +368,9 @@ def image_repository(image: str) -> str:
 def resources_note(source: Snapshot, wanted: SnapshotSpec) -> str | None:
     """A line for the plan when the snapshot rolled back to had other resources than the new
     one gets (resources come from the flags and variables, as for any stage snapshot)."""
-    have = (source.cpu, source.mem, source.disk)
-    if not any(have) or have == wanted.resources:
+    if not _other_resources(source, wanted.resources):
         return None
     return (
-        f"{source.name} had {source.resources()}; the new snapshot gets {wanted.cpu} vCPU, "
-        f"{wanted.memory} GB memory, {wanted.disk} GB disk (pass --cpu/--memory/--disk to match)"
+        f"{source.name} had {source.resources()}; the new snapshot gets "
+        f"{resources_words(*wanted.resources)} (pass --cpu/--memory/--disk to match)"
     )

@@ -1,10 +1,8 @@
 """What the Daytona sessions share: the client, the stage, the commit, and the deletion loop.
 
-`connect` is the one place a DaytonaClient is made from DAYTONA_* (the app's
-`pipeline.app.latest_snapshot` uses it too); the client itself only takes values.
-
-The keyword-only parameters of the session functions exist for tests (a client on an emulator,
-fast polling, a fixed clock); nox never passes them.
+`connect` is the one place a DaytonaClient is made from DAYTONA_* (the app uses it too). The
+keyword-only parameters of the session functions exist for tests (a client on an emulator, fast
+polling, a fixed clock); nox never passes them.
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ def connect(settings: DaytonaSettings) -> DaytonaClient:
 
 
 def api_line(daytona: DaytonaSettings) -> str:
-    """The plan's `api:` line: which Daytona a run talks to, as which organization."""
     org = f" (organization {daytona.organization_id})" if daytona.organization_id else ""
     return f"api:        {daytona.api_url}{org}"
 
@@ -67,7 +64,7 @@ def daytona_client(
 
 
 def stage(prefix: str | None) -> tuple[str, str]:
-    """The stage and where it came from: --prefix, else the variables (see resolve_stage)."""
+    """The stage and where it came from: --prefix, else the variables."""
     if prefix:
         return resolve_stage(prefix=prefix, iterate_user=None, app_stage=None)[0], "--prefix"
     settings = load(StageSettings)
@@ -96,7 +93,6 @@ def commit(build: BuildSettings) -> tuple[str, bool]:
 
 
 def ref_commit(build: BuildSettings) -> str:
-    """The sha SANDBOX_ITERATE_REPO_REF names (a ref build is clean by definition)."""
     from pipeline.git.refs import resolve_ref
 
     assert build.repo_ref is not None

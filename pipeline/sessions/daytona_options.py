@@ -1,6 +1,6 @@
 """Command-line flags whose limits come from the settings models (one place for each limit).
 
-`add_setting_flag(cli, "--cpu", SnapshotSettings, "cpu", "vCPUs")` validates `--cpu` through
+`add_setting_flag(cli, "--cpu", SnapshotSettings, "vCPUs")` validates `--cpu` through
 the `cpu` field itself, so `--cpu 0` is refused by the same `gt=0` as `SANDBOX_SNAPSHOT_CPU=0`,
 and the help names the variable and its default. Flags without a variable use the plain models
 of pipeline/settings/daytona.py the same way.
@@ -63,13 +63,13 @@ def add_setting_flag(
     cli: argparse.ArgumentParser | argparse._ArgumentGroup,
     flag: str,
     model: type[BaseModel],
-    name: str,
     help: str,
     **options: Any,
 ) -> None:
-    """Add `flag` validated by `model.name`. For a settings model the flag defaults to None
-    (the variable's value is used then) and the help names the variable; for an options model
-    it defaults to the field's default."""
+    """Add `--some-flag`, validated by `model.some_flag`. For a settings model the flag defaults
+    to None (the variable's value is used then) and the help names the variable; for an options
+    model it defaults to the field's default."""
+    name = flag.removeprefix("--").replace("-", "_")
     info = model.model_fields[name]
     alias = info.validation_alias
     if issubclass(model, BaseSettings) and isinstance(alias, str):

@@ -2,9 +2,8 @@
 (the host of SANDBOX_IMAGE_REPOSITORY), with DAYTONA_REGISTRY_USERNAME/_PASSWORD, so that it can
 pull private images (a private GHCR package) into snapshots.
 
-Idempotent: a second run makes nothing new, it updates the entry's password in place; further
-entries for the same host are deleted (the plan names them first). `--dry-run` lists the entries
-(a read) and prints the plan; nothing changes. The password is never printed or reported.
+Idempotent (daytona/registries.py); `--dry-run` lists the entries (a read) and prints the plan.
+The password is never printed or reported.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ READ_ONLY_FIX = (
 
 
 def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
-    """Ensure one Daytona registry entry for the image repository's host, with pull credentials."""
     cli = parser(
         "daytona_registry",
         "Give Daytona one registry entry (pull credentials) for the image's registry.",

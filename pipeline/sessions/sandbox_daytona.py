@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.latest import latest_snapshot
-from pipeline.daytona.sandbox_lifecycle import (
+from pipeline.daytona.sandboxes import (
     SANDBOX_POLL,
+    SandboxSpec,
     SandboxWaits,
     launch_sandbox,
     stop_and_delete,
@@ -28,8 +29,6 @@ from pipeline.rules.sandbox_rules import (
     PIPELINE_LABELS,
     PREVIEW_TOKEN_HEADER,
     interval_words,
-    new_sandbox_name,
-    pipeline_labels,
     plan_cleanup,
 )
 from pipeline.rules.snapshot_names import match_prefix, snapshot_name_problem
@@ -58,16 +57,17 @@ def sandbox_daytona(
     interval: Interval = SANDBOX_POLL,
     now: Now = utcnow,
 ) -> None:
-    """Start a sandbox from a snapshot and print its preview URL; --down / --cleanup remove."""
     args = _parser().parse_args(argv)
     settings = load(SandboxSettings)
     waits = SandboxWaits(start_s=args.timeout or settings.timeout, interval=interval)
+    # --down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT).
+    teardown = replace(waits, teardown_s=waits.start_s)
     if args.yes and not args.cleanup:
         raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
     if args.down:
-        _down(args.down, args.dry_run, waits, client=client)
+        _down(args.down, args.dry_run, teardown, client=client)
     elif args.cleanup:
-        _cleanup(args, waits, client=client, now=now)
+        _cleanup(args, teardown, client=client, now=now)
     else:
         _up(args, settings, waits, client=client, now=now)
 
@@ -97,23 +97,8 @@ def _parser() -> argparse.ArgumentParser:
         "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
     )
     cli.add_argument("--name", help="sandbox name (default: sbx-<YYYYMMDD-HHMMSS>-<random>)")
-    _sandbox_options(cli)
     add_setting_flag(
-        cli,
-        "--older-than",
-        SandboxOptions,
-        "older_than",
-        "with --cleanup: only sandboxes created at least this many minutes ago (0: all)",
-        metavar="MINUTES",
-    )
-    cli.add_argument("--yes", action="store_true", help="with --cleanup: delete what the plan says")
-    return cli
-
-
-def _sandbox_options(cli: argparse.ArgumentParser) -> None:
-    """What the started sandbox gets; the limits are SandboxSettings' and SandboxOptions' own."""
-    add_setting_flag(
-        cli, "--port", SandboxOptions, "port", "port whose preview URL to print (the daemon's)"
+        cli, "--port", SandboxOptions, "port whose preview URL to print (the daemon's)"
     )
     cli.add_argument(
         "--env",
@@ -136,26 +121,26 @@ def _sandbox_options(cli: argparse.ArgumentParser) -> None:
         "--public", action="store_true", help="preview URLs open without a token (default: private)"
     )
     add_setting_flag(
-        cli,
-        "--timeout",
-        SandboxSettings,
-        "timeout",
-        "seconds to wait for started, and for gone with --down",
+        cli, "--timeout", SandboxSettings, "seconds to wait for started, and for gone with --down"
     )
     add_setting_flag(
-        cli,
-        "--auto-stop",
-        SandboxSettings,
-        "auto_stop",
-        "idle minutes before Daytona stops it, 0 never",
+        cli, "--auto-stop", SandboxSettings, "idle minutes before Daytona stops it, 0 never"
     )
     add_setting_flag(
         cli,
         "--auto-delete",
         SandboxSettings,
-        "auto_delete",
         "minutes after a stop before Daytona deletes it, 0 at once, -1 never",
     )
+    add_setting_flag(
+        cli,
+        "--older-than",
+        SandboxOptions,
+        "with --cleanup: only sandboxes created at least this many minutes ago (0: all)",
+        metavar="MINUTES",
+    )
+    cli.add_argument("--yes", action="store_true", help="with --cleanup: delete what the plan says")
+    return cli
 
 
 def _up(
@@ -196,20 +181,20 @@ def _up(
 def _request(
     args: argparse.Namespace, settings: SandboxSettings, snapshot: str, now: Now
 ) -> CreateSandbox:
-    name = args.name or new_sandbox_name(now(), secrets.token_hex(3))
-    if problem := snapshot_name_problem(name):
-        raise ConfigError(f"--name {name!r} is not valid: expected {problem}", "correct the option")
-    return CreateSandbox(
+    if args.name and (problem := snapshot_name_problem(args.name)):
+        raise ConfigError(
+            f"--name {args.name!r} is not valid: expected {problem}", "correct the option"
+        )
+    return SandboxSpec(
         snapshot=snapshot,
-        name=name,
         env=dict(args.env),
-        labels=pipeline_labels(dict(args.label), git_sha=git_sha_label()),
+        labels=dict(args.label),
+        name=args.name,
         public=args.public,
         auto_stop_interval=settings.auto_stop if args.auto_stop is None else args.auto_stop,
-        auto_delete_interval=(
-            settings.auto_delete if args.auto_delete is None else args.auto_delete
-        ),
-    )
+        auto_delete_interval=settings.auto_delete if args.auto_delete is None else args.auto_delete,
+        git_sha=git_sha_label(),
+    ).request(now())
 
 
 def _print_up_plan(
@@ -299,7 +284,7 @@ def _down(name: str, dry_run: bool, waits: SandboxWaits, *, client: DaytonaClien
         return
     with daytona_client(client) as api:
         console.step(f"removing Daytona sandbox {name}")
-        if not stop_and_delete(api, name, _teardown(waits)):
+        if not stop_and_delete(api, name, waits):
             console.say(f"   no sandbox {name}: nothing to remove")
 
 
@@ -325,16 +310,11 @@ def _cleanup(
                 console.say(line)
         if args.yes:
             for sandbox in plan.to_delete:
-                remove = partial(stop_and_delete, api, sandbox.id, _teardown(waits))
+                remove = partial(stop_and_delete, api, sandbox.id, waits)
                 deletions.attempt(sandbox.name, remove)
     deletions.finish(
         args.yes, "sandboxes_clean", "re-run `nox -s sandbox_daytona -- --cleanup --yes`"
     )
-
-
-def _teardown(waits: SandboxWaits) -> SandboxWaits:
-    """--down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT)."""
-    return SandboxWaits(start_s=waits.start_s, teardown_s=waits.start_s, interval=waits.interval)
 
 
 def _label_pair(text: str) -> tuple[str, str]:

@@ -1,7 +1,5 @@
 """`nox -s snapshot_daytona`: register the commit's image as Daytona snapshot
-iterate-sandbox-<sha>, idempotently; and the steps `snapshot_stage` shares with it (options,
-the plan, the image check, the wait, the report). `--dry-run` prints the plan and changes
-nothing.
+iterate-sandbox-<sha>, idempotently; and the steps `snapshot_stage` shares with it.
 
 Daytona is sent a tag, never a digest (it cannot pull one, daytonaio/daytona#4532): a tag the
 run has just verified in its registry to resolve to the expected digest, which is
@@ -19,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
+from pipeline.daytona.promotion import Promotion
 from pipeline.daytona.snapshots import SNAPSHOT_POLL, Outcome, ensure_snapshot
 from pipeline.errors import ConfigError
 from pipeline.registry.client import resolve_digest
@@ -47,7 +46,6 @@ def snapshot_daytona(
     client: DaytonaClient | None = None,
     interval: Interval = SNAPSHOT_POLL,
 ) -> None:
-    """Register the commit's image as Daytona snapshot iterate-sandbox-<sha>; idempotent."""
     cli = parser("snapshot_daytona", "Make iterate-sandbox-<sha> from <repo>:sha-<sha>.")
     cli.add_argument(
         "--name",
@@ -68,22 +66,20 @@ def snapshot_daytona(
         sha, dirty = commit(build)
         name = name or sha_snapshot_name(sha, dirty)
         image = image or sha_image(build.image_repository, sha, dirty)
-    wanted = spec(args, settings, name, image)
-    job = SnapshotJob.from_args(args, settings, wanted, force=args.force)
+    job = SnapshotJob.from_args(args, settings, name, image, force=args.force)
     make(job, build, client=client, interval=interval)
 
 
 def snapshot_options(cli: argparse.ArgumentParser) -> None:
-    """The options of both snapshot sessions; their limits are SnapshotSettings' own."""
     cli.add_argument(
         "--image",
         help="image to snapshot (default: SANDBOX_IMAGE, else "
         "$SANDBOX_IMAGE_REPOSITORY:sha-<sha>[-dirty])",
     )
-    add_setting_flag(cli, "--cpu", SnapshotSettings, "cpu", "vCPUs")
-    add_setting_flag(cli, "--memory", SnapshotSettings, "memory", "GB")
-    add_setting_flag(cli, "--disk", SnapshotSettings, "disk", "GB")
-    add_setting_flag(cli, "--timeout", SnapshotSettings, "timeout", "seconds to wait for active")
+    add_setting_flag(cli, "--cpu", SnapshotSettings, "vCPUs")
+    add_setting_flag(cli, "--memory", SnapshotSettings, "GB")
+    add_setting_flag(cli, "--disk", SnapshotSettings, "GB")
+    add_setting_flag(cli, "--timeout", SnapshotSettings, "seconds to wait for active")
     cli.add_argument(
         "--skip-image-check",
         action="store_true",
@@ -92,77 +88,59 @@ def snapshot_options(cli: argparse.ArgumentParser) -> None:
     )
 
 
-def spec(
-    args: argparse.Namespace, settings: SnapshotSettings, name: str, image: str
-) -> SnapshotSpec:
-    """The snapshot to make: flags over variables; a bad name or image is one ConfigError."""
-    for flag, value, problem in (
-        ("--name/SANDBOX_SNAPSHOT_NAME", name, snapshot_name_problem(name)),
-        ("--image/SANDBOX_IMAGE", image, daytona_image_problem(image)),
-    ):
-        if problem:
-            raise ConfigError(
-                f"{flag} {value!r} is not valid: expected {problem}",
-                "correct the option or variable",
-            )
-    return SnapshotSpec(
-        name=name,
-        image=image,
-        cpu=args.cpu or settings.cpu,
-        memory=args.memory or settings.memory,
-        disk=args.disk or settings.disk,
-        entrypoint=settings.entrypoint,
-    )
-
-
 @dataclass(frozen=True)
 class SnapshotJob:
-    """What one run of a snapshot session is asked to do."""
-
     spec: SnapshotSpec
     timeout: float
     dry_run: bool
     image_check: ImageCheck
+    image_digest: str | None  # the tag must resolve to it (SANDBOX_IMAGE_DIGEST, --from)
     force: bool = False
     plan: tuple[str, ...] = ()  # extra lines at the top of the printed plan
-    image_digest: str | None = None  # the tag must resolve to it (SANDBOX_IMAGE_DIGEST, --from)
-    promoted_from: str | None = None  # `--from` of snapshot_stage: a commit or snapshot
-    # What a dry run has read to make its plan ("the registry"), if anything.
-    read_for_plan: str | None = None
+    promotion: Promotion | None = None  # what `--from` of snapshot_stage found
 
     @classmethod
     def from_args(
         cls,
         args: argparse.Namespace,
         settings: SnapshotSettings,
-        spec: SnapshotSpec,
+        name: str,
+        image: str,
         *,
         force: bool = False,
         plan: tuple[str, ...] = (),
-        promoted_from: str | None = None,
-        read_for_plan: str | None = None,
-        image_digest: str | None = None,
+        promotion: Promotion | None = None,
     ) -> SnapshotJob:
-        """`image_digest`: what a promotion found the image to be; SANDBOX_IMAGE_DIGEST, when
-        set, must agree with it."""
+        """Flags over variables; a bad name or image is one ConfigError, and so is a
+        SANDBOX_IMAGE_DIGEST that is not what a promotion found the image to be."""
+        for flag, value, problem in (
+            ("--name/SANDBOX_SNAPSHOT_NAME", name, snapshot_name_problem(name)),
+            ("--image/SANDBOX_IMAGE", image, daytona_image_problem(image)),
+        ):
+            if problem:
+                raise ConfigError(
+                    f"{flag} {value!r} is not valid: expected {problem}",
+                    "correct the option or variable",
+                )
         given = load(DigestSettings).image_digest
-        if given is not None and image_digest is not None and given != image_digest:
+        found = promotion.digest if promotion else None
+        if given is not None and found is not None and given != found:
             raise ConfigError(
-                f"SANDBOX_IMAGE_DIGEST={given}, but {spec.image} is {image_digest}",
+                f"SANDBOX_IMAGE_DIGEST={given}, but {image} is {found}",
                 "promote the image that was tested, or unset SANDBOX_IMAGE_DIGEST",
             )
-        digest = image_digest or given
-        return cls(
-            spec=spec,
-            timeout=args.timeout or settings.timeout,
-            dry_run=args.dry_run,
-            image_check=image_check(image_digest=digest, skip_tag_check=args.skip_image_check),
-            force=force,
-            plan=plan,
-            image_digest=digest,
-            promoted_from=promoted_from,
-            read_for_plan=read_for_plan,
+        digest = found or given
+        spec = SnapshotSpec(
+            name=name,
+            image=image,
+            cpu=args.cpu or settings.cpu,
+            memory=args.memory or settings.memory,
+            disk=args.disk or settings.disk,
+            entrypoint=settings.entrypoint,
         )
+        check = image_check(image_digest=digest, skip_tag_check=args.skip_image_check)
+        timeout = args.timeout or settings.timeout
+        return cls(spec, timeout, args.dry_run, check, digest, force, plan, promotion)
 
 
 def make(
@@ -172,12 +150,11 @@ def make(
     client: DaytonaClient | None,
     interval: Interval = SNAPSHOT_POLL,
 ) -> None:
-    """Print the plan, then (unless a dry run) make the snapshot active and report it."""
     daytona = load(DaytonaSettings)
     _print_plan(job, daytona)
     if job.dry_run:
-        if job.read_for_plan:
-            console.say(f"dry run: {job.read_for_plan} only read for the plan; nothing changed")
+        if job.promotion:
+            console.say(f"dry run: {job.promotion.read} only read for the plan; nothing changed")
         else:
             console.say("dry run: Daytona and the registry were not contacted; nothing changed")
         return
@@ -246,7 +223,7 @@ def _report(job: SnapshotJob, outcome: Outcome) -> None:
         "state": snap.state,
         "image": snap.image_name or spec.image,
         "image_digest": job.image_digest,  # verified before any POST and in Daytona's ref
-        "promoted_from": job.promoted_from,
+        "promoted_from": job.promotion.source.describe() if job.promotion else None,
         "cpu": snap.cpu,
         "memory": snap.mem,
         "disk": snap.disk,

@@ -15,7 +15,6 @@ from pipeline.sessions.options import parser
 
 
 def snapshot_latest(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
-    """Print the newest active snapshot name of a stage (stdout), for scripts and deploys."""
     cli = parser("snapshot_latest", "Print the newest active snapshot of a prefix.")
     cli.add_argument(
         "--prefix",

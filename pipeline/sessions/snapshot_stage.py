@@ -1,12 +1,9 @@
 """`nox -s snapshot_stage`: a new <stage>--<YYYYMMDD-HHMMSS> (UTC) snapshot of the commit's image,
 which the app's "newest snapshot of the stage" look-up then hands out.
 
-`--from <sha or snapshot>` promotes or rolls back without a build: the new snapshot registers an
-image that exists already (a commit's pushed `:sha-<sha>`, or the digest an earlier snapshot
-pulled), so it becomes the stage's newest. Daytona is sent a tag verified to resolve to that
-digest, never the digest itself (daytona/promotion.py); a `:pinned-<hex>` tag is made in the
-registry first when no tag holds it any more. Finding the image only reads the registry and
-Daytona; `--dry-run` does those reads too, to show the digest it would register.
+`--from <sha or snapshot>` promotes or rolls back without a build (daytona/promotion.py): the
+new snapshot registers an image that exists already, so it becomes the stage's newest.
+`--dry-run` reads the registry and Daytona too, to show the digest it would register.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from pipeline.rules.snapshot_names import (
 from pipeline.sessions.daytona_common import Now, commit, daytona_client, stage, utcnow
 from pipeline.sessions.daytona_options import dry_run_help
 from pipeline.sessions.options import parser
-from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options, spec
+from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options
 from pipeline.settings.build import BuildSettings, load
 from pipeline.settings.daytona import SnapshotSettings
 from pipeline.waiting import Interval
@@ -43,7 +40,6 @@ def snapshot_stage(
     interval: Interval = SNAPSHOT_POLL,
     now: Now = utcnow,
 ) -> None:
-    """Make a new <stage>--<YYYYMMDD-HHMMSS> snapshot (stage: dev-$ITERATE_USER or APP_STAGE)."""
     cli = parser("snapshot_stage", "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.")
     cli.add_argument(
         "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
@@ -70,18 +66,16 @@ def snapshot_stage(
     plan = (f"stage:      {name} (from {where})",)
     if args.source:
         promotion = promote(args.source, build, client)
-        wanted = spec(args, settings, stage_snapshot_name(name, now()), promotion.image)
-        if promotion.snapshot and (note := resources_note(promotion.snapshot, wanted)):
-            console.warn(note)
         job = SnapshotJob.from_args(
             args,
             settings,
-            wanted,
+            stage_snapshot_name(name, now()),
+            promotion.image,
             plan=plan + promotion.plan(),
-            promoted_from=promotion.source.describe(),
-            read_for_plan=promotion.read,
-            image_digest=promotion.digest,
+            promotion=promotion,
         )
+        if promotion.snapshot and (note := resources_note(promotion.snapshot, job.spec)):
+            console.warn(note)
         if promotion.make_tag and not args.dry_run:
             repository = image_repository(promotion.image)
             tag = promotion.image.rsplit(":", 1)[1]
@@ -89,8 +83,9 @@ def snapshot_stage(
                 console.step(f"made {promotion.image} for {promotion.digest} (no build)")
     else:
         image = args.image or settings.image or commit_image(build, dry_run=args.dry_run)
-        wanted = spec(args, settings, stage_snapshot_name(name, now()), image)
-        job = SnapshotJob.from_args(args, settings, wanted, plan=plan)
+        job = SnapshotJob.from_args(
+            args, settings, stage_snapshot_name(name, now()), image, plan=plan
+        )
     make(job, build, client=client, interval=interval)
 
 
@@ -124,14 +119,11 @@ def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
 
 
 def image_exists(image: str, build: BuildSettings) -> bool:
-    """Whether the registry has `image` (one HEAD of its manifest)."""
     with reader_for(image, build) as reader:
         response = reader.manifest()
-        if response.status_code == 404:
-            return False
-        if response.status_code != 200:
+        if response.status_code not in (200, 404):
             raise reader.fail(response)
-    return True
+    return response.status_code == 200
 
 
 def promote(text: str, build: BuildSettings, client: DaytonaClient | None) -> Promotion:

@@ -22,7 +22,6 @@ def snapshots_clean(
     client: DaytonaClient | None = None,
     now: Now = utcnow,
 ) -> None:
-    """Delete a prefix's old snapshots (keeps newest N, recent ones, newest active); --yes acts."""
     cli = parser(
         "snapshots_clean",
         "Retention for a prefix's snapshots; prints the plan, deletes only with --yes.",
@@ -32,10 +31,8 @@ def snapshots_clean(
         action="append",
         help="stage or prefix to clean; repeatable (default: the current stage)",
     )
-    add_setting_flag(cli, "--keep", RetentionOptions, "keep", "always keep this many newest")
-    add_setting_flag(
-        cli, "--days", RetentionOptions, "days", "always keep snapshots younger than this"
-    )
+    add_setting_flag(cli, "--keep", RetentionOptions, "always keep this many newest")
+    add_setting_flag(cli, "--days", RetentionOptions, "always keep snapshots younger than this")
     cli.add_argument("--yes", action="store_true", help="delete what the plan says")
     args = cli.parse_args(argv)
     prefixes = [match_prefix(p) for p in (args.prefix or [stage(None)[0]])]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.rules import snapshot_names as naming
@@ -33,8 +33,6 @@ class _Base(BaseSettings):
 
 
 class DaytonaSettings(_Base):
-    """How to reach Daytona's API."""
-
     api_url: str = Field(DEFAULT_API_URL, validation_alias="DAYTONA_API_URL")
     api_key: SecretStr | None = Field(None, validation_alias="DAYTONA_API_KEY")
     organization_id: str | None = Field(None, validation_alias="DAYTONA_ORGANIZATION_ID")
@@ -55,8 +53,6 @@ class DaytonaSettings(_Base):
 
 
 class SnapshotSettings(_Base):
-    """What snapshot to make, and how long to wait for it."""
-
     name: str | None = Field(None, validation_alias="SANDBOX_SNAPSHOT_NAME")
     image: str | None = Field(None, validation_alias="SANDBOX_IMAGE")
     cpu: int = Field(2, gt=0, validation_alias="SANDBOX_SNAPSHOT_CPU")
@@ -69,17 +65,11 @@ class SnapshotSettings(_Base):
         1200, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_SNAPSHOT_TIMEOUT"
     )
 
-    @field_validator("name")
+    @field_validator("name", "image")
     @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is not None and (problem := naming.snapshot_name_problem(value)):
-            raise ValueError(problem)
-        return value
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str | None) -> str | None:
-        if value is not None and (problem := daytona_image_problem(value)):
+    def _name_or_image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        check = naming.snapshot_name_problem if info.field_name == "name" else daytona_image_problem
+        if value is not None and (problem := check(value)):
             raise ValueError(problem)
         return value
 
@@ -95,12 +85,11 @@ class SnapshotSettings(_Base):
 
 
 class DigestSettings(BaseSettings):
-    """SANDBOX_IMAGE_DIGEST: the digest the build job pushed (and the image tests booted). The
-    image a session promotes or snapshots must resolve to it in its registry.
-
-    Unlike every other variable, set-but-empty is not "unset" here: a workflow passes the digest
-    on as `${{ needs.<job>.outputs.digest }}`, and an empty output must fail the release, not
-    quietly turn the check off."""
+    """SANDBOX_IMAGE_DIGEST: the digest the build job pushed (and the image tests booted). The image
+    a session promotes or snapshots must resolve to it in its registry. Unlike every other variable,
+    set-but-empty is not "unset" here: a workflow passes the digest on as
+    `${{ needs.<job>.outputs.digest }}`, and an empty output must fail the release, not quietly
+    turn the check off."""
 
     model_config = SettingsConfigDict(
         extra="ignore", env_ignore_empty=False, populate_by_name=False, frozen=True
@@ -124,8 +113,6 @@ class DigestSettings(BaseSettings):
 
 
 class StageSettings(_Base):
-    """Which stage a `<stage>--<timestamp>` snapshot belongs to."""
-
     iterate_user: str | None = Field(None, validation_alias="ITERATE_USER")
     app_stage: str | None = Field(None, validation_alias="APP_STAGE")
     prefix: str | None = Field(None, validation_alias="DAYTONA_SNAPSHOT_PREFIX")
@@ -159,19 +146,11 @@ class SandboxSettings(_Base):
     )
 
 
-class _Options(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class RetentionOptions(_Options):
-    """`snapshots_clean` flags: keep the newest `keep` and anything younger than `days`."""
-
+class RetentionOptions(BaseModel):
     keep: int = Field(5, ge=0)
     days: float = Field(7.0, ge=0, allow_inf_nan=False)
 
 
-class SandboxOptions(_Options):
-    """`sandbox_daytona` flags without a variable."""
-
+class SandboxOptions(BaseModel):
     port: int = Field(DEFAULT_PORT, gt=0, le=65535, description="a TCP port (1-65535)")
     older_than: float = Field(0.0, ge=0, allow_inf_nan=False)

@@ -71,8 +71,9 @@ def _session_file() -> Path:
 
 
 def enter_session() -> None:
-    """Say that a test session runs (this process), so others do not sweep under it."""
-    _session_file().touch()
+    """Say that a test session runs (this process), so others do not sweep under it. An xdist
+    worker writes its run's id, so that its siblings can be told from other runs."""
+    _session_file().write_text(os.environ.get("PYTEST_XDIST_TESTRUNUID", ""))
 
 
 def leave_session() -> None:
@@ -92,6 +93,20 @@ def other_live_sessions() -> list[int]:
             with contextlib.suppress(OSError):  # another user's, in a sticky directory
                 entry.unlink()
     return live
+
+
+def sibling_workers() -> list[int]:
+    """Pids of the other xdist workers of this run that have not finished their tests."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        return []
+    siblings = []
+    for pid in other_live_sessions():
+        for entry in SESSIONS_DIR.parent.glob(f"{SESSIONS_DIR.name}*/{pid}"):
+            with contextlib.suppress(OSError):
+                if entry.read_text() == run:
+                    siblings.append(pid)
+    return siblings
 
 
 def _docker_lines(*args: str) -> list[str]:

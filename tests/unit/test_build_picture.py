@@ -18,7 +18,7 @@ import pytest
 from pipeline.base_image import rootfs
 from pipeline.errors import PipelineError
 from pipeline.report import publish
-from pipeline.rules.build_summary import Layer, gantt, human_size, steps, table
+from pipeline.rules.build_summary import Layer, Step, gantt, human_size, layer_name, steps, table
 from pipeline.rules.progress import ProgressStats
 from pipeline.settings.build import ReportSettings
 from tests.conftest import _unavailable
@@ -126,8 +126,13 @@ def parse(mermaid: tuple[str, Path], text: str) -> dict[str, object]:
 
 
 def test_the_gantt_chart_is_a_diagram_mermaid_reads(mermaid: tuple[str, Path]) -> None:
-    chart = gantt(steps(fed(), 11.0), "ghcr.io/iterate/sandbox:sha-x: 10.5 s, 1/3 steps cached")
+    chart = gantt(
+        steps(fed(), 11.0), "ghcr.io/iterate/sandbox:sha-x — 10.5 s, 1/3 steps cached", STARTED
+    )
     assert parse(mermaid, chart) == {"ok": True, "type": "gantt"}, chart
+    # the title keeps its colon; a task's colon and semicolon are entities, its `#` a space
+    assert "    title ghcr.io/iterate/sandbox:sha-x — 10.5 s, 1/3 steps cached" in chart
+    assert "RUN npm install --global 'x@1'#58; with#59; odd c… (9.0 s) :active," in chart
     # the check can fail: a task line Mermaid cannot read is refused
     assert parse(mermaid, chart + "\n    a task without its data\n")["ok"] is False
 
@@ -137,9 +142,61 @@ def test_the_step_summary_holds_the_picture(tmp_path: Path, mermaid: tuple[str, 
     settings = ReportSettings.model_construct(
         report_path=None, github_output=None, github_step_summary=summary, github_actions=True
     )
-    chart = gantt(steps(fed(), 11.0), "a build")
-    publish("build", {"image": "x"}, settings, summary=[("tags", "`x`")], picture=chart)
+    chart = gantt(steps(fed(), 11.0), "a build", STARTED)
+    rows = [("tags", "`x`"), ("image size", "1 GB (largest: `RUN a | b`)")]
+    publish("build", {"image": "x"}, settings, summary=rows, picture=chart)
     text = summary.read_text()
     assert "| tags | `x` |" in text
+    assert "| image size | 1 GB (largest: `RUN a \\| b`) |" in text  # GitHub ends a cell at `|`
     block = text.split("```mermaid\n", 1)[1].split("\n```", 1)[0]
     assert parse(mermaid, block)["ok"] is True
+
+
+STARTED = 1_796_620_907_054  # the build's start on the clock, in ms since the epoch
+
+
+def chart_of(length_s: float) -> list[str]:
+    built = Step("[stage-1 2/2] RUN make", 0.0, length_s, cached=False)
+    return gantt([built], "t", STARTED).splitlines()
+
+
+def test_the_axis_is_the_clock_with_ticks_that_suit_the_builds_length() -> None:
+    # Clock times, not times from 0: Mermaid draws the axis in the viewer's zone, and 0 shifted
+    # by +05:30 or +05:45 reads as a wrong minute.
+    assert "    RUN make" not in chart_of(2.9)
+    task = next(line for line in chart_of(2.9) if "RUN make" in line)
+    assert task.endswith(f", {STARTED}, {STARTED + 2900}")
+    assert {"    axisFormat %H:%M:%S.%L", "    tickInterval 500millisecond"} <= set(chart_of(2.9))
+    assert {"    axisFormat %H:%M:%S", "    tickInterval 10second"} <= set(chart_of(95))
+    assert {"    axisFormat %H:%M", "    tickInterval 2minute"} <= set(chart_of(1100))
+
+
+def test_cached_steps_read_in_dockerfile_order_and_the_export_stands_apart() -> None:
+    found = [
+        Step("[stage-2 9/12] COPY b /b", 0.1, 0.0, cached=True),
+        Step("[stage-2 2/12] RUN apt-get update", 0.1, 0.0, cached=True),
+        Step("[stage-2 11/12] COPY . .", 0.2, 0.2, cached=False),
+        Step("exporting to image", 0.5, 1.1, cached=False),
+    ]
+    lines = gantt(found, "t", STARTED).splitlines()
+    names = [line.split(" :")[0].strip() for line in lines if " :" in line]
+    assert names == [
+        "[stage-2 2/12] RUN apt-get update",
+        "[stage-2 9/12] COPY b /b",
+        "[stage-2 11/12] COPY . . (0.2 s)",
+        "exporting to image (1.1 s)",
+    ]
+    sections = [line.strip() for line in lines if line.strip().startswith("section")]
+    assert sections == ["section cached", "section built", "section export"]
+
+
+def test_layers_are_named_as_the_dockerfile_says_them() -> None:
+    bash = (
+        "RUN |1 DEBIAN_FRONTEND=noninteractive /bin/bash -o pipefail -c apt-get update # buildkit"
+    )
+    assert layer_name(bash) == "RUN apt-get update"
+    assert layer_name("RUN /bin/sh -c npm ci # buildkit") == "RUN npm ci"
+    assert layer_name("COPY . . # buildkit") == "COPY . ."
+    assert layer_name('/bin/sh -c #(nop)  CMD ["node"]') == 'CMD ["node"]'
+    assert layer_name("/bin/sh -c apt-get update") == "RUN apt-get update"
+    assert layer_name("") == ""

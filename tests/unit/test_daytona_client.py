@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.daytona.client import BUILD_LOGS_HTTP_TIMEOUT, DaytonaClient
+from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.transport import CreateConflict, OutcomeUnknown
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 from pipeline.rules.daytona_http import retry_after_seconds
@@ -102,16 +102,13 @@ def test_create_sends_the_wire_body() -> None:
     assert spec.request().body()["entrypoint"] == ["sleep", "infinity"]
 
 
-def test_delete_and_build_logs_url_tolerate_404() -> None:
+def test_delete_tolerates_404() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("build-logs-url"):
-            return httpx.Response(404, json=error_body(404, "Snapshot x has no build info"))
         return httpx.Response(404 if "gone" in request.url.path else 200)
 
     api = client(handler)
     assert api.delete_snapshot("live") is True
     assert api.delete_snapshot("gone") is False
-    assert api.build_logs_url("x") is None
 
 
 # --- retries --------------------------------------------------------------------------------
@@ -364,15 +361,3 @@ def test_failure_fixes() -> None:
     assert "snapshot_push" in failure_fix("manifest unknown")
     assert "SANDBOX_SNAPSHOT_CPU" in failure_fix("Snapshot size (25.00GB) exceeds maximum")
     assert "--force" in failure_fix(None)
-
-
-def test_build_logs_url_waits_longer_than_the_servers_hold() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"url": "https://proxy.test/snapshots/x/build-logs"})
-
-    assert client(handler).build_logs_url("x") == "https://proxy.test/snapshots/x/build-logs"
-    # Daytona may hold this request 30 s while it waits for a build runner.
-    assert seen[0].extensions["timeout"]["read"] == BUILD_LOGS_HTTP_TIMEOUT > 30

@@ -14,10 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.sandbox_endpoints import StateChangeInProgress
-from pipeline.daytona.sandbox_lifecycle import create_sandbox
-from pipeline.daytona.sandboxes import SandboxHandle, preview_headers
+from pipeline.daytona.client import DaytonaClient, StateChangeInProgress
+from pipeline.daytona.sandboxes import SandboxHandle, create_sandbox, preview_headers
 from pipeline.daytona.transport import OutcomeUnknown
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
@@ -96,7 +94,7 @@ def test_create_sends_daytonas_fields() -> None:
     assert request.extensions["timeout"]["read"] >= 60
 
 
-def test_get_start_stop_delete_paths() -> None:
+def test_get_stop_delete_paths() -> None:
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -110,7 +108,6 @@ def test_get_start_stop_delete_paths() -> None:
     api = client(handler)
     assert api.get_sandbox("a/b") is not None
     assert api.get_sandbox("gone") is None
-    api.start_sandbox("id-1")
     api.stop_sandbox("id-1")
     api.stop_sandbox("id-1", force=True)
     assert api.delete_sandbox("id-1") is True
@@ -118,7 +115,6 @@ def test_get_start_stop_delete_paths() -> None:
     assert seen == [
         "GET /api/sandbox/a%2Fb",  # one path segment, like the generated client
         "GET /api/sandbox/gone",
-        "POST /api/sandbox/id-1/start",
         "POST /api/sandbox/id-1/stop",
         "POST /api/sandbox/id-1/stop?force=true",
         "DELETE /api/sandbox/id-1",

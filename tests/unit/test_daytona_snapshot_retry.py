@@ -170,7 +170,7 @@ def test_the_same_limits_hold_for_the_variables(
 
 def test_flag_help_names_the_variable_and_its_default() -> None:
     cli = argparse.ArgumentParser()
-    add_setting_flag(cli, "--cpu", SnapshotSettings, "cpu", "vCPUs")
+    add_setting_flag(cli, "--cpu", SnapshotSettings, "vCPUs")
     assert "vCPUs (SANDBOX_SNAPSHOT_CPU, 2)" in " ".join(cli.format_help().split())
     assert cli.parse_args([]).cpu is None  # the variable's value is used then
     assert cli.parse_args(["--cpu", "3"]).cpu == 3

@@ -212,6 +212,10 @@ def _nox_position(argv: list[str]) -> int | None:
     return None
 
 
+# Where a command's words end: `2>&1`, `>log`, `||`, `;;`, `|`, `&`.
+_SHELL_OPERATOR = re.compile(r"[0-9]*[<>]|[|&;]")
+
+
 def sessions_run_by(script: str, seen: frozenset[Path] = frozenset()) -> set[str]:
     """Session names of every `nox -s ...` in a shell script, following `bash scripts/X.sh`
     into the repository's own scripts (the README's `bash scripts/test.sh` runs nox there)."""
@@ -236,7 +240,7 @@ def sessions_run_by(script: str, seen: frozenset[Path] = frozenset()) -> set[str
             elif word.startswith(("--sessions=", "--session=")):
                 names |= set(word.split("=", 1)[1].split(","))
                 taking = False
-            elif word == "--" or word.startswith("-"):
+            elif word == "--" or word.startswith("-") or _SHELL_OPERATOR.match(word):
                 taking = False
             elif taking and (array := _ARRAY_USE.fullmatch(word)):
                 names |= set(arrays.get(array.group(1), []))

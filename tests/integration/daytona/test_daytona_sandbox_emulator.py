@@ -14,15 +14,17 @@ import httpx
 import pytest
 
 from daytona_emulator.knobs import SandboxOutcome
-from pipeline.daytona.sandbox_lifecycle import (
+from pipeline.daytona.sandboxes import (
     NameTaken,
+    SandboxSpec,
     SandboxWaits,
     create_sandbox,
     launch_sandbox,
+    preview_headers,
+    running_sandbox,
     stop_and_delete,
     wait_started,
 )
-from pipeline.daytona.sandboxes import SandboxSpec, preview_headers, running_sandbox
 from pipeline.daytona.snapshots import ensure_snapshot
 from pipeline.errors import DaytonaError, DeadlineExceeded, PipelineError
 from pipeline.rules.daytona_models import CreateSandbox, Sandbox

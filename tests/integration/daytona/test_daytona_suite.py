@@ -24,10 +24,10 @@ from pydantic import SecretStr
 
 from daytona_emulator import EmulatorServer
 from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.sandbox_lifecycle import SandboxWaits
 from pipeline.daytona.sandboxes import (
     SandboxHandle,
     SandboxSpec,
+    SandboxWaits,
     preview_headers,
     running_sandbox,
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ from tests.helpers.host_engine import (
     other_live_sessions,
     remaining_test_artifacts,
     remove_test_artifacts,
+    sibling_workers,
     volume_inventory,
 )
 from tests.helpers.processes import processes_matching
@@ -214,6 +216,12 @@ def test_users_engine_kept_its_build_cache_and_images(
     engine: None, host_engine_baseline: HostBaseline | None
 ) -> None:
     assert host_engine_baseline is not None  # taken because this test was selected
+    # Under pytest-xdist the check is about the whole run: wait for the other workers' tests
+    # and their clean-up (xdist hands this test, collected last, to a worker as its last).
+    deadline = time.monotonic() + 840
+    while sibling_workers() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert sibling_workers() == [], "the run's other xdist workers did not finish in 840 s"
     if host_engine_baseline.canary is None:
         _unavailable(host_engine_baseline.problem or "no canary")
     canary = host_engine_baseline.canary

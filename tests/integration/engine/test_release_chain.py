@@ -105,8 +105,10 @@ def push_image(
     return digest
 
 
-def temp_configs() -> set[str]:
-    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith(TEMP_PREFIX)}
+def temp_configs(where: Path | None = None) -> set[str]:
+    """Temporary Docker configs in `where` (a test's own temp directory: other test sessions,
+    or xdist workers, log in and out in the shared one meanwhile)."""
+    return {p for p in os.listdir(where or tempfile.gettempdir()) if p.startswith(TEMP_PREFIX)}
 
 
 @pytest.mark.parametrize("provenance", [False, True], ids=["manifest", "index"])
@@ -158,9 +160,10 @@ def test_a_tag_pushed_again_is_caught_by_its_digest(
 
 
 def test_a_refused_login_leaves_no_config_behind(
-    settings: BuildSettings, monkeypatch: pytest.MonkeyPatch
+    settings: BuildSettings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("REGISTRY_PASSWORD", "wrong-password-123")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     before = temp_configs()
     with (
         pytest.raises(RegistryError, match="refused") as caught,
@@ -259,7 +262,9 @@ def test_snapshot_push_of_an_older_commit_leaves_main_and_no_credential(
     user = tmp_path / "user-docker-config"
     user.mkdir()
     name = repo.repository.split("/", 1)[1]
-    configs = temp_configs()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    configs = temp_configs(temp)
 
     def push(path: Path, tag: str, *args: str) -> tuple[PipelineRun, dict[str, object], list[str]]:
         report, outputs = tmp_path / f"report-{tag}.json", tmp_path / f"output-{tag}"
@@ -268,6 +273,7 @@ def test_snapshot_push_of_an_older_commit_leaves_main_and_no_credential(
             "SANDBOX_DOCKERFILE": str(path / "sandbox" / "Dockerfile"),
             "REGISTRY_USERNAME": registry.username,
             "REGISTRY_PASSWORD": registry.password,
+            "TMPDIR": str(temp),
             "PIPELINE_REPORT": str(report),
             "GITHUB_OUTPUT": str(outputs),
         }
@@ -301,7 +307,7 @@ def test_snapshot_push_of_an_older_commit_leaves_main_and_no_credential(
              f"sha-{b}"))], capture_output=True, check=False,
         )  # fmt: skip
     # The login lived in a temporary config for each push, and nowhere after.
-    assert temp_configs() == configs
+    assert temp_configs(temp) == configs
     for path in user.rglob("*"):
         if path.is_file():
             assert registry.password not in path.read_text(errors="replace"), path
