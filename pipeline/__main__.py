@@ -1,8 +1,6 @@
-"""`python -m pipeline COMMAND [options]`: the sessions' commands with distinct exit codes.
-
-nox exits 1 for any failed session; scripts that need to tell failures apart call this instead
-(`PipelineError.exit_code`: 2 config, 3 engine, 4 git, 5 build, 6 deadline, 7 registry, ...,
-11 doctor; 130 after Ctrl-C, 143 after SIGTERM: see pipeline/errors.py).
+"""`python -m pipeline COMMAND [options]`: the sessions' commands with distinct exit codes
+(pipeline/errors.py). nox exits 1 for any failed session; scripts that need to tell failures
+apart call this instead.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from pipeline import console
 from pipeline.catalog import COMMANDS
 from pipeline.errors import Interrupted, PipelineError
 from pipeline.fastpath.replay import TRIED_VARIABLE, replay
@@ -33,7 +32,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     tried = os.environ.pop(TRIED_VARIABLE, None) is not None  # by nox's own interpreter
-    if name == "snapshot_local" and not tried and replay(rest, os.environ, _step):
+    if name == "snapshot_local" and not tried and replay(rest, os.environ, console.step):
         return 0  # nothing it reads has changed since its last decision (fastpath/replay.py)
     traceback = False
     cancel_when_orphaned()
@@ -57,7 +56,6 @@ def main(argv: list[str]) -> int:
 
 def _start_up() -> bool:
     """Where output goes (GitHub or a terminal); True when tracebacks are asked for."""
-    from pipeline import console
     from pipeline.settings.build import ReportSettings, load
 
     reports = load(ReportSettings)
@@ -69,10 +67,6 @@ def _command(name: str) -> Callable[[Sequence[str]], None]:
     module, _, attribute = str(COMMANDS[name].command).partition(":")
     command: Callable[[Sequence[str]], None] = getattr(importlib.import_module(module), attribute)
     return command
-
-
-def _step(message: str) -> None:
-    print(f"==> {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """The pipeline's fatal errors: each has its own exit code and says how to fix what went wrong.
-
-Sessions catch `PipelineError` and print `str(error)`: one line, cause then fix, no traceback
-(set `PIPELINE_TRACEBACK=1` to see one).
+Sessions print `str(error)`: one line, cause then fix, no traceback (`PIPELINE_TRACEBACK=1` shows
+one).
 
 Exit codes: 2 config, 3 engine, 4 git, 5 build (a Dockerfile step), 6 deadline, 7 registry,
 8 Daytona, 9 Daytona auth, 10 sandbox, 11 doctor found problems, 12 the offline base image
@@ -34,71 +33,49 @@ class PipelineError(Exception):
 
 
 class ConfigError(PipelineError):
-    """A bad environment variable or argument."""
-
-    exit_code = 2
+    exit_code = 2  # a bad environment variable or argument
 
 
 class EngineError(PipelineError):
-    """The Docker engine or buildx cannot be used."""
-
-    exit_code = 3
+    exit_code = 3  # the Docker engine or buildx cannot be used
 
 
 class GitError(PipelineError):
-    """The git repository cannot give the facts a build needs, or refuses the build."""
-
-    exit_code = 4
+    exit_code = 4  # the git repository cannot give the facts a build needs, or refuses the build
 
 
 class BuildError(PipelineError):
-    """`docker buildx build` failed."""
-
-    exit_code = 5
+    exit_code = 5  # `docker buildx build` failed
 
 
 class DeadlineExceeded(PipelineError):
-    """A build or a wait ran past its deadline."""
-
-    exit_code = 6
+    exit_code = 6  # a build or a wait ran past its deadline
 
 
 class RegistryError(PipelineError):
-    """The registry refused credentials, a push, or does not have an image."""
-
-    exit_code = 7
+    exit_code = 7  # the registry refused credentials, a push, or does not have an image
 
 
 class DaytonaError(PipelineError):
-    """Daytona's API answered with an error, or a snapshot/sandbox ended in a failed state."""
-
-    exit_code = 8
+    exit_code = 8  # Daytona's API answered with an error, or a snapshot/sandbox failed
 
 
 class DaytonaAuthError(DaytonaError):
-    """Daytona refused the credentials (401/403)."""
-
-    exit_code = 9
+    exit_code = 9  # Daytona refused the credentials (401/403)
 
 
 class SandboxError(PipelineError):
-    """A sandbox container did not become healthy."""
-
-    exit_code = 10
+    exit_code = 10  # a sandbox container did not become healthy
 
 
 class DoctorFoundProblems(PipelineError):
-    """`doctor` ran every check and at least one failed (its FAIL lines say which and the fix)."""
-
-    exit_code = 11
+    exit_code = 11  # `doctor` ran every check and at least one failed (its FAIL lines say which)
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM arrived, and what the session had started was stopped first.
-
-    A KeyboardInterrupt, so code that cleans up on Ctrl-C cleans up on this too. `done` says in
-    a few words what was stopped, e.g. "build cancelled".
-    """
+    """Ctrl-C or SIGTERM arrived, and what the session had started was stopped first. A
+    KeyboardInterrupt, so code that cleans up on Ctrl-C cleans up on this too; `done` says in a
+    few words what was stopped ("build cancelled")."""
 
     def __init__(self, done: str = "", signum: int = signal.SIGINT) -> None:
         super().__init__(done)

@@ -1,7 +1,6 @@
-"""One result, several outputs: a JSON report file, `$GITHUB_OUTPUT` and the step summary.
-
-Each session publishes one section (`build`, `snapshot`, ...). Sections from several sessions
-in one job share the report file, so a later step can read all of them.
+"""One result, several outputs: a JSON report file, `$GITHUB_OUTPUT` and the step summary. Each
+session publishes one section (`build`, `snapshot`, ...); sections from several sessions in one
+job share the report file, so a later step can read all of them.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the replay (fastpath/replay.py) publishes without loading pydantic
     from pipeline.settings.build import ReportSettings
 
-Scalar = str | int | float | bool | None
-
 
 def publish(
     section: str,
@@ -29,7 +26,8 @@ def publish(
     if settings.report_path:
         _merge_json(settings.report_path, section, values)
     if settings.github_output:
-        _append_outputs(settings.github_output, values)
+        with settings.github_output.open("a") as handle:
+            handle.write("\n".join(output_lines(values)) + "\n")
     if settings.github_step_summary and (summary or picture):
         _append_summary(settings.github_step_summary, section, summary, picture)
 
@@ -72,11 +70,6 @@ def _flat(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(_flat(v) for v in value)
     return str(value)
-
-
-def _append_outputs(path: Path, values: Mapping[str, Any]) -> None:
-    with path.open("a") as handle:
-        handle.write("\n".join(output_lines(values)) + "\n")
 
 
 def _append_summary(

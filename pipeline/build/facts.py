@@ -1,10 +1,7 @@
-"""Gather every fact a build needs, before anything is decided: the settings' request, git, the
-base image this machine can build from, the builder, the engine's image store, whether the
-registry has the commit's tag already, and what buildx would read (a local build's fingerprint).
-`plan_build` then decides once (rules/build_plan.py).
-
-What is asked depends only on the request (a dry run asks no engine and no registry; a push no
-fingerprint), never on a plan made earlier.
+"""Gather every fact a build needs before `plan_build` decides (rules/build_plan.py): the settings'
+request, git, the base image this machine can build from, the builder, the engine's image store,
+whether the registry has the commit's tag already, and what buildx would read. What is asked
+depends only on the request (a dry run asks no engine and no registry; a push no fingerprint).
 """
 
 from __future__ import annotations
@@ -41,7 +38,7 @@ def gather(
     settings: BuildSettings, mode: Mode, tree: ExportedTree | None, *, dry_run: bool = False
 ) -> tuple[BuildFacts, Docker | None]:
     """The facts of one build, and the docker CLI they were read with (None in a dry run)."""
-    request = settings.request(mode, ref_build=tree is not None)
+    request = settings.request(mode)
     day = datetime.now(UTC).strftime("%Y%m%d") if request.rebuild else None
     if not request.context.is_dir():
         what = "is not a directory" if request.context.exists() else "does not exist"
@@ -106,15 +103,12 @@ def gather(
 
 
 def git_facts(settings: BuildSettings, tree: ExportedTree | None) -> GitFacts:
-    """The checkout's facts, or the exported commit's (clean, its sha, its commit time)."""
     if tree is None:
         return read_git_facts(settings.build_context, settings.ci)
     return tree.facts(read_git_facts(tree.work_tree, settings.ci))
 
 
 def build_base(docker: Docker, settings: BuildSettings) -> str | None:
-    """The BASE_IMAGE this machine can build from (base_image/choose.py)."""
-
     def make(tag: str) -> str:
         cache = settings.cache_dir / "base-image"  # verified npm tarballs
         return rootfs.make_base_image(docker, settings.offline_base_env, cache, tag)
@@ -125,8 +119,8 @@ def build_base(docker: Docker, settings: BuildSettings) -> str | None:
 def registry_digest(
     settings: BuildSettings, request: BuildRequest, git: GitFacts, day: str | None
 ) -> str | None:
-    """The registry's digest for the commit tag this push would push, None when it has none:
-    a tag that names a commit names one image forever, so an existing one is reused."""
+    """The registry's digest for the commit tag this push would push (a tag that names a commit
+    names one image forever, so an existing one is reused); None when it has none."""
     tag = commit_tag(request, git, day)
     if tag is None:
         return None
@@ -157,8 +151,8 @@ def registry_digest(
 
 @contextmanager
 def ref_source(settings: BuildSettings) -> Iterator[tuple[BuildSettings, ExportedTree | None]]:
-    """The settings to build with: unchanged, or pointing into an export of the requested
-    ref's tree for as long as the build runs (the checkout itself is never touched)."""
+    """The settings to build with: unchanged, or pointing into an export of SANDBOX_ITERATE_REPO_REF
+    for as long as the build runs (the checkout itself is never touched)."""
     ref = settings.repo_ref
     if ref is None:
         yield settings, None

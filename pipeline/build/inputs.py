@@ -1,9 +1,6 @@
-"""Read what a local build's buildx would read, for its fingerprint (rules/fingerprint.py decides
-what counts and build_plan.py whether `:local` already holds it).
-
-One look-up answers for the base images, `:local` and the other tags. Anything that cannot be
-read makes the inputs unknown (with the reason): the build then runs as it would without
-fingerprints.
+"""Read what a local build's buildx would read, for its fingerprint (rules/fingerprint.py). Anything
+that cannot be read makes the inputs unknown (with the reason): the build then runs as it would
+without fingerprints.
 """
 
 from __future__ import annotations
@@ -42,9 +39,8 @@ def read_inputs(
     key_dir: Path,
     env: Mapping[str, str],
 ) -> InputFacts:
-    """The inputs of a local build of `request` (`lookup`: images in the engine by reference;
-    `args`: its build args; `env`: the variables buildx takes from its environment;
-    `cache_dirs`: where the context's stat cache may live)."""
+    """`lookup` answers for the base images, `:local` and the other tags at once; `env`: the
+    variables buildx takes from its environment; `cache_dirs`: where the stat cache may live."""
     if git_info := sorted(name for name in env if name.startswith("BUILDX_GIT_")):
         return InputFacts(
             unknown=f"{', '.join(git_info)}: buildx adds what it reads from the checkout's git"
@@ -94,8 +90,7 @@ def read_inputs(
 
 
 def _secrets(ca_bundle: Path | None, key_dir: Path) -> dict[str, str]:
-    """Secret content as an HMAC under a key that never leaves this machine: the fingerprint is
-    a label, and a plain hash of a weak secret could be tested against guesses."""
+    """An HMAC under a local key (fastpath/local_key.py): the fingerprint is a label."""
     if ca_bundle is None:
         return {}
     content = ca_bundle.read_bytes()

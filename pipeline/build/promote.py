@@ -15,7 +15,7 @@ from pipeline.registry.client import image_revision, resolve_digest
 from pipeline.registry.release_checks import main_tag_move
 from pipeline.registry.tags import put_tag
 from pipeline.report import publish
-from pipeline.rules.release import MainMove, digest_mismatch, main_source, revision_problem
+from pipeline.rules.release import digest_mismatch, main_source, revision_problem
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DigestSettings
 
@@ -55,27 +55,22 @@ def promote_main(text: str, *, dry_run: bool) -> None:
         console.step(f"{main} is {digest}" + ("" if written else " already; nothing written"))
     else:
         console.warn(decision.reason)
-    _report(source.image, source.commit, digest, main, decision, written)
-
-
-def _report(
-    image: str, commit: str, digest: str, main: str, decision: MainMove, written: bool
-) -> None:
+    image, moved = source.image, decision.move
     values = {
         "image": image,
         "digest": digest,
-        "sha": commit,
-        "tags": [main] if decision.move else [],
+        "sha": source.commit,
+        "tags": [main] if moved else [],
         "pushed": written,
         "built": False,
         "promoted_from": image,
-        "main_moved": decision.move,
+        "main_moved": moved,
         "main_reason": decision.reason,
     }
     summary = [
         ("source", f"`{image}`"),
         ("digest", f"`{digest}`"),
-        (":main", "moved" if decision.move else f"not moved: {decision.reason}"),
+        (":main", "moved" if moved else f"not moved: {decision.reason}"),
         ("built", "no: promoted"),
     ]
     publish("build", values, load(ReportSettings), summary=summary)

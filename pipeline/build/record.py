@@ -1,6 +1,5 @@
-"""What a local build leaves for the replay (fastpath/replay.py): what its decision read
-(`Watch`), what it saw before deciding (`Observation`), and, when the outcome holds, a record
-that lets the next unchanged run end in nox's own interpreter.
+"""What a local build leaves for the replay (fastpath/replay.py): what its decision read, what it
+saw before deciding, and, when the outcome holds, a record for the next unchanged run.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ Seen = tuple[replay.Watch, replay.Observation] | None
 
 
 def watch(settings: BuildSettings) -> replay.Watch:
-    """What a replay of this build's decision has to find unchanged."""
     context, dockerfile = settings.build_context, settings.dockerfile
     rules = ignore_rules(dockerfile, context)
     cache_file = cache_file_for((settings.fingerprint_dir,), context, rules)
@@ -77,8 +75,7 @@ def remember(
     before: Seen, plan: BuildPlan, image_id: str | None, inputs: InputFacts | None
 ) -> None:
     """Record that `plan`'s tags are on `image_id`, whose label is the plan's fingerprint (a
-    build someone else's build overtook, or one without a fingerprint, is not recorded).
-    `inputs`: what the decision read (its bases' ids, its context and Dockerfile digests)."""
+    build someone else's build overtook, or one without a fingerprint, is not recorded)."""
     if (
         before is None
         or plan.fingerprint is None
@@ -90,15 +87,12 @@ def remember(
     ):
         replay.forget(os.environ)
         return
-    seen_watch, seen = before
-    message = unchanged_message(plan, REPLAYED)
     replay.remember(
-        seen_watch,
-        seen,
+        *before,
         image_id,
         plan.build_tags,
         dict(inputs.base_images),
-        message,
+        unchanged_message(plan, REPLAYED),
         os.environ,
         built_from=(inputs.context, inputs.dockerfile),
     )

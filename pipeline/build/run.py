@@ -45,7 +45,6 @@ ATTEMPTS = 3
 
 
 def run_build(mode: Mode, *, dry_run: bool) -> BuildOutcome | None:
-    """Build (or find unchanged) what the environment asks for; None when nothing was built."""
     with ref_source(load(BuildSettings)) as (settings, tree):
         for attempt in range(1, ATTEMPTS + 1):
             done, outcome = _attempt(
@@ -94,7 +93,7 @@ def _attempt(
         built = images.one(docker, plan.local_tags[0]) if plan.local_tags else None
         same = built is not None and built.labels.get(LABEL) == plan.fingerprint
         record.remember(before, plan, built.id if built and same else None, facts.inputs)
-    values = {**_report_values(plan, outcome), **picture.values()}
+    values = {**_values(plan, **outcome.model_dump(mode="json")), **picture.values()}
     # One tag, the shortest: the chart's title is centred and clipped where it is wider.
     title = f"{min(outcome.tags, key=len)} — {outcome.duration_s:.1f} s, "
     title += f"{outcome.steps_cached}/{outcome.steps_total} steps cached"
@@ -123,48 +122,29 @@ def _sent_from(
 
 
 def _holds(copy: Mirror, inputs: InputFacts) -> bool:
-    """Whether the copy buildx is sent from is what the fingerprint read."""
     return (copy.digest, copy.dockerfile_digest) == (inputs.context, inputs.dockerfile)
 
 
 def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
-    """`:local` holds exactly these inputs: give its image the other tags, build nothing."""
     assert plan.image_id is not None
     images.tag(docker, plan.image_id, plan.retag)
     console.step(record.unchanged_message(plan, plan.fingerprint_note))
-    values = {
-        "image": plan.pushed_tags[0],
-        "repository": plan.repository,
-        "sha": plan.sha,
-        "dirty": plan.dirty,
-        "branch": plan.branch,
-        "tags": list(plan.build_tags),
-        "image_id": plan.image_id,
-        "skipped": True,
-        "fingerprint": plan.fingerprint,
-        "pushed": False,
-        "labels": plan.labels,
-    }
+    values = _values(
+        plan,
+        tags=list(plan.build_tags),
+        image_id=plan.image_id,
+        skipped=True,
+        fingerprint=plan.fingerprint,
+        pushed=False,
+    )
     summary = [("tags", ", ".join(f"`{t}`" for t in plan.build_tags)), ("built", "no: unchanged")]
     publish("build", values, reports, summary=summary)
 
 
 def _reuse_pushed(plan: BuildPlan, reports: ReportSettings) -> None:
-    """The registry has the commit's tag: report its digest, build and push nothing."""
     image, digest = plan.pushed_tags[0], plan.registry_digest
     console.step(f"{image} is already in the registry as {digest}: reused, nothing built or pushed")
-    values = {
-        "image": image,
-        "repository": plan.repository,
-        "sha": plan.sha,
-        "dirty": plan.dirty,
-        "branch": plan.branch,
-        "digest": digest,
-        "tags": [image],
-        "pushed": False,
-        "reused": True,
-        "labels": plan.labels,
-    }
+    values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
     summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
     publish("build", values, reports, summary=summary)
 
@@ -214,8 +194,7 @@ class Picture:
 
 
 def _picture(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, found: list[Step]) -> Picture:
-    """The image's size (its layers unpacked, as `docker history` counts them) and its layers,
-    when the engine holds it (a pushed-only image: not known)."""
+    """The image's size as `docker history` counts it, when the engine holds the image."""
     for tag in outcome.tags:
         made = images.history(docker, tag)
         if made:
@@ -244,14 +223,14 @@ def _tell(outcome: BuildOutcome, picture: Picture) -> None:
         console.say(f"    {line}")
 
 
-def _report_values(plan: BuildPlan, outcome: BuildOutcome) -> dict[str, object]:
+def _values(plan: BuildPlan, **more: object) -> dict[str, object]:
     return {
         "image": plan.pushed_tags[0],
         "repository": plan.repository,
         "sha": plan.sha,
         "dirty": plan.dirty,
         "branch": plan.branch,
-        **outcome.model_dump(mode="json"),
+        **more,
         "labels": plan.labels,
     }
 

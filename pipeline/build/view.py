@@ -1,10 +1,7 @@
-"""What a person sees while buildx builds.
-
-In a terminal: a live, compact view (each step with its state: cached, running with its elapsed
-time, done with its duration; finished steps fold into one line), the whole log kept in a file
-whose path is printed, and a closing table. Elsewhere (CI, a pipe, `PIPELINE_PROGRESS=plain`):
-buildx's plain log, line by line, as before. Either way every line reaches the log file and the
-failure classification (rules/failures.py), and Ctrl-C stops the build at once.
+"""What a person sees while buildx builds: in a terminal, a live compact view of the steps (the
+whole log kept in a file whose path is printed); elsewhere (CI, a pipe, `PIPELINE_PROGRESS=plain`)
+buildx's plain log, line by line. Either way every line reaches the log file and the failure
+classification (rules/failures.py).
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pipeline import console
+from pipeline.fastpath.context import keep_newest
 from pipeline.rules.progress import ProgressStats, Vertex
 
 if TYPE_CHECKING:  # rich is imported only when a terminal shows the live view
@@ -47,7 +45,6 @@ class BuildView:
             console.say(text)
 
     def render(self) -> RenderableType:
-        """The live view as rich renders it (imported only when a terminal shows it)."""
         from rich.table import Table
         from rich.text import Text
 
@@ -90,18 +87,14 @@ def _row(vertex: Vertex, now: float) -> tuple[Text, Text, Text]:
     return Text(mark, style), Text(vertex.title), Text(when, style="dim")
 
 
-def logs_dir(cache_dir: Path) -> Path:
-    return cache_dir / "logs"
-
-
 @contextmanager
 def build_view(cache_dir: Path, live: bool, title: str) -> Iterator[BuildView]:
     """The view for one build: its log file opened (and its path said) first."""
-    folder = logs_dir(cache_dir)
+    folder = cache_dir / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path = folder / f"build-{stamp}-{os.getpid()}.log"
-    _trim(folder)
+    keep_newest(folder.glob("build-*.log"), LOGS_KEPT - 1)  # and the one opened now
     console.step(f"build log: {path}")
     with path.open("w", encoding="utf-8", errors="replace") as log:
         view = BuildView(log, path, live, title)
@@ -114,9 +107,3 @@ def build_view(cache_dir: Path, live: bool, title: str) -> Iterator[BuildView]:
         screen = Console(stderr=True)
         with Live(get_renderable=view.render, console=screen, refresh_per_second=8, transient=True):
             yield view
-
-
-def _trim(folder: Path) -> None:
-    logs = sorted(folder.glob("build-*.log"), key=lambda p: p.stat().st_mtime)
-    for stale in logs[: max(0, len(logs) - LOGS_KEPT + 1)]:
-        stale.unlink(missing_ok=True)

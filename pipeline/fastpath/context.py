@@ -2,8 +2,8 @@
 kept in a stat cache so that an unchanged tree re-reads no file.
 
 The walk mirrors tonistiigi/fsutil's FilterFS (buildx 0.13): lstat only (symlinks are sent as
-links), an excluded directory is skipped unless an exception may match below it, and a
-directory that is excluded itself is still sent when something inside it is.
+links), an excluded directory is skipped unless an exception may match below it, and one that is
+excluded itself is still sent when something inside it is.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.rules.context_digest import ContextEntry, context_digest
 from pipeline.rules.dockerignore import Matcher, ignore_file_candidates, read_patterns
 
 CACHE_FORMAT = 1
@@ -29,7 +30,48 @@ RACY_MARGIN_NS = 2_000_000_000
 
 
 class ContextError(ConfigError):
-    """The context cannot be read the way buildx would read it."""
+    pass
+
+
+_KINDS = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "char",
+    stat.S_IFBLK: "block",
+}
+
+
+@dataclass(frozen=True)
+class ContextEntry:
+    """One path as buildx sends it. `payload`: a file's content digest, a symlink's target, a
+    device's number; empty for directories. Times are left out: BuildKit's cache ignores them,
+    so a touched but unchanged file yields the same image."""
+
+    path: str
+    mode: int  # st_mode: type and permission bits
+    uid: int
+    gid: int
+    payload: str
+
+    @property
+    def kind(self) -> str:
+        return _KINDS.get(stat.S_IFMT(self.mode), "other")
+
+    def line(self) -> str:
+        perms = stat.S_IMODE(self.mode)
+        return f"{self.path}\0{self.kind}\0{perms:o}\0{self.uid}\0{self.gid}\0{self.payload}\n"
+
+
+def context_digest(entries: Iterable[ContextEntry]) -> str:
+    """The file set as one digest, independent of the order the walk found it in (here, not in
+    rules/fingerprint.py: the replay digests the context in nox's own interpreter)."""
+    digest = hashlib.sha256()
+    for entry in sorted(entries, key=lambda e: e.path.encode("utf-8", "surrogateescape")):
+        digest.update(entry.line().encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -38,13 +80,8 @@ class IgnoreRules:
     text: str
     matcher: Matcher
 
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8", "surrogateescape")).hexdigest()
-
 
 def ignore_rules(dockerfile: Path, context: Path) -> IgnoreRules:
-    """The ignore file buildx picks for this Dockerfile and context, parsed."""
     for candidate in ignore_file_candidates(dockerfile, context):
         path = Path(candidate)
         try:
@@ -123,16 +160,8 @@ class StatCache:
 
     @classmethod
     def load(cls, path: Path | None) -> StatCache:
-        if path is None:
-            return cls(None)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return cls(path)
-        entries = data.get("entries") if isinstance(data, dict) else None
-        if data.get("format") != CACHE_FORMAT or not isinstance(entries, dict):
-            return cls(path)
-        return cls(path, entries)
+        entries = read_json(path, CACHE_FORMAT).get("entries") if path else None
+        return cls(path, entries if isinstance(entries, dict) else {})
 
     def digest(self, absolute: str, relative: str, info: os.stat_result) -> str:
         key: list[int | str] = [
@@ -147,7 +176,7 @@ class StatCache:
         if cached is not None and cached[:-1] == key:
             digest = str(cached[-1])
         else:
-            digest = _file_digest(absolute)
+            digest = file_digest(absolute)
             self.hashed_files += 1
             self.hashed_bytes += info.st_size
         self.seen[relative] = [*key, digest]
@@ -164,18 +193,33 @@ class StatCache:
         }
         if trusted == self.entries:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "entries": trusted}))
-        tmp.replace(self.path)
-        _trim(self.path.parent)
+        write_json(self.path, {"format": CACHE_FORMAT, "entries": trusted})
+        keep_newest(self.path.parent.glob("context-*.json"), CACHE_KEEP)
 
 
-def _trim(directory: Path) -> None:
-    """Keep the stat caches of the most recently fingerprinted contexts only (tests and ref
-    builds fingerprint many short-lived folders)."""
-    caches = sorted(directory.glob("context-*.json"), key=_mtime)
-    for stale in caches[:-CACHE_KEEP]:
+def read_json(path: Path, version: int) -> dict[str, Any]:
+    """A document `write_json` wrote in format `version`; empty when absent, damaged or older."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("format") == version else {}
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    """Whole or not at all (readers never see half a file); only its owner may read it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(document, handle)
+    tmp.replace(path)
+
+
+def keep_newest(paths: Iterable[Path], count: int) -> None:
+    """Delete all but the `count` newest (tests and ref builds fingerprint many short-lived
+    folders; every build writes a log)."""
+    for stale in sorted(paths, key=_mtime)[:-count]:
         stale.unlink(missing_ok=True)
 
 
@@ -186,14 +230,20 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _file_digest(path: str) -> str:
+def file_digest(path: str, copy_to: Path | None = None) -> str:
+    """A context file's sha256, written to `copy_to` on the way when given (so the copy holds
+    exactly the bytes digested). Not hashlib.file_digest: nox's Python may be 3.10."""
+    digest = hashlib.sha256()
     try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:  # not hashlib.file_digest: nox's Python may be 3.10
-            for block in iter(lambda: handle.read(1 << 20), b""):
+        with open(path, "rb") as reader, open(copy_to, "wb") if copy_to else nullcontext() as out:
+            for block in iter(lambda: reader.read(1 << 20), b""):
                 digest.update(block)
+                if out is not None:
+                    out.write(block)
         return digest.hexdigest()
     except OSError as error:
+        if copy_to is not None:
+            copy_to.unlink(missing_ok=True)
         raise ContextError(
             f"cannot read {path} from the build context: {error.strerror}",
             "fix its permissions or exclude it in the .dockerignore",
@@ -210,7 +260,6 @@ class ContextDigest:
 
 
 def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -> ContextDigest:
-    """The digest of the file set buildx sends (`rules` from `ignore_rules`)."""
     started_ns = time.time_ns()
     cache = StatCache.load(cache_file)
     root = os.path.realpath(context)
@@ -242,8 +291,7 @@ def _entry(root: str, path: str, info: os.stat_result, cache: StatCache) -> Cont
 
 
 def cache_root(env: Mapping[str, str]) -> Path:
-    """The pipeline's cache ($XDG_CACHE_HOME/sandbox-pipeline), as settings/build.py
-    `cache_dir` has it, for the replay (which runs before any settings can load)."""
+    """settings/build.py `cache_dir`, for the replay (which runs before any settings load)."""
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "sandbox-pipeline"
 

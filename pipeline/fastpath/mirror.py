@@ -3,22 +3,19 @@ fingerprinted, whatever happens to the checkout meanwhile.
 
 Two gaps close this way (both reproduced against buildx 0.13):
 - A file edited after its digest was taken but before buildx sent it (and maybe edited back):
-  the image would hold content its label does not name. The copy changes only here, before the
-  build, and its digest is taken from what was written into it.
-- buildx's context transfer resends a file only when its size or mtime changed, so a same-size
-  edit whose mtime is put back (`touch -r`, archives unpacked with fixed times) stays invisible
-  to it, even with --no-cache. The copy keeps each file's mtime, except where the content changed
-  while size and mtime did not: there it moves the mtime by one nanosecond, so buildx sees it.
+  the copy changes only here, before the build, and its digest is of what was written into it.
+- buildx resends a file only when its size or mtime changed, so a same-size edit whose mtime is
+  put back (`touch -r`, archives with fixed times) stays invisible to it, even with --no-cache.
+  Where the content changed while size and mtime did not, the copy's mtime moves by 1 ns.
 
-Unchanged files are not copied again (their stat, and the copy's, are as recorded). One build
-uses a copy at a time (a lock); the user's files are only ever read. Standard library only.
+Unchanged files are not copied again. One build uses a copy at a time (a lock); the user's files
+are only ever read. Standard library only.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -28,8 +25,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.fastpath.context import ContextError, IgnoreRules, walk
-from pipeline.rules.context_digest import ContextEntry, context_digest
+from pipeline.fastpath.context import (
+    ContextEntry,
+    ContextError,
+    IgnoreRules,
+    context_digest,
+    file_digest,
+    read_json,
+    walk,
+    write_json,
+)
 from pipeline.rules.dockerignore import Matcher
 
 MANIFEST_FORMAT = 1
@@ -48,8 +53,7 @@ class Mirror:
 
 @contextmanager
 def mirrored(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Iterator[Mirror]:
-    """The context and Dockerfile synced into `root`, held (locked) for as long as the build
-    reads them."""
+    """The context and Dockerfile synced into `root`, locked for as long as the build reads them."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another build of this context waits its turn
@@ -61,7 +65,8 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
     target_root = root / "context"
     target_root.mkdir(exist_ok=True)
     _writable(target_root)
-    old = _load(root / "manifest.json")
+    files = read_json(root / "manifest.json", MANIFEST_FORMAT).get("files")
+    old: Manifest = files if isinstance(files, dict) else {}
     new: Manifest = {}
     entries: list[ContextEntry] = []
     directories: list[tuple[str, os.stat_result]] = []
@@ -98,7 +103,7 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
     for path, info in reversed(directories):  # deepest first: a child's write moves its parent
         os.chmod(target_root / path, stat.S_IMODE(info.st_mode))
         os.utime(target_root / path, ns=(info.st_atime_ns, info.st_mtime_ns))
-    _save(root / "manifest.json", new)
+    write_json(root / "manifest.json", {"format": MANIFEST_FORMAT, "files": new})
     recipe = root / "dockerfile"
     shutil.rmtree(recipe, ignore_errors=True)
     recipe.mkdir()
@@ -137,45 +142,20 @@ def _kept(
 def _copy(
     source: str, target: Path, info: os.stat_result, recorded: list[int | str] | None
 ) -> list[int | str]:
-    """Copy one file (hashing what is written), keeping its mode and mtime; moved by a
-    nanosecond when buildx would otherwise take it for the file it sent last time."""
+    """Copy one file (hashing what is written), keeping its mode and mtime (see the module)."""
     _clear_if(target, lambda m: not stat.S_ISREG(m))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.sync")
-    digest = hashlib.sha256()
-    try:
-        with open(source, "rb") as reader, open(tmp, "wb") as writer:
-            for block in iter(lambda: reader.read(1 << 20), b""):
-                digest.update(block)
-                writer.write(block)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise ContextError(
-            f"cannot read {source} from the build context: {error.strerror}",
-            "fix its permissions or exclude it in the .dockerignore",
-        ) from None
+    digest = file_digest(source, tmp)
     size, mtime = tmp.stat().st_size, info.st_mtime_ns
-    if (
-        recorded is not None
-        and recorded[4:6] == [size, mtime]
-        and recorded[6] != digest.hexdigest()
-    ):
+    if recorded is not None and recorded[4:6] == [size, mtime] and recorded[6] != digest:
         mtime += 1  # same size and time as what buildx has, other content: make it look
     os.chmod(tmp, stat.S_IMODE(info.st_mode))
     os.utime(tmp, ns=(time.time_ns(), mtime))
     tmp.replace(target)
-    return [
-        info.st_size,
-        info.st_mtime_ns,
-        info.st_ctime_ns,
-        info.st_ino,
-        size,
-        mtime,
-        digest.hexdigest(),
-    ]
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, size, mtime, digest]
 
 
 def _clear_if(target: Path, wrong: Callable[[int], bool]) -> None:
-    """Remove what is at `target` when its mode says it is the wrong kind of thing."""
     try:
         mode = target.lstat().st_mode
     except FileNotFoundError:
@@ -202,18 +182,3 @@ def _remove_extra(root: Path, extra: set[str]) -> None:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
-
-
-def _load(path: Path) -> Manifest:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    files = data.get("files") if isinstance(data, dict) else None
-    return files if data.get("format") == MANIFEST_FORMAT and isinstance(files, dict) else {}
-
-
-def _save(path: Path, manifest: Manifest) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"format": MANIFEST_FORMAT, "files": manifest}))
-    tmp.replace(path)

@@ -21,7 +21,6 @@ OFF_VALUES = ("0", "off", "false", "no", "n", "f")
 
 
 def buildx_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The variables buildx takes from its environment that may change what it builds."""
     return {
         name: value
         for name, value in sorted(env.items())

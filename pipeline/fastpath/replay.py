@@ -1,24 +1,17 @@
 """Replay the last decision of `snapshot_local` when nothing it read has changed since.
 
-The full path of an unchanged build (build/run.py) loads settings, reads git, asks the
-engine, fingerprints the context and compares with `:local`'s label. Under nox that means a
-second Python importing pydantic: more than raw buildx takes to find nothing to do. So each
-decision that ends with the tags on an image whose label matches also leaves a record here:
-what it read (`Watch`) and what it saw (`Observation`). The next run observes the same things
-and, when every one is as recorded, prints the recorded outcome without starting anything.
+The full path of an unchanged build (build/run.py) means, under nox, a second Python importing
+pydantic: more than raw buildx takes to find nothing to do. So each decision that ends with the
+tags on an image whose label matches leaves a record: what it read (`Watch`) and what it saw
+(`Observation`). The next run observes the same things and, when every one is as recorded,
+prints the recorded outcome without starting anything.
 
-What is observed, and why that covers the fingerprint (rules/fingerprint.py):
-- env: a keyed digest of every variable the settings read (the plan, the base choice, tags);
-- git: HEAD's commit, the branch, whether the tree is dirty and the origin's URL (tags,
-  labels, GIT_SHA), asked of git itself, so that every config file and include counts;
-- context: the digest of the files buildx sends, through the same walk, ignore rules and stat
-  cache as the fingerprint (fastpath/context.py);
-- files: the content of every other file the decision read (Dockerfile, ignore files, CA bundle,
-  apt sources of the offline base, the pipeline's code);
-- which builder buildx builds with (from buildx's files, under BUILDX_CONFIG when set);
-- images: the ids of the base candidates, the bases and the tags, straight from the engine API.
-Anything that cannot be observed (an engine over TLS, no record, an error) means no replay: the
-full path runs and decides as it always did. A record is written only when what the run saw
+What is observed covers the fingerprint (rules/fingerprint.py): a keyed digest of every variable
+the settings read; HEAD, branch, dirtiness and origin URL, asked of git itself so that every
+config file and include counts; the context through the fingerprint's own walk and stat cache;
+every other file the decision read (Dockerfile, ignore files, CA bundle, apt sources, the
+pipeline's code); the builder buildx uses; and the images' ids, straight from the engine API.
+Anything that cannot be observed means no replay. A record is written only when what the run saw
 before deciding equals what it sees after, so a change made during a run is never recorded.
 
 Standard library only, and no syntax newer than Python 3.10: it runs in nox's own interpreter.
@@ -39,7 +32,13 @@ from typing import Any
 from pipeline.docker import engine_api
 from pipeline.docker.endpoint import Location
 from pipeline.errors import PipelineError
-from pipeline.fastpath.context import cache_root, digest_context, ignore_rules
+from pipeline.fastpath.context import (
+    cache_root,
+    digest_context,
+    ignore_rules,
+    read_json,
+    write_json,
+)
 from pipeline.fastpath.local_key import local_key
 from pipeline.fastpath.reads import fast_path_off
 from pipeline.git.runner import git
@@ -78,10 +77,6 @@ class Observation:
     builder: str
     images: dict[str, str | None] = field(default_factory=dict)
 
-    def same_inputs(self, other: Observation) -> bool:
-        """Everything but the images (which the caller compares ref by ref)."""
-        return replace(self, images={}) == replace(other, images={})
-
 
 @dataclass(frozen=True)
 class Record:
@@ -91,7 +86,7 @@ class Record:
 
 
 class Unobservable(Exception):
-    """Something the record names cannot be observed now: no replay."""
+    pass
 
 
 def record_path(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
@@ -180,14 +175,7 @@ def file_state(path: str) -> str | None:
 
 
 def write_record(record: Record, env: Mapping[str, str]) -> None:
-    path = record_path(env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"format": RECORD_FORMAT, **asdict(record)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle)
-    tmp.replace(path)
+    write_json(record_path(env), {"format": RECORD_FORMAT, **asdict(record)})
 
 
 def forget(env: Mapping[str, str]) -> None:
@@ -197,43 +185,19 @@ def forget(env: Mapping[str, str]) -> None:
 
 
 def load_record(env: Mapping[str, str]) -> Record | None:
+    document = read_json(record_path(env), RECORD_FORMAT)
     try:
-        document = json.loads(record_path(env).read_text())
-        if document.get("format") != RECORD_FORMAT:
-            return None
-        return _record(document)
-    except (OSError, ValueError, KeyError, TypeError):
+        watch: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in document["watch"].items()
+        }
+        seen = document["seen"]
+        return Record(
+            Watch(**watch),
+            Observation(**{**seen, "git": tuple(seen["git"])}),
+            str(document["message"]),
+        )
+    except (KeyError, TypeError, AttributeError):
         return None
-
-
-def _record(document: Mapping[str, Any]) -> Record:
-    watch, seen = document["watch"], document["seen"]
-    return Record(
-        watch=Watch(
-            context=str(watch["context"]),
-            dockerfile=str(watch["dockerfile"]),
-            cache_file=watch["cache_file"],
-            env_names=tuple(watch["env_names"]),
-            env_prefixes=tuple(watch["env_prefixes"]),
-            report_names=tuple(watch["report_names"]),
-            files=tuple(watch["files"]),
-            refs=tuple(watch["refs"]),
-        ),
-        seen=Observation(
-            env=str(seen["env"]),
-            git=(
-                str(seen["git"][0]),
-                str(seen["git"][1]),
-                bool(seen["git"][2]),
-                str(seen["git"][3]),
-            ),
-            context=str(seen["context"]),
-            files={str(k): (str(v) if v is not None else None) for k, v in seen["files"].items()},
-            builder=str(seen["builder"]),
-            images={str(k): v for k, v in seen["images"].items()},
-        ),
-        message=str(document["message"]),
-    )
 
 
 def remember(
@@ -247,14 +211,12 @@ def remember(
     *,
     built_from: tuple[str, str],
 ) -> bool:
-    """Record a decision that left `tags` on `image_id`, if nothing moved while it was made:
-    `before` was observed ahead of it; `fixed` are the ids the decision itself used (its
-    bases); `built_from` the context and Dockerfile digests it decided on (a file caught
-    mid-write can be read the same way twice around a build that read it otherwise, so the
-    observations agreeing is not enough). Otherwise the old record goes too. True when a record
-    was written. Never raises:
-    a record that cannot be made (a read-only cache, an engine gone) only costs the next run
-    the full path, never the build that has just succeeded."""
+    """Record a decision that left `tags` on `image_id`, if nothing moved while it was made
+    (else the old record goes too); True when written. `before` was observed ahead of it;
+    `fixed` are the ids the decision itself used (its bases); `built_from` the context and
+    Dockerfile digests it decided on (a file caught mid-write can be read the same way twice
+    around a build that read it otherwise, so the observations agreeing is not enough). Never
+    raises: a record that cannot be made only costs the next run the full path."""
     if fast_path_off(env):
         forget(env)
         return False
@@ -263,7 +225,7 @@ def remember(
     with contextlib.suppress(Exception):
         after = observe(watch, env, refs)
         steady = (
-            before.same_inputs(after)
+            replace(before, images={}) == replace(after, images={})  # images: ref by ref
             and (after.context, file_state(watch.dockerfile)) == built_from
             and all(after.images.get(ref) == seen for ref, seen in before.images.items())
             and all(after.images.get(ref) == seen for ref, seen in fixed.items())

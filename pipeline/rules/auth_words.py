@@ -1,7 +1,5 @@
-"""How docker, registries and Daytona say "your credentials were refused" (pure).
-
-One list for every place that reads such text: a failed push, a failed login, a snapshot whose
-pull failed, a sandbox that could not start.
+"""How docker, registries and Daytona say "your credentials were refused" (pure): one list for a
+failed push, a failed login, a snapshot whose pull failed, a sandbox that could not start.
 """
 
 from __future__ import annotations
@@ -30,5 +28,4 @@ _REFUSED = re.compile(
 
 
 def says_auth_refused(text: str | None) -> bool:
-    """True when `text` reads like a registry refusing credentials or access."""
     return _REFUSED.search((text or "").lower()) is not None

@@ -1,12 +1,9 @@
 """Pure decisions: which tags, cache refs, labels, args and contexts a build gets, and whether it
 needs building at all.
 
-Every fact a build needs is gathered first (build/facts.py: the settings' values, git, the base,
-the builder, the engine's image store, whether the registry already has the tag a push would
-name, the inputs buildx would read); then `plan_build` decides once. A build never moves `:main`:
-that is `snapshot_push -- --from`, after the image tests (build/promote.py). Nothing here touches
-docker, git or the network, and nothing patches a plan after it is made, so every rule is pinned
-by a table of unit tests.
+Every fact is gathered first (build/facts.py), then `plan_build` decides once; nothing patches a
+plan after it is made, so every rule is pinned by a table of unit tests. A build never moves
+`:main`: that is `snapshot_push -- --from`, after the image tests (build/promote.py).
 """
 
 from __future__ import annotations
@@ -63,8 +60,6 @@ class CacheExport(CacheRef):
 
 
 class BuildRequest(BaseModel):
-    """What the settings ask of one build (settings/build.py `BuildSettings.request`)."""
-
     model_config = ConfigDict(frozen=True)
 
     mode: Mode
@@ -79,7 +74,6 @@ class BuildRequest(BaseModel):
     cache: CacheMode = "auto"
     attestations: tuple[Attestation, ...] = ()
     ca_bundle: Path | None = None
-    ref_build: bool = False  # a SANDBOX_ITERATE_REPO_REF build
     rebuild: bool = False  # SANDBOX_REBUILD: the weekly rebuild, tagged sha-<sha>-rebuild-<day>
 
     @property
@@ -156,7 +150,6 @@ class BuildPlan(BaseModel):
         return self.contexts.get(GIT_META)
 
     def describe(self) -> list[str]:
-        """The plan as the lines a person reads before anything happens."""
         lines = [
             f"mode:       {self.mode} ({'push' if self.push else 'load into local engine'})",
             f"commit:     {self.sha}{' (dirty work tree)' if self.dirty else ''}"
@@ -168,9 +161,7 @@ class BuildPlan(BaseModel):
             f"timeout:    {self.timeout_s:g} s",
         ]
         lines += [f"tag:        {t}{' (pushed)' if self.push else ''}" for t in self.pushed_tags]
-        lines += [f"tag:        {t} (local only)" for t in self.local_tags if self.push]
-        if not self.push:
-            lines += [f"tag:        {t}" for t in self.local_tags]
+        lines += [f"tag:        {t}{' (local only)' if self.push else ''}" for t in self.local_tags]
         if self.action == "reuse":
             lines.append(
                 f"reuse:      {self.pushed_tags[0]} is {self.registry_digest} in the registry: "
@@ -213,9 +204,7 @@ def commit_tag(request: BuildRequest, git: GitFacts, day: str | None) -> str | N
     if request.mode != "push" or git.dirty:
         return None
     if request.rebuild:
-        if day is None:
-            return None
-        return rebuild_tag(git.sha, day)
+        return None if day is None else rebuild_tag(git.sha, day)
     return sha_tag(git.sha, dirty=False)
 
 
@@ -251,10 +240,14 @@ def labels(git: GitFacts) -> dict[str, str]:
 
 
 def plan_build(facts: BuildFacts) -> BuildPlan:
-    """Decide everything about one build; raises when the facts cannot make a sound build."""
     request, git = facts.request, facts.git
-    _check_git_sha(request.git_sha, git)
     repo, sha = request.repository, git.sha
+    if request.git_sha is not None and request.git_sha != sha:
+        # the files built are HEAD's: another commit's tags must never point at them
+        raise GitError(
+            f"GIT_SHA={request.git_sha} is not the commit being built: {git.work_tree} is at {sha}",
+            f"unset GIT_SHA, or check out {request.git_sha} and rerun",
+        )
     if request.mode == "push" and git.dirty:
         raise GitError(
             "the work tree is dirty; snapshot_push pushes an immutable sha- tag that must "
@@ -344,23 +337,8 @@ def _with_fingerprint(plan: BuildPlan, facts: BuildFacts) -> BuildPlan:
 
 
 def fingerprint_for(plan: BuildPlan, inputs: InputFacts) -> tuple[str | None, str]:
-    """The fingerprint of `plan` built from `inputs`, or why there is none."""
-    options = {
-        "provenance": str(plan.provenance),
-        "sbom": str(plan.sbom),
-        "push": str(plan.push),
-        "load": str(plan.load),
-    }
+    options = {name: str(getattr(plan, name)) for name in ("provenance", "sbom", "push", "load")}
     return fingerprint_of(inputs, plan.build_args, plan.labels, plan.platforms, options)
-
-
-def _check_git_sha(git_sha: str | None, facts: GitFacts) -> None:
-    """The files built are HEAD's: another commit's tags must never point at them."""
-    if git_sha is not None and git_sha != facts.sha:
-        raise GitError(
-            f"GIT_SHA={git_sha} is not the commit being built: {facts.work_tree} is at {facts.sha}",
-            f"unset GIT_SHA, or check out {git_sha} and rerun",
-        )
 
 
 def builder_problem(request: BuildRequest, builder: BuilderFacts) -> ConfigError | None:

@@ -1,6 +1,6 @@
-"""A picture of one build (pure): where the time went step by step, which steps were cached, and
-how big the image and its largest layers are. The same facts become the terminal's closing table,
-the report's `timeline`, and a Mermaid gantt chart in GitHub's step summary.
+"""A picture of one build (pure): where the time went, which steps were cached, how big the image
+and its largest layers are. It becomes the terminal's closing table, the report's `timeline` and
+a Mermaid gantt chart in GitHub's step summary.
 """
 
 from __future__ import annotations
@@ -95,8 +95,6 @@ def short(text: str, width: int = 60) -> str:
 
 
 def table(found: Sequence[Step], size: int | None, layers: Sequence[Layer]) -> list[str]:
-    """The closing table in a terminal: the slowest built steps, how many were cached, the
-    image's size and its largest layers."""
     built = sorted((s for s in found if not s.cached), key=lambda s: -s.duration_s)
     cached = [s for s in found if s.cached]
     lines = [f"{'step':<62} {'time':>8}"]

@@ -1,12 +1,11 @@
 """Dockerfiles read as BuildKit reads them (moby/buildkit frontend/dockerfile/parser, v0.13):
 the one reader of the project (pure, standard library only, Python 3.10 syntax).
 
-- Parser directives (`# syntax=`, `# escape=`, `# check=`) only at the very top: the first line
-  that is not one (a comment, an empty line or an instruction) ends them.
-- An instruction continues while its line ends with the escape character (`\\`, or what
-  `# escape=` sets); comment lines and empty lines inside a continuation are dropped.
-- Heredocs (`<<EOF`, `<<-EOF`, `<<"EOF"`, several on one line) belong to RUN, COPY and ADD: the
-  lines up to the terminator are their bodies, never instructions, whatever they start with.
+- Parser directives only at the very top: the first line that is not one ends them.
+- An instruction continues while its line ends with the escape character; comment lines and
+  empty lines inside a continuation are dropped.
+- Heredocs (several on one line, too) belong to RUN, COPY and ADD: the lines up to the
+  terminator are their bodies, never instructions, whatever they start with.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ class Heredoc:
 class Instruction:
     keyword: str  # upper case
     args: str  # the rest of the logical line, continuations joined
-    line: int  # 1-based line of its first physical line
     heredocs: tuple[Heredoc, ...] = ()
 
     @property
@@ -49,7 +47,6 @@ class Instruction:
 
     @property
     def operands(self) -> list[str]:
-        """The words after the flags."""
         words = self.words
         while words and words[0].startswith("--"):
             words = words[1:]
@@ -61,29 +58,22 @@ class Dockerfile:
     directives: dict[str, str] = field(default_factory=dict)
     instructions: tuple[Instruction, ...] = ()
 
-    @property
-    def escape(self) -> str:
-        return self.directives.get("escape", "\\")
-
 
 def parse(text: str) -> Dockerfile:
     lines = text.removeprefix("\ufeff").splitlines()
     directives: dict[str, str] = {}
-    start = 0
-    for start, line in enumerate(lines):  # noqa: B007 (the index after the loop is used)
+    for index, line in enumerate(lines):  # noqa: B007 (the index after the loop is used)
         match = _DIRECTIVE.match(line)
         if not match or match.group(1).lower() in directives:
             break
         directives[match.group(1).lower()] = match.group(2)
     else:
-        start = len(lines)
+        index = len(lines)
     escape = directives.get("escape", "\\")
     if escape not in ("\\", "`"):
         escape = "\\"
     found: list[Instruction] = []
-    index = start
     while index < len(lines):
-        first = index
         stripped = lines[index].strip()
         index += 1
         if not stripped or stripped.startswith("#"):
@@ -117,7 +107,7 @@ def parse(text: str) -> Dockerfile:
                         break
                     body.append(candidate)
                 heredocs.append(Heredoc(name, "\n".join(body)))
-        found.append(Instruction(keyword, args.strip(), first + 1, tuple(heredocs)))
+        found.append(Instruction(keyword, args.strip(), tuple(heredocs)))
     return Dockerfile(directives, tuple(found))
 
 

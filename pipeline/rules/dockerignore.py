@@ -1,18 +1,12 @@
 """.dockerignore semantics exactly as buildx 0.13 applies them when it sends a build context (pure).
 
-Three pieces of Go, ported line by line because a fingerprint that disagrees with buildx about
-which files are sent would skip a build that changes the image:
-- moby/patternmatcher `ignorefile.ReadAll`: BOM stripped; a line whose first byte is `#` is a
-  comment (an indented `#` is not); whitespace trimmed; `filepath.Clean`; one leading `/` dropped;
-  a leading `!` makes an exception.
-- moby/patternmatcher `Pattern.compile`/`match`: each pattern becomes a regexp anchored at both
-  ends (`*` and `?` stop at `/`, `**` crosses it), with the exact/prefix/suffix shortcuts and their
-  quirks (`**foo` is a plain suffix test, so it also matches `barfoo`).
-- `MatchesUsingParentResults`: patterns in order, the last one that matches wins; a pattern that
-  matched a directory counts as matching everything under it.
-Which directories buildx skips without looking inside is tonistiigi/fsutil's FilterFS rule,
-`descend_excluded`. Every case in tests/unit/test_dockerignore.py was checked against a real
-`docker buildx build` (see tests/integration/engine/test_dev_loop.py, which re-checks them live).
+Ported line by line from Go, because a fingerprint that disagrees with buildx about which files
+are sent would skip a build that changes the image: moby/patternmatcher's `ignorefile.ReadAll`,
+`Pattern.compile`/`match` (with the exact/prefix/suffix shortcuts and their quirks: `**foo` is a
+plain suffix test, so it also matches `barfoo`) and `MatchesUsingParentResults`; and
+tonistiigi/fsutil's FilterFS rule for which excluded directories are still walked. Every case in
+tests/unit/test_dockerignore.py was checked against a real `docker buildx build`
+(tests/integration/engine/test_dev_loop.py re-checks them live).
 """
 
 from __future__ import annotations
@@ -56,13 +50,13 @@ class DockerignoreError(ConfigError):
 
 
 def ignore_file_candidates(dockerfile: PurePath, context: PurePath) -> tuple[PurePath, PurePath]:
-    """Where buildx looks, in order: `<Dockerfile>.dockerignore` beside the Dockerfile, then
-    `.dockerignore` at the context root. The first that exists is used whole; they never merge."""
+    """Where buildx looks, in order; the first that exists is used whole (they never merge)."""
     return dockerfile.with_name(dockerfile.name + ".dockerignore"), context / ".dockerignore"
 
 
 def read_patterns(text: str) -> list[str]:
-    """`ignorefile.ReadAll`: the patterns of an ignore file, in order."""
+    """`ignorefile.ReadAll`: a line whose first byte is `#` is a comment (an indented `#` is
+    not); whitespace trimmed; `filepath.Clean`; one leading `/` dropped; `!` makes an exception."""
     patterns: list[str] = []
     for number, raw in enumerate(text.split("\n")):
         line = raw.removesuffix("\r")  # bufio.ScanLines drops one trailing CR
@@ -152,8 +146,8 @@ def compile_pattern(raw: str) -> Pattern | None:
 
 
 def _translate(text: str) -> tuple[_Kind, re.Pattern[str] | None]:
-    """Pattern.compile: which shortcut Go takes, or the regexp (built as Go builds it, then
-    read as RE2 reads it)."""
+    """Pattern.compile: which shortcut Go takes, or the regexp (`*` and `?` stop at `/`, `**`
+    crosses it; built as Go builds it, then read as RE2 reads it)."""
     out = ["^"]
     kind = _Kind.EXACT
     i, n, index = 0, len(text), 0
@@ -239,8 +233,7 @@ def _re2_escape(ch: str, pattern: str, *, in_class: bool) -> str:
 
 
 def _re2_class(regex: str, i: int, pattern: str) -> tuple[str, int]:
-    """One RE2 character class (after its `[`) as a Python class; returns it and the index
-    after its `]`."""
+    """One RE2 character class (after its `[`) as a Python class, and the index after its `]`."""
     n = len(regex)
     out = ["["]
     if i < n and regex[i] == "^":
@@ -361,10 +354,6 @@ class Matcher:
         return cls(tuple(p for p in compiled if p is not None))
 
     @property
-    def exclusions(self) -> bool:
-        return any(p.exclusion for p in self.patterns)
-
-    @property
     def only_prefix_exceptions(self) -> bool:
         return not any(
             p.exclusion and any(c in p.without_trailing_glob() for c in "*[]?^\\")
@@ -372,7 +361,8 @@ class Matcher:
         )
 
     def match(self, path: str, parent: Sequence[bool] | None) -> tuple[bool, tuple[bool, ...]]:
-        """MatchesUsingParentResults: (excluded?, per-pattern results to hand to children).
+        """MatchesUsingParentResults (the last pattern that matches wins; a match on a directory
+        covers everything under it): (excluded?, per-pattern results to hand to children).
         `parent` is None at the top level of the context."""
         matched = False
         results: list[bool] = []

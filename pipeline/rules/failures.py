@@ -1,9 +1,7 @@
-"""Which error a failed `docker buildx` run is, read from its output and the phase it died in.
-
-The phase decides first: an error in a Dockerfile instruction is the Dockerfile's (exit 5), one
-while pushing is the registry's (7, naming the registry), and a lost connection to the engine
-is the engine's (3). Sending someone to debug their Dockerfile for a registry outage is the
-mistake this module exists to avoid. Pure: the text comes in, an exception value goes out.
+"""Which error a failed `docker buildx` run is, read from its output and the phase it died in
+(pure). The phase decides first: an error in a Dockerfile instruction is the Dockerfile's, one
+while pushing is the registry's, a lost connection is the engine's. Sending someone to debug their
+Dockerfile for a registry outage is the mistake this module exists to avoid.
 """
 
 from __future__ import annotations
@@ -51,11 +49,8 @@ def classify_failure(
     *,
     timed_out: bool = False,
 ) -> PipelineError:
-    """Map a failed buildx run to the error that names its cause and fix.
-
-    `buildx_probe` is asked only when the run died before buildx printed any progress: without
-    the plugin the CLI just says "unknown flag", so the cause has to be checked, not parsed.
-    """
+    """`buildx_probe` is asked only when the run died before buildx printed any progress: without
+    the plugin the CLI just says "unknown flag", so the cause has to be checked, not parsed."""
     tail = tuple(stats.tail)
     text = stderr + "\n" + "\n".join(tail)
     if timed_out:
@@ -71,7 +66,7 @@ def classify_failure(
     if not stats.saw_progress and not buildx_probe():
         return EngineError("docker buildx is not installed", BUILDX_FIX)
     verdict = "\n".join([*stats.final_errors, stats.first_error or "", stderr])
-    if not stats.failed_in_step and _says_engine_lost(verdict):
+    if not stats.failed_in_step and any(m in verdict.lower() for m in _ENGINE_LOST):
         return EngineError(
             f"the Docker engine stopped answering during the build ({_short(verdict)})",
             "check that the engine runs (`docker info`, its log), then rerun; "
@@ -104,7 +99,6 @@ def setup_failure(text: str, builder: str | None) -> PipelineError | None:
 
 
 def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> PipelineError | None:
-    """A push that failed, or a base image that could not be resolved: the registry's fault."""
     if plan.push and not stats.failed_in_step and ("failed to push" in verdict or stats.pushing):
         host = registry_host(plan.repository)  # the only registry a build pushes to
         reason = _reason(verdict)
@@ -142,11 +136,6 @@ def untag_after_failed_push(stats: ProgressStats, plan: BuildPlan) -> tuple[str,
     if not plan.push:
         return ()
     return tuple(ref for ref in stats.named if ref in plan.pushed_tags)
-
-
-def _says_engine_lost(verdict: str) -> bool:
-    lowered = verdict.lower()
-    return any(marker in lowered for marker in _ENGINE_LOST)
 
 
 def _registry_trouble(reason: str) -> str:

@@ -1,10 +1,6 @@
-"""What goes into a build's fingerprint, and how the inputs become one digest (pure).
-
-The fingerprint names every input that can change what `docker buildx build --load` makes: the
-context's files as buildx sends them, the Dockerfile, build args, labels, platforms, the local
-image ids of the images it starts from, secrets (keyed, never their plain hash), named build
-contexts and the options that change the output. `snapshot_local` stores it on the image as the
-label `LABEL`; when `:local` already carries the same value, nothing is built.
+"""A build's fingerprint: one digest of every input that can change what `docker buildx build
+--load` makes (pure). `snapshot_local` stores it on the image as the label `LABEL`; when `:local`
+already carries the same value, nothing is built.
 
 Over-counting only costs a build; under-counting is a wrong skip, so anything the pipeline
 cannot read (an image that is not local, a variable in a FROM it cannot resolve) makes the
@@ -25,28 +21,9 @@ from pipeline.rules.dockerfile import Dockerfile, Instruction, global_args, pars
 
 LABEL = "dev.iterate.sandbox-pipeline.inputs"
 VERSION = 2  # bump when what goes in changes, so old labels stop matching
-# buildx reads these from the environment and passes them on (SOURCE_DATE_EPOCH sets timestamps).
-ENV_INPUTS = ("SOURCE_DATE_EPOCH", "BUILDX_NO_DEFAULT_ATTESTATIONS")
-
-
-class BuildInputs(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    context: str  # context_digest of the files buildx sends
-    ignore_file: str | None  # which ignore file chose them (its rules show in `context`)
-    dockerfile: str  # sha256 of the Dockerfile's bytes
-    build_args: dict[str, str]
-    labels: dict[str, str]  # without LABEL itself
-    platforms: tuple[str, ...]
-    base_images: dict[str, str]  # image reference as written -> local image id
-    secrets: dict[str, str]  # secret id -> keyed digest of its content
-    contexts: dict[str, str]  # named build context -> what determines its content
-    options: dict[str, str]  # provenance, sbom, environment inputs, ...
 
 
 class LocalImage(BaseModel):
-    """An image in the engine as the plan sees it: its id and labels."""
-
     model_config = ConfigDict(frozen=True)
 
     id: str
@@ -61,12 +38,13 @@ class InputFacts(BaseModel):
 
     unknown: str | None = None
     context: str = ""  # context_digest of the files buildx sends
-    ignore_file: str | None = None
+    ignore_file: str | None = None  # which ignore file chose them (its rules show in `context`)
     dockerfile: str = ""  # sha256 of the Dockerfile's bytes
     base_images: dict[str, str] = {}  # image reference as written -> local image id
-    secrets: dict[str, str] = {}  # secret id -> keyed digest of its content
+    secrets: dict[str, str] = {}  # secret id -> keyed digest of its content (never a plain hash)
     contexts: dict[str, str] = {}  # named build context -> what determines its content
-    env: dict[str, str] = {}  # ENV_INPUTS that are set
+    # what buildx takes from its environment (SOURCE_DATE_EPOCH sets timestamps, BUILDX_*)
+    env: dict[str, str] = {}
     summary: str = ""  # what was read, for people
     local_image: LocalImage | None = None  # what `:local` names now
     tag_ids: dict[str, str | None] = {}  # the build's other tags -> image id now
@@ -79,36 +57,21 @@ def fingerprint_of(
     platforms: tuple[str, ...],
     options: dict[str, str],
 ) -> tuple[str | None, str]:
-    """(the fingerprint, what it covered), or (None, why it cannot be known)."""
+    """(the fingerprint, what it covered), or (None, why it cannot be known). One digest of
+    canonical JSON, so dict order never matters."""
     if inputs.unknown is not None:
         return None, f"unknown ({inputs.unknown}); building"
-    value = fingerprint(
-        BuildInputs(
-            context=inputs.context,
-            ignore_file=inputs.ignore_file,
-            dockerfile=inputs.dockerfile,
-            build_args=dict(build_args),
-            labels={k: v for k, v in labels.items() if k != LABEL},
-            platforms=platforms,
-            base_images=dict(inputs.base_images),
-            secrets=dict(inputs.secrets),
-            contexts=dict(inputs.contexts),
-            options={**options, **inputs.env},
-        )
-    )
-    return value, inputs.summary
-
-
-def fingerprint(inputs: BuildInputs) -> str:
-    """One hex digest of all inputs (canonical JSON, so dict order never matters)."""
-    document = {"version": VERSION, **inputs.model_dump(mode="json")}
+    document = {
+        "version": VERSION,
+        **inputs.model_dump(include={"context", "ignore_file", "dockerfile"}),
+        "build_args": build_args,
+        "labels": {k: v for k, v in labels.items() if k != LABEL},
+        "platforms": platforms,
+        **inputs.model_dump(include={"base_images", "secrets", "contexts"}),
+        "options": {**options, **inputs.env},
+    }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def unchanged(label_on_image: str | None, current: str | None) -> bool:
-    """Skip only on a positive match; an unknown fingerprint never matches."""
-    return current is not None and label_on_image == current
+    return hashlib.sha256(canonical.encode()).hexdigest(), inputs.summary
 
 
 def git_meta_identity(sha: str, branch: str | None, source_url: str | None) -> str:
@@ -126,16 +89,10 @@ _VARIABLE = re.compile(
 )
 # Sources BuildKit fetches itself: not files of the context, nor images in the engine.
 _REMOTE = re.compile(r"^(?:https?://|git@|git://|ssh://|github\.com/)|\.git(?:#.*)?$")
-_PLATFORM_ARGS = (
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
-)
+# BuildKit's automatic platform ARGs: BUILDPLATFORM, BUILDOS, …, TARGETVARIANT
+_PLATFORM_ARGS = {
+    f"{w}{p}" for w in ("BUILD", "TARGET") for p in ("PLATFORM", "OS", "ARCH", "VARIANT")
+}
 
 
 @dataclass

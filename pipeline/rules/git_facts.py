@@ -13,7 +13,7 @@ _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
 
 
 class CiRefs(BaseModel):
-    """What a CI run says about the commit it checked out (GitHub Actions' variables)."""
+    """What a GitHub Actions run says about the commit it checked out."""
 
     model_config = ConfigDict(frozen=True)
 

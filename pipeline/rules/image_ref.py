@@ -26,7 +26,7 @@ REPOSITORY = re.compile(
 
 
 class ImageRefError(ValueError):
-    """A string that is not an image reference; the message says what one looks like."""
+    pass
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,6 @@ class ImageRef:
     def base_url(self) -> str:
         scheme = "http" if is_loopback(self.host) else "https"
         return f"{scheme}://{self.api_host}"
-
-    @property
-    def manifest_url(self) -> str:
-        return f"{self.base_url}/v2/{self.repository}/manifests/{self.reference}"
 
     def __str__(self) -> str:
         text = f"{self.host}/{self.repository}"
@@ -97,9 +93,8 @@ DAYTONA_DIGEST_PROBLEM = (
 
 
 def daytona_image_problem(image: str) -> str | None:
-    """Why Daytona would refuse `image` for a snapshot, or fail to pull it; None for a fixed tag.
-    A digest reference passes Daytona's validation and then ends the snapshot in `error`, so it
-    is refused here: the pipeline sends a tag it has just verified instead."""
+    """Why Daytona would refuse `image` for a snapshot, or fail to pull it; None for a fixed tag
+    (a digest passes Daytona's validation, then fails: see DAYTONA_DIGEST_PROBLEM)."""
     try:
         ref = parse_image_ref(image)
     except ImageRefError:
@@ -130,5 +125,4 @@ def is_loopback(host: str) -> bool:
 
 
 def registry_host(repository: str) -> str:
-    """The registry a repository (no tag) lives on: `ghcr.io` for `ghcr.io/iterate/sandbox`."""
     return split_host(repository)[0]

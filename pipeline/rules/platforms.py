@@ -1,9 +1,8 @@
 """Build platforms: which `os/arch[/variant]` values exist, and whether a builder can build them.
 
-OCI image indexes take `os` and `architecture` from Go's GOOS/GOARCH (`go tool dist list`) and
-`variant` from the spec's table (arm v6/v7/v8, arm64 v8), plus the amd64 levels v1-v4 that
-containerd and buildx use. A typo here would otherwise be written into the image's platform
-and only fail when something runs it.
+OCI image indexes take `os` and `architecture` from Go's GOOS/GOARCH and `variant` from the spec's
+table, plus the amd64 levels v1-v4 that containerd and buildx use. A typo here would otherwise be
+written into the image's platform and only fail when something runs it.
 """
 
 from __future__ import annotations
@@ -12,43 +11,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 # `go tool dist list` (Go 1.22), the OCI image index's list of os/architecture pairs.
+_GO_DIST = {
+    "aix": "ppc64",
+    "android": "386 amd64 arm arm64",
+    "darwin": "amd64 arm64",
+    "dragonfly": "amd64",
+    "freebsd": "386 amd64 arm arm64 riscv64",
+    "illumos": "amd64",
+    "ios": "amd64 arm64",
+    "js": "wasm",
+    "linux": "386 amd64 arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 s390x",
+    "netbsd": "386 amd64 arm arm64",
+    "openbsd": "386 amd64 arm arm64 ppc64 riscv64",
+    "plan9": "386 amd64 arm",
+    "solaris": "amd64",
+    "wasip1": "wasm",
+    "windows": "386 amd64 arm arm64",
+}
 OCI_PLATFORMS = frozenset(
-    {
-        "aix/ppc64",
-        *(f"android/{a}" for a in ("386", "amd64", "arm", "arm64")),
-        "darwin/amd64",
-        "darwin/arm64",
-        "dragonfly/amd64",
-        *(f"freebsd/{a}" for a in ("386", "amd64", "arm", "arm64", "riscv64")),
-        "illumos/amd64",
-        "ios/amd64",
-        "ios/arm64",
-        "js/wasm",
-        *(
-            f"linux/{a}"
-            for a in (
-                "386",
-                "amd64",
-                "arm",
-                "arm64",
-                "loong64",
-                "mips",
-                "mips64",
-                "mips64le",
-                "mipsle",
-                "ppc64",
-                "ppc64le",
-                "riscv64",
-                "s390x",
-            )
-        ),
-        *(f"netbsd/{a}" for a in ("386", "amd64", "arm", "arm64")),
-        *(f"openbsd/{a}" for a in ("386", "amd64", "arm", "arm64", "ppc64", "riscv64")),
-        *(f"plan9/{a}" for a in ("386", "amd64", "arm")),
-        "solaris/amd64",
-        "wasip1/wasm",
-        *(f"windows/{a}" for a in ("386", "amd64", "arm", "arm64")),
-    }
+    f"{os}/{arch}" for os, arches in _GO_DIST.items() for arch in arches.split()
 )
 VARIANTS = {
     "arm": ("v5", "v6", "v7", "v8"),
@@ -71,7 +52,6 @@ ALIASES = {
 
 
 def platform_problem(platform: str) -> str | None:
-    """Why `platform` is not an OCI platform, or None when it is one."""
     parts = platform.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         return f"{platform} is not os/arch[/variant]"
@@ -107,15 +87,13 @@ def normalize(platform: str) -> str:
 
 
 def unsupported(wanted: Iterable[str], offered: Iterable[str]) -> tuple[str, ...]:
-    """The wanted platforms a builder does not list (in the order they were asked for)."""
+    """The wanted platforms a builder does not list, in the order asked for."""
     can = {normalize(p) for p in offered}
     return tuple(p for p in wanted if normalize(p) not in can)
 
 
 @dataclass(frozen=True)
 class BuilderFacts:
-    """What `docker buildx inspect` says about the builder a build will use."""
-
     name: str
     driver: str
     platforms: tuple[str, ...]  # empty when the builder has not booted yet (unknown)

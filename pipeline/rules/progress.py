@@ -24,7 +24,7 @@ MAX_FINAL_ERRORS = 5
 
 @dataclass
 class Vertex:
-    """One vertex of the build (a step, or buildx's own work), timed from the build's start."""
+    """A step, or buildx's own work, timed from the build's start."""
 
     id: int
     title: str
@@ -35,7 +35,6 @@ class Vertex:
 
     @property
     def is_step(self) -> bool:
-        """A Dockerfile instruction (the ones that can be cached), not buildx's own work."""
         return _STEP.match(self.title) is not None
 
     def duration_s(self, now_s: float) -> float:
@@ -57,14 +56,12 @@ class ProgressStats:
     pushing: bool = False  # the exporter started pushing to a registry
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     vertices: dict[int, Vertex] = field(default_factory=dict)  # in the order buildx showed them
-    _titles: dict[int, str] = field(default_factory=dict)
     _import_vertices: set[int] = field(default_factory=set)
     _export_vertices: set[int] = field(default_factory=set)
-    _any_vertex: bool = False
 
     @property
     def saw_progress(self) -> bool:
-        return bool(self.steps) or bool(self._import_vertices) or self._any_vertex
+        return bool(self.vertices)
 
     @property
     def steps_total(self) -> int:
@@ -75,7 +72,7 @@ class ProgressStats:
         return len(self.cached & self.steps.keys())
 
     def feed(self, line: str, at_s: float = 0.0) -> None:
-        """One line of buildx's plain progress, seen `at_s` seconds after the build started."""
+        """`at_s`: seconds after the build started."""
         line = line.rstrip("\n")
         if line.strip():
             self.tail.append(line)
@@ -89,8 +86,6 @@ class ProgressStats:
                     self.first_error = reason
             return
         vertex, rest = int(match["id"]), match["rest"]
-        self._any_vertex = True
-        self._titles.setdefault(vertex, rest)
         self._time(vertex, rest, at_s)
         if _STEP.match(rest) and vertex not in self.steps:
             self.steps[vertex] = rest
@@ -131,12 +126,11 @@ class ProgressStats:
             self.cache_export = f"failed: {reason}"
         else:
             if self.failed_vertex is None:
-                self.failed_vertex = self._titles.get(vertex, "")
+                self.failed_vertex = self.vertices[vertex].title
             if self.first_error is None:
                 step = self.steps.get(vertex)
                 self.first_error = f"{step}: {reason}" if step else reason
 
     @property
     def failed_in_step(self) -> bool:
-        """A Dockerfile instruction (not buildx's own work) ended with an error."""
         return self.failed_vertex is not None and _STEP.match(self.failed_vertex) is not None

@@ -2,12 +2,9 @@
 
 Daytona pulls a snapshot's image with the organization's entry whose URL (scheme stripped) starts
 the image name at a boundary; with two entries for the same host it is not said which one wins,
-so a stale duplicate can make pulls fail at random. `plan_entries` keeps one entry per host
-(the oldest, so concurrent runs agree on it), updates it in place, and deletes the others. Entries
-scoped to a path (`ghcr.io/acme`) belong to someone's other images: they are never deleted, only
-named when they also match the repository (Daytona may pull with them instead).
-
-`judge_pull_password` says whether the password the entry gets is one Daytona can keep.
+so a stale duplicate can make pulls fail at random. Entries scoped to a path (`ghcr.io/acme`)
+belong to someone's other images: they are never deleted, only named when they also match the
+repository (Daytona may pull with them instead).
 """
 
 from __future__ import annotations
@@ -41,17 +38,11 @@ def matches_repository(url: str, repository: str) -> bool:
 
 @dataclass(frozen=True)
 class EntryPlan:
-    """What to do with the organization's entries for one registry host."""
-
     host: str
     repository: str
     keep: DockerRegistry | None  # updated in place (PATCH); None: a new one is made (POST)
     delete: tuple[DockerRegistry, ...]  # further entries for the same host
     shadowing: tuple[DockerRegistry, ...]  # path-scoped entries that also match the repository
-
-    @property
-    def action(self) -> str:
-        return "update" if self.keep is not None else "create"
 
 
 def _age(entry: DockerRegistry) -> tuple[datetime, str]:
@@ -59,7 +50,8 @@ def _age(entry: DockerRegistry) -> tuple[datetime, str]:
 
 
 def plan_entries(entries: Iterable[DockerRegistry], host: str, repository: str) -> EntryPlan:
-    """Keep the oldest organization entry whose URL is exactly `host`, delete the rest of them."""
+    """Keep the oldest organization entry whose URL is exactly `host` (so concurrent runs agree
+    on it), delete the rest of them."""
     wanted = entry_url(host)
     own = [e for e in entries if e.registry_type == "organization"]
     same_host = sorted((e for e in own if entry_url(e.url) == wanted), key=_age)
@@ -83,7 +75,7 @@ def describe_entry(entry: DockerRegistry) -> str:
 
 
 def entry_name(host: str) -> str:
-    """The name this pipeline gives its entry: the host, which Daytona's dashboard shows."""
+    """The host, which Daytona's dashboard shows."""
     return host
 
 

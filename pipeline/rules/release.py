@@ -1,13 +1,9 @@
 """Release-chain decisions (pure): is the registry's image the one that was built, which image a
 promotion names, and may `:main` move to a commit.
 
-The adapters gather the facts (a digest from the registry, the revision label of the image
-`:main` points at, git's ancestry answer); these functions only decide and word the reason.
-
-Tags that name a commit name one image forever: `sha-<sha>` (what `snapshot_push` pushes for a
-commit) and `sha-<sha>-rebuild-<YYYYMMDD>` (the weekly rebuild's, with no cache, on that day).
-`pinned-<hex>` names a digest: a tag the pipeline makes so that Daytona, which cannot pull by
-digest, can be sent a tag for an image that has no commit tag any more.
+Tags that name a commit name one image forever: `sha-<sha>` (what `snapshot_push` pushes) and
+`sha-<sha>-rebuild-<YYYYMMDD>` (the weekly rebuild's, with no cache). `pinned-<hex>` names a
+digest, so that Daytona, which cannot pull by digest, can be sent a tag for any image.
 """
 
 from __future__ import annotations
@@ -38,19 +34,15 @@ def digest_problem(value: str) -> str | None:
 
 
 def rebuild_tag(sha: str, day: str) -> str:
-    """The weekly rebuild's tag: the commit, and the UTC day it was rebuilt without a cache."""
     return f"sha-{sha}-rebuild-{day}"
 
 
 def pinned_tag(digest: str) -> str:
-    """The tag that names one digest (`pinned-<64 hex>`), for Daytona, which takes only tags."""
     return PINNED_PREFIX + digest.removeprefix("sha256:")
 
 
 @dataclass(frozen=True)
 class MainSource:
-    """What `snapshot_push -- --from` moves `:main` to: a commit tag of the repository."""
-
     image: str  # <repository>:<tag>
     tag: str
     commit: str
@@ -89,7 +81,7 @@ _SOURCE_FIX = (
 
 
 def revision_problem(source: MainSource, revision: str | None) -> str | None:
-    """Why the image `source` names is not its commit's (its revision label), or None."""
+    """Why the image `source` names is not its commit's (by its revision label), or None."""
     if revision == source.commit:
         return None
     return (
@@ -99,7 +91,6 @@ def revision_problem(source: MainSource, revision: str | None) -> str | None:
 
 
 def digest_mismatch(expected: str, actual: str) -> str | None:
-    """The one-line cause when the registry's digest is not the built one, else None."""
     if expected == actual:
         return None
     return (
@@ -124,12 +115,10 @@ class MainMove:
 
 def decide_main_move(current: str | None, building: str, ancestry: Ancestry | None) -> MainMove:
     """Whether `:main` moves from `current` (its image's revision label) to commit `building`.
-
-    `:main` never moves backwards: a re-run of an old release, or a late job of an older commit,
-    must not replace a newer image (it stays, with the reason). When git cannot tell, the
-    release fails (GitError): a hold that passes green would leave `:main` behind forever, as
-    it did in a private repository whose shallow checkout could not fetch.
-    """
+    Never backwards: a re-run of an old release or a late job of an older commit must not replace
+    a newer image. When git cannot tell, the release fails (GitError): a hold that passes green
+    would leave `:main` behind forever, as it did in a private repository whose shallow checkout
+    could not fetch."""
     short = building[:12]
     if current is None:
         return MainMove(True, "`:main` does not exist yet or has no revision label")

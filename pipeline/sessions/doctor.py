@@ -12,6 +12,7 @@ from pipeline.docker.cli import Docker, find_docker
 from pipeline.errors import DoctorFoundProblems, PipelineError
 from pipeline.registry.credentials import docker_config_has_auth, resolve_credentials
 from pipeline.rules.build_plan import CACHE_EXPORT_FIX, NO_CACHE_EXPORT
+from pipeline.rules.failures import BUILDX_FIX
 from pipeline.rules.image_ref import is_loopback
 from pipeline.rules.platforms import BuilderFacts, unsupported
 from pipeline.sessions.options import parser
@@ -98,31 +99,28 @@ def _cli(state: _State) -> Finding:
 
 
 def _engine(state: _State) -> Finding:
-    done = state.docker().run(
-        "version", "--format", "{{.Server.Version}}", timeout_s=CHECK_TIMEOUT_S
-    )
-    code, text = done.code, done.out
-    if code:
+    version = _ask(state, "version", "--format", "{{.Server.Version}}")
+    if version is None:
         return Finding(
             False,
             "engine",
             f"no Docker engine answers at {state.endpoint}",
             "start it (scripts/setup-engine.sh) or set DOCKER_HOST to a running engine",
         )
-    return Finding(True, "engine", f"Docker {text.strip() or 'unknown'} at {state.endpoint}")
+    return Finding(True, "engine", f"Docker {version or 'unknown'} at {state.endpoint}")
 
 
 def _buildx(state: _State) -> Finding:
-    done = state.docker().run("buildx", "version", timeout_s=CHECK_TIMEOUT_S)
-    code, text = done.code, done.out
-    if code:
-        return Finding(
-            False,
-            "buildx",
-            "docker buildx is not installed",
-            "run scripts/setup-engine.sh (Debian: docker-buildx) or install the buildx plugin",
-        )
-    return Finding(True, "buildx", text.strip())
+    version = _ask(state, "buildx", "version")
+    if version is None:
+        return Finding(False, "buildx", "docker buildx is not installed", BUILDX_FIX)
+    return Finding(True, "buildx", version)
+
+
+def _ask(state: _State, *args: str) -> str | None:
+    """What docker prints (stripped), None when it fails."""
+    done = state.docker().run(*args, timeout_s=CHECK_TIMEOUT_S)
+    return None if done.code else done.out.strip()
 
 
 def _builder(state: _State) -> Finding:

@@ -1,22 +1,17 @@
-"""Configuration from the environment (pydantic-settings).
-
-Names are the ones CI files and people's shells already use; the README lists each. A bad value
-becomes one `ConfigError` line naming the variable and what it accepts.
+"""Configuration from the environment (pydantic-settings), under the names CI files and people's
+shells already use (the README lists each). A bad value becomes one `ConfigError` line naming the
+variable and what it accepts.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import (
-    AliasChoices,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.docker.endpoint import Location
@@ -135,11 +130,9 @@ class BuildSettings(_Base):
     @field_validator("git_sha")
     @classmethod
     def _sha(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not _SHA.fullmatch(value.lower()):
+        if value is not None and not _SHA.fullmatch(value := value.lower()):
             raise ValueError("a full 40-character hex commit sha")
-        return value.lower()
+        return value
 
     @field_validator("docker_host")
     @classmethod
@@ -164,12 +157,10 @@ class BuildSettings(_Base):
 
     @property
     def registry_host(self) -> str:
-        """The registry a repository lives in, as docker decides it."""
         return registry_host(self.image_repository)
 
     @property
     def docker(self) -> Location:
-        """Which engine, Docker config and builder docker and buildx use."""
         return Location(
             host=self.docker_host,
             context=self.docker_context,
@@ -183,42 +174,30 @@ class BuildSettings(_Base):
     def docker_config_dir(self) -> Path:
         return self.docker.config_dir
 
-    def request(self, mode: Mode, *, ref_build: bool = False) -> BuildRequest:
-        """What these settings ask of one build (rules/build_plan.py)."""
+    def request(self, mode: Mode) -> BuildRequest:
+        same = ("platforms", "git_sha", "push", "builder", "cache", "attestations", "ca_bundle")
         return BuildRequest(
             mode=mode,
             repository=self.image_repository,
             dockerfile=self.dockerfile,
             context=self.build_context,
-            platforms=self.platforms,
-            git_sha=self.git_sha,
-            push=self.push,
-            builder=self.builder,
             timeout_s=self.build_timeout,
-            cache=self.cache,
-            attestations=self.attestations,
-            ca_bundle=self.ca_bundle,
-            ref_build=ref_build,
             rebuild=self.rebuild,
+            **{name: getattr(self, name) for name in same},
         )
 
     @property
     def buildx_env(self) -> dict[str, str]:
-        """The variables buildx takes from its environment that may change what it builds
-        (every BUILDX_* and BUILDKIT_*, SOURCE_DATE_EPOCH: fastpath/reads.py)."""
-        import os
-
         return buildx_env(os.environ)
 
     @property
     def cache_dir(self) -> Path:
-        """The pipeline's cache: stat caches, the fingerprint key, git-meta clones, the replay's
-        record ($XDG_CACHE_HOME/sandbox-pipeline)."""
+        """Stat caches, the fingerprint key, git-meta clones, the replay's record, build logs."""
         return (self.xdg_cache_home or Path.home() / ".cache") / "sandbox-pipeline"
 
     @property
     def fingerprint_dir(self) -> Path:
-        """The context's stat caches and the key of keyed digests (fastpath/)."""
+        """The context's stat caches (fastpath/context.py)."""
         return self.cache_dir / "fingerprint"
 
     @property
@@ -229,9 +208,7 @@ class BuildSettings(_Base):
     @property
     def offline_base_env(self) -> dict[str, str]:
         """What making the offline base passes on: proxies (kept across sudo) and the npm
-        registry (NPM_CONFIG_REGISTRY)."""
-        import os
-
+        registry."""
         names = (*PROXY_VARIABLES, "NPM_CONFIG_REGISTRY")
         return {name: os.environ[name] for name in names if os.environ.get(name)}
 
@@ -246,8 +223,6 @@ class BuildSettings(_Base):
 
 
 def _default_ca_bundle() -> Path | None:
-    import os
-
     for candidate in (os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -281,16 +256,14 @@ class ViewSettings(_Base):
 
 
 def env_names(*classes: type[BaseSettings]) -> list[str]:
-    """The environment variables the given settings classes read."""
-    names: list[str] = []
-    for cls in classes:
-        for field in cls.model_fields.values():
-            alias = field.validation_alias
-            if isinstance(alias, str):
-                names.append(alias)
-            elif isinstance(alias, AliasChoices):
-                names += [str(choice) for choice in alias.choices]
-    return names
+    return [name for cls in classes for f in cls.model_fields.values() for name in _aliases(f)]
+
+
+def _aliases(field: FieldInfo) -> list[str]:
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [alias] if isinstance(alias, str) else []
 
 
 def load(cls: type[SettingsT]) -> SettingsT:
@@ -330,10 +303,5 @@ def _accepted(message: str) -> str:
 
 def _variable_name(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
     field = cls.model_fields.get(str(loc[0])) if loc else None
-    if field is not None and field.validation_alias is not None:
-        alias = field.validation_alias
-        if isinstance(alias, str):
-            return alias
-        if isinstance(alias, AliasChoices):
-            return str(alias.choices[0])
-    return ".".join(str(part) for part in loc)
+    names = _aliases(field) if field is not None else []
+    return names[0] if names else ".".join(str(part) for part in loc)

@@ -51,7 +51,6 @@ def make_plan(
     git: GitFacts,
     *,
     git_context: bool = False,
-    ref_build: bool = False,
     builder: BuilderFacts | None = None,
     containerd_store: bool | None = None,
     inputs: InputFacts | None = None,
@@ -60,7 +59,7 @@ def make_plan(
 ) -> BuildPlan:
     """`settings`' plan for `git`, with SANDBOX_BASE_IMAGE as the chosen base."""
     facts = BuildFacts(
-        request=settings.request(mode, ref_build=ref_build),
+        request=settings.request(mode),
         git=git,
         base_image=settings.base_image,
         git_meta=git.common_dir if git_context else None,

@@ -86,11 +86,11 @@ def test_the_plan_keeps_the_oldest_entry_of_the_host_and_deletes_the_rest() -> N
         entry("docker.io", 5),
     ]
     plan = plan_entries(entries, "ghcr.io", REPOSITORY)
-    assert plan.keep is not None and plan.keep.id == "id-1" and plan.action == "update"
+    assert plan.keep is not None and plan.keep.id == "id-1"
     assert [e.id for e in plan.delete] == ["id-2", "id-3"]
     assert [e.id for e in plan.shadowing] == ["id-0"]
     empty = plan_entries([entry("docker.io", 5)], "ghcr.io", REPOSITORY)
-    assert (empty.keep, empty.delete, empty.action) == (None, (), "create")
+    assert (empty.keep, empty.delete) == (None, ())
 
 
 # --- the session, as far as it goes without Daytona's behaviour (the rest: emulator) -------

@@ -123,8 +123,9 @@ def test_ref_build_never_moves_main(
     pushed: tuple[str, ...],
     local: tuple[str, ...],
 ) -> None:
-    # SANDBOX_ITERATE_REPO_REF=feature: its commit gets its sha tag, never what main runs.
-    plan = make_plan(mode, settings(monkeypatch, **env), facts(), ref_build=True)  # type: ignore[arg-type]
+    # SANDBOX_ITERATE_REPO_REF=feature: its commit gets its sha tag, never what main runs (the
+    # plan is made from the exported commit's facts like any other).
+    plan = make_plan(mode, settings(monkeypatch, **env), facts())  # type: ignore[arg-type]
     assert plan.pushed_tags == pushed and plan.local_tags == local
     assert not any(tag.endswith(":main") for tag in plan.all_tags)
 

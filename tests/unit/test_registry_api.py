@@ -76,12 +76,13 @@ def test_plain_http_only_for_loopback(host: str, plain: bool) -> None:
 
 
 def test_urls() -> None:
-    assert parse_image("debian:12").manifest_url == (
-        "https://registry-1.docker.io/v2/library/debian/manifests/12"
+    hub = parse_image("debian:12")
+    assert (hub.base_url, hub.repository, hub.reference) == (
+        "https://registry-1.docker.io",
+        "library/debian",
+        "12",
     )
-    assert (
-        parse_image("127.0.0.1:5000/a:1").manifest_url == "http://127.0.0.1:5000/v2/a/manifests/1"
-    )
+    assert parse_image("127.0.0.1:5000/a:1").base_url == "http://127.0.0.1:5000"
 
 
 def test_parse_challenge() -> None:
