@@ -442,7 +442,7 @@ def test_delete_goes_through_removing_then_the_row_and_name_are_gone(
     assert client.post("/snapshots", json={"name": "doomed", "imageName": IMAGE}).status_code == 409
     daytona_emulator.advance_clock(0.29)
     assert client.get("/snapshots/doomed").json()["state"] == "removing"
-    daytona_emulator.advance_clock(0.01)
+    daytona_emulator.advance_clock(0.02)  # past the 0.3 dwell, whatever the float sum's ulp
     assert client.get("/snapshots/doomed").status_code == 404
     create(client, "doomed")
 
@@ -513,7 +513,9 @@ def test_state_follows_the_clock_not_the_number_of_gets(
     assert seen == {"pending"}
     daytona_emulator.advance_clock(0.39)
     assert client.get("/snapshots/clocked").json()["state"] == "pending"
-    daytona_emulator.advance_clock(0.01)
+    # 0.02, not 0.01: the frozen clock counts from the host's monotonic time, where 0.39 + 0.01
+    # can sum to an ulp short of the 0.4 dwell.
+    daytona_emulator.advance_clock(0.02)
     # ghcr.io is unreachable offline: after the dwell the pull fails with that reason.
     body = client.get("/snapshots/clocked").json()
     assert body["state"] == "error"
