@@ -157,6 +157,9 @@ grep -qE '^tap0\s+00000000' /proc/net/route || { log "no route through slirp4net
 ip link set lo up
 hostname fresh-root
 
+# runc makes / of the build's containers a slave mount: in a bare chroot / is no mount point
+# and that fails (EINVAL). A root bound onto itself is one, as on a real machine.
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 # The cgroup namespace's own view: the hierarchies this machine has (v1 controllers plus the
