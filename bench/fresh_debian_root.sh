@@ -192,11 +192,36 @@ ln -s /proc/self/fd/2 "$root/dev/stderr"
 mount -t tmpfs -o mode=0755,nosuid,nodev run "$root/run"
 mkdir -p "$root/run/lock"; chmod 1777 "$root/run/lock"
 
-as_dev() { chroot "$root" /usr/sbin/runuser -l dev -c "$1"; }
-pkgs() { chroot "$root" dpkg-query -W -f='${Package}\t${Version}\n' >"$1"; }
-procs() { python3 "$out/../procs.py" >"$1"; }
+# The root becomes the mount namespace's own root (pivot_root, not chroot): runc's `docker exec`
+# joins a container's mount namespace at that namespace's root, which under a bare chroot is
+# this machine's / (an exec there saw the host's files). After the pivot the host's files are
+# gone from the namespace; the results directory alone is bound in.
+mkdir -m 0700 "$root/run/fresh-root"
+mkdir "$root/run/fresh-root/results" "$root/run/fresh-root/oldroot"
+mount --bind "$out" "$root/run/fresh-root/results"
+cp "$out/../procs.py" "$out/../snap.py" "$out/../stage2.sh" "$root/run/fresh-root/"
+cd "$root"
+pivot_root . run/fresh-root/oldroot
+cd /
+umount -l /run/fresh-root/oldroot
+rmdir /run/fresh-root/oldroot
+exec /bin/bash /run/fresh-root/stage2.sh "$checkout" "$steps"
+INNER
+
+cat >"$work/stage2.sh" <<'STAGE2'
+#!/bin/bash
+# Runs as the pid namespace's init, inside the root (after pivot_root), with the root's tools.
+set -euo pipefail
+checkout=$1 steps=$2 out=/run/fresh-root/results
+log() { printf '[fresh-root] %s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+stop() { log "stopping: the namespace goes with this process"; exit 143; }
+trap stop TERM INT
+
+as_dev() { /usr/sbin/runuser -l dev -c "$1"; }
+pkgs() { dpkg-query -W -f='${Package}\t${Version}\n' >"$1"; }
+procs() { python3 /run/fresh-root/procs.py >"$1"; }
 snap() {
-  python3 "$out/../snap.py" "$root$checkout" >"$1"
+  python3 /run/fresh-root/snap.py "$checkout" >"$1"
   as_dev "cd $checkout && git status --porcelain" >"$1.porcelain"
 }
 
@@ -232,9 +257,9 @@ for step in $steps; do
     test) sleep 2; snap "$out/snap.after-test"; procs "$out/procs.after-test" ;;
   esac
 done
-cat "$root/etc/debian_version" >"$out/debian_version.after"
+cat /etc/debian_version >"$out/debian_version.after"
 log "steps done"
-INNER
+STAGE2
 
 # Every process of the pid namespace, as pid, ppid, command line; not the inner script's own
 # ancestry (the namespace's init and this listing itself).
