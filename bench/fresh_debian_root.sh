@@ -37,11 +37,142 @@ with reasons, processes left running, files of the checkout changed by the tests
   --keep         keep the root afterwards (default: removed; logs and figures are kept)
   --steps LIST   subset of: setup snapshot1 snapshot2 test (default: all, in that order)
   --no-proxy-ca  do not add this machine's /usr/local/share/ca-certificates/*.crt to the root
+  --figures DIR  print the figures block of an earlier run's results directory, and exit
 EOF
 }
 
 die() { printf '[fresh-root] error: %s\n' "$*" >&2; exit 1; }
 log() { printf '[fresh-root] %s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# The figures block, from a run's results directory (also: --figures DIR, for an earlier run).
+figures() {
+  python3 - "$1" "$2" <<'PY'
+import json, os, re, sys
+from collections import defaultdict
+
+out, commit = sys.argv[1], sys.argv[2]
+def read(name, default=""):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return f.read()
+    except OSError:
+        return default
+
+print("\n===== figures: fresh Debian bookworm root, user dev (passwordless sudo) =====")
+print(f"commit {commit}; debian_version {read('debian_version.before').strip()} -> "
+      f"{read('debian_version.after').strip() or '?'}")
+user = read("user.txt").splitlines()
+print(f"user PATH {user[0] if user else '?'}; {' '.join(user[1:])}")
+print("\n-- times --")
+for line in read("steps.tsv").splitlines():
+    step, rc, secs = line.split("\t")
+    s = float(secs)
+    print(f"  {step:<11} exit {rc:<3} {s:8.1f} s  ({int(s // 60)} min {s % 60:.0f} s)")
+sessions = re.findall(r"nox > Session (\S+) (was successful|failed|was skipped)[^\n]*?(?: in ([^\n.]+))?\.?\n",
+                      re.sub(r"^\[lane \d\] ", "", read("test.log"), flags=re.M))
+if sessions:
+    print("  test.sh per nox session:")
+    for name, verdict, took in sessions:
+        print(f"    {name:<20} {verdict:<15} {took}")
+
+print("\n-- packages (dpkg-query -W) --")
+def pk(name):
+    return dict(l.split("\t", 1) for l in read(name).splitlines() if "\t" in l)
+names = sorted((n for n in os.listdir(out) if n.startswith("pkgs.")), key=lambda n: int(n.split(".")[1].split("-")[0]))
+first = pk(names[0]) if names else {}
+print(f"  start: {len(first)} packages")
+prev = first
+for n in names[1:]:
+    cur = pk(n)
+    added = sorted(set(cur) - set(prev))
+    removed = sorted(set(prev) - set(cur))
+    changed = sorted(p for p in set(cur) & set(prev) if cur[p] != prev[p])
+    print(f"  {n.split('-', 1)[1]:<10} +{len(added)} added, {len(changed)} upgraded/changed, {len(removed)} removed")
+    if added:
+        print("    added: " + " ".join(f"{p}={cur[p]}" for p in added))
+    for p in changed:
+        print(f"    changed: {p} {prev[p]} -> {cur[p]}")
+    if removed:
+        print("    removed: " + " ".join(removed))
+    prev = cur
+if names:
+    last = pk(names[-1])
+    print(f"  total: +{len(set(last) - set(first))} added, "
+          f"{sum(1 for p in set(last) & set(first) if last[p] != first[p])} upgraded, "
+          f"{len(set(first) - set(last))} removed")
+
+print("\n-- tests: pytest summaries and skips (test.log) --")
+# scripts/test.sh runs two lanes: the second's lines carry a prefix.
+log = re.sub(r"^\[lane \d\] ", "", read("test.log"), flags=re.M)
+for m in re.finditer(r"^=* ?((?:\d+ \w+,? )+in [\d.]+s\b.*?|no tests ran.*?) ?=*$", log, re.M):
+    print("  " + m.group(1))
+skips = re.findall(r"^SKIPPED \[\d+\] .*$", log, re.M)
+print(f"  skipped lines: {len(skips)}")
+for s in skips:
+    print("    " + s[:220])
+fails = re.findall(r"^(?:FAILED|ERROR) .*$", log, re.M)
+for f in fails[:40]:
+    print("  " + f[:220])
+
+print("\n-- processes --")
+def procs(name):
+    return {l.split("\t")[0]: l.split("\t", 2)[2] for l in read(name).splitlines() if l.count("\t") >= 2}
+base = procs("procs.after-setup")
+print(f"  after setup.sh (the engine it started): {len(base)}")
+for p, c in base.items():
+    print(f"    {p} {c[:150]}")
+for when in ("procs.after-main-job", "procs.after-test"):
+    if not read(when):
+        continue
+    now = procs(when)
+    extra = {p: c for p, c in now.items() if p not in base}
+    gone = [p for p in base if p not in now]
+    print(f"  {when.split('.', 1)[1]}: {len(extra)} other processes running"
+          + (f"; setup's engine processes gone: {gone}" if gone else ""))
+    for p, c in extra.items():
+        print(f"    {p} {c[:200]}")
+
+print("\n-- checkout: after the main job -> after test.sh --")
+a_txt, b_txt = read("snap.main-job"), read("snap.after-test")
+if a_txt and b_txt:
+    a, b = json.loads(a_txt), json.loads(b_txt)
+    groups = defaultdict(lambda: [0, 0, 0])
+    contents = set()  # groups where a changed file's contents changed, not its mtime alone
+    def group(path):
+        parts = path.split(os.sep)
+        if parts[0] == ".nox" and len(parts) > 1:
+            return ".nox/" + parts[1]
+        if "__pycache__" in parts:
+            return "__pycache__ (anywhere)"
+        for i, part in enumerate(parts[:-1]):  # tools' caches and setuptools' metadata
+            if part.endswith(("_cache", ".egg-info")):
+                return "/".join(parts[: i + 1]) + "/"
+        return path
+    for p in set(a) | set(b):
+        if p not in a:
+            groups[group(p)][0] += 1
+        elif p not in b:
+            groups[group(p)][1] += 1
+        elif a[p] != b[p]:
+            groups[group(p)][2] += 1
+            if a[p][2:] != b[p][2:] or a[p][0] != b[p][0]:
+                contents.add(group(p))
+    if not groups:
+        print("  no file added, removed or changed")
+    for g in sorted(groups):
+        n_add, n_rm, n_ch = groups[g]
+        new_dir = g.startswith(".nox/") and not any(p.startswith(g + "/") for p in a)
+        note = " (new venv made by test.sh)" if new_dir else ""
+        if n_ch:
+            note += " (contents changed)" if g in contents else " (mtime only)"
+        print(f"  {g}: +{n_add} -{n_rm} ~{n_ch}{note}")
+    pa, pb = read("snap.main-job.porcelain"), read("snap.after-test.porcelain")
+    print(f"  git status --porcelain after main job: {pa.strip() or '(clean)'}")
+    print(f"  git status --porcelain after test.sh:  {pb.strip() or '(clean)'}")
+else:
+    print("  (no snapshots: a step did not run)")
+PY
+}
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -52,6 +183,7 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --steps) STEPS=${2:?}; shift 2 ;;
     --no-proxy-ca) PROXY_CAS=""; shift ;;
+    --figures) figures "${2:?}" "$(cat "${2:?}/commit" 2>/dev/null || echo '?')"; exit 0 ;;
     *) die "unknown argument $1 — fix: see --help" ;;
   esac
 done
@@ -68,6 +200,7 @@ work=$BASE/$run
 root=$work/root
 out=$work/results
 mkdir -p "$root" "$out"
+echo "$commit" >"$out/commit"
 checkout=/home/dev/sandbox-pipeline
 
 ns_pid=""
@@ -359,121 +492,5 @@ ns_pid=""
 log "runner exited $inner_rc"
 
 # --- 5. figures ----------------------------------------------------------------------------------
-python3 - "$out" "$commit" <<'PY'
-import json, os, re, sys
-from collections import defaultdict
-
-out, commit = sys.argv[1], sys.argv[2]
-def read(name, default=""):
-    try:
-        with open(os.path.join(out, name)) as f:
-            return f.read()
-    except OSError:
-        return default
-
-print("\n===== figures: fresh Debian bookworm root, user dev (passwordless sudo) =====")
-print(f"commit {commit}; debian_version {read('debian_version.before').strip()} -> "
-      f"{read('debian_version.after').strip() or '?'}")
-user = read("user.txt").splitlines()
-print(f"user PATH {user[0] if user else '?'}; {' '.join(user[1:])}")
-print("\n-- times --")
-for line in read("steps.tsv").splitlines():
-    step, rc, secs = line.split("\t")
-    s = float(secs)
-    print(f"  {step:<11} exit {rc:<3} {s:8.1f} s  ({int(s // 60)} min {s % 60:.0f} s)")
-sessions = re.findall(r"nox > Session (\S+) (was successful|failed|was skipped)[^\n]*?(?: in ([^\n.]+))?\.?\n",
-                      read("test.log"))
-if sessions:
-    print("  test.sh per nox session:")
-    for name, verdict, took in sessions:
-        print(f"    {name:<20} {verdict:<15} {took}")
-
-print("\n-- packages (dpkg-query -W) --")
-def pk(name):
-    return dict(l.split("\t", 1) for l in read(name).splitlines() if "\t" in l)
-names = sorted((n for n in os.listdir(out) if n.startswith("pkgs.")), key=lambda n: int(n.split(".")[1].split("-")[0]))
-first = pk(names[0]) if names else {}
-print(f"  start: {len(first)} packages")
-prev = first
-for n in names[1:]:
-    cur = pk(n)
-    added = sorted(set(cur) - set(prev))
-    removed = sorted(set(prev) - set(cur))
-    changed = sorted(p for p in set(cur) & set(prev) if cur[p] != prev[p])
-    print(f"  {n.split('-', 1)[1]:<10} +{len(added)} added, {len(changed)} upgraded/changed, {len(removed)} removed")
-    if added:
-        print("    added: " + " ".join(f"{p}={cur[p]}" for p in added))
-    for p in changed:
-        print(f"    changed: {p} {prev[p]} -> {cur[p]}")
-    if removed:
-        print("    removed: " + " ".join(removed))
-    prev = cur
-if names:
-    last = pk(names[-1])
-    print(f"  total: +{len(set(last) - set(first))} added, "
-          f"{sum(1 for p in set(last) & set(first) if last[p] != first[p])} upgraded, "
-          f"{len(set(first) - set(last))} removed")
-
-print("\n-- tests: pytest summaries and skips (test.log) --")
-log = read("test.log")
-for m in re.finditer(r"^=* ?((?:\d+ \w+,? )+in [\d.]+s\b.*?|no tests ran.*?) ?=*$", log, re.M):
-    print("  " + m.group(1))
-skips = re.findall(r"^SKIPPED \[\d+\] .*$", log, re.M)
-print(f"  skipped lines: {len(skips)}")
-for s in skips:
-    print("    " + s[:220])
-fails = re.findall(r"^(?:FAILED|ERROR) .*$", log, re.M)
-for f in fails[:40]:
-    print("  " + f[:220])
-
-print("\n-- processes --")
-def procs(name):
-    return {l.split("\t")[0]: l.split("\t", 2)[2] for l in read(name).splitlines() if l.count("\t") >= 2}
-base = procs("procs.after-setup")
-print(f"  after setup.sh (the engine it started): {len(base)}")
-for p, c in base.items():
-    print(f"    {p} {c[:150]}")
-for when in ("procs.after-main-job", "procs.after-test"):
-    if not read(when):
-        continue
-    now = procs(when)
-    extra = {p: c for p, c in now.items() if p not in base}
-    gone = [p for p in base if p not in now]
-    print(f"  {when.split('.', 1)[1]}: {len(extra)} other processes running"
-          + (f"; setup's engine processes gone: {gone}" if gone else ""))
-    for p, c in extra.items():
-        print(f"    {p} {c[:200]}")
-
-print("\n-- checkout: after the main job -> after test.sh --")
-a_txt, b_txt = read("snap.main-job"), read("snap.after-test")
-if a_txt and b_txt:
-    a, b = json.loads(a_txt), json.loads(b_txt)
-    groups = defaultdict(lambda: [0, 0, 0])
-    def group(path):
-        parts = path.split(os.sep)
-        if parts[0] == ".nox" and len(parts) > 1:
-            return ".nox/" + parts[1]
-        if "__pycache__" in parts:
-            return "__pycache__ (anywhere)"
-        return path
-    for p in set(a) | set(b):
-        if p not in a:
-            groups[group(p)][0] += 1
-        elif p not in b:
-            groups[group(p)][1] += 1
-        elif a[p] != b[p]:
-            groups[group(p)][2] += 1
-    if not groups:
-        print("  no file added, removed or changed")
-    for g in sorted(groups):
-        n_add, n_rm, n_ch = groups[g]
-        new_dir = g.startswith(".nox/") and not any(p.startswith(g + "/") for p in a)
-        note = " (new venv made by test.sh)" if new_dir else ""
-        print(f"  {g}: +{n_add} -{n_rm} ~{n_ch}{note}")
-    pa, pb = read("snap.main-job.porcelain"), read("snap.after-test.porcelain")
-    print(f"  git status --porcelain after main job: {pa.strip() or '(clean)'}")
-    print(f"  git status --porcelain after test.sh:  {pb.strip() or '(clean)'}")
-else:
-    print("  (no snapshots: a step did not run)")
-PY
+figures "$out" "$commit"
 exit "$inner_rc"
