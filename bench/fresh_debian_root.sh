@@ -338,14 +338,14 @@ pivot_root . run/fresh-root/oldroot
 cd /
 umount -l /run/fresh-root/oldroot
 rmdir /run/fresh-root/oldroot
-exec /bin/bash /run/fresh-root/stage2.sh "$checkout" "$steps"
+exec /bin/bash /run/fresh-root/stage2.sh "$checkout" "$steps" "$out"
 INNER
 
 cat >"$work/stage2.sh" <<'STAGE2'
 #!/bin/bash
 # Runs as the pid namespace's init, inside the root (after pivot_root), with the root's tools.
 set -euo pipefail
-checkout=$1 steps=$2 out=/run/fresh-root/results
+checkout=$1 steps=$2 out=/run/fresh-root/results shown=$3 # shown: the same, on this machine
 log() { printf '[fresh-root] %s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 stop() { log "stopping: the namespace goes with this process"; exit 143; }
 trap stop TERM INT
@@ -372,7 +372,7 @@ for step in $steps; do
   esac
   nr=$((nr + 1))
   [ "$step" = test ] && procs "$out/procs.before-test"
-  log "step $step: $cmd (log: $out/$step.log)"
+  log "step $step: $cmd (log: $shown/$step.log)"
   t0=$(date +%s.%N)
   set +e
   as_dev "cd $checkout && $cmd" </dev/null >"$out/$step.log" 2>&1
