@@ -493,4 +493,6 @@ log "runner exited $inner_rc"
 
 # --- 5. figures ----------------------------------------------------------------------------------
 figures "$out" "$commit"
-exit "$inner_rc"
+[ "$inner_rc" = 0 ] || exit "$inner_rc"
+# A step that failed fails the run (the figures above say which).
+awk -F'\t' '$2 != 0 { failed = 1 } END { exit failed }' "$out/steps.tsv"
