@@ -16,6 +16,11 @@ _VERTEX = re.compile(r"^#(?P<id>\d+) (?P<rest>.*)$")
 # "[2/3] RUN …" or, in multi-stage builds, "[stage-1  2/12] RUN …" (buildx pads the number).
 # FROM is resolved, never "CACHED", so it is not a step that could be cached.
 _STEP = re.compile(r"^\[(?:[\w.-]+ +)?\d+/\d+\] (?!FROM )")
+# A step's place in its build: the stage and k of "[stage k/n]". BuildKit shares a vertex between
+# concurrent builds on one engine that have the same step (two checkouts, parallel tests) and
+# shows it in each build's stream, under the other build's name too ("[1/2] COPY x" beside our
+# "[1/3] COPY x"): one build has one step per place, so a second vertex there is another build's.
+_PLACE = re.compile(r"^\[(?P<stage>[\w.-]+ +)?(?P<k>\d+)/\d+\] ")
 _NAMING = re.compile(r"^naming to (?P<ref>\S+)")
 _DONE = re.compile(r"^DONE (?P<seconds>[\d.]+)s$")
 TAIL_LINES = 25
@@ -58,6 +63,8 @@ class ProgressStats:
     vertices: dict[int, Vertex] = field(default_factory=dict)  # in the order buildx showed them
     _import_vertices: set[int] = field(default_factory=set)
     _export_vertices: set[int] = field(default_factory=set)
+    _places: set[tuple[str, str]] = field(default_factory=set)  # (stage, k) of our steps
+    _foreign: set[int] = field(default_factory=set)  # vertices another build named
 
     @property
     def saw_progress(self) -> bool:
@@ -86,6 +93,14 @@ class ProgressStats:
                     self.first_error = reason
             return
         vertex, rest = int(match["id"]), match["rest"]
+        if vertex in self._foreign:
+            return
+        if vertex not in self.vertices and (place := _PLACE.match(rest)) and _STEP.match(rest):
+            key = ((place["stage"] or "").strip(), place["k"])
+            if key in self._places:
+                self._foreign.add(vertex)
+                return
+            self._places.add(key)
         self._time(vertex, rest, at_s)
         if _STEP.match(rest) and vertex not in self.steps:
             self.steps[vertex] = rest

@@ -20,7 +20,7 @@ from pipeline.errors import PipelineError
 from pipeline.report import publish
 from pipeline.rules.build_summary import Layer, Step, gantt, human_size, layer_name, steps, table
 from pipeline.rules.progress import ProgressStats
-from pipeline.settings.build import ReportSettings
+from pipeline.settings.build import BuildSettings, ReportSettings
 from tests.conftest import _unavailable
 
 HERE = Path(__file__).resolve().parents[1] / "helpers" / "mermaid"
@@ -93,6 +93,19 @@ def node_and_npm() -> tuple[str, list[str]]:
     return node, [node, str(local / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js")]
 
 
+def npm_env(node: str) -> dict[str, str]:
+    """npm's environment: its node first on PATH and, unless the caller chose otherwise, the CA
+    bundle the build's npm step trusts (SSL_CERT_FILE, else the system's). node trusts only its
+    own CA list: behind a TLS-inspecting proxy `npm ci` fails with "self-signed certificate in
+    certificate chain" where the README's answer (the proxy's CA in the system) works for the
+    build."""
+    env = {**os.environ, "PATH": f"{Path(node).parent}{os.pathsep}{os.environ['PATH']}"}
+    bundle = BuildSettings().ca_bundle
+    if bundle is not None:
+        env.setdefault("NODE_EXTRA_CA_CERTS", str(bundle))
+    return env
+
+
 @pytest.fixture(scope="session")
 def mermaid() -> tuple[str, Path]:
     """node, and Mermaid's parser installed once per lock file into the tests' cache (never
@@ -110,7 +123,7 @@ def mermaid() -> tuple[str, Path]:
             capture_output=True,
             text=True,
             timeout=600,
-            env={**os.environ, "PATH": f"{Path(node).parent}{os.pathsep}{os.environ['PATH']}"},
+            env=npm_env(node),
         )
         assert done.returncode == 0, done.stderr[-2000:]
     shutil.copy(HERE / "parse.mjs", place / "parse.mjs")

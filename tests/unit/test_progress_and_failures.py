@@ -42,6 +42,25 @@ def test_partial_cache() -> None:
     assert stats.cache_export == "off" and stats.cache_import == "off"
 
 
+def test_a_step_another_build_shares_is_counted_once() -> None:
+    # Seen with two builds at once on one engine: BuildKit shows the vertex both share under the
+    # other build's name too. Ours has three steps, all cached; "[1/2]" is the other build's.
+    stats = feed(
+        "#5 [1/2] COPY sandbox/busybox /bin/busybox\n"
+        "#5 CACHED\n"
+        "#6 [1/3] COPY sandbox/busybox /bin/busybox\n"
+        "#6 CACHED\n"
+        "#7 [2/3] RUN /bin/busybox --install -s /bin\n"
+        "#7 CACHED\n"
+        "#8 [3/3] RUN echo 1 > /nonce\n"
+        "#8 CACHED\n"
+        "#9 [stage-1  2/3] RUN true\n"
+        "#9 DONE 0.1s\n"
+    )
+    assert (stats.steps_total, stats.steps_cached) == (4, 3)
+    assert [v.id for v in stats.vertices.values()] == [5, 7, 8, 9]  # the picture's steps too
+
+
 def test_step_error_names_the_step() -> None:
     stats = feed(
         '#5 [2/3] RUN make\n#5 0.2 boom\n#5 ERROR: process "make" did not complete '
