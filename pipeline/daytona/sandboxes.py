@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from pipeline import console
-from pipeline.daytona.client import DEFAULT_EXEC_TIMEOUT, DaytonaClient
+from pipeline.daytona.client import DEFAULT_EXEC_TIMEOUT, DaytonaClient, StateChangeInProgress
 from pipeline.daytona.transport import CreateConflict, OutcomeUnknown
 from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded, PipelineError
 from pipeline.rules.daytona_models import (
@@ -197,6 +197,11 @@ def _delete(client: DaytonaClient, sandbox: Sandbox, waits: SandboxWaits, deadli
             return True
         except DaytonaAuthError:
             raise
+        except StateChangeInProgress as error:
+            # Refused while the state changed; the change may have ended since (a stop that
+            # finishes between the 409 and the read after it): delete again.
+            refusals[:] = [error]
+            return False
         except DaytonaError as error:
             now = client.get_sandbox(sandbox.id)
             if now is None or now.state in SANDBOX_GONE_STATES:

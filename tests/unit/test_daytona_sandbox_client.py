@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from pipeline.daytona.client import DaytonaClient, StateChangeInProgress
-from pipeline.daytona.sandboxes import SandboxHandle, create_sandbox, preview_headers
+from pipeline.daytona.sandboxes import (
+    SandboxHandle,
+    SandboxWaits,
+    create_sandbox,
+    preview_headers,
+    stop_and_delete,
+)
 from pipeline.daytona.transport import OutcomeUnknown
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
@@ -368,6 +374,30 @@ def test_a_409_on_delete_of_a_sandbox_still_changing_is_an_error() -> None:
         client(handler).delete_sandbox("x")
     assert "409 Sandbox state change in progress" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_stop_that_ends_between_the_409_and_the_next_read_is_deleted_on_the_next_try() -> None:
+    # Seen once in a full run: the 409 came while stopping, and by the read after it the stop had
+    # ended ("stopped", settled). That is a reason to delete again, not to give up.
+    stopping = httpx.Response(200, json=wire("x", "stopping", desiredState="stopped", id="i"))
+    stopped = httpx.Response(200, json=wire("x", "stopped", desiredState="stopped", id="i"))
+    gone = httpx.Response(404, json=error_body(404, "Sandbox x not found"))
+    conflict = httpx.Response(409, json=error_body(409, "Sandbox state change in progress"))
+    answers = {
+        "GET": [stopping, stopping, stopped, gone],
+        "DELETE": [conflict, httpx.Response(200)],
+    }
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        """Each method's answers in turn, its last one repeated."""
+        calls.append(request.method)
+        left = answers[request.method]
+        return left.pop(0) if len(left) > 1 else left[0]
+
+    http = client(handler)
+    assert stop_and_delete(http, "x", SandboxWaits(teardown_s=30, clock=http.clock)) is True
+    assert calls.count("DELETE") == 2 and calls[-1] == "GET"
 
 
 # --- the command (MockTransport) ------------------------------------------------------------
