@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.rules.progress import ProgressStats
+from pipeline.rules.progress import ProgressStats, step_place
 
 LARGEST_LAYERS = 3
 SLOWEST_STEPS = 5
@@ -17,14 +17,13 @@ SLOWEST_STEPS = 5
 # entity codes: colons and semicolons are written as entities, the rest as spaces.
 _UNSAFE_IN_TASK = re.compile(r"[#`\n\r]")
 _UNSAFE_IN_TITLE = re.compile(r"[#;\n\r]")
-# The axis: ticks from this list, the first that gives at most 10 of them over the build.
-_TICKS = [(ms, f"{n}{unit}") for ms, n, unit in [
-    (100, 100, "millisecond"), (250, 250, "millisecond"), (500, 500, "millisecond"),
-    (1_000, 1, "second"), (2_000, 2, "second"), (5_000, 5, "second"), (10_000, 10, "second"),
-    (30_000, 30, "second"), (60_000, 1, "minute"), (120_000, 2, "minute"),
-    (300_000, 5, "minute"), (600_000, 10, "minute"), (1_800_000, 30, "minute"),
-]]  # fmt: skip
-_STEP_NUMBER = re.compile(r"\[[^\]]*?(\d+)/\d+\]")
+# The axis: ticks from this list (ms, Mermaid's words), the first that gives at most 10 of them.
+_TICKS = [
+    (100, "100millisecond"), (250, "250millisecond"), (500, "500millisecond"),
+    (1_000, "1second"), (2_000, "2second"), (5_000, "5second"), (10_000, "10second"),
+    (30_000, "30second"), (60_000, "1minute"), (120_000, "2minute"), (300_000, "5minute"),
+    (600_000, "10minute"), (1_800_000, "30minute"),
+]  # fmt: skip
 # `docker history` shows a RUN as `RUN |2 A=1 B=2 /bin/sh -c CMD # buildkit`: the build args
 # it saw, the shell, and the builder's mark.
 _HISTORY_NOISE = [
@@ -126,7 +125,7 @@ def gantt(found: Sequence[Step], title: str, started_ms: int) -> str:
     lines += [f"    axisFormat {axis}", f"    tickInterval {tick}"]
     exporting = [s for s in found if s.title.startswith("exporting")]
     sections = [
-        ("cached", sorted((s for s in found if s.cached), key=_step_number)),
+        ("cached", sorted((s for s in found if s.cached), key=_dockerfile_order)),
         ("built", [s for s in found if not s.cached and s not in exporting]),
         ("export", exporting),
     ]
@@ -144,9 +143,8 @@ def gantt(found: Sequence[Step], title: str, started_ms: int) -> str:
     return "\n".join(lines)
 
 
-def _step_number(step: Step) -> int:
-    found = _STEP_NUMBER.match(step.title)
-    return int(found.group(1)) if found else 0
+def _dockerfile_order(step: Step) -> tuple[str, int]:
+    return step_place(step.title) or ("", 0)
 
 
 def _title_text(text: str) -> str:

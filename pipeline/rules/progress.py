@@ -27,6 +27,15 @@ TAIL_LINES = 25
 MAX_FINAL_ERRORS = 5
 
 
+def step_place(title: str) -> tuple[str, int] | None:
+    """Where a Dockerfile step sits in its build: the stage and k of "[stage k/n]"; None for
+    buildx's own work."""
+    place = _PLACE.match(title)
+    if place is None or _STEP.match(title) is None:
+        return None
+    return (place["stage"] or "").strip(), int(place["k"])
+
+
 @dataclass
 class Vertex:
     """A step, or buildx's own work, timed from the build's start."""
@@ -63,7 +72,7 @@ class ProgressStats:
     vertices: dict[int, Vertex] = field(default_factory=dict)  # in the order buildx showed them
     _import_vertices: set[int] = field(default_factory=set)
     _export_vertices: set[int] = field(default_factory=set)
-    _places: set[tuple[str, str]] = field(default_factory=set)  # (stage, k) of our steps
+    _places: set[tuple[str, int]] = field(default_factory=set)  # (stage, k) of our steps
     _foreign: set[int] = field(default_factory=set)  # vertices another build named
 
     @property
@@ -95,8 +104,7 @@ class ProgressStats:
         vertex, rest = int(match["id"]), match["rest"]
         if vertex in self._foreign:
             return
-        if vertex not in self.vertices and (place := _PLACE.match(rest)) and _STEP.match(rest):
-            key = ((place["stage"] or "").strip(), place["k"])
+        if vertex not in self.vertices and (key := step_place(rest)) is not None:
             if key in self._places:
                 self._foreign.add(vertex)
                 return
