@@ -15,7 +15,6 @@ from typing import Final
 from urllib.parse import quote
 
 import httpx
-from pydantic import TypeAdapter
 
 from pipeline.daytona.transport import Transport, is_json_object
 from pipeline.errors import DaytonaError
@@ -41,7 +40,6 @@ SANDBOX_WAIT_HTTP_TIMEOUT: Final = 75.0
 # The toolbox answers when the command ends; allow its own timeout plus this much.
 EXEC_HTTP_MARGIN: Final = 15.0
 DEFAULT_EXEC_TIMEOUT: Final = 60
-_REGISTRY_ENTRIES = TypeAdapter(list[DockerRegistry])
 
 
 class StateChangeInProgress(DaytonaError):
@@ -56,27 +54,17 @@ class DaytonaClient(Transport):
             Snapshot, _path("snapshots", id_or_name), f"looking up snapshot {id_or_name}"
         )
 
-    def list_snapshots(
-        self,
-        *,
-        page: int = 1,
-        limit: int = 100,
-        name: str | None = None,
-        sort: str = "createdAt",
-        order: str = "desc",
-    ) -> SnapshotPage:
-        params: dict[str, str | int] = {"page": page, "limit": limit, "sort": sort, "order": order}
-        if name:
-            params["name"] = name
-        operation = "listing snapshots" + (f" matching {name!r}" if name else "")
-        return self.fetch(SnapshotPage, "GET", "/snapshots", operation, params=params)
-
     def snapshot_pages(
         self, name: str | None, *, limit: int = LIST_LIMIT_MAX
     ) -> Iterator[SnapshotPage]:
         """The pages of snapshots the server matches to `name`, newest first, read lazily."""
+        operation = "listing snapshots" + (f" matching {name!r}" if name else "")
+        params: dict[str, str | int] = {"limit": limit, "sort": "createdAt", "order": "desc"}
+        if name:
+            params["name"] = name
         for page in count(1):
-            result = self.list_snapshots(page=page, limit=limit, name=name)
+            params["page"] = page
+            result = self.fetch(SnapshotPage, "GET", "/snapshots", operation, params=params)
             yield result
             if page >= result.total_pages or not result.items:
                 return
@@ -110,38 +98,26 @@ class DaytonaClient(Transport):
     def get_sandbox(self, id_or_name: str) -> Sandbox | None:
         return self.find(Sandbox, _path("sandbox", id_or_name), f"looking up sandbox {id_or_name}")
 
-    def list_sandboxes(
-        self,
-        *,
-        labels: Mapping[str, str] | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> SandboxPage:
-        """One page of `GET /sandbox`; `labels` is sent JSON-encoded, as the SDK does."""
-        params: dict[str, str | int] = {"limit": limit}
-        if labels:
-            params["labels"] = json_module.dumps(dict(labels), sort_keys=True)
-        if cursor:
-            params["cursor"] = cursor
-        operation = "listing sandboxes" + (f" labelled {dict(labels)}" if labels else "")
-        response = self.send("GET", "/sandbox", operation, params=params)
-        if response.content.lstrip().startswith(b"["):
-            # Servers before the cursor API (public source up to v0.190) answer a bare array.
-            body = b'{"items": ' + response.content + b', "nextCursor": null}'
-            response = httpx.Response(response.status_code, content=body)
-        return self.parse(SandboxPage, response, operation)
-
     def iter_sandboxes(
         self, labels: Mapping[str, str] | None = None, *, limit: int = LIST_LIMIT_MAX
     ) -> Iterator[Sandbox]:
-        """Every sandbox with all of `labels`, following `nextCursor` lazily."""
-        cursor: str | None = None
+        """Every sandbox with all of `labels` (sent JSON-encoded, as the SDK does), following
+        `nextCursor` lazily."""
+        params: dict[str, str | int] = {"limit": limit}
+        if labels:
+            params["labels"] = json_module.dumps(dict(labels), sort_keys=True)
+        operation = "listing sandboxes" + (f" labelled {dict(labels)}" if labels else "")
         while True:
-            page = self.list_sandboxes(labels=labels, limit=limit, cursor=cursor)
+            response = self.send("GET", "/sandbox", operation, params=params)
+            if response.content.lstrip().startswith(b"["):
+                # Servers before the cursor API (public source up to v0.190) answer a bare array.
+                body = b'{"items": ' + response.content + b', "nextCursor": null}'
+                response = httpx.Response(response.status_code, content=body)
+            page = self.parse(SandboxPage, response, operation)
             yield from page.items
             if not page.next_cursor or not page.items:
                 return
-            cursor = page.next_cursor
+            params["cursor"] = page.next_cursor
 
     def stop_sandbox(self, id_or_name: str, *, force: bool = False) -> Sandbox:
         path = f"{_path('sandbox', id_or_name)}/stop"
@@ -226,29 +202,22 @@ class DaytonaClient(Transport):
     def list_registries(self) -> list[DockerRegistry]:
         operation = "listing Daytona's registry entries"
         response = self.send("GET", "/docker-registry", operation)
-        return self.parse_as(_REGISTRY_ENTRIES, response, operation, "a list of registry entries")
+        return self.parse(list[DockerRegistry], response, operation, "a list of registry entries")
 
-    def create_registry(self, request: RegistryEntryRequest) -> DockerRegistry:
-        """Never retried once sent: a second POST would make a second entry; a lost answer
-        raises OutcomeUnknown and the caller lists again."""
+    def save_registry(
+        self, request: RegistryEntryRequest, entry_id: str | None = None
+    ) -> DockerRegistry:
+        """POST a new entry, or PATCH entry `entry_id`. Only the PATCH is retried like a read
+        (the same body gives the same entry): a second POST would make a second entry, so a lost
+        answer raises OutcomeUnknown and the caller lists again."""
+        what = f"entry {entry_id}" if entry_id else f"entry for {request.url}"
         return self.fetch(
             DockerRegistry,
-            "POST",
-            "/docker-registry",
-            f"creating Daytona's registry entry for {request.url}",
+            "PATCH" if entry_id else "POST",
+            _path("docker-registry", entry_id) if entry_id else "/docker-registry",
+            f"{'updating' if entry_id else 'creating'} Daytona's registry {what}",
             json=request.body(),
-            idempotent=False,
-            secrets=(request.password,),
-        )
-
-    def update_registry(self, registry_id: str, request: RegistryEntryRequest) -> DockerRegistry:
-        """PATCH: the same body again gives the same entry, so it is retried like a read."""
-        return self.fetch(
-            DockerRegistry,
-            "PATCH",
-            _path("docker-registry", registry_id),
-            f"updating Daytona's registry entry {registry_id}",
-            json=request.body(),
+            idempotent=entry_id is not None,
             secrets=(request.password,),
         )
 

@@ -45,10 +45,8 @@ def apply_plan(
     client: DaytonaClient, plan: EntryPlan, credentials: PullCredentials
 ) -> EntryOutcome:
     """Create or update the kept entry, delete the duplicates, then settle any race."""
-    if plan.keep is None:
-        entry, action = _create(client, plan, credentials), "created"
-    else:
-        entry, action = _update(client, plan.keep, credentials), "updated"
+    entry = _save(client, plan, plan.keep, credentials)
+    action = "created" if plan.keep is None else "updated"
     deleted = [d.id for d in plan.delete if _delete(client, d)]
     final = read_plan(client, plan.host, plan.repository)
     if final.keep is None:
@@ -60,22 +58,26 @@ def apply_plan(
         # Another run made one first: the oldest stays (every run agrees on it), with our
         # credentials, and ours goes with the other duplicates below.
         console.say(f"   another run made entry {final.keep.id} first; keeping that one")
-        entry = _update(client, final.keep, credentials)
+        entry = _save(client, plan, final.keep, credentials)
     deleted += [d.id for d in final.delete if _delete(client, d)]
     return EntryOutcome(entry, action, tuple(deleted))
 
 
-def _request(credentials: PullCredentials, name: str, url: str) -> RegistryEntryRequest:
-    return RegistryEntryRequest(
+def _save(
+    client: DaytonaClient,
+    plan: EntryPlan,
+    entry: DockerRegistry | None,
+    credentials: PullCredentials,
+) -> DockerRegistry:
+    """Update `entry` in place, or create the host's entry when there is none. An update keeps
+    the entry's name and URL (a person may have named it in the dashboard)."""
+    name, url = (entry.name, entry.url) if entry else (entry_name(plan.host), plan.host)
+    request = RegistryEntryRequest(
         name=name, url=url, username=credentials.username, password=credentials.password
     )
-
-
-def _create(client: DaytonaClient, plan: EntryPlan, credentials: PullCredentials) -> DockerRegistry:
-    request = _request(credentials, entry_name(plan.host), plan.host)
     try:
-        created = client.create_registry(request)
-    except OutcomeUnknown as unknown:
+        saved = client.save_registry(request, entry.id if entry else None)
+    except OutcomeUnknown as unknown:  # a create's answer lost (an update is retried as a read)
         console.warn(f"{unknown.cause}; listing the entries before trying anything else")
         found = read_plan(client, plan.host, plan.repository).keep
         if found is None:
@@ -83,18 +85,12 @@ def _create(client: DaytonaClient, plan: EntryPlan, credentials: PullCredentials
                 f"{unknown.cause} (no entry for {plan.host} was made)",
                 "re-run `nox -s daytona_registry`; nothing was changed",
             ) from None
-        return _update(client, found, credentials)
-    console.say(f"   created entry {created.id} for {created.url}")
-    return created
-
-
-def _update(
-    client: DaytonaClient, entry: DockerRegistry, credentials: PullCredentials
-) -> DockerRegistry:
-    # Name and URL stay as the entry has them (a person may have named it in the dashboard).
-    updated = client.update_registry(entry.id, _request(credentials, entry.name, entry.url))
-    console.say(f"   updated entry {updated.id} in place (username and password)")
-    return updated
+        return _save(client, plan, found, credentials)
+    if entry:
+        console.say(f"   updated entry {saved.id} in place (username and password)")
+    else:
+        console.say(f"   created entry {saved.id} for {saved.url}")
+    return saved
 
 
 def _delete(client: DaytonaClient, entry: DockerRegistry) -> bool:

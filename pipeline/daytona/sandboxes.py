@@ -22,7 +22,7 @@ from typing import Final
 
 from pipeline import console
 from pipeline.daytona.client import DEFAULT_EXEC_TIMEOUT, DaytonaClient, StateChangeInProgress
-from pipeline.daytona.transport import CreateConflict, OutcomeUnknown
+from pipeline.daytona.transport import CreateConflict, NamedCreate
 from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded, PipelineError
 from pipeline.rules.daytona_models import (
     SANDBOX_GONE_STATES,
@@ -82,28 +82,14 @@ class NameTaken(DaytonaError):
 
 
 def create_sandbox(client: DaytonaClient, request: CreateSandbox) -> Sandbox:
-    """`POST /sandbox`, never blindly repeated: after a lost answer (or a 5xx) the name is looked
-    up first, and posted again (after a pause as `client.retry` says) only when absent."""
-    unsure = False  # an earlier POST of ours may have made it
-
-    def post() -> Sandbox:
-        nonlocal unsure
-        try:
-            return client.create_sandbox(request)
-        except OutcomeUnknown as error:
-            console.warn(f"{error.cause}; looking the name up before trying again")
-            unsure = True
-            found = client.get_sandbox(request.name)
-            if found is None:
-                raise
-            return found
-
+    """`POST /sandbox`, never blindly repeated (NamedCreate)."""
+    creating = NamedCreate(client, lambda: client.get_sandbox(request.name))
     try:
-        return client.retrying(post, on=OutcomeUnknown)
+        return creating.send(lambda: client.create_sandbox(request))[0]
     except CreateConflict as conflict:
         found = client.get_sandbox(request.name)
         # Our own earlier POST may have made it after all: adopt it only then.
-        if unsure and found is not None and is_ours(found, request.labels):
+        if creating.unsure and found is not None and is_ours(found, request.labels):
             return found
         raise NameTaken(
             f"a sandbox named {request.name} already exists ({conflict.cause})",

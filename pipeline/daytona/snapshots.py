@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.transport import CreateConflict, OutcomeUnknown, RetriesSpent
+from pipeline.daytona.transport import CreateConflict, NamedCreate, OutcomeUnknown, RetriesSpent
 from pipeline.errors import DaytonaAuthError, DaytonaError, DeadlineExceeded
 from pipeline.rules.daytona_models import (
     ACTIVE,
@@ -68,29 +69,27 @@ def ensure_snapshot(
     with `spec.digest`, one that Daytona says (`ref`) it pulled as that digest. `check_image` runs
     once, before the first create or delete, so that a missing image fails fast instead of as a
     snapshot in `error` minutes later. The clock defaults to the client's."""
-    return _Ensure(client, spec, timeout, force, check_image, interval, clock).loop()
+    once = cache(check_image)
+    return _Ensure(client, spec, timeout, force, once, interval, clock or client.clock).loop()
 
 
+@dataclass
 class _Ensure:
-    def __init__(
-        self,
-        client: DaytonaClient,
-        spec: SnapshotSpec,
-        timeout: float,
-        force: bool,
-        check_image: Callable[[], None],
-        interval: Interval,
-        clock: Clock | None,
-    ) -> None:
-        self.client, self.spec, self.timeout, self.force = client, spec, timeout, force
-        self.check_image, self.interval = check_image, interval
-        self.clock = clock or client.clock
+    client: DaytonaClient
+    spec: SnapshotSpec
+    timeout: float
+    force: bool
+    check_image: Callable[[], None]
+    interval: Interval
+    clock: Clock
+    action: str = "existing"
+    replaced: bool = False
+    landed: int = 0  # creates that landed (an answer, a 409, or found after a lost answer)
+
+    def __post_init__(self) -> None:
         self.started = self.clock.monotonic()
-        self.deadline = self.started + timeout
-        self.action = "existing"
-        self.image_checked = self.replaced = False
-        self.landed = 0  # creates that landed (an answer, a 409, or found after a lost answer)
-        self.unsure = False  # a create of this run may have landed without our knowing
+        self.deadline = self.started + self.timeout
+        self.creating = NamedCreate(self.client, lambda: self.client.get_snapshot(self.spec.name))
 
     def loop(self) -> Outcome:
         while True:
@@ -130,7 +129,7 @@ class _Ensure:
         if decision.action is Action.ACTIVATE:
             return self._activate(current)
         if decision.action is Action.REPLACE:
-            self._ensure_image()  # never delete what we could not re-create
+            self.check_image()  # never delete what we could not re-create
             console.say(f"   deleting {current.name} ({current.id})")
             self.client.delete_snapshot(current.id)
             self.replaced = True
@@ -139,19 +138,18 @@ class _Ensure:
         return None
 
     def _create(self) -> Snapshot | None:
-        """POST the snapshot: the one to wait for, or None to look again. A POST whose answer
-        was lost is sent again only after the look-up found nothing, after a pause as the
-        client's RetryPolicy says (`_post`)."""
-        self._ensure_image()
+        """POST it (never blindly repeated: NamedCreate): the one to wait for, or None to look
+        again."""
+        self.check_image()
         if self.landed >= MAX_CREATES:
             raise DaytonaError(
                 f"snapshot {self.spec.name} was still missing after {MAX_CREATES} create attempts",
                 "check Daytona's status and re-run",
             )
         console.say(f"   creating {self.spec.name} from {self.spec.image}")
-        made = "replaced" if self.replaced else "created"
+        made, request = "replaced" if self.replaced else "created", self.spec.request()
         try:
-            created = self.client.retrying(self._post, on=OutcomeUnknown)
+            created, answered = self.creating.send(lambda: self.client.create_snapshot(request))
         except CreateConflict:
             console.say(f"   {self.spec.name}: another run created it first; waiting for that one")
             self._conflict()
@@ -167,24 +165,12 @@ class _Ensure:
             self._conflict()
             return None
         self.landed += 1
-        self.unsure, self.action = False, made
-        return created
-
-    def _post(self) -> Snapshot | None:
-        """One POST; after a lost answer, the look-up: found means it landed (None: decide
-        again from what it is now), absent means OutcomeUnknown, so the POST is sent again."""
-        try:
-            return self.client.create_snapshot(self.spec.request())
-        except OutcomeUnknown as unknown:
-            console.warn(f"{unknown.cause}; looking the name up before trying again")
-            self.unsure = True
-            if self.client.get_snapshot(self.spec.name) is None:
-                raise
-            return None
+        self.creating.unsure, self.action = False, made
+        return created if answered else None  # found after a lost answer: decide again
 
     def _conflict(self) -> None:
         self.landed += 1
-        if not self.unsure:  # else our own earlier create may be the one that exists
+        if not self.creating.unsure:  # else our own earlier create may be the one that exists
             self.action = "waited"
 
     def _activate(self, current: Snapshot) -> Snapshot | None:
@@ -241,11 +227,6 @@ class _Ensure:
         except PollTimeout as timeout:
             what = late.format(state_of(timeout.last))
             raise _deadline(snapshot.name, what, self.timeout) from None
-
-    def _ensure_image(self) -> None:
-        if not self.image_checked:
-            self.check_image()
-            self.image_checked = True
 
     def _outcome(self, snapshot: Snapshot) -> Outcome:
         return Outcome(snapshot, self.action, self.clock.monotonic() - self.started)

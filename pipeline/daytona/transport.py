@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, Generic, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+from pydantic import SecretStr, TypeAdapter, ValidationError
 
 from pipeline import console
 from pipeline.errors import DaytonaError
@@ -29,7 +29,6 @@ from pipeline.rules.daytona_models import ApiError
 from pipeline.waiting import SYSTEM_CLOCK, Clock, GaveUp, RetryPolicy, retry
 
 SOURCE: Final = "sandbox-pipeline"
-M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 
@@ -177,15 +176,15 @@ class Transport:
                 last.fix or "check Daytona's status and re-run",
             ) from None
 
-    def fetch(self, model: type[M], method: str, path: str, operation: str, **send: Any) -> M:
+    def fetch(self, model: type[T], method: str, path: str, operation: str, **send: Any) -> T:
         return self.parse(model, self.send(method, path, operation, **send), operation)
 
-    def find(self, model: type[M], path: str, operation: str) -> M | None:
+    def find(self, model: type[T], path: str, operation: str) -> T | None:
         """`GET path` as `model`; None when Daytona answers 404."""
         response = self.send("GET", path, operation, tolerate=(404,))
         return None if response.status_code == 404 else self.parse(model, response, operation)
 
-    def create(self, model: type[M], path: str, operation: str, **send: Any) -> M:
+    def create(self, model: type[T], path: str, operation: str, **send: Any) -> T:
         """A POST never sent again once it may have landed (OutcomeUnknown); 409 is
         CreateConflict."""
         response = self.send("POST", path, operation, idempotent=False, tolerate=(409,), **send)
@@ -197,17 +196,12 @@ class Transport:
         """`DELETE path`; False when it was already gone (404)."""
         return self.send("DELETE", path, operation, tolerate=(404,)).status_code != 404
 
-    def parse(self, model: type[M], response: httpx.Response, operation: str) -> M:
-        return self.parse_as(TypeAdapter(model), response, operation, f"a {model.__name__}")
-
-    def parse_as(
-        self, shape: TypeAdapter[T], response: httpx.Response, operation: str, what: str
-    ) -> T:
+    def parse(self, shape: type[T], response: httpx.Response, operation: str, what: str = "") -> T:
         try:
-            return shape.validate_json(response.content)
+            return TypeAdapter(shape).validate_json(response.content)
         except ValidationError as error:
             raise DaytonaError(
-                f"{operation}: Daytona's answer is not {what} "
+                f"{operation}: Daytona's answer is not {what or 'a ' + shape.__name__} "
                 f"({error.error_count()} problems, first: {error.errors()[0]['msg']})",
                 "check DAYTONA_API_URL points at Daytona's API (…/api)",
             ) from None
@@ -228,6 +222,31 @@ class Transport:
             f"{operation}: cannot reach Daytona at {self.api_url} ({_describe(error)})",
             "check DAYTONA_API_URL and the network",
         )
+
+
+class NamedCreate(Generic[T]):
+    """A create by name, never sent again blindly: after a lost answer (OutcomeUnknown) the name
+    is looked up first, and posted again (after a pause as the client's RetryPolicy says) only
+    when absent. `unsure` stays set once a POST may have landed unseen: a 409 may be our own."""
+
+    def __init__(self, client: Transport, look_up: Callable[[], T | None]) -> None:
+        self.client, self.look_up = client, look_up
+        self.unsure = False
+
+    def send(self, post: Callable[[], T]) -> tuple[T, bool]:
+        """What was made, and whether an answer said so (False: the look-up found it)."""
+
+        def attempt() -> tuple[T, bool]:
+            try:
+                return post(), True
+            except OutcomeUnknown as unknown:
+                console.warn(f"{unknown.cause}; looking the name up before trying again")
+                self.unsure = True
+                if (found := self.look_up()) is None:
+                    raise
+                return found, False
+
+        return self.client.retrying(attempt, on=OutcomeUnknown)
 
 
 def is_json_object(response: httpx.Response) -> bool:

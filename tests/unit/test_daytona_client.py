@@ -63,12 +63,12 @@ def test_list_sends_paging_and_sort() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(
-            200, json={"items": [wire("prd--1")], "total": 1, "page": 2, "totalPages": 1}
+            200, json={"items": [wire("prd--1")], "total": 1, "page": 1, "totalPages": 1}
         )
 
-    page = client(handler).list_snapshots(page=2, limit=50, name="prd--")
+    page = next(client(handler).snapshot_pages("prd--", limit=50))
     assert dict(seen[0].url.params) == {
-        "page": "2",
+        "page": "1",
         "limit": "50",
         "name": "prd--",
         "sort": "createdAt",
