@@ -175,39 +175,36 @@ def _stop(
 
 def _delete(client: DaytonaClient, sandbox: Sandbox, waits: SandboxWaits, deadline: float) -> None:
     """`DELETE`, waiting out a state change in progress (Daytona refuses deletes meanwhile)."""
-    refusals: list[DaytonaError] = []
 
-    def attempt() -> bool:
+    def attempt() -> DaytonaError | None:
+        """None once the delete went through (or it is gone), else Daytona's refusal."""
         try:
             client.delete_sandbox(sandbox.id)
-            return True
         except DaytonaAuthError:
             raise
         except StateChangeInProgress as error:
             # Refused while the state changed; the change may have ended since (a stop that
             # finishes between the 409 and the read after it): delete again.
-            refusals[:] = [error]
-            return False
+            return error
         except DaytonaError as error:
             now = client.get_sandbox(sandbox.id)
-            if now is None or now.state in SANDBOX_GONE_STATES:
-                return True
-            if not settling(now):
-                raise
-            refusals[:] = [error]
-            return False
+            if now is not None and now.state not in SANDBOX_GONE_STATES:
+                if not settling(now):
+                    raise
+                return error
+        return None
 
     clock = waits.clock_of(client)
     try:
         poll(
             attempt,
-            bool,
+            lambda refusal: refusal is None,
             timeout_s=deadline - clock.monotonic(),
             interval=waits.interval,
             clock=clock,
         )
-    except PollTimeout:
-        raise refusals[-1] from None
+    except PollTimeout as late:
+        raise late.last from None
 
 
 def launch_sandbox(
@@ -303,14 +300,6 @@ class SandboxSpec:
 class SandboxHandle:
     client: DaytonaClient
     sandbox: Sandbox
-
-    @property
-    def id(self) -> str:
-        return self.sandbox.id
-
-    @property
-    def name(self) -> str:
-        return self.sandbox.name
 
     def exec(
         self,

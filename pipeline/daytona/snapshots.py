@@ -2,10 +2,9 @@
 
 Each loop turn reads the snapshot by name and lets `snapshot_names.decide` choose the next step,
 so a concurrent run, a lost response or a snapshot deleted behind our back all end up in a known
-state instead of a blind retry. Every wait shares one deadline. A create whose outcome is unknown
-(5xx, or the answer lost) is never sent again before the name was looked up; when it had not
-landed, the next create waits as the client's RetryPolicy says (backoff with jitter, Retry-After
-honoured, within DAYTONA_RETRY_TIMEOUT), so a Daytona blip does not fail a release.
+state instead of a blind retry. Every wait shares one deadline. Creates go through NamedCreate
+(never sent again before the name was looked up, then only after a pause as the client's
+RetryPolicy says), so a Daytona blip does not fail a release.
 """
 
 from __future__ import annotations
@@ -147,13 +146,12 @@ class _Ensure:
                 "check Daytona's status and re-run",
             )
         console.say(f"   creating {self.spec.name} from {self.spec.image}")
-        made, request = "replaced" if self.replaced else "created", self.spec.request()
+        request = self.spec.request()
+        self.landed += 1  # if it raises, the whole ensure ends: the count no longer matters
         try:
             created, answered = self.creating.send(lambda: self.client.create_snapshot(request))
         except CreateConflict:
             console.say(f"   {self.spec.name}: another run created it first; waiting for that one")
-            self._conflict()
-            return None
         except (DaytonaAuthError, RetriesSpent):
             raise
         except DaytonaError:
@@ -162,16 +160,13 @@ class _Ensure:
             if self.client.get_snapshot(self.spec.name) is None:
                 raise
             console.say(f"   {self.spec.name}: another run created it meanwhile; waiting for it")
-            self._conflict()
-            return None
-        self.landed += 1
-        self.creating.unsure, self.action = False, made
-        return created if answered else None  # found after a lost answer: decide again
-
-    def _conflict(self) -> None:
-        self.landed += 1
+        else:
+            self.creating.unsure = False
+            self.action = "replaced" if self.replaced else "created"
+            return created if answered else None  # found after a lost answer: decide again
         if not self.creating.unsure:  # else our own earlier create may be the one that exists
             self.action = "waited"
+        return None
 
     def _activate(self, current: Snapshot) -> Snapshot | None:
         try:

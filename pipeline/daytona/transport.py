@@ -1,9 +1,6 @@
-"""Daytona over HTTP: send one call, retry what may be retried, map failures to pipeline errors.
-
-`Transport` is the base of DaytonaClient (client.py), which only names paths and fields. The API
-key lives in a SecretStr and is added to each request by `BearerAuth`, so it is in no header
-dict, repr or message.
-"""
+"""Daytona over HTTP, the base of DaytonaClient: send one call, retry what may be retried, map
+failures to pipeline errors. The API key is a SecretStr added to each request by `BearerAuth`, so
+it is in no header dict, repr or message."""
 
 from __future__ import annotations
 
@@ -44,7 +41,7 @@ class Transient(_MayRetry):
 
 class OutcomeUnknown(_MayRetry):
     """A POST may or may not have taken effect (connection dropped after sending, or 5xx): never
-    sent again as such; the caller looks the snapshot (or sandbox) up first, then decides."""
+    sent again as such (NamedCreate looks the name up first)."""
 
 
 class RetriesSpent(DaytonaError):
@@ -185,8 +182,7 @@ class Transport:
         return None if response.status_code == 404 else self.parse(model, response, operation)
 
     def create(self, model: type[T], path: str, operation: str, **send: Any) -> T:
-        """A POST never sent again once it may have landed (OutcomeUnknown); 409 is
-        CreateConflict."""
+        """POST, not sent again once it may have landed (OutcomeUnknown); 409 is CreateConflict."""
         response = self.send("POST", path, operation, idempotent=False, tolerate=(409,), **send)
         if response.status_code == 409:
             raise CreateConflict(f"{operation}: {self.message(response)}")

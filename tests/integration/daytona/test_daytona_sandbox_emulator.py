@@ -220,7 +220,7 @@ def test_running_sandbox_removes_it_when_the_block_raises(sandboxes: World) -> N
             assert sb.sandbox.labels == {"suite": "e2e", CREATED_BY_LABEL: CREATED_BY}
             sb.exec("mkdir -p /var/log/app && echo 'log line' > /var/log/app/app.log")
             assert sb.logs() == "log line\n"
-            assert sb.preview(3000).url.endswith(f"/{sb.id}/3000")
+            assert sb.preview(3000).url.endswith(f"/{sb.sandbox.id}/3000")
             raise RuntimeError("test failed")
 
     with pytest.raises(RuntimeError, match="test failed"):
@@ -286,10 +286,10 @@ def test_snapshot_sandbox_exec_preview_delete(sandboxes: World) -> None:
                 assert web.get(preview.url).status_code == 401  # private: token needed
                 page = web.get(preview.url + "/", headers=preview_headers(preview))
             assert page.status_code == 200 and page.text == PAGE
-            sandbox_id = sb.id
+            sandbox_id = sb.sandbox.id
         # Stopped, deleted, and waited for: Daytona answers 404 now.
         assert api.get_sandbox(sandbox_id) is None
-        assert api.get_sandbox(sb.name) is None
+        assert api.get_sandbox(sb.sandbox.name) is None
 
 
 def test_a_sandbox_that_fails_to_start_ends_with_the_reason_and_leaves_nothing(
