@@ -1,9 +1,7 @@
 """A thin client for Daytona's API: one method per endpoint (paths and fields as in Daytona's
 generated client, daytona_api_client), nothing decided here; sending, retrying and error mapping
-are transport.py's. Sessions make it from settings (`sessions.daytona_common.connect`).
-
-A registry password travels only in request bodies: each call that sends one names it as a
-secret of the call, so an answer that echoes the body cannot bring it into a message.
+are transport.py's. A registry password travels only in request bodies, named as a secret of the
+call, so an answer that echoes the body cannot bring it into a message.
 """
 
 from __future__ import annotations
@@ -126,12 +124,10 @@ class DaytonaClient(Transport):
         return self.fetch(Sandbox, "POST", path, operation, params=params, idempotent=False)
 
     def delete_sandbox(self, id_or_name: str) -> bool:
-        """Ask Daytona to destroy it (asynchronous: it shows `destroying`, then 404).
-
-        False when it was already gone. Retried like a read: a repeat finds it `destroying`
-        or gone, never something new. Daytona answers a repeated DELETE, and one during a
-        start or stop, with 409 "state change in progress": the sandbox is read again, and
-        `destroying` or gone is success; anything else raises StateChangeInProgress.
+        """Ask Daytona to destroy it (it shows `destroying`, then 404); False when it was already
+        gone. Retried like a read: a repeat finds it `destroying` or gone, never something new.
+        Daytona answers a repeated DELETE, and one during a start or stop, with 409 "state change
+        in progress": then `destroying` or gone is success, anything else StateChangeInProgress.
         """
         operation = f"deleting sandbox {id_or_name}"
         path = _path("sandbox", id_or_name)
@@ -171,11 +167,8 @@ class DaytonaClient(Transport):
         env: Mapping[str, str] | None = None,
         timeout: int = DEFAULT_EXEC_TIMEOUT,
     ) -> ExecResult:
-        """Run `command` in the sandbox through the toolbox's `POST /process/execute`.
-
-        Like the SDK: the URL is `<toolboxProxyUrl>/<sandboxId>/process/execute` with the same
-        Bearer key. A command can have effects, so it is never re-sent after it may have run.
-        """
+        """Run `command` like the SDK: `POST <toolboxProxyUrl>/<sandboxId>/process/execute` with
+        the same Bearer key. A command can have effects: never re-sent after it may have run."""
         base = toolbox_proxy_url.rstrip("/")
         if not base.startswith(("https://", "http://")):
             # The key goes wherever this points: only to a real http(s) URL.

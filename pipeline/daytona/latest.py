@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pipeline.daytona.client import DaytonaClient
 from pipeline.rules.daytona_models import Snapshot
@@ -21,21 +22,21 @@ PAGE_SIZE = 50
 CacheKey = tuple[str, str, str]  # api url, organization, matched prefix
 
 
+@dataclass
 class LatestCache:
-    """Answers per (API, organization, prefix) for `ttl` seconds; the clock is injectable. Each
-    call reads or writes the dict once, so the app's threads need no lock."""
+    """Answers per (API, organization, prefix) for `ttl` seconds. Each call reads or writes the
+    dict once, so the app's threads need no lock."""
 
-    def __init__(self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
-        self.ttl = ttl
-        self._clock = clock
-        self._entries: dict[CacheKey, tuple[float, str]] = {}
+    ttl: float = CACHE_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    entries: dict[CacheKey, tuple[float, str]] = field(default_factory=dict)
 
     def get(self, key: CacheKey) -> str | None:
-        stored_at, name = self._entries.get(key, (-math.inf, None))
-        return name if self._clock() - stored_at < self.ttl else None
+        stored_at, name = self.entries.get(key, (-math.inf, None))
+        return name if self.clock() - stored_at < self.ttl else None
 
     def put(self, key: CacheKey, name: str) -> None:
-        self._entries[key] = (self._clock(), name)
+        self.entries[key] = (self.clock(), name)
 
 
 DEFAULT_CACHE = LatestCache()

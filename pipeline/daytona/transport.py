@@ -130,11 +130,12 @@ class Transport:
                     json=json,
                     timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-                raise self._unreachable(operation, error) from None
             except httpx.TransportError as error:
-                if idempotent:
-                    raise self._unreachable(operation, error) from None
+                if idempotent or isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+                    raise Transient(
+                        f"{operation}: cannot reach Daytona at {self.api_url} ({_describe(error)})",
+                        "check DAYTONA_API_URL and the network",
+                    ) from None
                 raise OutcomeUnknown(
                     f"{operation}: the connection failed after the request was sent "
                     f"({_describe(error)})"
@@ -212,12 +213,6 @@ class Transport:
             text = response.text[:200] or response.reason_phrase
         hidden = (self._key, *secrets)
         return redact(text, *(secret.get_secret_value() for secret in hidden))
-
-    def _unreachable(self, operation: str, error: httpx.TransportError) -> Transient:
-        return Transient(
-            f"{operation}: cannot reach Daytona at {self.api_url} ({_describe(error)})",
-            "check DAYTONA_API_URL and the network",
-        )
 
 
 class NamedCreate(Generic[T]):
