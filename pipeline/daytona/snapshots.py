@@ -107,10 +107,7 @@ class _Ensure:
             if decision.action is Action.DONE and current is not None:
                 return self._outcome(current)
             waiting_for = self._act(decision, current)
-            if waiting_for is None:
-                continue
-            final = self._settle(waiting_for)
-            if final is not None:
+            if waiting_for is not None and (final := self._settle(waiting_for)) is not None:
                 return final
 
     def _act(self, decision: Decision, current: Snapshot | None) -> Snapshot | None:
