@@ -16,7 +16,6 @@ from pipeline.daytona.client import DaytonaClient
 from pipeline.rules.daytona_models import Snapshot
 from pipeline.rules.snapshot_names import is_dev_prefix, match_prefix, pick_latest
 
-CACHE_SECONDS = 300.0
 PAGE_SIZE = 50
 
 CacheKey = tuple[str, str, str]  # api url, organization, matched prefix
@@ -27,7 +26,7 @@ class LatestCache:
     """Answers per (API, organization, prefix) for `ttl` seconds. Each call reads or writes the
     dict once, so the app's threads need no lock."""
 
-    ttl: float = CACHE_SECONDS
+    ttl: float = 300.0
     clock: Callable[[], float] = time.monotonic
     entries: dict[CacheKey, tuple[float, str]] = field(default_factory=dict)
 

@@ -53,11 +53,8 @@ from pipeline.rules.sandbox_rules import (
 )
 from pipeline.waiting import Clock, Interval, PollTimeout, poll, watch
 
-DEFAULT_START_TIMEOUT: Final = 300.0
-DEFAULT_TEARDOWN_TIMEOUT: Final = 120.0
 # Sandbox polls start faster than snapshot polls: a start takes seconds, not minutes.
 SANDBOX_POLL: Final = Interval(first_s=0.5, factor=1.5, max_s=5.0)
-DEFAULT_LOG_GLOB: Final = "/var/log/*/*.log"
 
 
 @dataclass(frozen=True)
@@ -65,8 +62,8 @@ class SandboxWaits:
     """How long a sandbox may take to start and to go away, and how often it is read meanwhile.
     `clock` None: the client's (tests give both the same fake clock)."""
 
-    start_s: float = DEFAULT_START_TIMEOUT
-    teardown_s: float = DEFAULT_TEARDOWN_TIMEOUT
+    start_s: float = 300.0
+    teardown_s: float = 120.0
     interval: Interval = SANDBOX_POLL
     clock: Clock | None = None
 
@@ -316,7 +313,7 @@ class SandboxHandle:
     def preview(self, port: int = DEFAULT_PORT) -> PortPreview:
         return self.client.preview_url(self.sandbox.id, port)
 
-    def logs(self, *, pattern: str = DEFAULT_LOG_GLOB, lines: int = DEFAULT_LOG_LINES) -> str:
+    def logs(self, *, pattern: str = "/var/log/*/*.log", lines: int = DEFAULT_LOG_LINES) -> str:
         """The last `lines` of each service log (`tail` prints a header per file), for failure
         messages. Never raises: a sandbox that cannot be asked yields a note saying why."""
         try:
