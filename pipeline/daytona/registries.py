@@ -18,7 +18,7 @@ from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.transport import OutcomeUnknown
 from pipeline.errors import DaytonaError
 from pipeline.rules.daytona_models import DockerRegistry, RegistryEntryRequest
-from pipeline.rules.registry_entries import EntryPlan, entry_name, plan_entries
+from pipeline.rules.registry_entries import EntryPlan, plan_entries
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ def _request(credentials: PullCredentials, name: str, url: str) -> RegistryEntry
 
 
 def _create(client: DaytonaClient, plan: EntryPlan, credentials: PullCredentials) -> DockerRegistry:
-    request = _request(credentials, entry_name(plan.host), plan.host)
+    # The entry is named after its host, which Daytona's dashboard shows.
+    request = _request(credentials, plan.host, plan.host)
     try:
         created = client.create_registry(request)
     except OutcomeUnknown as unknown:

@@ -74,11 +74,6 @@ def describe_entry(entry: DockerRegistry) -> str:
     return f"{entry.id} ({entry.name!r}, url {entry.url}, user {user}, created {made})"
 
 
-def entry_name(host: str) -> str:
-    """The host, which Daytona's dashboard shows."""
-    return host
-
-
 class PullPassword(StrEnum):
     """What DAYTONA_REGISTRY_PASSWORD is, as far as the pipeline can tell."""
 
