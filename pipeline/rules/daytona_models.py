@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic.alias_generators import to_camel
 
 ACTIVE: Final = "active"
 INACTIVE: Final = "inactive"
@@ -20,8 +21,9 @@ FAILED_STATES: Final = frozenset({"error", "build_failed"})
 
 
 class _Wire(BaseModel):
+    # Daytona's JSON is camelCase: `image_name` travels as `imageName`.
     model_config = ConfigDict(
-        extra="ignore", populate_by_name=True, frozen=True, serialize_by_alias=True
+        extra="ignore", populate_by_name=True, frozen=True, alias_generator=to_camel
     )
 
     def body(self) -> dict[str, object]:
@@ -33,18 +35,18 @@ class Snapshot(_Wire):
     id: str
     name: str
     state: str = "unknown"
-    image_name: str | None = Field(None, alias="imageName")
+    image_name: str | None = None
     general: bool = False
     cpu: float = 0
     mem: float = 0
     disk: float = 0
     entrypoint: list[str] | None = None
-    error_reason: str | None = Field(None, alias="errorReason")
+    error_reason: str | None = None
     # Where Daytona copied the image it pulled: `<internal registry>/daytona-<hex>:daytona`,
     # <hex> being the digest the tag resolved to when Daytona inspected it (snapshot.manager.ts
     # processSnapshotDigest); set once the inspect passed, kept across reactivations.
     ref: str | None = None
-    created_at: datetime = Field(alias="createdAt")
+    created_at: datetime
 
     @property
     def failed(self) -> bool:
@@ -60,14 +62,14 @@ def resources_words(cpu: float, memory: float, disk: float) -> str:
 
 class SnapshotPage(_Wire):
     items: list[Snapshot]
-    total_pages: int = Field(alias="totalPages")
+    total_pages: int
 
 
 class CreateSnapshot(_Wire):
     """Body of `POST /snapshots`; the request says `memory` where the response says `mem`."""
 
     name: str
-    image_name: str = Field(alias="imageName")
+    image_name: str
     cpu: int
     memory: int
     disk: int
@@ -102,14 +104,14 @@ class Sandbox(_Wire):
     id: str
     name: str
     state: str = "unknown"
-    desired_state: str | None = Field(None, alias="desiredState")
+    desired_state: str | None = None
     snapshot: str | None = None
-    error_reason: str | None = Field(None, alias="errorReason")
+    error_reason: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
-    toolbox_proxy_url: str = Field("", alias="toolboxProxyUrl")
-    auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
-    auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
-    created_at: datetime | None = Field(None, alias="createdAt")
+    toolbox_proxy_url: str = ""
+    auto_stop_interval: int | None = None
+    auto_delete_interval: int | None = None
+    created_at: datetime | None = None
 
     @property
     def failed(self) -> bool:
@@ -120,7 +122,7 @@ class SandboxPage(_Wire):
     """`ListSandboxesResponse`: cursor paging; `nextCursor` is null on the last page."""
 
     items: list[Sandbox]
-    next_cursor: str | None = Field(None, alias="nextCursor")
+    next_cursor: str | None = None
 
 
 class CreateSandbox(_Wire):
@@ -134,15 +136,15 @@ class CreateSandbox(_Wire):
     env: dict[str, str] = Field(default_factory=dict, repr=False)
     labels: dict[str, str] = Field(default_factory=dict)
     public: bool | None = None
-    auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
-    auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
+    auto_stop_interval: int | None = None
+    auto_delete_interval: int | None = None
 
 
 class PortPreview(_Wire):
     """`PortPreviewUrl`. The token opens a private sandbox's port to anyone holding it, so it is
     a SecretStr: reprs and reports show `**********`."""
 
-    sandbox_id: str = Field(alias="sandboxId")
+    sandbox_id: str
     url: str
     token: SecretStr
 
@@ -150,16 +152,14 @@ class PortPreview(_Wire):
 class ExecResult(_Wire):
     """`ExecuteResponse` of the toolbox: `result` is stdout and stderr together."""
 
-    exit_code: int | None = Field(None, alias="exitCode")
+    exit_code: int | None = None
     result: str = ""
     code: int | None = None  # older daemons said `code`; the SDK falls back to it too
 
     @property
     def exit_status(self) -> int:
-        """The command's exit code; -1 when the daemon reported none."""
-        if self.exit_code is not None:
-            return self.exit_code
-        return self.code if self.code is not None else -1
+        """-1 when the daemon reported no exit code."""
+        return next((c for c in (self.exit_code, self.code) if c is not None), -1)
 
 
 def state_of(row: Snapshot | Sandbox | None) -> str:
@@ -176,8 +176,8 @@ class DockerRegistry(_Wire):
     name: str
     url: str
     username: str = ""
-    registry_type: str = Field("organization", alias="registryType")
-    created_at: datetime | None = Field(None, alias="createdAt")
+    registry_type: str = "organization"
+    created_at: datetime | None = None
 
 
 class RegistryEntryRequest(_Wire):
