@@ -28,6 +28,7 @@ from pipeline.rules.daytona_models import (
     resources_words,
 )
 from pipeline.rules.image_ref import parse_image_ref
+from pipeline.rules.release import COMMIT
 
 # `ref` of a snapshot whose image Daytona inspected: the digest's hex, then `:daytona`.
 _PULLED_REF = re.compile(r"/daytona-(?P<hex>[0-9a-f]{64}):daytona$")
@@ -42,7 +43,6 @@ TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 _TIMESTAMP_LENGTH = len("20260101-000000")
 MAX_STAGE_LENGTH = MAX_NAME_LENGTH - len(STAGE_SEPARATOR) - _TIMESTAMP_LENGTH
 DEV_PREFIXES = ("dev-", "local-")
-COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _HEX = re.compile(r"^[0-9a-f]{7,39}$")
 _SEPARATORS = "-._"
 _NOT_STAGE_CHARS = re.compile(r"[^a-z0-9._-]+")
@@ -105,11 +105,15 @@ def resolve_stage(
     )
 
 
-def stage_snapshot_name(stage: str, now: datetime) -> str:
-    """`<stage>--<YYYYMMDD-HHMMSS>` in UTC, so names sort like creation times."""
+def utc_stamp(now: datetime) -> str:
+    """`YYYYMMDD-HHMMSS` in UTC: snapshot and sandbox names sort like their creation times."""
     if now.tzinfo is None:
-        raise ValueError("stage_snapshot_name needs an aware datetime")
-    return f"{stage}{STAGE_SEPARATOR}{now.astimezone(UTC).strftime(TIMESTAMP_FORMAT)}"
+        raise ValueError("a snapshot or sandbox name needs an aware datetime")
+    return now.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def stage_snapshot_name(stage: str, now: datetime) -> str:
+    return f"{stage}{STAGE_SEPARATOR}{utc_stamp(now)}"
 
 
 def match_prefix(prefix: str) -> str:
@@ -203,8 +207,9 @@ def decide(
         return _replace_or_fail(why, force, immutable)
     if current.failed:
         return _replace_or_fail(f"it is in state {current.state}: {reason(current)}", force)
-    if resources is not None and (differ := resources_differ(current, resources)):
-        return _replace_or_fail(differ, force, immutable)
+    if resources is not None and _other_resources(current, resources):
+        why = f"it exists with {current.resources()}, not the requested "
+        return _replace_or_fail(why + resources_words(*resources), force, immutable)
     if current.state == ACTIVE:
         if problem := pulled_problem(current, digest):
             why = f"it is active, but {problem}"
@@ -224,15 +229,8 @@ def _replace_or_fail(why: str, force: bool, hint: str = "") -> Decision:
     return Decision(Action.FAIL, why + hint)
 
 
-def resources_differ(current: Snapshot, resources: tuple[int, int, int]) -> str | None:
-    """Why the existing snapshot is not the one asked for, or None. A server that reports no
-    resources (all 0) is not contradicted."""
-    if not _other_resources(current, resources):
-        return None
-    return f"it exists with {current.resources()}, not the requested {resources_words(*resources)}"
-
-
 def _other_resources(snapshot: Snapshot, resources: tuple[int, int, int]) -> bool:
+    """A server that reports no resources (all 0) is not contradicted."""
     have = (snapshot.cpu, snapshot.mem, snapshot.disk)
     return any(have) and have != resources
 
@@ -336,7 +334,7 @@ class PromoteFrom:
 def promote_source(text: str) -> PromoteFrom:
     """`--from`'s value: a full commit sha, else a snapshot name; ConfigError for anything else."""
     cleaned = text.strip()
-    if COMMIT_SHA.fullmatch(cleaned.lower()):
+    if COMMIT.fullmatch(cleaned.lower()):
         return PromoteFrom("commit", cleaned.lower())
     if problem := snapshot_name_problem(cleaned):
         raise ConfigError(
@@ -358,11 +356,9 @@ def missing_source_fix(name: str) -> str:
 def image_repository(image: str) -> str:
     """`image` without its tag or digest, as written (no docker.io/library/ added):
     `ghcr.io/a/b:sha-1` → `ghcr.io/a/b`, where a tag that stands for it is made."""
-    parse_image_ref(image)  # a reference at all (raises ImageRefError)
+    ref = parse_image_ref(image)  # raises ImageRefError for no reference at all
     name = image.strip().partition("@")[0]
-    if ":" in name.rsplit("/", 1)[-1]:
-        name = name.rsplit(":", 1)[0]
-    return name
+    return name.removesuffix(f":{ref.tag}") if ref.tag else name
 
 
 def resources_note(source: Snapshot, wanted: SnapshotSpec) -> str | None:
