@@ -1,5 +1,4 @@
-"""Pure rules for Daytona sandboxes: is it started yet, may it be deleted now, what it is called
-and labelled, which leftovers a cleanup removes, and what to do when Daytona refuses one.
+"""Pure rules for Daytona sandboxes: waits, names, labels, cleanup, and fixes for refusals.
 
 Every sandbox the pipeline makes carries `created-by: sandbox-pipeline`, so a cleanup finds the
 leftovers of crashed runs and never touches anyone else's.
@@ -97,7 +96,6 @@ def new_sandbox_name(now: datetime, suffix: str, prefix: str = NAME_PREFIX) -> s
 
 
 def create_failure_fix(message: str) -> str:
-    """What to do when Daytona refused `POST /sandbox`, judged from its message."""
     text = message.lower()
     if "failed to start" in text:
         return start_failure_fix(message)
@@ -120,7 +118,6 @@ def create_failure_fix(message: str) -> str:
 
 
 def start_failure_fix(reason: str | None) -> str:
-    """What to do about a sandbox that ended in `error` instead of `started`."""
     text = (reason or "").lower()
     if says_auth_refused(text):
         return (
@@ -162,18 +159,10 @@ def plan_cleanup(
     ]
     ours.sort(key=lambda s: (s.created_at or now, s.name))
     cut = now - older_than
-
-    def old_enough(sandbox: Sandbox) -> bool:
-        if older_than <= timedelta(0):
-            return True
-        # Unknown age: keep it; a running test's sandbox must not vanish under it.
-        return sandbox.created_at is not None and sandbox.created_at <= cut
-
-    return CleanupPlan(
-        to_delete=tuple(s for s in ours if old_enough(s)),
-        kept=tuple(s for s in ours if not old_enough(s)),
-        older_than=older_than,
-    )
+    # Unknown age (taken as now) is kept: a running test's sandbox must not vanish under it.
+    old = tuple(s for s in ours if older_than <= timedelta(0) or (s.created_at or now) <= cut)
+    kept = tuple(s for s in ours if s not in old)
+    return CleanupPlan(to_delete=old, kept=kept, older_than=older_than)
 
 
 def interval_words(minutes: int | None, off: str, zero: str | None = None) -> str:
