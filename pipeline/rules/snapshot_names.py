@@ -1,9 +1,5 @@
-"""Pure rules: snapshot names, stage prefixes, what snapshot to make, and what to do with what
-exists under its name.
-
-Nothing here talks to the network; every rule is pinned by a table in
-tests/unit/test_daytona_naming.py.
-"""
+"""Pure rules for Daytona snapshots: names, stage prefixes, what to do with what exists under a
+name, and what `--from` promotes (pinned by tables in tests/unit/test_daytona_naming.py)."""
 
 from __future__ import annotations
 
@@ -45,8 +41,8 @@ MAX_STAGE_LENGTH = MAX_NAME_LENGTH - len(STAGE_SEPARATOR) - _TIMESTAMP_LENGTH
 DEV_PREFIXES = ("dev-", "local-")
 _HEX = re.compile(r"^[0-9a-f]{7,39}$")
 _SEPARATORS = "-._"
-_NOT_STAGE_CHARS = re.compile(r"[^a-z0-9._-]+")
-_DASH_RUNS = re.compile(r"-{2,}")
+# A run of odd characters and dashes becomes one '-': "--" separates stage from timestamp.
+_DASH_RUN = re.compile(r"[^a-z0-9._]+")
 
 
 def snapshot_name_problem(name: str) -> str | None:
@@ -70,11 +66,8 @@ def sha_image(repository: str, sha: str, dirty: bool) -> str:
 
 
 def sanitize_stage(raw: str) -> str:
-    """A stage as it may appear in a snapshot name: lower-case, odd characters become '-'."""
-    stage = _NOT_STAGE_CHARS.sub("-", raw.strip().lower())
-    stage = _DASH_RUNS.sub("-", stage)  # "--" separates stage from timestamp; keep it unique
-    stage = stage.strip(_SEPARATORS)[:MAX_STAGE_LENGTH]
-    return stage.rstrip(_SEPARATORS)
+    stage = _DASH_RUN.sub("-", raw.strip().lower())
+    return stage.strip(_SEPARATORS)[:MAX_STAGE_LENGTH].rstrip(_SEPARATORS)
 
 
 def resolve_stage(
@@ -157,14 +150,11 @@ def pulled_problem(snapshot: Snapshot, digest: str | None) -> str | None:
     """Why an active snapshot is not known to hold the image of `digest`, or None. A snapshot
     whose `ref` says nothing counts as not known: what ships must be shown to be what was
     tested."""
-    if digest is None:
+    if digest is None or (pulled := pulled_digest(snapshot)) == digest:
         return None
-    pulled = pulled_digest(snapshot)
     if pulled is None:
         return f"Daytona does not say which digest it pulled (ref {snapshot.ref!r})"
-    if pulled != digest:
-        return f"Daytona pulled {pulled}, not the expected {digest}"
-    return None
+    return f"Daytona pulled {pulled}, not the expected {digest}"
 
 
 class Action(StrEnum):
