@@ -148,17 +148,14 @@ def platform_manifest(index: dict[str, Any], platform: str | None) -> str | None
     want_os, _, rest = (platform or "").partition("/")
     want_arch, _, want_variant = rest.partition("/")
     for entry in index.get("manifests") or []:
-        if not isinstance(entry, dict):
+        found = (entry.get("platform") or {}) if isinstance(entry, dict) else {"os": "unknown"}
+        if found.get("os") == "unknown":  # an attestation manifest (or no entry), not an image
             continue
-        found = entry.get("platform") or {}
-        if found.get("os") == "unknown":  # an attestation manifest, not an image
+        if platform is not None and (
+            (found.get("os"), found.get("architecture")) != (want_os, want_arch)
+            or (want_variant and found.get("variant") != want_variant)
+        ):
             continue
-        if platform is not None:
-            if (found.get("os"), found.get("architecture")) != (want_os, want_arch):
-                continue
-            if want_variant and found.get("variant") != want_variant:
-                continue
-        digest = entry.get("digest")
-        if isinstance(digest, str):
+        if isinstance(digest := entry.get("digest"), str):
             return digest
     return None
