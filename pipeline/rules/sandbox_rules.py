@@ -78,11 +78,7 @@ def pipeline_labels(
 ) -> dict[str, str]:
     """The labels of a sandbox the pipeline makes; `created-by` always wins, so a cleanup can
     rely on it."""
-    labels = dict(extra or {})
-    if git_sha:
-        labels.setdefault(GIT_SHA_LABEL, git_sha)
-    labels.update(PIPELINE_LABELS)
-    return labels
+    return {**({GIT_SHA_LABEL: git_sha} if git_sha else {}), **(extra or {}), **PIPELINE_LABELS}
 
 
 def is_ours(found: Sandbox, labels: Mapping[str, str]) -> bool:
