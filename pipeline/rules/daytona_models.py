@@ -17,7 +17,7 @@ ACTIVE: Final = "active"
 INACTIVE: Final = "inactive"
 REMOVING: Final = "removing"
 IN_PROGRESS_STATES: Final = frozenset({"pending", "building", "pulling", "snapshotting"})
-FAILED_STATES: Final = frozenset({"error", "build_failed"})
+FAILED_STATES: Final = frozenset({"error", "build_failed"})  # of snapshots and sandboxes
 
 
 class _Wire(BaseModel):
@@ -31,26 +31,29 @@ class _Wire(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
-class Snapshot(_Wire):
+class _Row(_Wire):
     id: str
     name: str
     state: str = "unknown"
+    error_reason: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.state in FAILED_STATES
+
+
+class Snapshot(_Row):
     image_name: str | None = None
     general: bool = False
     cpu: float = 0
     mem: float = 0
     disk: float = 0
     entrypoint: list[str] | None = None
-    error_reason: str | None = None
     # Where Daytona copied the image it pulled: `<internal registry>/daytona-<hex>:daytona`,
     # <hex> being the digest the tag resolved to when Daytona inspected it (snapshot.manager.ts
     # processSnapshotDigest); set once the inspect passed, kept across reactivations.
     ref: str | None = None
     created_at: datetime
-
-    @property
-    def failed(self) -> bool:
-        return self.state in FAILED_STATES
 
     def resources(self) -> str:
         return resources_words(self.cpu, self.mem, self.disk)
@@ -92,30 +95,21 @@ SANDBOX_DESTROYED: Final = "destroyed"
 SANDBOX_ERROR: Final = "error"
 SANDBOX_ARCHIVED: Final = "archived"
 
-SANDBOX_FAILED_STATES: Final = frozenset({SANDBOX_ERROR, "build_failed"})
 # Being removed or removed: as good as gone for a wait, and never startable again.
 SANDBOX_GONE_STATES: Final = frozenset({"destroying", SANDBOX_DESTROYED})
 
 
-class Sandbox(_Wire):
+class Sandbox(_Row):
     """A `Sandbox` (or `SandboxListItem`). `env` is deliberately not read: it may hold secrets
     the caller passed in, and nothing here needs it back."""
 
-    id: str
-    name: str
-    state: str = "unknown"
     desired_state: str | None = None
     snapshot: str | None = None
-    error_reason: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     toolbox_proxy_url: str = ""
     auto_stop_interval: int | None = None
     auto_delete_interval: int | None = None
     created_at: datetime | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.state in SANDBOX_FAILED_STATES
 
 
 class SandboxPage(_Wire):
