@@ -18,7 +18,7 @@ from pipeline.rules import snapshot_names as naming
 from pipeline.rules.daytona_http import DEFAULT_RETRY_TIMEOUT
 from pipeline.rules.image_ref import daytona_image_problem
 from pipeline.rules.release import digest_problem
-from pipeline.rules.sandbox_rules import DEFAULT_PORT
+from pipeline.rules.sandbox_rules import DEFAULT_AUTO_DELETE, DEFAULT_AUTO_STOP, DEFAULT_PORT
 from pipeline.settings.build import _Base
 
 DEFAULT_API_URL = "https://app.daytona.io/api"
@@ -118,9 +118,9 @@ class SandboxSettings(_Base):
     # Minutes without activity before Daytona stops the sandbox (0: never), and minutes after a
     # stop before it deletes it (0: at once, -1: never). Together they make a forgotten
     # sandbox go away on its own instead of costing money until someone runs --cleanup.
-    auto_stop: int = Field(60, ge=0, validation_alias="DAYTONA_SANDBOX_AUTO_STOP")
+    auto_stop: int = Field(DEFAULT_AUTO_STOP, ge=0, validation_alias="DAYTONA_SANDBOX_AUTO_STOP")
     auto_delete: int = Field(
-        0,
+        DEFAULT_AUTO_DELETE,
         ge=-1,
         description="-1 (never), 0 (at stop) or minutes",
         validation_alias="DAYTONA_SANDBOX_AUTO_DELETE",
