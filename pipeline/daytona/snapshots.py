@@ -174,7 +174,7 @@ class _Ensure:
         """One POST; after a lost answer, the look-up: found means it landed (None: decide
         again from what it is now), absent means OutcomeUnknown, so the POST is sent again."""
         try:
-            return self.client.create_snapshot(self.spec.request())
+            return self.client.create_snapshot(self.spec)
         except OutcomeUnknown as unknown:
             console.warn(f"{unknown.cause}; looking the name up before trying again")
             self.unsure = True

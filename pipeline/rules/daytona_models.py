@@ -72,7 +72,7 @@ class CreateSnapshot(_Wire):
     """Body of `POST /snapshots`; the request says `memory` where the response says `mem`."""
 
     name: str
-    image_name: str
+    image: str = Field(alias="imageName")
     cpu: int
     memory: int
     disk: int

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
+from pydantic import Field
+
 from pipeline.errors import ConfigError, DaytonaError
 from pipeline.rules.auth_words import says_auth_refused
 from pipeline.rules.build_plan import sha_tag
@@ -225,29 +227,13 @@ def _other_resources(snapshot: Snapshot, resources: tuple[int, int, int]) -> boo
     return any(have) and have != resources
 
 
-@dataclass(frozen=True)
-class SnapshotSpec:
-    name: str
-    image: str
-    cpu: int
-    memory: int
-    disk: int
-    entrypoint: tuple[str, ...] | None = None
-    digest: str | None = None  # what `image` (a tag) was verified to resolve to
+class SnapshotSpec(CreateSnapshot):
+    # What `image` (a tag) was verified to resolve to: held against Daytona's `ref`, never sent.
+    digest: str | None = Field(None, exclude=True)
 
     @property
     def resources(self) -> tuple[int, int, int]:
         return (self.cpu, self.memory, self.disk)
-
-    def request(self) -> CreateSnapshot:
-        return CreateSnapshot(
-            name=self.name,
-            image_name=self.image,
-            cpu=self.cpu,
-            memory=self.memory,
-            disk=self.disk,
-            entrypoint=list(self.entrypoint) if self.entrypoint else None,
-        )
 
     def describe(self) -> list[str]:
         return [
