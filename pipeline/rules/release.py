@@ -17,13 +17,10 @@ from pipeline.rules.image_ref import DIGEST, ImageRefError, parse_image_ref
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 COMMIT_TAG = re.compile(r"^sha-(?P<sha>[0-9a-f]{40})(?:-rebuild-(?P<day>[0-9]{8}))?$")
-PINNED_PREFIX = "pinned-"
 HISTORY_FIX = (
     "give the release job the history it needs: a full clone (actions/checkout with "
     "fetch-depth: 0), or a remote git can fetch from with credentials"
 )
-
-AncestryAnswer = Literal["ancestor", "not-ancestor", "unknown"]
 
 
 def digest_problem(value: str) -> str | None:
@@ -38,7 +35,7 @@ def rebuild_tag(sha: str, day: str) -> str:
 
 
 def pinned_tag(digest: str) -> str:
-    return PINNED_PREFIX + digest.removeprefix("sha256:")
+    return "pinned-" + digest.removeprefix("sha256:")
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,7 @@ def digest_mismatch(expected: str, actual: str) -> str | None:
 class Ancestry:
     """Git's answer to "is the commit being built a strict ancestor of `:main`'s commit?"."""
 
-    answer: AncestryAnswer
+    answer: Literal["ancestor", "not-ancestor", "unknown"]
     detail: str = ""  # why, for "unknown" above all (shallow clone, no remote, …)
 
 
