@@ -18,7 +18,7 @@ from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.transport import OutcomeUnknown
 from pipeline.errors import DaytonaError
 from pipeline.rules.daytona_models import DockerRegistry, RegistryEntryRequest
-from pipeline.rules.registry_entries import EntryPlan, entry_name, plan_entries
+from pipeline.rules.registry_entries import EntryPlan, plan_entries
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def _save(
 ) -> DockerRegistry:
     """Update `entry` in place, or create the host's entry when there is none. An update keeps
     the entry's name and URL (a person may have named it in the dashboard)."""
-    name, url = (entry.name, entry.url) if entry else (entry_name(plan.host), plan.host)
+    name, url = (entry.name, entry.url) if entry else (plan.host, plan.host)
     request = RegistryEntryRequest(
         name=name, url=url, username=credentials.username, password=credentials.password
     )

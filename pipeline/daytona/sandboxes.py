@@ -39,8 +39,6 @@ from pipeline.rules.sandbox_rules import (
     DEFAULT_LOG_LINES,
     DEFAULT_PORT,
     PREVIEW_TOKEN_HEADER,
-    Step,
-    Verdict,
     create_failure_fix,
     gone_verdict,
     is_ours,
@@ -51,6 +49,7 @@ from pipeline.rules.sandbox_rules import (
     start_verdict,
     stopped_verdict,
 )
+from pipeline.rules.snapshot_names import Action, Decision
 from pipeline.waiting import Clock, Interval, PollTimeout, poll, watch
 
 # Sandbox polls start faster than snapshot polls: a start takes seconds, not minutes.
@@ -107,7 +106,7 @@ def wait_started(
 ) -> Sandbox:
     """Poll the sandbox until it is `started`; `error`/`build_failed` end the wait with
     Daytona's errorReason on one line, the deadline with DeadlineExceeded."""
-    if start_verdict(sandbox).step is Step.DONE:
+    if start_verdict(sandbox).action is Action.DONE:
         return sandbox
     if deadline is None:
         deadline = waits.clock_of(client).monotonic() + waits.start_s
@@ -237,7 +236,7 @@ def _remove_leftover(client: DaytonaClient, name: str, waits: SandboxWaits) -> N
 def _wait(
     client: DaytonaClient,
     sandbox: Sandbox,
-    verdict: Callable[[Sandbox | None], Verdict],
+    verdict: Callable[[Sandbox | None], Decision],
     waits: SandboxWaits,
     deadline: float,
     timeout: float,
@@ -249,7 +248,7 @@ def _wait(
         found = watch(
             sandbox.name,
             lambda: client.get_sandbox(sandbox.id),
-            lambda s: verdict(s).step is not Step.WAIT,
+            lambda s: verdict(s).action is not Action.WAIT,
             state_of,
             state=sandbox.state,
             deadline=deadline,
@@ -263,7 +262,7 @@ def _wait(
             late_fix,
         ) from None
     judged = verdict(found)
-    if judged.step is Step.FAIL:
+    if judged.action is Action.FAIL:
         raise DaytonaError(f"sandbox {sandbox.name}: {judged.why}", failure_fix(found))
     return found
 

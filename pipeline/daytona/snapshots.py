@@ -143,10 +143,9 @@ class _Ensure:
                 "check Daytona's status and re-run",
             )
         console.say(f"   creating {self.spec.name} from {self.spec.image}")
-        request = self.spec.request()
         self.landed += 1  # if it raises, the whole ensure ends: the count no longer matters
         try:
-            created, answered = self.creating.send(lambda: self.client.create_snapshot(request))
+            created, answered = self.creating.send(lambda: self.client.create_snapshot(self.spec))
         except CreateConflict:
             console.say(f"   {self.spec.name}: another run created it first; waiting for that one")
         except (DaytonaAuthError, RetriesSpent):

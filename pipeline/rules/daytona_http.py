@@ -11,9 +11,7 @@ from typing import Final
 from pipeline.errors import DaytonaAuthError, DaytonaError
 
 KEYS_URL: Final = "https://app.daytona.io/dashboard/keys"
-SNAPSHOT_PERMISSIONS: Final = "write:snapshots and delete:snapshots"
-SANDBOX_PERMISSIONS: Final = "write:sandboxes and delete:sandboxes"
-REGISTRY_PERMISSIONS: Final = "write:registries and delete:registries"
+_PERMISSION_NOUNS: Final = (("/snapshots", "snapshots"), ("/docker-registry", "registries"))
 # Seconds one Daytona call keeps retrying 5xx, 429 and connection errors (DAYTONA_RETRY_TIMEOUT).
 DEFAULT_RETRY_TIMEOUT: Final = 60.0
 
@@ -46,13 +44,20 @@ def _seconds(value: str, now: datetime) -> float | None:
     return max(0.0, seconds)
 
 
+def permissions_for(path: str) -> str:
+    """The key permissions a call on `path` needs, for the message of a 403; the toolbox, at its
+    own URL, is a sandbox call."""
+    noun = next((n for p, n in _PERMISSION_NOUNS if path.startswith(p)), "sandboxes")
+    return f"write:{noun} and delete:{noun}"
+
+
 def api_error(
     status: int,
     message: str,
     operation: str,
     organization_id: str | None,
     *,
-    permissions: str = SNAPSHOT_PERMISSIONS,
+    permissions: str = permissions_for("/snapshots"),
 ) -> DaytonaError:
     """The pipeline error for a Daytona error answer: auth problems name the variables to fix."""
     cause = f"{operation}: Daytona answered {status} {message}".rstrip()
@@ -77,15 +82,6 @@ def api_error(
     if status >= 500:
         return DaytonaError(cause, "Daytona is having trouble; try again in a few minutes")
     return DaytonaError(cause)
-
-
-def permissions_for(path: str) -> str:
-    """The key permissions a call on `path` needs, for the message of a 403."""
-    if path.startswith("/snapshots"):
-        return SNAPSHOT_PERMISSIONS
-    if path.startswith("/docker-registry"):
-        return REGISTRY_PERMISSIONS
-    return SANDBOX_PERMISSIONS  # /sandbox, and the toolbox at its own URL
 
 
 def redact(text: str, *secrets: str) -> str:

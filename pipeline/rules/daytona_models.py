@@ -11,17 +11,19 @@ from datetime import datetime
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic.alias_generators import to_camel
 
 ACTIVE: Final = "active"
 INACTIVE: Final = "inactive"
 REMOVING: Final = "removing"
 IN_PROGRESS_STATES: Final = frozenset({"pending", "building", "pulling", "snapshotting"})
-FAILED_STATES: Final = frozenset({"error", "build_failed"})
+FAILED_STATES: Final = frozenset({"error", "build_failed"})  # of snapshots and sandboxes
 
 
 class _Wire(BaseModel):
+    # Daytona's JSON is camelCase: `image_name` travels as `imageName`.
     model_config = ConfigDict(
-        extra="ignore", populate_by_name=True, frozen=True, serialize_by_alias=True
+        extra="ignore", populate_by_name=True, frozen=True, alias_generator=to_camel
     )
 
     def body(self) -> dict[str, object]:
@@ -29,26 +31,29 @@ class _Wire(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
-class Snapshot(_Wire):
+class _Row(_Wire):
     id: str
     name: str
     state: str = "unknown"
-    image_name: str | None = Field(None, alias="imageName")
+    error_reason: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.state in FAILED_STATES
+
+
+class Snapshot(_Row):
+    image_name: str | None = None
     general: bool = False
     cpu: float = 0
     mem: float = 0
     disk: float = 0
     entrypoint: list[str] | None = None
-    error_reason: str | None = Field(None, alias="errorReason")
     # Where Daytona copied the image it pulled: `<internal registry>/daytona-<hex>:daytona`,
     # <hex> being the digest the tag resolved to when Daytona inspected it (snapshot.manager.ts
     # processSnapshotDigest); set once the inspect passed, kept across reactivations.
     ref: str | None = None
-    created_at: datetime = Field(alias="createdAt")
-
-    @property
-    def failed(self) -> bool:
-        return self.state in FAILED_STATES
+    created_at: datetime
 
     def resources(self) -> str:
         return resources_words(self.cpu, self.mem, self.disk)
@@ -60,14 +65,14 @@ def resources_words(cpu: float, memory: float, disk: float) -> str:
 
 class SnapshotPage(_Wire):
     items: list[Snapshot]
-    total_pages: int = Field(alias="totalPages")
+    total_pages: int
 
 
 class CreateSnapshot(_Wire):
     """Body of `POST /snapshots`; the request says `memory` where the response says `mem`."""
 
     name: str
-    image_name: str = Field(alias="imageName")
+    image: str = Field(alias="imageName")
     cpu: int
     memory: int
     disk: int
@@ -90,37 +95,28 @@ SANDBOX_DESTROYED: Final = "destroyed"
 SANDBOX_ERROR: Final = "error"
 SANDBOX_ARCHIVED: Final = "archived"
 
-SANDBOX_FAILED_STATES: Final = frozenset({SANDBOX_ERROR, "build_failed"})
 # Being removed or removed: as good as gone for a wait, and never startable again.
 SANDBOX_GONE_STATES: Final = frozenset({"destroying", SANDBOX_DESTROYED})
 
 
-class Sandbox(_Wire):
+class Sandbox(_Row):
     """A `Sandbox` (or `SandboxListItem`). `env` is deliberately not read: it may hold secrets
     the caller passed in, and nothing here needs it back."""
 
-    id: str
-    name: str
-    state: str = "unknown"
-    desired_state: str | None = Field(None, alias="desiredState")
+    desired_state: str | None = None
     snapshot: str | None = None
-    error_reason: str | None = Field(None, alias="errorReason")
     labels: dict[str, str] = Field(default_factory=dict)
-    toolbox_proxy_url: str = Field("", alias="toolboxProxyUrl")
-    auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
-    auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
-    created_at: datetime | None = Field(None, alias="createdAt")
-
-    @property
-    def failed(self) -> bool:
-        return self.state in SANDBOX_FAILED_STATES
+    toolbox_proxy_url: str = ""
+    auto_stop_interval: int | None = None
+    auto_delete_interval: int | None = None
+    created_at: datetime | None = None
 
 
 class SandboxPage(_Wire):
     """`ListSandboxesResponse`: cursor paging; `nextCursor` is null on the last page."""
 
     items: list[Sandbox]
-    next_cursor: str | None = Field(None, alias="nextCursor")
+    next_cursor: str | None = None
 
 
 class CreateSandbox(_Wire):
@@ -134,15 +130,15 @@ class CreateSandbox(_Wire):
     env: dict[str, str] = Field(default_factory=dict, repr=False)
     labels: dict[str, str] = Field(default_factory=dict)
     public: bool | None = None
-    auto_stop_interval: int | None = Field(None, alias="autoStopInterval")
-    auto_delete_interval: int | None = Field(None, alias="autoDeleteInterval")
+    auto_stop_interval: int | None = None
+    auto_delete_interval: int | None = None
 
 
 class PortPreview(_Wire):
     """`PortPreviewUrl`. The token opens a private sandbox's port to anyone holding it, so it is
     a SecretStr: reprs and reports show `**********`."""
 
-    sandbox_id: str = Field(alias="sandboxId")
+    sandbox_id: str
     url: str
     token: SecretStr
 
@@ -150,16 +146,14 @@ class PortPreview(_Wire):
 class ExecResult(_Wire):
     """`ExecuteResponse` of the toolbox: `result` is stdout and stderr together."""
 
-    exit_code: int | None = Field(None, alias="exitCode")
+    exit_code: int | None = None
     result: str = ""
     code: int | None = None  # older daemons said `code`; the SDK falls back to it too
 
     @property
     def exit_status(self) -> int:
-        """The command's exit code; -1 when the daemon reported none."""
-        if self.exit_code is not None:
-            return self.exit_code
-        return self.code if self.code is not None else -1
+        """-1 when the daemon reported no exit code."""
+        return next((c for c in (self.exit_code, self.code) if c is not None), -1)
 
 
 def state_of(row: Snapshot | Sandbox | None) -> str:
@@ -176,8 +170,8 @@ class DockerRegistry(_Wire):
     name: str
     url: str
     username: str = ""
-    registry_type: str = Field("organization", alias="registryType")
-    created_at: datetime | None = Field(None, alias="createdAt")
+    registry_type: str = "organization"
+    created_at: datetime | None = None
 
 
 class RegistryEntryRequest(_Wire):

@@ -45,16 +45,14 @@ class EntryPlan:
     shadowing: tuple[DockerRegistry, ...]  # path-scoped entries that also match the repository
 
 
-def _age(entry: DockerRegistry) -> tuple[datetime, str]:
-    return (entry.created_at or _EPOCH, entry.id)
-
-
 def plan_entries(entries: Iterable[DockerRegistry], host: str, repository: str) -> EntryPlan:
     """Keep the oldest organization entry whose URL is exactly `host` (so concurrent runs agree
     on it), delete the rest of them."""
     wanted = entry_url(host)
     own = [e for e in entries if e.registry_type == "organization"]
-    same_host = sorted((e for e in own if entry_url(e.url) == wanted), key=_age)
+    same_host = sorted(
+        (e for e in own if entry_url(e.url) == wanted), key=lambda e: (e.created_at or _EPOCH, e.id)
+    )
     shadowing = tuple(
         e for e in own if entry_url(e.url) != wanted and matches_repository(e.url, repository)
     )
@@ -72,11 +70,6 @@ def describe_entry(entry: DockerRegistry) -> str:
     made = entry.created_at.strftime("%Y-%m-%d %H:%M UTC") if entry.created_at else "unknown"
     user = entry.username or "(no username)"
     return f"{entry.id} ({entry.name!r}, url {entry.url}, user {user}, created {made})"
-
-
-def entry_name(host: str) -> str:
-    """The host, which Daytona's dashboard shows."""
-    return host
 
 
 class PullPassword(StrEnum):

@@ -17,13 +17,10 @@ from pipeline.rules.image_ref import DIGEST, ImageRefError, parse_image_ref
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 COMMIT_TAG = re.compile(r"^sha-(?P<sha>[0-9a-f]{40})(?:-rebuild-(?P<day>[0-9]{8}))?$")
-PINNED_PREFIX = "pinned-"
 HISTORY_FIX = (
     "give the release job the history it needs: a full clone (actions/checkout with "
     "fetch-depth: 0), or a remote git can fetch from with credentials"
 )
-
-AncestryAnswer = Literal["ancestor", "not-ancestor", "unknown"]
 
 
 def digest_problem(value: str) -> str | None:
@@ -38,7 +35,7 @@ def rebuild_tag(sha: str, day: str) -> str:
 
 
 def pinned_tag(digest: str) -> str:
-    return PINNED_PREFIX + digest.removeprefix("sha256:")
+    return "pinned-" + digest.removeprefix("sha256:")
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,7 @@ def digest_mismatch(expected: str, actual: str) -> str | None:
 class Ancestry:
     """Git's answer to "is the commit being built a strict ancestor of `:main`'s commit?"."""
 
-    answer: AncestryAnswer
+    answer: Literal["ancestor", "not-ancestor", "unknown"]
     detail: str = ""  # why, for "unknown" above all (shallow clone, no remote, …)
 
 
@@ -148,17 +145,14 @@ def platform_manifest(index: dict[str, Any], platform: str | None) -> str | None
     want_os, _, rest = (platform or "").partition("/")
     want_arch, _, want_variant = rest.partition("/")
     for entry in index.get("manifests") or []:
-        if not isinstance(entry, dict):
+        found = (entry.get("platform") or {}) if isinstance(entry, dict) else {"os": "unknown"}
+        if found.get("os") == "unknown":  # an attestation manifest (or no entry), not an image
             continue
-        found = entry.get("platform") or {}
-        if found.get("os") == "unknown":  # an attestation manifest, not an image
+        if platform is not None and (
+            (found.get("os"), found.get("architecture")) != (want_os, want_arch)
+            or (want_variant and found.get("variant") != want_variant)
+        ):
             continue
-        if platform is not None:
-            if (found.get("os"), found.get("architecture")) != (want_os, want_arch):
-                continue
-            if want_variant and found.get("variant") != want_variant:
-                continue
-        digest = entry.get("digest")
-        if isinstance(digest, str):
+        if isinstance(digest := entry.get("digest"), str):
             return digest
     return None

@@ -1,5 +1,4 @@
-"""Pure rules for Daytona sandboxes: is it started yet, may it be deleted now, what it is called
-and labelled, which leftovers a cleanup removes, and what to do when Daytona refuses one.
+"""Pure rules for Daytona sandboxes: waits, names, labels, cleanup, and fixes for refusals.
 
 Every sandbox the pipeline makes carries `created-by: sandbox-pipeline`, so a cleanup finds the
 leftovers of crashed runs and never touches anyone else's.
@@ -9,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import Final
 
 from pipeline.rules.auth_words import says_auth_refused
@@ -23,7 +21,7 @@ from pipeline.rules.daytona_models import (
     SANDBOX_STOPPED,
     Sandbox,
 )
-from pipeline.rules.snapshot_names import reason
+from pipeline.rules.snapshot_names import Action, Decision, reason, utc_stamp
 
 CREATED_BY_LABEL: Final = "created-by"
 CREATED_BY: Final = "sandbox-pipeline"
@@ -37,49 +35,37 @@ DEFAULT_LOG_LINES: Final = 50
 NAME_PREFIX: Final = "sbx"
 
 
-class Step(StrEnum):
-    DONE = "done"
-    WAIT = "wait"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    step: Step
-    why: str
-
-
-def start_verdict(sandbox: Sandbox | None) -> Verdict:
+def start_verdict(sandbox: Sandbox | None) -> Decision:
     if sandbox is None:
-        return Verdict(Step.FAIL, "it disappeared (deleted by someone else?)")
+        return Decision(Action.FAIL, "it disappeared (deleted by someone else?)")
     if sandbox.state == SANDBOX_STARTED:
-        return Verdict(Step.DONE, "it is started")
+        return Decision(Action.DONE, "it is started")
     if sandbox.failed:
-        return Verdict(Step.FAIL, f"it is in state {sandbox.state}: {reason(sandbox)}")
+        return Decision(Action.FAIL, f"it is in state {sandbox.state}: {reason(sandbox)}")
     if sandbox.state in SANDBOX_GONE_STATES:
-        return Verdict(Step.FAIL, f"it is {sandbox.state} (being deleted)")
+        return Decision(Action.FAIL, f"it is {sandbox.state} (being deleted)")
     if sandbox.state in (SANDBOX_STOPPED, SANDBOX_ARCHIVED):
-        return Verdict(Step.FAIL, f"it is {sandbox.state}, not starting")
+        return Decision(Action.FAIL, f"it is {sandbox.state}, not starting")
     # creating, starting, pulling_snapshot, restoring, or a state newer than this code.
-    return Verdict(Step.WAIT, f"it is {sandbox.state}")
+    return Decision(Action.WAIT, f"it is {sandbox.state}")
 
 
-def stopped_verdict(sandbox: Sandbox | None) -> Verdict:
+def stopped_verdict(sandbox: Sandbox | None) -> Decision:
     """Waiting after a stop: any settled state will do, since a delete follows."""
     if sandbox is None or sandbox.state in SANDBOX_GONE_STATES:
-        return Verdict(Step.DONE, "it is gone or being deleted")
+        return Decision(Action.DONE, "it is gone or being deleted")
     if sandbox.state in (SANDBOX_STOPPED, SANDBOX_ARCHIVED) or sandbox.failed:
-        return Verdict(Step.DONE, f"it is {sandbox.state}")
-    return Verdict(Step.WAIT, f"it is {sandbox.state}")
+        return Decision(Action.DONE, f"it is {sandbox.state}")
+    return Decision(Action.WAIT, f"it is {sandbox.state}")
 
 
-def gone_verdict(sandbox: Sandbox | None) -> Verdict:
+def gone_verdict(sandbox: Sandbox | None) -> Decision:
     """Waiting after a delete: Daytona answers 404 (or shows `destroyed`) once it is gone."""
     if sandbox is None or sandbox.state == SANDBOX_DESTROYED:
-        return Verdict(Step.DONE, "it is gone")
+        return Decision(Action.DONE, "it is gone")
     if sandbox.state == SANDBOX_ERROR and sandbox.desired_state == SANDBOX_DESTROYED:
-        return Verdict(Step.FAIL, f"deleting it failed: {reason(sandbox)}")
-    return Verdict(Step.WAIT, f"it is {sandbox.state}")
+        return Decision(Action.FAIL, f"deleting it failed: {reason(sandbox)}")
+    return Decision(Action.WAIT, f"it is {sandbox.state}")
 
 
 def settling(sandbox: Sandbox) -> bool:
@@ -92,11 +78,7 @@ def pipeline_labels(
 ) -> dict[str, str]:
     """The labels of a sandbox the pipeline makes; `created-by` always wins, so a cleanup can
     rely on it."""
-    labels = dict(extra or {})
-    if git_sha:
-        labels.setdefault(GIT_SHA_LABEL, git_sha)
-    labels.update(PIPELINE_LABELS)
-    return labels
+    return {**({GIT_SHA_LABEL: git_sha} if git_sha else {}), **(extra or {}), **PIPELINE_LABELS}
 
 
 def is_ours(found: Sandbox, labels: Mapping[str, str]) -> bool:
@@ -105,14 +87,11 @@ def is_ours(found: Sandbox, labels: Mapping[str, str]) -> bool:
 
 
 def new_sandbox_name(now: datetime, suffix: str, prefix: str = NAME_PREFIX) -> str:
-    """`sbx-<YYYYMMDD-HHMMSS>-<suffix>` (UTC): unique per run, and sorts like creation time."""
-    if now.tzinfo is None:
-        raise ValueError("new_sandbox_name needs an aware datetime")
-    return f"{prefix}-{now.astimezone(UTC).strftime('%Y%m%d-%H%M%S')}-{suffix}"
+    """`sbx-<YYYYMMDD-HHMMSS>-<suffix>`: unique per run."""
+    return f"{prefix}-{utc_stamp(now)}-{suffix}"
 
 
 def create_failure_fix(message: str) -> str:
-    """What to do when Daytona refused `POST /sandbox`, judged from its message."""
     text = message.lower()
     if "failed to start" in text:
         return start_failure_fix(message)
@@ -135,7 +114,6 @@ def create_failure_fix(message: str) -> str:
 
 
 def start_failure_fix(reason: str | None) -> str:
-    """What to do about a sandbox that ended in `error` instead of `started`."""
     text = (reason or "").lower()
     if says_auth_refused(text):
         return (
@@ -177,18 +155,10 @@ def plan_cleanup(
     ]
     ours.sort(key=lambda s: (s.created_at or now, s.name))
     cut = now - older_than
-
-    def old_enough(sandbox: Sandbox) -> bool:
-        if older_than <= timedelta(0):
-            return True
-        # Unknown age: keep it; a running test's sandbox must not vanish under it.
-        return sandbox.created_at is not None and sandbox.created_at <= cut
-
-    return CleanupPlan(
-        to_delete=tuple(s for s in ours if old_enough(s)),
-        kept=tuple(s for s in ours if not old_enough(s)),
-        older_than=older_than,
-    )
+    # Unknown age (taken as now) is kept: a running test's sandbox must not vanish under it.
+    old = tuple(s for s in ours if older_than <= timedelta(0) or (s.created_at or now) <= cut)
+    kept = tuple(s for s in ours if s not in old)
+    return CleanupPlan(to_delete=old, kept=kept, older_than=older_than)
 
 
 def interval_words(minutes: int | None, off: str, zero: str | None = None) -> str:

@@ -1,9 +1,5 @@
-"""Pure rules: snapshot names, stage prefixes, what snapshot to make, and what to do with what
-exists under its name.
-
-Nothing here talks to the network; every rule is pinned by a table in
-tests/unit/test_daytona_naming.py.
-"""
+"""Pure rules for Daytona snapshots: names, stage prefixes, what to do with what exists under a
+name, and what `--from` promotes (pinned by tables in tests/unit/test_daytona_naming.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
+
+from pydantic import Field
 
 from pipeline.errors import ConfigError, DaytonaError
 from pipeline.rules.auth_words import says_auth_refused
@@ -28,6 +26,7 @@ from pipeline.rules.daytona_models import (
     resources_words,
 )
 from pipeline.rules.image_ref import parse_image_ref
+from pipeline.rules.release import COMMIT
 
 # `ref` of a snapshot whose image Daytona inspected: the digest's hex, then `:daytona`.
 _PULLED_REF = re.compile(r"/daytona-(?P<hex>[0-9a-f]{64}):daytona$")
@@ -42,11 +41,10 @@ TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 _TIMESTAMP_LENGTH = len("20260101-000000")
 MAX_STAGE_LENGTH = MAX_NAME_LENGTH - len(STAGE_SEPARATOR) - _TIMESTAMP_LENGTH
 DEV_PREFIXES = ("dev-", "local-")
-COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _HEX = re.compile(r"^[0-9a-f]{7,39}$")
 _SEPARATORS = "-._"
-_NOT_STAGE_CHARS = re.compile(r"[^a-z0-9._-]+")
-_DASH_RUNS = re.compile(r"-{2,}")
+# A run of odd characters and dashes becomes one '-': "--" separates stage from timestamp.
+_DASH_RUN = re.compile(r"[^a-z0-9._]+")
 
 
 def snapshot_name_problem(name: str) -> str | None:
@@ -70,11 +68,8 @@ def sha_image(repository: str, sha: str, dirty: bool) -> str:
 
 
 def sanitize_stage(raw: str) -> str:
-    """A stage as it may appear in a snapshot name: lower-case, odd characters become '-'."""
-    stage = _NOT_STAGE_CHARS.sub("-", raw.strip().lower())
-    stage = _DASH_RUNS.sub("-", stage)  # "--" separates stage from timestamp; keep it unique
-    stage = stage.strip(_SEPARATORS)[:MAX_STAGE_LENGTH]
-    return stage.rstrip(_SEPARATORS)
+    stage = _DASH_RUN.sub("-", raw.strip().lower())
+    return stage.strip(_SEPARATORS)[:MAX_STAGE_LENGTH].rstrip(_SEPARATORS)
 
 
 def resolve_stage(
@@ -105,11 +100,15 @@ def resolve_stage(
     )
 
 
-def stage_snapshot_name(stage: str, now: datetime) -> str:
-    """`<stage>--<YYYYMMDD-HHMMSS>` in UTC, so names sort like creation times."""
+def utc_stamp(now: datetime) -> str:
+    """`YYYYMMDD-HHMMSS` in UTC: snapshot and sandbox names sort like their creation times."""
     if now.tzinfo is None:
-        raise ValueError("stage_snapshot_name needs an aware datetime")
-    return f"{stage}{STAGE_SEPARATOR}{now.astimezone(UTC).strftime(TIMESTAMP_FORMAT)}"
+        raise ValueError("a snapshot or sandbox name needs an aware datetime")
+    return now.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def stage_snapshot_name(stage: str, now: datetime) -> str:
+    return f"{stage}{STAGE_SEPARATOR}{utc_stamp(now)}"
 
 
 def match_prefix(prefix: str) -> str:
@@ -153,14 +152,11 @@ def pulled_problem(snapshot: Snapshot, digest: str | None) -> str | None:
     """Why an active snapshot is not known to hold the image of `digest`, or None. A snapshot
     whose `ref` says nothing counts as not known: what ships must be shown to be what was
     tested."""
-    if digest is None:
+    if digest is None or (pulled := pulled_digest(snapshot)) == digest:
         return None
-    pulled = pulled_digest(snapshot)
     if pulled is None:
         return f"Daytona does not say which digest it pulled (ref {snapshot.ref!r})"
-    if pulled != digest:
-        return f"Daytona pulled {pulled}, not the expected {digest}"
-    return None
+    return f"Daytona pulled {pulled}, not the expected {digest}"
 
 
 class Action(StrEnum):
@@ -203,8 +199,9 @@ def decide(
         return _replace_or_fail(why, force, immutable)
     if current.failed:
         return _replace_or_fail(f"it is in state {current.state}: {reason(current)}", force)
-    if resources is not None and (differ := resources_differ(current, resources)):
-        return _replace_or_fail(differ, force, immutable)
+    if resources is not None and _other_resources(current, resources):
+        why = f"it exists with {current.resources()}, not the requested "
+        return _replace_or_fail(why + resources_words(*resources), force, immutable)
     if current.state == ACTIVE:
         if problem := pulled_problem(current, digest):
             why = f"it is active, but {problem}"
@@ -224,42 +221,19 @@ def _replace_or_fail(why: str, force: bool, hint: str = "") -> Decision:
     return Decision(Action.FAIL, why + hint)
 
 
-def resources_differ(current: Snapshot, resources: tuple[int, int, int]) -> str | None:
-    """Why the existing snapshot is not the one asked for, or None. A server that reports no
-    resources (all 0) is not contradicted."""
-    if not _other_resources(current, resources):
-        return None
-    return f"it exists with {current.resources()}, not the requested {resources_words(*resources)}"
-
-
 def _other_resources(snapshot: Snapshot, resources: tuple[int, int, int]) -> bool:
+    """A server that reports no resources (all 0) is not contradicted."""
     have = (snapshot.cpu, snapshot.mem, snapshot.disk)
     return any(have) and have != resources
 
 
-@dataclass(frozen=True)
-class SnapshotSpec:
-    name: str
-    image: str
-    cpu: int
-    memory: int
-    disk: int
-    entrypoint: tuple[str, ...] | None = None
-    digest: str | None = None  # what `image` (a tag) was verified to resolve to
+class SnapshotSpec(CreateSnapshot):
+    # What `image` (a tag) was verified to resolve to: held against Daytona's `ref`, never sent.
+    digest: str | None = Field(None, exclude=True)
 
     @property
     def resources(self) -> tuple[int, int, int]:
         return (self.cpu, self.memory, self.disk)
-
-    def request(self) -> CreateSnapshot:
-        return CreateSnapshot(
-            name=self.name,
-            image_name=self.image,
-            cpu=self.cpu,
-            memory=self.memory,
-            disk=self.disk,
-            entrypoint=list(self.entrypoint) if self.entrypoint else None,
-        )
 
     def describe(self) -> list[str]:
         return [
@@ -336,7 +310,7 @@ class PromoteFrom:
 def promote_source(text: str) -> PromoteFrom:
     """`--from`'s value: a full commit sha, else a snapshot name; ConfigError for anything else."""
     cleaned = text.strip()
-    if COMMIT_SHA.fullmatch(cleaned.lower()):
+    if COMMIT.fullmatch(cleaned.lower()):
         return PromoteFrom("commit", cleaned.lower())
     if problem := snapshot_name_problem(cleaned):
         raise ConfigError(
@@ -358,11 +332,9 @@ def missing_source_fix(name: str) -> str:
 def image_repository(image: str) -> str:
     """`image` without its tag or digest, as written (no docker.io/library/ added):
     `ghcr.io/a/b:sha-1` → `ghcr.io/a/b`, where a tag that stands for it is made."""
-    parse_image_ref(image)  # a reference at all (raises ImageRefError)
+    ref = parse_image_ref(image)  # raises ImageRefError for no reference at all
     name = image.strip().partition("@")[0]
-    if ":" in name.rsplit("/", 1)[-1]:
-        name = name.rsplit(":", 1)[0]
-    return name
+    return name.removesuffix(f":{ref.tag}") if ref.tag else name
 
 
 def resources_note(source: Snapshot, wanted: SnapshotSpec) -> str | None:

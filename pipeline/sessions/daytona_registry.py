@@ -21,7 +21,6 @@ from pipeline.rules.registry_entries import (
     EntryPlan,
     PullPassword,
     describe_entry,
-    entry_name,
     judge_pull_password,
 )
 from pipeline.sessions.daytona_common import api_line, daytona_client
@@ -100,7 +99,7 @@ def print_plan(plan: EntryPlan, credentials: PullCredentials, daytona: DaytonaSe
     console.say("password:   from DAYTONA_REGISTRY_PASSWORD (never shown)")
     console.say(api_line(daytona))
     if plan.keep is None:
-        console.say(f"action:     create entry {entry_name(plan.host)!r} with url {plan.host}")
+        console.say(f"action:     create entry {plan.host!r} with url {plan.host}")
     else:
         console.say(f"action:     update in place {describe_entry(plan.keep)}")
     for duplicate in plan.delete:

@@ -159,7 +159,7 @@ def make(
             console.say("dry run: Daytona and the registry were not contacted; nothing changed")
         return
     expected = _expected_digest(job, build)
-    wanted = replace(job.spec, digest=expected)
+    wanted = job.spec.model_copy(update={"digest": expected})
 
     def check() -> None:
         # Right before the first create (or delete): the tag Daytona is sent is the image.

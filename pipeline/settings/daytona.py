@@ -12,37 +12,26 @@ import shlex
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pipeline.rules import snapshot_names as naming
 from pipeline.rules.daytona_http import DEFAULT_RETRY_TIMEOUT
 from pipeline.rules.image_ref import daytona_image_problem
 from pipeline.rules.release import digest_problem
-from pipeline.rules.sandbox_rules import DEFAULT_PORT
+from pipeline.rules.sandbox_rules import DEFAULT_AUTO_DELETE, DEFAULT_AUTO_STOP, DEFAULT_PORT
+from pipeline.settings.build import _Base
 
 DEFAULT_API_URL = "https://app.daytona.io/api"
-
-
-class _Base(BaseSettings):
-    model_config = SettingsConfigDict(
-        extra="ignore",
-        env_ignore_empty=True,  # `DAYTONA_ORGANIZATION_ID=` in a shell means "not set"
-        populate_by_name=False,
-        frozen=True,
-    )
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class DaytonaSettings(_Base):
     api_url: str = Field(DEFAULT_API_URL, validation_alias="DAYTONA_API_URL")
     api_key: SecretStr | None = Field(None, validation_alias="DAYTONA_API_KEY")
     organization_id: str | None = Field(None, validation_alias="DAYTONA_ORGANIZATION_ID")
-    http_timeout: float = Field(
-        30, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_HTTP_TIMEOUT"
-    )
+    http_timeout: Seconds = Field(30, validation_alias="DAYTONA_HTTP_TIMEOUT")
     # How long one call keeps retrying 5xx, 429 and connection errors (backoff with jitter).
-    retry_timeout: float = Field(
-        DEFAULT_RETRY_TIMEOUT, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_RETRY_TIMEOUT"
-    )
+    retry_timeout: Seconds = Field(DEFAULT_RETRY_TIMEOUT, validation_alias="DAYTONA_RETRY_TIMEOUT")
 
     @field_validator("api_url")
     @classmethod
@@ -61,9 +50,7 @@ class SnapshotSettings(_Base):
     entrypoint: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None, validation_alias="SANDBOX_SNAPSHOT_ENTRYPOINT"
     )
-    timeout: float = Field(
-        1200, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_SNAPSHOT_TIMEOUT"
-    )
+    timeout: Seconds = Field(1200, validation_alias="DAYTONA_SNAPSHOT_TIMEOUT")
 
     @field_validator("name", "image")
     @classmethod
@@ -84,32 +71,28 @@ class SnapshotSettings(_Base):
         return value or None
 
 
-class DigestSettings(BaseSettings):
+class DigestSettings(_Base):
     """SANDBOX_IMAGE_DIGEST: the digest the build job pushed (and the image tests booted). The image
     a session promotes or snapshots must resolve to it in its registry. Unlike every other variable,
     set-but-empty is not "unset" here: a workflow passes the digest on as
     `${{ needs.<job>.outputs.digest }}`, and an empty output must fail the release, not quietly
     turn the check off."""
 
-    model_config = SettingsConfigDict(
-        extra="ignore", env_ignore_empty=False, populate_by_name=False, frozen=True
-    )
+    model_config = SettingsConfigDict(env_ignore_empty=False, str_strip_whitespace=True)
 
     image_digest: str | None = Field(None, validation_alias="SANDBOX_IMAGE_DIGEST")
 
     @field_validator("image_digest")
     @classmethod
     def _image_digest(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.strip():
+        if value == "":
             raise ValueError(
                 "sha256:<64 lower-case hex>; it is set but empty, so the step that should have "
                 "passed the pushed digest on gave none (unset it to check nothing)"
             )
-        if problem := digest_problem(value.strip()):
+        if value and (problem := digest_problem(value)):
             raise ValueError(problem)
-        return value.strip()
+        return value
 
 
 class StageSettings(_Base):
@@ -131,15 +114,13 @@ class SandboxSettings(_Base):
     """Which snapshot `sandbox_daytona` starts, and how long its sandboxes live."""
 
     snapshot: str | None = Field(None, validation_alias="DAYTONA_SNAPSHOT_NAME")
-    timeout: float = Field(
-        300, gt=0, allow_inf_nan=False, validation_alias="DAYTONA_SANDBOX_TIMEOUT"
-    )
+    timeout: Seconds = Field(300, validation_alias="DAYTONA_SANDBOX_TIMEOUT")
     # Minutes without activity before Daytona stops the sandbox (0: never), and minutes after a
     # stop before it deletes it (0: at once, -1: never). Together they make a forgotten
     # sandbox go away on its own instead of costing money until someone runs --cleanup.
-    auto_stop: int = Field(60, ge=0, validation_alias="DAYTONA_SANDBOX_AUTO_STOP")
+    auto_stop: int = Field(DEFAULT_AUTO_STOP, ge=0, validation_alias="DAYTONA_SANDBOX_AUTO_STOP")
     auto_delete: int = Field(
-        0,
+        DEFAULT_AUTO_DELETE,
         ge=-1,
         description="-1 (never), 0 (at stop) or minutes",
         validation_alias="DAYTONA_SANDBOX_AUTO_DELETE",

@@ -96,11 +96,13 @@ def test_create_sends_the_wire_body() -> None:
         bodies.append(json.loads(request.content))
         return httpx.Response(200, json=wire("n", "pending"))
 
-    request = CreateSnapshot(name="n", image_name="r:t", cpu=2, memory=4, disk=10)
+    request = CreateSnapshot(name="n", image="r:t", cpu=2, memory=4, disk=10)
     assert client(handler).create_snapshot(request).state == "pending"
     assert bodies == [{"name": "n", "imageName": "r:t", "cpu": 2, "memory": 4, "disk": 10}]
-    spec = SnapshotSpec("n", "r:t", 1, 2, 3, ("sleep", "infinity"))
-    assert spec.request().body()["entrypoint"] == ["sleep", "infinity"]
+    spec = SnapshotSpec(
+        name="n", image="r:t", cpu=1, memory=2, disk=3, entrypoint=("sleep", "infinity")
+    )
+    assert spec.body()["entrypoint"] == ["sleep", "infinity"]
 
 
 def test_delete_tolerates_404() -> None:
@@ -203,7 +205,7 @@ def test_create_is_never_blindly_retried(failure: httpx.Response | Exception) ->
     handler, calls = flaky([failure] * 3, httpx.Response(200, json=wire("n")))
     with pytest.raises(OutcomeUnknown):
         client(handler).create_snapshot(
-            CreateSnapshot(name="n", image_name="r:t", cpu=1, memory=1, disk=1)
+            CreateSnapshot(name="n", image="r:t", cpu=1, memory=1, disk=1)
         )
     assert calls == ["POST /api/snapshots"]
 
@@ -217,9 +219,7 @@ def test_create_is_never_blindly_retried(failure: httpx.Response | Exception) ->
 )
 def test_create_is_retried_when_it_surely_did_nothing(failure: httpx.Response | Exception) -> None:
     handler, calls = flaky([failure], httpx.Response(200, json=wire("n", "pending")))
-    client(handler).create_snapshot(
-        CreateSnapshot(name="n", image_name="r:t", cpu=1, memory=1, disk=1)
-    )
+    client(handler).create_snapshot(CreateSnapshot(name="n", image="r:t", cpu=1, memory=1, disk=1))
     assert calls == ["POST /api/snapshots"] * 2
 
 
@@ -228,7 +228,7 @@ def test_create_conflict() -> None:
     handler, _ = flaky([], httpx.Response(409, json=error_body(409, message)))
     with pytest.raises(CreateConflict, match="already exists"):
         client(handler).create_snapshot(
-            CreateSnapshot(name="n", image_name="r:t", cpu=1, memory=1, disk=1)
+            CreateSnapshot(name="n", image="r:t", cpu=1, memory=1, disk=1)
         )
 
 
@@ -256,7 +256,7 @@ def test_403_names_permissions_and_organization(org: str | None, hint: str) -> N
     handler, _ = flaky([], httpx.Response(403, json=error_body(403, "Access denied")))
     with pytest.raises(DaytonaAuthError) as caught:
         client(handler, org=org).create_snapshot(
-            CreateSnapshot(name="n", image_name="r:t", cpu=1, memory=1, disk=1)
+            CreateSnapshot(name="n", image="r:t", cpu=1, memory=1, disk=1)
         )
     text = str(caught.value)
     assert "403 Access denied" in text and "write:snapshots" in text and hint in text
@@ -267,7 +267,7 @@ def test_other_errors_show_status_and_message() -> None:
     handler, _ = flaky([], httpx.Response(400, json=error_body(400, message)))
     with pytest.raises(DaytonaError) as caught:
         client(handler).create_snapshot(
-            CreateSnapshot(name="n", image_name="r:t", cpu=1, memory=1, disk=1)
+            CreateSnapshot(name="n", image="r:t", cpu=1, memory=1, disk=1)
         )
     assert f"creating snapshot n: Daytona answered 400 {message}" == str(caught.value)
     assert not isinstance(caught.value, DaytonaAuthError)

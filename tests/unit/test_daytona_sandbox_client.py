@@ -29,7 +29,6 @@ from pipeline.rules.sandbox_rules import (
     CREATED_BY,
     CREATED_BY_LABEL,
     GIT_SHA_LABEL,
-    Step,
     create_failure_fix,
     gone_verdict,
     new_sandbox_name,
@@ -37,6 +36,7 @@ from pipeline.rules.sandbox_rules import (
     plan_cleanup,
     start_verdict,
 )
+from pipeline.rules.snapshot_names import Action
 from pipeline.sessions.sandbox_daytona import sandbox_daytona
 from pipeline.settings.build import load
 from pipeline.settings.daytona import SandboxSettings
@@ -292,28 +292,28 @@ def sandbox(name: str = "x", state: str = "started", **extra: Any) -> Sandbox:
 
 
 @pytest.mark.parametrize(
-    ("state", "step"),
+    ("state", "action"),
     [
-        ("started", Step.DONE),
-        ("creating", Step.WAIT),
-        ("starting", Step.WAIT),
-        ("pulling_snapshot", Step.WAIT),
-        ("some_new_state", Step.WAIT),  # like the SDK: unknown is not final; the deadline ends it
-        ("error", Step.FAIL),
-        ("build_failed", Step.FAIL),
-        ("destroying", Step.FAIL),
-        ("stopped", Step.FAIL),
+        ("started", Action.DONE),
+        ("creating", Action.WAIT),
+        ("starting", Action.WAIT),
+        ("pulling_snapshot", Action.WAIT),
+        ("some_new_state", Action.WAIT),  # like the SDK: unknown is not final; the deadline ends it
+        ("error", Action.FAIL),
+        ("build_failed", Action.FAIL),
+        ("destroying", Action.FAIL),
+        ("stopped", Action.FAIL),
     ],
 )
-def test_start_verdicts(state: str, step: Step) -> None:
-    assert start_verdict(sandbox(state=state)).step is step
+def test_start_verdicts(state: str, action: Action) -> None:
+    assert start_verdict(sandbox(state=state)).action is action
 
 
 def test_verdicts_for_missing_and_deleted_sandboxes() -> None:
-    assert start_verdict(None).step is Step.FAIL
-    assert gone_verdict(None).step is Step.DONE
-    assert gone_verdict(sandbox(state="destroyed")).step is Step.DONE
-    assert gone_verdict(sandbox(state="destroying")).step is Step.WAIT
+    assert start_verdict(None).action is Action.FAIL
+    assert gone_verdict(None).action is Action.DONE
+    assert gone_verdict(sandbox(state="destroyed")).action is Action.DONE
+    assert gone_verdict(sandbox(state="destroying")).action is Action.WAIT
     failed = sandbox(state="error", desiredState="destroyed", errorReason="disk\nbusy")
     assert gone_verdict(failed).why == "deleting it failed: disk busy"
 

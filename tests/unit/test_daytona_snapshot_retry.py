@@ -29,7 +29,9 @@ from tests.helpers.clock import FakeClock
 from tests.helpers.daytona_wire import KEY, error_body, mock_client, snapshot_wire
 
 POLL = Interval(first_s=0.5, factor=1.5, max_s=5)
-SPEC = SnapshotSpec("iterate-sandbox-1", "ghcr.io/iterate/sandbox:sha-1", 2, 4, 10)
+SPEC = SnapshotSpec(
+    name="iterate-sandbox-1", image="ghcr.io/iterate/sandbox:sha-1", cpu=2, memory=4, disk=10
+)
 DEFAULT = RetryPolicy(DEFAULT_RETRY_TIMEOUT)  # what the sessions use: a minute of backoff
 NO_JITTER = RetryPolicy(60, tenacity.wait_exponential_jitter(max=15, jitter=0))
 

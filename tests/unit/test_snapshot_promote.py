@@ -113,8 +113,8 @@ def test_a_rollback_with_other_resources_is_noted() -> None:
     source = Snapshot.model_validate(
         {"id": "1", "name": "prd--1", "cpu": 4, "mem": 8, "disk": 10, "createdAt": NOW}
     )
-    same = SnapshotSpec("prd--2", "x:sha-1", 4, 8, 10)
-    other = SnapshotSpec("prd--2", "x:sha-1", 2, 4, 10)
+    same = SnapshotSpec(name="prd--2", image="x:sha-1", cpu=4, memory=8, disk=10)
+    other = SnapshotSpec(name="prd--2", image="x:sha-1", cpu=2, memory=4, disk=10)
     assert resources_note(source, same) is None
     note = resources_note(source, other)
     assert note is not None and "prd--1 had 4 vCPU, 8 GB memory" in note and "--cpu" in note

@@ -210,7 +210,7 @@ def test_git_sha_names_the_commit(
 
 def test_concurrent_runs_make_one_snapshot(world: World) -> None:
     image = world.push()
-    spec = SnapshotSpec(world.sha_name, image, 2, 4, 10)
+    spec = SnapshotSpec(name=world.sha_name, image=image, cpu=2, memory=4, disk=10)
     results: list[str] = []
     errors: list[BaseException] = []
 

@@ -266,7 +266,7 @@ def test_running_sandbox_raises_a_teardown_failure_only_when_the_block_passed(
 def test_snapshot_sandbox_exec_preview_delete(sandboxes: World) -> None:
     # The snapshot made through the pipeline, from a real pull.
     with sandboxes.client(clock=SYSTEM_CLOCK) as api:
-        spec = SnapshotSpec("web-1", sandboxes.image, 1, 1, 3)
+        spec = SnapshotSpec(name="web-1", image=sandboxes.image, cpu=1, memory=1, disk=3)
         snapshot = ensure_snapshot(api, spec, timeout=30, interval=SANDBOX_POLL).snapshot.name
         wanted = SandboxSpec(snapshot, env={"GREETING": "hi there"}, labels={"suite": "client"})
         with running_sandbox(api, wanted, WAITS) as sb:
@@ -391,7 +391,7 @@ def test_sandbox_daytona_end_to_end(
     monkeypatch.setenv("GIT_SHA", "cd" * 20)
     with world.client(clock=SYSTEM_CLOCK) as api:
         for name in ("prd--20261123-110000", "prd--20261123-120001"):
-            spec = SnapshotSpec(name, world.image, 1, 1, 3)
+            spec = SnapshotSpec(name=name, image=world.image, cpu=1, memory=1, disk=3)
             ensure_snapshot(api, spec, timeout=30, interval=SANDBOX_POLL)
     newest = "prd--20261123-120001"
     capsys.readouterr()

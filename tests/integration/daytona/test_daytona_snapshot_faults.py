@@ -31,7 +31,7 @@ def emulated(
     server.knobs.timings.pulling_seconds = 0.02
     name = f"retry-{uuid.uuid4().hex[:10]}"
     image = push_tiny_image(registry, f"iterate/{name}", "v1").reference
-    return server, SnapshotSpec(name, image, 1, 1, 3)
+    return server, SnapshotSpec(name=name, image=image, cpu=1, memory=1, disk=3)
 
 
 def requests(server: EmulatorServer, name: str) -> list[str]:

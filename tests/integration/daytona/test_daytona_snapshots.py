@@ -40,7 +40,7 @@ DEFAULT = RetryPolicy(60)  # what the sessions use: a minute of backoff with jit
 
 
 def spec(world: World, cpu: int = 2) -> SnapshotSpec:
-    return SnapshotSpec(NAME, world.image, cpu, 4, 10)
+    return SnapshotSpec(name=NAME, image=world.image, cpu=cpu, memory=4, disk=10)
 
 
 def ensure(
