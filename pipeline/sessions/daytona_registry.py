@@ -25,7 +25,6 @@ from pipeline.rules.registry_entries import (
     judge_pull_password,
 )
 from pipeline.sessions.daytona_common import api_line, daytona_client
-from pipeline.sessions.daytona_options import dry_run_help
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, RegistryEntrySettings
@@ -40,8 +39,8 @@ def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None
     cli = parser(
         "daytona_registry",
         "Give Daytona one registry entry (pull credentials) for the image's registry.",
+        dry_run="list Daytona's registry entries, print the plan, and change nothing",
     )
-    dry_run_help(cli, "list Daytona's registry entries, print the plan, and change nothing")
     args = cli.parse_args(argv)
     build = load(BuildSettings)
     credentials = pull_credentials(load(RegistryEntrySettings), build)

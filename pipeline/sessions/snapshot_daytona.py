@@ -33,8 +33,7 @@ from pipeline.rules.snapshot_names import (
     snapshot_name_problem,
 )
 from pipeline.sessions.daytona_common import api_line, commit, daytona_client
-from pipeline.sessions.daytona_options import add_setting_flag
-from pipeline.sessions.options import parser
+from pipeline.sessions.options import add_setting_flag, parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, DigestSettings, SnapshotSettings
 from pipeline.waiting import Interval

@@ -25,7 +25,6 @@ from pipeline.rules.snapshot_names import (
     stage_snapshot_name,
 )
 from pipeline.sessions.daytona_common import Now, commit, daytona_client, stage, utcnow
-from pipeline.sessions.daytona_options import dry_run_help
 from pipeline.sessions.options import parser
 from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options
 from pipeline.settings.build import BuildSettings, load
@@ -40,7 +39,12 @@ def snapshot_stage(
     interval: Interval = SNAPSHOT_POLL,
     now: Now = utcnow,
 ) -> None:
-    cli = parser("snapshot_stage", "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.")
+    cli = parser(
+        "snapshot_stage",
+        "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.",
+        dry_run="print the plan and exit without changing anything (with --from, the registry "
+        "and Daytona are read to find the image's digest)",
+    )
     cli.add_argument(
         "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
     )
@@ -52,11 +56,6 @@ def snapshot_stage(
         "an existing snapshot (the digest Daytona pulled for it), sent as a verified tag",
     )
     snapshot_options(cli)
-    dry_run_help(
-        cli,
-        "print the plan and exit without changing anything (with --from, the registry and "
-        "Daytona are read to find the image's digest)",
-    )
     args = cli.parse_args(argv)
     if args.source and args.image:
         raise ConfigError("--from and --image both name the image", "give one of them")
