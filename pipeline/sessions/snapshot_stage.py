@@ -59,32 +59,28 @@ def snapshot_stage(
     args = cli.parse_args(argv)
     if args.source and args.image:
         raise ConfigError("--from and --image both name the image", "give one of them")
-    settings = load(SnapshotSettings)
-    build = load(BuildSettings)
+    settings, build = load(SnapshotSettings), load(BuildSettings)
     name, where = stage(args.prefix)
-    plan = (f"stage:      {name} (from {where})",)
-    if args.source:
-        promotion = promote(args.source, build, client)
-        job = SnapshotJob.from_args(
-            args,
-            settings,
-            stage_snapshot_name(name, now()),
-            promotion.image,
-            plan=plan + promotion.plan(),
-            promotion=promotion,
-        )
-        if promotion.snapshot and (note := resources_note(promotion.snapshot, job.spec)):
-            console.warn(note)
-        if promotion.make_tag and not args.dry_run:
-            repository = image_repository(promotion.image)
-            tag = promotion.image.rsplit(":", 1)[1]
-            if put_tag(repository, promotion.digest, tag, build, may_move=False):
-                console.step(f"made {promotion.image} for {promotion.digest} (no build)")
-    else:
-        image = args.image or settings.image or commit_image(build, dry_run=args.dry_run)
-        job = SnapshotJob.from_args(
-            args, settings, stage_snapshot_name(name, now()), image, plan=plan
-        )
+    promotion = promote(args.source, build, client) if args.source else None
+    image = (
+        promotion.image
+        if promotion
+        else args.image or settings.image or commit_image(build, dry_run=args.dry_run)
+    )
+    job = SnapshotJob.from_args(
+        args,
+        settings,
+        stage_snapshot_name(name, now()),
+        image,
+        plan=(f"stage:      {name} (from {where})", *(promotion.plan() if promotion else ())),
+        promotion=promotion,
+    )
+    if promotion and promotion.snapshot and (note := resources_note(promotion.snapshot, job.spec)):
+        console.warn(note)
+    if promotion and promotion.make_tag and not args.dry_run:
+        tag = promotion.image.rsplit(":", 1)[1]
+        if put_tag(image_repository(promotion.image), promotion.digest, tag, build, may_move=False):
+            console.step(f"made {promotion.image} for {promotion.digest} (no build)")
     make(job, build, client=client, interval=interval)
 
 
@@ -101,9 +97,12 @@ def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
             f"{image} first unless the registry has it"
         )
         return image
-    if image_exists(image, build):
-        console.step(f"{image} is in the registry: snapshotting it without a build")
-        return image
+    with reader_for(image, build) as reader:
+        found = reader.manifest()
+        if found.status_code != 404:
+            reader.ok(found)  # any answer but 200 or 404 is not "absent"
+            console.step(f"{image} is in the registry: snapshotting it without a build")
+            return image
     console.step(f"{image} is not in the registry yet: building and pushing {build.repo_ref}")
     from pipeline.sessions.build import run_build  # the build machinery only when it builds
 
@@ -115,14 +114,6 @@ def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
             f"rerun; if {build.repo_ref} moved meanwhile, the next run builds its new commit",
         )
     return image
-
-
-def image_exists(image: str, build: BuildSettings) -> bool:
-    with reader_for(image, build) as reader:
-        response = reader.manifest()
-        if response.status_code not in (200, 404):
-            raise reader.fail(response)
-    return response.status_code == 200
 
 
 def promote(text: str, build: BuildSettings, client: DaytonaClient | None) -> Promotion:
