@@ -59,16 +59,13 @@ def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None
 
 def pull_credentials(settings: RegistryEntrySettings, build: BuildSettings) -> PullCredentials:
     """The entry's credentials; refused when missing or when judge_pull_password refuses them."""
-    missing = [
-        name
-        for name, value in (
-            ("DAYTONA_REGISTRY_USERNAME", settings.username),
-            ("DAYTONA_REGISTRY_PASSWORD", settings.password),
-        )
-        if not value
-    ]
-    if missing or settings.username is None or settings.password is None:
+    given = {
+        "DAYTONA_REGISTRY_USERNAME": settings.username,
+        "DAYTONA_REGISTRY_PASSWORD": settings.password,
+    }
+    if missing := [name for name, value in given.items() if not value]:
         raise ConfigError(f"{' and '.join(missing)} not set", READ_ONLY_FIX)
+    assert settings.username is not None and settings.password is not None
     judged = judge_pull_password(
         settings.password.get_secret_value(),
         github_token=_plain(build.github_token),

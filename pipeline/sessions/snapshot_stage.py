@@ -104,7 +104,7 @@ def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
             console.step(f"{image} is in the registry: snapshotting it without a build")
             return image
     console.step(f"{image} is not in the registry yet: building and pushing {build.repo_ref}")
-    from pipeline.sessions.build import run_build  # the build machinery only when it builds
+    from pipeline.build.run import run_build  # the build machinery only when it builds
 
     outcome = run_build("push", dry_run=False)
     if outcome is None or image not in outcome.tags:
