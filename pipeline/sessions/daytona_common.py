@@ -1,15 +1,14 @@
 """What the Daytona sessions share: the client, the stage, the commit, the newest snapshot, and
 the cleanup loop.
 
-`connect` is the one place a DaytonaClient is made from DAYTONA_* (the app uses it too). The
-keyword-only parameters of the session functions exist for tests (a client on an emulator, fast
-polling, a fixed clock); nox never passes them.
+`connect` is the one place a DaytonaClient is made from DAYTONA_* (the app uses it too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline import console
@@ -23,7 +22,7 @@ from pipeline.rules.sandbox_rules import CleanupPlan
 from pipeline.rules.snapshot_names import match_prefix, resolve_stage
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, StageSettings
-from pipeline.waiting import RetryPolicy
+from pipeline.waiting import Interval, RetryPolicy
 
 Now = Callable[[], datetime]
 
@@ -55,16 +54,26 @@ def api_line(daytona: DaytonaSettings) -> str:
     return f"api:        {daytona.api_url}{org}"
 
 
-@contextmanager
-def daytona_client(
-    client: DaytonaClient | None, settings: DaytonaSettings | None = None
-) -> Iterator[DaytonaClient]:
-    """The caller's client (they close it), else one from DAYTONA_* that is closed after."""
-    if client is not None:
-        yield client
-        return
-    with connect(settings or load(DaytonaSettings)) as own:
-        yield own
+@dataclass(frozen=True)
+class Seams:
+    """What a test hands a Daytona session in place of the real thing (nox never does): a client
+    on an emulator (the test closes it), fast polling (None: the session's own), a fixed clock."""
+
+    client: DaytonaClient | None = None
+    interval: Interval | None = None
+    now: Now = utcnow
+
+    @contextmanager
+    def daytona(self, settings: DaytonaSettings | None = None) -> Iterator[DaytonaClient]:
+        """The test's client, else one from DAYTONA_* that is closed after."""
+        if self.client is not None:
+            yield self.client
+            return
+        with connect(settings or load(DaytonaSettings)) as own:
+            yield own
+
+
+LIVE = Seams()
 
 
 def stage(prefix: str | None) -> tuple[str, str]:
@@ -125,7 +134,7 @@ def newest(api: DaytonaClient, prefix: str, fix: str) -> str:
 
 
 def clean_up(
-    client: DaytonaClient | None,
+    seams: Seams,
     noun: str,
     plans: Callable[[DaytonaClient], Iterable[tuple[str, RetentionPlan | CleanupPlan]]],
     delete: Callable[[DaytonaClient, str], bool],
@@ -138,7 +147,7 @@ def clean_up(
     reported and the rest go on; the outcome is published and failures end in one error."""
     deleted: list[str] = []
     failures: list[str] = []
-    with daytona_client(client) as api:
+    with seams.daytona() as api:
         for title, plan in plans(api):
             with console.group(title):
                 for line in plan.describe():

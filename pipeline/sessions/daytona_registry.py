@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pydantic import SecretStr
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.registries import EntryOutcome, PullCredentials, apply_plan, read_plan
 from pipeline.errors import ConfigError
 from pipeline.report import publish
@@ -24,7 +23,7 @@ from pipeline.rules.registry_entries import (
     entry_name,
     judge_pull_password,
 )
-from pipeline.sessions.daytona_common import api_line, daytona_client
+from pipeline.sessions.daytona_common import LIVE, Seams, api_line
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, RegistryEntrySettings
@@ -35,7 +34,7 @@ READ_ONLY_FIX = (
 )
 
 
-def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
+def daytona_registry(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser(
         "daytona_registry",
         "Give Daytona one registry entry (pull credentials) for the image's registry.",
@@ -46,7 +45,7 @@ def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None
     credentials = pull_credentials(load(RegistryEntrySettings), build)
     daytona = load(DaytonaSettings)
     host = build.registry_host
-    with daytona_client(client, daytona) as api:
+    with seams.daytona(daytona) as api:
         plan = read_plan(api, host, build.image_repository)
         print_plan(plan, credentials, daytona)
         if args.dry_run:

@@ -11,7 +11,6 @@ from datetime import timedelta
 from functools import partial
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.sandboxes import (
     SANDBOX_POLL,
     SandboxSpec,
@@ -32,43 +31,37 @@ from pipeline.rules.sandbox_rules import (
 )
 from pipeline.rules.snapshot_names import match_prefix, snapshot_name_problem
 from pipeline.sessions.daytona_common import (
-    Now,
+    LIVE,
+    Seams,
     api_line,
     clean_up,
-    daytona_client,
     git_sha_label,
     newest,
     stage,
-    utcnow,
 )
 from pipeline.sessions.options import add_setting_flag, parser
 from pipeline.settings.build import ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, SandboxOptions, SandboxSettings
-from pipeline.waiting import Interval
 
 SELECTOR = f"{CREATED_BY_LABEL}={CREATED_BY}"
 
 
-def sandbox_daytona(
-    argv: Sequence[str],
-    *,
-    client: DaytonaClient | None = None,
-    interval: Interval = SANDBOX_POLL,
-    now: Now = utcnow,
-) -> None:
+def sandbox_daytona(argv: Sequence[str], seams: Seams = LIVE) -> None:
     args = _parser().parse_args(argv)
     settings = load(SandboxSettings)
-    waits = SandboxWaits(start_s=args.timeout or settings.timeout, interval=interval)
+    waits = SandboxWaits(
+        start_s=args.timeout or settings.timeout, interval=seams.interval or SANDBOX_POLL
+    )
     # --down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT).
     teardown = replace(waits, teardown_s=waits.start_s)
     if args.yes and not args.cleanup:
         raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
     if args.down:
-        _down(args.down, args.dry_run, teardown, client=client)
+        _down(args.down, args.dry_run, teardown, seams)
     elif args.cleanup:
-        _cleanup(args, teardown, client=client, now=now)
+        _cleanup(args, teardown, seams)
     else:
-        _up(args, settings, waits, client=client, now=now)
+        _up(args, settings, waits, seams)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,12 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(
-    args: argparse.Namespace,
-    settings: SandboxSettings,
-    waits: SandboxWaits,
-    *,
-    client: DaytonaClient | None,
-    now: Now,
+    args: argparse.Namespace, settings: SandboxSettings, waits: SandboxWaits, seams: Seams
 ) -> None:
     daytona = load(DaytonaSettings)
     snapshot = args.snapshot or settings.snapshot
@@ -166,7 +154,7 @@ def _up(
         auto_stop_interval=settings.auto_stop if args.auto_stop is None else args.auto_stop,
         auto_delete_interval=settings.auto_delete if args.auto_delete is None else args.auto_delete,
         git_sha=git_sha_label(),
-    ).request(now())
+    ).request(seams.now())
     console.step("Daytona sandbox plan")
     if stage_of is not None:
         console.say(
@@ -190,7 +178,7 @@ def _up(
     if args.dry_run:
         console.say("dry run: Daytona was not contacted; nothing changed")
         return
-    with daytona_client(client, daytona) as api:
+    with seams.daytona(daytona) as api:
         if stage_of is not None:
             latest = newest(api, stage_of[0], "pass --snapshot")
             console.say(f"   newest snapshot: {latest}")
@@ -251,20 +239,18 @@ def _report_up(
     )
 
 
-def _down(name: str, dry_run: bool, waits: SandboxWaits, *, client: DaytonaClient | None) -> None:
+def _down(name: str, dry_run: bool, waits: SandboxWaits, seams: Seams) -> None:
     if dry_run:
         console.say(f"would stop sandbox {name}, delete it and wait until it is gone")
         console.say("dry run: Daytona was not contacted; nothing changed")
         return
-    with daytona_client(client) as api:
+    with seams.daytona() as api:
         console.step(f"removing Daytona sandbox {name}")
         if not stop_and_delete(api, name, waits):
             console.say(f"   no sandbox {name}: nothing to remove")
 
 
-def _cleanup(
-    args: argparse.Namespace, waits: SandboxWaits, *, client: DaytonaClient | None, now: Now
-) -> None:
+def _cleanup(args: argparse.Namespace, waits: SandboxWaits, seams: Seams) -> None:
     if args.dry_run:
         console.say(
             f"would list sandboxes labelled {SELECTOR}"
@@ -274,12 +260,14 @@ def _cleanup(
         return
     older_than = timedelta(minutes=args.older_than)
     clean_up(
-        client,
+        seams,
         "sandboxes",
         lambda api: [
             (
                 f"sandboxes labelled {SELECTOR}",
-                plan_cleanup(api.iter_sandboxes(PIPELINE_LABELS), now=now(), older_than=older_than),
+                plan_cleanup(
+                    api.iter_sandboxes(PIPELINE_LABELS), now=seams.now(), older_than=older_than
+                ),
             )
         ],
         partial(stop_and_delete, waits=waits),

@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
 from pipeline.rules.snapshot_names import match_prefix
-from pipeline.sessions.daytona_common import daytona_client, newest, stage
+from pipeline.sessions.daytona_common import LIVE, Seams, newest, stage
 from pipeline.sessions.options import parser
 
 
-def snapshot_latest(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
+def snapshot_latest(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser("snapshot_latest", "Print the newest active snapshot of a prefix.")
     cli.add_argument(
         "--prefix",
@@ -26,5 +25,5 @@ def snapshot_latest(argv: Sequence[str], *, client: DaytonaClient | None = None)
             f"would ask Daytona for active snapshots starting with {matched!r}, newest first"
         )
         return
-    with daytona_client(client) as api:
+    with seams.daytona() as api:
         console.output(newest(api, matched, "check the prefix"))

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.promotion import Promotion, from_commit, from_snapshot
-from pipeline.daytona.snapshots import SNAPSHOT_POLL
 from pipeline.errors import BuildError, ConfigError
 from pipeline.registry.client import reader_for
 from pipeline.registry.tags import put_tag
@@ -24,21 +22,14 @@ from pipeline.rules.snapshot_names import (
     sha_image,
     stage_snapshot_name,
 )
-from pipeline.sessions.daytona_common import Now, commit, daytona_client, stage, utcnow
+from pipeline.sessions.daytona_common import LIVE, Seams, commit, stage
 from pipeline.sessions.options import parser
 from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options
 from pipeline.settings.build import BuildSettings, load
 from pipeline.settings.daytona import SnapshotSettings
-from pipeline.waiting import Interval
 
 
-def snapshot_stage(
-    argv: Sequence[str],
-    *,
-    client: DaytonaClient | None = None,
-    interval: Interval = SNAPSHOT_POLL,
-    now: Now = utcnow,
-) -> None:
+def snapshot_stage(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser(
         "snapshot_stage",
         "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.",
@@ -61,7 +52,7 @@ def snapshot_stage(
         raise ConfigError("--from and --image both name the image", "give one of them")
     settings, build = load(SnapshotSettings), load(BuildSettings)
     name, where = stage(args.prefix)
-    promotion = promote(args.source, build, client) if args.source else None
+    promotion = promote(args.source, build, seams) if args.source else None
     image = (
         promotion.image
         if promotion
@@ -70,7 +61,7 @@ def snapshot_stage(
     job = SnapshotJob.from_args(
         args,
         settings,
-        stage_snapshot_name(name, now()),
+        stage_snapshot_name(name, seams.now()),
         image,
         plan=(f"stage:      {name} (from {where})", *(promotion.plan() if promotion else ())),
         promotion=promotion,
@@ -81,7 +72,7 @@ def snapshot_stage(
         tag = promotion.image.rsplit(":", 1)[1]
         if put_tag(image_repository(promotion.image), promotion.digest, tag, build, may_move=False):
             console.step(f"made {promotion.image} for {promotion.digest} (no build)")
-    make(job, build, client=client, interval=interval)
+    make(job, build, seams)
 
 
 def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
@@ -116,11 +107,11 @@ def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
     return image
 
 
-def promote(text: str, build: BuildSettings, client: DaytonaClient | None) -> Promotion:
+def promote(text: str, build: BuildSettings, seams: Seams) -> Promotion:
     """The image `--from` names, by digest (reads only: the registry, and Daytona for a name)."""
     source = promote_source(text)
     console.step(f"Looking up the image of {source.describe()}")
     if source.kind == "commit":
         return from_commit(source, build.image_repository, build)
-    with daytona_client(client) as api:
+    with seams.daytona() as api:
         return from_snapshot(source, build, api)

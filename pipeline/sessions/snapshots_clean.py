@@ -9,17 +9,12 @@ from pipeline import console
 from pipeline.daytona.client import DaytonaClient
 from pipeline.rules.retention import RetentionPlan, plan_retention
 from pipeline.rules.snapshot_names import match_prefix
-from pipeline.sessions.daytona_common import Now, clean_up, stage, utcnow
+from pipeline.sessions.daytona_common import LIVE, Seams, clean_up, stage
 from pipeline.sessions.options import add_setting_flag, parser
 from pipeline.settings.daytona import RetentionOptions
 
 
-def snapshots_clean(
-    argv: Sequence[str],
-    *,
-    client: DaytonaClient | None = None,
-    now: Now = utcnow,
-) -> None:
+def snapshots_clean(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser(
         "snapshots_clean",
         "Retention for a prefix's snapshots; prints the plan, deletes only with --yes.",
@@ -47,11 +42,13 @@ def snapshots_clean(
     def plans(api: DaytonaClient) -> Iterator[tuple[str, RetentionPlan]]:
         for matched in prefixes:
             snapshots = api.iter_snapshots(matched)
-            plan = plan_retention(snapshots, matched, keep=args.keep, days=args.days, now=now())
+            plan = plan_retention(
+                snapshots, matched, keep=args.keep, days=args.days, now=seams.now()
+            )
             yield f"retention plan for {matched}", plan
 
     clean_up(
-        client,
+        seams,
         "snapshots",
         plans,
         DaytonaClient.delete_snapshot,
