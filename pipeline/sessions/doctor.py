@@ -46,7 +46,7 @@ def doctor(argv: Sequence[str]) -> None:
     if args.dry_run:
         console.step("would check: settings, engine, buildx, cache export, registry credentials")
         return
-    findings = run_checks(skip_login=args.skip_login)
+    findings = list(checks(args.skip_login))
     for finding in findings:
         console.output(finding.line())
     problems = [f for f in findings if not f.ok]
@@ -57,21 +57,17 @@ def doctor(argv: Sequence[str]) -> None:
         )
 
 
-def run_checks(skip_login: bool = False) -> list[Finding]:
+def checks(skip_login: bool) -> Iterator[Finding]:
+    """In order, each after the one before it passed where it needs that one's settings, engine
+    or builder."""
+    from pipeline.docker.buildx import BuilderProbe
+
     try:
         settings = load(BuildSettings)
     except PipelineError as error:
-        return [Finding(False, "settings", error.cause, error.fix)]
-    return [
-        Finding(True, "settings", f"repository {settings.image_repository}"),
-        *_engine_checks(settings, skip_login),
-    ]
-
-
-def _engine_checks(settings: BuildSettings, skip_login: bool) -> Iterator[Finding]:
-    """In order, each after the one before it passed where it needs that one's engine or builder."""
-    from pipeline.docker.buildx import BuilderProbe
-
+        yield Finding(False, "settings", error.cause, error.fix)
+        return
+    yield Finding(True, "settings", f"repository {settings.image_repository}")
     try:
         docker = find_docker(settings.docker)
     except PipelineError as error:
