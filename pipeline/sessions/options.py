@@ -65,16 +65,11 @@ def limit_message(error: ErrorDetails, info: FieldInfo, text: str) -> str:
         return f"must be {info.description}"
     if kind == "finite_number":
         return "must be a finite number"
-    if kind == "greater_than":
-        bound = ctx["gt"]
-        return (
-            f"must be at least {bound + 1}"
-            if isinstance(bound, int)
-            else f"must be more than {bound:g}"
-        )
+    if kind == "greater_than":  # an int's bound is exclusive: name the least allowed
+        gt = ctx["gt"]
+        return f"must be at least {gt + 1}" if isinstance(gt, int) else f"must be more than {gt:g}"
     if kind == "greater_than_equal":
-        bound = ctx["ge"]
-        return "must not be negative" if bound == 0 else f"must be at least {bound:g}"
+        return "must not be negative" if ctx["ge"] == 0 else f"must be at least {ctx['ge']:g}"
     if kind == "less_than_equal":
         return f"must be at most {ctx['le']:g}"
     return str(error["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
