@@ -50,8 +50,7 @@ def snapshot_daytona(argv: Sequence[str], seams: Seams = LIVE) -> None:
     )
     snapshot_options(cli)
     args = cli.parse_args(argv)
-    settings = load(SnapshotSettings)
-    build = load(BuildSettings)
+    settings, build = load(SnapshotSettings), load(BuildSettings)
     name = args.name or settings.name
     image = args.image or settings.image
     if name is None or image is None:
