@@ -15,8 +15,9 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from pipeline import console
@@ -115,34 +116,30 @@ def _when(moment: datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def command_build(command: Sequence[str], report: Path) -> Callable[[], Result]:
+def command_build(command: Sequence[str], report: Path) -> Result:
     """Runs `command` with its output in our log; its report or its one `error:` line is the
     result."""
-
-    def build() -> Result:
-        report.unlink(missing_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in _NOT_FOR_BACKGROUND}
-        env["PIPELINE_REPORT"] = str(report)
-        error = ""
-        with subprocess.Popen(
-            list(command),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            text=True,
-            errors="replace",
-        ) as process:
-            assert process.stdout is not None
-            for line in process.stdout:
-                print(line, end="", flush=True)
-                if line.startswith("error: "):
-                    error = line.removeprefix("error: ").strip()
-        if process.returncode:
-            raise BuildError(error or f"{command[-1]} exited with {process.returncode}")
-        return _result(report)
-
-    return build
+    report.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_FOR_BACKGROUND}
+    env["PIPELINE_REPORT"] = str(report)
+    error = ""
+    with subprocess.Popen(
+        list(command),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+        errors="replace",
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            if line.startswith("error: "):
+                error = line.removeprefix("error: ").strip()
+    if process.returncode:
+        raise BuildError(error or f"{command[-1]} exited with {process.returncode}")
+    return _result(report)
 
 
 def _result(report: Path) -> Result:
@@ -173,7 +170,7 @@ def worker(argv: Sequence[str]) -> int:
     ok = run_worker(
         args.state_root,
         args.key,
-        command_build(command, args.state_root / args.key / "report.json"),
+        partial(command_build, command, args.state_root / args.key / "report.json"),
         tree_state=lambda: tree_state(args.context, args.dockerfile),
     )
     return 0 if ok else 1

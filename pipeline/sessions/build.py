@@ -7,8 +7,6 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.build.run import run_build
-
-__all__ = ["run_build", "snapshot_local", "snapshot_push"]
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pydantic import SecretStr
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.registries import EntryOutcome, PullCredentials, apply_plan, read_plan
 from pipeline.errors import ConfigError
 from pipeline.report import publish
@@ -23,8 +22,7 @@ from pipeline.rules.registry_entries import (
     describe_entry,
     judge_pull_password,
 )
-from pipeline.sessions.daytona_common import api_line, daytona_client
-from pipeline.sessions.daytona_options import dry_run_help
+from pipeline.sessions.daytona_common import LIVE, Seams, api_line
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, RegistryEntrySettings
@@ -35,18 +33,18 @@ READ_ONLY_FIX = (
 )
 
 
-def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
+def daytona_registry(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser(
         "daytona_registry",
         "Give Daytona one registry entry (pull credentials) for the image's registry.",
+        dry_run="list Daytona's registry entries, print the plan, and change nothing",
     )
-    dry_run_help(cli, "list Daytona's registry entries, print the plan, and change nothing")
     args = cli.parse_args(argv)
     build = load(BuildSettings)
     credentials = pull_credentials(load(RegistryEntrySettings), build)
     daytona = load(DaytonaSettings)
     host = build.registry_host
-    with daytona_client(client, daytona) as api:
+    with seams.daytona(daytona) as api:
         plan = read_plan(api, host, build.image_repository)
         print_plan(plan, credentials, daytona)
         if args.dry_run:
@@ -59,16 +57,13 @@ def daytona_registry(argv: Sequence[str], *, client: DaytonaClient | None = None
 
 def pull_credentials(settings: RegistryEntrySettings, build: BuildSettings) -> PullCredentials:
     """The entry's credentials; refused when missing or when judge_pull_password refuses them."""
-    missing = [
-        name
-        for name, value in (
-            ("DAYTONA_REGISTRY_USERNAME", settings.username),
-            ("DAYTONA_REGISTRY_PASSWORD", settings.password),
-        )
-        if not value
-    ]
-    if missing or settings.username is None or settings.password is None:
+    given = {
+        "DAYTONA_REGISTRY_USERNAME": settings.username,
+        "DAYTONA_REGISTRY_PASSWORD": settings.password,
+    }
+    if missing := [name for name, value in given.items() if not value]:
         raise ConfigError(f"{' and '.join(missing)} not set", READ_ONLY_FIX)
+    assert settings.username is not None and settings.password is not None
     judged = judge_pull_password(
         settings.password.get_secret_value(),
         github_token=_plain(build.github_token),

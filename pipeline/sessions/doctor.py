@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,10 +11,10 @@ from pipeline import console
 from pipeline.docker.cli import Docker, find_docker
 from pipeline.errors import DoctorFoundProblems, PipelineError
 from pipeline.registry.credentials import docker_config_has_auth, resolve_credentials
-from pipeline.rules.build_plan import CACHE_EXPORT_FIX, NO_CACHE_EXPORT
+from pipeline.rules.build_plan import CACHE_EXPORT_FIX, NO_CACHE_EXPORT, builder_problem
 from pipeline.rules.failures import BUILDX_FIX
 from pipeline.rules.image_ref import is_loopback
-from pipeline.rules.platforms import BuilderFacts, unsupported
+from pipeline.rules.platforms import BuilderFacts
 from pipeline.sessions.options import parser
 from pipeline.settings.build import BuildSettings, load
 
@@ -46,7 +46,7 @@ def doctor(argv: Sequence[str]) -> None:
     if args.dry_run:
         console.step("would check: settings, engine, buildx, cache export, registry credentials")
         return
-    findings = run_checks(skip_login=args.skip_login)
+    findings = list(checks(args.skip_login))
     for finding in findings:
         console.output(finding.line())
     problems = [f for f in findings if not f.ok]
@@ -57,103 +57,67 @@ def doctor(argv: Sequence[str]) -> None:
         )
 
 
-def run_checks(skip_login: bool = False) -> list[Finding]:
-    try:
-        settings = load(BuildSettings)
-    except PipelineError as error:
-        return [Finding(False, "settings", error.cause, error.fix)]
-    findings = [Finding(True, "settings", f"repository {settings.image_repository}")]
-    state = _State(settings, skip_login)
-    for check in (_cli, _engine, _buildx, _builder, _cache_export, _credentials):
-        finding = check(state)
-        findings.append(finding)
-        if not finding.ok and finding.what in ("docker CLI", "engine", "builder"):
-            break  # everything after needs an engine and its builder
-    return findings
-
-
-@dataclass
-class _State:
-    """The settings, and what one check finds that a later one uses."""
-
-    settings: BuildSettings
-    skip_login: bool
-    cli: Docker | None = None
-    builder: BuilderFacts | None = None
-
-    def docker(self) -> Docker:
-        assert self.cli is not None  # the docker CLI check came first and passed
-        return self.cli
-
-    @property
-    def endpoint(self) -> str:
-        return self.settings.docker_host or "the default socket"
-
-
-def _cli(state: _State) -> Finding:
-    try:
-        state.cli = find_docker(state.settings.docker)
-    except PipelineError as error:
-        return Finding(False, "docker CLI", error.cause, error.fix)
-    return Finding(True, "docker CLI", "found")
-
-
-def _engine(state: _State) -> Finding:
-    version = _ask(state, "version", "--format", "{{.Server.Version}}")
-    if version is None:
-        return Finding(
-            False,
-            "engine",
-            f"no Docker engine answers at {state.endpoint}",
-            "start it (scripts/setup-engine.sh) or set DOCKER_HOST to a running engine",
-        )
-    return Finding(True, "engine", f"Docker {version or 'unknown'} at {state.endpoint}")
-
-
-def _buildx(state: _State) -> Finding:
-    version = _ask(state, "buildx", "version")
-    if version is None:
-        return Finding(False, "buildx", "docker buildx is not installed", BUILDX_FIX)
-    return Finding(True, "buildx", version)
-
-
-def _ask(state: _State, *args: str) -> str | None:
-    """What docker prints (stripped), None when it fails."""
-    done = state.docker().run(*args, timeout_s=CHECK_TIMEOUT_S)
-    return None if done.code else done.out.strip()
-
-
-def _builder(state: _State) -> Finding:
+def checks(skip_login: bool) -> Iterator[Finding]:
+    """In order, each after the one before it passed where it needs that one's settings, engine
+    or builder."""
     from pipeline.docker.buildx import BuilderProbe
 
     try:
-        with BuilderProbe(state.docker(), state.settings.builder) as probe:
-            facts = probe.result(CHECK_TIMEOUT_S)
+        settings = load(BuildSettings)
     except PipelineError as error:
-        return Finding(False, "builder", error.cause, error.fix)
-    state.builder = facts
-    missing = unsupported(state.settings.platforms, facts.platforms) if facts.platforms else ()
-    if missing:
-        return Finding(
+        yield Finding(False, "settings", error.cause, error.fix)
+        return
+    yield Finding(True, "settings", f"repository {settings.image_repository}")
+    try:
+        docker = find_docker(settings.docker)
+    except PipelineError as error:
+        yield Finding(False, "docker CLI", error.cause, error.fix)
+        return
+    yield Finding(True, "docker CLI", "found")
+    endpoint = settings.docker_host or "the default socket"
+    version = _ask(docker, "version", "--format", "{{.Server.Version}}")
+    if version is None:
+        yield Finding(
             False,
-            "platforms",
-            f"builder {facts.name} ({facts.driver}) cannot build SANDBOX_BUILD_PLATFORM "
-            f"{', '.join(missing)}; it builds {', '.join(facts.platforms)}",
-            "choose platforms the builder lists, or select one that builds them with "
-            "BUILDX_BUILDER",
+            "engine",
+            f"no Docker engine answers at {endpoint}",
+            "start it (scripts/setup-engine.sh) or set DOCKER_HOST to a running engine",
         )
-    platforms = ", ".join(facts.platforms) or "not booted yet"
-    return Finding(True, "builder", f"{facts.name} ({facts.driver}): {platforms}")
+        return
+    yield Finding(True, "engine", f"Docker {version or 'unknown'} at {endpoint}")
+    buildx = _ask(docker, "buildx", "version")
+    if buildx is None:
+        yield Finding(False, "buildx", "docker buildx is not installed", BUILDX_FIX)
+    else:
+        yield Finding(True, "buildx", buildx)
+    try:
+        with BuilderProbe(docker, settings.builder) as probe:
+            builder = probe.result(CHECK_TIMEOUT_S)
+    except PipelineError as error:
+        yield Finding(False, "builder", error.cause, error.fix)
+        return
+    if problem := builder_problem(settings.request("local"), builder):
+        yield Finding(False, "platforms", problem.cause, problem.fix)
+    else:
+        platforms = ", ".join(builder.platforms) or "not booted yet"
+        yield Finding(True, "builder", f"{builder.name} ({builder.driver}): {platforms}")
+    yield _cache_export(docker, builder)
+    yield _credentials(settings, docker, skip_login)
 
 
-def _cache_export(state: _State) -> Finding:
+def _ask(docker: Docker, *args: str) -> str | None:
+    """What docker prints (stripped), None when it fails."""
+    done = docker.run(*args, timeout_s=CHECK_TIMEOUT_S)
+    return None if done.code else done.out.strip()
+
+
+def _cache_export(docker: Docker, builder: BuilderFacts) -> Finding:
     from pipeline.docker.buildx import containerd_image_store
 
-    assert state.builder is not None  # the builder check came first and passed
-    name, driver = state.builder.name, state.builder.driver
+    name, driver = builder.name, builder.driver
     if driver != "docker":
         return Finding(True, "cache export", f"builder {name} ({driver})")
-    store = containerd_image_store(state.docker())
+    store = containerd_image_store(docker)
     if store:
         return Finding(True, "cache export", f"builder {name} (docker, containerd image store)")
     if store is None:
@@ -166,8 +130,8 @@ def _cache_export(state: _State) -> Finding:
     return Finding(False, "cache export", NO_CACHE_EXPORT, CACHE_EXPORT_FIX)
 
 
-def _credentials(state: _State) -> Finding:
-    settings, host = state.settings, state.settings.registry_host
+def _credentials(settings: BuildSettings, docker: Docker | None, skip_login: bool) -> Finding:
+    host = settings.registry_host
     try:
         found = resolve_credentials(settings)
     except PipelineError as error:
@@ -191,14 +155,15 @@ def _credentials(state: _State) -> Finding:
             f"to push, {how}",
             note=True,
         )
-    if state.skip_login:
+    if skip_login:
         return Finding(True, "registry credentials", f"{host}: {found.source} (not tried)")
     from pipeline.docker.login import login
 
+    assert docker is not None  # the engine checks came first and passed
     # A throw-away Docker config: the check must not store credentials anywhere.
     with tempfile.TemporaryDirectory(prefix="doctor-docker-config-") as config:
         try:
-            login(state.docker().with_config(Path(config)), host, found)
+            login(docker.with_config(Path(config)), host, found)
         except PipelineError as error:
             return Finding(False, "registry credentials", error.cause, error.fix)
     return Finding(True, "registry credentials", f"{host}: {found.source} accepted")

@@ -11,8 +11,6 @@ from datetime import timedelta
 from functools import partial
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.latest import latest_snapshot
 from pipeline.daytona.sandboxes import (
     SANDBOX_POLL,
     SandboxSpec,
@@ -22,7 +20,7 @@ from pipeline.daytona.sandboxes import (
 )
 from pipeline.errors import ConfigError, DaytonaError, PipelineError
 from pipeline.report import publish
-from pipeline.rules.daytona_models import CreateSandbox, PortPreview, Sandbox
+from pipeline.rules.daytona_models import PortPreview, Sandbox
 from pipeline.rules.sandbox_rules import (
     CREATED_BY,
     CREATED_BY_LABEL,
@@ -33,43 +31,37 @@ from pipeline.rules.sandbox_rules import (
 )
 from pipeline.rules.snapshot_names import match_prefix, snapshot_name_problem
 from pipeline.sessions.daytona_common import (
-    Deletions,
-    Now,
+    LIVE,
+    Seams,
     api_line,
-    daytona_client,
+    clean_up,
     git_sha_label,
+    newest,
     stage,
-    utcnow,
 )
-from pipeline.sessions.daytona_options import add_setting_flag
-from pipeline.sessions.options import parser
+from pipeline.sessions.options import add_setting_flag, parser
 from pipeline.settings.build import ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, SandboxOptions, SandboxSettings
-from pipeline.waiting import Interval
 
 SELECTOR = f"{CREATED_BY_LABEL}={CREATED_BY}"
 
 
-def sandbox_daytona(
-    argv: Sequence[str],
-    *,
-    client: DaytonaClient | None = None,
-    interval: Interval = SANDBOX_POLL,
-    now: Now = utcnow,
-) -> None:
+def sandbox_daytona(argv: Sequence[str], seams: Seams = LIVE) -> None:
     args = _parser().parse_args(argv)
     settings = load(SandboxSettings)
-    waits = SandboxWaits(start_s=args.timeout or settings.timeout, interval=interval)
+    waits = SandboxWaits(
+        start_s=args.timeout or settings.timeout, interval=seams.interval or SANDBOX_POLL
+    )
     # --down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT).
     teardown = replace(waits, teardown_s=waits.start_s)
     if args.yes and not args.cleanup:
         raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
     if args.down:
-        _down(args.down, args.dry_run, teardown, client=client)
+        _down(args.down, args.dry_run, teardown, seams)
     elif args.cleanup:
-        _cleanup(args, teardown, client=client, now=now)
+        _cleanup(args, teardown, seams)
     else:
-        _up(args, settings, waits, client=client, now=now)
+        _up(args, settings, waits, seams)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,49 +136,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(
-    args: argparse.Namespace,
-    settings: SandboxSettings,
-    waits: SandboxWaits,
-    *,
-    client: DaytonaClient | None,
-    now: Now,
+    args: argparse.Namespace, settings: SandboxSettings, waits: SandboxWaits, seams: Seams
 ) -> None:
     daytona = load(DaytonaSettings)
     snapshot = args.snapshot or settings.snapshot
     stage_of = None if snapshot else stage(args.prefix)
-    request = _request(args, settings, snapshot or "(newest)", now)
-    _print_up_plan(args, request, stage_of, waits, daytona)
-    if args.dry_run:
-        console.say("dry run: Daytona was not contacted; nothing changed")
-        return
-    with daytona_client(client, daytona) as api:
-        if stage_of is not None:
-            request = request.model_copy(update={"snapshot": _newest(api, stage_of[0])})
-        console.step(f"Daytona sandbox {request.name} from {request.snapshot}")
-        clock = waits.clock_of(api)
-        started = clock.monotonic()
-        sandbox = launch_sandbox(api, request, waits)
-        try:
-            preview = api.preview_url(sandbox.id, args.port)
-        except PipelineError as error:
-            # It runs (and costs) even without a URL: say how to remove it.
-            raise DaytonaError(
-                f"sandbox {sandbox.name} started, but {error.cause}",
-                f"retry, or remove it: nox -s sandbox_daytona -- --down {sandbox.name}",
-            ) from None
-        duration = clock.monotonic() - started
-    _report_up(args, sandbox, request.snapshot, preview, duration)
-
-
-def _request(
-    args: argparse.Namespace, settings: SandboxSettings, snapshot: str, now: Now
-) -> CreateSandbox:
     if args.name and (problem := snapshot_name_problem(args.name)):
         raise ConfigError(
             f"--name {args.name!r} is not valid: expected {problem}", "correct the option"
         )
-    return SandboxSpec(
-        snapshot=snapshot,
+    request = SandboxSpec(
+        snapshot=snapshot or "(newest)",
         env=dict(args.env),
         labels=dict(args.label),
         name=args.name,
@@ -194,16 +154,7 @@ def _request(
         auto_stop_interval=settings.auto_stop if args.auto_stop is None else args.auto_stop,
         auto_delete_interval=settings.auto_delete if args.auto_delete is None else args.auto_delete,
         git_sha=git_sha_label(),
-    ).request(now())
-
-
-def _print_up_plan(
-    args: argparse.Namespace,
-    request: CreateSandbox,
-    stage_of: tuple[str, str] | None,
-    waits: SandboxWaits,
-    daytona: DaytonaSettings,
-) -> None:
+    ).request(seams.now())
     console.step("Daytona sandbox plan")
     if stage_of is not None:
         console.say(
@@ -224,17 +175,28 @@ def _print_up_plan(
         api_line(daytona),
     ):
         console.say(line)
-
-
-def _newest(api: DaytonaClient, stage_name: str) -> str:
-    snapshot = latest_snapshot(stage_name, api)
-    if snapshot is None:
-        raise DaytonaError(
-            f"no active snapshot starts with {match_prefix(stage_name)!r}",
-            "make one with `nox -s snapshot_stage`, or pass --snapshot",
-        )
-    console.say(f"   newest snapshot: {snapshot}")
-    return snapshot
+    if args.dry_run:
+        console.say("dry run: Daytona was not contacted; nothing changed")
+        return
+    with seams.daytona(daytona) as api:
+        if stage_of is not None:
+            latest = newest(api, stage_of[0], "pass --snapshot")
+            console.say(f"   newest snapshot: {latest}")
+            request = request.model_copy(update={"snapshot": latest})
+        console.step(f"Daytona sandbox {request.name} from {request.snapshot}")
+        clock = waits.clock_of(api)
+        started = clock.monotonic()
+        sandbox = launch_sandbox(api, request, waits)
+        try:
+            preview = api.preview_url(sandbox.id, args.port)
+        except PipelineError as error:
+            # It runs (and costs) even without a URL: say how to remove it.
+            raise DaytonaError(
+                f"sandbox {sandbox.name} started, but {error.cause}",
+                f"retry, or remove it: nox -s sandbox_daytona -- --down {sandbox.name}",
+            ) from None
+        duration = clock.monotonic() - started
+    _report_up(args, sandbox, request.snapshot, preview, duration)
 
 
 def _report_up(
@@ -277,20 +239,18 @@ def _report_up(
     )
 
 
-def _down(name: str, dry_run: bool, waits: SandboxWaits, *, client: DaytonaClient | None) -> None:
+def _down(name: str, dry_run: bool, waits: SandboxWaits, seams: Seams) -> None:
     if dry_run:
         console.say(f"would stop sandbox {name}, delete it and wait until it is gone")
         console.say("dry run: Daytona was not contacted; nothing changed")
         return
-    with daytona_client(client) as api:
+    with seams.daytona() as api:
         console.step(f"removing Daytona sandbox {name}")
         if not stop_and_delete(api, name, waits):
             console.say(f"   no sandbox {name}: nothing to remove")
 
 
-def _cleanup(
-    args: argparse.Namespace, waits: SandboxWaits, *, client: DaytonaClient | None, now: Now
-) -> None:
+def _cleanup(args: argparse.Namespace, waits: SandboxWaits, seams: Seams) -> None:
     if args.dry_run:
         console.say(
             f"would list sandboxes labelled {SELECTOR}"
@@ -298,22 +258,22 @@ def _cleanup(
         )
         console.say("dry run: Daytona was not contacted; run without --dry-run to see the plan")
         return
-    deletions = Deletions("sandboxes")
-    with daytona_client(client) as api:
-        plan = plan_cleanup(
-            api.iter_sandboxes(PIPELINE_LABELS),
-            now=now(),
-            older_than=timedelta(minutes=args.older_than),
-        )
-        with console.group(f"sandboxes labelled {SELECTOR}"):
-            for line in plan.describe():
-                console.say(line)
-        if args.yes:
-            for sandbox in plan.to_delete:
-                remove = partial(stop_and_delete, api, sandbox.id, waits)
-                deletions.attempt(sandbox.name, remove)
-    deletions.finish(
-        args.yes, "sandboxes_clean", "re-run `nox -s sandbox_daytona -- --cleanup --yes`"
+    older_than = timedelta(minutes=args.older_than)
+    clean_up(
+        seams,
+        "sandboxes",
+        lambda api: [
+            (
+                f"sandboxes labelled {SELECTOR}",
+                plan_cleanup(
+                    api.iter_sandboxes(PIPELINE_LABELS), now=seams.now(), older_than=older_than
+                ),
+            )
+        ],
+        partial(stop_and_delete, waits=waits),
+        yes=args.yes,
+        section="sandboxes_clean",
+        fix="re-run `nox -s sandbox_daytona -- --cleanup --yes`",
     )
 
 
@@ -329,9 +289,7 @@ def _env_pair(text: str) -> tuple[str, str]:
     key = key.strip()
     if not key:
         raise argparse.ArgumentTypeError("KEY=VALUE or KEY needs a name")
-    if equals:
-        return key, value
-    if key not in os.environ:
+    if not equals and key not in os.environ:
         # Name only: the message must not show a value, and there is none anyway.
         raise argparse.ArgumentTypeError(f"{key} is not set here (give KEY=VALUE or export it)")
-    return key, os.environ[key]
+    return key, value if equals else os.environ[key]

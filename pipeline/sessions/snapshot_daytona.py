@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.promotion import Promotion
 from pipeline.daytona.snapshots import SNAPSHOT_POLL, Outcome, ensure_snapshot
 from pipeline.errors import ConfigError
@@ -32,20 +31,13 @@ from pipeline.rules.snapshot_names import (
     sha_snapshot_name,
     snapshot_name_problem,
 )
-from pipeline.sessions.daytona_common import api_line, commit, daytona_client
-from pipeline.sessions.daytona_options import add_setting_flag
-from pipeline.sessions.options import parser
+from pipeline.sessions.daytona_common import LIVE, Seams, api_line, commit
+from pipeline.sessions.options import add_setting_flag, parser
 from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, DigestSettings, SnapshotSettings
-from pipeline.waiting import Interval
 
 
-def snapshot_daytona(
-    argv: Sequence[str],
-    *,
-    client: DaytonaClient | None = None,
-    interval: Interval = SNAPSHOT_POLL,
-) -> None:
+def snapshot_daytona(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser("snapshot_daytona", "Make iterate-sandbox-<sha> from <repo>:sha-<sha>.")
     cli.add_argument(
         "--name",
@@ -58,8 +50,7 @@ def snapshot_daytona(
     )
     snapshot_options(cli)
     args = cli.parse_args(argv)
-    settings = load(SnapshotSettings)
-    build = load(BuildSettings)
+    settings, build = load(SnapshotSettings), load(BuildSettings)
     name = args.name or settings.name
     image = args.image or settings.image
     if name is None or image is None:
@@ -67,7 +58,7 @@ def snapshot_daytona(
         name = name or sha_snapshot_name(sha, dirty)
         image = image or sha_image(build.image_repository, sha, dirty)
     job = SnapshotJob.from_args(args, settings, name, image, force=args.force)
-    make(job, build, client=client, interval=interval)
+    make(job, build, seams)
 
 
 def snapshot_options(cli: argparse.ArgumentParser) -> None:
@@ -143,13 +134,7 @@ class SnapshotJob:
         return cls(spec, timeout, args.dry_run, check, digest, force, plan, promotion)
 
 
-def make(
-    job: SnapshotJob,
-    build: BuildSettings,
-    *,
-    client: DaytonaClient | None,
-    interval: Interval = SNAPSHOT_POLL,
-) -> None:
+def make(job: SnapshotJob, build: BuildSettings, seams: Seams) -> None:
     daytona = load(DaytonaSettings)
     _print_plan(job, daytona)
     if job.dry_run:
@@ -166,7 +151,7 @@ def make(
         if expected is not None:
             verify_digest(wanted.image, expected, build)
 
-    with daytona_client(client, daytona) as api:
+    with seams.daytona(daytona) as api:
         console.step(f"Daytona snapshot {job.spec.name}")
         outcome = ensure_snapshot(
             api,
@@ -174,7 +159,7 @@ def make(
             timeout=job.timeout,
             force=job.force,
             check_image=check,
-            interval=interval,
+            interval=seams.interval or SNAPSHOT_POLL,
         )
     _report(replace(job, spec=wanted, image_digest=expected), outcome)
 

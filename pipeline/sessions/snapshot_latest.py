@@ -6,15 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
-from pipeline.daytona.latest import find_latest
-from pipeline.errors import DaytonaError
 from pipeline.rules.snapshot_names import match_prefix
-from pipeline.sessions.daytona_common import daytona_client, stage
+from pipeline.sessions.daytona_common import LIVE, Seams, newest, stage
 from pipeline.sessions.options import parser
 
 
-def snapshot_latest(argv: Sequence[str], *, client: DaytonaClient | None = None) -> None:
+def snapshot_latest(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser("snapshot_latest", "Print the newest active snapshot of a prefix.")
     cli.add_argument(
         "--prefix",
@@ -22,18 +19,11 @@ def snapshot_latest(argv: Sequence[str], *, client: DaytonaClient | None = None)
         "(default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)",
     )
     args = cli.parse_args(argv)
-    prefix = args.prefix or stage(None)[0]
-    matched = match_prefix(prefix)
+    matched = match_prefix(args.prefix or stage(None)[0])
     if args.dry_run:
         console.say(
             f"would ask Daytona for active snapshots starting with {matched!r}, newest first"
         )
         return
-    with daytona_client(client) as api:
-        found = find_latest(api, matched)
-    if found is None:
-        raise DaytonaError(
-            f"no active snapshot starts with {matched!r}",
-            "make one with `nox -s snapshot_stage`, or check the prefix",
-        )
-    console.output(found.name)
+    with seams.daytona() as api:
+        console.output(newest(api, matched, "check the prefix"))

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline import console
-from pipeline.daytona.client import DaytonaClient
 from pipeline.daytona.promotion import Promotion, from_commit, from_snapshot
-from pipeline.daytona.snapshots import SNAPSHOT_POLL
 from pipeline.errors import BuildError, ConfigError
 from pipeline.registry.client import reader_for
 from pipeline.registry.tags import put_tag
@@ -24,23 +22,20 @@ from pipeline.rules.snapshot_names import (
     sha_image,
     stage_snapshot_name,
 )
-from pipeline.sessions.daytona_common import Now, commit, daytona_client, stage, utcnow
-from pipeline.sessions.daytona_options import dry_run_help
+from pipeline.sessions.daytona_common import LIVE, Seams, commit, stage
 from pipeline.sessions.options import parser
 from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options
 from pipeline.settings.build import BuildSettings, load
 from pipeline.settings.daytona import SnapshotSettings
-from pipeline.waiting import Interval
 
 
-def snapshot_stage(
-    argv: Sequence[str],
-    *,
-    client: DaytonaClient | None = None,
-    interval: Interval = SNAPSHOT_POLL,
-    now: Now = utcnow,
-) -> None:
-    cli = parser("snapshot_stage", "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.")
+def snapshot_stage(argv: Sequence[str], seams: Seams = LIVE) -> None:
+    cli = parser(
+        "snapshot_stage",
+        "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.",
+        dry_run="print the plan and exit without changing anything (with --from, the registry "
+        "and Daytona are read to find the image's digest)",
+    )
     cli.add_argument(
         "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
     )
@@ -52,41 +47,32 @@ def snapshot_stage(
         "an existing snapshot (the digest Daytona pulled for it), sent as a verified tag",
     )
     snapshot_options(cli)
-    dry_run_help(
-        cli,
-        "print the plan and exit without changing anything (with --from, the registry and "
-        "Daytona are read to find the image's digest)",
-    )
     args = cli.parse_args(argv)
     if args.source and args.image:
         raise ConfigError("--from and --image both name the image", "give one of them")
-    settings = load(SnapshotSettings)
-    build = load(BuildSettings)
+    settings, build = load(SnapshotSettings), load(BuildSettings)
     name, where = stage(args.prefix)
-    plan = (f"stage:      {name} (from {where})",)
-    if args.source:
-        promotion = promote(args.source, build, client)
-        job = SnapshotJob.from_args(
-            args,
-            settings,
-            stage_snapshot_name(name, now()),
-            promotion.image,
-            plan=plan + promotion.plan(),
-            promotion=promotion,
-        )
-        if promotion.snapshot and (note := resources_note(promotion.snapshot, job.spec)):
-            console.warn(note)
-        if promotion.make_tag and not args.dry_run:
-            repository = image_repository(promotion.image)
-            tag = promotion.image.rsplit(":", 1)[1]
-            if put_tag(repository, promotion.digest, tag, build, may_move=False):
-                console.step(f"made {promotion.image} for {promotion.digest} (no build)")
-    else:
-        image = args.image or settings.image or commit_image(build, dry_run=args.dry_run)
-        job = SnapshotJob.from_args(
-            args, settings, stage_snapshot_name(name, now()), image, plan=plan
-        )
-    make(job, build, client=client, interval=interval)
+    promotion = promote(args.source, build, seams) if args.source else None
+    image = (
+        promotion.image
+        if promotion
+        else args.image or settings.image or commit_image(build, dry_run=args.dry_run)
+    )
+    job = SnapshotJob.from_args(
+        args,
+        settings,
+        stage_snapshot_name(name, seams.now()),
+        image,
+        plan=(f"stage:      {name} (from {where})", *(promotion.plan() if promotion else ())),
+        promotion=promotion,
+    )
+    if promotion and promotion.snapshot and (note := resources_note(promotion.snapshot, job.spec)):
+        console.warn(note)
+    if promotion and promotion.make_tag and not args.dry_run:
+        tag = promotion.image.rsplit(":", 1)[1]
+        if put_tag(image_repository(promotion.image), promotion.digest, tag, build, may_move=False):
+            console.step(f"made {promotion.image} for {promotion.digest} (no build)")
+    make(job, build, seams)
 
 
 def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
@@ -102,11 +88,14 @@ def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
             f"{image} first unless the registry has it"
         )
         return image
-    if image_exists(image, build):
-        console.step(f"{image} is in the registry: snapshotting it without a build")
-        return image
+    with reader_for(image, build) as reader:
+        found = reader.manifest()
+        if found.status_code != 404:
+            reader.ok(found)  # any answer but 200 or 404 is not "absent"
+            console.step(f"{image} is in the registry: snapshotting it without a build")
+            return image
     console.step(f"{image} is not in the registry yet: building and pushing {build.repo_ref}")
-    from pipeline.sessions.build import run_build  # the build machinery only when it builds
+    from pipeline.build.run import run_build  # the build machinery only when it builds
 
     outcome = run_build("push", dry_run=False)
     if outcome is None or image not in outcome.tags:
@@ -118,19 +107,11 @@ def commit_image(build: BuildSettings, *, dry_run: bool) -> str:
     return image
 
 
-def image_exists(image: str, build: BuildSettings) -> bool:
-    with reader_for(image, build) as reader:
-        response = reader.manifest()
-        if response.status_code not in (200, 404):
-            raise reader.fail(response)
-    return response.status_code == 200
-
-
-def promote(text: str, build: BuildSettings, client: DaytonaClient | None) -> Promotion:
+def promote(text: str, build: BuildSettings, seams: Seams) -> Promotion:
     """The image `--from` names, by digest (reads only: the registry, and Daytona for a name)."""
     source = promote_source(text)
     console.step(f"Looking up the image of {source.describe()}")
     if source.kind == "commit":
         return from_commit(source, build.image_repository, build)
-    with daytona_client(client) as api:
+    with seams.daytona() as api:
         return from_snapshot(source, build, api)

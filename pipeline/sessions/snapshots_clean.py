@@ -3,25 +3,18 @@ N, anything younger than D days, and the newest active one); deletes only with -
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Iterator, Sequence
 
 from pipeline import console
 from pipeline.daytona.client import DaytonaClient
-from pipeline.rules.retention import plan_retention
+from pipeline.rules.retention import RetentionPlan, plan_retention
 from pipeline.rules.snapshot_names import match_prefix
-from pipeline.sessions.daytona_common import Deletions, Now, daytona_client, stage, utcnow
-from pipeline.sessions.daytona_options import add_setting_flag
-from pipeline.sessions.options import parser
+from pipeline.sessions.daytona_common import LIVE, Seams, clean_up, stage
+from pipeline.sessions.options import add_setting_flag, parser
 from pipeline.settings.daytona import RetentionOptions
 
 
-def snapshots_clean(
-    argv: Sequence[str],
-    *,
-    client: DaytonaClient | None = None,
-    now: Now = utcnow,
-) -> None:
+def snapshots_clean(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser(
         "snapshots_clean",
         "Retention for a prefix's snapshots; prints the plan, deletes only with --yes.",
@@ -45,20 +38,21 @@ def snapshots_clean(
             console.say(f"would list snapshots starting with {matched!r}: {rules}")
         console.say("dry run: Daytona was not contacted; run without --dry-run to see the plan")
         return
-    deletions = Deletions("snapshots")
-    with daytona_client(client) as api:
+
+    def plans(api: DaytonaClient) -> Iterator[tuple[str, RetentionPlan]]:
         for matched in prefixes:
+            snapshots = api.iter_snapshots(matched)
             plan = plan_retention(
-                api.iter_snapshots(matched), matched, keep=args.keep, days=args.days, now=now()
+                snapshots, matched, keep=args.keep, days=args.days, now=seams.now()
             )
-            with console.group(f"retention plan for {matched}"):
-                for line in plan.describe():
-                    console.say(line)
-            if args.yes:
-                for snapshot in plan.to_delete:
-                    deletions.attempt(snapshot.name, partial(api.delete_snapshot, snapshot.id))
-    deletions.finish(
-        args.yes,
-        "snapshots_clean",
-        "re-run; snapshots in use by sandboxes may need those stopped first",
+            yield f"retention plan for {matched}", plan
+
+    clean_up(
+        seams,
+        "snapshots",
+        plans,
+        DaytonaClient.delete_snapshot,
+        yes=args.yes,
+        section="snapshots_clean",
+        fix="re-run; snapshots in use by sandboxes may need those stopped first",
     )

@@ -2,7 +2,7 @@
 and the limits of the command-line options that have no variable.
 
 Each field is the one place its limit lives: the sessions' argparse flags validate through the
-same fields (pipeline/sessions/daytona_options.py), so `--cpu 0` and `SANDBOX_SNAPSHOT_CPU=0`
+same fields (pipeline/sessions/options.py), so `--cpu 0` and `SANDBOX_SNAPSHOT_CPU=0`
 are refused by one rule.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.registry import credentials as registry_auth
-from pipeline.sessions.doctor import Finding, _credentials, _State
+from pipeline.sessions.doctor import Finding, _credentials
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 
 
@@ -23,7 +23,7 @@ def no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_credentials")
 def test_local_only_machine_gets_a_note_not_a_failure() -> None:
-    found = _credentials(_State(BuildSettings(), skip_login=False))
+    found = _credentials(BuildSettings(), None, skip_login=False)
     assert found.ok and found.note
     line = found.line()
     assert line.startswith("note  registry credentials: none for ghcr.io; local builds need none")
@@ -33,7 +33,7 @@ def test_local_only_machine_gets_a_note_not_a_failure() -> None:
 @pytest.mark.usefixtures("no_credentials")
 def test_a_machine_that_pushes_fails_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUSH", "1")
-    found = _credentials(_State(BuildSettings(), skip_login=False))
+    found = _credentials(BuildSettings(), None, skip_login=False)
     assert not found.ok and not found.note
     assert found.line().startswith("FAIL  registry credentials: none for ghcr.io (PUSH=1) — fix:")
 

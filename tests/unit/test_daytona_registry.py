@@ -25,6 +25,7 @@ from pipeline.rules.registry_entries import (
 )
 from pipeline.rules.sandbox_rules import start_failure_fix
 from pipeline.rules.snapshot_names import failure_fix
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.daytona_registry import daytona_registry
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from pipeline.settings.daytona import DaytonaSettings, RegistryEntrySettings, SnapshotSettings
@@ -167,7 +168,7 @@ def test_missing_credentials_are_one_config_line(
 ) -> None:
     monkeypatch.delenv(missing)
     with pytest.raises(ConfigError) as caught:
-        daytona_registry([], client=mock_client(nothing))  # Daytona is never asked
+        daytona_registry([], Seams(client=mock_client(nothing)))  # Daytona is never asked
     assert f"{missing} not set" in str(caught.value) and "read:packages" in str(caught.value)
 
 
@@ -179,7 +180,7 @@ def test_an_answer_echoing_the_password_does_not_show_it(env: Path) -> None:
         return httpx.Response(400, json=error_body(400, f"bad body {request.content.decode()}"))
 
     with pytest.raises(DaytonaError) as caught:
-        daytona_registry([], client=mock_client(echo))
+        daytona_registry([], Seams(client=mock_client(echo)))
     assert PASSWORD not in str(caught.value) and "***" in str(caught.value)
 
 

@@ -37,6 +37,7 @@ from pipeline.rules.sandbox_rules import (
     start_verdict,
 )
 from pipeline.rules.snapshot_names import Action
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.sandbox_daytona import sandbox_daytona
 from pipeline.settings.build import load
 from pipeline.settings.daytona import SandboxSettings
@@ -417,10 +418,10 @@ def test_dry_run_touches_nothing(
 
     monkeypatch.setenv("APP_STAGE", "prd")
     monkeypatch.setenv("SECRET_FOR_SANDBOX", "do-not-print")
-    api = client(nothing)
-    sandbox_daytona(["--dry-run", "--env", "SECRET_FOR_SANDBOX", "--label", "a=b"], client=api)
-    sandbox_daytona(["--dry-run", "--down", "sbx-1"], client=api)
-    sandbox_daytona(["--dry-run", "--cleanup", "--yes"], client=api)
+    seams = Seams(client=client(nothing))
+    sandbox_daytona(["--dry-run", "--env", "SECRET_FOR_SANDBOX", "--label", "a=b"], seams)
+    sandbox_daytona(["--dry-run", "--down", "sbx-1"], seams)
+    sandbox_daytona(["--dry-run", "--cleanup", "--yes"], seams)
     err = capsys.readouterr().err
     assert "the newest active one starting with 'prd--' (stage from APP_STAGE)" in err
     assert "env:        SECRET_FOR_SANDBOX" in err and "do-not-print" not in err
@@ -444,7 +445,7 @@ def test_dry_run_touches_nothing(
 )
 def test_bad_options_are_one_config_error(clean_env: Path, argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        sandbox_daytona([*argv, "--dry-run"], client=client(lambda _: httpx.Response(500)))
+        sandbox_daytona([*argv, "--dry-run"], Seams(client=client(lambda _: httpx.Response(500))))
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
@@ -459,7 +460,7 @@ def test_up_without_any_snapshot_of_the_stage(
         return httpx.Response(200, json={"items": [], "total": 0, "page": 1, "totalPages": 0})
 
     with pytest.raises(DaytonaError, match="no active snapshot starts with 'dev-jonas--'"):
-        sandbox_daytona([], client=client(handler))
+        sandbox_daytona([], Seams(client=client(handler)))
 
 
 def test_preview_model_rejects_a_missing_token() -> None:

@@ -18,7 +18,7 @@ from pipeline.errors import ConfigError
 from pipeline.rules.daytona_http import DEFAULT_RETRY_TIMEOUT
 from pipeline.rules.snapshot_names import SnapshotSpec
 from pipeline.sessions.daytona_common import connect
-from pipeline.sessions.daytona_options import add_setting_flag
+from pipeline.sessions.options import add_setting_flag
 from pipeline.sessions.sandbox_daytona import sandbox_daytona
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshots_clean import snapshots_clean

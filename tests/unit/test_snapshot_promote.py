@@ -27,6 +27,7 @@ from pipeline.rules.snapshot_names import (
     pulled_problem,
     resources_note,
 )
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshot_stage import snapshot_stage
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names, load
@@ -148,7 +149,8 @@ def nothing(request: httpx.Request) -> httpx.Response:
 def test_from_and_image_together_are_refused(env: Path) -> None:
     argv = ["--from", SHA, "--image", f"{REPOSITORY}:sha-{SHA}"]
     with pytest.raises(ConfigError, match="--from and --image both name the image"):
-        snapshot_stage(argv, client=mock_client(nothing), now=lambda: NOW)  # Daytona not asked
+        # Daytona is not asked
+        snapshot_stage(argv, Seams(client=mock_client(nothing), now=lambda: NOW))
 
 
 @pytest.mark.parametrize(
@@ -199,7 +201,8 @@ def test_the_digest_is_in_the_plan_of_a_dry_run(
 ) -> None:
     monkeypatch.setenv("SANDBOX_IMAGE_DIGEST", DIGEST)
     monkeypatch.setenv("SANDBOX_IMAGE", f"{REPOSITORY}:sha-{SHA}")
-    session(["--dry-run", "--skip-image-check"], client=mock_client(nothing))  # Daytona not asked
+    # Daytona is not asked
+    session(["--dry-run", "--skip-image-check"], Seams(client=mock_client(nothing)))
     err = capsys.readouterr().err
     assert f"digest:     {DIGEST} (the tag must resolve to it" in err
     assert "image check: the tag resolves to the expected digest" in err  # despite --skip-…

@@ -35,6 +35,7 @@ from pipeline.errors import (
 )
 from pipeline.registry.server import LocalRegistry
 from pipeline.rules.snapshot_names import SnapshotSpec
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshot_latest import snapshot_latest
 from pipeline.sessions.snapshot_stage import snapshot_stage
@@ -101,7 +102,7 @@ class World:
 
     def run(self, command: Callable[..., None], *argv: str, **kwargs: Any) -> None:
         with self.client() as api:
-            command(list(argv), client=api, **kwargs)
+            command(list(argv), Seams(client=api, **kwargs))
 
 
 @pytest.fixture
@@ -322,7 +323,7 @@ def test_a_bad_key_names_the_variable(world: World, monkeypatch: pytest.MonkeyPa
 def test_a_key_without_snapshot_permission(world: World) -> None:
     image = world.push()
     with world.client(SANDBOX_ONLY_KEY) as api, pytest.raises(DaytonaAuthError) as caught:
-        snapshot_daytona([], client=api, interval=POLL)
+        snapshot_daytona([], Seams(client=api, interval=POLL))
     text = str(caught.value)
     assert "403" in text and "write:snapshots" in text and "DAYTONA_ORGANIZATION_ID" in text
     assert image  # the image check passed; Daytona refused
@@ -465,7 +466,7 @@ def test_the_key_stays_out_of_logs_and_output(
     monkeypatch.setenv("DAYTONA_API_KEY", EMULATOR_KEY)
     world.emulator.knobs.add_fault(FaultRule(kind="error", status=502, count=1, method="GET"))
     with caplog.at_level("DEBUG"):  # httpx/httpcore debug logs included
-        snapshot_daytona([], interval=POLL)  # the session's own client, from the environment
+        snapshot_daytona([], Seams(interval=POLL))  # the session's own client, from the environment
     out, err = capsys.readouterr()
     assert caplog.text and "retry 1 after" in err
     for text in (out, err, caplog.text, world.report.read_text(), world.outputs.read_text()):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import DaytonaError
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.snapshot_stage import snapshot_stage
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
@@ -44,7 +45,7 @@ class Stage:
 
     def run(self, *argv: str) -> None:
         client = self.world.client()
-        snapshot_stage(list(argv), client=client, interval=POLL, now=lambda: NOW)
+        snapshot_stage(list(argv), Seams(client=client, interval=POLL, now=lambda: NOW))
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from daytona_emulator.knobs import SettingsPatch
 from pipeline.daytona.client import DaytonaClient
 from pipeline.errors import ConfigError, DaytonaAuthError, DaytonaError
 from pipeline.registry.server import LocalRegistry
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.daytona_registry import daytona_registry
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
@@ -69,7 +70,7 @@ class World:
     def run(self, command: Callable[..., None], *argv: str, **kwargs: Any) -> None:
         key = kwargs.pop("key", EMULATOR_KEY)
         with self.client(key, kwargs.pop("before", None)) as api:
-            command(list(argv), client=api, **kwargs)
+            command(list(argv), Seams(client=api, **kwargs))
 
     def snapshot(self, *argv: str) -> None:
         self.run(snapshot_daytona, "--skip-image-check", *argv, interval=POLL)

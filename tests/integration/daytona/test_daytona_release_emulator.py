@@ -24,6 +24,7 @@ from daytona_emulator.knobs import SettingsPatch
 from pipeline.daytona.client import DaytonaClient
 from pipeline.errors import ConfigError, DaytonaError, RegistryError
 from pipeline.registry.server import LocalRegistry
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.sessions.snapshot_latest import snapshot_latest
 from pipeline.sessions.snapshot_stage import snapshot_stage
@@ -59,7 +60,7 @@ class World:
 
     def run(self, command: Callable[..., None], *argv: str, **kwargs: Any) -> None:
         with self.client() as api:
-            command(list(argv), client=api, **kwargs)
+            command(list(argv), Seams(client=api, **kwargs))
 
     def push(self, sha: str, *, as_index: bool = False) -> PushedImage:
         """`:sha-<sha>`; `as_index` gives the same content another digest (an index)."""

@@ -30,6 +30,7 @@ from pipeline.errors import DaytonaError, DeadlineExceeded, PipelineError
 from pipeline.rules.daytona_models import CreateSandbox, Sandbox
 from pipeline.rules.sandbox_rules import CREATED_BY, CREATED_BY_LABEL, GIT_SHA_LABEL
 from pipeline.rules.snapshot_names import SnapshotSpec
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.sandbox_daytona import sandbox_daytona
 from pipeline.waiting import SYSTEM_CLOCK, Interval, RetryPolicy
 from tests.helpers.clock import FakeClock
@@ -332,7 +333,7 @@ def test_up_starts_from_a_named_snapshot_prints_the_url_and_reports(
     monkeypatch.setenv("DAYTONA_SNAPSHOT_NAME", "custom-snap")
     monkeypatch.setenv("DAYTONA_SANDBOX_AUTO_STOP", "15")
     argv = ["--name", "sbx-mine", "--port", "8080", "--public"]
-    sandbox_daytona(argv, client=world.client(), interval=SANDBOX_POLL)
+    sandbox_daytona(argv, Seams(client=world.client(), interval=SANDBOX_POLL))
     out, err = capsys.readouterr()
     made = world.get("/sandbox/sbx-mine")
     assert made is not None and out == f"{world.server.root_url}/_preview/{made['id']}/8080\n"
@@ -363,7 +364,9 @@ def test_down_and_cleanup(
     world.forget_requests()
 
     def run(*argv: str) -> None:
-        sandbox_daytona(list(argv), client=world.client(), interval=SANDBOX_POLL, now=lambda: now)
+        sandbox_daytona(
+            list(argv), Seams(client=world.client(), interval=SANDBOX_POLL, now=lambda: now)
+        )
 
     run("--cleanup", "--older-than", "60")
     err = capsys.readouterr().err
@@ -397,7 +400,7 @@ def test_sandbox_daytona_end_to_end(
     capsys.readouterr()
 
     # The session's own client, from the environment; newest snapshot of the stage.
-    sandbox_daytona(["--name", "sbx-e2e", "--label", "pr=42"], interval=SANDBOX_POLL)
+    sandbox_daytona(["--name", "sbx-e2e", "--label", "pr=42"], Seams(interval=SANDBOX_POLL))
     out, err = capsys.readouterr()
     section = json.loads(report.read_text())["sandbox"]
     assert section["name"] == "sbx-e2e" and section["snapshot"] == newest
@@ -427,16 +430,16 @@ def test_sandbox_daytona_end_to_end(
 
     # A second one, then the cleanup: the plan first, --yes deletes both.
     argv = ["--snapshot", "prd--20261123-110000", "--name", "sbx-e2e-2"]
-    sandbox_daytona(argv, interval=SANDBOX_POLL)
+    sandbox_daytona(argv, Seams(interval=SANDBOX_POLL))
     capsys.readouterr()
-    sandbox_daytona(["--cleanup"], interval=SANDBOX_POLL)
+    sandbox_daytona(["--cleanup"], Seams(interval=SANDBOX_POLL))
     err = capsys.readouterr().err
     assert "delete sbx-e2e " in err and "delete sbx-e2e-2 " in err and "2 to delete" in err
-    sandbox_daytona(["--down", "sbx-e2e"], interval=SANDBOX_POLL)
+    sandbox_daytona(["--down", "sbx-e2e"], Seams(interval=SANDBOX_POLL))
     with world.client() as api:
         assert api.get_sandbox("sbx-e2e") is None
         assert api.get_sandbox("sbx-e2e-2") is not None
-    sandbox_daytona(["--cleanup", "--yes"], interval=SANDBOX_POLL)
+    sandbox_daytona(["--cleanup", "--yes"], Seams(interval=SANDBOX_POLL))
     with world.client() as api:
         assert list(api.iter_sandboxes({CREATED_BY_LABEL: CREATED_BY})) == []
     assert json.loads(report.read_text())["sandboxes_clean"]["deleted"] == ["sbx-e2e-2"]
@@ -446,7 +449,7 @@ def test_the_command_fails_in_one_line_for_a_missing_snapshot(
     command_env: tuple[World, Path],
 ) -> None:
     with pytest.raises(PipelineError) as caught:
-        sandbox_daytona(["--snapshot", "no-such-snapshot"], interval=SANDBOX_POLL)
+        sandbox_daytona(["--snapshot", "no-such-snapshot"], Seams(interval=SANDBOX_POLL))
     text = str(caught.value)
     assert "400 Snapshot no-such-snapshot not found" in text and "DAYTONA_SNAPSHOT_NAME" in text
     assert "\n" not in text

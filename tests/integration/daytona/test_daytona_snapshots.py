@@ -20,6 +20,7 @@ from pipeline.daytona.latest import LatestCache, latest_snapshot
 from pipeline.daytona.snapshots import Outcome, ensure_snapshot
 from pipeline.errors import DaytonaError, DeadlineExceeded
 from pipeline.rules.snapshot_names import SnapshotSpec
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.snapshot_daytona import snapshot_daytona
 from pipeline.settings.build import ReportSettings, env_names
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
@@ -337,11 +338,11 @@ def test_snapshot_daytona_refuses_other_resources_in_one_line(
     daytona.add_snapshot(NAME)
     monkeypatch.setenv("SANDBOX_SNAPSHOT_CPU", "999")
     with pytest.raises(DaytonaError) as caught:
-        snapshot_daytona(["--skip-image-check"], client=daytona.client(), interval=POLL)
+        snapshot_daytona(["--skip-image-check"], Seams(client=daytona.client(), interval=POLL))
     assert "not the requested 999 vCPU" in str(caught.value) and "\n" not in str(caught.value)
     assert caught.value.exit_code == 8 and not session_env.exists()
     monkeypatch.setenv("SANDBOX_SNAPSHOT_CPU", "2")
-    snapshot_daytona(["--skip-image-check"], client=daytona.client(), interval=POLL)
+    snapshot_daytona(["--skip-image-check"], Seams(client=daytona.client(), interval=POLL))
     assert json.loads(session_env.read_text())["snapshot"]["action"] == "existing"
 
 

@@ -19,6 +19,7 @@ from daytona_emulator.knobs import SettingsPatch
 from pipeline.daytona.client import DaytonaClient
 from pipeline.errors import GitError
 from pipeline.registry.server import LocalRegistry
+from pipeline.sessions.daytona_common import Seams
 from pipeline.sessions.snapshot_stage import snapshot_stage
 from pipeline.settings.build import BuildSettings, ReportSettings, env_names
 from pipeline.settings.daytona import DaytonaSettings, SnapshotSettings, StageSettings
@@ -83,7 +84,8 @@ def feature_repo(
 def _stage(server: EmulatorServer, minutes: int, *argv: str) -> None:
     with DaytonaClient(server.base_url, SecretStr(EMULATOR_KEY), retry=FAST) as api:
         snapshot_stage(
-            list(argv), client=api, interval=POLL, now=lambda: T0 + timedelta(minutes=minutes)
+            list(argv),
+            Seams(client=api, interval=POLL, now=lambda: T0 + timedelta(minutes=minutes)),
         )
 
 
