@@ -64,7 +64,7 @@ def classify_failure(
     setup = setup_failure(text, plan.request.builder)
     if setup is not None:
         return setup
-    if not stats.saw_progress and not buildx_probe():
+    if not stats.vertices and not buildx_probe():
         return EngineError("docker buildx is not installed", BUILDX_FIX)
     verdict = "\n".join([*stats.final_errors, stats.first_error or "", stderr])
     if not stats.failed_in_step and any(m in verdict.lower() for m in _ENGINE_LOST):
