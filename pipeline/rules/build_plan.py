@@ -8,6 +8,8 @@ plan after it is made, so every rule is pinned by a table of unit tests. A build
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -15,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import ConfigError, EngineError, GitError
-from pipeline.rules.fingerprint import LABEL, InputFacts, fingerprint_of
+from pipeline.rules.fingerprint import LABEL, VERSION, InputFacts
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.platforms import BuilderFacts, unsupported
 from pipeline.rules.release import rebuild_tag
@@ -304,8 +306,22 @@ def _with_fingerprint(plan: BuildPlan, facts: BuildFacts) -> BuildPlan:
 
 
 def fingerprint_for(plan: BuildPlan, inputs: InputFacts) -> tuple[str | None, str]:
+    """(the fingerprint, what it covered), or (None, why it cannot be known). One digest of
+    canonical JSON, so dict order never matters."""
+    if inputs.unknown is not None:
+        return None, f"unknown ({inputs.unknown}); building"
     options = {name: str(getattr(plan, name)) for name in ("provenance", "sbom", "push", "load")}
-    return fingerprint_of(inputs, plan.build_args, plan.labels, plan.request.platforms, options)
+    document = {
+        "version": VERSION,
+        **inputs.model_dump(include={"context", "ignore_file", "dockerfile"}),
+        "build_args": plan.build_args,
+        "labels": {k: v for k, v in plan.labels.items() if k != LABEL},
+        "platforms": plan.request.platforms,
+        **inputs.model_dump(include={"base_images", "secrets", "contexts"}),
+        "options": {**options, **inputs.env},
+    }
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest(), inputs.summary
 
 
 def builder_problem(request: BuildRequest, builder: BuilderFacts) -> ConfigError | None:
