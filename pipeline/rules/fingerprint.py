@@ -119,10 +119,8 @@ def base_images(dockerfile: str, build_args: Mapping[str, str]) -> tuple[str, ..
 def _earlier_stage(reference: str, earlier: Sequence[_Stage]) -> int | None:
     if reference.isdigit():
         return int(reference) if int(reference) < len(earlier) else None
-    for index in range(len(earlier) - 1, -1, -1):
-        if earlier[index].name == reference.lower():
-            return index
-    return None
+    named = [index for index, stage in enumerate(earlier) if stage.name == reference.lower()]
+    return named[-1] if named else None
 
 
 def _stages(dockerfile: Dockerfile, build_args: Mapping[str, str]) -> list[_Stage]:
