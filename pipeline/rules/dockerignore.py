@@ -11,6 +11,7 @@ tests/unit/test_dockerignore.py was checked against a real `docker buildx build`
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -85,22 +86,10 @@ def read_patterns(text: str) -> list[str]:
 
 
 def go_clean(path: str) -> str:
-    """Go's `filepath.Clean` on a slash-separated path (posixpath.normpath keeps a leading `//`)."""
-    if not path:
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part != "..":
-            parts.append(part)
-        elif parts and parts[-1] != "..":
-            parts.pop()
-        elif not rooted:
-            parts.append("..")
-    joined = "/".join(parts)
-    return "/" + joined if rooted else joined or "."
+    """Go's `filepath.Clean` on a slash-separated path: posixpath.normpath, except that Go makes a
+    leading `//` one `/`."""
+    cleaned = posixpath.normpath(path)
+    return cleaned[1:] if cleaned.startswith("//") else cleaned
 
 
 @dataclass(frozen=True)
