@@ -110,10 +110,6 @@ class Pattern:
         assert self.regexp is not None
         return self.regexp.match(path) is not None
 
-    def without_trailing_glob(self) -> str:
-        """fsutil's patternWithoutTrailingGlob."""
-        return self.text.removesuffix("/**").removesuffix("/*")
-
 
 def compile_pattern(raw: str) -> Pattern | None:
     """patternmatcher.New for one pattern; None for a blank one (skipped, as in Go)."""
@@ -287,13 +283,6 @@ class Matcher:
         compiled = (compile_pattern(p) for p in patterns)
         return cls(tuple(p for p in compiled if p is not None))
 
-    @property
-    def only_prefix_exceptions(self) -> bool:
-        return not any(
-            p.exclusion and any(c in p.without_trailing_glob() for c in "*[]?^\\")
-            for p in self.patterns
-        )
-
     def match(self, path: str, parent: Sequence[bool] | None) -> tuple[bool, tuple[bool, ...]]:
         """MatchesUsingParentResults (the last pattern that matches wins; a match on a directory
         covers everything under it): (excluded?, per-pattern results to hand to children).
@@ -312,14 +301,15 @@ class Matcher:
         return matched, tuple(results)
 
     def descend_excluded(self, directory: str) -> bool:
-        """Whether buildx walks into a directory that is itself excluded."""
-        if not self.only_prefix_exceptions:
+        """Whether buildx walks into a directory that is itself excluded: always, unless every
+        exception is a plain path; then only when one lies below it."""
+        # fsutil's patternWithoutTrailingGlob of each exception
+        exceptions = [
+            p.text.removesuffix("/**").removesuffix("/*") for p in self.patterns if p.exclusion
+        ]
+        if any(c in e for e in exceptions for c in "*[]?^\\"):
             return True
-        prefix = directory + "/"
-        return any(
-            p.exclusion and (p.without_trailing_glob() + "/").startswith(prefix)
-            for p in self.patterns
-        )
+        return any((e + "/").startswith(directory + "/") for e in exceptions)
 
 
 def _parent_matches(pattern: Pattern, path: str) -> bool:
