@@ -20,7 +20,7 @@ from pipeline.docker import images
 from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, repeated
 from pipeline.errors import EngineError
 from pipeline.process_group import GroupProcess, LineSink, last_line
-from pipeline.rules.build_plan import BuildPlan, cache_option
+from pipeline.rules.build_plan import GIT_META, BuildPlan, cache_option
 from pipeline.rules.failures import classify_failure, setup_failure, untag_after_failed_push
 from pipeline.rules.platforms import BuilderFacts, parse_builder_inspect
 from pipeline.rules.progress import ProgressStats
@@ -154,7 +154,7 @@ def build_argv(
     argv += ["--file", str(dockerfile)]
     argv += repeated("--build-arg", (f"{k}={v}" for k, v in plan.build_args.items()))
     argv += repeated("--label", (f"{k}={v}" for k, v in plan.labels.items()))
-    argv += repeated("--build-context", (f"{k}={v}" for k, v in plan.contexts.items()))
+    argv += ["--build-context", f"{GIT_META}={plan.git_context}"] if plan.git_context else []
     argv += ["--platform", ",".join(request.platforms)]
     argv += ["--push"] if plan.push else []
     argv += ["--load"] if plan.load else []

@@ -94,7 +94,7 @@ class BuildPlan(BaseModel):
     cache_to: str | None
     provenance: bool
     sbom: bool
-    contexts: dict[str, Path]  # named build contexts (git-meta)
+    git_context: Path | None  # the named build context GIT_META's folder
     cache_export_skipped: str | None = None  # why the registry cache is not exported
     fingerprint: str | None = None  # the inputs' digest (label LABEL on a local image)
     fingerprint_note: str = ""  # why there is none, or what it covered
@@ -114,10 +114,6 @@ class BuildPlan(BaseModel):
     def build_tags(self) -> tuple[str, ...]:
         """Tags given to buildx: pushing sends every one of them, so only pushable tags."""
         return self.pushed_tags if self.push else self.all_tags
-
-    @property
-    def git_context(self) -> Path | None:
-        return self.contexts.get(GIT_META)
 
     def describe(self) -> list[str]:
         request, git = self.request, self.git
@@ -274,7 +270,7 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
         cache_to=cache_to,
         provenance="provenance" in request.attestations,
         sbom="sbom" in request.attestations,
-        contexts={GIT_META: facts.git_meta} if facts.git_meta else {},
+        git_context=facts.git_meta,
         cache_export_skipped=skipped,
     )
     if request.mode == "push" and facts.registry_digest is not None:
