@@ -41,8 +41,9 @@ def plan() -> BuildPlan:
 
 def context_only(built: BuildPlan, cache_dir: Path) -> tuple[float, str]:
     started = time.perf_counter()
-    rules = ignore_rules(built.dockerfile, built.context)
-    result = digest_context(built.context, rules, cache_file_for([cache_dir], built.context, rules))
+    context = built.request.context
+    rules = ignore_rules(built.request.dockerfile, context)
+    result = digest_context(context, rules, cache_file_for([cache_dir], context, rules))
     elapsed = time.perf_counter() - started
     summary = (
         f"{result.files} paths, {result.hashed_files} files read "
@@ -60,7 +61,7 @@ def whole(built: BuildPlan, cache_dir: Path) -> tuple[float, str]:
         lambda refs: images.inspect(docker, refs),
         facts.request,
         facts.git,
-        build_args(facts.request, facts.git, build_base(docker, SETTINGS)),
+        build_args(facts.git, build_base(docker, SETTINGS)),
         git_meta=built.git_context is not None,
         builder_driver="docker",
         cache_dirs=[cache_dir],

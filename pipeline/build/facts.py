@@ -91,7 +91,7 @@ def gather(
         lambda refs: images.inspect(docker, refs),
         request,
         git,
-        build_args(request, git, base),
+        build_args(git, base),
         git_meta=wants_meta,
         builder_driver=builder.driver,
         # an export is a new folder each time: a stat cache of it would never be read again

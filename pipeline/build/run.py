@@ -84,7 +84,7 @@ def _attempt(
         if source is not None and inputs and not _holds(source, inputs):
             if last:
                 raise BuildError(
-                    f"the build context {plan.context} kept changing while it was read",
+                    f"the build context {plan.request.context} kept changing while it was read",
                     "let the tree settle (an editor saving, a watcher building), then rerun",
                 )
             return False, None
@@ -115,9 +115,10 @@ def _sent_from(
     if tree is not None or plan.fingerprint is None:
         yield None
         return
-    rules = ignore_rules(plan.dockerfile, plan.context)
-    key = hashlib.sha256(f"{plan.context.resolve()}\0{plan.dockerfile}".encode()).hexdigest()
-    with mirrored(plan.context, rules, plan.dockerfile, settings.mirror_dir / key[:20]) as copy:
+    context, dockerfile = plan.request.context, plan.request.dockerfile
+    rules = ignore_rules(dockerfile, context)
+    key = hashlib.sha256(f"{context.resolve()}\0{dockerfile}".encode()).hexdigest()
+    with mirrored(context, rules, dockerfile, settings.mirror_dir / key[:20]) as copy:
         yield copy
 
 
@@ -226,10 +227,10 @@ def _tell(outcome: BuildOutcome, picture: Picture) -> None:
 def _values(plan: BuildPlan, **more: object) -> dict[str, object]:
     return {
         "image": plan.pushed_tags[0],
-        "repository": plan.repository,
-        "sha": plan.sha,
-        "dirty": plan.dirty,
-        "branch": plan.branch,
+        "repository": plan.request.repository,
+        "sha": plan.git.sha,
+        "dirty": plan.git.dirty,
+        "branch": plan.git.branch,
         **more,
         "labels": plan.labels,
     }

@@ -20,7 +20,7 @@ from pipeline.docker import images
 from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, repeated
 from pipeline.errors import EngineError
 from pipeline.process_group import GroupProcess, LineSink, last_line
-from pipeline.rules.build_plan import BuildPlan
+from pipeline.rules.build_plan import GIT_META, BuildPlan, cache_option
 from pipeline.rules.failures import classify_failure, setup_failure, untag_after_failed_push
 from pipeline.rules.platforms import BuilderFacts, parse_builder_inspect
 from pipeline.rules.progress import ProgressStats
@@ -111,7 +111,7 @@ def build(
             on_line(line)
 
         try:
-            ran = GroupProcess(argv).finish(plan.timeout_s, feed, "build cancelled")
+            ran = GroupProcess(argv).finish(plan.request.timeout_s, feed, "build cancelled")
             if ran.returncode or ran.timed_out:
                 present = functools.partial(buildx_present, docker)
                 raise classify_failure(
@@ -134,9 +134,9 @@ def build(
         steps_cached=stats.steps_cached,
         cache_import=stats.cache_import,
         cache_export=_export_state(stats, metadata, plan),
-        cache_from=tuple(c.ref for c in plan.cache_from),
-        cache_to=plan.cache_to.ref if plan.cache_to else None,
-        platforms=plan.platforms,
+        cache_from=plan.cache_from,
+        cache_to=plan.cache_to,
+        platforms=plan.request.platforms,
         provenance=plan.provenance,
         sbom=plan.sbom,
         build_ref=metadata.get("buildx.build.ref"),
@@ -146,30 +146,27 @@ def build(
 def build_argv(
     docker: Docker, plan: BuildPlan, metadata_file: Path, source: Source | None = None
 ) -> list[str]:
-    context, dockerfile = source or (plan.context, plan.dockerfile)
+    request = plan.request
+    context, dockerfile = source or (request.context, request.dockerfile)
     argv = ["buildx", "build", "--progress", "plain"]
-    if plan.builder:
-        argv += ["--builder", plan.builder]
+    if request.builder:
+        argv += ["--builder", request.builder]
     argv += ["--file", str(dockerfile)]
     argv += repeated("--build-arg", (f"{k}={v}" for k, v in plan.build_args.items()))
     argv += repeated("--label", (f"{k}={v}" for k, v in plan.labels.items()))
-    argv += repeated("--build-context", (f"{k}={v}" for k, v in plan.contexts.items()))
-    argv += ["--platform", ",".join(plan.platforms)]
+    argv += ["--build-context", f"{GIT_META}={plan.git_context}"] if plan.git_context else []
+    argv += ["--platform", ",".join(request.platforms)]
     argv += ["--push"] if plan.push else []
     argv += ["--load"] if plan.load else []
     argv += [f"--provenance={str(plan.provenance).lower()}", f"--sbom={str(plan.sbom).lower()}"]
-    argv += repeated("--cache-from", (_buildx_options(c.buildx()) for c in plan.cache_from))
+    argv += repeated("--cache-from", map(cache_option, plan.cache_from))
     if plan.cache_to is not None:
-        argv += ["--cache-to", _buildx_options(plan.cache_to.buildx())]
-    if plan.ca_bundle:
-        argv += ["--secret", f"id=extra_ca_certs,src={plan.ca_bundle}"]
+        argv += ["--cache-to", cache_option(plan.cache_to, export=True)]
+    if request.ca_bundle:
+        argv += ["--secret", f"id=extra_ca_certs,src={request.ca_bundle}"]
     argv += ["--metadata-file", str(metadata_file)]
     argv += repeated("--tag", plan.build_tags)
     return docker.argv(*argv, context)
-
-
-def _buildx_options(options: dict[str, str]) -> str:
-    return ",".join(f"{key}={value}" for key, value in options.items())
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

@@ -125,7 +125,9 @@ def _source_entries(text: str) -> Iterable[tuple[str, list[str]]]:
 
 
 def make_plan(tag: str, source_texts: Iterable[str], machine: str) -> BasePlan:
-    validate_tag(tag)
+    name, _, version = tag.rpartition(":")
+    if not name or "/" in version or not version:
+        raise ConfigError(f"--tag {tag!r} is not NAME:TAG", "pass e.g. --tag sandbox-base/x:local")
     arch, node_arch = debian_arch(machine)
     return BasePlan(
         tag=tag,
@@ -136,12 +138,6 @@ def make_plan(tag: str, source_texts: Iterable[str], machine: str) -> BasePlan:
         sources=apt_sources(source_texts),
         packages=EXTRA_PACKAGES,
     )
-
-
-def validate_tag(tag: str) -> None:
-    name, _, version = tag.rpartition(":")
-    if not name or "/" in version or not version:
-        raise ConfigError(f"--tag {tag!r} is not NAME:TAG", "pass e.g. --tag sandbox-base/x:local")
 
 
 def integrity_matches(data: bytes, dist: dict[str, Any]) -> bool:

@@ -8,6 +8,8 @@ plan after it is made, so every rule is pinned by a table of unit tests. A build
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -15,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import ConfigError, EngineError, GitError
-from pipeline.rules.fingerprint import LABEL, InputFacts, fingerprint_of
+from pipeline.rules.fingerprint import LABEL, VERSION, InputFacts
 from pipeline.rules.git_facts import GitFacts
 from pipeline.rules.platforms import BuilderFacts, unsupported
 from pipeline.rules.release import rebuild_tag
@@ -34,29 +36,6 @@ CACHE_EXPORT_FIX = (
     "/etc/docker/daemon.json, or the setting of Docker Desktop/OrbStack) and restart the engine, "
     "or select a docker-container builder with BUILDX_BUILDER"
 )
-
-
-class CacheRef(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    type: Literal["registry"] = "registry"
-    ref: str
-
-    def buildx(self) -> dict[str, str]:
-        return {"type": self.type, "ref": self.ref}
-
-
-class CacheExport(CacheRef):
-    def buildx(self) -> dict[str, str]:
-        # buildx 0.13 defaults to a manifest list GHCR handles badly; say what we want, and never
-        # let a failed export fail a build that succeeded (it is reported instead).
-        return {
-            **super().buildx(),
-            "mode": "max",
-            "image-manifest": "true",
-            "oci-mediatypes": "true",
-            "ignore-error": "true",
-        }
 
 
 class BuildRequest(BaseModel):
@@ -103,28 +82,19 @@ class BuildFacts(BaseModel):
 class BuildPlan(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    mode: Mode
-    repository: str
-    sha: str
-    dirty: bool
-    branch: str | None
-    dockerfile: Path
-    context: Path
-    platforms: tuple[str, ...]
+    request: BuildRequest
+    git: GitFacts
     build_args: dict[str, str]
     labels: dict[str, str]
     push: bool
     load: bool
     pushed_tags: tuple[str, ...]  # built and pushed (the first is the one the build names)
     local_tags: tuple[str, ...]  # tagged in the local engine after the build, never pushed
-    cache_from: tuple[CacheRef, ...]
-    cache_to: CacheExport | None
+    cache_from: tuple[str, ...]  # registry cache refs (cache_option gives buildx's value)
+    cache_to: str | None
     provenance: bool
     sbom: bool
-    builder: str | None
-    timeout_s: float
-    contexts: dict[str, Path]  # named build contexts (git-meta)
-    ca_bundle: Path | None  # build secret `extra_ca_certs`
+    git_context: Path | None  # the named build context GIT_META's folder
     cache_export_skipped: str | None = None  # why the registry cache is not exported
     fingerprint: str | None = None  # the inputs' digest (label LABEL on a local image)
     fingerprint_note: str = ""  # why there is none, or what it covered
@@ -145,20 +115,17 @@ class BuildPlan(BaseModel):
         """Tags given to buildx: pushing sends every one of them, so only pushable tags."""
         return self.pushed_tags if self.push else self.all_tags
 
-    @property
-    def git_context(self) -> Path | None:
-        return self.contexts.get(GIT_META)
-
     def describe(self) -> list[str]:
+        request, git = self.request, self.git
         lines = [
-            f"mode:       {self.mode} ({'push' if self.push else 'load into local engine'})",
-            f"commit:     {self.sha}{' (dirty work tree)' if self.dirty else ''}"
-            + (f" on {self.branch}" if self.branch else ""),
-            f"dockerfile: {self.dockerfile}",
-            f"context:    {self.context}",
-            f"platforms:  {', '.join(self.platforms)}",
-            f"builder:    {self.builder or 'default (BUILDX_BUILDER unset)'}",
-            f"timeout:    {self.timeout_s:g} s",
+            f"mode:       {request.mode} ({'push' if self.push else 'load into local engine'})",
+            f"commit:     {git.sha}{' (dirty work tree)' if git.dirty else ''}"
+            + (f" on {git.branch}" if git.branch else ""),
+            f"dockerfile: {request.dockerfile}",
+            f"context:    {request.context}",
+            f"platforms:  {', '.join(request.platforms)}",
+            f"builder:    {request.builder or 'default (BUILDX_BUILDER unset)'}",
+            f"timeout:    {request.timeout_s:g} s",
         ]
         lines += [f"tag:        {t}{' (pushed)' if self.push else ''}" for t in self.pushed_tags]
         lines += [f"tag:        {t}{' (local only)' if self.push else ''}" for t in self.local_tags]
@@ -169,17 +136,17 @@ class BuildPlan(BaseModel):
             )
         lines += [f"build arg:  {k}={v}" for k, v in self.build_args.items()]
         lines += [f"label:      {k}={v}" for k, v in self.labels.items()]
-        lines += [f"cache from: {c.ref}" for c in self.cache_from] or ["cache from: local only"]
+        lines += [f"cache from: {ref}" for ref in self.cache_from] or ["cache from: local only"]
         if self.cache_to:
-            lines.append(f"cache to:   {self.cache_to.ref} (mode=max)")
+            lines.append(f"cache to:   {self.cache_to} (mode=max)")
         elif self.cache_export_skipped:
             lines.append(f"cache to:   - (skipped: {self.cache_export_skipped})")
         else:
             lines.append("cache to:   -")
         if self.git_context:
-            lines.append(f"context:    {GIT_META} = one-commit clone of {self.sha}")
-        if self.ca_bundle:
-            lines.append(f"secret:     extra_ca_certs from {self.ca_bundle}")
+            lines.append(f"context:    {GIT_META} = one-commit clone of {git.sha}")
+        if request.ca_bundle:
+            lines.append(f"secret:     extra_ca_certs from {request.ca_bundle}")
         attest = [n for n, on in (("provenance", self.provenance), ("sbom", self.sbom)) if on]
         lines.append(f"attest:     {', '.join(attest) or 'none'}")
         if self.fingerprint_note:
@@ -208,19 +175,26 @@ def commit_tag(request: BuildRequest, git: GitFacts, day: str | None) -> str | N
     return sha_tag(git.sha, dirty=False)
 
 
-def build_args(request: BuildRequest, git: GitFacts, base_image: str | None) -> dict[str, str]:
+def build_args(git: GitFacts, base_image: str | None) -> dict[str, str]:
     # BASE_IMAGE only when asked for: the Dockerfile's default is the official Node image.
     return {"GIT_SHA": git.sha, **({"BASE_IMAGE": base_image} if base_image else {})}
 
 
-def cache_refs(request: BuildRequest) -> tuple[tuple[CacheRef, ...], CacheExport | None]:
+def cache_refs(request: BuildRequest) -> tuple[tuple[str, ...], str | None]:
+    """(refs read, ref exported): the repository's `:buildcache`, as SANDBOX_BUILD_CACHE says."""
     mode = request.cache
     if mode == "auto":
         mode = "readwrite" if request.pushes else "off"
     ref = f"{request.repository}:buildcache"
-    cache_from = (CacheRef(ref=ref),) if mode in ("read", "readwrite") else ()
-    cache_to = CacheExport(ref=ref) if mode == "readwrite" else None
-    return cache_from, cache_to
+    return (ref,) if mode in ("read", "readwrite") else (), ref if mode == "readwrite" else None
+
+
+def cache_option(ref: str, *, export: bool = False) -> str:
+    """buildx's --cache-from / --cache-to value. An export says what it wants (buildx 0.13
+    defaults to a manifest list GHCR handles badly), and a failed export never fails a build
+    that succeeded (it is reported instead)."""
+    exported = ",mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true"
+    return f"type=registry,ref={ref}" + (exported if export else "")
 
 
 def needs_image_store_check(request: BuildRequest, builder: BuilderFacts | None) -> bool:
@@ -284,15 +258,9 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
             )
         cache_to, skipped = None, NO_CACHE_EXPORT
     plan = BuildPlan(
-        mode=request.mode,
-        repository=repo,
-        sha=sha,
-        dirty=git.dirty,
-        branch=git.branch,
-        dockerfile=request.dockerfile,
-        context=request.context,
-        platforms=request.platforms,
-        build_args=build_args(request, git, facts.base_image),
+        request=request,
+        git=git,
+        build_args=build_args(git, facts.base_image),
         labels=labels(git),
         push=push,
         load=not push,
@@ -302,10 +270,7 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
         cache_to=cache_to,
         provenance="provenance" in request.attestations,
         sbom="sbom" in request.attestations,
-        builder=request.builder,
-        timeout_s=request.timeout_s,
-        contexts={GIT_META: facts.git_meta} if facts.git_meta else {},
-        ca_bundle=request.ca_bundle,
+        git_context=facts.git_meta,
         cache_export_skipped=skipped,
     )
     if request.mode == "push" and facts.registry_digest is not None:
@@ -337,8 +302,22 @@ def _with_fingerprint(plan: BuildPlan, facts: BuildFacts) -> BuildPlan:
 
 
 def fingerprint_for(plan: BuildPlan, inputs: InputFacts) -> tuple[str | None, str]:
+    """(the fingerprint, what it covered), or (None, why it cannot be known). One digest of
+    canonical JSON, so dict order never matters."""
+    if inputs.unknown is not None:
+        return None, f"unknown ({inputs.unknown}); building"
     options = {name: str(getattr(plan, name)) for name in ("provenance", "sbom", "push", "load")}
-    return fingerprint_of(inputs, plan.build_args, plan.labels, plan.platforms, options)
+    document = {
+        "version": VERSION,
+        **inputs.model_dump(include={"context", "ignore_file", "dockerfile"}),
+        "build_args": plan.build_args,
+        "labels": {k: v for k, v in plan.labels.items() if k != LABEL},
+        "platforms": plan.request.platforms,
+        **inputs.model_dump(include={"base_images", "secrets", "contexts"}),
+        "options": {**options, **inputs.env},
+    }
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest(), inputs.summary
 
 
 def builder_problem(request: BuildRequest, builder: BuilderFacts) -> ConfigError | None:

@@ -59,20 +59,17 @@ def layer_name(created_by: str) -> str:
 
 def steps(stats: ProgressStats, now_s: float) -> list[Step]:
     """The Dockerfile's steps and the export, in the order buildx started them."""
-    found = []
-    for vertex in stats.vertices.values():
-        if not vertex.is_step and not vertex.title.startswith("exporting"):
-            continue
-        found.append(
-            Step(
-                title=vertex.title,
-                start_s=round(vertex.started_s, 3),
-                duration_s=round(vertex.duration_s(now_s), 3),
-                cached=vertex.state == "cached",
-                failed=vertex.state == "error",
-            )
+    return [
+        Step(
+            title=vertex.title,
+            start_s=round(vertex.started_s, 3),
+            duration_s=round(vertex.duration_s(now_s), 3),
+            cached=vertex.state == "cached",
+            failed=vertex.state == "error",
         )
-    return found
+        for vertex in stats.vertices.values()
+        if vertex.is_step or vertex.title.startswith("exporting")
+    ]
 
 
 def human_size(size: int) -> str:
@@ -121,11 +118,11 @@ def gantt(found: Sequence[Step], title: str, started_ms: int) -> str:
     end_ms = max((int((s.start_s + s.duration_s) * 1000) for s in found), default=1000)
     tick_ms, tick = next(((ms, t) for ms, t in _TICKS if end_ms / ms <= 10), _TICKS[-1])
     axis = "%H:%M:%S.%L" if tick_ms < 1000 else ("%H:%M:%S" if tick_ms < 60_000 else "%H:%M")
-    lines = ["gantt", f"    title {_title_text(title)}", "    dateFormat x"]
+    lines = ["gantt", f"    title {_UNSAFE_IN_TITLE.sub(' ', title).strip()}", "    dateFormat x"]
     lines += [f"    axisFormat {axis}", f"    tickInterval {tick}"]
     exporting = [s for s in found if s.title.startswith("exporting")]
     sections = [
-        ("cached", sorted((s for s in found if s.cached), key=_dockerfile_order)),
+        ("cached", sorted((s for s in found if s.cached), key=_dockerfile_place)),
         ("built", [s for s in found if not s.cached and s not in exporting]),
         ("export", exporting),
     ]
@@ -143,12 +140,8 @@ def gantt(found: Sequence[Step], title: str, started_ms: int) -> str:
     return "\n".join(lines)
 
 
-def _dockerfile_order(step: Step) -> tuple[str, int]:
+def _dockerfile_place(step: Step) -> tuple[str, int]:
     return step_place(step.title) or ("", 0)
-
-
-def _title_text(text: str) -> str:
-    return _UNSAFE_IN_TITLE.sub(" ", text).strip()
 
 
 def _task_text(text: str) -> str:

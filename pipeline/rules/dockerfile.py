@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import dropwhile
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _HEREDOC = re.compile(r"^(\d*)<<(-?)(['\"]?)([^<'\"\s]+)\3$")
@@ -47,10 +48,7 @@ class Instruction:
 
     @property
     def operands(self) -> list[str]:
-        words = self.words
-        while words and words[0].startswith("--"):
-            words = words[1:]
-        return words
+        return list(dropwhile(lambda word: word.startswith("--"), self.words))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ tests/unit/test_dockerignore.py was checked against a real `docker buildx build`
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import PurePath
+from typing import Literal
 
 from pipeline.errors import ConfigError
 
@@ -27,6 +28,12 @@ _GO_SPACE = (
 )
 # The regexp metacharacters filepath.Match does not use (patternmatcher's shouldEscape).
 _ESCAPED = set(".+()|{}$")
+# filepath.Match's syntax: `\` escapes any character; a class is `[`, an optional `^`, at least
+# one lo or lo-hi range (a character or an escape, never a bare `-` or `]`), and `]`.
+_MEMBER = r"(?:[^\\\]-]|\\.)"
+_GLOB = re.compile(rf"(?:[^\\[]|\\.|\[\^?+(?:{_MEMBER}(?:-{_MEMBER})?)+\])*", re.DOTALL)
+_Kind = Literal["exact", "prefix", "suffix", "regexp"]  # Go's shortcuts, or the regexp
+_POSIX_CLASS = re.compile(r"\[:(.*?):\]", re.DOTALL)  # RE2's [:alpha:] inside a class
 _POSIX_CLASSES = {
     "alnum": "0-9A-Za-z",
     "alpha": "A-Za-z",
@@ -79,29 +86,10 @@ def read_patterns(text: str) -> list[str]:
 
 
 def go_clean(path: str) -> str:
-    """Go's `filepath.Clean` on a slash-separated path (posixpath.normpath keeps a leading `//`)."""
-    if not path:
-        return "."
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part != "..":
-            parts.append(part)
-        elif parts and parts[-1] != "..":
-            parts.pop()
-        elif not rooted:
-            parts.append("..")
-    joined = "/".join(parts)
-    return "/" + joined if rooted else joined or "."
-
-
-class _Kind(Enum):
-    EXACT = "exact"
-    PREFIX = "prefix"
-    SUFFIX = "suffix"
-    REGEXP = "regexp"
+    """Go's `filepath.Clean` on a slash-separated path: posixpath.normpath, except that Go makes a
+    leading `//` one `/`."""
+    cleaned = posixpath.normpath(path)
+    return cleaned[1:] if cleaned.startswith("//") else cleaned
 
 
 @dataclass(frozen=True)
@@ -112,19 +100,15 @@ class Pattern:
     regexp: re.Pattern[str] | None
 
     def match(self, path: str) -> bool:
-        if self.kind is _Kind.EXACT:
+        if self.kind == "exact":
             return path == self.text
-        if self.kind is _Kind.PREFIX:
+        if self.kind == "prefix":
             return path.startswith(self.text[:-2])
-        if self.kind is _Kind.SUFFIX:
+        if self.kind == "suffix":
             suffix = self.text[2:]
             return path.endswith(suffix) or (suffix.startswith("/") and path == suffix[1:])
         assert self.regexp is not None
         return self.regexp.match(path) is not None
-
-    def without_trailing_glob(self) -> str:
-        """fsutil's patternWithoutTrailingGlob."""
-        return self.text.removesuffix("/**").removesuffix("/*")
 
 
 def compile_pattern(raw: str) -> Pattern | None:
@@ -149,7 +133,7 @@ def _translate(text: str) -> tuple[_Kind, re.Pattern[str] | None]:
     """Pattern.compile: which shortcut Go takes, or the regexp (`*` and `?` stop at `/`, `**`
     crosses it; built as Go builds it, then read as RE2 reads it)."""
     out = ["^"]
-    kind = _Kind.EXACT
+    kind: _Kind = "exact"
     i, n, index = 0, len(text), 0
     while i < n:
         ch = text[i]
@@ -160,34 +144,33 @@ def _translate(text: str) -> tuple[_Kind, re.Pattern[str] | None]:
                 i += 1
             if i < n:
                 out.append("(.*/)?")
-                kind = _Kind.REGEXP
-            elif kind is _Kind.EXACT:
-                kind = _Kind.PREFIX
+                kind = "regexp"
+            elif kind == "exact":
+                kind = "prefix"
             else:
                 out.append(".*")
-                kind = _Kind.REGEXP
+                kind = "regexp"
             if index == 0:
-                kind = _Kind.SUFFIX
+                kind = "suffix"
         elif ch == "*":
             out.append("[^/]*")
-            kind = _Kind.REGEXP
+            kind = "regexp"
         elif ch == "?":
             out.append("[^/]")
-            kind = _Kind.REGEXP
+            kind = "regexp"
         elif ch in _ESCAPED:
             out.append("\\" + ch)
-        elif ch == "\\":
-            out.append("\\" + text[i] if i < n else "\\")
-            if i < n:
-                i += 1
-                kind = _Kind.REGEXP
+        elif ch == "\\":  # never the last character: validate_glob refuses that
+            out.append("\\" + text[i])
+            i += 1
+            kind = "regexp"
         elif ch in "[]":
             out.append(ch)
-            kind = _Kind.REGEXP
+            kind = "regexp"
         else:
             out.append(ch)
         index += 1
-    if kind is not _Kind.REGEXP:
+    if kind != "regexp":
         return kind, None
     # Go's regexp ends in $, which in RE2 is the end of the text: Python's \Z.
     return kind, _re2_to_python("".join(out), text)
@@ -200,8 +183,6 @@ def _re2_to_python(regex: str, pattern: str) -> re.Pattern[str]:
     while i < n:
         ch = regex[i]
         if ch == "\\":
-            if i + 1 >= n:
-                _unsupported(pattern, "a trailing \\")
             out.append(_re2_escape(regex[i + 1], pattern, in_class=False))
             i += 2
         elif ch == "[":
@@ -248,10 +229,11 @@ def _re2_class(regex: str, i: int, pattern: str) -> tuple[str, int]:
         if regex[i] == "]" and not first:
             return "".join(out) + "]", i + 1
         first = False
-        named = _posix_class(regex, i, pattern)
-        if named is not None:
-            out.append(named[0])
-            i = named[1]
+        if named := _POSIX_CLASS.match(regex, i):
+            if named[1] not in _POSIX_CLASSES:
+                _unsupported(pattern, f"the class {named[0]}")
+            out.append(_POSIX_CLASSES[named[1]])
+            i = named.end()
             continue
         low, i = _class_char(regex, i, pattern)
         if i + 1 < n and regex[i] == "-" and regex[i + 1] != "]":
@@ -263,24 +245,10 @@ def _re2_class(regex: str, i: int, pattern: str) -> tuple[str, int]:
             out.append(re.escape(low) if len(low) == 1 else low)
 
 
-def _posix_class(regex: str, i: int, pattern: str) -> tuple[str, int] | None:
-    if not regex.startswith("[:", i):
-        return None
-    end = regex.find(":]", i + 2)
-    if end < 0:
-        return None
-    name = regex[i + 2 : end]
-    if name not in _POSIX_CLASSES:
-        _unsupported(pattern, f"the class [:{name}:]")
-    return _POSIX_CLASSES[name], end + 2
-
-
 def _class_char(regex: str, i: int, pattern: str) -> tuple[str, int]:
     """A class member: one literal character, or a translated escape (several characters)."""
     if regex[i] != "\\":
         return regex[i], i + 1
-    if i + 1 >= len(regex):
-        _unsupported(pattern, "a trailing \\")
     escaped = regex[i + 1]
     if escaped.isascii() and escaped.isalnum():
         return _re2_escape(escaped, pattern, in_class=True), i + 2
@@ -296,49 +264,11 @@ def _unsupported(pattern: str, what: str) -> str:
 
 def validate_glob(pattern: str) -> None:
     """filepath.Match's syntax check (Go >= 1.16 validates the whole pattern)."""
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\":
-            if i + 1 >= n:
-                _bad(pattern)
-            i += 2
-        elif ch == "[":
-            i = _glob_class(pattern, i + 1)
-        else:
-            i += 1
-
-
-def _glob_class(pattern: str, i: int) -> int:
-    n = len(pattern)
-    if i < n and pattern[i] == "^":
-        i += 1
-    ranges = 0
-    while True:
-        if i < n and pattern[i] == "]" and ranges > 0:
-            return i + 1
-        i = _glob_class_char(pattern, i)
-        if i < n and pattern[i] == "-":
-            i = _glob_class_char(pattern, i + 1)
-        ranges += 1
-
-
-def _glob_class_char(pattern: str, i: int) -> int:
-    n = len(pattern)
-    if i >= n or pattern[i] in "-]":
-        _bad(pattern)
-    if pattern[i] == "\\":
-        i += 1
-        if i >= n:
-            _bad(pattern)
-    return i + 1
-
-
-def _bad(pattern: str) -> None:
-    raise DockerignoreError(
-        f"syntax error in .dockerignore pattern {pattern!r} (buildx refuses it too)",
-        "fix the pattern: close every [ and do not end it with \\",
-    )
+    if not _GLOB.fullmatch(pattern):
+        raise DockerignoreError(
+            f"syntax error in .dockerignore pattern {pattern!r} (buildx refuses it too)",
+            "fix the pattern: close every [ and do not end it with \\",
+        )
 
 
 @dataclass(frozen=True)
@@ -352,13 +282,6 @@ class Matcher:
     def from_patterns(cls, patterns: Iterable[str]) -> Matcher:
         compiled = (compile_pattern(p) for p in patterns)
         return cls(tuple(p for p in compiled if p is not None))
-
-    @property
-    def only_prefix_exceptions(self) -> bool:
-        return not any(
-            p.exclusion and any(c in p.without_trailing_glob() for c in "*[]?^\\")
-            for p in self.patterns
-        )
 
     def match(self, path: str, parent: Sequence[bool] | None) -> tuple[bool, tuple[bool, ...]]:
         """MatchesUsingParentResults (the last pattern that matches wins; a match on a directory
@@ -378,14 +301,15 @@ class Matcher:
         return matched, tuple(results)
 
     def descend_excluded(self, directory: str) -> bool:
-        """Whether buildx walks into a directory that is itself excluded."""
-        if not self.only_prefix_exceptions:
+        """Whether buildx walks into a directory that is itself excluded: always, unless every
+        exception is a plain path; then only when one lies below it."""
+        # fsutil's patternWithoutTrailingGlob of each exception
+        exceptions = [
+            p.text.removesuffix("/**").removesuffix("/*") for p in self.patterns if p.exclusion
+        ]
+        if any(c in e for e in exceptions for c in "*[]?^\\"):
             return True
-        prefix = directory + "/"
-        return any(
-            p.exclusion and (p.without_trailing_glob() + "/").startswith(prefix)
-            for p in self.patterns
-        )
+        return any((e + "/").startswith(directory + "/") for e in exceptions)
 
 
 def _parent_matches(pattern: Pattern, path: str) -> bool:

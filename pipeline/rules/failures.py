@@ -56,14 +56,15 @@ def classify_failure(
     if timed_out:
         where = stats.first_error or (tail[-1] if tail else "before any output")
         return DeadlineExceeded(
-            f"the build hit its {plan.timeout_s:g} s timeout and was cancelled (last: {where})",
+            f"the build hit its {plan.request.timeout_s:g} s timeout and was cancelled "
+            f"(last: {where})",
             "raise SANDBOX_BUILD_TIMEOUT (seconds) or fix the step that hangs",
             details=tail,
         )
-    setup = setup_failure(text, plan.builder)
+    setup = setup_failure(text, plan.request.builder)
     if setup is not None:
         return setup
-    if not stats.saw_progress and not buildx_probe():
+    if not stats.vertices and not buildx_probe():
         return EngineError("docker buildx is not installed", BUILDX_FIX)
     verdict = "\n".join([*stats.final_errors, stats.first_error or "", stderr])
     if not stats.failed_in_step and any(m in verdict.lower() for m in _ENGINE_LOST):
@@ -100,13 +101,13 @@ def setup_failure(text: str, builder: str | None) -> PipelineError | None:
 
 def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> PipelineError | None:
     if plan.push and not stats.failed_in_step and ("failed to push" in verdict or stats.pushing):
-        host = registry_host(plan.repository)  # the only registry a build pushes to
+        host = registry_host(plan.request.repository)  # the only registry a build pushes to
         reason = _reason(verdict)
         if says_auth_refused(_NOISE.sub(" ", reason)):
             return RegistryError(
                 f"{host} refused the push: {reason}",
                 "check REGISTRY_USERNAME/REGISTRY_PASSWORD (or GITHUB_TOKEN with packages: "
-                "write) and that the account may push to " + plan.repository,
+                "write) and that the account may push to " + plan.request.repository,
                 details=tuple(stats.tail),
             )
         return RegistryError(

@@ -1,6 +1,6 @@
-"""A build's fingerprint: one digest of every input that can change what `docker buildx build
---load` makes (pure). `snapshot_local` stores it on the image as the label `LABEL`; when `:local`
-already carries the same value, nothing is built.
+"""What goes into a build's fingerprint, the one digest (build_plan.fingerprint_for) of every
+input that can change what `docker buildx build --load` makes (pure). `snapshot_local` stores it
+on the image as the label `LABEL`; when `:local` already carries the same value, nothing is built.
 
 Over-counting only costs a build; under-counting is a wrong skip, so anything the pipeline
 cannot read (an image that is not local, a variable in a FROM it cannot resolve) makes the
@@ -9,7 +9,6 @@ fingerprint unknown instead of guessing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -48,30 +47,6 @@ class InputFacts(BaseModel):
     summary: str = ""  # what was read, for people
     local_image: LocalImage | None = None  # what `:local` names now
     tag_ids: dict[str, str | None] = {}  # the build's other tags -> image id now
-
-
-def fingerprint_of(
-    inputs: InputFacts,
-    build_args: dict[str, str],
-    labels: dict[str, str],
-    platforms: tuple[str, ...],
-    options: dict[str, str],
-) -> tuple[str | None, str]:
-    """(the fingerprint, what it covered), or (None, why it cannot be known). One digest of
-    canonical JSON, so dict order never matters."""
-    if inputs.unknown is not None:
-        return None, f"unknown ({inputs.unknown}); building"
-    document = {
-        "version": VERSION,
-        **inputs.model_dump(include={"context", "ignore_file", "dockerfile"}),
-        "build_args": build_args,
-        "labels": {k: v for k, v in labels.items() if k != LABEL},
-        "platforms": platforms,
-        **inputs.model_dump(include={"base_images", "secrets", "contexts"}),
-        "options": {**options, **inputs.env},
-    }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest(), inputs.summary
 
 
 def git_meta_identity(sha: str, branch: str | None, source_url: str | None) -> str:
@@ -144,10 +119,8 @@ def base_images(dockerfile: str, build_args: Mapping[str, str]) -> tuple[str, ..
 def _earlier_stage(reference: str, earlier: Sequence[_Stage]) -> int | None:
     if reference.isdigit():
         return int(reference) if int(reference) < len(earlier) else None
-    for index in range(len(earlier) - 1, -1, -1):
-        if earlier[index].name == reference.lower():
-            return index
-    return None
+    named = [index for index, stage in enumerate(earlier) if stage.name == reference.lower()]
+    return named[-1] if named else None
 
 
 def _stages(dockerfile: Dockerfile, build_args: Mapping[str, str]) -> list[_Stage]:

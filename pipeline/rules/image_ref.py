@@ -1,9 +1,4 @@
-"""Image references the way docker reads them: one parser for the whole project (pure).
-
-`parse_image_ref` splits `host/path:tag@sha256:…`; `daytona_image_problem` says why Daytona
-would refuse (or fail) a reference; `is_loopback` is docker's rule for plain-HTTP registries
-(127.0.0.0/8, ::1, localhost).
-"""
+"""Image references the way docker reads them: one parser for the whole project (pure)."""
 
 from __future__ import annotations
 

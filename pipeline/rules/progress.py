@@ -15,12 +15,7 @@ from dataclasses import dataclass, field
 _VERTEX = re.compile(r"^#(?P<id>\d+) (?P<rest>.*)$")
 # "[2/3] RUN …" or, in multi-stage builds, "[stage-1  2/12] RUN …" (buildx pads the number).
 # FROM is resolved, never "CACHED", so it is not a step that could be cached.
-_STEP = re.compile(r"^\[(?:[\w.-]+ +)?\d+/\d+\] (?!FROM )")
-# A step's place in its build: the stage and k of "[stage k/n]". BuildKit shares a vertex between
-# concurrent builds on one engine that have the same step (two checkouts, parallel tests) and
-# shows it in each build's stream, under the other build's name too ("[1/2] COPY x" beside our
-# "[1/3] COPY x"): one build has one step per place, so a second vertex there is another build's.
-_PLACE = re.compile(r"^\[(?P<stage>[\w.-]+ +)?(?P<k>\d+)/\d+\] ")
+_STEP = re.compile(r"^\[(?P<stage>[\w.-]+ +)?(?P<k>\d+)/\d+\] (?!FROM )")
 _NAMING = re.compile(r"^naming to (?P<ref>\S+)")
 _DONE = re.compile(r"^DONE (?P<seconds>[\d.]+)s$")
 TAIL_LINES = 25
@@ -30,10 +25,8 @@ MAX_FINAL_ERRORS = 5
 def step_place(title: str) -> tuple[str, int] | None:
     """Where a Dockerfile step sits in its build: the stage and k of "[stage k/n]"; None for
     buildx's own work."""
-    place = _PLACE.match(title)
-    if place is None or _STEP.match(title) is None:
-        return None
-    return (place["stage"] or "").strip(), int(place["k"])
+    place = _STEP.match(title)
+    return None if place is None else ((place["stage"] or "").strip(), int(place["k"]))
 
 
 @dataclass
@@ -76,10 +69,6 @@ class ProgressStats:
     _foreign: set[int] = field(default_factory=set)  # vertices another build named
 
     @property
-    def saw_progress(self) -> bool:
-        return bool(self.vertices)
-
-    @property
     def steps_total(self) -> int:
         return len(self.steps)
 
@@ -102,6 +91,10 @@ class ProgressStats:
                     self.first_error = reason
             return
         vertex, rest = int(match["id"]), match["rest"]
+        # BuildKit shares a vertex between concurrent builds on one engine that have the same step
+        # (two checkouts, parallel tests) and shows it in each build's stream, under the other
+        # build's name too ("[1/2] COPY x" beside our "[1/3] COPY x"): one build has one step per
+        # place, so a second vertex there is another build's.
         if vertex in self._foreign:
             return
         if vertex not in self.vertices and (key := step_place(rest)) is not None:

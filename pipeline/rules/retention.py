@@ -70,24 +70,20 @@ def plan_retention(
     unique = sorted(ours.values(), key=lambda s: (s.created_at, s.name), reverse=True)
     newest_active = next((s for s in unique if s.state == ACTIVE and not s.general), None)
     cutoff = now - timedelta(days=days)
+    ranked = [s.id for s in unique if not s.general and s.state != REMOVING]  # the others: skipped
     decisions: list[Decision] = []
-    rank = 0
     for snapshot in unique:
         if snapshot.general:
-            decisions.append(Decision(snapshot, Verdict.SKIP, "a Daytona general snapshot"))
-            continue
-        if snapshot.state == REMOVING:
-            decisions.append(Decision(snapshot, Verdict.SKIP, "already being deleted"))
-            continue
-        rank += 1
-        if snapshot is newest_active:
-            decisions.append(Decision(snapshot, Verdict.KEEP, "newest active"))
-        elif rank <= keep:
-            decisions.append(Decision(snapshot, Verdict.KEEP, f"among the newest {keep}"))
+            verdict, reason = Verdict.SKIP, "a Daytona general snapshot"
+        elif snapshot.state == REMOVING:
+            verdict, reason = Verdict.SKIP, "already being deleted"
+        elif snapshot is newest_active:
+            verdict, reason = Verdict.KEEP, "newest active"
+        elif ranked.index(snapshot.id) < keep:
+            verdict, reason = Verdict.KEEP, f"among the newest {keep}"
         elif snapshot.created_at > cutoff:
-            decisions.append(Decision(snapshot, Verdict.KEEP, f"newer than {days:g} days"))
+            verdict, reason = Verdict.KEEP, f"newer than {days:g} days"
         else:
-            decisions.append(
-                Decision(snapshot, Verdict.DELETE, f"older than {days:g} days, not newest {keep}")
-            )
+            verdict, reason = Verdict.DELETE, f"older than {days:g} days, not newest {keep}"
+        decisions.append(Decision(snapshot, verdict, reason))
     return RetentionPlan(matched_prefix, keep, days, tuple(decisions))

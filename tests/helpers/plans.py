@@ -106,17 +106,17 @@ def fingerprint_build(
     request = BuildRequest(
         mode="local",
         repository=repository,
-        dockerfile=plan.dockerfile,
-        context=plan.context,
-        ca_bundle=plan.ca_bundle,
+        dockerfile=plan.request.dockerfile,
+        context=plan.request.context,
+        ca_bundle=plan.request.ca_bundle,
     )
     git = GitFacts(
-        sha=plan.sha,
-        dirty=plan.dirty,
-        branch=plan.branch,
-        work_tree=plan.context,
-        git_dir=plan.context / ".git",
-        common_dir=plan.context / ".git",
+        sha=plan.git.sha,
+        dirty=plan.git.dirty,
+        branch=plan.git.branch,
+        work_tree=plan.request.context,
+        git_dir=plan.request.context / ".git",
+        common_dir=plan.request.context / ".git",
         commit_time=datetime(2026, 11, 23, tzinfo=UTC),
         source_url=plan.labels.get("org.opencontainers.image.source"),
     )

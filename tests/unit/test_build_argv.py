@@ -50,7 +50,7 @@ def test_push_plan_on_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = make_plan("push", BuildSettings(), facts)
     argv = build_argv(Docker("/usr/bin/docker", Location()), plan, Path("/tmp/meta.json"))
     assert argv[:5] == ["/usr/bin/docker", "buildx", "build", "--progress", "plain"]
-    assert argv[-1] == str(plan.context)
+    assert argv[-1] == str(plan.request.context)
     pairs = list(itertools.pairwise(argv))
     assert ("--builder", "ci") in pairs and ("--build-arg", f"GIT_SHA={SHA}") in pairs
     assert ("--tag", f"ghcr.io/iterate/sandbox:sha-{SHA}") in pairs

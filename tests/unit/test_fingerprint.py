@@ -159,11 +159,15 @@ def test_unsent_change_keeps_fingerprint(
 
 
 def _ca_changed(plan: BuildPlan) -> BuildPlan:
-    assert plan.ca_bundle is not None
-    Path(plan.ca_bundle).write_text(
+    assert plan.request.ca_bundle is not None
+    Path(plan.request.ca_bundle).write_text(
         "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n"
     )
     return plan
+
+
+def _vary(plan: BuildPlan, part: str, **update: object) -> BuildPlan:
+    return plan.model_copy(update={part: getattr(plan, part).model_copy(update=update)})
 
 
 @pytest.mark.parametrize(
@@ -178,12 +182,12 @@ def _ca_changed(plan: BuildPlan) -> BuildPlan:
             id="new-build-arg",
         ),
         pytest.param(lambda p: p.model_copy(update={"labels": {**p.labels, "x": "y"}}), id="label"),
-        pytest.param(lambda p: p.model_copy(update={"platforms": ("linux/arm64",)}), id="platform"),
+        pytest.param(lambda p: _vary(p, "request", platforms=("linux/arm64",)), id="platform"),
         pytest.param(lambda p: p.model_copy(update={"sbom": True}), id="attestation"),
-        pytest.param(lambda p: p.model_copy(update={"ca_bundle": None}), id="secret-dropped"),
+        pytest.param(lambda p: _vary(p, "request", ca_bundle=None), id="secret-dropped"),
         pytest.param(_ca_changed, id="ca-bundle-content"),
-        pytest.param(lambda p: p.model_copy(update={"branch": "feature"}), id="git-meta-branch"),
-        pytest.param(lambda p: p.model_copy(update={"sha": "e" * 40}), id="git-meta-sha"),
+        pytest.param(lambda p: _vary(p, "git", branch="feature"), id="git-meta-branch"),
+        pytest.param(lambda p: _vary(p, "git", sha="e" * 40), id="git-meta-sha"),
     ],
 )
 def test_changed_setting_changes_fingerprint(

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, GitError
-from pipeline.rules.build_plan import MAX_TAG_LENGTH, commit_tag, sanitize_tag, sha_tag
+from pipeline.rules.build_plan import (
+    MAX_TAG_LENGTH,
+    cache_option,
+    commit_tag,
+    sanitize_tag,
+    sha_tag,
+)
 from pipeline.rules.git_facts import GitFacts
 from pipeline.settings.build import BuildSettings
 from tests.helpers.plans import make_plan
@@ -183,21 +189,17 @@ def test_cache_refs(
     cache_to: str | None,
 ) -> None:
     plan = make_plan("local", settings(monkeypatch, **env), facts())
-    assert tuple(c.ref for c in plan.cache_from) == cache_from
-    assert (plan.cache_to.ref if plan.cache_to else None) == cache_to
+    assert plan.cache_from == cache_from
+    assert plan.cache_to == cache_to
 
 
 def test_cache_export_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = make_plan("push", settings(monkeypatch), facts())
     assert plan.cache_to is not None
-    assert plan.cache_to.buildx() == {
-        "type": "registry",
-        "ref": f"{REPO}:buildcache",
-        "mode": "max",
-        "image-manifest": "true",
-        "oci-mediatypes": "true",
-        "ignore-error": "true",
-    }
+    assert cache_option(plan.cache_to, export=True) == (
+        f"type=registry,ref={REPO}:buildcache,mode=max,image-manifest=true,oci-mediatypes=true,"
+        "ignore-error=true"
+    )
 
 
 def test_labels_and_args(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,7 +236,7 @@ def test_several_platforms_need_push(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="PUSH=1"):
         make_plan("local", settings(monkeypatch, **multi), facts())
     plan = make_plan("local", settings(monkeypatch, PUSH="1", **multi), facts())
-    assert plan.platforms == ("linux/amd64", "linux/arm64")
+    assert plan.request.platforms == ("linux/amd64", "linux/arm64")
 
 
 def test_describe_names_everything(monkeypatch: pytest.MonkeyPatch) -> None:

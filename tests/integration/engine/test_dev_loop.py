@@ -162,7 +162,8 @@ def test_label_on_the_built_image_is_what_compare_with_reads(
     try:
         _docker(
             "buildx", "build", "-q", "--load", "-t", local, "--label",
-            f"{LABEL}={measured.value}", "-f", str(plan.dockerfile), str(plan.context),
+            f"{LABEL}={measured.value}", "-f", str(plan.request.dockerfile),
+            str(plan.request.context),
         )  # fmt: skip
         again = fingerprint_build(plan, cache_dirs=cache, env={}, repository=repo.repository)
         assert again.local is not None and again.value is not None
