@@ -80,7 +80,7 @@ def main() -> None:
     cli.add_argument("--runs", type=int, default=10, help="warm repetitions (median printed)")
     args = cli.parse_args()
     built = plan()
-    print(f"context:    {built.context}\ndockerfile: {built.dockerfile}")
+    print(f"context:    {built.request.context}\ndockerfile: {built.request.dockerfile}")
     for name, measure in (("context only", context_only), ("whole fingerprint", whole)):
         with tempfile.TemporaryDirectory(prefix="fingerprint-bench-") as tmp:
             cache_dir = Path(tmp)
