@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.docker import images
-from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, repeated
+from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, json_object, repeated
 from pipeline.errors import EngineError
 from pipeline.process_group import GroupProcess, LineSink, last_line
 from pipeline.rules.build_plan import BuildPlan
@@ -72,7 +72,7 @@ class BuilderProbe:
             )
         if ran.returncode:
             raise setup_failure(text, self.builder) or EngineError(
-                f"`docker buildx inspect` failed: {_last_line(text)}",
+                f"`docker buildx inspect` failed: {last_line(text).removeprefix('ERROR:').strip()}",
                 "check the builder with `docker buildx ls`, or unset BUILDX_BUILDER",
             )
         return parse_builder_inspect(text)
@@ -120,7 +120,7 @@ def build(
         except BaseException:
             images.remove(docker, untag_after_failed_push(stats, plan))
             raise
-        metadata = _read_metadata(metadata_file)
+        metadata = json_object(metadata_file)
     if plan.push and plan.local_tags:
         # the pushed image's local-only tags; a remote builder leaves nothing local, so pull
         images.ensure(docker, plan.pushed_tags[0])
@@ -172,14 +172,6 @@ def _buildx_options(options: dict[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in options.items())
 
 
-def _read_metadata(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _export_state(stats: ProgressStats, metadata: dict[str, Any], plan: BuildPlan) -> str:
     if plan.cache_export_skipped:
         return f"skipped: {plan.cache_export_skipped}"
@@ -190,7 +182,3 @@ def _export_state(stats: ProgressStats, metadata: dict[str, Any], plan: BuildPla
 
 def buildx_present(docker: Docker) -> bool:
     return docker.run("buildx", "version").code == 0
-
-
-def _last_line(text: str) -> str:
-    return last_line(text).removeprefix("ERROR:").strip()

@@ -16,11 +16,11 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import SecretStr
 
-from pipeline.docker.cli import Docker
+from pipeline.docker.cli import Docker, json_object
 from pipeline.errors import Interrupted, RegistryError
 from pipeline.process_group import sigterm_interrupts
 from pipeline.rules.auth_words import says_auth_refused
@@ -79,7 +79,9 @@ def temporary_config(source: Path) -> Iterator[Path]:
     """A 0700 Docker config folder holding the user's settings without their credentials."""
     config = Path(tempfile.mkdtemp(prefix="sandbox-pipeline-docker-config-"))
     try:
-        kept = {k: v for k, v in read_config(source).items() if k not in SECRET_KEYS}
+        kept = {
+            k: v for k, v in json_object(source / "config.json").items() if k not in SECRET_KEYS
+        }
         (config / "config.json").write_text(json.dumps(kept))
         for name in SHARED_DIRS:
             if (source / name).is_dir():
@@ -88,15 +90,6 @@ def temporary_config(source: Path) -> Iterator[Path]:
     finally:
         # rmtree unlinks the symlinks and never follows them into the user's folders.
         shutil.rmtree(config, ignore_errors=True)
-
-
-def read_config(config_dir: Path) -> dict[str, Any]:
-    """docker's config.json in `config_dir` ({} when absent or unreadable)."""
-    try:
-        config = json.loads((config_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
 
 
 @contextmanager
