@@ -21,7 +21,7 @@ from pipeline.errors import ConfigError, RegistryError
 from pipeline.http_auth import BearerAuth
 from pipeline.registry.credentials import GHCR, Credentials, Sources, resolve_credentials
 from pipeline.rules.image_ref import ImageRef, ImageRefError, is_loopback, parse_image_ref
-from pipeline.rules.release import platform_manifest
+from pipeline.rules.release import digest_mismatch, platform_manifest
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -277,6 +277,20 @@ def resolve_digest(image: str, settings: Sources) -> str:
     with reader_for(image, settings) as reader:
         # no header: the digest of the bytes served
         return reader.digest() or content_digest(reader.ok(reader.manifest(method="GET")))
+
+
+def verify_digest(image: str, expected: str, settings: Sources) -> str:
+    """RegistryError naming both digests unless `image` resolves to `expected`
+    (SANDBOX_IMAGE_DIGEST: the tag is still the image that was built and tested)."""
+    actual = resolve_digest(image, settings)
+    if problem := digest_mismatch(expected, actual):
+        raise RegistryError(
+            f"{image}: {problem}",
+            f"find out who pushed the tag again; to ship {expected}, promote it under a tag of "
+            "its own (snapshot_stage -- --from <snapshot>), or set SANDBOX_IMAGE_DIGEST to the "
+            "digest of the build that pushed the tag last, if that one was tested",
+        )
+    return actual
 
 
 def image_labels(
