@@ -23,7 +23,6 @@ LABEL = "dev.iterate.sandbox-pipeline"
 DAEMON_PORT = 3000
 PNPM_STORE_VOLUME = "iterate-pnpm-store"  # the default of LOCAL_DOCKER_PNPM_VOLUME
 PNPM_STORE_PATH = "/home/iterate/.local/share/pnpm/store"
-SERVICES = ("daemon", "egress-proxy", "opencode")
 SYNC_VARIABLES = ("LOCAL_DOCKER_REPO_CHECKOUT", "LOCAL_DOCKER_GIT_DIR", "LOCAL_DOCKER_COMMON_DIR")
 
 
