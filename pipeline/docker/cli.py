@@ -52,9 +52,16 @@ class Docker:
     def start(self, *args: str | Path) -> GroupProcess:
         return GroupProcess(self.argv(*args))
 
-    def checked(self, *args: str | Path, doing: str, timeout_s: float = QUERY_TIMEOUT_S) -> str:
+    def checked(
+        self,
+        *args: str | Path,
+        doing: str,
+        timeout_s: float = QUERY_TIMEOUT_S,
+        stdin: Stdin = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         """Its stdout, or EngineError saying what failed."""
-        done = self.run(*args, timeout_s=timeout_s)
+        done = self.run(*args, timeout_s=timeout_s, stdin=stdin, env=env)
         if done.code == 0:
             return done.out
         raise engine_failure(done, doing)

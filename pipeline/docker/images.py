@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.docker import cli, endpoint
-from pipeline.docker.cli import Docker, engine_failure, repeated
+from pipeline.docker.cli import Docker, repeated
 from pipeline.errors import EngineError, PipelineError
 from pipeline.process_group import Stdin
 
@@ -104,7 +104,6 @@ def import_rootfs(
 ) -> str:
     """`docker import` a root file system tarball; returns the image id."""
     args = ["import", *repeated("--change", changes), "-", tag_as]
-    done = docker.run(*args, stdin=rootfs, timeout_s=timeout_s)
-    if done.code:
-        raise engine_failure(done, f"importing {tag_as}")
-    return done.out.strip()
+    return docker.checked(
+        *args, stdin=rootfs, timeout_s=timeout_s, doing=f"importing {tag_as}"
+    ).strip()

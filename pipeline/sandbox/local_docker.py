@@ -26,23 +26,6 @@ PNPM_STORE_PATH = "/home/iterate/.local/share/pnpm/store"
 SYNC_VARIABLES = ("LOCAL_DOCKER_REPO_CHECKOUT", "LOCAL_DOCKER_GIT_DIR", "LOCAL_DOCKER_COMMON_DIR")
 
 
-class SyncMounts(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    checkout: Path
-    git_dir: Path
-    common_dir: Path
-
-    def mounts(self) -> list[Mount]:
-        # All three read-only: entry.sh only copies from them, and a writable host .git would let
-        # code in the sandbox plant a hook or core.fsmonitor that runs on the host's next git call.
-        return [
-            Mount(str(self.checkout), "/host/repo-checkout", "ro"),
-            Mount(str(self.git_dir), "/host/gitdir", "ro"),
-            Mount(str(self.common_dir), "/host/commondir", "ro"),
-        ]
-
-
 class Sandbox(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -56,7 +39,7 @@ class Sandbox(BaseModel):
 class SandboxSpec:
     name: str
     images: list[str]  # the first the engine has is started
-    sync: SyncMounts | None
+    sync: list[Mount] | None  # dev sync: the checkout and its git dirs (sync_mounts)
     pnpm_volume: str = PNPM_STORE_VOLUME
     health_timeout_s: float = 120.0
     env: Mapping[str, str] = field(default_factory=dict)
@@ -75,7 +58,7 @@ def pick_image(candidates: list[str], exists: Callable[[str], bool]) -> str | No
 
 def sync_mounts(
     checkout: Path | None, git_dir: Path | None, common_dir: Path | None, cwd: Path
-) -> SyncMounts:
+) -> list[Mount]:
     """Mounts for dev sync; unset paths default from the checkout's git dirs (worktrees too)."""
     if checkout and git_dir and common_dir:
         paths = (checkout, git_dir, common_dir)
@@ -89,9 +72,13 @@ def sync_mounts(
     for variable, path in zip(SYNC_VARIABLES, paths, strict=True):
         if not path.is_dir():
             raise ConfigError(f"{variable}={path} is not a directory", f"point {variable} at one")
-    return SyncMounts(
-        checkout=paths[0].resolve(), git_dir=paths[1].resolve(), common_dir=paths[2].resolve()
-    )
+    # All three read-only: entry.sh only copies from them, and a writable host .git would let
+    # code in the sandbox plant a hook or core.fsmonitor that runs on the host's next git call.
+    targets = ("/host/repo-checkout", "/host/gitdir", "/host/commondir")
+    return [
+        Mount(str(path.resolve()), target, "ro")
+        for path, target in zip(paths, targets, strict=True)
+    ]
 
 
 def start(docker: Docker, spec: SandboxSpec, clock: Clock = SYSTEM_CLOCK) -> Sandbox:
@@ -111,7 +98,7 @@ def start(docker: Docker, spec: SandboxSpec, clock: Clock = SYSTEM_CLOCK) -> San
         labels={LABEL: "1", f"{LABEL}.synced": str(synced).lower()},
         publish=[f"127.0.0.1::{DAEMON_PORT}"],
         mounts=[
-            *(spec.sync.mounts() if spec.sync else []),
+            *(spec.sync or []),
             Mount(spec.pnpm_volume, PNPM_STORE_PATH),
         ],
     )
