@@ -7,7 +7,6 @@ digest; failures become pipeline errors (rules/failures.py) without ever printin
 
 from __future__ import annotations
 
-import functools
 import json
 import tempfile
 import time
@@ -113,9 +112,13 @@ def build(
         try:
             ran = GroupProcess(argv).finish(plan.timeout_s, feed, "build cancelled")
             if ran.returncode or ran.timed_out:
-                present = functools.partial(buildx_present, docker)
                 raise classify_failure(
-                    ran.returncode, "", stats, plan, present, timed_out=ran.timed_out
+                    ran.returncode,
+                    "",
+                    stats,
+                    plan,
+                    lambda: docker.run("buildx", "version").code == 0,  # is buildx there at all
+                    timed_out=ran.timed_out,
                 )
         except BaseException:
             images.remove(docker, untag_after_failed_push(stats, plan))
@@ -178,7 +181,3 @@ def _export_state(stats: ProgressStats, metadata: dict[str, Any], plan: BuildPla
     if stats.cache_export == "ok" and "cache.manifest" not in metadata:
         return "failed: buildx wrote no cache manifest"
     return stats.cache_export
-
-
-def buildx_present(docker: Docker) -> bool:
-    return docker.run("buildx", "version").code == 0

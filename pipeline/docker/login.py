@@ -16,31 +16,23 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING
 
 from pipeline.docker.cli import Docker, json_object
 from pipeline.errors import Interrupted, RegistryError
 from pipeline.process_group import sigterm_interrupts
 from pipeline.rules.auth_words import says_auth_refused
 
+if TYPE_CHECKING:  # registry/credentials.py imports this room: a type only, no import cycle
+    from pipeline.registry.credentials import Credentials
+
 SECRET_KEYS = frozenset({"auths", "credsStore", "credHelpers"})
 SHARED_DIRS = ("buildx", "cli-plugins", "contexts")
 LOGIN_TIMEOUT_S = 60.0
 
 
-class Secret(Protocol):  # registry/credentials.py `Credentials` is one
-    @property
-    def username(self) -> str: ...
-    @property
-    def password(self) -> SecretStr: ...
-    @property
-    def source(self) -> str: ...
-
-
 def login(
-    docker: Docker, host: str, credentials: Secret, *, timeout_s: float = LOGIN_TIMEOUT_S
+    docker: Docker, host: str, credentials: Credentials, *, timeout_s: float = LOGIN_TIMEOUT_S
 ) -> None:
     """`docker login` into the CLI's config folder; RegistryError when refused or silent."""
     secret = credentials.password.get_secret_value()
@@ -66,7 +58,7 @@ def login(
 
 
 @contextmanager
-def logged_in(docker: Docker, host: str, credentials: Secret) -> Iterator[Docker]:
+def logged_in(docker: Docker, host: str, credentials: Credentials) -> Iterator[Docker]:
     """The docker CLI with a temporary config folder logged in to `host`, for one push."""
     with _deleted_on_sigterm(), temporary_config(docker.location.config_dir) as config:
         pushing = docker.with_config(config)

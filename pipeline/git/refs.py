@@ -36,7 +36,6 @@ class ResolvedRef:
 class ExportedTree:
     path: Path  # the commit's files
     work_tree: Path  # the checkout it was read from (untouched)
-    git_dir: Path
     common_dir: Path
     resolved: ResolvedRef
 
@@ -102,14 +101,13 @@ def _branch(full_name: str) -> str | None:
 @contextmanager
 def export_ref(repo_path: Path, ref: str) -> Iterator[ExportedTree]:
     where = locate(repo_path)
-    work_tree, git_dir, common_dir = where.work_tree, where.git_dir, where.common_dir
-    resolved = resolve_ref(work_tree, ref)
+    resolved = resolve_ref(where.work_tree, ref)
     scratch = Path(tempfile.mkdtemp(prefix=f"sandbox-ref-{resolved.sha[:12]}-"))
     try:
         tree = scratch / "tree"
         tree.mkdir()
         index = {"GIT_INDEX_FILE": str(scratch / "index")}
-        repo = (f"--git-dir={git_dir}", f"--work-tree={tree}")
+        repo = (f"--git-dir={where.git_dir}", f"--work-tree={tree}")
         for step in (("read-tree", resolved.sha), ("checkout-index", "--all", "--force")):
             done = git(tree, *repo, *step, env=index, timeout_s=LONG_TIMEOUT_S)
             if done.code:
@@ -117,6 +115,6 @@ def export_ref(repo_path: Path, ref: str) -> Iterator[ExportedTree]:
                     f"could not export {ref} ({resolved.sha[:12]}): {done.err.strip()}",
                     "check that the commit's objects are present (git fsck), then rerun",
                 )
-        yield ExportedTree(tree, work_tree, git_dir, common_dir, resolved)
+        yield ExportedTree(tree, where.work_tree, where.common_dir, resolved)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -63,10 +63,6 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def may_send_credentials(url: httpx.URL) -> bool:
-    return url.scheme == "https" or is_loopback(url.netloc.decode("ascii"))
-
-
 class RegistryReader:
     """One repository of one registry; answers the auth challenge once, then reuses it."""
 
@@ -188,7 +184,7 @@ class RegistryReader:
                 "check the image, or skip the check with --skip-image-check",
             )
         realm = httpx.URL(params["realm"])
-        if basic is not None and not may_send_credentials(realm):
+        if basic and realm.scheme != "https" and not is_loopback(realm.netloc.decode("ascii")):
             self.withheld = f"its token realm {realm} is plain http"
             basic = None
         scope = f"repository:{self.ref.repository}:{self.actions}"
