@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from pipeline.docker import containers, images
 from pipeline.docker.cli import Docker
@@ -26,9 +25,8 @@ PNPM_STORE_PATH = "/home/iterate/.local/share/pnpm/store"
 SYNC_VARIABLES = ("LOCAL_DOCKER_REPO_CHECKOUT", "LOCAL_DOCKER_GIT_DIR", "LOCAL_DOCKER_COMMON_DIR")
 
 
-class Sandbox(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True)
+class Sandbox:
     name: str
     image: str
     url: str  # the daemon, published on 127.0.0.1
@@ -120,24 +118,24 @@ def _published_port(docker: Docker, name: str) -> int:
     raise SandboxError(f"port {DAEMON_PORT} of {name} was not published", "report this")
 
 
-class _Health(BaseModel):  # one look at a starting sandbox
+class _Health(NamedTuple):  # one look at a starting sandbox
     state: Literal["healthy", "exited", "waiting"]
     reason: str
-    body: dict[str, object] = {}
+    body: dict[str, object]
 
 
 def _look(docker: Docker, name: str, url: str) -> _Health:
     container = containers.inspect(docker, name)
     if container is None or not container.running:
         code = container.exit_code if container else "gone"
-        return _Health(state="exited", reason=f"the container exited with code {code}")
+        return _Health("exited", f"the container exited with code {code}", {})
     try:
         response = httpx.get(f"{url}/api/health", timeout=2)
     except httpx.HTTPError as error:
-        return _Health(state="waiting", reason=type(error).__name__)
+        return _Health("waiting", type(error).__name__, {})
     if response.status_code == 200:
-        return _Health(state="healthy", reason="ok", body=response.json())
-    return _Health(state="waiting", reason=f"HTTP {response.status_code}")
+        return _Health("healthy", "ok", response.json())
+    return _Health("waiting", f"HTTP {response.status_code}", {})
 
 
 def wait_healthy(
