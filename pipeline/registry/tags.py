@@ -22,7 +22,6 @@ from pipeline.registry.client import (
     reader_for,
 )
 from pipeline.registry.credentials import GHCR, Sources
-from pipeline.rules.image_ref import parse_image_ref
 from pipeline.rules.release import COMMIT, MainMove, decide_main_move
 
 
@@ -97,7 +96,7 @@ def _refused(reader: RegistryReader, target: str, response: httpx.Response) -> R
     status = response.status_code
     if status in (401, 403):
         who = reader.credentials.source if reader.credentials else "no credentials"
-        host = parse_image_ref(target).host
+        host = reader.ref.host
         return RegistryError(
             f"registry {host} refused to write {target} with {who} ({status})",
             "use credentials that may push to the repository (REGISTRY_USERNAME/"
