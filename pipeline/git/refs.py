@@ -26,7 +26,6 @@ from pipeline.rules.git_facts import GitFacts
 
 @dataclass(frozen=True)
 class ResolvedRef:
-    ref: str  # as the user wrote it
     sha: str
     commit_time: datetime
     branch: str | None  # the branch it names (local, or origin's), None for a tag or a sha
@@ -82,20 +81,14 @@ def resolve_ref(work_tree: Path, ref: str) -> ResolvedRef:
             f"check the name (git branch -a, git tag), or fetch it first: git fetch origin {ref}",
         )
     shown = git(work_tree, "show", "-s", "--format=%ct", sha)
-    full = git(work_tree, "rev-parse", "--symbolic-full-name", candidate)  # ref: no leading -
+    # `candidate` starts with no "-" (checked above), so git cannot take it for an option
+    full = git(work_tree, "rev-parse", "--symbolic-full-name", candidate).out.strip()
+    heads = ("refs/heads/", "refs/remotes/origin/")
     return ResolvedRef(
-        ref=ref,
         sha=sha,
         commit_time=datetime.fromtimestamp(int(shown.out.strip()), tz=UTC),
-        branch=_branch(full.out.strip()),
+        branch=next((full.removeprefix(p) for p in heads if full.startswith(p)), None),
     )
-
-
-def _branch(full_name: str) -> str | None:
-    for prefix in ("refs/heads/", "refs/remotes/origin/"):
-        if full_name.startswith(prefix):
-            return full_name.removeprefix(prefix)
-    return None
 
 
 @contextmanager
