@@ -95,18 +95,9 @@ class RegistryReader:
         return f"{self.ref.base_url}/v2/{self.ref.repository}/{kind}/{reference}"
 
     def request(
-        self,
-        method: str,
-        url: str,
-        accept: str,
-        *,
-        content: bytes | None = None,
-        content_type: str | None = None,
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None = None
     ) -> httpx.Response:
         """Authenticated as the registry asks; RegistryError when unreachable."""
-        headers = {"Accept": accept}
-        if content_type is not None:
-            headers["Content-Type"] = content_type
         try:
             response = self._send(method, url, headers, self._auth, content=content)
             if response.status_code == 401 and self._auth is None:
@@ -123,9 +114,10 @@ class RegistryReader:
 
     def manifest(self, reference: str | None = None, method: str = "HEAD") -> httpx.Response:
         url = self.url("manifests", reference or self.ref.reference)
-        response = self.request(method, url, ", ".join(MANIFEST_TYPES))
+        accept = {"Accept": ", ".join(MANIFEST_TYPES)}
+        response = self.request(method, url, accept)
         if response.status_code == 405 and method == "HEAD":  # a registry without HEAD support
-            response = self.request("GET", url, ", ".join(MANIFEST_TYPES))
+            response = self.request("GET", url, accept)
         return response
 
     def ok(self, response: httpx.Response) -> httpx.Response:
@@ -316,7 +308,7 @@ def image_labels(
                 f"the manifest of {image} names no config blob",
                 "check that the tag points at a container image",
             )
-        blob = reader.request("GET", reader.url("blobs", digest), "*/*")
+        blob = reader.request("GET", reader.url("blobs", digest), {"Accept": "*/*"})
         if blob.status_code != 200 or content_digest(blob) != digest:
             raise RegistryError(
                 f"registry {reader.ref.api_host} did not serve config blob {digest} of {image} "

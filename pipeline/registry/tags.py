@@ -54,9 +54,8 @@ def put_tag(
         written = reader.request(
             "PUT",
             reader.url("manifests", tag),
-            ", ".join(MANIFEST_TYPES),
+            {"Accept": ", ".join(MANIFEST_TYPES), "Content-Type": media_type},
             content=body,
-            content_type=media_type,
         )
         if written.status_code not in (200, 201):
             raise _refused(reader, target, written)
