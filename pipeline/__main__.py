@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable, Sequence
 
 from pipeline import console
 from pipeline.catalog import COMMANDS
@@ -38,8 +39,7 @@ def main(argv: list[str]) -> int:
     try:
         with sigterm_interrupts():
             traceback = _start_up()
-            module, _, attribute = str(COMMANDS[name].command).partition(":")
-            getattr(importlib.import_module(module), attribute)(rest)
+            _command(name)(rest)
     except PipelineError as error:
         if traceback:
             raise
@@ -61,6 +61,12 @@ def _start_up() -> bool:
     reports = load(ReportSettings)
     console.WHERE.github = reports.github_actions
     return reports.traceback
+
+
+def _command(name: str) -> Callable[[Sequence[str]], None]:
+    module, _, attribute = str(COMMANDS[name].command).partition(":")
+    command: Callable[[Sequence[str]], None] = getattr(importlib.import_module(module), attribute)
+    return command
 
 
 if __name__ == "__main__":
