@@ -16,10 +16,6 @@ class _Where:
 WHERE = _Where()
 
 
-def on_github() -> bool:
-    return WHERE.github
-
-
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -29,7 +25,7 @@ def step(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    say(f"::warning::{message}" if on_github() else f"warning: {message}")
+    say(f"::warning::{message}" if WHERE.github else f"warning: {message}")
 
 
 def output(message: str) -> None:
@@ -40,7 +36,7 @@ def output(message: str) -> None:
 @contextmanager
 def group(title: str) -> Iterator[None]:
     """Fold long tool output on GitHub; elsewhere just a heading."""
-    if on_github():
+    if WHERE.github:
         say(f"::group::{title}")
         try:
             yield

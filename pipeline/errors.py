@@ -1,11 +1,6 @@
-"""The pipeline's fatal errors: each has its own exit code and says how to fix what went wrong.
-Sessions print `str(error)`: one line, cause then fix, no traceback (`PIPELINE_TRACEBACK=1` shows
-one).
-
-Exit codes: 2 config, 3 engine, 4 git, 5 build (a Dockerfile step), 6 deadline, 7 registry,
-8 Daytona, 9 Daytona auth, 10 sandbox, 11 doctor found problems, 12 the offline base image
-(base_image/rootfs.py); 130 Ctrl-C and 143 SIGTERM (`Interrupted`: what the session had
-started was stopped first).
+"""The pipeline's fatal errors: each has its own exit code (below; 12 is the offline base image's,
+base_image/rootfs.py) and says how to fix what went wrong. Sessions print `str(error)`: one line,
+cause then fix, no traceback (`PIPELINE_TRACEBACK=1` shows one).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The one bearer-token `httpx.Auth`: Daytona's API key and a registry's pull token both use it.
-
-The token is a SecretStr, so neither `repr` nor a log line can show it.
-"""
+"""The one bearer-token `httpx.Auth` (Daytona's API key, a registry's pull token), kept as a
+SecretStr so neither `repr` nor a log line can show it."""
 
 from __future__ import annotations
 

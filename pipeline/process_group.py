@@ -68,8 +68,8 @@ class GroupProcess:
         cwd: Path | None = None,
         unset: tuple[str, ...] = (),
     ) -> None:
-        """`env`: variables added for the command (values kept off argv, e.g. secrets passed as
-        `docker run --env NAME`); `unset`: ones taken out (GIT_DIR for another repository)."""
+        """`env`: variables added (values kept off argv: `docker run --env NAME`); `unset`: ones
+        taken out (GIT_DIR for another repository)."""
         environment = None
         if env is not None or unset:
             environment = {k: v for k, v in os.environ.items() if k not in unset}
@@ -218,7 +218,7 @@ def run(
     return Finished(-1 if ran.timed_out else ran.returncode, "\n".join(out), "\n".join(err))
 
 
-def cancel_when_orphaned(interval_s: float = 0.2) -> None:
+def cancel_when_orphaned() -> None:
     """SIGTERM this process when its parent goes: a dev launcher that stops `nox` alone must not
     leave a build running that tags an image a minute later. A process started detached (its
     parent already init) is left alone."""
@@ -228,7 +228,7 @@ def cancel_when_orphaned(interval_s: float = 0.2) -> None:
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(interval_s)
+            time.sleep(0.2)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

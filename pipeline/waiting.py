@@ -1,9 +1,5 @@
-"""The one way the pipeline waits and retries: tenacity's loop on an injectable clock.
-
-`poll` reads until done (pauses as an `Interval` says, one last read right at the deadline, then
-`PollTimeout`); `watch` adds a line per state change. `retry` calls again after the errors worth
-another try (backoff with jitter, or the server's `retry_after`, capped), inside a time budget;
-`GaveUp` when it is spent. No pause ever reaches past a deadline or a budget.
+"""The one way the pipeline waits and retries: tenacity's loop on an injectable clock. No pause
+ever reaches past a deadline or a budget.
 
 Not stamina: it sleeps with `time.sleep` and times with `time.monotonic`, so a test can neither
 drive it with a fake clock nor see the exact pauses, and it logs a warning per retry. tenacity
@@ -39,9 +35,6 @@ SYSTEM_CLOCK: Clock = time  # the time module has both: monotonic() and sleep()
 def _outcome(state: tenacity.RetryCallState) -> tenacity.Future:
     assert state.outcome is not None  # tenacity asks for a pause only after a try ended
     return state.outcome
-
-
-# --- waiting for a state ------------------------------------------------------------------------
 
 
 class PollTimeout(Exception, Generic[T]):
@@ -127,13 +120,6 @@ def watch(
     return poll(probe, done, timeout_s=deadline - started, interval=interval, clock=clock)
 
 
-# --- trying again ------------------------------------------------------------------------------
-
-
-def _backoff() -> wait_base:
-    return tenacity.wait_exponential_jitter(max=15, jitter=1)  # 1, 2, 4, 8, 15 s, + up to 1 s
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """`backoff` between tries, or the wait a server asked for (capped at `retry_after_max`),
@@ -142,7 +128,10 @@ class RetryPolicy:
     end within a bounded time."""
 
     timeout: float
-    backoff: wait_base = field(default_factory=_backoff)
+    # 1, 2, 4, 8, 15 s, + up to 1 s
+    backoff: wait_base = field(
+        default_factory=lambda: tenacity.wait_exponential_jitter(max=15, jitter=1)
+    )
     attempts: int | None = None
     retry_after_max: float = 60.0
 

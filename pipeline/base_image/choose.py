@@ -65,7 +65,8 @@ def choose_build_base(
     why_not = images.pull(docker, official)
     if why_not is None:
         return None
-    reason = _last_clause(why_not)
+    # the daemon's own cause ("no such host", "connection refused") without the URL chain
+    reason = why_not.rsplit(": ", 1)[-1].strip() or why_not
     say(f"{official} cannot be pulled ({reason}); using the offline base {offline_tag}")
     try:
         return make(offline_tag)
@@ -73,11 +74,6 @@ def choose_build_base(
         raise BaseImageError(
             f"{official} cannot be pulled ({reason}), and {error.cause}", error.fix, error.details
         ) from None
-
-
-def _last_clause(daemon_error: str) -> str:
-    """The daemon's own cause ("no such host", "connection refused") without the URL chain."""
-    return daemon_error.rsplit(": ", 1)[-1].strip() or daemon_error
 
 
 def _configured_base(docker: Docker, configured: str, make: MakeBase, offline_tag: str) -> str:

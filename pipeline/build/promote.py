@@ -12,8 +12,7 @@ from __future__ import annotations
 from pipeline import console
 from pipeline.errors import RegistryError
 from pipeline.registry.client import image_revision, resolve_digest
-from pipeline.registry.release_checks import main_tag_move
-from pipeline.registry.tags import put_tag
+from pipeline.registry.tags import main_tag_move, put_tag
 from pipeline.report import publish
 from pipeline.rules.release import digest_mismatch, main_source, revision_problem
 from pipeline.settings.build import BuildSettings, ReportSettings, load

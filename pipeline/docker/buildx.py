@@ -7,7 +7,6 @@ digest; failures become pipeline errors (rules/failures.py) without ever printin
 
 from __future__ import annotations
 
-import functools
 import json
 import tempfile
 import time
@@ -17,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.docker import images
-from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, repeated
+from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, json_object, repeated
 from pipeline.errors import EngineError
 from pipeline.process_group import GroupProcess, LineSink, last_line
 from pipeline.rules.build_plan import GIT_META, BuildPlan, cache_option
@@ -72,7 +71,7 @@ class BuilderProbe:
             )
         if ran.returncode:
             raise setup_failure(text, self.builder) or EngineError(
-                f"`docker buildx inspect` failed: {_last_line(text)}",
+                f"`docker buildx inspect` failed: {last_line(text).removeprefix('ERROR:').strip()}",
                 "check the builder with `docker buildx ls`, or unset BUILDX_BUILDER",
             )
         return parse_builder_inspect(text)
@@ -113,14 +112,18 @@ def build(
         try:
             ran = GroupProcess(argv).finish(plan.request.timeout_s, feed, "build cancelled")
             if ran.returncode or ran.timed_out:
-                present = functools.partial(buildx_present, docker)
                 raise classify_failure(
-                    ran.returncode, "", stats, plan, present, timed_out=ran.timed_out
+                    ran.returncode,
+                    "",
+                    stats,
+                    plan,
+                    lambda: docker.run("buildx", "version").code == 0,  # is buildx there at all
+                    timed_out=ran.timed_out,
                 )
         except BaseException:
             images.remove(docker, untag_after_failed_push(stats, plan))
             raise
-        metadata = _read_metadata(metadata_file)
+        metadata = json_object(metadata_file)
     if plan.push and plan.local_tags:
         # the pushed image's local-only tags; a remote builder leaves nothing local, so pull
         images.ensure(docker, plan.pushed_tags[0])
@@ -169,25 +172,9 @@ def build_argv(
     return docker.argv(*argv, context)
 
 
-def _read_metadata(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _export_state(stats: ProgressStats, metadata: dict[str, Any], plan: BuildPlan) -> str:
     if plan.cache_export_skipped:
         return f"skipped: {plan.cache_export_skipped}"
     if stats.cache_export == "ok" and "cache.manifest" not in metadata:
         return "failed: buildx wrote no cache manifest"
     return stats.cache_export
-
-
-def buildx_present(docker: Docker) -> bool:
-    return docker.run("buildx", "version").code == 0
-
-
-def _last_line(text: str) -> str:
-    return last_line(text).removeprefix("ERROR:").strip()

@@ -36,9 +36,6 @@ class Docker:
             prefix += ["--host", self.location.host]
         return [*prefix, *(str(arg) for arg in args)]
 
-    def with_config(self, config: Path | None) -> Docker:
-        return replace(self, config=config)
-
     def run(
         self,
         *args: str | Path,
@@ -49,12 +46,22 @@ class Docker:
         """`env`: variables added for the command (`docker run --env NAME` reads them)."""
         return run(self.argv(*args), timeout_s, stdin=stdin, env=env, cancelled=f"docker {args[0]}")
 
-    def start(self, *args: str | Path, stdin: Stdin = None) -> GroupProcess:
-        return GroupProcess(self.argv(*args), stdin=stdin)
+    def with_config(self, config: Path | None) -> Docker:
+        return replace(self, config=config)
 
-    def checked(self, *args: str | Path, doing: str, timeout_s: float = QUERY_TIMEOUT_S) -> str:
+    def start(self, *args: str | Path) -> GroupProcess:
+        return GroupProcess(self.argv(*args))
+
+    def checked(
+        self,
+        *args: str | Path,
+        doing: str,
+        timeout_s: float = QUERY_TIMEOUT_S,
+        stdin: Stdin = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         """Its stdout, or EngineError saying what failed."""
-        done = self.run(*args, timeout_s=timeout_s)
+        done = self.run(*args, timeout_s=timeout_s, stdin=stdin, env=env)
         if done.code == 0:
             return done.out
         raise engine_failure(done, doing)
@@ -72,6 +79,15 @@ def inspect(docker: Docker, kind: str, ref: str) -> dict[str, Any] | None:
     if missing and not done.timed_out and ENGINE_DOWN not in done.err:
         return None
     raise engine_failure(done, f"looking up {ref if kind == 'image' else f'{kind} {ref}'}")
+
+
+def json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object ({} when absent, unreadable or anything else)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def repeated(flag: str, values: Iterable[str]) -> list[str]:

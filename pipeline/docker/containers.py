@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.docker import cli
-from pipeline.docker.cli import Docker, engine_failure, repeated
+from pipeline.docker.cli import Docker, repeated
 from pipeline.errors import EngineError
 
 RUN_TIMEOUT_S = 120.0  # `docker run --detach` returns once the container started
@@ -65,10 +65,8 @@ def run(  # returns the container's id
     args += repeated("--label", (f"{key}={value}" for key, value in labels.items()))
     args += repeated("--publish", publish)
     args += repeated("--volume", (f"{m.source}:{m.target}:{m.mode}" for m in mounts))
-    done = docker.run(*args, image, env=dict(env), timeout_s=RUN_TIMEOUT_S)
-    if done.code:
-        raise engine_failure(done, f"starting a container from {image}")
-    return done.out.strip()
+    doing = f"starting a container from {image}"
+    return docker.checked(*args, image, env=env, timeout_s=RUN_TIMEOUT_S, doing=doing).strip()
 
 
 def inspect(docker: Docker, name: str) -> Container | None:

@@ -1,4 +1,4 @@
-"""Images in the engine: look up (over the socket when engine_api.py can, else the CLI), tag,
+"""Images in the engine: look up (over the socket when endpoint.py can, else the CLI), tag,
 pull, remove, import. The one place that does each."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.docker import cli, engine_api
-from pipeline.docker.cli import Docker, engine_failure, repeated
+from pipeline.docker import cli, endpoint
+from pipeline.docker.cli import Docker, repeated
 from pipeline.errors import EngineError, PipelineError
 from pipeline.process_group import Stdin
 
@@ -35,8 +35,8 @@ class Image:
 def inspect(docker: Docker, refs: Sequence[str]) -> dict[str, Image | None]:
     """Each reference's image, None where the engine has none."""
     try:
-        found = engine_api.inspect_images(docker.location, refs)
-    except engine_api.Unsupported:
+        found = endpoint.inspect_images(docker.location, refs)
+    except endpoint.Unsupported:
         found = {ref: cli.inspect(docker, "image", ref) for ref in dict.fromkeys(refs)}
     return {ref: Image.from_inspect(doc) if doc else None for ref, doc in found.items()}
 
@@ -104,7 +104,6 @@ def import_rootfs(
 ) -> str:
     """`docker import` a root file system tarball; returns the image id."""
     args = ["import", *repeated("--change", changes), "-", tag_as]
-    done = docker.run(*args, stdin=rootfs, timeout_s=timeout_s)
-    if done.code:
-        raise engine_failure(done, f"importing {tag_as}")
-    return done.out.strip()
+    return docker.checked(
+        *args, stdin=rootfs, timeout_s=timeout_s, doing=f"importing {tag_as}"
+    ).strip()

@@ -16,31 +16,23 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
-from pydantic import SecretStr
-
-from pipeline.docker.cli import Docker
+from pipeline.docker.cli import Docker, json_object
 from pipeline.errors import Interrupted, RegistryError
 from pipeline.process_group import sigterm_interrupts
 from pipeline.rules.auth_words import says_auth_refused
+
+if TYPE_CHECKING:  # registry/credentials.py imports this room: a type only, no import cycle
+    from pipeline.registry.credentials import Credentials
 
 SECRET_KEYS = frozenset({"auths", "credsStore", "credHelpers"})
 SHARED_DIRS = ("buildx", "cli-plugins", "contexts")
 LOGIN_TIMEOUT_S = 60.0
 
 
-class Secret(Protocol):  # registry/credentials.py `Credentials` is one
-    @property
-    def username(self) -> str: ...
-    @property
-    def password(self) -> SecretStr: ...
-    @property
-    def source(self) -> str: ...
-
-
 def login(
-    docker: Docker, host: str, credentials: Secret, *, timeout_s: float = LOGIN_TIMEOUT_S
+    docker: Docker, host: str, credentials: Credentials, *, timeout_s: float = LOGIN_TIMEOUT_S
 ) -> None:
     """`docker login` into the CLI's config folder; RegistryError when refused or silent."""
     secret = credentials.password.get_secret_value()
@@ -66,7 +58,7 @@ def login(
 
 
 @contextmanager
-def logged_in(docker: Docker, host: str, credentials: Secret) -> Iterator[Docker]:
+def logged_in(docker: Docker, host: str, credentials: Credentials) -> Iterator[Docker]:
     """The docker CLI with a temporary config folder logged in to `host`, for one push."""
     with _deleted_on_sigterm(), temporary_config(docker.location.config_dir) as config:
         pushing = docker.with_config(config)
@@ -79,7 +71,9 @@ def temporary_config(source: Path) -> Iterator[Path]:
     """A 0700 Docker config folder holding the user's settings without their credentials."""
     config = Path(tempfile.mkdtemp(prefix="sandbox-pipeline-docker-config-"))
     try:
-        kept = {k: v for k, v in read_config(source).items() if k not in SECRET_KEYS}
+        kept = {
+            k: v for k, v in json_object(source / "config.json").items() if k not in SECRET_KEYS
+        }
         (config / "config.json").write_text(json.dumps(kept))
         for name in SHARED_DIRS:
             if (source / name).is_dir():
@@ -88,15 +82,6 @@ def temporary_config(source: Path) -> Iterator[Path]:
     finally:
         # rmtree unlinks the symlinks and never follows them into the user's folders.
         shutil.rmtree(config, ignore_errors=True)
-
-
-def read_config(config_dir: Path) -> dict[str, Any]:
-    """docker's config.json in `config_dir` ({} when absent or unreadable)."""
-    try:
-        config = json.loads((config_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """What a build reads besides the settings' variables, the context and the images: declared once,
 for the fingerprint (build/inputs.py, through settings) and the replay's watch (build/record.py).
-Which builder buildx uses is observed as buildx decides it (docker/engine_api.builder_identity).
+Which builder buildx uses is observed as buildx decides it (docker/endpoint.builder_identity).
 
 Standard library only: the replay runs in nox's own interpreter.
 """

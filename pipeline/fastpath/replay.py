@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.docker import engine_api
+from pipeline.docker import endpoint
 from pipeline.docker.endpoint import Location
 from pipeline.errors import PipelineError
 from pipeline.fastpath.context import (
@@ -100,8 +100,8 @@ def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = N
     wanted = watch.refs if refs is None else refs
     location = Location.from_env(env)
     try:
-        images = engine_api.image_ids(location, wanted) if wanted else {}
-    except engine_api.Unsupported as error:
+        images = endpoint.image_ids(location, wanted) if wanted else {}
+    except endpoint.Unsupported as error:
         raise Unobservable(str(error)) from None
     context = Path(watch.context)
     rules = ignore_rules(Path(watch.dockerfile), context)
@@ -111,7 +111,7 @@ def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = N
         git=git_state(context),
         context=digest_context(context, rules, cache_file).digest,
         files={path: file_state(path) for path in watch.files},
-        builder=engine_api.builder_identity(location),
+        builder=endpoint.builder_identity(location),
         images=images,
     )
 

@@ -21,10 +21,6 @@ DEEPEN_STEPS = ("--deepen=64", "--deepen=1024", "--unshallow")
 _USERINFO = re.compile(r"://[^/@\s]+@")  # a token in a remote URL must not reach a log
 
 
-class _GitFailed(Exception):
-    pass
-
-
 def strict_ancestry(repo: Path, building: str, current: str, *, remote: str = "origin") -> Ancestry:
     if building == current:
         return Ancestry("not-ancestor", "the same commit")
@@ -44,18 +40,16 @@ def strict_ancestry(repo: Path, building: str, current: str, *, remote: str = "o
                 return Ancestry("not-ancestor", f"{building[:12]} descends from {current[:12]}")
             if not _shallow(repo):
                 return Ancestry("not-ancestor", "the two commits are on diverged histories")
-    except _GitFailed as error:
-        return Ancestry("unknown", str(error))
+    except GitError as error:
+        return Ancestry("unknown", error.cause)
     return Ancestry("unknown", "the clone is still shallow after `git fetch --unshallow`")
 
 
 def _git(repo: Path, *args: str) -> Finished:
     try:
         return git(repo, *args, timeout_s=LONG_TIMEOUT_S)
-    except GitError as error:
-        raise _GitFailed(error.cause) from None
     except OSError as error:
-        raise _GitFailed(f"git cannot run ({error})") from None
+        raise GitError(f"git cannot run ({error})") from None
 
 
 def _has_commit(repo: Path, sha: str) -> bool:
@@ -65,14 +59,14 @@ def _has_commit(repo: Path, sha: str) -> bool:
 def _shallow(repo: Path) -> bool:
     done = _git(repo, "rev-parse", "--is-shallow-repository")
     if done.code != 0:
-        raise _GitFailed(f"{repo} is not a git repository ({_last_line(done)})")
+        raise GitError(f"{repo} is not a git repository ({_last_line(done)})")
     return done.out.strip() == "true"
 
 
 def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
     done = _git(repo, "merge-base", "--is-ancestor", ancestor, descendant)
     if done.code not in (0, 1):
-        raise _GitFailed(f"git merge-base failed ({_last_line(done)})")
+        raise GitError(f"git merge-base failed ({_last_line(done)})")
     return done.code == 0
 
 

@@ -26,7 +26,6 @@ from pipeline.rules.git_facts import GitFacts
 
 @dataclass(frozen=True)
 class ResolvedRef:
-    ref: str  # as the user wrote it
     sha: str
     commit_time: datetime
     branch: str | None  # the branch it names (local, or origin's), None for a tag or a sha
@@ -36,7 +35,6 @@ class ResolvedRef:
 class ExportedTree:
     path: Path  # the commit's files
     work_tree: Path  # the checkout it was read from (untouched)
-    git_dir: Path
     common_dir: Path
     resolved: ResolvedRef
 
@@ -83,33 +81,26 @@ def resolve_ref(work_tree: Path, ref: str) -> ResolvedRef:
             f"check the name (git branch -a, git tag), or fetch it first: git fetch origin {ref}",
         )
     shown = git(work_tree, "show", "-s", "--format=%ct", sha)
-    full = git(work_tree, "rev-parse", "--symbolic-full-name", candidate)  # ref: no leading -
+    # `candidate` starts with no "-" (checked above), so git cannot take it for an option
+    full = git(work_tree, "rev-parse", "--symbolic-full-name", candidate).out.strip()
+    heads = ("refs/heads/", "refs/remotes/origin/")
     return ResolvedRef(
-        ref=ref,
         sha=sha,
         commit_time=datetime.fromtimestamp(int(shown.out.strip()), tz=UTC),
-        branch=_branch(full.out.strip()),
+        branch=next((full.removeprefix(p) for p in heads if full.startswith(p)), None),
     )
-
-
-def _branch(full_name: str) -> str | None:
-    for prefix in ("refs/heads/", "refs/remotes/origin/"):
-        if full_name.startswith(prefix):
-            return full_name.removeprefix(prefix)
-    return None
 
 
 @contextmanager
 def export_ref(repo_path: Path, ref: str) -> Iterator[ExportedTree]:
     where = locate(repo_path)
-    work_tree, git_dir, common_dir = where.work_tree, where.git_dir, where.common_dir
-    resolved = resolve_ref(work_tree, ref)
+    resolved = resolve_ref(where.work_tree, ref)
     scratch = Path(tempfile.mkdtemp(prefix=f"sandbox-ref-{resolved.sha[:12]}-"))
     try:
         tree = scratch / "tree"
         tree.mkdir()
         index = {"GIT_INDEX_FILE": str(scratch / "index")}
-        repo = (f"--git-dir={git_dir}", f"--work-tree={tree}")
+        repo = (f"--git-dir={where.git_dir}", f"--work-tree={tree}")
         for step in (("read-tree", resolved.sha), ("checkout-index", "--all", "--force")):
             done = git(tree, *repo, *step, env=index, timeout_s=LONG_TIMEOUT_S)
             if done.code:
@@ -117,6 +108,6 @@ def export_ref(repo_path: Path, ref: str) -> Iterator[ExportedTree]:
                     f"could not export {ref} ({resolved.sha[:12]}): {done.err.strip()}",
                     "check that the commit's objects are present (git fsck), then rerun",
                 )
-        yield ExportedTree(tree, work_tree, git_dir, common_dir, resolved)
+        yield ExportedTree(tree, where.work_tree, where.common_dir, resolved)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -21,7 +21,7 @@ from pipeline.errors import ConfigError, RegistryError
 from pipeline.http_auth import BearerAuth
 from pipeline.registry.credentials import GHCR, Credentials, Sources, resolve_credentials
 from pipeline.rules.image_ref import ImageRef, ImageRefError, is_loopback, parse_image_ref
-from pipeline.rules.release import platform_manifest
+from pipeline.rules.release import digest_mismatch, platform_manifest
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -63,10 +63,6 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def may_send_credentials(url: httpx.URL) -> bool:
-    return url.scheme == "https" or is_loopback(url.netloc.decode("ascii"))
-
-
 class RegistryReader:
     """One repository of one registry; answers the auth challenge once, then reuses it."""
 
@@ -99,18 +95,9 @@ class RegistryReader:
         return f"{self.ref.base_url}/v2/{self.ref.repository}/{kind}/{reference}"
 
     def request(
-        self,
-        method: str,
-        url: str,
-        accept: str,
-        *,
-        content: bytes | None = None,
-        content_type: str | None = None,
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None = None
     ) -> httpx.Response:
         """Authenticated as the registry asks; RegistryError when unreachable."""
-        headers = {"Accept": accept}
-        if content_type is not None:
-            headers["Content-Type"] = content_type
         try:
             response = self._send(method, url, headers, self._auth, content=content)
             if response.status_code == 401 and self._auth is None:
@@ -127,9 +114,10 @@ class RegistryReader:
 
     def manifest(self, reference: str | None = None, method: str = "HEAD") -> httpx.Response:
         url = self.url("manifests", reference or self.ref.reference)
-        response = self.request(method, url, ", ".join(MANIFEST_TYPES))
+        accept = {"Accept": ", ".join(MANIFEST_TYPES)}
+        response = self.request(method, url, accept)
         if response.status_code == 405 and method == "HEAD":  # a registry without HEAD support
-            response = self.request("GET", url, ", ".join(MANIFEST_TYPES))
+            response = self.request("GET", url, accept)
         return response
 
     def ok(self, response: httpx.Response) -> httpx.Response:
@@ -188,7 +176,7 @@ class RegistryReader:
                 "check the image, or skip the check with --skip-image-check",
             )
         realm = httpx.URL(params["realm"])
-        if basic is not None and not may_send_credentials(realm):
+        if basic and realm.scheme != "https" and not is_loopback(realm.netloc.decode("ascii")):
             self.withheld = f"its token realm {realm} is plain http"
             basic = None
         scope = f"repository:{self.ref.repository}:{self.actions}"
@@ -279,6 +267,20 @@ def resolve_digest(image: str, settings: Sources) -> str:
         return reader.digest() or content_digest(reader.ok(reader.manifest(method="GET")))
 
 
+def verify_digest(image: str, expected: str, settings: Sources) -> str:
+    """RegistryError naming both digests unless `image` resolves to `expected`
+    (SANDBOX_IMAGE_DIGEST: the tag is still the image that was built and tested)."""
+    actual = resolve_digest(image, settings)
+    if problem := digest_mismatch(expected, actual):
+        raise RegistryError(
+            f"{image}: {problem}",
+            f"find out who pushed the tag again; to ship {expected}, promote it under a tag of "
+            "its own (snapshot_stage -- --from <snapshot>), or set SANDBOX_IMAGE_DIGEST to the "
+            "digest of the build that pushed the tag last, if that one was tested",
+        )
+    return actual
+
+
 def image_labels(
     image: str, settings: Sources, *, platform: str | None = None
 ) -> dict[str, str] | None:
@@ -306,7 +308,7 @@ def image_labels(
                 f"the manifest of {image} names no config blob",
                 "check that the tag points at a container image",
             )
-        blob = reader.request("GET", reader.url("blobs", digest), "*/*")
+        blob = reader.request("GET", reader.url("blobs", digest), {"Accept": "*/*"})
         if blob.status_code != 200 or content_digest(blob) != digest:
             raise RegistryError(
                 f"registry {reader.ref.api_host} did not serve config blob {digest} of {image} "

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from pipeline.docker.login import read_config
+from pipeline.docker.cli import json_object
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.process_group import run
 from pipeline.rules.image_ref import DOCKER_HUB, is_loopback
@@ -108,7 +108,7 @@ def _config_keys(host: str) -> list[str]:
 
 
 def docker_config_has_auth(config_dir: Path, host: str) -> bool:
-    config = read_config(config_dir)
+    config = json_object(config_dir / "config.json")
     auths = config.get("auths") or {}
     helpers = config.get("credHelpers") or {}
     keys = set(_config_keys(host))
@@ -118,7 +118,7 @@ def docker_config_has_auth(config_dir: Path, host: str) -> bool:
 def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None:
     """What docker would use for `host`: its credential helper, else a base64 `auths` entry.
     Identity tokens (Docker Desktop's OAuth refresh tokens) are not a password: left to docker."""
-    config = read_config(config_dir)
+    config = json_object(config_dir / "config.json")
     helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
     if isinstance(helper, str) and helper:
         for key in _config_keys(host):

@@ -1,19 +1,28 @@
 """Moving or creating a tag without building: the manifest is read by its digest and put back,
 byte for byte with its own media type, under the new tag. No blob moves, so what was tested is
 what the tag serves; the write is read back before it counts. Tags that name a commit
-(`:sha-<sha>`) or a digest (`:pinned-<hex>`) name one image forever (`may_move=False`).
+(`:sha-<sha>`) or a digest (`:pinned-<hex>`) name one image forever (`may_move=False`); `:main`
+moves only forward (`main_tag_move`).
 """
 
 from __future__ import annotations
 
-import hashlib
+from pathlib import Path
 
 import httpx
 
 from pipeline.errors import RegistryError
-from pipeline.registry.client import MANIFEST_TYPES, RegistryReader, error_code, reader_for
+from pipeline.git.ancestry import strict_ancestry
+from pipeline.registry.client import (
+    MANIFEST_TYPES,
+    RegistryReader,
+    content_digest,
+    error_code,
+    image_revision,
+    reader_for,
+)
 from pipeline.registry.credentials import GHCR, Sources
-from pipeline.rules.image_ref import parse_image_ref
+from pipeline.rules.release import COMMIT, MainMove, decide_main_move
 
 
 def put_tag(
@@ -39,15 +48,14 @@ def put_tag(
                     "names a commit or a digest is never moved",
                     f"use the image {target} names, or promote {digest} under another tag",
                 )
-        elif current.status_code not in (404,):
+        elif current.status_code != 404:
             raise reader.fail(current)
         body, media_type = _manifest(reader, repository, digest)
         written = reader.request(
             "PUT",
             reader.url("manifests", tag),
-            ", ".join(MANIFEST_TYPES),
+            {"Accept": ", ".join(MANIFEST_TYPES), "Content-Type": media_type},
             content=body,
-            content_type=media_type,
         )
         if written.status_code not in (200, 201):
             raise _refused(reader, target, written)
@@ -69,7 +77,7 @@ def _manifest(reader: RegistryReader, repository: str, digest: str) -> tuple[byt
             "promote a digest that was pushed to this repository (nox -s snapshot_push)",
         )
     body = reader.ok(response).content
-    if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+    if content_digest(response) != digest:
         raise RegistryError(
             f"the registry served {repository}@{digest} with other bytes",
             "check the registry's status and retry",
@@ -87,7 +95,7 @@ def _refused(reader: RegistryReader, target: str, response: httpx.Response) -> R
     status = response.status_code
     if status in (401, 403):
         who = reader.credentials.source if reader.credentials else "no credentials"
-        host = parse_image_ref(target).host
+        host = reader.ref.host
         return RegistryError(
             f"registry {host} refused to write {target} with {who} ({status})",
             "use credentials that may push to the repository (REGISTRY_USERNAME/"
@@ -100,3 +108,13 @@ def _refused(reader: RegistryReader, target: str, response: httpx.Response) -> R
         f"({error_code(response)})",
         "check the registry's status and retry",
     )
+
+
+def main_tag_move(main_image: str, building: str, repo: Path, settings: Sources) -> MainMove:
+    """Whether `<repository>:main` may move to commit `building` of the repository holding
+    `repo`: the revision label of the image it names now, and git about the two commits."""
+    current = image_revision(main_image, settings)
+    ancestry = None
+    if current is not None and COMMIT.fullmatch(current) and current != building:
+        ancestry = strict_ancestry(repo, building, current)
+    return decide_main_move(current, building, ancestry)

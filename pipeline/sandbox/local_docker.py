@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from pipeline.docker import containers, images
 from pipeline.docker.cli import Docker
@@ -23,30 +22,11 @@ LABEL = "dev.iterate.sandbox-pipeline"
 DAEMON_PORT = 3000
 PNPM_STORE_VOLUME = "iterate-pnpm-store"  # the default of LOCAL_DOCKER_PNPM_VOLUME
 PNPM_STORE_PATH = "/home/iterate/.local/share/pnpm/store"
-SERVICES = ("daemon", "egress-proxy", "opencode")
 SYNC_VARIABLES = ("LOCAL_DOCKER_REPO_CHECKOUT", "LOCAL_DOCKER_GIT_DIR", "LOCAL_DOCKER_COMMON_DIR")
 
 
-class SyncMounts(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    checkout: Path
-    git_dir: Path
-    common_dir: Path
-
-    def mounts(self) -> list[Mount]:
-        # All three read-only: entry.sh only copies from them, and a writable host .git would let
-        # code in the sandbox plant a hook or core.fsmonitor that runs on the host's next git call.
-        return [
-            Mount(str(self.checkout), "/host/repo-checkout", "ro"),
-            Mount(str(self.git_dir), "/host/gitdir", "ro"),
-            Mount(str(self.common_dir), "/host/commondir", "ro"),
-        ]
-
-
-class Sandbox(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True)
+class Sandbox:
     name: str
     image: str
     url: str  # the daemon, published on 127.0.0.1
@@ -57,7 +37,7 @@ class Sandbox(BaseModel):
 class SandboxSpec:
     name: str
     images: list[str]  # the first the engine has is started
-    sync: SyncMounts | None
+    sync: list[Mount] | None  # dev sync: the checkout and its git dirs (sync_mounts)
     pnpm_volume: str = PNPM_STORE_VOLUME
     health_timeout_s: float = 120.0
     env: Mapping[str, str] = field(default_factory=dict)
@@ -76,7 +56,7 @@ def pick_image(candidates: list[str], exists: Callable[[str], bool]) -> str | No
 
 def sync_mounts(
     checkout: Path | None, git_dir: Path | None, common_dir: Path | None, cwd: Path
-) -> SyncMounts:
+) -> list[Mount]:
     """Mounts for dev sync; unset paths default from the checkout's git dirs (worktrees too)."""
     if checkout and git_dir and common_dir:
         paths = (checkout, git_dir, common_dir)
@@ -90,9 +70,13 @@ def sync_mounts(
     for variable, path in zip(SYNC_VARIABLES, paths, strict=True):
         if not path.is_dir():
             raise ConfigError(f"{variable}={path} is not a directory", f"point {variable} at one")
-    return SyncMounts(
-        checkout=paths[0].resolve(), git_dir=paths[1].resolve(), common_dir=paths[2].resolve()
-    )
+    # All three read-only: entry.sh only copies from them, and a writable host .git would let
+    # code in the sandbox plant a hook or core.fsmonitor that runs on the host's next git call.
+    targets = ("/host/repo-checkout", "/host/gitdir", "/host/commondir")
+    return [
+        Mount(str(path.resolve()), target, "ro")
+        for path, target in zip(paths, targets, strict=True)
+    ]
 
 
 def start(docker: Docker, spec: SandboxSpec, clock: Clock = SYSTEM_CLOCK) -> Sandbox:
@@ -112,7 +96,7 @@ def start(docker: Docker, spec: SandboxSpec, clock: Clock = SYSTEM_CLOCK) -> San
         labels={LABEL: "1", f"{LABEL}.synced": str(synced).lower()},
         publish=[f"127.0.0.1::{DAEMON_PORT}"],
         mounts=[
-            *(spec.sync.mounts() if spec.sync else []),
+            *(spec.sync or []),
             Mount(spec.pnpm_volume, PNPM_STORE_PATH),
         ],
     )
@@ -134,24 +118,24 @@ def _published_port(docker: Docker, name: str) -> int:
     raise SandboxError(f"port {DAEMON_PORT} of {name} was not published", "report this")
 
 
-class _Health(BaseModel):  # one look at a starting sandbox
+class _Health(NamedTuple):  # one look at a starting sandbox
     state: Literal["healthy", "exited", "waiting"]
     reason: str
-    body: dict[str, object] = {}
+    body: dict[str, object]
 
 
 def _look(docker: Docker, name: str, url: str) -> _Health:
     container = containers.inspect(docker, name)
     if container is None or not container.running:
         code = container.exit_code if container else "gone"
-        return _Health(state="exited", reason=f"the container exited with code {code}")
+        return _Health("exited", f"the container exited with code {code}", {})
     try:
         response = httpx.get(f"{url}/api/health", timeout=2)
     except httpx.HTTPError as error:
-        return _Health(state="waiting", reason=type(error).__name__)
+        return _Health("waiting", type(error).__name__, {})
     if response.status_code == 200:
-        return _Health(state="healthy", reason="ok", body=response.json())
-    return _Health(state="waiting", reason=f"HTTP {response.status_code}")
+        return _Health("healthy", "ok", response.json())
+    return _Health("waiting", f"HTTP {response.status_code}", {})
 
 
 def wait_healthy(

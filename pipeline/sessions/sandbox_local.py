@@ -48,9 +48,7 @@ def sandbox_up(argv: Sequence[str]) -> None:
     planned = spec(args.name, sync=not args.no_sync)
     if args.dry_run:
         mounts = (
-            [f"{m.source}:{m.target}:{m.mode}" for m in planned.sync.mounts()]
-            if planned.sync
-            else "none"
+            [f"{m.source}:{m.target}:{m.mode}" for m in planned.sync] if planned.sync else "none"
         )
         console.step(
             f"would start {' or '.join(planned.images)} as {planned.name} with dev-sync mounts "

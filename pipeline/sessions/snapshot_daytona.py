@@ -19,8 +19,7 @@ from pipeline import console
 from pipeline.daytona.promotion import Promotion
 from pipeline.daytona.snapshots import SNAPSHOT_POLL, Outcome, ensure_snapshot
 from pipeline.errors import ConfigError
-from pipeline.registry.client import resolve_digest
-from pipeline.registry.release_checks import verify_digest
+from pipeline.registry.client import resolve_digest, verify_digest
 from pipeline.report import publish
 from pipeline.rules.image_ref import daytona_image_problem
 from pipeline.rules.snapshot_names import (

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.base_image.choose import candidates
 from pipeline.build import record as dev_build
-from pipeline.docker import engine_api
+from pipeline.docker import endpoint
 from pipeline.docker.endpoint import DEFAULT_HOST, Location
 from pipeline.fastpath import replay
 from pipeline.fastpath.replay import Record, Watch
@@ -177,7 +177,7 @@ def test_remember_refuses_what_moved_while_deciding(
 ) -> None:
     images = {"base:1": "sha256:b", "repo:local": "sha256:i", "repo:sha-x": "sha256:i"}
     monkeypatch.setattr(
-        engine_api, "image_ids", lambda location, refs: {r: images.get(r) for r in refs}
+        endpoint, "image_ids", lambda location, refs: {r: images.get(r) for r in refs}
     )
     watch = _watch(repo, tmp_path)
     tags = ("repo:sha-x", "repo:local")
@@ -302,14 +302,14 @@ def test_engines_the_replay_cannot_ask_mean_no_replay(
     _context(docker_config, "tls", "tcp://10.0.0.1:2376")
     (docker_config / "contexts" / "tls" / hashlib.sha256(b"tls").hexdigest()).mkdir(parents=True)
     env = {"DOCKER_CONFIG": str(docker_config), **env_or_context}
-    with pytest.raises(engine_api.Unsupported):
-        engine_api.image_ids(Location.from_env(env), ["x:1"])
+    with pytest.raises(endpoint.Unsupported):
+        endpoint.image_ids(Location.from_env(env), ["x:1"])
 
 
 def test_an_engine_that_does_not_answer_is_unsupported(tmp_path: Path) -> None:
     env = {"DOCKER_HOST": f"unix://{tmp_path}/none.sock", "DOCKER_CONFIG": str(tmp_path)}
-    with pytest.raises(engine_api.Unsupported):
-        engine_api.image_ids(Location.from_env(env), ["x:1"])
+    with pytest.raises(endpoint.Unsupported):
+        endpoint.image_ids(Location.from_env(env), ["x:1"])
 
 
 def test_replay_imports_without_pydantic_on_the_oldest_python_nox_may_use() -> None:
@@ -336,7 +336,7 @@ def test_a_record_differing_in_any_one_observation_is_not_replayed(
 ) -> None:
     """The replay compares every field it observed: a record that differs from what is
     observed now in any one of them (as a change there would make it) is not replayed."""
-    monkeypatch.setattr(engine_api, "image_ids", lambda location, refs: dict.fromkeys(refs, "x"))
+    monkeypatch.setattr(endpoint, "image_ids", lambda location, refs: dict.fromkeys(refs, "x"))
     watch = replace(_watch(repo, tmp_path), refs=("i",))
     now = replay.observe(watch, env)
     commit, branch, dirty, origin = now.git

@@ -32,10 +32,11 @@ from pipeline.registry.client import (
     image_labels,
     image_revision,
     resolve_digest,
+    verify_digest,
 )
 from pipeline.registry.credentials import Credentials
-from pipeline.registry.release_checks import main_tag_move, verify_digest
 from pipeline.registry.server import LocalRegistry
+from pipeline.registry.tags import main_tag_move
 from pipeline.settings.build import BuildSettings
 from tests.conftest import ROOT, PipelineRun, make_fixture_repo, run_pipeline
 

@@ -35,7 +35,7 @@ from tests.helpers.given_image import given_reference, pull_given
 # A repository of this session's own: test sessions running side by side never share a tag.
 REPOSITORY = f"{TEST_IMAGE_NAMESPACE}sandbox-{uuid.uuid4().hex[:8]}"
 CLIS = ("claude", "opencode", "pi", "gh", "pnpm", "tsx", "bun", "node")
-SERVICES = local_docker.SERVICES
+SERVICES = ("daemon", "egress-proxy", "opencode")  # what supervisord runs
 
 
 @dataclass(frozen=True)
