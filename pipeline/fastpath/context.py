@@ -15,7 +15,7 @@ import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +48,17 @@ _KINDS = {
 class ContextEntry:
     """One path as buildx sends it. `payload`: a file's content digest, a symlink's target, a
     device's number; empty for directories. Times are left out: BuildKit's cache ignores them,
-    so a touched but unchanged file yields the same image."""
+    so a touched but unchanged file yields the same image. So is ownership (written as 0:0):
+    COPY and ADD create context files as 0:0 (or --chown's), and the copy buildx is sent from
+    (mirror.py) belongs to whoever runs the build."""
 
     path: str
     mode: int  # st_mode: type and permission bits
-    uid: int
-    gid: int
     payload: str
 
-    @property
-    def kind(self) -> str:
-        return _KINDS.get(stat.S_IFMT(self.mode), "other")
-
     def line(self) -> str:
-        perms = stat.S_IMODE(self.mode)
-        return f"{self.path}\0{self.kind}\0{perms:o}\0{self.uid}\0{self.gid}\0{self.payload}\n"
+        kind, perms = _KINDS.get(stat.S_IFMT(self.mode), "other"), stat.S_IMODE(self.mode)
+        return f"{self.path}\0{kind}\0{perms:o}\0{0}\0{0}\0{self.payload}\n"
 
 
 def context_digest(entries: Iterable[ContextEntry]) -> str:
@@ -148,55 +144,6 @@ def _walk_dir(
             yield from _walk_dir(entry.path, path, results, inner, matcher)
 
 
-@dataclass
-class StatCache:
-    """Digest per path, trusted while size, mtime, ctime, inode, device and mode are unchanged."""
-
-    path: Path | None
-    entries: dict[str, list[int | str]] = field(default_factory=dict)
-    seen: dict[str, list[int | str]] = field(default_factory=dict)
-    hashed_files: int = 0
-    hashed_bytes: int = 0
-
-    @classmethod
-    def load(cls, path: Path | None) -> StatCache:
-        entries = read_json(path, CACHE_FORMAT).get("entries") if path else None
-        return cls(path, entries if isinstance(entries, dict) else {})
-
-    def digest(self, absolute: str, relative: str, info: os.stat_result) -> str:
-        key: list[int | str] = [
-            info.st_size,
-            info.st_mtime_ns,
-            info.st_ctime_ns,
-            info.st_ino,
-            info.st_dev,
-            info.st_mode,
-        ]
-        cached = self.entries.get(relative)
-        if cached is not None and cached[:-1] == key:
-            digest = str(cached[-1])
-        else:
-            digest = file_digest(absolute)
-            self.hashed_files += 1
-            self.hashed_bytes += info.st_size
-        self.seen[relative] = [*key, digest]
-        return digest
-
-    def save(self, started_ns: int) -> None:
-        """Keep what was seen, minus entries too fresh to trust; paths gone from the tree go."""
-        if self.path is None:
-            return
-        trusted = {
-            path: entry
-            for path, entry in self.seen.items()
-            if max(int(entry[1]), int(entry[2])) < started_ns - RACY_MARGIN_NS
-        }
-        if trusted == self.entries:
-            return
-        write_json(self.path, {"format": CACHE_FORMAT, "entries": trusted})
-        keep_newest(self.path.parent.glob("context-*.json"), CACHE_KEEP)
-
-
 def read_json(path: Path, version: int) -> dict[str, Any]:
     """A document `write_json` wrote in format `version`; empty when absent, damaged or older."""
     try:
@@ -260,34 +207,49 @@ class ContextDigest:
 
 
 def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -> ContextDigest:
+    """The context's digest. A file's digest is read from the stat cache while its size, mtime,
+    ctime, inode, device and mode are unchanged; entries too fresh to trust are not kept."""
     started_ns = time.time_ns()
-    cache = StatCache.load(cache_file)
+    loaded = read_json(cache_file, CACHE_FORMAT).get("entries") if cache_file else None
+    cached: dict[str, list[int | str]] = loaded if isinstance(loaded, dict) else {}
+    seen: dict[str, list[int | str]] = {}
+    hashed_files = hashed_bytes = 0
     root = os.path.realpath(context)
-    entries = [_entry(root, path, info, cache) for path, info in walk(context, rules.matcher)]
-    cache.save(started_ns)
-    return ContextDigest(
-        digest=context_digest(entries),
-        ignore=rules,
-        files=len(entries),
-        hashed_files=cache.hashed_files,
-        hashed_bytes=cache.hashed_bytes,
-    )
-
-
-def _entry(root: str, path: str, info: os.stat_result, cache: StatCache) -> ContextEntry:
-    absolute = os.path.join(root, path)
-    mode = info.st_mode
-    if stat.S_ISREG(mode):
-        payload = cache.digest(absolute, path, info)
-    elif stat.S_ISLNK(mode):
-        payload = os.readlink(absolute)
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        payload = str(info.st_rdev)
-    else:
-        payload = ""
-    # Ownership is left out: COPY and ADD create context files as 0:0 (or --chown's), and the
-    # copy buildx is sent from (mirror.py) belongs to whoever runs the build.
-    return ContextEntry(path=path, mode=mode, uid=0, gid=0, payload=payload)
+    entries = []
+    for path, info in walk(context, rules.matcher):
+        absolute, mode = os.path.join(root, path), info.st_mode
+        if stat.S_ISREG(mode):
+            key: list[int | str] = [
+                info.st_size,
+                info.st_mtime_ns,
+                info.st_ctime_ns,
+                info.st_ino,
+                info.st_dev,
+                mode,
+            ]
+            known = cached.get(path)
+            if known is not None and known[:-1] == key:
+                payload = str(known[-1])
+            else:
+                payload = file_digest(absolute)
+                hashed_files, hashed_bytes = hashed_files + 1, hashed_bytes + info.st_size
+            seen[path] = [*key, payload]
+        elif stat.S_ISLNK(mode):
+            payload = os.readlink(absolute)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            payload = str(info.st_rdev)
+        else:
+            payload = ""
+        entries.append(ContextEntry(path, mode, payload))
+    trusted = {
+        path: entry
+        for path, entry in seen.items()
+        if max(int(entry[1]), int(entry[2])) < started_ns - RACY_MARGIN_NS
+    }
+    if cache_file is not None and trusted != cached:
+        write_json(cache_file, {"format": CACHE_FORMAT, "entries": trusted})
+        keep_newest(cache_file.parent.glob("context-*.json"), CACHE_KEEP)
+    return ContextDigest(context_digest(entries), rules, len(entries), hashed_files, hashed_bytes)
 
 
 def cache_root(env: Mapping[str, str]) -> Path:

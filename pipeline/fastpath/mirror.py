@@ -97,7 +97,7 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
                 f"{source} is neither file, folder nor link (a socket or device)",
                 "exclude it in the .dockerignore",
             )
-        entries.append(ContextEntry(path, mode, 0, 0, payload))
+        entries.append(ContextEntry(path, mode, payload))
     present = {path for path, _ in walk(target_root, Matcher(()))}
     _remove_extra(target_root, present - {entry.path for entry in entries})
     for path, info in reversed(directories):  # deepest first: a child's write moves its parent

@@ -35,6 +35,7 @@ from pipeline.errors import PipelineError
 from pipeline.fastpath.context import (
     cache_root,
     digest_context,
+    file_digest,
     ignore_rules,
     read_json,
     write_json,
@@ -165,13 +166,9 @@ def _git(path: Path, *args: str) -> Finished:
 def file_state(path: str) -> str | None:
     """A file's content digest, a directory's listing; None when absent. Content, not stat:
     buildx rewrites its config files unchanged on every build."""
-    try:
-        if os.path.isdir(path):
-            return "dir:" + "\0".join(sorted(os.listdir(path)))
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    if os.path.isdir(path):
+        return "dir:" + "\0".join(sorted(os.listdir(path)))
+    return file_digest(path) if os.path.exists(path) else None  # gone meanwhile: ContextError
 
 
 def write_record(record: Record, env: Mapping[str, str]) -> None:
