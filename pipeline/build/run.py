@@ -37,7 +37,7 @@ from pipeline.rules.build_summary import (
     steps,
     table,
 )
-from pipeline.rules.fingerprint import LABEL, InputFacts
+from pipeline.rules.fingerprint import LABEL
 from pipeline.settings.build import BuildSettings, ReportSettings, ViewSettings, load
 
 # How often the checkout may change between the fingerprint and its copy before we give up.
@@ -72,16 +72,15 @@ def _attempt(
         console.step("dry run: nothing was built, pushed or tagged")
         return True, None
     reports = load(ReportSettings)
-    if plan.action == "tag":
-        _tag_unchanged(docker, plan, reports)
-        record.remember(before, plan, plan.image_id, facts.inputs)
-        return True, None
-    if plan.action == "reuse":
-        _reuse_pushed(plan, reports)
+    if plan.action in ("tag", "reuse"):
+        _unbuilt(docker, plan, reports)
+        if plan.action == "tag":
+            record.remember(before, plan, plan.image_id, facts.inputs)
         return True, None
     with _sent_from(settings, plan, tree) as source:
         inputs = facts.inputs if facts.inputs and not facts.inputs.unknown else None
-        if source is not None and inputs and not _holds(source, inputs):
+        held = (source.digest, source.dockerfile_digest) if source else None
+        if held and inputs and held != (inputs.context, inputs.dockerfile):
             if last:
                 raise BuildError(
                     f"the build context {plan.context} kept changing while it was read",
@@ -121,31 +120,29 @@ def _sent_from(
         yield copy
 
 
-def _holds(copy: Mirror, inputs: InputFacts) -> bool:
-    return (copy.digest, copy.dockerfile_digest) == (inputs.context, inputs.dockerfile)
-
-
-def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
-    assert plan.image_id is not None
-    images.tag(docker, plan.image_id, plan.retag)
-    console.step(record.unchanged_message(plan, plan.fingerprint_note))
-    values = _values(
-        plan,
-        tags=list(plan.build_tags),
-        image_id=plan.image_id,
-        skipped=True,
-        fingerprint=plan.fingerprint,
-        pushed=False,
-    )
-    summary = [("tags", ", ".join(f"`{t}`" for t in plan.build_tags)), ("built", "no: unchanged")]
-    publish("build", values, reports, summary=summary)
-
-
-def _reuse_pushed(plan: BuildPlan, reports: ReportSettings) -> None:
-    image, digest = plan.pushed_tags[0], plan.registry_digest
-    console.step(f"{image} is already in the registry as {digest}: reused, nothing built or pushed")
-    values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
-    summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
+def _unbuilt(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
+    """Tag the image `:local` holds (nothing changed), or reuse the pushed one."""
+    if plan.action == "tag":
+        assert plan.image_id is not None
+        images.tag(docker, plan.image_id, plan.retag)
+        console.step(record.unchanged_message(plan, plan.fingerprint_note))
+        tags = list(plan.build_tags)
+        values = _values(
+            plan,
+            tags=tags,
+            image_id=plan.image_id,
+            skipped=True,
+            fingerprint=plan.fingerprint,
+            pushed=False,
+        )
+        summary = [("tags", ", ".join(f"`{t}`" for t in tags)), ("built", "no: unchanged")]
+    else:
+        image, digest = plan.pushed_tags[0], plan.registry_digest
+        console.step(
+            f"{image} is already in the registry as {digest}: reused, nothing built or pushed"
+        )
+        values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
+        summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
     publish("build", values, reports, summary=summary)
 
 
