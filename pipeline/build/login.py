@@ -15,12 +15,12 @@ from pipeline.settings.build import BuildSettings
 
 
 @contextmanager
-def push_credentials(settings: BuildSettings, host: str | None = None) -> Iterator[Path | None]:
+def push_credentials(settings: BuildSettings) -> Iterator[Path | None]:
     """The Docker config folder to push with (`docker --config DIR`), or None when docker can
     push as it is (the user's Docker config already holds credentials for the host, or it is a
     loopback registry without any). RegistryError when there are no credentials at all, or the
     registry refuses them."""
-    host = host or settings.registry_host
+    host = settings.registry_host
     credentials = push_login_credentials(settings, host)
     if credentials is None:
         yield None
