@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.docker.images import Image
 from pipeline.errors import PipelineError
 from pipeline.fastpath.context import cache_file_for, digest_context, ignore_rules
-from pipeline.fastpath.local_key import local_key
+from pipeline.fastpath.files import local_key
 from pipeline.rules.build_plan import BuildRequest, sha_tag
 from pipeline.rules.fingerprint import (
     InputFacts,
@@ -90,7 +90,7 @@ def read_inputs(
 
 
 def _secrets(ca_bundle: Path | None, key_dir: Path) -> dict[str, str]:
-    """An HMAC under a local key (fastpath/local_key.py): the fingerprint is a label."""
+    """An HMAC under a local key (fastpath/files.py): the fingerprint is a label."""
     if ca_bundle is None:
         return {}
     content = ca_bundle.read_bytes()

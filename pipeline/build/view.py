@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pipeline import console
-from pipeline.fastpath.context import keep_newest
+from pipeline.fastpath.files import keep_newest
 from pipeline.rules.progress import ProgressStats, Vertex
 
 if TYPE_CHECKING:  # rich is imported only when a terminal shows the live view

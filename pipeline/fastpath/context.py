@@ -9,7 +9,6 @@ excluded itself is still sent when something inside it is.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 import time
@@ -17,9 +16,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.fastpath.files import keep_newest, read_json, write_json
 from pipeline.rules.dockerignore import Matcher, ignore_file_candidates, read_patterns
 
 CACHE_FORMAT = 1
@@ -142,39 +141,6 @@ def _walk_dir(
         if is_dir:
             inner = [*ancestors, _Dir(path, info, sent=True)]
             yield from _walk_dir(entry.path, path, results, inner, matcher)
-
-
-def read_json(path: Path, version: int) -> dict[str, Any]:
-    """A document `write_json` wrote in format `version`; empty when absent, damaged or older."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) and data.get("format") == version else {}
-
-
-def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Whole or not at all (readers never see half a file); only its owner may read it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle)
-    tmp.replace(path)
-
-
-def keep_newest(paths: Iterable[Path], count: int) -> None:
-    """Delete all but the `count` newest (tests and ref builds fingerprint many short-lived
-    folders; every build writes a log)."""
-    for stale in sorted(paths, key=_mtime)[:-count]:
-        stale.unlink(missing_ok=True)
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:  # another process trimmed it first
-        return 0.0
 
 
 def file_digest(path: str, copy_to: Path | None = None) -> str:

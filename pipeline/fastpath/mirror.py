@@ -31,10 +31,9 @@ from pipeline.fastpath.context import (
     IgnoreRules,
     context_digest,
     file_digest,
-    read_json,
     walk,
-    write_json,
 )
+from pipeline.fastpath.files import read_json, write_json
 from pipeline.rules.dockerignore import Matcher
 
 MANIFEST_FORMAT = 1

@@ -37,10 +37,8 @@ from pipeline.fastpath.context import (
     digest_context,
     file_digest,
     ignore_rules,
-    read_json,
-    write_json,
 )
-from pipeline.fastpath.local_key import local_key
+from pipeline.fastpath.files import local_key, read_json, write_json
 from pipeline.fastpath.reads import fast_path_off
 from pipeline.git.runner import git
 from pipeline.process_group import Finished
