@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from pipeline import console
 from pipeline.build import record
@@ -87,20 +87,12 @@ def _attempt(
                     "let the tree settle (an editor saving, a watcher building), then rerun",
                 )
             return False, None
-        outcome, picture = _build(docker, plan, settings, source)
+        outcome, timeline = _build(docker, plan, settings, source)
     if before is not None:
         built = images.one(docker, plan.local_tags[0]) if plan.local_tags else None
         same = built is not None and built.labels.get(LABEL) == plan.fingerprint
         record.remember(before, plan, built.id if built and same else None, facts.inputs)
-    values = {**_values(plan, **outcome.model_dump(mode="json")), **picture.values()}
-    # One tag, the shortest: the chart's title is centred and clipped where it is wider.
-    title = f"{min(outcome.tags, key=len)} — {outcome.duration_s:.1f} s, "
-    title += f"{outcome.steps_cached}/{outcome.steps_total} steps cached"
-    if picture.size is not None:
-        title += f", image {human_size(picture.size)} unpacked"
-    started_ms = round((time.time() - outcome.duration_s) * 1000)
-    chart = gantt(picture.steps, title, started_ms)
-    publish("build", values, reports, summary=_summary(plan, outcome, picture), picture=chart)
+    _report(docker, plan, outcome, timeline, reports)
     return True, outcome
 
 
@@ -148,7 +140,7 @@ def _unbuilt(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
 
 def _build(
     docker: Docker, plan: BuildPlan, settings: BuildSettings, copy: Mirror | None
-) -> tuple[BuildOutcome, Picture]:
+) -> tuple[BuildOutcome, list[Step]]:
     if plan.cache_export_skipped:
         console.warn(
             f"no registry cache export: {plan.cache_export_skipped} (the image is built and "
@@ -168,41 +160,21 @@ def _build(
             # a plain log has just shown its last lines; the live view has not
             failure.details = (*failure.details, f"full log: {view.path}") if live else ()
             raise
-        timeline = steps(view.stats, view.elapsed_s)
-    picture = _picture(docker, plan, outcome, timeline)
-    _tell(outcome, picture)
-    return outcome, picture
+        return outcome, steps(view.stats, view.elapsed_s)
 
 
-@dataclass(frozen=True)
-class Picture:
-    """Where the time went and how big the image is (rules/build_summary.py)."""
-
-    steps: list[Step]
-    size: int | None
-    layers: list[Layer]
-
-    def values(self) -> dict[str, object]:
-        return {
-            "timeline": [asdict(step) for step in self.steps],
-            "image_size": self.size,
-            "layers": [asdict(layer) for layer in largest(self.layers, 5)],
-        }
-
-
-def _picture(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, found: list[Step]) -> Picture:
-    """The image's size as `docker history` counts it, when the engine holds the image."""
-    for tag in outcome.tags:
-        made = images.history(docker, tag)
-        if made:
-            layers = [
-                Layer(size, layer_name(by) or "(the base image's files)") for size, by in made
-            ]
-            return Picture(found, sum(layer.size for layer in layers), layers)
-    return Picture(found, None, [])
-
-
-def _tell(outcome: BuildOutcome, picture: Picture) -> None:
+def _report(
+    docker: Docker,
+    plan: BuildPlan,
+    outcome: BuildOutcome,
+    timeline: list[Step],
+    reports: ReportSettings,
+) -> None:
+    """Say and publish what was built, where the time went (rules/build_summary.py) and how big
+    the image is as `docker history` counts it, when the engine holds the image."""
+    made = next((found for tag in outcome.tags if (found := images.history(docker, tag))), [])
+    layers = [Layer(added, layer_name(by) or "(the base image's files)") for added, by in made]
+    size = sum(layer.size for layer in layers) if layers else None
     if outcome.cache_export.startswith("failed"):
         console.warn(
             f"the registry cache was not exported ({outcome.cache_export.removeprefix('failed: ')})"
@@ -211,13 +183,42 @@ def _tell(outcome: BuildOutcome, picture: Picture) -> None:
     if outcome.cache_import.startswith("failed"):
         console.warn(f"the registry cache could not be read ({outcome.cache_import})")
     verb = "built and pushed" if outcome.pushed else "built"
+    cached = f"{outcome.steps_cached}/{outcome.steps_total}"
     console.step(
-        f"{verb} {', '.join(outcome.tags)} in {outcome.duration_s:.1f} s "
-        f"({outcome.steps_cached}/{outcome.steps_total} steps cached)"
+        f"{verb} {', '.join(outcome.tags)} in {outcome.duration_s:.1f} s ({cached} steps cached)"
         + (f", digest {outcome.digest}" if outcome.digest else "")
     )
-    for line in table(picture.steps, picture.size, picture.layers):
+    for line in table(timeline, size, layers):
         console.say(f"    {line}")
+    values = {
+        **_values(plan, **outcome.model_dump(mode="json")),
+        "timeline": [asdict(step) for step in timeline],
+        "image_size": size,
+        "layers": [asdict(layer) for layer in largest(layers, 5)],
+    }
+    rows = [
+        ("tags", ", ".join(f"`{t}`" for t in outcome.tags)),
+        ("digest", f"`{outcome.digest}`" if outcome.digest else "-"),
+        ("steps cached", cached),
+        ("cache", f"import {outcome.cache_import}, export {outcome.cache_export}"),
+        ("duration", f"{outcome.duration_s:.1f} s"),
+        ("pushed", "yes" if outcome.pushed else "no"),
+    ]
+    # One tag, the shortest: the chart's title is centred and clipped where it is wider.
+    title = f"{min(outcome.tags, key=len)} — {outcome.duration_s:.1f} s, {cached} steps cached"
+    if size is not None:
+        biggest = "; ".join(
+            f"{human_size(layer.size)} `{short(layer.created_by, 50)}`" for layer in largest(layers)
+        )
+        rows.append(
+            (
+                "image size",
+                f"{human_size(size)} unpacked" + (f" (largest: {biggest})" if biggest else ""),
+            )
+        )
+        title += f", image {human_size(size)} unpacked"
+    chart = gantt(timeline, title, round((time.time() - outcome.duration_s) * 1000))
+    publish("build", values, reports, summary=rows, picture=chart)
 
 
 def _values(plan: BuildPlan, **more: object) -> dict[str, object]:
@@ -230,27 +231,3 @@ def _values(plan: BuildPlan, **more: object) -> dict[str, object]:
         **more,
         "labels": plan.labels,
     }
-
-
-def _summary(plan: BuildPlan, outcome: BuildOutcome, picture: Picture) -> list[tuple[str, str]]:
-    rows = [
-        ("tags", ", ".join(f"`{t}`" for t in outcome.tags)),
-        ("digest", f"`{outcome.digest}`" if outcome.digest else "-"),
-        ("steps cached", f"{outcome.steps_cached}/{outcome.steps_total}"),
-        ("cache", f"import {outcome.cache_import}, export {outcome.cache_export}"),
-        ("duration", f"{outcome.duration_s:.1f} s"),
-        ("pushed", "yes" if outcome.pushed else "no"),
-    ]
-    if picture.size is not None:
-        biggest = "; ".join(
-            f"{human_size(layer.size)} `{short(layer.created_by, 50)}`"
-            for layer in largest(picture.layers)
-        )
-        rows.append(
-            (
-                "image size",
-                f"{human_size(picture.size)} unpacked"
-                + (f" (largest: {biggest})" if biggest else ""),
-            )
-        )
-    return rows
