@@ -63,7 +63,9 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
     source_root = os.path.realpath(context)
     target_root = root / "context"
     target_root.mkdir(exist_ok=True)
-    _writable(target_root)
+    for folder, _, _ in os.walk(target_root):  # folders copied read-only: writable while synced
+        if (folder_mode := os.stat(folder).st_mode) & 0o700 != 0o700:
+            os.chmod(folder, folder_mode | 0o700)
     files = read_json(root / "manifest.json", MANIFEST_FORMAT).get("files")
     old: Manifest = files if isinstance(files, dict) else {}
     new: Manifest = {}
@@ -84,13 +86,10 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
                 _clear_if(target, lambda m: True)
                 target.symlink_to(payload)
         elif stat.S_ISREG(mode):
-            kept = _kept(old.get(path), info, target)
-            if kept is not None:
-                new[path], payload = kept, str(kept[6])
-            else:
-                new[path] = _copy(source, target, info, old.get(path))
-                payload = str(new[path][6])
-                copied += 1
+            recorded = old.get(path)
+            new[path] = _kept(recorded, info, target) or _copy(source, target, info, recorded)
+            copied += new[path] is not recorded
+            payload = str(new[path][6])
         else:
             raise ContextError(
                 f"{source} is neither file, folder nor link (a socket or device)",
@@ -98,7 +97,12 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
             )
         entries.append(ContextEntry(path, mode, payload))
     present = {path for path, _ in walk(target_root, Matcher(()))}
-    _remove_extra(target_root, present - {entry.path for entry in entries})
+    for extra in sorted(present - {entry.path for entry in entries}, key=len, reverse=True):
+        gone = target_root / extra
+        if gone.is_dir() and not gone.is_symlink():
+            shutil.rmtree(gone, ignore_errors=True)
+        else:
+            gone.unlink(missing_ok=True)
     for path, info in reversed(directories):  # deepest first: a child's write moves its parent
         os.chmod(target_root / path, stat.S_IMODE(info.st_mode))
         os.utime(target_root / path, ns=(info.st_atime_ns, info.st_mtime_ns))
@@ -164,20 +168,3 @@ def _clear_if(target: Path, wrong: Callable[[int], bool]) -> None:
             shutil.rmtree(target)
         else:
             target.unlink()
-
-
-def _writable(root: Path) -> None:
-    """Folders copied read-only get their owner's write bit back while the copy is synced."""
-    for folder, _, _ in os.walk(root):
-        mode = os.stat(folder).st_mode
-        if mode & 0o700 != 0o700:
-            os.chmod(folder, mode | 0o700)
-
-
-def _remove_extra(root: Path, extra: set[str]) -> None:
-    for path in sorted(extra, key=len, reverse=True):
-        target = root / path
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            target.unlink(missing_ok=True)
