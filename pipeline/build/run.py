@@ -8,8 +8,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 
 from pipeline import console
@@ -96,20 +95,19 @@ def _attempt(
     return True, outcome
 
 
-@contextmanager
 def _sent_from(
     settings: BuildSettings, plan: BuildPlan, tree: ExportedTree | None
-) -> Iterator[Mirror | None]:
+) -> AbstractContextManager[Mirror | None]:
     """The copy buildx is sent from (fastpath/mirror.py) when the image is labelled with what it
     holds; None for a build without a fingerprint (it claims nothing: buildx reads the checkout
     as it would without us) and for a ref build, whose export is already a folder of its own."""
     if tree is not None or plan.fingerprint is None:
-        yield None
-        return
+        return nullcontext()
     rules = ignore_rules(plan.dockerfile, plan.context)
     key = hashlib.sha256(f"{plan.context.resolve()}\0{plan.dockerfile}".encode()).hexdigest()
-    with mirrored(plan.context, rules, plan.dockerfile, settings.mirror_dir / key[:20]) as copy:
-        yield copy
+    return mirrored(
+        plan.context, rules, plan.dockerfile, settings.cache_dir / "contexts" / key[:20]
+    )
 
 
 def _unbuilt(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
