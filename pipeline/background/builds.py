@@ -35,7 +35,6 @@ LOCK_FD_VARIABLE = "PIPELINE_BACKGROUND_LOCK_FD"
 # A status() probe holds the lock for microseconds; a start that meets it looks again.
 LOCK_ATTEMPTS = 4
 LOCK_RETRY_S = 0.02
-State = Literal["idle", "building", "failed"]
 
 
 class Result(BaseModel):  # what a build callable reports on success
@@ -67,7 +66,7 @@ class StatusFile(BaseModel):
 
 @dataclass(frozen=True)
 class Status:
-    state: State
+    state: Literal["idle", "building", "failed"]
     last: LastResult | None
     last_good: LastResult | None
     started_at: datetime | None  # of the running build
