@@ -43,29 +43,24 @@ _KINDS = {
 }
 
 
-@dataclass(frozen=True)
-class ContextEntry:
-    """One path as buildx sends it. `payload`: a file's content digest, a symlink's target, a
-    device's number; empty for directories. Times are left out: BuildKit's cache ignores them,
-    so a touched but unchanged file yields the same image. So is ownership (written as 0:0):
-    COPY and ADD create context files as 0:0 (or --chown's), and the copy buildx is sent from
-    (mirror.py) belongs to whoever runs the build."""
-
-    path: str
-    mode: int  # st_mode: type and permission bits
-    payload: str
-
-    def line(self) -> str:
-        kind, perms = _KINDS.get(stat.S_IFMT(self.mode), "other"), stat.S_IMODE(self.mode)
-        return f"{self.path}\0{kind}\0{perms:o}\0{0}\0{0}\0{self.payload}\n"
+# One path as buildx sends it: (path, st_mode, payload), the payload being a file's content digest,
+# a symlink's target, a device's number, empty for a directory.
+Entry = tuple[str, int, str]
 
 
-def context_digest(entries: Iterable[ContextEntry]) -> str:
+def context_digest(entries: Iterable[Entry]) -> str:
     """The file set as one digest, independent of the order the walk found it in (here, not in
-    rules/fingerprint.py: the replay digests the context in nox's own interpreter)."""
+    rules/fingerprint.py: the replay digests the context in nox's own interpreter). Times are
+    left out: BuildKit's cache ignores them, so a touched but unchanged file yields the same
+    image. So is ownership (written as 0:0): COPY and ADD create context files as 0:0 (or
+    --chown's), and the copy buildx is sent from (mirror.py) belongs to whoever runs the build."""
     digest = hashlib.sha256()
-    for entry in sorted(entries, key=lambda e: e.path.encode("utf-8", "surrogateescape")):
-        digest.update(entry.line().encode("utf-8", "surrogateescape"))
+    for path, mode, payload in sorted(
+        entries, key=lambda e: e[0].encode("utf-8", "surrogateescape")
+    ):
+        kind, perms = _KINDS.get(stat.S_IFMT(mode), "other"), stat.S_IMODE(mode)
+        line = f"{path}\0{kind}\0{perms:o}\0{0}\0{0}\0{payload}\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -181,7 +176,7 @@ def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -
     seen: dict[str, list[int | str]] = {}
     hashed_files = hashed_bytes = 0
     root = os.path.realpath(context)
-    entries = []
+    entries: list[Entry] = []
     for path, info in walk(context, rules.matcher):
         absolute, mode = os.path.join(root, path), info.st_mode
         if stat.S_ISREG(mode):
@@ -206,7 +201,7 @@ def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -
             payload = str(info.st_rdev)
         else:
             payload = ""
-        entries.append(ContextEntry(path, mode, payload))
+        entries.append((path, mode, payload))
     trusted = {
         path: entry
         for path, entry in seen.items()

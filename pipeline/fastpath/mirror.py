@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.fastpath.context import (
-    ContextEntry,
     ContextError,
+    Entry,
     IgnoreRules,
     context_digest,
     file_digest,
@@ -69,7 +69,7 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
     files = read_json(root / "manifest.json", MANIFEST_FORMAT).get("files")
     old: Manifest = files if isinstance(files, dict) else {}
     new: Manifest = {}
-    entries: list[ContextEntry] = []
+    entries: list[Entry] = []
     directories: list[tuple[str, os.stat_result]] = []
     copied = 0
     for path, info in walk(context, rules.matcher):
@@ -95,9 +95,9 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
                 f"{source} is neither file, folder nor link (a socket or device)",
                 "exclude it in the .dockerignore",
             )
-        entries.append(ContextEntry(path, mode, payload))
+        entries.append((path, mode, payload))
     present = {path for path, _ in walk(target_root, Matcher(()))}
-    for extra in sorted(present - {entry.path for entry in entries}, key=len, reverse=True):
+    for extra in sorted(present - {entry[0] for entry in entries}, key=len, reverse=True):
         gone = target_root / extra
         if gone.is_dir() and not gone.is_symlink():
             shutil.rmtree(gone, ignore_errors=True)
