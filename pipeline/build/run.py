@@ -8,21 +8,24 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict
+from pathlib import Path
 
 from pipeline import console
 from pipeline.build import record
 from pipeline.build.facts import gather, ref_source
-from pipeline.build.login import push_credentials
 from pipeline.build.view import build_view
 from pipeline.docker import images
 from pipeline.docker.buildx import BuildOutcome, build
-from pipeline.docker.cli import Docker
+from pipeline.docker.cli import Docker, find_docker
+from pipeline.docker.login import logged_in
 from pipeline.errors import BuildError, PipelineError
 from pipeline.fastpath.context import ignore_rules
 from pipeline.fastpath.mirror import Mirror, mirrored
 from pipeline.git.refs import ExportedTree
+from pipeline.registry.credentials import push_login_credentials
 from pipeline.report import publish
 from pipeline.rules.build_plan import CACHE_EXPORT_FIX, BuildPlan, Mode, plan_build
 from pipeline.rules.build_summary import (
@@ -134,6 +137,23 @@ def _unbuilt(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
         values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
         summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
     publish("build", values, reports, summary=summary)
+
+
+@contextmanager
+def push_credentials(settings: BuildSettings) -> Iterator[Path | None]:
+    """The Docker config folder to push with (`docker --config DIR`): a temporary one logged in
+    with the credentials registry/credentials.py resolves, deleted after the push; None when
+    docker can push as it is (the user's Docker config already holds credentials for the host,
+    or it is a loopback registry without any). RegistryError when there are no credentials at
+    all, or the registry refuses them."""
+    host = settings.registry_host
+    credentials = push_login_credentials(settings, host)
+    if credentials is None:
+        yield None
+        return
+    with logged_in(find_docker(settings.docker), host, credentials) as pushing:
+        console.step(f"logged in to {host} with {credentials.source}, for this push only")
+        yield pushing.config
 
 
 def _build(
