@@ -87,7 +87,7 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
                 target.symlink_to(payload)
         elif stat.S_ISREG(mode):
             recorded = old.get(path)
-            new[path] = _kept(recorded, info, target) or _copy(source, target, info, recorded)
+            new[path] = _sync_file(source, target, info, recorded)
             copied += new[path] is not recorded
             payload = str(new[path][6])
         else:
@@ -124,38 +124,33 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
     )
 
 
-def _kept(
-    recorded: list[int | str] | None, info: os.stat_result, target: Path
-) -> list[int | str] | None:
-    """The manifest entry when neither the source nor the copy changed since it was written."""
-    if recorded is None:
-        return None
-    source = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
-    try:
-        copy = target.lstat()
-    except FileNotFoundError:
-        return None
-    if recorded[:4] != source or recorded[4:6] != [copy.st_size, copy.st_mtime_ns]:
-        return None
-    if stat.S_IMODE(copy.st_mode) != stat.S_IMODE(info.st_mode):
-        os.chmod(target, stat.S_IMODE(info.st_mode))
-    return recorded
-
-
-def _copy(
+def _sync_file(
     source: str, target: Path, info: os.stat_result, recorded: list[int | str] | None
 ) -> list[int | str]:
-    """Copy one file (hashing what is written), keeping its mode and mtime (see the module)."""
+    """The file's manifest entry: the recorded one when neither the source nor the copy changed
+    since it was written, else a new copy's (hashing what is written), with the source's mode
+    and mtime (see the module)."""
+    mode = stat.S_IMODE(info.st_mode)
+    seen: list[int | str] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+    try:
+        copy = target.lstat()
+        kept = recorded is not None and recorded[:6] == [*seen, copy.st_size, copy.st_mtime_ns]
+    except FileNotFoundError:
+        kept = False
+    if kept and recorded is not None:
+        if stat.S_IMODE(copy.st_mode) != mode:
+            os.chmod(target, mode)
+        return recorded
     _clear_if(target, lambda m: not stat.S_ISREG(m))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.sync")
     digest = file_digest(source, tmp)
     size, mtime = tmp.stat().st_size, info.st_mtime_ns
     if recorded is not None and recorded[4:6] == [size, mtime] and recorded[6] != digest:
         mtime += 1  # same size and time as what buildx has, other content: make it look
-    os.chmod(tmp, stat.S_IMODE(info.st_mode))
+    os.chmod(tmp, mode)
     os.utime(tmp, ns=(time.time_ns(), mtime))
     tmp.replace(target)
-    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, size, mtime, digest]
+    return [*seen, size, mtime, digest]
 
 
 def _clear_if(target: Path, wrong: Callable[[int], bool]) -> None:
