@@ -193,7 +193,8 @@ def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -
                 payload = str(known[-1])
             else:
                 payload = file_digest(absolute)
-                hashed_files, hashed_bytes = hashed_files + 1, hashed_bytes + info.st_size
+                hashed_files += 1
+                hashed_bytes += info.st_size
             seen[path] = [*key, payload]
         elif stat.S_ISLNK(mode):
             payload = os.readlink(absolute)
