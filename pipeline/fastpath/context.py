@@ -178,7 +178,8 @@ def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -
     root = os.path.realpath(context)
     entries: list[Entry] = []
     for path, info in walk(context, rules.matcher):
-        absolute, mode = os.path.join(root, path), info.st_mode
+        absolute = os.path.join(root, path)
+        mode = info.st_mode
         if stat.S_ISREG(mode):
             key: list[int | str] = [
                 info.st_size,
