@@ -1,7 +1,5 @@
-"""Gather every fact a build needs before `plan_build` decides (rules/build_plan.py): the settings'
-request, git, the base image this machine can build from, the builder, the engine's image store,
-whether the registry has the commit's tag already, and what buildx would read. What is asked
-depends only on the request (a dry run asks no engine and no registry; a push no fingerprint).
+"""Gather every fact a build needs before `plan_build` decides (rules/build_plan.py). What is
+asked depends only on the request (a dry run asks no engine and no registry; a push no fingerprint).
 """
 
 from __future__ import annotations

@@ -141,11 +141,9 @@ def _unbuilt(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
 
 @contextmanager
 def push_credentials(settings: BuildSettings) -> Iterator[Path | None]:
-    """The Docker config folder to push with (`docker --config DIR`): a temporary one logged in
-    with the credentials registry/credentials.py resolves, deleted after the push; None when
-    docker can push as it is (the user's Docker config already holds credentials for the host,
-    or it is a loopback registry without any). RegistryError when there are no credentials at
-    all, or the registry refuses them."""
+    """The Docker config folder to push with (`docker --config DIR`), logged in with what
+    registry/credentials.py resolves and deleted after the push; None when docker can push as it
+    is (its config already holds credentials for the host, or a loopback registry needs none)."""
     host = settings.registry_host
     credentials = push_login_credentials(settings, host)
     if credentials is None:
