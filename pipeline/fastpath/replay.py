@@ -215,16 +215,15 @@ def remember(
     if fast_path_off(env):
         forget(env)
         return False
-    refs = tuple(dict.fromkeys([*before.images, *fixed, *tags]))
+    expected = [*before.images.items(), *fixed.items(), *((tag, image_id) for tag in tags)]
+    refs = tuple(dict.fromkeys(ref for ref, _ in expected))
     # the record is an optimisation; the decision stands without it
     with contextlib.suppress(Exception):
         after = observe(watch, env, refs)
         steady = (
             replace(before, images={}) == replace(after, images={})  # images: ref by ref
             and (after.context, file_state(watch.dockerfile)) == built_from
-            and all(after.images.get(ref) == seen for ref, seen in before.images.items())
-            and all(after.images.get(ref) == seen for ref, seen in fixed.items())
-            and all(after.images.get(tag) == image_id for tag in tags)
+            and all(after.images.get(ref) == seen for ref, seen in expected)
         )
         if steady:
             write_record(Record(replace(watch, refs=refs), after, message), env)
