@@ -184,11 +184,8 @@ def _now() -> datetime:
 def status(root: Path, key: str) -> Status:
     paths = Paths.of(root, key)
     saved = read_status(paths) or StatusFile()
-    fd = _open_lock(paths)
-    try:
-        free = _try_lock(fd, shared=True)
-    finally:
-        os.close(fd)
+    with os.fdopen(_open_lock(paths)) as lock:
+        free = _try_lock(lock.fileno(), shared=True)
     last = saved.last
     if free and saved.building:  # the worker died without writing its result
         error = "the background build stopped without a result (killed?); see its log"
