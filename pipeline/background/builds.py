@@ -37,9 +37,8 @@ LOCK_ATTEMPTS = 4
 LOCK_RETRY_S = 0.02
 
 
-class Result(BaseModel):  # what a build callable reports on success
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True)
+class Result:  # what a build callable reports on success
     image: str
     detail: str = ""
 
