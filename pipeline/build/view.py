@@ -57,8 +57,7 @@ class BuildView:
         grid.add_column(width=1, no_wrap=True)
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", min_width=8, no_wrap=True)
-        head = f"{self.title}  {now:.1f} s"
-        grid.add_row("", Text(head, style="bold"), "")
+        grid.add_row("", Text(f"{self.title}  {now:.1f} s", style="bold"), "")
         if len(finished) > SHOWN_FINISHED:
             folded = len(finished) - SHOWN_FINISHED
             grid.add_row("", Text(f"{folded} more finished ({cached} steps cached)", "dim"), "")
