@@ -268,16 +268,14 @@ def load(cls: type[SettingsT]) -> SettingsT:
         problems = []
         for item in error.errors():
             accepted = _ACCEPTS.get(item["type"]) or _accepted(str(item["msg"]))
-            if not item["loc"]:  # a rule across variables: its message names them
+            if not (loc := item["loc"]):  # a rule across variables: its message names them
                 problems.append(accepted)
                 continue
-            loc = item["loc"]
             variable = _alias(cls.model_fields.get(str(loc[0]))) or ".".join(map(str, loc))
             shown = item.get("input")
             if isinstance(shown, str | int | float) and "password" not in variable.lower():
-                problems.append(f"{variable}={shown!r} is not valid: expected {accepted}")
-            else:
-                problems.append(f"{variable} is not valid: expected {accepted}")
+                variable += f"={shown!r}"  # a password's value is never shown
+            problems.append(f"{variable} is not valid: expected {accepted}")
         raise ConfigError("; ".join(problems), "correct or unset the variable") from None
 
 
