@@ -110,8 +110,7 @@ class BuildSettings(_Base):
         if not value:
             raise ValueError(_PLATFORMS_FORM)
         for platform in value:
-            problem = platform_problem(platform)
-            if problem:
+            if problem := platform_problem(platform):
                 raise ValueError(f"OCI platforms {_PLATFORMS_FORM} ({problem})")
         return value
 
