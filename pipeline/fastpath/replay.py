@@ -134,14 +134,10 @@ def git_state(path: Path) -> tuple[str, str, bool, str]:
     status = _git(path, "status", "--porcelain=v2", "--branch")
     if status.code:
         raise Unobservable(f"git status failed: {status.err.strip()}")
-    headers: dict[str, str] = {}
-    dirty = False
-    for line in status.out.splitlines():
-        if line.startswith("# "):
-            name, _, value = line[2:].partition(" ")
-            headers[name] = value
-        elif line:
-            dirty = True
+    lines = status.out.splitlines()
+    # "# branch.oid <commit>", "# branch.head <name>", …: (name, value); any other line: an entry
+    headers = dict(line[2:].partition(" ")[::2] for line in lines if line.startswith("# "))
+    dirty = any(line and not line.startswith("# ") for line in lines)
     commit = headers.get("branch.oid", "")
     if len(commit) not in (40, 64):
         raise Unobservable("HEAD has no commit")
