@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,12 +213,6 @@ def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -
         write_json(cache_file, {"format": CACHE_FORMAT, "entries": trusted})
         keep_newest(cache_file.parent.glob("context-*.json"), CACHE_KEEP)
     return ContextDigest(context_digest(entries), rules, len(entries), hashed_files, hashed_bytes)
-
-
-def cache_root(env: Mapping[str, str]) -> Path:
-    """settings/build.py `cache_dir`, for the replay (which runs before any settings load)."""
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sandbox-pipeline"
 
 
 def cache_file_for(cache_dirs: Sequence[Path], context: Path, rules: IgnoreRules) -> Path | None:

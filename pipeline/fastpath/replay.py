@@ -32,12 +32,7 @@ from typing import Any
 from pipeline.docker import engine_api
 from pipeline.docker.endpoint import Location
 from pipeline.errors import PipelineError
-from pipeline.fastpath.context import (
-    cache_root,
-    digest_context,
-    file_digest,
-    ignore_rules,
-)
+from pipeline.fastpath.context import digest_context, file_digest, ignore_rules
 from pipeline.fastpath.files import local_key, read_json, write_json
 from pipeline.fastpath.reads import fast_path_off
 from pipeline.git.runner import git
@@ -86,6 +81,12 @@ class Record:
 
 class Unobservable(Exception):
     pass
+
+
+def cache_root(env: Mapping[str, str]) -> Path:
+    """settings/build.py `cache_dir`, for the replay (which runs before any settings load)."""
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sandbox-pipeline"
 
 
 def record_path(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
