@@ -118,10 +118,8 @@ class BuildSettings(_Base):
     @classmethod
     def _attestations(cls, value: Any) -> Any:
         if isinstance(value, str):
-            parts = {p.strip() for p in value.split(",") if p.strip()}
-            parts.discard("none")
-            unknown = parts - {"provenance", "sbom"}
-            if unknown:
+            parts = {p.strip() for p in value.split(",") if p.strip()} - {"none"}
+            if parts - {"provenance", "sbom"}:
                 raise ValueError("none, provenance, sbom or provenance,sbom")
             return tuple(sorted(parts))
         return value
