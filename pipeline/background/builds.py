@@ -35,12 +35,10 @@ LOCK_FD_VARIABLE = "PIPELINE_BACKGROUND_LOCK_FD"
 # A status() probe holds the lock for microseconds; a start that meets it looks again.
 LOCK_ATTEMPTS = 4
 LOCK_RETRY_S = 0.02
-State = Literal["idle", "building", "failed"]
 
 
-class Result(BaseModel):  # what a build callable reports on success
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True)
+class Result:  # what a build callable reports on success
     image: str
     detail: str = ""
 
@@ -49,10 +47,10 @@ class LastResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     ok: bool
-    image: str | None
-    detail: str
-    error: str | None  # a failed build's one-line error
-    duration_s: float
+    image: str | None = None
+    detail: str = ""
+    error: str | None = None  # a failed build's one-line error
+    duration_s: float = 0.0
     finished_at: datetime
 
 
@@ -67,7 +65,7 @@ class StatusFile(BaseModel):
 
 @dataclass(frozen=True)
 class Status:
-    state: State
+    state: Literal["idle", "building", "failed"]
     last: LastResult | None
     last_good: LastResult | None
     started_at: datetime | None  # of the running build
@@ -121,10 +119,13 @@ def read_status(paths: Paths) -> StatusFile | None:
         return None
 
 
-def _write_status(paths: Paths, status: StatusFile, **changes: object) -> None:
+def _update_status(paths: Paths, **changes: object) -> StatusFile:
+    """Rewrite the status with `changes`, whole or not at all; returns what it held before."""
+    before = read_status(paths) or StatusFile()
     tmp = paths.dir / f".status.{os.getpid()}.tmp"
-    tmp.write_text(status.model_copy(update=changes).model_dump_json(indent=2) + "\n")
+    tmp.write_text(before.model_copy(update=changes).model_dump_json(indent=2) + "\n")
     tmp.replace(paths.status)
+    return before
 
 
 def start_background(
@@ -147,45 +148,32 @@ def start_background(
             paths.rerun.touch()
             if not _try_lock(fd):  # still running: it will see the marker when it ends
                 return BackgroundStart("rerun-marked", paths.log, running.pid if running else None)
-        pid = _spawn(paths, fd, argv, tree_state, cwd)
-        return BackgroundStart("started", paths.log, pid)
+        previous = _update_status(
+            paths, building=True, pid=None, started_at=_now(), tree_state=tree_state
+        )
+        if paths.log.exists():
+            paths.log.replace(paths.dir / "build.previous.log")
+        with paths.log.open("wb") as log:
+            try:
+                process = subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C in the launcher's terminal must not reach it
+                    pass_fds=(fd,),
+                    env={**os.environ, LOCK_FD_VARIABLE: str(fd)},
+                    cwd=cwd,
+                )
+            except OSError as error:
+                _update_status(paths, **dict(previous))
+                raise EngineError(
+                    f"could not start the background build ({argv[0]}): {error.strerror}",
+                    "check that the Python running the pipeline is still installed",
+                ) from None
+        return BackgroundStart("started", paths.log, process.pid)
     finally:
         os.close(fd)  # the worker holds the lock through its own copy of the descriptor
-
-
-def _spawn(
-    paths: Paths,
-    fd: int,
-    argv: Sequence[str],
-    tree_state: str | None,
-    cwd: Path | None,
-) -> int:
-    previous = read_status(paths) or StatusFile()
-    _write_status(
-        paths, previous, building=True, pid=None, started_at=_now(), tree_state=tree_state
-    )
-    if paths.log.exists():
-        paths.log.replace(paths.dir / "build.previous.log")
-    child_env = {**os.environ, LOCK_FD_VARIABLE: str(fd)}
-    with paths.log.open("wb") as log:
-        try:
-            process = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C in the launcher's terminal must not reach it
-                pass_fds=(fd,),
-                env=child_env,
-                cwd=cwd,
-            )
-        except OSError as error:
-            _write_status(paths, previous)
-            raise EngineError(
-                f"could not start the background build ({argv[0]}): {error.strerror}",
-                "check that the Python running the pipeline is still installed",
-            ) from None
-    return process.pid
 
 
 def _now() -> datetime:
@@ -195,28 +183,14 @@ def _now() -> datetime:
 def status(root: Path, key: str) -> Status:
     paths = Paths.of(root, key)
     saved = read_status(paths) or StatusFile()
-    fd = _open_lock(paths)
-    try:
-        free = _try_lock(fd, shared=True)
-    finally:
-        os.close(fd)
+    with os.fdopen(_open_lock(paths)) as lock:
+        free = _try_lock(lock.fileno(), shared=True)
     last = saved.last
-    if not free:
-        state: State = "building"
-    elif saved.building:  # the worker died without writing its result
-        last = LastResult(
-            ok=False,
-            image=None,
-            detail="",
-            error="the background build stopped without a result (killed?); see its log",
-            duration_s=0.0,
-            finished_at=saved.started_at or _now(),
-        )
-        state = "failed"
-    else:
-        state = "failed" if last and not last.ok else "idle"
+    if free and saved.building:  # the worker died without writing its result
+        error = "the background build stopped without a result (killed?); see its log"
+        last = LastResult(ok=False, error=error, finished_at=saved.started_at or _now())
     return Status(
-        state=state,
+        state="building" if not free else "failed" if last and not last.ok else "idle",
         last=last,
         last_good=saved.last_good,
         started_at=None if free else saved.started_at,
@@ -273,17 +247,16 @@ def _one_build(
     on_line: Callable[[str], None],
 ) -> LastResult:
     paths.rerun.unlink(missing_ok=True)  # changes from now on ask for the next round
-    saved = read_status(paths) or StatusFile(building=True)
     started_at = _now()
-    _write_status(
-        paths, saved, building=True, pid=os.getpid(), started_at=started_at, tree_state=tree_state()
+    _update_status(
+        paths, building=True, pid=os.getpid(), started_at=started_at, tree_state=tree_state()
     )
     on_line(f"==> background build started {started_at.isoformat()}")
     started = time.monotonic()
-    image, detail, error = None, "", None
+    outcome: Result | None = None
+    error: str | None = None
     try:
         outcome = build()
-        image, detail = outcome.image, outcome.detail
     except PipelineError as failure:
         error = str(failure)
     except BaseException as failure:  # the status must say why, whatever happened
@@ -296,15 +269,14 @@ def _one_build(
     finally:
         last = LastResult(
             ok=error is None,
-            image=image,
-            detail=detail,
+            image=outcome.image if outcome else None,
+            detail=outcome.detail if outcome else "",
             error=" ".join(error.split()) if error else None,
             duration_s=round(time.monotonic() - started, 3),
             finished_at=_now(),
         )
-        current = read_status(paths) or saved
-        last_good = last if last.ok else current.last_good
-        _write_status(paths, current, building=False, pid=None, last=last, last_good=last_good)
+        good = last if last.ok else (read_status(paths) or StatusFile()).last_good
+        _update_status(paths, building=False, pid=None, last=last, last_good=good)
     return last
 
 

@@ -1,7 +1,5 @@
-"""Gather every fact a build needs before `plan_build` decides (rules/build_plan.py): the settings'
-request, git, the base image this machine can build from, the builder, the engine's image store,
-whether the registry has the commit's tag already, and what buildx would read. What is asked
-depends only on the request (a dry run asks no engine and no registry; a push no fingerprint).
+"""Gather every fact a build needs before `plan_build` decides (rules/build_plan.py). What is
+asked depends only on the request (a dry run asks no engine and no registry; a push no fingerprint).
 """
 
 from __future__ import annotations
@@ -124,16 +122,14 @@ def registry_digest(
     tag = commit_tag(request, git, day)
     if tag is None:
         return None
-    from pipeline.registry.client import reader_for
+    from pipeline.registry.client import reader_for, resolve_digest
 
     image = f"{request.repository}:{tag}"
     with reader_for(image, settings) as reader:
         response = reader.manifest()
         if response.status_code == 404:
             return None
-        if response.status_code in (401, 403):
-            raise reader.fail(response)
-        if response.status_code != 200:
+        if response.status_code not in (200, 401, 403):
             # Not knowing is not "absent": a push then could replace a tested image.
             raise RegistryError(
                 f"the push to {reader.ref.host} failed before it began: it answered "
@@ -141,12 +137,8 @@ def registry_digest(
                 f"check that {reader.ref.host} is up and the credentials can read it, then "
                 "rerun (a tag that names a commit is never pushed over)",
             )
-    digest = response.headers.get("Docker-Content-Digest")
-    if not digest:
-        from pipeline.registry.client import resolve_digest
-
-        return resolve_digest(image, settings)
-    return str(digest)
+        digest = reader.ok(response).headers.get("Docker-Content-Digest")
+    return str(digest) if digest else resolve_digest(image, settings)
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.docker.images import Image
 from pipeline.errors import PipelineError
 from pipeline.fastpath.context import cache_file_for, digest_context, ignore_rules
-from pipeline.fastpath.local_key import local_key
+from pipeline.fastpath.files import local_key
 from pipeline.rules.build_plan import BuildRequest, sha_tag
 from pipeline.rules.fingerprint import (
     InputFacts,
@@ -56,7 +56,10 @@ def read_inputs(
         rules = ignore_rules(request.dockerfile, request.context)
         cache_file = cache_file_for(cache_dirs, request.context, rules)
         context = digest_context(request.context, rules, cache_file)
-        secrets = _secrets(request.ca_bundle, key_dir)
+        secrets: dict[str, str] = {}
+        if request.ca_bundle is not None:  # an HMAC under the local key: the fingerprint is a label
+            content = request.ca_bundle.read_bytes()
+            secrets["extra_ca_certs"] = hmac.new(local_key(key_dir), content, "sha256").hexdigest()
     except UnknownBase as error:
         return InputFacts(unknown=f"base image unknown before the build: {error}")
     except (OSError, PipelineError) as error:
@@ -87,11 +90,3 @@ def read_inputs(
         local_image=local_image,
         tag_ids={tag: (image.id if (image := found[tag]) else None) for tag in tags[1:]},
     )
-
-
-def _secrets(ca_bundle: Path | None, key_dir: Path) -> dict[str, str]:
-    """An HMAC under a local key (fastpath/local_key.py): the fingerprint is a label."""
-    if ca_bundle is None:
-        return {}
-    content = ca_bundle.read_bytes()
-    return {"extra_ca_certs": hmac.new(local_key(key_dir), content, hashlib.sha256).hexdigest()}

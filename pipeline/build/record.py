@@ -11,7 +11,7 @@ from pipeline.base_image.choose import candidates
 from pipeline.base_image.rootfs import APT_SOURCE_FILES
 from pipeline.fastpath import replay
 from pipeline.fastpath.context import cache_file_for, ignore_rules
-from pipeline.fastpath.local_key import KEY_FILE_NAME
+from pipeline.fastpath.files import KEY_FILE_NAME
 from pipeline.fastpath.reads import BUILDX_PREFIXES, OTHER_VARIABLES
 from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.dockerignore import ignore_file_candidates

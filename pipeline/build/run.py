@@ -9,21 +9,23 @@ import hashlib
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict
+from pathlib import Path
 
 from pipeline import console
 from pipeline.build import record
 from pipeline.build.facts import gather, ref_source
-from pipeline.build.login import push_credentials
 from pipeline.build.view import build_view
 from pipeline.docker import images
 from pipeline.docker.buildx import BuildOutcome, build
-from pipeline.docker.cli import Docker
+from pipeline.docker.cli import Docker, find_docker
+from pipeline.docker.login import logged_in
 from pipeline.errors import BuildError, PipelineError
 from pipeline.fastpath.context import ignore_rules
 from pipeline.fastpath.mirror import Mirror, mirrored
 from pipeline.git.refs import ExportedTree
+from pipeline.registry.credentials import push_login_credentials
 from pipeline.report import publish
 from pipeline.rules.build_plan import CACHE_EXPORT_FIX, BuildPlan, Mode, plan_build
 from pipeline.rules.build_summary import (
@@ -37,7 +39,7 @@ from pipeline.rules.build_summary import (
     steps,
     table,
 )
-from pipeline.rules.fingerprint import LABEL, InputFacts
+from pipeline.rules.fingerprint import LABEL
 from pipeline.settings.build import BuildSettings, ReportSettings, ViewSettings, load
 
 # How often the checkout may change between the fingerprint and its copy before we give up.
@@ -72,87 +74,88 @@ def _attempt(
         console.step("dry run: nothing was built, pushed or tagged")
         return True, None
     reports = load(ReportSettings)
-    if plan.action == "tag":
-        _tag_unchanged(docker, plan, reports)
-        record.remember(before, plan, plan.image_id, facts.inputs)
-        return True, None
-    if plan.action == "reuse":
-        _reuse_pushed(plan, reports)
+    if plan.action in ("tag", "reuse"):
+        _unbuilt(docker, plan, reports)
+        if plan.action == "tag":
+            record.remember(before, plan, plan.image_id, facts.inputs)
         return True, None
     with _sent_from(settings, plan, tree) as source:
         inputs = facts.inputs if facts.inputs and not facts.inputs.unknown else None
-        if source is not None and inputs and not _holds(source, inputs):
+        held = (source.digest, source.dockerfile_digest) if source else None
+        if held and inputs and held != (inputs.context, inputs.dockerfile):
             if last:
                 raise BuildError(
                     f"the build context {plan.request.context} kept changing while it was read",
                     "let the tree settle (an editor saving, a watcher building), then rerun",
                 )
             return False, None
-        outcome, picture = _build(docker, plan, settings, source)
+        outcome, timeline = _build(docker, plan, settings, source)
     if before is not None:
         built = images.one(docker, plan.local_tags[0]) if plan.local_tags else None
         same = built is not None and built.labels.get(LABEL) == plan.fingerprint
         record.remember(before, plan, built.id if built and same else None, facts.inputs)
-    values = {**_values(plan, **outcome.model_dump(mode="json")), **picture.values()}
-    # One tag, the shortest: the chart's title is centred and clipped where it is wider.
-    title = f"{min(outcome.tags, key=len)} — {outcome.duration_s:.1f} s, "
-    title += f"{outcome.steps_cached}/{outcome.steps_total} steps cached"
-    if picture.size is not None:
-        title += f", image {human_size(picture.size)} unpacked"
-    started_ms = round((time.time() - outcome.duration_s) * 1000)
-    chart = gantt(picture.steps, title, started_ms)
-    publish("build", values, reports, summary=_summary(plan, outcome, picture), picture=chart)
+    _report(docker, plan, outcome, timeline, reports)
     return True, outcome
 
 
-@contextmanager
 def _sent_from(
     settings: BuildSettings, plan: BuildPlan, tree: ExportedTree | None
-) -> Iterator[Mirror | None]:
+) -> AbstractContextManager[Mirror | None]:
     """The copy buildx is sent from (fastpath/mirror.py) when the image is labelled with what it
     holds; None for a build without a fingerprint (it claims nothing: buildx reads the checkout
     as it would without us) and for a ref build, whose export is already a folder of its own."""
     if tree is not None or plan.fingerprint is None:
-        yield None
-        return
+        return nullcontext()
     context, dockerfile = plan.request.context, plan.request.dockerfile
     rules = ignore_rules(dockerfile, context)
     key = hashlib.sha256(f"{context.resolve()}\0{dockerfile}".encode()).hexdigest()
-    with mirrored(context, rules, dockerfile, settings.mirror_dir / key[:20]) as copy:
-        yield copy
+    return mirrored(context, rules, dockerfile, settings.cache_dir / "contexts" / key[:20])
 
 
-def _holds(copy: Mirror, inputs: InputFacts) -> bool:
-    return (copy.digest, copy.dockerfile_digest) == (inputs.context, inputs.dockerfile)
-
-
-def _tag_unchanged(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
-    assert plan.image_id is not None
-    images.tag(docker, plan.image_id, plan.retag)
-    console.step(record.unchanged_message(plan, plan.fingerprint_note))
-    values = _values(
-        plan,
-        tags=list(plan.build_tags),
-        image_id=plan.image_id,
-        skipped=True,
-        fingerprint=plan.fingerprint,
-        pushed=False,
-    )
-    summary = [("tags", ", ".join(f"`{t}`" for t in plan.build_tags)), ("built", "no: unchanged")]
+def _unbuilt(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
+    """Tag the image `:local` holds (nothing changed), or reuse the pushed one."""
+    if plan.action == "tag":
+        assert plan.image_id is not None
+        images.tag(docker, plan.image_id, plan.retag)
+        console.step(record.unchanged_message(plan, plan.fingerprint_note))
+        tags = list(plan.build_tags)
+        values = _values(
+            plan,
+            tags=tags,
+            image_id=plan.image_id,
+            skipped=True,
+            fingerprint=plan.fingerprint,
+            pushed=False,
+        )
+        summary = [("tags", ", ".join(f"`{t}`" for t in tags)), ("built", "no: unchanged")]
+    else:
+        image, digest = plan.pushed_tags[0], plan.registry_digest
+        console.step(
+            f"{image} is already in the registry as {digest}: reused, nothing built or pushed"
+        )
+        values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
+        summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
     publish("build", values, reports, summary=summary)
 
 
-def _reuse_pushed(plan: BuildPlan, reports: ReportSettings) -> None:
-    image, digest = plan.pushed_tags[0], plan.registry_digest
-    console.step(f"{image} is already in the registry as {digest}: reused, nothing built or pushed")
-    values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
-    summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
-    publish("build", values, reports, summary=summary)
+@contextmanager
+def push_credentials(settings: BuildSettings) -> Iterator[Path | None]:
+    """The Docker config folder to push with (`docker --config DIR`), logged in with what
+    registry/credentials.py resolves and deleted after the push; None when docker can push as it
+    is (its config already holds credentials for the host, or a loopback registry needs none)."""
+    host = settings.registry_host
+    credentials = push_login_credentials(settings, host)
+    if credentials is None:
+        yield None
+        return
+    with logged_in(find_docker(settings.docker), host, credentials) as pushing:
+        console.step(f"logged in to {host} with {credentials.source}, for this push only")
+        yield pushing.config
 
 
 def _build(
     docker: Docker, plan: BuildPlan, settings: BuildSettings, copy: Mirror | None
-) -> tuple[BuildOutcome, Picture]:
+) -> tuple[BuildOutcome, list[Step]]:
     if plan.cache_export_skipped:
         console.warn(
             f"no registry cache export: {plan.cache_export_skipped} (the image is built and "
@@ -172,41 +175,21 @@ def _build(
             # a plain log has just shown its last lines; the live view has not
             failure.details = (*failure.details, f"full log: {view.path}") if live else ()
             raise
-        timeline = steps(view.stats, view.elapsed_s)
-    picture = _picture(docker, plan, outcome, timeline)
-    _tell(outcome, picture)
-    return outcome, picture
+        return outcome, steps(view.stats, view.elapsed_s)
 
 
-@dataclass(frozen=True)
-class Picture:
-    """Where the time went and how big the image is (rules/build_summary.py)."""
-
-    steps: list[Step]
-    size: int | None
-    layers: list[Layer]
-
-    def values(self) -> dict[str, object]:
-        return {
-            "timeline": [asdict(step) for step in self.steps],
-            "image_size": self.size,
-            "layers": [asdict(layer) for layer in largest(self.layers, 5)],
-        }
-
-
-def _picture(docker: Docker, plan: BuildPlan, outcome: BuildOutcome, found: list[Step]) -> Picture:
-    """The image's size as `docker history` counts it, when the engine holds the image."""
-    for tag in outcome.tags:
-        made = images.history(docker, tag)
-        if made:
-            layers = [
-                Layer(size, layer_name(by) or "(the base image's files)") for size, by in made
-            ]
-            return Picture(found, sum(layer.size for layer in layers), layers)
-    return Picture(found, None, [])
-
-
-def _tell(outcome: BuildOutcome, picture: Picture) -> None:
+def _report(
+    docker: Docker,
+    plan: BuildPlan,
+    outcome: BuildOutcome,
+    timeline: list[Step],
+    reports: ReportSettings,
+) -> None:
+    """Say and publish what was built, where the time went (rules/build_summary.py) and how big
+    the image is as `docker history` counts it, when the engine holds the image."""
+    made = next((found for tag in outcome.tags if (found := images.history(docker, tag))), [])
+    layers = [Layer(added, layer_name(by) or "(the base image's files)") for added, by in made]
+    size = sum(layer.size for layer in layers) if layers else None
     if outcome.cache_export.startswith("failed"):
         console.warn(
             f"the registry cache was not exported ({outcome.cache_export.removeprefix('failed: ')})"
@@ -215,13 +198,42 @@ def _tell(outcome: BuildOutcome, picture: Picture) -> None:
     if outcome.cache_import.startswith("failed"):
         console.warn(f"the registry cache could not be read ({outcome.cache_import})")
     verb = "built and pushed" if outcome.pushed else "built"
+    cached = f"{outcome.steps_cached}/{outcome.steps_total}"
     console.step(
-        f"{verb} {', '.join(outcome.tags)} in {outcome.duration_s:.1f} s "
-        f"({outcome.steps_cached}/{outcome.steps_total} steps cached)"
+        f"{verb} {', '.join(outcome.tags)} in {outcome.duration_s:.1f} s ({cached} steps cached)"
         + (f", digest {outcome.digest}" if outcome.digest else "")
     )
-    for line in table(picture.steps, picture.size, picture.layers):
+    for line in table(timeline, size, layers):
         console.say(f"    {line}")
+    values = {
+        **_values(plan, **outcome.model_dump(mode="json")),
+        "timeline": [asdict(step) for step in timeline],
+        "image_size": size,
+        "layers": [asdict(layer) for layer in largest(layers, 5)],
+    }
+    rows = [
+        ("tags", ", ".join(f"`{t}`" for t in outcome.tags)),
+        ("digest", f"`{outcome.digest}`" if outcome.digest else "-"),
+        ("steps cached", cached),
+        ("cache", f"import {outcome.cache_import}, export {outcome.cache_export}"),
+        ("duration", f"{outcome.duration_s:.1f} s"),
+        ("pushed", "yes" if outcome.pushed else "no"),
+    ]
+    # One tag, the shortest: the chart's title is centred and clipped where it is wider.
+    title = f"{min(outcome.tags, key=len)} — {outcome.duration_s:.1f} s, {cached} steps cached"
+    if size is not None:
+        biggest = "; ".join(
+            f"{human_size(layer.size)} `{short(layer.created_by, 50)}`" for layer in largest(layers)
+        )
+        rows.append(
+            (
+                "image size",
+                f"{human_size(size)} unpacked" + (f" (largest: {biggest})" if biggest else ""),
+            )
+        )
+        title += f", image {human_size(size)} unpacked"
+    chart = gantt(timeline, title, round((time.time() - outcome.duration_s) * 1000))
+    publish("build", values, reports, summary=rows, picture=chart)
 
 
 def _values(plan: BuildPlan, **more: object) -> dict[str, object]:
@@ -234,27 +246,3 @@ def _values(plan: BuildPlan, **more: object) -> dict[str, object]:
         **more,
         "labels": plan.labels,
     }
-
-
-def _summary(plan: BuildPlan, outcome: BuildOutcome, picture: Picture) -> list[tuple[str, str]]:
-    rows = [
-        ("tags", ", ".join(f"`{t}`" for t in outcome.tags)),
-        ("digest", f"`{outcome.digest}`" if outcome.digest else "-"),
-        ("steps cached", f"{outcome.steps_cached}/{outcome.steps_total}"),
-        ("cache", f"import {outcome.cache_import}, export {outcome.cache_export}"),
-        ("duration", f"{outcome.duration_s:.1f} s"),
-        ("pushed", "yes" if outcome.pushed else "no"),
-    ]
-    if picture.size is not None:
-        biggest = "; ".join(
-            f"{human_size(layer.size)} `{short(layer.created_by, 50)}`"
-            for layer in largest(picture.layers)
-        )
-        rows.append(
-            (
-                "image size",
-                f"{human_size(picture.size)} unpacked"
-                + (f" (largest: {biggest})" if biggest else ""),
-            )
-        )
-    return rows

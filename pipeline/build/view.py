@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pipeline import console
-from pipeline.fastpath.context import keep_newest
-from pipeline.rules.progress import ProgressStats, Vertex
+from pipeline.fastpath.files import keep_newest
+from pipeline.rules.progress import ProgressStats
 
 if TYPE_CHECKING:  # rich is imported only when a terminal shows the live view
     from rich.console import RenderableType
-    from rich.text import Text
 
 LOGS_KEPT = 20
 SHOWN_RUNNING = 6  # running steps listed at once; finished ones fold into a count
@@ -58,13 +57,14 @@ class BuildView:
         grid.add_column(width=1, no_wrap=True)
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", min_width=8, no_wrap=True)
-        head = f"{self.title}  {now:.1f} s"
-        grid.add_row("", Text(head, style="bold"), "")
+        grid.add_row("", Text(f"{self.title}  {now:.1f} s", style="bold"), "")
         if len(finished) > SHOWN_FINISHED:
             folded = len(finished) - SHOWN_FINISHED
             grid.add_row("", Text(f"{folded} more finished ({cached} steps cached)", "dim"), "")
         for vertex in [*finished[-SHOWN_FINISHED:], *running[:SHOWN_RUNNING]]:
-            grid.add_row(*_row(vertex, now))
+            mark, style = _MARKS.get(vertex.state, ("?", ""))
+            when = "cached" if vertex.state == "cached" else f"{vertex.duration_s(now):.1f} s"
+            grid.add_row(Text(mark, style), Text(vertex.title), Text(when, style="dim"))
         if len(running) > SHOWN_RUNNING:
             grid.add_row("", Text(f"{len(running) - SHOWN_RUNNING} more running", "dim"), "")
         return grid
@@ -77,14 +77,6 @@ _MARKS = {
     "error": ("✗", "red"),
     "canceled": ("-", "dim"),
 }
-
-
-def _row(vertex: Vertex, now: float) -> tuple[Text, Text, Text]:
-    from rich.text import Text
-
-    mark, style = _MARKS.get(vertex.state, ("?", ""))
-    when = "cached" if vertex.state == "cached" else f"{vertex.duration_s(now):.1f} s"
-    return Text(mark, style), Text(vertex.title), Text(when, style="dim")
 
 
 @contextmanager

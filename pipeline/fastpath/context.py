@@ -9,17 +9,16 @@ excluded itself is still sent when something inside it is.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.fastpath.files import keep_newest, read_json, write_json
 from pipeline.rules.dockerignore import Matcher, ignore_file_candidates, read_patterns
 
 CACHE_FORMAT = 1
@@ -44,33 +43,24 @@ _KINDS = {
 }
 
 
-@dataclass(frozen=True)
-class ContextEntry:
-    """One path as buildx sends it. `payload`: a file's content digest, a symlink's target, a
-    device's number; empty for directories. Times are left out: BuildKit's cache ignores them,
-    so a touched but unchanged file yields the same image."""
-
-    path: str
-    mode: int  # st_mode: type and permission bits
-    uid: int
-    gid: int
-    payload: str
-
-    @property
-    def kind(self) -> str:
-        return _KINDS.get(stat.S_IFMT(self.mode), "other")
-
-    def line(self) -> str:
-        perms = stat.S_IMODE(self.mode)
-        return f"{self.path}\0{self.kind}\0{perms:o}\0{self.uid}\0{self.gid}\0{self.payload}\n"
+# One path as buildx sends it: (path, st_mode, payload), the payload being a file's content digest,
+# a symlink's target, a device's number, empty for a directory.
+Entry = tuple[str, int, str]
 
 
-def context_digest(entries: Iterable[ContextEntry]) -> str:
+def context_digest(entries: Iterable[Entry]) -> str:
     """The file set as one digest, independent of the order the walk found it in (here, not in
-    rules/fingerprint.py: the replay digests the context in nox's own interpreter)."""
+    rules/fingerprint.py: the replay digests the context in nox's own interpreter). Times are
+    left out: BuildKit's cache ignores them, so a touched but unchanged file yields the same
+    image. So is ownership (written as 0:0): COPY and ADD create context files as 0:0 (or
+    --chown's), and the copy buildx is sent from (mirror.py) belongs to whoever runs the build."""
     digest = hashlib.sha256()
-    for entry in sorted(entries, key=lambda e: e.path.encode("utf-8", "surrogateescape")):
-        digest.update(entry.line().encode("utf-8", "surrogateescape"))
+    for path, mode, payload in sorted(
+        entries, key=lambda e: e[0].encode("utf-8", "surrogateescape")
+    ):
+        kind, perms = _KINDS.get(stat.S_IFMT(mode), "other"), stat.S_IMODE(mode)
+        line = f"{path}\0{kind}\0{perms:o}\0{0}\0{0}\0{payload}\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -148,88 +138,6 @@ def _walk_dir(
             yield from _walk_dir(entry.path, path, results, inner, matcher)
 
 
-@dataclass
-class StatCache:
-    """Digest per path, trusted while size, mtime, ctime, inode, device and mode are unchanged."""
-
-    path: Path | None
-    entries: dict[str, list[int | str]] = field(default_factory=dict)
-    seen: dict[str, list[int | str]] = field(default_factory=dict)
-    hashed_files: int = 0
-    hashed_bytes: int = 0
-
-    @classmethod
-    def load(cls, path: Path | None) -> StatCache:
-        entries = read_json(path, CACHE_FORMAT).get("entries") if path else None
-        return cls(path, entries if isinstance(entries, dict) else {})
-
-    def digest(self, absolute: str, relative: str, info: os.stat_result) -> str:
-        key: list[int | str] = [
-            info.st_size,
-            info.st_mtime_ns,
-            info.st_ctime_ns,
-            info.st_ino,
-            info.st_dev,
-            info.st_mode,
-        ]
-        cached = self.entries.get(relative)
-        if cached is not None and cached[:-1] == key:
-            digest = str(cached[-1])
-        else:
-            digest = file_digest(absolute)
-            self.hashed_files += 1
-            self.hashed_bytes += info.st_size
-        self.seen[relative] = [*key, digest]
-        return digest
-
-    def save(self, started_ns: int) -> None:
-        """Keep what was seen, minus entries too fresh to trust; paths gone from the tree go."""
-        if self.path is None:
-            return
-        trusted = {
-            path: entry
-            for path, entry in self.seen.items()
-            if max(int(entry[1]), int(entry[2])) < started_ns - RACY_MARGIN_NS
-        }
-        if trusted == self.entries:
-            return
-        write_json(self.path, {"format": CACHE_FORMAT, "entries": trusted})
-        keep_newest(self.path.parent.glob("context-*.json"), CACHE_KEEP)
-
-
-def read_json(path: Path, version: int) -> dict[str, Any]:
-    """A document `write_json` wrote in format `version`; empty when absent, damaged or older."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) and data.get("format") == version else {}
-
-
-def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Whole or not at all (readers never see half a file); only its owner may read it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle)
-    tmp.replace(path)
-
-
-def keep_newest(paths: Iterable[Path], count: int) -> None:
-    """Delete all but the `count` newest (tests and ref builds fingerprint many short-lived
-    folders; every build writes a log)."""
-    for stale in sorted(paths, key=_mtime)[:-count]:
-        stale.unlink(missing_ok=True)
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:  # another process trimmed it first
-        return 0.0
-
-
 def file_digest(path: str, copy_to: Path | None = None) -> str:
     """A context file's sha256, written to `copy_to` on the way when given (so the copy holds
     exactly the bytes digested). Not hashlib.file_digest: nox's Python may be 3.10."""
@@ -260,40 +168,51 @@ class ContextDigest:
 
 
 def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -> ContextDigest:
+    """The context's digest. A file's digest is read from the stat cache while its size, mtime,
+    ctime, inode, device and mode are unchanged; entries too fresh to trust are not kept."""
     started_ns = time.time_ns()
-    cache = StatCache.load(cache_file)
+    loaded = read_json(cache_file, CACHE_FORMAT).get("entries") if cache_file else None
+    cached: dict[str, list[int | str]] = loaded if isinstance(loaded, dict) else {}
+    seen: dict[str, list[int | str]] = {}
+    hashed_files = hashed_bytes = 0
     root = os.path.realpath(context)
-    entries = [_entry(root, path, info, cache) for path, info in walk(context, rules.matcher)]
-    cache.save(started_ns)
-    return ContextDigest(
-        digest=context_digest(entries),
-        ignore=rules,
-        files=len(entries),
-        hashed_files=cache.hashed_files,
-        hashed_bytes=cache.hashed_bytes,
-    )
-
-
-def _entry(root: str, path: str, info: os.stat_result, cache: StatCache) -> ContextEntry:
-    absolute = os.path.join(root, path)
-    mode = info.st_mode
-    if stat.S_ISREG(mode):
-        payload = cache.digest(absolute, path, info)
-    elif stat.S_ISLNK(mode):
-        payload = os.readlink(absolute)
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        payload = str(info.st_rdev)
-    else:
-        payload = ""
-    # Ownership is left out: COPY and ADD create context files as 0:0 (or --chown's), and the
-    # copy buildx is sent from (mirror.py) belongs to whoever runs the build.
-    return ContextEntry(path=path, mode=mode, uid=0, gid=0, payload=payload)
-
-
-def cache_root(env: Mapping[str, str]) -> Path:
-    """settings/build.py `cache_dir`, for the replay (which runs before any settings load)."""
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sandbox-pipeline"
+    entries: list[Entry] = []
+    for path, info in walk(context, rules.matcher):
+        absolute = os.path.join(root, path)
+        mode = info.st_mode
+        if stat.S_ISREG(mode):
+            key: list[int | str] = [
+                info.st_size,
+                info.st_mtime_ns,
+                info.st_ctime_ns,
+                info.st_ino,
+                info.st_dev,
+                mode,
+            ]
+            known = cached.get(path)
+            if known is not None and known[:-1] == key:
+                payload = str(known[-1])
+            else:
+                payload = file_digest(absolute)
+                hashed_files += 1
+                hashed_bytes += info.st_size
+            seen[path] = [*key, payload]
+        elif stat.S_ISLNK(mode):
+            payload = os.readlink(absolute)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            payload = str(info.st_rdev)
+        else:
+            payload = ""
+        entries.append((path, mode, payload))
+    trusted = {
+        path: entry
+        for path, entry in seen.items()
+        if max(int(entry[1]), int(entry[2])) < started_ns - RACY_MARGIN_NS
+    }
+    if cache_file is not None and trusted != cached:
+        write_json(cache_file, {"format": CACHE_FORMAT, "entries": trusted})
+        keep_newest(cache_file.parent.glob("context-*.json"), CACHE_KEEP)
+    return ContextDigest(context_digest(entries), rules, len(entries), hashed_files, hashed_bytes)
 
 
 def cache_file_for(cache_dirs: Sequence[Path], context: Path, rules: IgnoreRules) -> Path | None:

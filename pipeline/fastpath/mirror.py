@@ -26,15 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.fastpath.context import (
-    ContextEntry,
     ContextError,
+    Entry,
     IgnoreRules,
     context_digest,
     file_digest,
-    read_json,
     walk,
-    write_json,
 )
+from pipeline.fastpath.files import read_json, write_json
 from pipeline.rules.dockerignore import Matcher
 
 MANIFEST_FORMAT = 1
@@ -64,11 +63,13 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
     source_root = os.path.realpath(context)
     target_root = root / "context"
     target_root.mkdir(exist_ok=True)
-    _writable(target_root)
+    for folder, _, _ in os.walk(target_root):  # folders copied read-only: writable while synced
+        if (folder_mode := os.stat(folder).st_mode) & 0o700 != 0o700:
+            os.chmod(folder, folder_mode | 0o700)
     files = read_json(root / "manifest.json", MANIFEST_FORMAT).get("files")
     old: Manifest = files if isinstance(files, dict) else {}
     new: Manifest = {}
-    entries: list[ContextEntry] = []
+    entries: list[Entry] = []
     directories: list[tuple[str, os.stat_result]] = []
     copied = 0
     for path, info in walk(context, rules.matcher):
@@ -85,21 +86,23 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
                 _clear_if(target, lambda m: True)
                 target.symlink_to(payload)
         elif stat.S_ISREG(mode):
-            kept = _kept(old.get(path), info, target)
-            if kept is not None:
-                new[path], payload = kept, str(kept[6])
-            else:
-                new[path] = _copy(source, target, info, old.get(path))
-                payload = str(new[path][6])
-                copied += 1
+            recorded = old.get(path)
+            new[path] = _sync_file(source, target, info, recorded)
+            copied += new[path] is not recorded
+            payload = str(new[path][6])
         else:
             raise ContextError(
                 f"{source} is neither file, folder nor link (a socket or device)",
                 "exclude it in the .dockerignore",
             )
-        entries.append(ContextEntry(path, mode, 0, 0, payload))
+        entries.append((path, mode, payload))
     present = {path for path, _ in walk(target_root, Matcher(()))}
-    _remove_extra(target_root, present - {entry.path for entry in entries})
+    for extra in sorted(present - {entry[0] for entry in entries}, key=len, reverse=True):
+        gone = target_root / extra
+        if gone.is_dir() and not gone.is_symlink():
+            shutil.rmtree(gone, ignore_errors=True)
+        else:
+            gone.unlink(missing_ok=True)
     for path, info in reversed(directories):  # deepest first: a child's write moves its parent
         os.chmod(target_root / path, stat.S_IMODE(info.st_mode))
         os.utime(target_root / path, ns=(info.st_atime_ns, info.st_mtime_ns))
@@ -121,38 +124,33 @@ def _sync(context: Path, rules: IgnoreRules, dockerfile: Path, root: Path) -> Mi
     )
 
 
-def _kept(
-    recorded: list[int | str] | None, info: os.stat_result, target: Path
-) -> list[int | str] | None:
-    """The manifest entry when neither the source nor the copy changed since it was written."""
-    if recorded is None:
-        return None
-    source = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
-    try:
-        copy = target.lstat()
-    except FileNotFoundError:
-        return None
-    if recorded[:4] != source or recorded[4:6] != [copy.st_size, copy.st_mtime_ns]:
-        return None
-    if stat.S_IMODE(copy.st_mode) != stat.S_IMODE(info.st_mode):
-        os.chmod(target, stat.S_IMODE(info.st_mode))
-    return recorded
-
-
-def _copy(
+def _sync_file(
     source: str, target: Path, info: os.stat_result, recorded: list[int | str] | None
 ) -> list[int | str]:
-    """Copy one file (hashing what is written), keeping its mode and mtime (see the module)."""
+    """The file's manifest entry: the recorded one when neither the source nor the copy changed
+    since it was written, else a new copy's (hashing what is written), with the source's mode
+    and mtime (see the module)."""
+    mode = stat.S_IMODE(info.st_mode)
+    seen: list[int | str] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+    try:
+        copy = target.lstat()
+        kept = recorded is not None and recorded[:6] == [*seen, copy.st_size, copy.st_mtime_ns]
+    except FileNotFoundError:
+        kept = False
+    if kept and recorded is not None:
+        if stat.S_IMODE(copy.st_mode) != mode:
+            os.chmod(target, mode)
+        return recorded
     _clear_if(target, lambda m: not stat.S_ISREG(m))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.sync")
     digest = file_digest(source, tmp)
     size, mtime = tmp.stat().st_size, info.st_mtime_ns
     if recorded is not None and recorded[4:6] == [size, mtime] and recorded[6] != digest:
         mtime += 1  # same size and time as what buildx has, other content: make it look
-    os.chmod(tmp, stat.S_IMODE(info.st_mode))
+    os.chmod(tmp, mode)
     os.utime(tmp, ns=(time.time_ns(), mtime))
     tmp.replace(target)
-    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, size, mtime, digest]
+    return [*seen, size, mtime, digest]
 
 
 def _clear_if(target: Path, wrong: Callable[[int], bool]) -> None:
@@ -165,20 +163,3 @@ def _clear_if(target: Path, wrong: Callable[[int], bool]) -> None:
             shutil.rmtree(target)
         else:
             target.unlink()
-
-
-def _writable(root: Path) -> None:
-    """Folders copied read-only get their owner's write bit back while the copy is synced."""
-    for folder, _, _ in os.walk(root):
-        mode = os.stat(folder).st_mode
-        if mode & 0o700 != 0o700:
-            os.chmod(folder, mode | 0o700)
-
-
-def _remove_extra(root: Path, extra: set[str]) -> None:
-    for path in sorted(extra, key=len, reverse=True):
-        target = root / path
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            target.unlink(missing_ok=True)

@@ -32,14 +32,8 @@ from typing import Any
 from pipeline.docker import endpoint
 from pipeline.docker.endpoint import Location
 from pipeline.errors import PipelineError
-from pipeline.fastpath.context import (
-    cache_root,
-    digest_context,
-    ignore_rules,
-    read_json,
-    write_json,
-)
-from pipeline.fastpath.local_key import local_key
+from pipeline.fastpath.context import digest_context, file_digest, ignore_rules
+from pipeline.fastpath.files import local_key, read_json, write_json
 from pipeline.fastpath.reads import fast_path_off
 from pipeline.git.runner import git
 from pipeline.process_group import Finished
@@ -89,6 +83,12 @@ class Unobservable(Exception):
     pass
 
 
+def cache_root(env: Mapping[str, str]) -> Path:
+    """settings/build.py `cache_dir`, for the replay (which runs before any settings load)."""
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sandbox-pipeline"
+
+
 def record_path(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
     """One record per checkout of the pipeline, outside every build context it sends."""
     key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
@@ -98,11 +98,8 @@ def record_path(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
 def observe(watch: Watch, env: Mapping[str, str], refs: Sequence[str] | None = None) -> Observation:
     """What `watch` names, as it is now; the images of `refs` (default: `watch.refs`)."""
     wanted = watch.refs if refs is None else refs
-    location = Location.from_env(env)
-    try:
-        images = endpoint.image_ids(location, wanted) if wanted else {}
-    except endpoint.Unsupported as error:
-        raise Unobservable(str(error)) from None
+    location = Location.from_env(env)  # an engine it cannot ask: endpoint.Unsupported
+    images = endpoint.image_ids(location, wanted) if wanted else {}
     context = Path(watch.context)
     rules = ignore_rules(Path(watch.dockerfile), context)
     cache_file = Path(watch.cache_file) if watch.cache_file else None
@@ -138,14 +135,10 @@ def git_state(path: Path) -> tuple[str, str, bool, str]:
     status = _git(path, "status", "--porcelain=v2", "--branch")
     if status.code:
         raise Unobservable(f"git status failed: {status.err.strip()}")
-    headers: dict[str, str] = {}
-    dirty = False
-    for line in status.out.splitlines():
-        if line.startswith("# "):
-            name, _, value = line[2:].partition(" ")
-            headers[name] = value
-        elif line:
-            dirty = True
+    lines = status.out.splitlines()
+    # "# branch.oid <commit>", "# branch.head <name>", …: (name, value); any other line: an entry
+    headers = dict(line[2:].partition(" ")[::2] for line in lines if line.startswith("# "))
+    dirty = any(line and not line.startswith("# ") for line in lines)
     commit = headers.get("branch.oid", "")
     if len(commit) not in (40, 64):
         raise Unobservable("HEAD has no commit")
@@ -165,13 +158,9 @@ def _git(path: Path, *args: str) -> Finished:
 def file_state(path: str) -> str | None:
     """A file's content digest, a directory's listing; None when absent. Content, not stat:
     buildx rewrites its config files unchanged on every build."""
-    try:
-        if os.path.isdir(path):
-            return "dir:" + "\0".join(sorted(os.listdir(path)))
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    if os.path.isdir(path):
+        return "dir:" + "\0".join(sorted(os.listdir(path)))
+    return file_digest(path) if os.path.exists(path) else None  # gone meanwhile: ContextError
 
 
 def write_record(record: Record, env: Mapping[str, str]) -> None:
@@ -220,16 +209,15 @@ def remember(
     if fast_path_off(env):
         forget(env)
         return False
-    refs = tuple(dict.fromkeys([*before.images, *fixed, *tags]))
+    expected = [*before.images.items(), *fixed.items(), *((tag, image_id) for tag in tags)]
+    refs = tuple(dict.fromkeys(ref for ref, _ in expected))
     # the record is an optimisation; the decision stands without it
     with contextlib.suppress(Exception):
         after = observe(watch, env, refs)
         steady = (
             replace(before, images={}) == replace(after, images={})  # images: ref by ref
             and (after.context, file_state(watch.dockerfile)) == built_from
-            and all(after.images.get(ref) == seen for ref, seen in before.images.items())
-            and all(after.images.get(ref) == seen for ref, seen in fixed.items())
-            and all(after.images.get(tag) == image_id for tag in tags)
+            and all(after.images.get(ref) == seen for ref, seen in expected)
         )
         if steady:
             write_record(Record(replace(watch, refs=refs), after, message), env)

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -110,8 +110,7 @@ class BuildSettings(_Base):
         if not value:
             raise ValueError(_PLATFORMS_FORM)
         for platform in value:
-            problem = platform_problem(platform)
-            if problem:
+            if problem := platform_problem(platform):
                 raise ValueError(f"OCI platforms {_PLATFORMS_FORM} ({problem})")
         return value
 
@@ -119,10 +118,8 @@ class BuildSettings(_Base):
     @classmethod
     def _attestations(cls, value: Any) -> Any:
         if isinstance(value, str):
-            parts = {p.strip() for p in value.split(",") if p.strip()}
-            parts.discard("none")
-            unknown = parts - {"provenance", "sbom"}
-            if unknown:
+            parts = {p.strip() for p in value.split(",") if p.strip()} - {"none"}
+            if parts - {"provenance", "sbom"}:
                 raise ValueError("none, provenance, sbom or provenance,sbom")
             return tuple(sorted(parts))
         return value
@@ -192,18 +189,14 @@ class BuildSettings(_Base):
 
     @property
     def cache_dir(self) -> Path:
-        """Stat caches, the fingerprint key, git-meta clones, the replay's record, build logs."""
+        """Stat caches, the fingerprint key, git-meta clones, the replay's record, build logs, the
+        copies buildx is sent from (`contexts`, fastpath/mirror.py)."""
         return (self.xdg_cache_home or Path.home() / ".cache") / "sandbox-pipeline"
 
     @property
     def fingerprint_dir(self) -> Path:
         """The context's stat caches (fastpath/context.py)."""
         return self.cache_dir / "fingerprint"
-
-    @property
-    def mirror_dir(self) -> Path:
-        """The copies of build contexts buildx is sent from (fastpath/mirror.py)."""
-        return self.cache_dir / "contexts"
 
     @property
     def offline_base_env(self) -> dict[str, str]:
@@ -256,14 +249,12 @@ class ViewSettings(_Base):
 
 
 def env_names(*classes: type[BaseSettings]) -> list[str]:
-    return [name for cls in classes for f in cls.model_fields.values() for name in _aliases(f)]
+    return [name for cls in classes for f in cls.model_fields.values() if (name := _alias(f))]
 
 
-def _aliases(field: FieldInfo) -> list[str]:
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        return [str(choice) for choice in alias.choices]
-    return [alias] if isinstance(alias, str) else []
+def _alias(field: FieldInfo | None) -> str | None:
+    alias = field.validation_alias if field else None
+    return alias if isinstance(alias, str) else None
 
 
 def load(cls: type[SettingsT]) -> SettingsT:
@@ -273,16 +264,15 @@ def load(cls: type[SettingsT]) -> SettingsT:
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            if not item["loc"]:  # a rule across variables: its message names them
-                problems.append(_accepted(str(item["msg"])))
-                continue
-            variable = _variable_name(cls, item["loc"])
-            shown = item.get("input")
             accepted = _ACCEPTS.get(item["type"]) or _accepted(str(item["msg"]))
+            if not (loc := item["loc"]):  # a rule across variables: its message names them
+                problems.append(accepted)
+                continue
+            variable = _alias(cls.model_fields.get(str(loc[0]))) or ".".join(map(str, loc))
+            shown = item.get("input")
             if isinstance(shown, str | int | float) and "password" not in variable.lower():
-                problems.append(f"{variable}={shown!r} is not valid: expected {accepted}")
-            else:
-                problems.append(f"{variable} is not valid: expected {accepted}")
+                variable += f"={shown!r}"  # a password's value is never shown
+            problems.append(f"{variable} is not valid: expected {accepted}")
         raise ConfigError("; ".join(problems), "correct or unset the variable") from None
 
 
@@ -299,9 +289,3 @@ def _accepted(message: str) -> str:
     for prefix in ("Value error, ", "Input should be "):
         message = message.removeprefix(prefix)
     return message
-
-
-def _variable_name(cls: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
-    field = cls.model_fields.get(str(loc[0])) if loc else None
-    names = _aliases(field) if field is not None else []
-    return names[0] if names else ".".join(str(part) for part in loc)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pipeline.build.login import push_credentials
+from pipeline.build.run import push_credentials
 from pipeline.docker.cli import find_docker
 from pipeline.docker.endpoint import Location
 from pipeline.docker.login import login
@@ -177,7 +177,7 @@ def test_a_refused_login_leaves_no_config_behind(
 
 CHILD = """
 import sys, time
-from pipeline.build.login import push_credentials
+from pipeline.build.run import push_credentials
 from pipeline.settings.build import BuildSettings
 with push_credentials(BuildSettings()) as config:
     print(config, flush=True)
