@@ -1,5 +1,4 @@
-"""`snapshot_local` and `snapshot_push`: parse the options, then run the build job (build/run.py)
-or, for the dev launcher, its background build."""
+"""The build job (build/run.py), or for the dev launcher its background build."""
 
 from __future__ import annotations
 
@@ -12,11 +11,7 @@ from pipeline.settings.build import BuildSettings, load
 
 
 def snapshot_local(argv: Sequence[str]) -> None:
-    cli = parser(
-        "snapshot_local",
-        "Build the sandbox image from this checkout and load it as :local and :sha-<sha>; "
-        "with PUSH=1 also push the sha tag and use the registry build cache.",
-    )
+    cli = parser("snapshot_local")
     cli.add_argument(
         "--background",
         action="store_true",
@@ -48,12 +43,7 @@ def snapshot_local(argv: Sequence[str]) -> None:
 
 
 def snapshot_push(argv: Sequence[str]) -> None:
-    cli = parser(
-        "snapshot_push",
-        "Build and push :sha-<sha> with the registry build cache (CI on main); reuse it when "
-        "the registry has it. --from moves :main to a pushed image without building. "
-        "Refuses a dirty work tree.",
-    )
+    cli = parser("snapshot_push")
     cli.add_argument(
         "--from",
         dest="source",

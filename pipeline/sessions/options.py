@@ -18,6 +18,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings
 
+from pipeline.catalog import COMMANDS
 from pipeline.errors import ConfigError
 
 
@@ -30,10 +31,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def parser(
     session: str,
-    description: str,
     dry_run: str = "print the plan and exit without touching docker, registries or APIs",
 ) -> ArgumentParser:
-    """`dry_run` says what `--dry-run` of this session still reads, when it reads anything."""
+    """The description is the catalog's; `dry_run` says what `--dry-run` of this session still
+    reads, when it reads anything."""
+    description = COMMANDS[session].plain
     result = ArgumentParser(prog=f"nox -s {session} --", description=description)
     result.add_argument("--dry-run", action="store_true", help=dry_run)
     return result

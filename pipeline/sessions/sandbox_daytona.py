@@ -1,6 +1,3 @@
-"""`nox -s sandbox_daytona`: start a sandbox from a snapshot and print its preview URL;
-`--down NAME` removes one, `--cleanup` the pipeline's leftovers (plan first, --yes acts)."""
-
 from __future__ import annotations
 
 import argparse
@@ -65,12 +62,7 @@ def sandbox_daytona(argv: Sequence[str], seams: Seams = LIVE) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    cli = parser(
-        "sandbox_daytona",
-        "Start a Daytona sandbox from the stage's newest snapshot (or --snapshot), wait for "
-        "started and print the preview URL of --port. --down NAME removes one; --cleanup "
-        "removes the pipeline's sandboxes.",
-    )
+    cli = parser("sandbox_daytona")
     mode = cli.add_mutually_exclusive_group()
     mode.add_argument(
         "--down", metavar="NAME", help="stop and delete sandbox NAME (or id); wait until gone"

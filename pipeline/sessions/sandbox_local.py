@@ -1,4 +1,4 @@
-"""`sandbox_up` / `sandbox_down`: sandbox containers on the local engine, for people and tests."""
+"""Sandbox containers on the local engine, for people and tests (`start`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def start(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {
 
 
 def sandbox_up(argv: Sequence[str]) -> None:
-    cli = parser("sandbox_up", "Start a sandbox from the local image and wait until healthy.")
+    cli = parser("sandbox_up")
     cli.add_argument("--name", help="container name (default: sandbox-<random>)")
     cli.add_argument("--no-sync", action="store_true", help="run what is baked into the image")
     args = cli.parse_args(argv)
@@ -64,7 +64,7 @@ def sandbox_up(argv: Sequence[str]) -> None:
 
 
 def sandbox_down(argv: Sequence[str]) -> None:
-    cli = parser("sandbox_down", "Remove a sandbox container, or all of them with --all.")
+    cli = parser("sandbox_down")
     cli.add_argument("name", nargs="?", help="container name printed by sandbox_up")
     cli.add_argument("--all", action="store_true", help="every container the pipeline made")
     args = cli.parse_args(argv)

@@ -1,6 +1,3 @@
-"""`nox -s snapshot_latest`: print the newest active snapshot of a stage (stdout), for scripts
-and deploys."""
-
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,7 +9,7 @@ from pipeline.sessions.options import parser
 
 
 def snapshot_latest(argv: Sequence[str], seams: Seams = LIVE) -> None:
-    cli = parser("snapshot_latest", "Print the newest active snapshot of a prefix.")
+    cli = parser("snapshot_latest")
     cli.add_argument(
         "--prefix",
         help="stage like prd (matches prd--…) or a prefix ending in '-' "

@@ -1,9 +1,6 @@
-"""`nox -s snapshot_stage`: a new <stage>--<YYYYMMDD-HHMMSS> (UTC) snapshot of the commit's image,
-which the app's "newest snapshot of the stage" look-up then hands out.
-
-`--from <sha or snapshot>` promotes or rolls back without a build (daytona/promotion.py): the
-new snapshot registers an image that exists already, so it becomes the stage's newest.
-`--dry-run` reads the registry and Daytona too, to show the digest it would register.
+"""A stage's new snapshot (name in UTC) is what the app's "newest snapshot of the stage" look-up
+hands out. `--from` (daytona/promotion.py) registers an image that exists already, so promoting
+or rolling back is making it the stage's newest.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ from pipeline.settings.daytona import SnapshotSettings
 def snapshot_stage(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser(
         "snapshot_stage",
-        "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.",
         dry_run="print the plan and exit without changing anything (with --from, the registry "
         "and Daytona are read to find the image's digest)",
     )
