@@ -34,8 +34,6 @@ from pipeline.errors import BuildError, PipelineError
 from pipeline.fastpath.context import cache_file_for, digest_context, ignore_rules
 from pipeline.settings.build import PROJECT_ROOT, BuildSettings, load
 
-STATE_ROOT = PROJECT_ROOT / ".pipeline" / "background"
-STATE_ROOT_VARIABLE = "PIPELINE_BACKGROUND_DIR"  # another place for the state (tests use it)
 # Outputs meant for a CI step; a background build in a dev shell must not append to them.
 _NOT_FOR_BACKGROUND = ("PIPELINE_REPORT", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")
 
@@ -47,7 +45,7 @@ def background_key(context: Path, repository: str) -> str:
 
 
 def state_root() -> Path:
-    return load(BuildSettings).background_dir or STATE_ROOT
+    return load(BuildSettings).background_dir or PROJECT_ROOT / ".pipeline" / "background"
 
 
 def tree_state(context: Path, dockerfile: Path) -> str | None:
@@ -63,10 +61,12 @@ def tree_state(context: Path, dockerfile: Path) -> str | None:
     return hashlib.sha256(f"{files.digest}\0{recipe}".encode()).hexdigest()
 
 
-def launch(
-    context: Path, dockerfile: Path, repository: str, command: Sequence[str]
-) -> BackgroundStart:
+def launch() -> BackgroundStart:
+    settings = load(BuildSettings)
+    context, dockerfile = settings.build_context, settings.dockerfile
+    repository = settings.image_repository
     key, root = background_key(context, repository), state_root()
+    command = [sys.executable, "-m", "pipeline", "snapshot_local"]
     worker = [
         sys.executable, "-m", "pipeline.sessions.background", "worker", "--key", key,
         "--state-root", str(root), "--context", str(context), "--dockerfile", str(dockerfile),
@@ -88,8 +88,11 @@ def launch(
     return started
 
 
-def show_status(context: Path, repository: str, *, as_json: bool = False) -> Status:
-    current = status(state_root(), background_key(context, repository))
+def show_status(*, as_json: bool = False) -> Status:
+    settings = load(BuildSettings)
+    current = status(
+        state_root(), background_key(settings.build_context, settings.image_repository)
+    )
     if as_json:
         console.output(dump_status(current))
         return current
