@@ -44,24 +44,6 @@ SELECTOR = f"{CREATED_BY_LABEL}={CREATED_BY}"
 
 
 def sandbox_daytona(argv: Sequence[str], seams: Seams = LIVE) -> None:
-    args = _parser().parse_args(argv)
-    settings = load(SandboxSettings)
-    waits = SandboxWaits(
-        start_s=args.timeout or settings.timeout, interval=seams.interval or SANDBOX_POLL
-    )
-    # --down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT).
-    teardown = replace(waits, teardown_s=waits.start_s)
-    if args.yes and not args.cleanup:
-        raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
-    if args.down:
-        _down(args.down, args.dry_run, teardown, seams)
-    elif args.cleanup:
-        _cleanup(args, teardown, seams)
-    else:
-        _up(args, settings, waits, seams)
-
-
-def _parser() -> argparse.ArgumentParser:
     cli = parser("sandbox_daytona")
     mode = cli.add_mutually_exclusive_group()
     mode.add_argument(
@@ -124,7 +106,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MINUTES",
     )
     cli.add_argument("--yes", action="store_true", help="with --cleanup: delete what the plan says")
-    return cli
+    args = cli.parse_args(argv)
+    settings = load(SandboxSettings)
+    waits = SandboxWaits(
+        start_s=args.timeout or settings.timeout, interval=seams.interval or SANDBOX_POLL
+    )
+    # --down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT).
+    teardown = replace(waits, teardown_s=waits.start_s)
+    if args.yes and not args.cleanup:
+        raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
+    if args.down:
+        _down(args.down, args.dry_run, teardown, seams)
+    elif args.cleanup:
+        _cleanup(args, teardown, seams)
+    else:
+        _up(args, settings, waits, seams)
 
 
 def _up(

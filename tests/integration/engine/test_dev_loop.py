@@ -234,9 +234,8 @@ def test_background_build_runs_detached_and_reruns_after_a_change(dev_env: Fixtu
     assert image_exists(f"{repo.repository}:sha-{repo.sha}-dirty")  # the rerun saw the change
     status_json = json.loads(
         subprocess.run(
-            [sys.executable, "-c", "from pathlib import Path; from pipeline.sessions.background"
-             " import show_status; import sys; show_status(Path(sys.argv[1]), sys.argv[2],"
-             " as_json=True)", str(repo.path), repo.repository],
+            [sys.executable, "-c", "from pipeline.sessions.background import show_status;"
+             " show_status(as_json=True)"],  # of the fixture repo: dev_env set its variables
             cwd=ROOT, capture_output=True, text=True, check=True, env=os.environ,
         ).stdout
     )  # fmt: skip
