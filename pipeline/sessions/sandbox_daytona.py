@@ -143,22 +143,19 @@ def _up(
         auto_delete_interval=settings.auto_delete if args.auto_delete is None else args.auto_delete,
         git_sha=git_sha_label(),
     ).request(seams.now())
+    newest_of = stage_of and (
+        f"the newest active one starting with {match_prefix(stage_of[0])!r} "
+        f"(stage from {stage_of[1]})"
+    )
     console.step("Daytona sandbox plan")
-    if stage_of is not None:
-        console.say(
-            f"snapshot:   the newest active one starting with {match_prefix(stage_of[0])!r} "
-            f"(stage from {stage_of[1]})"
-        )
-    else:
-        console.say(f"snapshot:   {request.snapshot}")
-    auto_delete = interval_words(request.auto_delete_interval, "never", zero="at stop")
     for line in (
+        f"snapshot:   {newest_of or request.snapshot}",
         f"name:       {request.name}",
         f"preview:    port {args.port} ({'public' if args.public else 'private: token needed'})",
         f"env:        {', '.join(sorted(request.env)) or '(none)'}",  # names only: may be secret
         f"labels:     {', '.join(f'{k}={v}' for k, v in sorted(request.labels.items()))}",
         f"auto-stop:  {interval_words(request.auto_stop_interval, 'never')}",
-        f"auto-delete: {auto_delete}",
+        f"auto-delete: {interval_words(request.auto_delete_interval, 'never', zero='at stop')}",
         f"deadline:   {waits.start_s:g} s",
         api_line(daytona),
     ):
