@@ -31,11 +31,8 @@ READ_ONLY_FIX = (
 
 
 def daytona_registry(argv: Sequence[str], seams: Seams = LIVE) -> None:
-    cli = parser(
-        "daytona_registry",
-        dry_run="list Daytona's registry entries, print the plan, and change nothing",
-    )
-    args = cli.parse_args(argv)
+    dry_run = "list Daytona's registry entries, print the plan, and change nothing"
+    args = parser("daytona_registry", dry_run=dry_run).parse_args(argv)
     build = load(BuildSettings)
     credentials = pull_credentials(load(RegistryEntrySettings), build)
     daytona = load(DaytonaSettings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import console
@@ -19,7 +19,7 @@ def docker() -> Docker:
     return find_docker(load(BuildSettings).docker)
 
 
-def spec(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}) -> SandboxSpec:
+def spec(name: str | None = None, sync: bool = True) -> SandboxSpec:
     settings, build = load(LocalDockerSettings), load(BuildSettings)
     mounts = None
     if sync:
@@ -32,12 +32,11 @@ def spec(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}
         sync=mounts,
         pnpm_volume=settings.pnpm_volume,
         health_timeout_s=settings.health_timeout,
-        env=env,
     )
 
 
-def start(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}) -> Sandbox:
-    return local_docker.start(docker(), spec(name, sync, env))
+def start(name: str | None = None, sync: bool = True) -> Sandbox:
+    return local_docker.start(docker(), spec(name, sync))
 
 
 def sandbox_up(argv: Sequence[str]) -> None:
