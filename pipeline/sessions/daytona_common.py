@@ -72,6 +72,8 @@ class Seams:
 
 
 LIVE = Seams()
+# What stage() reads without --prefix, for the flags' help.
+STAGE_DEFAULT = "(default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
 
 
 def stage(prefix: str | None) -> tuple[str, str]:

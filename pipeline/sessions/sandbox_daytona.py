@@ -29,6 +29,7 @@ from pipeline.rules.sandbox_rules import (
 from pipeline.rules.snapshot_names import match_prefix, snapshot_name_problem
 from pipeline.sessions.daytona_common import (
     LIVE,
+    STAGE_DEFAULT,
     Seams,
     api_line,
     clean_up,
@@ -59,9 +60,7 @@ def sandbox_daytona(argv: Sequence[str], seams: Seams = LIVE) -> None:
         help="snapshot to start (default: DAYTONA_SNAPSHOT_NAME, else the newest active one "
         "of the stage)",
     )
-    cli.add_argument(
-        "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
-    )
+    cli.add_argument("--prefix", help=f"stage {STAGE_DEFAULT}")
     cli.add_argument("--name", help="sandbox name (default: sbx-<YYYYMMDD-HHMMSS>-<random>)")
     add_setting_flag(
         cli, "--port", SandboxOptions, "port whose preview URL to print (the daemon's)"

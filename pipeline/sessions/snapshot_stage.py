@@ -19,7 +19,7 @@ from pipeline.rules.snapshot_names import (
     sha_image,
     stage_snapshot_name,
 )
-from pipeline.sessions.daytona_common import LIVE, Seams, commit, stage
+from pipeline.sessions.daytona_common import LIVE, STAGE_DEFAULT, Seams, commit, stage
 from pipeline.sessions.options import parser
 from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options
 from pipeline.settings.build import BuildSettings, load
@@ -32,9 +32,7 @@ def snapshot_stage(argv: Sequence[str], seams: Seams = LIVE) -> None:
         dry_run="print the plan and exit without changing anything (with --from, the registry "
         "and Daytona are read to find the image's digest)",
     )
-    cli.add_argument(
-        "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
-    )
+    cli.add_argument("--prefix", help=f"stage {STAGE_DEFAULT}")
     cli.add_argument(
         "--from",
         dest="source",
