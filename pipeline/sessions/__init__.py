@@ -1,2 +1,2 @@
 """One module per command session: parse the options, load the settings, call the job, report.
-Which function serves which session is declared in pipeline/catalog.py."""
+pipeline/catalog.py names each session's module; the function there bears the session's name."""

@@ -1,14 +1,14 @@
 """`snapshot_local --background` and `--status`: the dev launcher's build, detached.
 
-The worker is `python -m pipeline.sessions.background worker --key K ... -- COMMAND`: it runs
+The worker is `python -m pipeline.sessions.background worker STATE_ROOT COMMAND...`: it runs
 COMMAND (a foreground `snapshot_local`, which skips itself when nothing changed) again while a
-rerun was asked for, and records each result. State under `.pipeline/background/<key>/`
+rerun was asked for, and records each result. It inherits the launcher's environment, so its
+settings name the same context, Dockerfile and key. State under `.pipeline/background/<key>/`
 (git-ignored, and excluded from the image context).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -34,8 +34,6 @@ from pipeline.errors import BuildError, PipelineError
 from pipeline.fastpath.context import cache_file_for, digest_context, ignore_rules
 from pipeline.settings.build import PROJECT_ROOT, BuildSettings, load
 
-STATE_ROOT = PROJECT_ROOT / ".pipeline" / "background"
-STATE_ROOT_VARIABLE = "PIPELINE_BACKGROUND_DIR"  # another place for the state (tests use it)
 # Outputs meant for a CI step; a background build in a dev shell must not append to them.
 _NOT_FOR_BACKGROUND = ("PIPELINE_REPORT", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")
 
@@ -46,16 +44,21 @@ def background_key(context: Path, repository: str) -> str:
     return f"{name or 'image'}-{digest[:12]}"
 
 
+def _key(settings: BuildSettings) -> str:
+    return background_key(settings.build_context, settings.image_repository)
+
+
 def state_root() -> Path:
-    return load(BuildSettings).background_dir or STATE_ROOT
+    return load(BuildSettings).background_dir or PROJECT_ROOT / ".pipeline" / "background"
 
 
-def tree_state(context: Path, dockerfile: Path) -> str | None:
+def tree_state(settings: BuildSettings) -> str | None:
     """What a build would start from, cheaply (stat-cached): the context's files as buildx sends
     them and the Dockerfile. None when unreadable (then any call asks for a rerun)."""
+    context, dockerfile = settings.build_context, settings.dockerfile
     try:
         rules = ignore_rules(dockerfile, context)
-        cache = cache_file_for((load(BuildSettings).fingerprint_dir,), context, rules)
+        cache = cache_file_for((settings.fingerprint_dir,), context, rules)
         files = digest_context(context, rules, cache)
         recipe = hashlib.sha256(dockerfile.read_bytes()).hexdigest()
     except (OSError, PipelineError):
@@ -63,18 +66,14 @@ def tree_state(context: Path, dockerfile: Path) -> str | None:
     return hashlib.sha256(f"{files.digest}\0{recipe}".encode()).hexdigest()
 
 
-def launch(
-    context: Path, dockerfile: Path, repository: str, command: Sequence[str]
-) -> BackgroundStart:
-    key, root = background_key(context, repository), state_root()
+def launch() -> BackgroundStart:
+    settings = load(BuildSettings)
+    repository, key, root = settings.image_repository, _key(settings), state_root()
     worker = [
-        sys.executable, "-m", "pipeline.sessions.background", "worker", "--key", key,
-        "--state-root", str(root), "--context", str(context), "--dockerfile", str(dockerfile),
-        "--", *command,
+        sys.executable, "-m", "pipeline.sessions.background", "worker", str(root),
+        sys.executable, "-m", "pipeline", "snapshot_local",
     ]  # fmt: skip
-    started = start_background(
-        root, key, worker, tree_state=tree_state(context, dockerfile), cwd=PROJECT_ROOT
-    )
+    started = start_background(root, key, worker, tree_state=tree_state(settings), cwd=PROJECT_ROOT)
     if started.outcome == "started":
         console.step(f"building {repository}:local in the background (pid {started.pid})")
     elif started.outcome == "already-building":
@@ -88,8 +87,8 @@ def launch(
     return started
 
 
-def show_status(context: Path, repository: str, *, as_json: bool = False) -> Status:
-    current = status(state_root(), background_key(context, repository))
+def show_status(*, as_json: bool = False) -> Status:
+    current = status(state_root(), _key(load(BuildSettings)))
     if as_json:
         console.output(dump_status(current))
         return current
@@ -156,27 +155,19 @@ def _result(report: Path) -> Result:
     return Result(image=image, detail=f"(built, {cached})")
 
 
-def worker(argv: Sequence[str]) -> int:
-    cli = argparse.ArgumentParser(prog="python -m pipeline.sessions.background worker")
-    cli.add_argument("--key", required=True)
-    cli.add_argument("--state-root", type=Path, required=True)
-    cli.add_argument("--context", type=Path, required=True)
-    cli.add_argument("--dockerfile", type=Path, required=True)
-    cli.add_argument("command", nargs=argparse.REMAINDER)
-    args = cli.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        cli.error("give the build command after --")
+def worker(root: Path, command: Sequence[str]) -> int:
+    settings = load(BuildSettings)
+    key = _key(settings)
     ok = run_worker(
-        args.state_root,
-        args.key,
-        partial(command_build, command, args.state_root / args.key / "report.json"),
-        tree_state=lambda: tree_state(args.context, args.dockerfile),
+        root,
+        key,
+        partial(command_build, command, root / key / "report.json"),
+        tree_state=lambda: tree_state(settings),
     )
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["worker"]:
-        sys.exit("usage: python -m pipeline.sessions.background worker --key K ... -- COMMAND")
-    sys.exit(worker(sys.argv[2:]))
+    if sys.argv[1:2] != ["worker"] or len(sys.argv) < 4:
+        sys.exit("usage: python -m pipeline.sessions.background worker STATE_ROOT COMMAND...")
+    sys.exit(worker(Path(sys.argv[2]), sys.argv[3:]))

@@ -1,7 +1,6 @@
-"""`nox -s base_image`: make the offline stand-in for `node:24-bookworm` by hand (to force a
-rebuild or another tag; `snapshot_local` makes it itself where the official image cannot be
-pulled). An image under the tag whose recipe label matches is kept; `--force` rebuilds.
-"""
+"""By hand, to force a rebuild or make another tag: `snapshot_local` makes the stand-in for
+`node:24-bookworm` itself where the official image cannot be pulled. An image under the tag whose
+recipe label matches is kept."""
 
 from __future__ import annotations
 
@@ -17,11 +16,7 @@ from pipeline.settings.build import BuildSettings, load
 
 
 def base_image(argv: Sequence[str]) -> None:
-    cli = parser(
-        "base_image",
-        "Make the offline stand-in for node:24-bookworm (Debian bookworm via mmdebstrap + "
-        "Node.js, npm and corepack from the npm registry) and docker-import it.",
-    )
+    cli = parser("base_image")
     cli.add_argument("--tag", default=DEFAULT_TAG, help=f"image tag (default: {DEFAULT_TAG})")
     cli.add_argument("--force", action="store_true", help="rebuild even if the tag is current")
     args = cli.parse_args(argv)

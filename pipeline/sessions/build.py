@@ -1,22 +1,15 @@
-"""`snapshot_local` and `snapshot_push`: parse the options, then run the build job (build/run.py)
-or, for the dev launcher, its background build."""
+"""The build job (build/run.py), or for the dev launcher its background build."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from pipeline.build.run import run_build
 from pipeline.sessions.options import parser
-from pipeline.settings.build import BuildSettings, load
 
 
 def snapshot_local(argv: Sequence[str]) -> None:
-    cli = parser(
-        "snapshot_local",
-        "Build the sandbox image from this checkout and load it as :local and :sha-<sha>; "
-        "with PUSH=1 also push the sha tag and use the registry build cache.",
-    )
+    cli = parser("snapshot_local")
     cli.add_argument(
         "--background",
         action="store_true",
@@ -30,30 +23,20 @@ def snapshot_local(argv: Sequence[str]) -> None:
     )
     cli.add_argument("--json", action="store_true", help="with --status: JSON on stdout")
     args = cli.parse_args(argv)
-    if args.background or args.status:
-        from pipeline.sessions import background
+    if args.status:
+        from pipeline.sessions.background import show_status
 
-        settings = load(BuildSettings)
-        if args.status:
-            background.show_status(
-                settings.build_context, settings.image_repository, as_json=args.json
-            )
-        else:
-            command = [sys.executable, "-m", "pipeline", "snapshot_local"]
-            background.launch(
-                settings.build_context, settings.dockerfile, settings.image_repository, command
-            )
-        return
-    run_build("local", dry_run=args.dry_run)
+        show_status(as_json=args.json)
+    elif args.background:
+        from pipeline.sessions.background import launch
+
+        launch()
+    else:
+        run_build("local", dry_run=args.dry_run)
 
 
 def snapshot_push(argv: Sequence[str]) -> None:
-    cli = parser(
-        "snapshot_push",
-        "Build and push :sha-<sha> with the registry build cache (CI on main); reuse it when "
-        "the registry has it. --from moves :main to a pushed image without building. "
-        "Refuses a dirty work tree.",
-    )
+    cli = parser("snapshot_push")
     cli.add_argument(
         "--from",
         dest="source",

@@ -24,8 +24,6 @@ from pipeline.settings.build import BuildSettings, ReportSettings, load
 from pipeline.settings.daytona import DaytonaSettings, StageSettings
 from pipeline.waiting import Interval, RetryPolicy
 
-Now = Callable[[], datetime]
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -61,7 +59,7 @@ class Seams:
 
     client: DaytonaClient | None = None
     interval: Interval | None = None
-    now: Now = utcnow
+    now: Callable[[], datetime] = utcnow
 
     @contextmanager
     def daytona(self, settings: DaytonaSettings | None = None) -> Iterator[DaytonaClient]:
@@ -74,6 +72,8 @@ class Seams:
 
 
 LIVE = Seams()
+# What stage() reads without --prefix, for the flags' help.
+STAGE_DEFAULT = "(default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
 
 
 def stage(prefix: str | None) -> tuple[str, str]:

@@ -1,9 +1,6 @@
-"""`nox -s daytona_registry`: give Daytona exactly one registry entry for the image's registry
-(the host of SANDBOX_IMAGE_REPOSITORY), with DAYTONA_REGISTRY_USERNAME/_PASSWORD, so that it can
-pull private images (a private GHCR package) into snapshots.
-
-Idempotent (daytona/registries.py); `--dry-run` lists the entries (a read) and prints the plan.
-The password is never printed or reported.
+"""The entry (the host of SANDBOX_IMAGE_REPOSITORY, DAYTONA_REGISTRY_USERNAME/_PASSWORD) lets
+Daytona pull private images (a private GHCR package) into snapshots. The password is never printed
+or reported.
 """
 
 from __future__ import annotations
@@ -34,12 +31,8 @@ READ_ONLY_FIX = (
 
 
 def daytona_registry(argv: Sequence[str], seams: Seams = LIVE) -> None:
-    cli = parser(
-        "daytona_registry",
-        "Give Daytona one registry entry (pull credentials) for the image's registry.",
-        dry_run="list Daytona's registry entries, print the plan, and change nothing",
-    )
-    args = cli.parse_args(argv)
+    dry_run = "list Daytona's registry entries, print the plan, and change nothing"
+    args = parser("daytona_registry", dry_run=dry_run).parse_args(argv)
     build = load(BuildSettings)
     credentials = pull_credentials(load(RegistryEntrySettings), build)
     daytona = load(DaytonaSettings)

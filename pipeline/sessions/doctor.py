@@ -1,5 +1,3 @@
-"""`doctor`: is this machine ready to build and push? One line per problem, each with its fix."""
-
 from __future__ import annotations
 
 import tempfile
@@ -38,7 +36,7 @@ class Finding:
 
 
 def doctor(argv: Sequence[str]) -> None:
-    cli = parser("doctor", "Check engine, buildx, cache export and registry credentials.")
+    cli = parser("doctor")
     cli.add_argument(
         "--skip-login", action="store_true", help="do not try the registry credentials"
     )

@@ -10,7 +10,6 @@ pipeline/settings/daytona.py the same way.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -18,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings
 
+from pipeline.catalog import COMMANDS
 from pipeline.errors import ConfigError
 
 
@@ -30,28 +30,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def parser(
     session: str,
-    description: str,
     dry_run: str = "print the plan and exit without touching docker, registries or APIs",
 ) -> ArgumentParser:
-    """`dry_run` says what `--dry-run` of this session still reads, when it reads anything."""
-    result = ArgumentParser(prog=f"nox -s {session} --", description=description)
+    """The description is the catalog's; `dry_run` says what `--dry-run` of this session still
+    reads, when it reads anything."""
+    result = ArgumentParser(prog=f"nox -s {session} --", description=COMMANDS[session].plain)
     result.add_argument("--dry-run", action="store_true", help=dry_run)
     return result
-
-
-def setting_type(model: type[BaseModel], name: str) -> Callable[[str], Any]:
-    """An argparse `type=` that validates the text as `model`'s field `name` would."""
-    info = model.model_fields[name]
-    field_type: Any = Annotated[info.annotation, *info.metadata]  # the type with its limits
-    adapter: TypeAdapter[Any] = TypeAdapter(field_type)
-
-    def parse(text: str) -> Any:
-        try:
-            return adapter.validate_python(text)
-        except ValidationError as error:
-            raise argparse.ArgumentTypeError(limit_message(error.errors()[0], info, text)) from None
-
-    return parse
 
 
 def limit_message(error: ErrorDetails, info: FieldInfo, text: str) -> str:
@@ -82,15 +67,23 @@ def add_setting_flag(
     help: str,
     **options: Any,
 ) -> None:
-    """Add `--some-flag`, validated by `model.some_flag`. For a settings model the flag defaults
+    """Add `--some-flag`, validated as `model.some_flag` is. For a settings model the flag defaults
     to None (the variable's value is used then) and the help names the variable; for an options
     model it defaults to the field's default."""
-    name = flag.removeprefix("--").replace("-", "_")
-    info = model.model_fields[name]
+    info = model.model_fields[flag.removeprefix("--").replace("-", "_")]
+    field_type: Any = Annotated[info.annotation, *info.metadata]  # the type with its limits
+    adapter: TypeAdapter[Any] = TypeAdapter(field_type)
+
+    def parse(text: str) -> Any:
+        try:
+            return adapter.validate_python(text)
+        except ValidationError as error:
+            raise argparse.ArgumentTypeError(limit_message(error.errors()[0], info, text)) from None
+
     alias = info.validation_alias
     if issubclass(model, BaseSettings) and isinstance(alias, str):
         where, default = f"{alias}, {info.default:g}", None
     else:
         where, default = f"default {info.default:g}", info.default
     options.setdefault("default", default)
-    cli.add_argument(flag, type=setting_type(model, name), help=f"{help} ({where})", **options)
+    cli.add_argument(flag, type=parse, help=f"{help} ({where})", **options)

@@ -1,5 +1,3 @@
-"""`registry`: run the local OCI registry in the foreground for offline demos."""
-
 from __future__ import annotations
 
 import tempfile
@@ -13,7 +11,7 @@ from pipeline.settings.build import BuildSettings, load
 
 
 def registry(argv: Sequence[str]) -> None:
-    cli = parser("registry", "Serve a local OCI registry (htpasswd auth) until Ctrl-C.")
+    cli = parser("registry")
     cli.add_argument("--port", type=int, default=5000)
     cli.add_argument("--username", default="pipeline")
     cli.add_argument("--root", type=Path, help="storage folder (default: a temporary one)")

@@ -1,6 +1,3 @@
-"""`nox -s sandbox_daytona`: start a sandbox from a snapshot and print its preview URL;
-`--down NAME` removes one, `--cleanup` the pipeline's leftovers (plan first, --yes acts)."""
-
 from __future__ import annotations
 
 import argparse
@@ -32,6 +29,7 @@ from pipeline.rules.sandbox_rules import (
 from pipeline.rules.snapshot_names import match_prefix, snapshot_name_problem
 from pipeline.sessions.daytona_common import (
     LIVE,
+    STAGE_DEFAULT,
     Seams,
     api_line,
     clean_up,
@@ -47,30 +45,7 @@ SELECTOR = f"{CREATED_BY_LABEL}={CREATED_BY}"
 
 
 def sandbox_daytona(argv: Sequence[str], seams: Seams = LIVE) -> None:
-    args = _parser().parse_args(argv)
-    settings = load(SandboxSettings)
-    waits = SandboxWaits(
-        start_s=args.timeout or settings.timeout, interval=seams.interval or SANDBOX_POLL
-    )
-    # --down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT).
-    teardown = replace(waits, teardown_s=waits.start_s)
-    if args.yes and not args.cleanup:
-        raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
-    if args.down:
-        _down(args.down, args.dry_run, teardown, seams)
-    elif args.cleanup:
-        _cleanup(args, teardown, seams)
-    else:
-        _up(args, settings, waits, seams)
-
-
-def _parser() -> argparse.ArgumentParser:
-    cli = parser(
-        "sandbox_daytona",
-        "Start a Daytona sandbox from the stage's newest snapshot (or --snapshot), wait for "
-        "started and print the preview URL of --port. --down NAME removes one; --cleanup "
-        "removes the pipeline's sandboxes.",
-    )
+    cli = parser("sandbox_daytona")
     mode = cli.add_mutually_exclusive_group()
     mode.add_argument(
         "--down", metavar="NAME", help="stop and delete sandbox NAME (or id); wait until gone"
@@ -85,9 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         help="snapshot to start (default: DAYTONA_SNAPSHOT_NAME, else the newest active one "
         "of the stage)",
     )
-    cli.add_argument(
-        "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
-    )
+    cli.add_argument("--prefix", help=f"stage {STAGE_DEFAULT}")
     cli.add_argument("--name", help="sandbox name (default: sbx-<YYYYMMDD-HHMMSS>-<random>)")
     add_setting_flag(
         cli, "--port", SandboxOptions, "port whose preview URL to print (the daemon's)"
@@ -132,7 +105,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MINUTES",
     )
     cli.add_argument("--yes", action="store_true", help="with --cleanup: delete what the plan says")
-    return cli
+    args = cli.parse_args(argv)
+    settings = load(SandboxSettings)
+    waits = SandboxWaits(
+        start_s=args.timeout or settings.timeout, interval=seams.interval or SANDBOX_POLL
+    )
+    # --down and --cleanup wait for gone as long as a start may take (DAYTONA_SANDBOX_TIMEOUT).
+    teardown = replace(waits, teardown_s=waits.start_s)
+    if args.yes and not args.cleanup:
+        raise ConfigError("--yes only applies to --cleanup", "add --cleanup, or drop --yes")
+    if args.down:
+        _down(args.down, args.dry_run, teardown, seams)
+    elif args.cleanup:
+        _cleanup(args, teardown, seams)
+    else:
+        _up(args, settings, waits, seams)
 
 
 def _up(
@@ -155,22 +142,19 @@ def _up(
         auto_delete_interval=settings.auto_delete if args.auto_delete is None else args.auto_delete,
         git_sha=git_sha_label(),
     ).request(seams.now())
+    newest_of = stage_of and (
+        f"the newest active one starting with {match_prefix(stage_of[0])!r} "
+        f"(stage from {stage_of[1]})"
+    )
     console.step("Daytona sandbox plan")
-    if stage_of is not None:
-        console.say(
-            f"snapshot:   the newest active one starting with {match_prefix(stage_of[0])!r} "
-            f"(stage from {stage_of[1]})"
-        )
-    else:
-        console.say(f"snapshot:   {request.snapshot}")
-    auto_delete = interval_words(request.auto_delete_interval, "never", zero="at stop")
     for line in (
+        f"snapshot:   {newest_of or request.snapshot}",
         f"name:       {request.name}",
         f"preview:    port {args.port} ({'public' if args.public else 'private: token needed'})",
         f"env:        {', '.join(sorted(request.env)) or '(none)'}",  # names only: may be secret
         f"labels:     {', '.join(f'{k}={v}' for k, v in sorted(request.labels.items()))}",
         f"auto-stop:  {interval_words(request.auto_stop_interval, 'never')}",
-        f"auto-delete: {auto_delete}",
+        f"auto-delete: {interval_words(request.auto_delete_interval, 'never', zero='at stop')}",
         f"deadline:   {waits.start_s:g} s",
         api_line(daytona),
     ):

@@ -1,9 +1,9 @@
-"""`sandbox_up` / `sandbox_down`: sandbox containers on the local engine, for people and tests."""
+"""Sandbox containers on the local engine, for people and tests (`start`)."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline import console
@@ -19,7 +19,7 @@ def docker() -> Docker:
     return find_docker(load(BuildSettings).docker)
 
 
-def spec(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}) -> SandboxSpec:
+def spec(name: str | None = None, sync: bool = True) -> SandboxSpec:
     settings, build = load(LocalDockerSettings), load(BuildSettings)
     mounts = None
     if sync:
@@ -32,16 +32,15 @@ def spec(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}
         sync=mounts,
         pnpm_volume=settings.pnpm_volume,
         health_timeout_s=settings.health_timeout,
-        env=env,
     )
 
 
-def start(name: str | None = None, sync: bool = True, env: Mapping[str, str] = {}) -> Sandbox:
-    return local_docker.start(docker(), spec(name, sync, env))
+def start(name: str | None = None, sync: bool = True) -> Sandbox:
+    return local_docker.start(docker(), spec(name, sync))
 
 
 def sandbox_up(argv: Sequence[str]) -> None:
-    cli = parser("sandbox_up", "Start a sandbox from the local image and wait until healthy.")
+    cli = parser("sandbox_up")
     cli.add_argument("--name", help="container name (default: sandbox-<random>)")
     cli.add_argument("--no-sync", action="store_true", help="run what is baked into the image")
     args = cli.parse_args(argv)
@@ -62,7 +61,7 @@ def sandbox_up(argv: Sequence[str]) -> None:
 
 
 def sandbox_down(argv: Sequence[str]) -> None:
-    cli = parser("sandbox_down", "Remove a sandbox container, or all of them with --all.")
+    cli = parser("sandbox_down")
     cli.add_argument("name", nargs="?", help="container name printed by sandbox_up")
     cli.add_argument("--all", action="store_true", help="every container the pipeline made")
     args = cli.parse_args(argv)

@@ -1,5 +1,4 @@
-"""`nox -s snapshot_daytona`: register the commit's image as Daytona snapshot
-iterate-sandbox-<sha>, idempotently; and the steps `snapshot_stage` shares with it.
+"""`snapshot_daytona`, and the steps `snapshot_stage` shares with it.
 
 Daytona is sent a tag, never a digest (it cannot pull one, daytonaio/daytona#4532): a tag the
 run has just verified in its registry to resolve to the expected digest, which is
@@ -37,7 +36,7 @@ from pipeline.settings.daytona import DaytonaSettings, DigestSettings, SnapshotS
 
 
 def snapshot_daytona(argv: Sequence[str], seams: Seams = LIVE) -> None:
-    cli = parser("snapshot_daytona", "Make iterate-sandbox-<sha> from <repo>:sha-<sha>.")
+    cli = parser("snapshot_daytona")
     cli.add_argument(
         "--name",
         help="snapshot name (default: SANDBOX_SNAPSHOT_NAME, else iterate-sandbox-<sha>[-dirty])",

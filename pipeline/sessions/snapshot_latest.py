@@ -1,22 +1,18 @@
-"""`nox -s snapshot_latest`: print the newest active snapshot of a stage (stdout), for scripts
-and deploys."""
-
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from pipeline import console
 from pipeline.rules.snapshot_names import match_prefix
-from pipeline.sessions.daytona_common import LIVE, Seams, newest, stage
+from pipeline.sessions.daytona_common import LIVE, STAGE_DEFAULT, Seams, newest, stage
 from pipeline.sessions.options import parser
 
 
 def snapshot_latest(argv: Sequence[str], seams: Seams = LIVE) -> None:
-    cli = parser("snapshot_latest", "Print the newest active snapshot of a prefix.")
+    cli = parser("snapshot_latest")
     cli.add_argument(
         "--prefix",
-        help="stage like prd (matches prd--…) or a prefix ending in '-' "
-        "(default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)",
+        help=f"stage like prd (matches prd--…) or a prefix ending in '-' {STAGE_DEFAULT}",
     )
     args = cli.parse_args(argv)
     matched = match_prefix(args.prefix or stage(None)[0])

@@ -1,9 +1,6 @@
-"""`nox -s snapshot_stage`: a new <stage>--<YYYYMMDD-HHMMSS> (UTC) snapshot of the commit's image,
-which the app's "newest snapshot of the stage" look-up then hands out.
-
-`--from <sha or snapshot>` promotes or rolls back without a build (daytona/promotion.py): the
-new snapshot registers an image that exists already, so it becomes the stage's newest.
-`--dry-run` reads the registry and Daytona too, to show the digest it would register.
+"""A stage's new snapshot (name in UTC) is what the app's "newest snapshot of the stage" look-up
+hands out. `--from` (daytona/promotion.py) registers an image that exists already, so promoting
+or rolling back is making it the stage's newest.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from pipeline.rules.snapshot_names import (
     sha_image,
     stage_snapshot_name,
 )
-from pipeline.sessions.daytona_common import LIVE, Seams, commit, stage
+from pipeline.sessions.daytona_common import LIVE, STAGE_DEFAULT, Seams, commit, stage
 from pipeline.sessions.options import parser
 from pipeline.sessions.snapshot_daytona import SnapshotJob, make, snapshot_options
 from pipeline.settings.build import BuildSettings, load
@@ -32,13 +29,10 @@ from pipeline.settings.daytona import SnapshotSettings
 def snapshot_stage(argv: Sequence[str], seams: Seams = LIVE) -> None:
     cli = parser(
         "snapshot_stage",
-        "Make <stage>--<YYYYMMDD-HHMMSS> (UTC) from the commit's image.",
         dry_run="print the plan and exit without changing anything (with --from, the registry "
         "and Daytona are read to find the image's digest)",
     )
-    cli.add_argument(
-        "--prefix", help="stage (default: DAYTONA_SNAPSHOT_PREFIX, dev-$ITERATE_USER, APP_STAGE)"
-    )
+    cli.add_argument("--prefix", help=f"stage {STAGE_DEFAULT}")
     cli.add_argument(
         "--from",
         dest="source",

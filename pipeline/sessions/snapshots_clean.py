@@ -1,6 +1,3 @@
-"""`nox -s snapshots_clean`: retention for a prefix's snapshots. Prints the plan (keep the newest
-N, anything younger than D days, and the newest active one); deletes only with --yes."""
-
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -15,10 +12,7 @@ from pipeline.settings.daytona import RetentionOptions
 
 
 def snapshots_clean(argv: Sequence[str], seams: Seams = LIVE) -> None:
-    cli = parser(
-        "snapshots_clean",
-        "Retention for a prefix's snapshots; prints the plan, deletes only with --yes.",
-    )
+    cli = parser("snapshots_clean")
     cli.add_argument(
         "--prefix",
         action="append",

@@ -337,13 +337,18 @@ def test_worker_cli_runs_a_command_build(root: Path, tmp_path: Path) -> None:
     """The session's worker runs the build command and records its error line."""
     failing = [sys.executable, "-c", "import sys; print('error: the step failed — fix: x',"
                " file=sys.stderr); sys.exit(5)"]  # fmt: skip
+    repository = "ghcr.io/iterate/sandbox"
+    env = {
+        **os.environ,  # the worker reads context, Dockerfile and key from the settings
+        "SANDBOX_BUILD_CONTEXT": str(tmp_path),
+        "SANDBOX_DOCKERFILE": str(tmp_path / "Dockerfile"),
+        "SANDBOX_IMAGE_REPOSITORY": repository,
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.sessions.background", "worker", "--key", KEY,
-         "--state-root", str(root), "--context", str(tmp_path), "--dockerfile",
-         str(tmp_path / "Dockerfile"), "--", *failing],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "pipeline.sessions.background", "worker", str(root), *failing],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
-    now = status(root, KEY)
+    now = status(root, background_key(tmp_path, repository))
     assert now.state == "failed" and now.last is not None
     assert now.last.error == "the step failed — fix: x"

@@ -187,20 +187,10 @@ def dev_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fixture
         monkeypatch.delenv(name, raising=False)
     for name, value in repo.env().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv(background.STATE_ROOT_VARIABLE, str(tmp_path / "background"))
+    monkeypatch.setenv("PIPELINE_BACKGROUND_DIR", str(tmp_path / "background"))
     yield repo
     for tag in ("local", f"sha-{repo.sha}", f"sha-{repo.sha}-dirty"):
         _docker("image", "rm", f"{repo.repository}:{tag}", check=False)
-
-
-def _launch(repo: FixtureRepo) -> str:
-    started = background.launch(
-        repo.path,
-        repo.path / "sandbox" / "Dockerfile",
-        repo.repository,
-        [sys.executable, "-m", "pipeline", "snapshot_local"],
-    )
-    return started.outcome
 
 
 def _wait(repo: FixtureRepo, timeout_s: float = 300) -> Status:
@@ -230,12 +220,12 @@ def _image_id(reference: str) -> str:
 def test_background_build_runs_detached_and_reruns_after_a_change(dev_env: FixtureRepo) -> None:
     repo = dev_env
     began = time.monotonic()
-    assert _launch(repo) == "started"
+    assert background.launch().outcome == "started"
     assert time.monotonic() - began < 5  # returns at once; the build goes on without us
     _wait_for_log(repo, 'RUN ["/bin/busybox", "sleep"')  # the first build is under way
-    assert _launch(repo) == "already-building"  # unchanged tree: nothing more
+    assert background.launch().outcome == "already-building"  # unchanged tree: nothing more
     (repo.path / "notes.txt").write_text("changed while it builds\n")
-    assert _launch(repo) == "rerun-marked"
+    assert background.launch().outcome == "rerun-marked"
     done = _wait(repo)
     assert done.state == "idle", done
     assert done.last is not None and done.last.ok and done.last.image == f"{repo.repository}:local"
@@ -244,9 +234,8 @@ def test_background_build_runs_detached_and_reruns_after_a_change(dev_env: Fixtu
     assert image_exists(f"{repo.repository}:sha-{repo.sha}-dirty")  # the rerun saw the change
     status_json = json.loads(
         subprocess.run(
-            [sys.executable, "-c", "from pathlib import Path; from pipeline.sessions.background"
-             " import show_status; import sys; show_status(Path(sys.argv[1]), sys.argv[2],"
-             " as_json=True)", str(repo.path), repo.repository],
+            [sys.executable, "-c", "from pipeline.sessions.background import show_status;"
+             " show_status(as_json=True)"],  # of the fixture repo: dev_env set its variables
             cwd=ROOT, capture_output=True, text=True, check=True, env=os.environ,
         ).stdout
     )  # fmt: skip
@@ -255,13 +244,13 @@ def test_background_build_runs_detached_and_reruns_after_a_change(dev_env: Fixtu
 
 def test_failed_background_build_keeps_the_last_good_local(dev_env: FixtureRepo) -> None:
     repo = dev_env
-    assert _launch(repo) == "started"
+    assert background.launch().outcome == "started"
     good = _wait(repo)
     assert good.state == "idle", good
     good_id = _image_id(f"{repo.repository}:local")
     dockerfile = repo.path / "sandbox" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + 'RUN ["/bin/busybox", "false"]\n')
-    assert _launch(repo) == "started"
+    assert background.launch().outcome == "started"
     failed = _wait(repo)
     assert failed.state == "failed" and failed.last is not None
     assert failed.last.error and "\n" not in failed.last.error
@@ -448,10 +437,7 @@ def test_changed_build_arg_base_image_and_ca_rebuild(
 
 
 def test_background_and_status_through_the_command(dev_env: FixtureRepo) -> None:
-    env = {
-        **dev_env.env(),
-        background.STATE_ROOT_VARIABLE: os.environ[background.STATE_ROOT_VARIABLE],
-    }
+    env = {**dev_env.env(), "PIPELINE_BACKGROUND_DIR": os.environ["PIPELINE_BACKGROUND_DIR"]}
     started = run_pipeline("snapshot_local", "--background", env=env)
     assert started.returncode == 0, started.output
     assert started.stdout.strip().endswith("build.log")
