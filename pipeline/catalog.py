@@ -62,7 +62,8 @@ SESSIONS = (
     Session(
         "snapshot_push",
         "CI on main: build and push `:sha-<sha>` once (reused when the registry has it); "
-        "`-- --from <sha>` moves `:main` to that tested digest without building, never backwards.",
+        "`-- --from <sha>` moves `:main` to that tested digest without building, never backwards. "
+        "Refuses a dirty work tree.",
         "build",
     ),
     Session(
@@ -73,7 +74,7 @@ SESSIONS = (
     ),
     Session(
         "registry",
-        "Serve a local OCI registry with htpasswd auth on 127.0.0.1 (offline demos).",
+        "Serve a local OCI registry with htpasswd auth on 127.0.0.1 until Ctrl-C (offline demos).",
         "registry",
     ),
     Session(
