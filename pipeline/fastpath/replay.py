@@ -34,7 +34,6 @@ from pipeline.docker.endpoint import Location
 from pipeline.errors import PipelineError
 from pipeline.fastpath.context import digest_context, file_digest, ignore_rules
 from pipeline.fastpath.files import local_key, read_json, write_json
-from pipeline.fastpath.reads import fast_path_off
 from pipeline.git.runner import git
 from pipeline.process_group import Finished
 
@@ -44,6 +43,8 @@ RECORD_FORMAT = 3
 TRIED_VARIABLE = "PIPELINE_REPLAY_TRIED"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_S = 10
+# SANDBOX_FAST_PATH's values that turn it off, as the settings' bool reads them
+OFF_VALUES = ("0", "off", "false", "no", "n", "f")
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,9 @@ def cache_root(env: Mapping[str, str]) -> Path:
     return Path(base) / "sandbox-pipeline"
 
 
-def record_path(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
+def record_path(env: Mapping[str, str]) -> Path:
     """One record per checkout of the pipeline, outside every build context it sends."""
-    key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    key = hashlib.sha256(str(PROJECT_ROOT).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return cache_root(env) / "replay" / f"snapshot_local-{key}.json"
 
 
@@ -161,6 +162,12 @@ def file_state(path: str) -> str | None:
     if os.path.isdir(path):
         return "dir:" + "\0".join(sorted(os.listdir(path)))
     return file_digest(path) if os.path.exists(path) else None  # gone meanwhile: ContextError
+
+
+def fast_path_off(env: Mapping[str, str]) -> bool:
+    """SANDBOX_FAST_PATH=off (any case, as the settings read it): never skip, never replay."""
+    values = [v for k, v in env.items() if k.upper() == "SANDBOX_FAST_PATH" and v != ""]
+    return bool(values) and values[-1].strip().lower() in OFF_VALUES
 
 
 def write_record(record: Record, env: Mapping[str, str]) -> None:
