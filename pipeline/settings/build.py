@@ -274,7 +274,7 @@ def load(cls: type[SettingsT]) -> SettingsT:
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            accepted = _ACCEPTS.get(item["type"]) or _accepted(str(item["msg"]))
+            accepted = _ACCEPTS.get(item["type"]) or _PYDANTIC_WORDS.sub("", str(item["msg"]))
             if not (loc := item["loc"]):  # a rule across variables: its message names them
                 problems.append(accepted)
                 continue
@@ -294,8 +294,4 @@ _ACCEPTS = {
     "int_parsing": "a whole number",
 }
 
-
-def _accepted(message: str) -> str:
-    for prefix in ("Value error, ", "Input should be "):
-        message = message.removeprefix(prefix)
-    return message
+_PYDANTIC_WORDS = re.compile(r"^(Value error, )?(Input should be )?")
