@@ -119,23 +119,16 @@ def _unbuilt(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
         images.tag(docker, plan.image_id, plan.retag)
         console.step(record.unchanged_message(plan, plan.fingerprint_note))
         tags = list(plan.build_tags)
-        values = _values(
-            plan,
-            tags=tags,
-            image_id=plan.image_id,
-            skipped=True,
-            fingerprint=plan.fingerprint,
-            pushed=False,
-        )
+        more = {"image_id": plan.image_id, "skipped": True, "fingerprint": plan.fingerprint}
         summary = [("tags", ", ".join(f"`{t}`" for t in tags)), ("built", "no: unchanged")]
     else:
         image, digest = plan.pushed_tags[0], plan.registry_digest
         console.step(
             f"{image} is already in the registry as {digest}: reused, nothing built or pushed"
         )
-        values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
+        tags, more = [image], {"digest": digest, "reused": True}
         summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
-    publish("build", values, reports, summary=summary)
+    publish("build", _values(plan, tags=tags, pushed=False, **more), reports, summary=summary)
 
 
 @contextmanager
