@@ -91,15 +91,10 @@ def containerd_image_store(docker: Docker) -> bool | None:
 
 
 def build(
-    plan: BuildPlan,
-    docker: Docker,
-    on_line: LineSink,
-    source: Source | None = None,
-    stats: ProgressStats | None = None,
+    plan: BuildPlan, docker: Docker, on_line: LineSink, source: Source | None, stats: ProgressStats
 ) -> BuildOutcome:
     """`source`: the (context, Dockerfile) buildx reads, when they are a copy of the plan's
     (fastpath/mirror.py); `stats`: where progress is counted and timed (a live view reads it)."""
-    stats = stats if stats is not None else ProgressStats()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
