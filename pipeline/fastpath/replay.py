@@ -183,15 +183,11 @@ def forget(env: Mapping[str, str]) -> None:
 def load_record(env: Mapping[str, str]) -> Record | None:
     document = read_json(record_path(env), RECORD_FORMAT)
     try:
-        watch: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in document["watch"].items()
-        }
-        seen = document["seen"]
-        return Record(
-            Watch(**watch),
-            Observation(**{**seen, "git": tuple(seen["git"])}),
-            str(document["message"]),
-        )
+        parts: list[dict[str, Any]] = [  # JSON made the tuples lists
+            {k: tuple(v) if isinstance(v, list) else v for k, v in document[part].items()}
+            for part in ("watch", "seen")
+        ]
+        return Record(Watch(**parts[0]), Observation(**parts[1]), str(document["message"]))
     except (KeyError, TypeError, AttributeError):
         return None
 
