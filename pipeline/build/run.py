@@ -160,9 +160,8 @@ def _build(
     live = load(ViewSettings).live(sys.stderr.isatty())
     with login as config, build_view(settings.cache_dir, live, title) as view:
         source = (copy.context, copy.dockerfile) if copy else None
-        heading = nullcontext() if live else console.group(title)
         try:
-            with heading:
+            with nullcontext() if live else console.group(title):
                 outcome = build(plan, docker.with_config(config), view.line, source, view.stats)
         except PipelineError as failure:
             # a plain log has just shown its last lines; the live view has not
