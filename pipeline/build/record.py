@@ -42,9 +42,8 @@ def watch(settings: BuildSettings) -> replay.Watch:
         *APT_SOURCE_FILES,
         *(f for d in APT_SOURCE_FILES for f in (*_listing(d, "*.list"), *_listing(d, "*.sources"))),
         *_listing(PROJECT_ROOT / "pipeline", "**/*.py"),  # the decision's own code
+        *filter(None, [settings.ca_bundle]),
     ]
-    if settings.ca_bundle is not None:
-        files.append(settings.ca_bundle)
     return replay.Watch(
         context=str(context),
         dockerfile=str(dockerfile),
