@@ -190,7 +190,6 @@ class BuildSettings(_Base):
 
     @property
     def buildx_env(self) -> dict[str, str]:
-        """The variables buildx takes from its environment."""
         return {
             name: value
             for name, value in sorted(os.environ.items())
