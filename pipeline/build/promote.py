@@ -54,22 +54,21 @@ def promote_main(text: str, *, dry_run: bool) -> None:
         console.step(f"{main} is {digest}" + ("" if written else " already; nothing written"))
     else:
         console.warn(decision.reason)
-    image, moved = source.image, decision.move
     values = {
-        "image": image,
+        "image": source.image,
         "digest": digest,
         "sha": source.commit,
-        "tags": [main] if moved else [],
+        "tags": [main] if decision.move else [],
         "pushed": written,
         "built": False,
-        "promoted_from": image,
-        "main_moved": moved,
+        "promoted_from": source.image,
+        "main_moved": decision.move,
         "main_reason": decision.reason,
     }
     summary = [
-        ("source", f"`{image}`"),
+        ("source", f"`{source.image}`"),
         ("digest", f"`{digest}`"),
-        (":main", "moved" if moved else f"not moved: {decision.reason}"),
+        (":main", "moved" if decision.move else f"not moved: {decision.reason}"),
         ("built", "no: promoted"),
     ]
     publish("build", values, load(ReportSettings), summary=summary)

@@ -12,11 +12,17 @@ from pipeline.base_image.rootfs import APT_SOURCE_FILES
 from pipeline.fastpath import replay
 from pipeline.fastpath.context import cache_file_for, ignore_rules
 from pipeline.fastpath.files import KEY_FILE_NAME
-from pipeline.fastpath.reads import BUILDX_PREFIXES, OTHER_VARIABLES
 from pipeline.rules.build_plan import BuildPlan
 from pipeline.rules.dockerignore import ignore_file_candidates
 from pipeline.rules.fingerprint import InputFacts
-from pipeline.settings.build import PROJECT_ROOT, BuildSettings, ReportSettings, env_names
+from pipeline.settings.build import (
+    BUILDX_PREFIXES,
+    OTHER_VARIABLES,
+    PROJECT_ROOT,
+    BuildSettings,
+    ReportSettings,
+    env_names,
+)
 
 # How a replayed run says so (scripts and tests look for it).
 REPLAYED = "nothing the build reads has changed since the last run"
@@ -36,9 +42,8 @@ def watch(settings: BuildSettings) -> replay.Watch:
         *APT_SOURCE_FILES,
         *(f for d in APT_SOURCE_FILES for f in (*_listing(d, "*.list"), *_listing(d, "*.sources"))),
         *_listing(PROJECT_ROOT / "pipeline", "**/*.py"),  # the decision's own code
+        *filter(None, [settings.ca_bundle]),
     ]
-    if settings.ca_bundle is not None:
-        files.append(settings.ca_bundle)
     return replay.Watch(
         context=str(context),
         dockerfile=str(dockerfile),

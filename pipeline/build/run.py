@@ -94,7 +94,7 @@ def _attempt(
         built = images.one(docker, plan.local_tags[0]) if plan.local_tags else None
         same = built is not None and built.labels.get(LABEL) == plan.fingerprint
         record.remember(before, plan, built.id if built and same else None, facts.inputs)
-    _report(docker, plan, outcome, timeline, reports)
+    _report(docker, outcome, timeline, reports)
     return True, outcome
 
 
@@ -119,23 +119,16 @@ def _unbuilt(docker: Docker, plan: BuildPlan, reports: ReportSettings) -> None:
         images.tag(docker, plan.image_id, plan.retag)
         console.step(record.unchanged_message(plan, plan.fingerprint_note))
         tags = list(plan.build_tags)
-        values = _values(
-            plan,
-            tags=tags,
-            image_id=plan.image_id,
-            skipped=True,
-            fingerprint=plan.fingerprint,
-            pushed=False,
-        )
+        more = {"image_id": plan.image_id, "skipped": True, "fingerprint": plan.fingerprint}
         summary = [("tags", ", ".join(f"`{t}`" for t in tags)), ("built", "no: unchanged")]
     else:
         image, digest = plan.pushed_tags[0], plan.registry_digest
         console.step(
             f"{image} is already in the registry as {digest}: reused, nothing built or pushed"
         )
-        values = _values(plan, digest=digest, tags=[image], pushed=False, reused=True)
+        tags, more = [image], {"digest": digest, "reused": True}
         summary = [("tag", f"`{image}`"), ("digest", f"`{digest}`"), ("built", "no: reused")]
-    publish("build", values, reports, summary=summary)
+    publish("build", _values(plan, tags=tags, pushed=False, **more), reports, summary=summary)
 
 
 @contextmanager
@@ -167,9 +160,8 @@ def _build(
     live = load(ViewSettings).live(sys.stderr.isatty())
     with login as config, build_view(settings.cache_dir, live, title) as view:
         source = (copy.context, copy.dockerfile) if copy else None
-        heading = nullcontext() if live else console.group(title)
         try:
-            with heading:
+            with nullcontext() if live else console.group(title):
                 outcome = build(plan, docker.with_config(config), view.line, source, view.stats)
         except PipelineError as failure:
             # a plain log has just shown its last lines; the live view has not
@@ -179,14 +171,11 @@ def _build(
 
 
 def _report(
-    docker: Docker,
-    plan: BuildPlan,
-    outcome: BuildOutcome,
-    timeline: list[Step],
-    reports: ReportSettings,
+    docker: Docker, outcome: BuildOutcome, timeline: list[Step], reports: ReportSettings
 ) -> None:
     """Say and publish what was built, where the time went (rules/build_summary.py) and how big
     the image is as `docker history` counts it, when the engine holds the image."""
+    plan = outcome.plan
     made = next((found for tag in outcome.tags if (found := images.history(docker, tag))), [])
     layers = [Layer(added, layer_name(by) or "(the base image's files)") for added, by in made]
     size = sum(layer.size for layer in layers) if layers else None
@@ -197,7 +186,7 @@ def _report(
         )
     if outcome.cache_import.startswith("failed"):
         console.warn(f"the registry cache could not be read ({outcome.cache_import})")
-    verb = "built and pushed" if outcome.pushed else "built"
+    verb = "built and pushed" if plan.push else "built"
     cached = f"{outcome.steps_cached}/{outcome.steps_total}"
     console.step(
         f"{verb} {', '.join(outcome.tags)} in {outcome.duration_s:.1f} s ({cached} steps cached)"
@@ -205,33 +194,34 @@ def _report(
     )
     for line in table(timeline, size, layers):
         console.say(f"    {line}")
-    values = {
-        **_values(plan, **outcome.model_dump(mode="json")),
-        "timeline": [asdict(step) for step in timeline],
-        "image_size": size,
-        "layers": [asdict(layer) for layer in largest(layers, 5)],
-    }
+    values = _values(
+        plan,
+        **outcome.model_dump(mode="json", exclude={"plan"}),
+        tags=outcome.tags,
+        pushed=plan.push,
+        platforms=plan.request.platforms,
+        **plan.model_dump(mode="json", include={"cache_from", "cache_to", "provenance", "sbom"}),
+        timeline=[asdict(step) for step in timeline],
+        image_size=size,
+        layers=[asdict(layer) for layer in largest(layers, 5)],
+    )
     rows = [
         ("tags", ", ".join(f"`{t}`" for t in outcome.tags)),
         ("digest", f"`{outcome.digest}`" if outcome.digest else "-"),
         ("steps cached", cached),
         ("cache", f"import {outcome.cache_import}, export {outcome.cache_export}"),
         ("duration", f"{outcome.duration_s:.1f} s"),
-        ("pushed", "yes" if outcome.pushed else "no"),
+        ("pushed", "yes" if plan.push else "no"),
     ]
     # One tag, the shortest: the chart's title is centred and clipped where it is wider.
     title = f"{min(outcome.tags, key=len)} — {outcome.duration_s:.1f} s, {cached} steps cached"
     if size is not None:
+        unpacked = f"{human_size(size)} unpacked"
         biggest = "; ".join(
             f"{human_size(layer.size)} `{short(layer.created_by, 50)}`" for layer in largest(layers)
         )
-        rows.append(
-            (
-                "image size",
-                f"{human_size(size)} unpacked" + (f" (largest: {biggest})" if biggest else ""),
-            )
-        )
-        title += f", image {human_size(size)} unpacked"
+        rows.append(("image size", unpacked + (f" (largest: {biggest})" if biggest else "")))
+        title += f", image {unpacked}"
     chart = gantt(timeline, title, round((time.time() - outcome.duration_s) * 1000))
     publish("build", values, reports, summary=rows, picture=chart)
 

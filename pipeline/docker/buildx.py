@@ -29,22 +29,22 @@ Source = tuple[Path, Path]  # the context folder and the Dockerfile buildx reads
 
 
 class BuildOutcome(BaseModel):
+    """What buildx measured and answered; what was asked for is the plan's."""
+
     model_config = ConfigDict(frozen=True)
 
+    plan: BuildPlan
     digest: str | None
-    tags: tuple[str, ...]
-    pushed: bool
     duration_s: float
     steps_total: int
     steps_cached: int
     cache_import: str
     cache_export: str
-    cache_from: tuple[str, ...]
-    cache_to: str | None
-    platforms: tuple[str, ...]
-    provenance: bool
-    sbom: bool
     build_ref: str | None
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.plan.all_tags
 
 
 class BuilderProbe:
@@ -91,15 +91,10 @@ def containerd_image_store(docker: Docker) -> bool | None:
 
 
 def build(
-    plan: BuildPlan,
-    docker: Docker,
-    on_line: LineSink,
-    source: Source | None = None,
-    stats: ProgressStats | None = None,
+    plan: BuildPlan, docker: Docker, on_line: LineSink, source: Source | None, stats: ProgressStats
 ) -> BuildOutcome:
     """`source`: the (context, Dockerfile) buildx reads, when they are a copy of the plan's
     (fastpath/mirror.py); `stats`: where progress is counted and timed (a live view reads it)."""
-    stats = stats if stats is not None else ProgressStats()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sandbox-pipeline-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
@@ -129,19 +124,13 @@ def build(
         images.ensure(docker, plan.pushed_tags[0])
         images.tag(docker, plan.pushed_tags[0], plan.local_tags)
     return BuildOutcome(
+        plan=plan,
         digest=metadata.get("containerimage.digest"),
-        tags=plan.all_tags,
-        pushed=plan.push,
         duration_s=round(time.monotonic() - started, 3),
         steps_total=stats.steps_total,
         steps_cached=stats.steps_cached,
         cache_import=stats.cache_import,
         cache_export=_export_state(stats, metadata, plan),
-        cache_from=plan.cache_from,
-        cache_to=plan.cache_to,
-        platforms=plan.request.platforms,
-        provenance=plan.provenance,
-        sbom=plan.sbom,
         build_ref=metadata.get("buildx.build.ref"),
     )
 

@@ -9,6 +9,7 @@ excluded itself is still sent when something inside it is.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import stat
 import time
@@ -26,6 +27,9 @@ CACHE_KEEP = 16
 # A file changed within this long of being hashed may keep its mtime (coarse file system clocks):
 # such entries are not trusted next time (git's "racily clean" rule).
 RACY_MARGIN_NS = 2_000_000_000
+_STAT_KEY = operator.attrgetter(
+    "st_size", "st_mtime_ns", "st_ctime_ns", "st_ino", "st_dev", "st_mode"
+)
 
 
 class ContextError(ConfigError):
@@ -181,14 +185,7 @@ def digest_context(context: Path, rules: IgnoreRules, cache_file: Path | None) -
         absolute = os.path.join(root, path)
         mode = info.st_mode
         if stat.S_ISREG(mode):
-            key: list[int | str] = [
-                info.st_size,
-                info.st_mtime_ns,
-                info.st_ctime_ns,
-                info.st_ino,
-                info.st_dev,
-                mode,
-            ]
+            key: list[int | str] = list(_STAT_KEY(info))
             known = cached.get(path)
             if known is not None and known[:-1] == key:
                 payload = str(known[-1])

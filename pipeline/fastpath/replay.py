@@ -34,7 +34,6 @@ from pipeline.docker.endpoint import Location
 from pipeline.errors import PipelineError
 from pipeline.fastpath.context import digest_context, file_digest, ignore_rules
 from pipeline.fastpath.files import local_key, read_json, write_json
-from pipeline.fastpath.reads import fast_path_off
 from pipeline.git.runner import git
 from pipeline.process_group import Finished
 
@@ -44,6 +43,8 @@ RECORD_FORMAT = 3
 TRIED_VARIABLE = "PIPELINE_REPLAY_TRIED"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_S = 10
+# SANDBOX_FAST_PATH's values that turn it off, as the settings' bool reads them
+OFF_VALUES = ("0", "off", "false", "no", "n", "f")
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,9 @@ def cache_root(env: Mapping[str, str]) -> Path:
     return Path(base) / "sandbox-pipeline"
 
 
-def record_path(env: Mapping[str, str], root: Path = PROJECT_ROOT) -> Path:
+def record_path(env: Mapping[str, str]) -> Path:
     """One record per checkout of the pipeline, outside every build context it sends."""
-    key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    key = hashlib.sha256(str(PROJECT_ROOT).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return cache_root(env) / "replay" / f"snapshot_local-{key}.json"
 
 
@@ -163,6 +164,12 @@ def file_state(path: str) -> str | None:
     return file_digest(path) if os.path.exists(path) else None  # gone meanwhile: ContextError
 
 
+def fast_path_off(env: Mapping[str, str]) -> bool:
+    """SANDBOX_FAST_PATH=off (any case, as the settings read it): never skip, never replay."""
+    values = [v for k, v in env.items() if k.upper() == "SANDBOX_FAST_PATH" and v != ""]
+    return bool(values) and values[-1].strip().lower() in OFF_VALUES
+
+
 def write_record(record: Record, env: Mapping[str, str]) -> None:
     write_json(record_path(env), {"format": RECORD_FORMAT, **asdict(record)})
 
@@ -176,15 +183,11 @@ def forget(env: Mapping[str, str]) -> None:
 def load_record(env: Mapping[str, str]) -> Record | None:
     document = read_json(record_path(env), RECORD_FORMAT)
     try:
-        watch: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in document["watch"].items()
-        }
-        seen = document["seen"]
-        return Record(
-            Watch(**watch),
-            Observation(**{**seen, "git": tuple(seen["git"])}),
-            str(document["message"]),
-        )
+        parts: list[dict[str, Any]] = [  # JSON made the tuples lists
+            {k: tuple(v) if isinstance(v, list) else v for k, v in document[part].items()}
+            for part in ("watch", "seen")
+        ]
+        return Record(Watch(**parts[0]), Observation(**parts[1]), str(document["message"]))
     except (KeyError, TypeError, AttributeError):
         return None
 
@@ -236,9 +239,8 @@ def replay(argv: Sequence[str], env: Mapping[str, str], say: Callable[[str], Non
         if record is None:
             return False
         reports = {name.lower() for name in record.watch.report_names}
-        if any(k.lower() in reports and v for k, v in env.items()):
-            return False
-        if observe(record.watch, env) != record.seen:
+        asked = any(k.lower() in reports and v for k, v in env.items())  # a report: full path
+        if asked or observe(record.watch, env) != record.seen:
             return False
     except Exception:
         return False

@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.docker.endpoint import Location
 from pipeline.errors import ConfigError
-from pipeline.fastpath.reads import buildx_env
 from pipeline.rules.base_image_plan import PROXY_VARIABLES
 from pipeline.rules.build_plan import BuildRequest, CacheMode, Mode
 from pipeline.rules.git_facts import CiRefs
@@ -28,6 +27,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _PLATFORMS_FORM = "os/arch[/variant], comma-separated, like linux/amd64,linux/arm64"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://", "fd://")
+# What a build reads besides these settings, the context and the images, for the fingerprint and
+# the replay's watch (build/record.py). buildx's own variables (BUILDX_GIT_LABELS adds labels,
+# BUILDKIT_MULTI_PLATFORM changes the output's shape, …) may each change what it builds, so every
+# one counts, by prefix; SOURCE_DATE_EPOCH sets timestamps; SSL_CERT_FILE and HOME place the CA
+# bundle's default, docker's config and the caches.
+BUILDX_PREFIXES = ("BUILDX_", "BUILDKIT_")
+OTHER_VARIABLES = ("SOURCE_DATE_EPOCH", "SSL_CERT_FILE", "HOME")
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -36,7 +42,6 @@ class _Base(BaseSettings):
     model_config = SettingsConfigDict(
         extra="ignore",
         env_ignore_empty=True,  # `PUSH=` in a shell means "not set", not "invalid"
-        populate_by_name=False,
         frozen=True,
     )
 
@@ -87,7 +92,7 @@ class BuildSettings(_Base):
     github_repository: str | None = Field(None, validation_alias="GITHUB_REPOSITORY")
     github_ref_name: str | None = Field(None, validation_alias="GITHUB_REF_NAME")
     github_head_ref: str | None = Field(None, validation_alias="GITHUB_HEAD_REF")
-    # off: never skip a build and never replay one (fastpath/reads.py reads it the same way)
+    # off: never skip a build and never replay one (fastpath/replay.py reads it the same way)
     fast_path: bool = Field(True, validation_alias="SANDBOX_FAST_PATH")
     xdg_cache_home: Path | None = Field(None, validation_alias="XDG_CACHE_HOME")
     # Where background builds keep their state (default: .pipeline/background of the checkout).
@@ -185,7 +190,11 @@ class BuildSettings(_Base):
 
     @property
     def buildx_env(self) -> dict[str, str]:
-        return buildx_env(os.environ)
+        return {
+            name: value
+            for name, value in sorted(os.environ.items())
+            if value and (name.startswith(BUILDX_PREFIXES) or name == "SOURCE_DATE_EPOCH")
+        }
 
     @property
     def cache_dir(self) -> Path:
@@ -264,7 +273,7 @@ def load(cls: type[SettingsT]) -> SettingsT:
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            accepted = _ACCEPTS.get(item["type"]) or _accepted(str(item["msg"]))
+            accepted = _ACCEPTS.get(item["type"]) or _PYDANTIC_WORDS.sub("", str(item["msg"]))
             if not (loc := item["loc"]):  # a rule across variables: its message names them
                 problems.append(accepted)
                 continue
@@ -284,8 +293,4 @@ _ACCEPTS = {
     "int_parsing": "a whole number",
 }
 
-
-def _accepted(message: str) -> str:
-    for prefix in ("Value error, ", "Input should be "):
-        message = message.removeprefix(prefix)
-    return message
+_PYDANTIC_WORDS = re.compile(r"^(Value error, )?(Input should be )?")
