@@ -152,10 +152,11 @@ class BuildSettings(_Base):
             raise ValueError("the path of a PEM CA bundle, or none")
         return value
 
-    @field_validator("dockerfile", "build_context")
+    # The background worker runs in the project root, not where its launcher was started.
+    @field_validator("dockerfile", "build_context", "background_dir")
     @classmethod
-    def _relative_to_project(cls, value: Path) -> Path:
-        return value if value.is_absolute() else PROJECT_ROOT / value
+    def _relative_to_project(cls, value: Path | None) -> Path | None:
+        return value if value is None or value.is_absolute() else PROJECT_ROOT / value
 
     @property
     def registry_host(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,17 @@ def test_defaults() -> None:
     assert s.build_timeout == 900
     assert s.attestations == ()
     assert s.registry_host == "ghcr.io"
+
+
+def test_relative_paths_are_the_projects(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A launcher started elsewhere and the worker it starts in the project root must agree.
+    monkeypatch.setenv("PIPELINE_BACKGROUND_DIR", "state/bg")
+    monkeypatch.setenv("SANDBOX_DOCKERFILE", "other/Dockerfile")
+    s = load(BuildSettings)
+    assert s.background_dir == PROJECT_ROOT / "state" / "bg"
+    assert s.dockerfile == PROJECT_ROOT / "other" / "Dockerfile"
+    monkeypatch.setenv("PIPELINE_BACKGROUND_DIR", "/abs/bg")
+    assert load(BuildSettings).background_dir == Path("/abs/bg")
 
 
 @pytest.mark.parametrize(("value", "expected"), [("my-feature", "my-feature"), ("", None)])
