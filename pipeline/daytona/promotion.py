@@ -17,11 +17,10 @@ from pipeline.errors import DaytonaError, RegistryError
 from pipeline.registry.client import resolve_digest
 from pipeline.registry.credentials import Sources
 from pipeline.rules.daytona_models import Snapshot
-from pipeline.rules.image_ref import ImageRefError, parse_image_ref
+from pipeline.rules.image_ref import ImageRefError, image_repository, parse_image_ref
 from pipeline.rules.release import pinned_tag
 from pipeline.rules.snapshot_names import (
     PromoteFrom,
-    image_repository,
     missing_source_fix,
     one_line,
     pulled_digest,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pipeline.errors import BuildError, DeadlineExceeded, EngineError, PipelineError, RegistryError
 from pipeline.rules.auth_words import says_auth_refused
 from pipeline.rules.build_plan import BuildPlan
-from pipeline.rules.image_ref import ImageRefError, parse_image_ref, registry_host
+from pipeline.rules.image_ref import split_host
 from pipeline.rules.progress import ProgressStats
 
 ENGINE_FIX = "start it (scripts/setup-engine.sh) or point DOCKER_HOST at a running engine"
@@ -101,7 +101,7 @@ def setup_failure(text: str, builder: str | None) -> PipelineError | None:
 
 def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> PipelineError | None:
     if plan.push and not stats.failed_in_step and ("failed to push" in verdict or stats.pushing):
-        host = registry_host(plan.request.repository)  # the only registry a build pushes to
+        host = split_host(plan.request.repository)[0]  # the only registry a build pushes to
         reason = _reason(verdict)
         if says_auth_refused(_NOISE.sub(" ", reason)):
             return RegistryError(
@@ -119,7 +119,7 @@ def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> Pip
     resolved = _RESOLVE_FAILED.search(verdict)
     if resolved and not stats.failed_in_step:
         ref = resolved["ref"]
-        host = _host_of(ref)
+        host = split_host(ref)[0]  # BuildKit names it in full: its host comes first
         if says_auth_refused(_NOISE.sub(" ", verdict)):
             fix = f"log in to {host} (`docker login {host}`) or use an image you may pull"
         else:
@@ -161,13 +161,6 @@ def _reason(verdict: str) -> str:
 def _short(text: str, limit: int = 200) -> str:
     line = " ".join(_reason(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _host_of(ref: str) -> str:
-    try:
-        return parse_image_ref(ref).host
-    except ImageRefError:
-        return ref.split("/", 1)[0]
 
 
 def _endpoint(text: str) -> str:

@@ -119,5 +119,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def registry_host(repository: str) -> str:
-    return split_host(repository)[0]
+def image_repository(image: str) -> str:
+    """`image` without its tag or digest, as written (no docker.io/library/ added):
+    `ghcr.io/a/b:sha-1` → `ghcr.io/a/b`, where a tag that stands for it is made."""
+    ref = parse_image_ref(image)  # raises ImageRefError for no reference at all
+    name = image.strip().partition("@")[0]
+    return name.removesuffix(f":{ref.tag}") if ref.tag else name

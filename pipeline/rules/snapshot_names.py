@@ -25,7 +25,6 @@ from pipeline.rules.daytona_models import (
     Snapshot,
     resources_words,
 )
-from pipeline.rules.image_ref import parse_image_ref
 from pipeline.rules.release import COMMIT
 
 # `ref` of a snapshot whose image Daytona inspected: the digest's hex, then `:daytona`.
@@ -327,14 +326,6 @@ def missing_source_fix(name: str) -> str:
         "check the name (`nox -s snapshot_latest -- --prefix <stage>` prints a stage's newest)"
         + hint
     )
-
-
-def image_repository(image: str) -> str:
-    """`image` without its tag or digest, as written (no docker.io/library/ added):
-    `ghcr.io/a/b:sha-1` → `ghcr.io/a/b`, where a tag that stands for it is made."""
-    ref = parse_image_ref(image)  # raises ImageRefError for no reference at all
-    name = image.strip().partition("@")[0]
-    return name.removesuffix(f":{ref.tag}") if ref.tag else name
 
 
 def resources_note(source: Snapshot, wanted: SnapshotSpec) -> str | None:
