@@ -117,11 +117,10 @@ class DaytonaClient(Transport):
                 return
             params["cursor"] = page.next_cursor
 
-    def stop_sandbox(self, id_or_name: str, *, force: bool = False) -> Sandbox:
+    def stop_sandbox(self, id_or_name: str) -> Sandbox:
         path = f"{_path('sandbox', id_or_name)}/stop"
-        params = {"force": "true"} if force else None
         operation = f"stopping sandbox {id_or_name}"
-        return self.fetch(Sandbox, "POST", path, operation, params=params, idempotent=False)
+        return self.fetch(Sandbox, "POST", path, operation, idempotent=False)
 
     def delete_sandbox(self, id_or_name: str) -> bool:
         """Ask Daytona to destroy it (it shows `destroying`, then 404); False when it was already
