@@ -1,10 +1,6 @@
 """Daytona sandboxes: create from a snapshot, wait for started, stop, delete, wait until gone
 (the rules are pipeline/rules/sandbox_rules.py's). `running_sandbox` starts one for a `with`
-block and always removes it, also when the block raises or the start fails half-way:
-
-    with running_sandbox(client, SandboxSpec(snapshot="prd--20261123-120000")) as sb:
-        result = sb.exec("curl -fsS localhost:3000/health")
-        preview = sb.preview(3000)   # .url, and .token for X-Daytona-Preview-Token
+block and always removes it, also when the block raises or the start fails half-way.
 
 Its sandboxes carry `created-by: sandbox-pipeline` (so `--cleanup` finds the leftovers of crashed
 runs) and ask Daytona to stop them when idle and delete them once stopped, so even a leftover

@@ -52,8 +52,6 @@ class Vertex:
 
 @dataclass
 class ProgressStats:
-    steps: dict[int, str] = field(default_factory=dict)
-    cached: set[int] = field(default_factory=set)
     cache_import: str = "off"  # off | hit | empty (no cache yet) | failed: <reason>
     cache_export: str = "off"  # off | ok | failed: <reason>
     first_error: str | None = None
@@ -69,12 +67,16 @@ class ProgressStats:
     _foreign: set[int] = field(default_factory=set)  # vertices another build named
 
     @property
+    def steps(self) -> dict[int, str]:  # the Dockerfile's, not buildx's own work
+        return {v.id: v.title for v in self.vertices.values() if v.is_step}
+
+    @property
     def steps_total(self) -> int:
         return len(self.steps)
 
     @property
     def steps_cached(self) -> int:
-        return len(self.cached & self.steps.keys())
+        return sum(v.is_step and v.state == "cached" for v in self.vertices.values())
 
     def feed(self, line: str, at_s: float = 0.0) -> None:
         """`at_s`: seconds after the build started."""
@@ -103,17 +105,13 @@ class ProgressStats:
                 return
             self._places.add(key)
         self._time(vertex, rest, at_s)
-        if _STEP.match(rest) and vertex not in self.steps:
-            self.steps[vertex] = rest
-        elif rest.startswith("importing cache manifest from "):
+        if rest.startswith("importing cache manifest from "):
             self._import_vertices.add(vertex)
             if self.cache_import == "off":
                 self.cache_import = "hit"
         elif rest == "exporting cache to registry":
             self._export_vertices.add(vertex)
             self.cache_export = "ok"
-        elif rest == "CACHED":
-            self.cached.add(vertex)
         elif rest.startswith("pushing "):
             self.pushing = True
         elif naming := _NAMING.match(rest):
@@ -141,11 +139,11 @@ class ProgressStats:
         elif vertex in self._export_vertices:
             self.cache_export = f"failed: {reason}"
         else:
+            failed = self.vertices[vertex]
             if self.failed_vertex is None:
-                self.failed_vertex = self.vertices[vertex].title
+                self.failed_vertex = failed.title
             if self.first_error is None:
-                step = self.steps.get(vertex)
-                self.first_error = f"{step}: {reason}" if step else reason
+                self.first_error = f"{failed.title}: {reason}" if failed.is_step else reason
 
     @property
     def failed_in_step(self) -> bool:
