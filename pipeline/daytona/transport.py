@@ -178,7 +178,6 @@ class Transport:
         return self.parse(model, self.send(method, path, operation, **send), operation)
 
     def find(self, model: type[T], path: str, operation: str) -> T | None:
-        """`GET path` as `model`; None when Daytona answers 404."""
         response = self.send("GET", path, operation, tolerate=(404,))
         return None if response.status_code == 404 else self.parse(model, response, operation)
 
@@ -190,7 +189,6 @@ class Transport:
         return self.parse(model, response, operation)
 
     def remove(self, path: str, operation: str) -> bool:
-        """`DELETE path`; False when it was already gone (404)."""
         return self.send("DELETE", path, operation, tolerate=(404,)).status_code != 404
 
     def parse(self, shape: type[T], response: httpx.Response, operation: str, what: str = "") -> T:

@@ -236,8 +236,6 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
             "run it with nox -s snapshot_push, or unset SANDBOX_REBUILD",
         )
     tag = commit_tag(request, git, facts.day) or sha_tag(sha, git.dirty)
-    pushed: tuple[str, ...] = (f"{repo}:{tag}",)
-    local: tuple[str, ...] = () if request.mode == "push" else (f"{repo}:local",)
     if len(request.platforms) > 1 and not push:
         raise ConfigError(
             f"SANDBOX_BUILD_PLATFORM has {len(request.platforms)} platforms, but a local engine "
@@ -264,8 +262,8 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
         labels=labels(git),
         push=push,
         load=not push,
-        pushed_tags=pushed,
-        local_tags=local,
+        pushed_tags=(f"{repo}:{tag}",),
+        local_tags=() if request.mode == "push" else (f"{repo}:local",),
         cache_from=cache_from,
         cache_to=cache_to,
         provenance="provenance" in request.attestations,

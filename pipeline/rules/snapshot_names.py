@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.errors import ConfigError, DaytonaError
+from pipeline.errors import ConfigError
 from pipeline.rules.auth_words import says_auth_refused
 from pipeline.rules.build_plan import sha_tag
 from pipeline.rules.daytona_models import (
@@ -37,8 +37,7 @@ SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 SHA_NAME_PREFIX = "iterate-sandbox-"
 STAGE_SEPARATOR = "--"
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
-_TIMESTAMP_LENGTH = len("20260101-000000")
-MAX_STAGE_LENGTH = MAX_NAME_LENGTH - len(STAGE_SEPARATOR) - _TIMESTAMP_LENGTH
+MAX_STAGE_LENGTH = MAX_NAME_LENGTH - len(STAGE_SEPARATOR) - len("20260101-000000")
 DEV_PREFIXES = ("dev-", "local-")
 _HEX = re.compile(r"^[0-9a-f]{7,39}$")
 _SEPARATORS = "-._"
@@ -275,13 +274,6 @@ def failure_fix(reason: str | None) -> str:
     if "exceeds maximum" in text or "quota" in text:
         return f"shrink the image or lower SANDBOX_SNAPSHOT_CPU/_MEMORY/_DISK, {then}"
     return f"fix the cause, {then}"
-
-
-def failed_error(snapshot: Snapshot) -> DaytonaError:
-    return DaytonaError(
-        f"snapshot {snapshot.name} is in state {snapshot.state}: {reason(snapshot)}",
-        failure_fix(snapshot.error_reason),
-    )
 
 
 def one_line(text: str | None) -> str:
