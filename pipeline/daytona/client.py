@@ -16,7 +16,6 @@ import httpx
 
 from pipeline.daytona.transport import Transport, is_json_object
 from pipeline.errors import DaytonaError
-from pipeline.rules.daytona_http import api_error
 from pipeline.rules.daytona_models import (
     SANDBOX_GONE_STATES,
     CreateSandbox,
@@ -136,8 +135,10 @@ class DaytonaClient(Transport):
         if response.status_code == 409:
             now = self.get_sandbox(id_or_name)
             if now is not None and now.state not in SANDBOX_GONE_STATES:
-                conflict = api_error(409, self.message(response), operation, self.organization_id)
-                raise StateChangeInProgress(conflict.cause, "wait for it to settle and retry")
+                raise StateChangeInProgress(
+                    f"{operation}: Daytona answered 409 {self.message(response)}",
+                    "wait for it to settle and retry",
+                )
         return True
 
     def preview_url(self, id_or_name: str, port: int) -> PortPreview:

@@ -18,7 +18,6 @@ from pipeline.http_auth import BearerAuth
 from pipeline.rules.daytona_http import (
     DEFAULT_RETRY_TIMEOUT,
     api_error,
-    permissions_for,
     redact,
     retry_after_seconds,
 )
@@ -144,11 +143,7 @@ class Transport:
             if status < 400 or status in tolerate:
                 return response
             failure = api_error(
-                status,
-                self.message(response, secrets),
-                operation,
-                self.organization_id,
-                permissions=permissions_for(path),
+                status, self.message(response, secrets), operation, self.organization_id, path
             )
             if status != 429 and status < 500:
                 raise failure
