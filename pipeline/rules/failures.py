@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pipeline.errors import BuildError, DeadlineExceeded, EngineError, PipelineError, RegistryError
 from pipeline.rules.auth_words import says_auth_refused
 from pipeline.rules.build_plan import BuildPlan
+from pipeline.rules.build_summary import short
 from pipeline.rules.image_ref import split_host
 from pipeline.rules.progress import ProgressStats
 
@@ -158,9 +159,8 @@ def _reason(verdict: str) -> str:
     return "no reason given"
 
 
-def _short(text: str, limit: int = 200) -> str:
-    line = " ".join(_reason(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _short(text: str) -> str:
+    return short(_reason(text), 200)
 
 
 def _endpoint(text: str) -> str:

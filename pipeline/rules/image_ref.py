@@ -45,14 +45,6 @@ class ImageRef:
         scheme = "http" if is_loopback(self.host) else "https"
         return f"{scheme}://{self.api_host}"
 
-    def __str__(self) -> str:
-        text = f"{self.host}/{self.repository}"
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
-
 
 def split_host(name: str) -> tuple[str, str]:
     """`host/path` → (host, path); a first component with `.`, `:` or `localhost` is a host."""
