@@ -125,8 +125,7 @@ class DaytonaClient(Transport):
         """Ask Daytona to destroy it (it shows `destroying`, then 404); False when it was already
         gone. Retried like a read: a repeat finds it `destroying` or gone, never something new.
         Daytona answers a repeated DELETE, and one during a start or stop, with 409 "state change
-        in progress": then `destroying` or gone is success, anything else StateChangeInProgress.
-        """
+        in progress": then `destroying` or gone is success, else StateChangeInProgress."""
         operation = f"deleting sandbox {id_or_name}"
         path = _path("sandbox", id_or_name)
         response = self.send("DELETE", path, operation, tolerate=(404, 409))

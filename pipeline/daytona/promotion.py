@@ -2,10 +2,9 @@
 registry for a commit, from Daytona (then the registry) for a snapshot. Reads only; a tag that
 has to be made first is named in `Promotion.make_tag` and made by the session.
 
-Daytona cannot pull a digest reference (it rewrites `repo@sha256:<hex>` into an invalid name,
-daytonaio/daytona#4532), so a promotion always sends a tag: the commit's `:sha-<sha>`, the
-rolled-back snapshot's own tag when it still resolves to the digest that snapshot pulled, or
-else `:pinned-<hex>`, a tag that names that digest (rules/release.py).
+Daytona cannot pull a digest reference (image_ref.DAYTONA_DIGEST_PROBLEM), so a promotion always
+sends a tag: the commit's `:sha-<sha>`, the rolled-back snapshot's own tag when it still resolves
+to the digest that snapshot pulled, or else `:pinned-<hex>`, a tag that names that digest.
 """
 
 from __future__ import annotations

@@ -111,14 +111,11 @@ class Transport:
         secrets: tuple[SecretStr, ...] = (),
     ) -> httpx.Response:
         """One request, sent again after 5xx, 429 and connection errors as `self.retry` says.
-
         `path` may be an absolute URL (the toolbox lives at the sandbox's `toolboxProxyUrl`);
-        answers in `tolerate` are returned, not raised; `secrets` were sent in the body (a
-        registry password) and are replaced by *** in any message built from the answer, as the
-        key is. A call that is not `idempotent` is sent again only when it surely had no effect:
-        429 (the throttler rejects before the handler runs) and failures to connect; otherwise
-        OutcomeUnknown.
-        """
+        answers in `tolerate` are returned, not raised; `secrets` (a registry password in the
+        body) become *** in any message built from the answer, as the key does. A call that is
+        not `idempotent` is sent again only when it surely had no effect: 429 (the throttler
+        rejects before the handler runs) and failures to connect; otherwise OutcomeUnknown."""
 
         def once() -> httpx.Response:
             try:
