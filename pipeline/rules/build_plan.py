@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from pipeline.errors import ConfigError, EngineError, GitError
 from pipeline.rules.fingerprint import LABEL, VERSION, InputFacts
@@ -38,9 +38,7 @@ CACHE_EXPORT_FIX = (
 )
 
 
-class BuildRequest(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class BuildRequest(BaseModel, frozen=True):
     mode: Mode
     repository: str
     dockerfile: Path
@@ -60,11 +58,9 @@ class BuildRequest(BaseModel):
         return self.mode == "push" or self.push
 
 
-class BuildFacts(BaseModel):
+class BuildFacts(BaseModel, frozen=True):
     """Everything gathered before the plan is made. `None` means "not asked": a dry run asks
     no engine, a push asks for no fingerprint."""
-
-    model_config = ConfigDict(frozen=True)
 
     request: BuildRequest
     git: GitFacts
@@ -79,9 +75,7 @@ class BuildFacts(BaseModel):
     registry_digest: str | None = None
 
 
-class BuildPlan(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class BuildPlan(BaseModel, frozen=True):
     request: BuildRequest
     git: GitFacts
     build_args: dict[str, str]

@@ -6,16 +6,14 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 _USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)[^/@]*@", re.IGNORECASE)
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>.+)$")
 
 
-class CiRefs(BaseModel):
+class CiRefs(BaseModel, frozen=True):
     """What a GitHub Actions run says about the commit it checked out."""
-
-    model_config = ConfigDict(frozen=True)
 
     head_ref: str | None = None  # GITHUB_HEAD_REF: a pull request's branch
     ref_name: str | None = None  # GITHUB_REF_NAME
@@ -23,9 +21,7 @@ class CiRefs(BaseModel):
     repository: str | None = None  # GITHUB_REPOSITORY (owner/name)
 
 
-class GitFacts(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class GitFacts(BaseModel, frozen=True):
     sha: str
     dirty: bool
     branch: str | None  # None on a detached HEAD with no CI ref to name it

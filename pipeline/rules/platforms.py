@@ -112,8 +112,5 @@ def parse_builder_inspect(text: str) -> BuilderFacts:
         elif key == "Driver" and not driver:
             driver = value
         elif key == "Platforms":
-            for item in value.split(","):
-                platform = item.strip().rstrip("*")
-                if platform and platform not in platforms:
-                    platforms.append(platform)
-    return BuilderFacts(name=name, driver=driver, platforms=tuple(platforms))
+            platforms += [item.strip().rstrip("*") for item in value.split(",")]
+    return BuilderFacts(name, driver, tuple(dict.fromkeys(p for p in platforms if p)))
