@@ -54,7 +54,6 @@ class DaytonaClient(Transport):
     def snapshot_pages(
         self, name: str | None, *, limit: int = LIST_LIMIT_MAX
     ) -> Iterator[SnapshotPage]:
-        """The pages of snapshots the server matches to `name`, newest first, read lazily."""
         operation = "listing snapshots" + (f" matching {name!r}" if name else "")
         params: dict[str, str | int] = {"limit": limit, "sort": "createdAt", "order": "desc"}
         if name:

@@ -44,7 +44,6 @@ DEFAULT_CACHE = LatestCache()
 def find_latest(
     client: DaytonaClient, matched_prefix: str, *, page_size: int = PAGE_SIZE
 ) -> Snapshot | None:
-    """Ask the server newest first and page only until a page holds a match."""
     for page in client.snapshot_pages(matched_prefix, limit=page_size):
         if (found := pick_latest(page.items, matched_prefix)) is not None:
             return found

@@ -101,7 +101,6 @@ def from_snapshot(source: PromoteFrom, registry: Sources, api: DaytonaClient) ->
 
 
 def _resolves(image: str, digest: str, registry: Sources) -> bool:
-    """Whether the tag `image` still resolves to `digest` (False also when it is gone)."""
     try:
         return resolve_digest(image, registry) == digest
     except RegistryError:

@@ -37,7 +37,6 @@ class EntryOutcome:
 
 
 def read_plan(client: DaytonaClient, host: str, repository: str) -> EntryPlan:
-    """The organization's entries for `host` now, and what to do with them (reads only)."""
     return plan_entries(client.list_registries(), host, repository)
 
 

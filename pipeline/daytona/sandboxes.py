@@ -74,7 +74,6 @@ class NameTaken(DaytonaError):
 
 
 def create_sandbox(client: DaytonaClient, request: CreateSandbox) -> Sandbox:
-    """`POST /sandbox`, never blindly repeated (NamedCreate)."""
     creating = NamedCreate(client, lambda: client.get_sandbox(request.name))
     try:
         return creating.send(lambda: client.create_sandbox(request))[0]

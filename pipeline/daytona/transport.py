@@ -174,7 +174,6 @@ class Transport:
         return None if response.status_code == 404 else self.parse(model, response, operation)
 
     def create(self, model: type[T], path: str, operation: str, **send: Any) -> T:
-        """POST, not sent again once it may have landed (OutcomeUnknown); 409 is CreateConflict."""
         response = self.send("POST", path, operation, idempotent=False, tolerate=(409,), **send)
         if response.status_code == 409:
             raise CreateConflict(f"{operation}: {self.message(response)}")
@@ -194,7 +193,6 @@ class Transport:
             ) from None
 
     def message(self, response: httpx.Response, secrets: tuple[SecretStr, ...] = ()) -> str:
-        """Daytona's `message` (else `error`, else the start of the body), on one line."""
         text = ""
         if is_json_object(response):
             body = ApiError.model_validate(response.json())

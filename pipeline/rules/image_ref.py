@@ -55,7 +55,6 @@ def split_host(name: str) -> tuple[str, str]:
 
 
 def parse_image_ref(image: str) -> ImageRef:
-    """Split an image reference the way docker does; raises ImageRefError on nonsense."""
     name, at, digest = image.strip().partition("@")
     tag: str | None = None
     last = name.rsplit("/", 1)[-1]

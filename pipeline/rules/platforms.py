@@ -87,7 +87,6 @@ def normalize(platform: str) -> str:
 
 
 def unsupported(wanted: Iterable[str], offered: Iterable[str]) -> tuple[str, ...]:
-    """The wanted platforms a builder does not list, in the order asked for."""
     can = {normalize(p) for p in offered}
     return tuple(p for p in wanted if normalize(p) not in can)
 
