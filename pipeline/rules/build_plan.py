@@ -314,9 +314,7 @@ def fingerprint_for(plan: BuildPlan, inputs: InputFacts) -> tuple[str | None, st
 
 def builder_problem(request: BuildRequest, builder: BuilderFacts) -> ConfigError | None:
     """Refuse platforms the builder does not list (an unbooted builder lists none: not known)."""
-    if not builder.platforms:
-        return None
-    missing = unsupported(request.platforms, builder.platforms)
+    missing = unsupported(request.platforms, builder.platforms) if builder.platforms else ()
     if not missing:
         return None
     return ConfigError(
