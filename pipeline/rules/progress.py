@@ -61,8 +61,6 @@ class ProgressStats:
     pushing: bool = False  # the exporter started pushing to a registry
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     vertices: dict[int, Vertex] = field(default_factory=dict)  # in the order buildx showed them
-    _import_vertices: set[int] = field(default_factory=set)
-    _export_vertices: set[int] = field(default_factory=set)
     _places: set[tuple[str, int]] = field(default_factory=set)  # (stage, k) of our steps
     _foreign: set[int] = field(default_factory=set)  # vertices another build named
 
@@ -106,11 +104,9 @@ class ProgressStats:
             self._places.add(key)
         self._time(vertex, rest, at_s)
         if rest.startswith("importing cache manifest from "):
-            self._import_vertices.add(vertex)
             if self.cache_import == "off":
                 self.cache_import = "hit"
         elif rest == "exporting cache to registry":
-            self._export_vertices.add(vertex)
             self.cache_export = "ok"
         elif rest.startswith("pushing "):
             self.pushing = True
@@ -133,13 +129,13 @@ class ProgressStats:
             timed.state, timed.ended_s = ended, at_s
 
     def _error(self, vertex: int, reason: str) -> None:
-        if vertex in self._import_vertices:
+        failed = self.vertices[vertex]
+        if failed.title.startswith("importing cache manifest from "):
             # A first build has no cache to import yet: that is expected, not a warning.
             self.cache_import = "empty" if reason.endswith("not found") else f"failed: {reason}"
-        elif vertex in self._export_vertices:
+        elif failed.title == "exporting cache to registry":
             self.cache_export = f"failed: {reason}"
         else:
-            failed = self.vertices[vertex]
             if self.failed_vertex is None:
                 self.failed_vertex = failed.title
             if self.first_error is None:
