@@ -105,18 +105,12 @@ def wait_started(
         return sandbox
     if deadline is None:
         deadline = waits.clock_of(client).monotonic() + waits.start_s
+    late = (
+        "Daytona may still start it; raise DAYTONA_SANDBOX_TIMEOUT (--timeout), or remove it: "
+        f"nox -s sandbox_daytona -- --down {sandbox.name}"
+    )
     found = _wait(
-        client,
-        sandbox,
-        start_verdict,
-        waits,
-        deadline,
-        waits.start_s,
-        failure_fix=lambda s: start_failure_fix(s.error_reason if s else None),
-        late_fix=(
-            f"Daytona may still start it; raise DAYTONA_SANDBOX_TIMEOUT (--timeout), or remove "
-            f"it: nox -s sandbox_daytona -- --down {sandbox.name}"
-        ),
+        client, sandbox, start_verdict, waits, deadline, waits.start_s, start_failure_fix, late
     )
     assert found is not None  # start_verdict never accepts a missing sandbox
     return found
@@ -235,8 +229,7 @@ def _wait(
     waits: SandboxWaits,
     deadline: float,
     timeout: float,
-    *,
-    failure_fix: Callable[[Sandbox | None], str] = lambda _: "",
+    failure_fix: Callable[[str | None], str] = lambda _: "",
     late_fix: str = "",
 ) -> Sandbox | None:
     try:
@@ -258,7 +251,8 @@ def _wait(
         ) from None
     judged = verdict(found)
     if judged.action is Action.FAIL:
-        raise DaytonaError(f"sandbox {sandbox.name}: {judged.why}", failure_fix(found))
+        fix = failure_fix(found.error_reason if found else None)
+        raise DaytonaError(f"sandbox {sandbox.name}: {judged.why}", fix)
     return found
 
 
