@@ -67,9 +67,7 @@ def parse(text: str) -> Dockerfile:
         directives[match.group(1).lower()] = match.group(2)
     else:
         index = len(lines)
-    escape = directives.get("escape", "\\")
-    if escape not in ("\\", "`"):
-        escape = "\\"
+    escape = "`" if directives.get("escape") == "`" else "\\"
     found: list[Instruction] = []
     while index < len(lines):
         stripped = lines[index].strip()

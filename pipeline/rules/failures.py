@@ -135,9 +135,7 @@ def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> Pip
 def untag_after_failed_push(stats: ProgressStats, plan: BuildPlan) -> tuple[str, ...]:
     """The tags this build moved in the local engine but did not push: they must not stay and
     look pushed."""
-    if not plan.push:
-        return ()
-    return tuple(ref for ref in stats.named if ref in plan.pushed_tags)
+    return tuple(ref for ref in stats.named if ref in plan.pushed_tags) if plan.push else ()
 
 
 def _registry_trouble(reason: str) -> str:

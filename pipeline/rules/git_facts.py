@@ -36,10 +36,8 @@ def browsable_url(remote_url: str) -> str | None:
     """An https URL for a git remote, with any user or token removed (it ends up in a label);
     None for a remote that is no web address (a clone of a local path, file://)."""
     url = _USERINFO.sub(r"\g<scheme>", remote_url.strip())
-    if "://" not in url:
-        scp = _SCP_LIKE.match(url)
-        if scp:
-            url = f"https://{scp['host']}/{scp['path']}"
+    if "://" not in url and (scp := _SCP_LIKE.match(url)):
+        url = f"https://{scp['host']}/{scp['path']}"
     url = re.sub(r"^(?:ssh|git)://", "https://", url)
     if not url.startswith(("https://", "http://")):
         return None
