@@ -65,8 +65,6 @@ def latest_snapshot(
     if use_cache and (cached := cache.get(key)) is not None:
         return cached
     found = find_latest(client, matched, page_size=page_size)
-    if found is None:
-        return None
-    if use_cache:
+    if found is not None and use_cache:
         cache.put(key, found.name)
-    return found.name
+    return None if found is None else found.name

@@ -200,8 +200,7 @@ def launch_sandbox(
     """
     deadline = waits.clock_of(client).monotonic() + waits.start_s
     try:
-        created = create_sandbox(client, request)
-        return wait_started(client, created, waits, deadline=deadline)
+        return wait_started(client, create_sandbox(client, request), waits, deadline=deadline)
     except BaseException as failure:
         # With a refused key nothing was made; with a taken name, what exists is not ours.
         if not isinstance(failure, DaytonaAuthError | NameTaken):

@@ -62,8 +62,7 @@ def classify_failure(
             "raise SANDBOX_BUILD_TIMEOUT (seconds) or fix the step that hangs",
             details=tail,
         )
-    setup = setup_failure(text, plan.request.builder)
-    if setup is not None:
+    if (setup := setup_failure(text, plan.request.builder)) is not None:
         return setup
     if not stats.vertices and not buildx_probe():
         return EngineError("docker buildx is not installed", BUILDX_FIX)
@@ -75,8 +74,7 @@ def classify_failure(
             "nothing was tagged or pushed",
             details=tail,
         )
-    registry = registry_failure(verdict, stats, plan)
-    if registry is not None:
+    if (registry := registry_failure(verdict, stats, plan)) is not None:
         return registry
     reason = stats.first_error or _last_error_line(text) or f"exit code {return_code}"
     return BuildError(

@@ -57,8 +57,7 @@ def split_host(name: str) -> tuple[str, str]:
 def parse_image_ref(image: str) -> ImageRef:
     name, at, digest = image.strip().partition("@")
     tag: str | None = None
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
+    if ":" in name.rsplit("/", 1)[-1]:
         name, tag = name.rsplit(":", 1)
     host, repository = split_host(name)
     if host == DOCKER_HUB and repository and "/" not in repository:

@@ -117,9 +117,7 @@ class ProgressStats:
             self._error(vertex, rest.removeprefix("ERROR: ").strip())
 
     def _time(self, vertex: int, rest: str, at_s: float) -> None:
-        timed = self.vertices.get(vertex)
-        if timed is None:
-            self.vertices[vertex] = timed = Vertex(vertex, rest, at_s)
+        timed = self.vertices.setdefault(vertex, Vertex(vertex, rest, at_s))
         ended = {"CACHED": "cached", "CANCELED": "canceled"}.get(rest)
         if done := _DONE.match(rest):
             ended, timed.reported_s = "done", float(done["seconds"])
