@@ -16,7 +16,6 @@ import httpx
 
 from pipeline.daytona.transport import Transport, is_json_object
 from pipeline.errors import DaytonaError
-from pipeline.rules.daytona_http import api_error
 from pipeline.rules.daytona_models import (
     SANDBOX_GONE_STATES,
     CreateSandbox,
@@ -55,7 +54,6 @@ class DaytonaClient(Transport):
     def snapshot_pages(
         self, name: str | None, *, limit: int = LIST_LIMIT_MAX
     ) -> Iterator[SnapshotPage]:
-        """The pages of snapshots the server matches to `name`, newest first, read lazily."""
         operation = "listing snapshots" + (f" matching {name!r}" if name else "")
         params: dict[str, str | int] = {"limit": limit, "sort": "createdAt", "order": "desc"}
         if name:
@@ -117,18 +115,16 @@ class DaytonaClient(Transport):
                 return
             params["cursor"] = page.next_cursor
 
-    def stop_sandbox(self, id_or_name: str, *, force: bool = False) -> Sandbox:
+    def stop_sandbox(self, id_or_name: str) -> Sandbox:
         path = f"{_path('sandbox', id_or_name)}/stop"
-        params = {"force": "true"} if force else None
         operation = f"stopping sandbox {id_or_name}"
-        return self.fetch(Sandbox, "POST", path, operation, params=params, idempotent=False)
+        return self.fetch(Sandbox, "POST", path, operation, idempotent=False)
 
     def delete_sandbox(self, id_or_name: str) -> bool:
         """Ask Daytona to destroy it (it shows `destroying`, then 404); False when it was already
         gone. Retried like a read: a repeat finds it `destroying` or gone, never something new.
         Daytona answers a repeated DELETE, and one during a start or stop, with 409 "state change
-        in progress": then `destroying` or gone is success, anything else StateChangeInProgress.
-        """
+        in progress": then `destroying` or gone is success, else StateChangeInProgress."""
         operation = f"deleting sandbox {id_or_name}"
         path = _path("sandbox", id_or_name)
         response = self.send("DELETE", path, operation, tolerate=(404, 409))
@@ -137,8 +133,10 @@ class DaytonaClient(Transport):
         if response.status_code == 409:
             now = self.get_sandbox(id_or_name)
             if now is not None and now.state not in SANDBOX_GONE_STATES:
-                conflict = api_error(409, self.message(response), operation, self.organization_id)
-                raise StateChangeInProgress(conflict.cause, "wait for it to settle and retry")
+                raise StateChangeInProgress(
+                    f"{operation}: Daytona answered 409 {self.message(response)}",
+                    "wait for it to settle and retry",
+                )
         return True
 
     def preview_url(self, id_or_name: str, port: int) -> PortPreview:

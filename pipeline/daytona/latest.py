@@ -44,7 +44,6 @@ DEFAULT_CACHE = LatestCache()
 def find_latest(
     client: DaytonaClient, matched_prefix: str, *, page_size: int = PAGE_SIZE
 ) -> Snapshot | None:
-    """Ask the server newest first and page only until a page holds a match."""
     for page in client.snapshot_pages(matched_prefix, limit=page_size):
         if (found := pick_latest(page.items, matched_prefix)) is not None:
             return found
@@ -66,8 +65,6 @@ def latest_snapshot(
     if use_cache and (cached := cache.get(key)) is not None:
         return cached
     found = find_latest(client, matched, page_size=page_size)
-    if found is None:
-        return None
-    if use_cache:
+    if found is not None and use_cache:
         cache.put(key, found.name)
-    return found.name
+    return None if found is None else found.name

@@ -2,10 +2,9 @@
 registry for a commit, from Daytona (then the registry) for a snapshot. Reads only; a tag that
 has to be made first is named in `Promotion.make_tag` and made by the session.
 
-Daytona cannot pull a digest reference (it rewrites `repo@sha256:<hex>` into an invalid name,
-daytonaio/daytona#4532), so a promotion always sends a tag: the commit's `:sha-<sha>`, the
-rolled-back snapshot's own tag when it still resolves to the digest that snapshot pulled, or
-else `:pinned-<hex>`, a tag that names that digest (rules/release.py).
+Daytona cannot pull a digest reference (image_ref.DAYTONA_DIGEST_PROBLEM), so a promotion always
+sends a tag: the commit's `:sha-<sha>`, the rolled-back snapshot's own tag when it still resolves
+to the digest that snapshot pulled, or else `:pinned-<hex>`, a tag that names that digest.
 """
 
 from __future__ import annotations
@@ -17,11 +16,10 @@ from pipeline.errors import DaytonaError, RegistryError
 from pipeline.registry.client import resolve_digest
 from pipeline.registry.credentials import Sources
 from pipeline.rules.daytona_models import Snapshot
-from pipeline.rules.image_ref import ImageRefError, parse_image_ref
+from pipeline.rules.image_ref import ImageRefError, image_repository, parse_image_ref
 from pipeline.rules.release import pinned_tag
 from pipeline.rules.snapshot_names import (
     PromoteFrom,
-    image_repository,
     missing_source_fix,
     one_line,
     pulled_digest,
@@ -103,7 +101,6 @@ def from_snapshot(source: PromoteFrom, registry: Sources, api: DaytonaClient) ->
 
 
 def _resolves(image: str, digest: str, registry: Sources) -> bool:
-    """Whether the tag `image` still resolves to `digest` (False also when it is gone)."""
     try:
         return resolve_digest(image, registry) == digest
     except RegistryError:

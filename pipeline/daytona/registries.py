@@ -37,7 +37,6 @@ class EntryOutcome:
 
 
 def read_plan(client: DaytonaClient, host: str, repository: str) -> EntryPlan:
-    """The organization's entries for `host` now, and what to do with them (reads only)."""
     return plan_entries(client.list_registries(), host, repository)
 
 
@@ -46,7 +45,6 @@ def apply_plan(
 ) -> EntryOutcome:
     """Create or update the kept entry, delete the duplicates, then settle any race."""
     entry = _save(client, plan, plan.keep, credentials)
-    action = "created" if plan.keep is None else "updated"
     deleted = [d.id for d in plan.delete if _delete(client, d)]
     final = read_plan(client, plan.host, plan.repository)
     if final.keep is None:
@@ -60,7 +58,7 @@ def apply_plan(
         console.say(f"   another run made entry {final.keep.id} first; keeping that one")
         entry = _save(client, plan, final.keep, credentials)
     deleted += [d.id for d in final.delete if _delete(client, d)]
-    return EntryOutcome(entry, action, tuple(deleted))
+    return EntryOutcome(entry, "created" if plan.keep is None else "updated", tuple(deleted))
 
 
 def _save(

@@ -1,10 +1,6 @@
 """Daytona sandboxes: create from a snapshot, wait for started, stop, delete, wait until gone
 (the rules are pipeline/rules/sandbox_rules.py's). `running_sandbox` starts one for a `with`
-block and always removes it, also when the block raises or the start fails half-way:
-
-    with running_sandbox(client, SandboxSpec(snapshot="prd--20261123-120000")) as sb:
-        result = sb.exec("curl -fsS localhost:3000/health")
-        preview = sb.preview(3000)   # .url, and .token for X-Daytona-Preview-Token
+block and always removes it, also when the block raises or the start fails half-way.
 
 Its sandboxes carry `created-by: sandbox-pipeline` (so `--cleanup` finds the leftovers of crashed
 runs) and ask Daytona to stop them when idle and delete them once stopped, so even a leftover
@@ -78,7 +74,6 @@ class NameTaken(DaytonaError):
 
 
 def create_sandbox(client: DaytonaClient, request: CreateSandbox) -> Sandbox:
-    """`POST /sandbox`, never blindly repeated (NamedCreate)."""
     creating = NamedCreate(client, lambda: client.get_sandbox(request.name))
     try:
         return creating.send(lambda: client.create_sandbox(request))[0]
@@ -110,18 +105,12 @@ def wait_started(
         return sandbox
     if deadline is None:
         deadline = waits.clock_of(client).monotonic() + waits.start_s
+    late = (
+        "Daytona may still start it; raise DAYTONA_SANDBOX_TIMEOUT (--timeout), or remove it: "
+        f"nox -s sandbox_daytona -- --down {sandbox.name}"
+    )
     found = _wait(
-        client,
-        sandbox,
-        start_verdict,
-        waits,
-        deadline,
-        waits.start_s,
-        failure_fix=lambda s: start_failure_fix(s.error_reason if s else None),
-        late_fix=(
-            f"Daytona may still start it; raise DAYTONA_SANDBOX_TIMEOUT (--timeout), or remove "
-            f"it: nox -s sandbox_daytona -- --down {sandbox.name}"
-        ),
+        client, sandbox, start_verdict, waits, deadline, waits.start_s, start_failure_fix, late
     )
     assert found is not None  # start_verdict never accepts a missing sandbox
     return found
@@ -211,8 +200,7 @@ def launch_sandbox(
     """
     deadline = waits.clock_of(client).monotonic() + waits.start_s
     try:
-        created = create_sandbox(client, request)
-        return wait_started(client, created, waits, deadline=deadline)
+        return wait_started(client, create_sandbox(client, request), waits, deadline=deadline)
     except BaseException as failure:
         # With a refused key nothing was made; with a taken name, what exists is not ours.
         if not isinstance(failure, DaytonaAuthError | NameTaken):
@@ -240,8 +228,7 @@ def _wait(
     waits: SandboxWaits,
     deadline: float,
     timeout: float,
-    *,
-    failure_fix: Callable[[Sandbox | None], str] = lambda _: "",
+    failure_fix: Callable[[str | None], str] = lambda _: "",
     late_fix: str = "",
 ) -> Sandbox | None:
     try:
@@ -263,7 +250,8 @@ def _wait(
         ) from None
     judged = verdict(found)
     if judged.action is Action.FAIL:
-        raise DaytonaError(f"sandbox {sandbox.name}: {judged.why}", failure_fix(found))
+        fix = failure_fix(found.error_reason if found else None)
+        raise DaytonaError(f"sandbox {sandbox.name}: {judged.why}", fix)
     return found
 
 

@@ -31,9 +31,9 @@ from pipeline.rules.snapshot_names import (
     Decision,
     SnapshotSpec,
     decide,
-    failed_error,
     failure_fix,
     pulled_problem,
+    reason,
 )
 from pipeline.waiting import Clock, Interval, PollTimeout, watch
 
@@ -189,7 +189,10 @@ class _Ensure:
             console.warn(f"{self.spec.name} disappeared while we waited; looking again")
             return None
         if final.failed:
-            raise failed_error(final)
+            raise DaytonaError(
+                f"snapshot {final.name} is in state {final.state}: {reason(final)}",
+                failure_fix(final.error_reason),
+            )
         if final.state == ACTIVE:
             if problem := pulled_problem(final, self.spec.digest):
                 # The tag was verified right before the POST; Daytona inspected it later.

@@ -18,7 +18,6 @@ from pipeline.http_auth import BearerAuth
 from pipeline.rules.daytona_http import (
     DEFAULT_RETRY_TIMEOUT,
     api_error,
-    permissions_for,
     redact,
     retry_after_seconds,
 )
@@ -112,14 +111,11 @@ class Transport:
         secrets: tuple[SecretStr, ...] = (),
     ) -> httpx.Response:
         """One request, sent again after 5xx, 429 and connection errors as `self.retry` says.
-
         `path` may be an absolute URL (the toolbox lives at the sandbox's `toolboxProxyUrl`);
-        answers in `tolerate` are returned, not raised; `secrets` were sent in the body (a
-        registry password) and are replaced by *** in any message built from the answer, as the
-        key is. A call that is not `idempotent` is sent again only when it surely had no effect:
-        429 (the throttler rejects before the handler runs) and failures to connect; otherwise
-        OutcomeUnknown.
-        """
+        answers in `tolerate` are returned, not raised; `secrets` (a registry password in the
+        body) become *** in any message built from the answer, as the key does. A call that is
+        not `idempotent` is sent again only when it surely had no effect: 429 (the throttler
+        rejects before the handler runs) and failures to connect; otherwise OutcomeUnknown."""
 
         def once() -> httpx.Response:
             try:
@@ -144,11 +140,7 @@ class Transport:
             if status < 400 or status in tolerate:
                 return response
             failure = api_error(
-                status,
-                self.message(response, secrets),
-                operation,
-                self.organization_id,
-                permissions=permissions_for(path),
+                status, self.message(response, secrets), operation, self.organization_id, path
             )
             if status != 429 and status < 500:
                 raise failure
@@ -178,19 +170,16 @@ class Transport:
         return self.parse(model, self.send(method, path, operation, **send), operation)
 
     def find(self, model: type[T], path: str, operation: str) -> T | None:
-        """`GET path` as `model`; None when Daytona answers 404."""
         response = self.send("GET", path, operation, tolerate=(404,))
         return None if response.status_code == 404 else self.parse(model, response, operation)
 
     def create(self, model: type[T], path: str, operation: str, **send: Any) -> T:
-        """POST, not sent again once it may have landed (OutcomeUnknown); 409 is CreateConflict."""
         response = self.send("POST", path, operation, idempotent=False, tolerate=(409,), **send)
         if response.status_code == 409:
             raise CreateConflict(f"{operation}: {self.message(response)}")
         return self.parse(model, response, operation)
 
     def remove(self, path: str, operation: str) -> bool:
-        """`DELETE path`; False when it was already gone (404)."""
         return self.send("DELETE", path, operation, tolerate=(404,)).status_code != 404
 
     def parse(self, shape: type[T], response: httpx.Response, operation: str, what: str = "") -> T:
@@ -204,7 +193,6 @@ class Transport:
             ) from None
 
     def message(self, response: httpx.Response, secrets: tuple[SecretStr, ...] = ()) -> str:
-        """Daytona's `message` (else `error`, else the start of the body), on one line."""
         text = ""
         if is_json_object(response):
             body = ApiError.model_validate(response.json())

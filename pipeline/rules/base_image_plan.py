@@ -149,9 +149,7 @@ def integrity_matches(data: bytes, dist: dict[str, Any]) -> bool:
             actual = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
             return actual == digest.split("?")[0]
     shasum = dist.get("shasum")
-    if shasum:
-        return bool(hashlib.sha1(data, usedforsecurity=False).hexdigest() == shasum)
-    return False
+    return bool(shasum) and hashlib.sha1(data, usedforsecurity=False).hexdigest() == shasum
 
 
 def docker_import_changes(plan: BasePlan) -> list[str]:

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from pipeline.errors import ConfigError, EngineError, GitError
 from pipeline.rules.fingerprint import LABEL, VERSION, InputFacts
@@ -38,9 +38,7 @@ CACHE_EXPORT_FIX = (
 )
 
 
-class BuildRequest(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class BuildRequest(BaseModel, frozen=True):
     mode: Mode
     repository: str
     dockerfile: Path
@@ -60,11 +58,9 @@ class BuildRequest(BaseModel):
         return self.mode == "push" or self.push
 
 
-class BuildFacts(BaseModel):
+class BuildFacts(BaseModel, frozen=True):
     """Everything gathered before the plan is made. `None` means "not asked": a dry run asks
     no engine, a push asks for no fingerprint."""
-
-    model_config = ConfigDict(frozen=True)
 
     request: BuildRequest
     git: GitFacts
@@ -79,9 +75,7 @@ class BuildFacts(BaseModel):
     registry_digest: str | None = None
 
 
-class BuildPlan(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class BuildPlan(BaseModel, frozen=True):
     request: BuildRequest
     git: GitFacts
     build_args: dict[str, str]
@@ -236,8 +230,6 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
             "run it with nox -s snapshot_push, or unset SANDBOX_REBUILD",
         )
     tag = commit_tag(request, git, facts.day) or sha_tag(sha, git.dirty)
-    pushed: tuple[str, ...] = (f"{repo}:{tag}",)
-    local: tuple[str, ...] = () if request.mode == "push" else (f"{repo}:local",)
     if len(request.platforms) > 1 and not push:
         raise ConfigError(
             f"SANDBOX_BUILD_PLATFORM has {len(request.platforms)} platforms, but a local engine "
@@ -264,8 +256,8 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
         labels=labels(git),
         push=push,
         load=not push,
-        pushed_tags=pushed,
-        local_tags=local,
+        pushed_tags=(f"{repo}:{tag}",),
+        local_tags=() if request.mode == "push" else (f"{repo}:local",),
         cache_from=cache_from,
         cache_to=cache_to,
         provenance="provenance" in request.attestations,
@@ -322,9 +314,7 @@ def fingerprint_for(plan: BuildPlan, inputs: InputFacts) -> tuple[str | None, st
 
 def builder_problem(request: BuildRequest, builder: BuilderFacts) -> ConfigError | None:
     """Refuse platforms the builder does not list (an unbooted builder lists none: not known)."""
-    if not builder.platforms:
-        return None
-    missing = unsupported(request.platforms, builder.platforms)
+    missing = unsupported(request.platforms, builder.platforms) if builder.platforms else ()
     if not missing:
         return None
     return ConfigError(

@@ -74,11 +74,11 @@ def steps(stats: ProgressStats, now_s: float) -> list[Step]:
 
 def human_size(size: int) -> str:
     value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
-    raise AssertionError("unreachable")
+    return f"{value:.1f} GB"
 
 
 def largest(layers: Sequence[Layer], count: int = LARGEST_LAYERS) -> list[Layer]:
@@ -121,8 +121,9 @@ def gantt(found: Sequence[Step], title: str, started_ms: int) -> str:
     lines = ["gantt", f"    title {_UNSAFE_IN_TITLE.sub(' ', title).strip()}", "    dateFormat x"]
     lines += [f"    axisFormat {axis}", f"    tickInterval {tick}"]
     exporting = [s for s in found if s.title.startswith("exporting")]
+    cached = sorted((s for s in found if s.cached), key=lambda s: step_place(s.title) or ("", 0))
     sections = [
-        ("cached", sorted((s for s in found if s.cached), key=_dockerfile_place)),
+        ("cached", cached),
         ("built", [s for s in found if not s.cached and s not in exporting]),
         ("export", exporting),
     ]
@@ -138,10 +139,6 @@ def gantt(found: Sequence[Step], title: str, started_ms: int) -> str:
                 f"    {_task_text(name) or 'step'} :{tag}, {section}{index}, {start}, {end}"
             )
     return "\n".join(lines)
-
-
-def _dockerfile_place(step: Step) -> tuple[str, int]:
-    return step_place(step.title) or ("", 0)
 
 
 def _task_text(text: str) -> str:

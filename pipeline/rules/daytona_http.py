@@ -44,22 +44,11 @@ def _seconds(value: str, now: datetime) -> float | None:
     return max(0.0, seconds)
 
 
-def permissions_for(path: str) -> str:
-    """The key permissions a call on `path` needs, for the message of a 403; the toolbox, at its
-    own URL, is a sandbox call."""
-    noun = next((n for p, n in _PERMISSION_NOUNS if path.startswith(p)), "sandboxes")
-    return f"write:{noun} and delete:{noun}"
-
-
 def api_error(
-    status: int,
-    message: str,
-    operation: str,
-    organization_id: str | None,
-    *,
-    permissions: str = permissions_for("/snapshots"),
+    status: int, message: str, operation: str, organization_id: str | None, path: str
 ) -> DaytonaError:
-    """The pipeline error for a Daytona error answer: auth problems name the variables to fix."""
+    """The pipeline error for a Daytona error answer to a call on `path`: auth problems name the
+    variables and key permissions to fix."""
     cause = f"{operation}: Daytona answered {status} {message}".rstrip()
     if status == 401:
         return DaytonaAuthError(
@@ -68,6 +57,8 @@ def api_error(
             + ("" if organization_id else "; a JWT also needs DAYTONA_ORGANIZATION_ID"),
         )
     if status == 403:
+        # The toolbox, at its own URL, is a sandbox call.
+        noun = next((n for p, n in _PERMISSION_NOUNS if path.startswith(p)), "sandboxes")
         org = (
             "and that DAYTONA_ORGANIZATION_ID is an organization the key belongs to"
             if organization_id
@@ -75,7 +66,8 @@ def api_error(
         )
         return DaytonaAuthError(
             cause,
-            f"give the key in DAYTONA_API_KEY the {permissions} permissions, {org}",
+            f"give the key in DAYTONA_API_KEY the write:{noun} and delete:{noun} permissions, "
+            + org,
         )
     if status == 429:
         return DaytonaError(cause, "Daytona is rate limiting this organization; try again later")

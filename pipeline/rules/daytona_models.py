@@ -48,7 +48,6 @@ class Snapshot(_Row):
     cpu: float = 0
     mem: float = 0
     disk: float = 0
-    entrypoint: list[str] | None = None
     # Where Daytona copied the image it pulled: `<internal registry>/daytona-<hex>:daytona`,
     # <hex> being the digest the tag resolved to when Daytona inspected it (snapshot.manager.ts
     # processSnapshotDigest); set once the inspect passed, kept across reactivations.
@@ -138,7 +137,6 @@ class PortPreview(_Wire):
     """`PortPreviewUrl`. The token opens a private sandbox's port to anyone holding it, so it is
     a SecretStr: reprs and reports show `**********`."""
 
-    sandbox_id: str
     url: str
     token: SecretStr
 

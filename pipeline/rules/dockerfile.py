@@ -1,5 +1,5 @@
 """Dockerfiles read as BuildKit reads them (moby/buildkit frontend/dockerfile/parser, v0.13):
-the one reader of the project (pure, standard library only, Python 3.10 syntax).
+the one reader of the project (pure).
 
 - Parser directives only at the very top: the first line that is not one ends them.
 - An instruction continues while its line ends with the escape character; comment lines and
@@ -67,9 +67,7 @@ def parse(text: str) -> Dockerfile:
         directives[match.group(1).lower()] = match.group(2)
     else:
         index = len(lines)
-    escape = directives.get("escape", "\\")
-    if escape not in ("\\", "`"):
-        escape = "\\"
+    escape = "`" if directives.get("escape") == "`" else "\\"
     found: list[Instruction] = []
     while index < len(lines):
         stripped = lines[index].strip()

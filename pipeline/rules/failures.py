@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pipeline.errors import BuildError, DeadlineExceeded, EngineError, PipelineError, RegistryError
 from pipeline.rules.auth_words import says_auth_refused
 from pipeline.rules.build_plan import BuildPlan
-from pipeline.rules.image_ref import ImageRefError, parse_image_ref, registry_host
+from pipeline.rules.build_summary import short
+from pipeline.rules.image_ref import split_host
 from pipeline.rules.progress import ProgressStats
 
 ENGINE_FIX = "start it (scripts/setup-engine.sh) or point DOCKER_HOST at a running engine"
@@ -61,8 +62,7 @@ def classify_failure(
             "raise SANDBOX_BUILD_TIMEOUT (seconds) or fix the step that hangs",
             details=tail,
         )
-    setup = setup_failure(text, plan.request.builder)
-    if setup is not None:
+    if (setup := setup_failure(text, plan.request.builder)) is not None:
         return setup
     if not stats.vertices and not buildx_probe():
         return EngineError("docker buildx is not installed", BUILDX_FIX)
@@ -74,8 +74,7 @@ def classify_failure(
             "nothing was tagged or pushed",
             details=tail,
         )
-    registry = registry_failure(verdict, stats, plan)
-    if registry is not None:
+    if (registry := registry_failure(verdict, stats, plan)) is not None:
         return registry
     reason = stats.first_error or _last_error_line(text) or f"exit code {return_code}"
     return BuildError(
@@ -101,7 +100,7 @@ def setup_failure(text: str, builder: str | None) -> PipelineError | None:
 
 def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> PipelineError | None:
     if plan.push and not stats.failed_in_step and ("failed to push" in verdict or stats.pushing):
-        host = registry_host(plan.request.repository)  # the only registry a build pushes to
+        host = split_host(plan.request.repository)[0]  # the only registry a build pushes to
         reason = _reason(verdict)
         if says_auth_refused(_NOISE.sub(" ", reason)):
             return RegistryError(
@@ -119,7 +118,7 @@ def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> Pip
     resolved = _RESOLVE_FAILED.search(verdict)
     if resolved and not stats.failed_in_step:
         ref = resolved["ref"]
-        host = _host_of(ref)
+        host = split_host(ref)[0]  # BuildKit names it in full: its host comes first
         if says_auth_refused(_NOISE.sub(" ", verdict)):
             fix = f"log in to {host} (`docker login {host}`) or use an image you may pull"
         else:
@@ -134,9 +133,7 @@ def registry_failure(verdict: str, stats: ProgressStats, plan: BuildPlan) -> Pip
 def untag_after_failed_push(stats: ProgressStats, plan: BuildPlan) -> tuple[str, ...]:
     """The tags this build moved in the local engine but did not push: they must not stay and
     look pushed."""
-    if not plan.push:
-        return ()
-    return tuple(ref for ref in stats.named if ref in plan.pushed_tags)
+    return tuple(ref for ref in stats.named if ref in plan.pushed_tags) if plan.push else ()
 
 
 def _registry_trouble(reason: str) -> str:
@@ -158,16 +155,8 @@ def _reason(verdict: str) -> str:
     return "no reason given"
 
 
-def _short(text: str, limit: int = 200) -> str:
-    line = " ".join(_reason(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _host_of(ref: str) -> str:
-    try:
-        return parse_image_ref(ref).host
-    except ImageRefError:
-        return ref.split("/", 1)[0]
+def _short(text: str) -> str:
+    return short(_reason(text), 200)
 
 
 def _endpoint(text: str) -> str:

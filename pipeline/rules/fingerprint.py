@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from pipeline.rules.dockerfile import Dockerfile, Instruction, global_args, parse, stage_names
 
@@ -22,18 +22,14 @@ LABEL = "dev.iterate.sandbox-pipeline.inputs"
 VERSION = 2  # bump when what goes in changes, so old labels stop matching
 
 
-class LocalImage(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class LocalImage(BaseModel, frozen=True):
     id: str
     labels: dict[str, str] = {}
 
 
-class InputFacts(BaseModel):
+class InputFacts(BaseModel, frozen=True):
     """What was read for a local build's fingerprint (build/inputs.py), before the plan adds
     its own args, labels and options. `unknown`: why the inputs cannot be known (never skip)."""
-
-    model_config = ConfigDict(frozen=True)
 
     unknown: str | None = None
     context: str = ""  # context_digest of the files buildx sends

@@ -45,14 +45,6 @@ class ImageRef:
         scheme = "http" if is_loopback(self.host) else "https"
         return f"{scheme}://{self.api_host}"
 
-    def __str__(self) -> str:
-        text = f"{self.host}/{self.repository}"
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
-
 
 def split_host(name: str) -> tuple[str, str]:
     """`host/path` → (host, path); a first component with `.`, `:` or `localhost` is a host."""
@@ -63,11 +55,9 @@ def split_host(name: str) -> tuple[str, str]:
 
 
 def parse_image_ref(image: str) -> ImageRef:
-    """Split an image reference the way docker does; raises ImageRefError on nonsense."""
     name, at, digest = image.strip().partition("@")
     tag: str | None = None
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
+    if ":" in name.rsplit("/", 1)[-1]:
         name, tag = name.rsplit(":", 1)
     host, repository = split_host(name)
     if host == DOCKER_HUB and repository and "/" not in repository:
@@ -119,5 +109,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def registry_host(repository: str) -> str:
-    return split_host(repository)[0]
+def image_repository(image: str) -> str:
+    """`image` without its tag or digest, as written (no docker.io/library/ added):
+    `ghcr.io/a/b:sha-1` → `ghcr.io/a/b`, where a tag that stands for it is made."""
+    ref = parse_image_ref(image)  # raises ImageRefError for no reference at all
+    name = image.strip().partition("@")[0]
+    return name.removesuffix(f":{ref.tag}") if ref.tag else name

@@ -87,7 +87,6 @@ def normalize(platform: str) -> str:
 
 
 def unsupported(wanted: Iterable[str], offered: Iterable[str]) -> tuple[str, ...]:
-    """The wanted platforms a builder does not list, in the order asked for."""
     can = {normalize(p) for p in offered}
     return tuple(p for p in wanted if normalize(p) not in can)
 
@@ -112,8 +111,5 @@ def parse_builder_inspect(text: str) -> BuilderFacts:
         elif key == "Driver" and not driver:
             driver = value
         elif key == "Platforms":
-            for item in value.split(","):
-                platform = item.strip().rstrip("*")
-                if platform and platform not in platforms:
-                    platforms.append(platform)
-    return BuilderFacts(name=name, driver=driver, platforms=tuple(platforms))
+            platforms += [item.strip().rstrip("*") for item in value.split(",")]
+    return BuilderFacts(name, driver, tuple(dict.fromkeys(p for p in platforms if p)))

@@ -52,8 +52,6 @@ class Vertex:
 
 @dataclass
 class ProgressStats:
-    steps: dict[int, str] = field(default_factory=dict)
-    cached: set[int] = field(default_factory=set)
     cache_import: str = "off"  # off | hit | empty (no cache yet) | failed: <reason>
     cache_export: str = "off"  # off | ok | failed: <reason>
     first_error: str | None = None
@@ -63,10 +61,12 @@ class ProgressStats:
     pushing: bool = False  # the exporter started pushing to a registry
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     vertices: dict[int, Vertex] = field(default_factory=dict)  # in the order buildx showed them
-    _import_vertices: set[int] = field(default_factory=set)
-    _export_vertices: set[int] = field(default_factory=set)
     _places: set[tuple[str, int]] = field(default_factory=set)  # (stage, k) of our steps
     _foreign: set[int] = field(default_factory=set)  # vertices another build named
+
+    @property
+    def steps(self) -> dict[int, str]:  # the Dockerfile's, not buildx's own work
+        return {v.id: v.title for v in self.vertices.values() if v.is_step}
 
     @property
     def steps_total(self) -> int:
@@ -74,7 +74,7 @@ class ProgressStats:
 
     @property
     def steps_cached(self) -> int:
-        return len(self.cached & self.steps.keys())
+        return sum(v.is_step and v.state == "cached" for v in self.vertices.values())
 
     def feed(self, line: str, at_s: float = 0.0) -> None:
         """`at_s`: seconds after the build started."""
@@ -103,17 +103,11 @@ class ProgressStats:
                 return
             self._places.add(key)
         self._time(vertex, rest, at_s)
-        if _STEP.match(rest) and vertex not in self.steps:
-            self.steps[vertex] = rest
-        elif rest.startswith("importing cache manifest from "):
-            self._import_vertices.add(vertex)
+        if rest.startswith("importing cache manifest from "):
             if self.cache_import == "off":
                 self.cache_import = "hit"
         elif rest == "exporting cache to registry":
-            self._export_vertices.add(vertex)
             self.cache_export = "ok"
-        elif rest == "CACHED":
-            self.cached.add(vertex)
         elif rest.startswith("pushing "):
             self.pushing = True
         elif naming := _NAMING.match(rest):
@@ -123,9 +117,7 @@ class ProgressStats:
             self._error(vertex, rest.removeprefix("ERROR: ").strip())
 
     def _time(self, vertex: int, rest: str, at_s: float) -> None:
-        timed = self.vertices.get(vertex)
-        if timed is None:
-            self.vertices[vertex] = timed = Vertex(vertex, rest, at_s)
+        timed = self.vertices.setdefault(vertex, Vertex(vertex, rest, at_s))
         ended = {"CACHED": "cached", "CANCELED": "canceled"}.get(rest)
         if done := _DONE.match(rest):
             ended, timed.reported_s = "done", float(done["seconds"])
@@ -135,17 +127,17 @@ class ProgressStats:
             timed.state, timed.ended_s = ended, at_s
 
     def _error(self, vertex: int, reason: str) -> None:
-        if vertex in self._import_vertices:
+        failed = self.vertices[vertex]
+        if failed.title.startswith("importing cache manifest from "):
             # A first build has no cache to import yet: that is expected, not a warning.
             self.cache_import = "empty" if reason.endswith("not found") else f"failed: {reason}"
-        elif vertex in self._export_vertices:
+        elif failed.title == "exporting cache to registry":
             self.cache_export = f"failed: {reason}"
         else:
             if self.failed_vertex is None:
-                self.failed_vertex = self.vertices[vertex].title
+                self.failed_vertex = failed.title
             if self.first_error is None:
-                step = self.steps.get(vertex)
-                self.first_error = f"{step}: {reason}" if step else reason
+                self.first_error = f"{failed.title}: {reason}" if failed.is_step else reason
 
     @property
     def failed_in_step(self) -> bool:

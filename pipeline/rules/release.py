@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipeline.errors import ConfigError, GitError
-from pipeline.rules.image_ref import DIGEST, ImageRefError, parse_image_ref
+from pipeline.rules.image_ref import DIGEST, ImageRefError, image_repository, parse_image_ref
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 COMMIT_TAG = re.compile(r"^sha-(?P<sha>[0-9a-f]{40})(?:-rebuild-(?P<day>[0-9]{8}))?$")
@@ -56,8 +56,7 @@ def main_source(text: str, repository: str) -> MainSource:
             ref = parse_image_ref(value)
         except ImageRefError as error:
             raise ConfigError(f"--from {value!r}: {error}", _SOURCE_FIX) from None
-        named = value.rsplit(":", 1)[0] if ref.tag else value
-        if ref.digest or named != repository:
+        if ref.digest or image_repository(value) != repository:
             raise ConfigError(
                 f"--from {value!r} is not a tag of SANDBOX_IMAGE_REPOSITORY={repository}",
                 _SOURCE_FIX,

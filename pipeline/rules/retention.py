@@ -62,14 +62,10 @@ def plan_retention(
     also return other stages' snapshots."""
     if keep < 0 or days < 0:
         raise ValueError("keep and days must not be negative")
-    # One snapshot per id: paging while others create snapshots can show one twice.
-    ours: dict[str, Snapshot] = {}
-    for snapshot in snapshots:
-        if snapshot.name.startswith(matched_prefix):
-            ours.setdefault(snapshot.id, snapshot)
+    # One per id (the first seen): paging while others create snapshots can show one twice.
+    ours = {s.id: s for s in reversed(list(snapshots)) if s.name.startswith(matched_prefix)}
     unique = sorted(ours.values(), key=lambda s: (s.created_at, s.name), reverse=True)
     newest_active = next((s for s in unique if s.state == ACTIVE and not s.general), None)
-    cutoff = now - timedelta(days=days)
     ranked = [s.id for s in unique if not s.general and s.state != REMOVING]  # the others: skipped
     decisions: list[Decision] = []
     for snapshot in unique:
@@ -81,7 +77,7 @@ def plan_retention(
             verdict, reason = Verdict.KEEP, "newest active"
         elif ranked.index(snapshot.id) < keep:
             verdict, reason = Verdict.KEEP, f"among the newest {keep}"
-        elif snapshot.created_at > cutoff:
+        elif snapshot.created_at > now - timedelta(days=days):
             verdict, reason = Verdict.KEEP, f"newer than {days:g} days"
         else:
             verdict, reason = Verdict.DELETE, f"older than {days:g} days, not newest {keep}"

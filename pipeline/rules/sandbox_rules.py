@@ -32,7 +32,6 @@ DEFAULT_PORT: Final = 3000  # the sandbox daemon's HTTP port
 DEFAULT_AUTO_STOP: Final = 60  # minutes idle before Daytona stops it
 DEFAULT_AUTO_DELETE: Final = 0  # minutes after a stop before Daytona deletes it: at once
 DEFAULT_LOG_LINES: Final = 50
-NAME_PREFIX: Final = "sbx"
 
 
 def start_verdict(sandbox: Sandbox | None) -> Decision:
@@ -86,9 +85,9 @@ def is_ours(found: Sandbox, labels: Mapping[str, str]) -> bool:
     return all(found.labels.get(k) == v for k, v in labels.items())
 
 
-def new_sandbox_name(now: datetime, suffix: str, prefix: str = NAME_PREFIX) -> str:
+def new_sandbox_name(now: datetime, suffix: str) -> str:
     """`sbx-<YYYYMMDD-HHMMSS>-<suffix>`: unique per run."""
-    return f"{prefix}-{utc_stamp(now)}-{suffix}"
+    return f"sbx-{utc_stamp(now)}-{suffix}"
 
 
 def create_failure_fix(message: str) -> str:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.errors import ConfigError, DaytonaError
+from pipeline.errors import ConfigError
 from pipeline.rules.auth_words import says_auth_refused
 from pipeline.rules.build_plan import sha_tag
 from pipeline.rules.daytona_models import (
@@ -25,7 +25,6 @@ from pipeline.rules.daytona_models import (
     Snapshot,
     resources_words,
 )
-from pipeline.rules.image_ref import parse_image_ref
 from pipeline.rules.release import COMMIT
 
 # `ref` of a snapshot whose image Daytona inspected: the digest's hex, then `:daytona`.
@@ -38,8 +37,7 @@ SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 SHA_NAME_PREFIX = "iterate-sandbox-"
 STAGE_SEPARATOR = "--"
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
-_TIMESTAMP_LENGTH = len("20260101-000000")
-MAX_STAGE_LENGTH = MAX_NAME_LENGTH - len(STAGE_SEPARATOR) - _TIMESTAMP_LENGTH
+MAX_STAGE_LENGTH = MAX_NAME_LENGTH - len(STAGE_SEPARATOR) - len("20260101-000000")
 DEV_PREFIXES = ("dev-", "local-")
 _HEX = re.compile(r"^[0-9a-f]{7,39}$")
 _SEPARATORS = "-._"
@@ -278,13 +276,6 @@ def failure_fix(reason: str | None) -> str:
     return f"fix the cause, {then}"
 
 
-def failed_error(snapshot: Snapshot) -> DaytonaError:
-    return DaytonaError(
-        f"snapshot {snapshot.name} is in state {snapshot.state}: {reason(snapshot)}",
-        failure_fix(snapshot.error_reason),
-    )
-
-
 def one_line(text: str | None) -> str:
     return " ".join((text or "").split())
 
@@ -327,14 +318,6 @@ def missing_source_fix(name: str) -> str:
         "check the name (`nox -s snapshot_latest -- --prefix <stage>` prints a stage's newest)"
         + hint
     )
-
-
-def image_repository(image: str) -> str:
-    """`image` without its tag or digest, as written (no docker.io/library/ added):
-    `ghcr.io/a/b:sha-1` → `ghcr.io/a/b`, where a tag that stands for it is made."""
-    ref = parse_image_ref(image)  # raises ImageRefError for no reference at all
-    name = image.strip().partition("@")[0]
-    return name.removesuffix(f":{ref.tag}") if ref.tag else name
 
 
 def resources_note(source: Snapshot, wanted: SnapshotSpec) -> str | None:

@@ -12,8 +12,8 @@ from pipeline.daytona.promotion import Promotion, from_commit, from_snapshot
 from pipeline.errors import BuildError, ConfigError
 from pipeline.registry.client import reader_for
 from pipeline.registry.tags import put_tag
+from pipeline.rules.image_ref import image_repository
 from pipeline.rules.snapshot_names import (
-    image_repository,
     promote_source,
     resources_note,
     sha_image,

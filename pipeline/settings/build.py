@@ -19,7 +19,7 @@ from pipeline.errors import ConfigError
 from pipeline.rules.base_image_plan import PROXY_VARIABLES
 from pipeline.rules.build_plan import BuildRequest, CacheMode, Mode
 from pipeline.rules.git_facts import CiRefs
-from pipeline.rules.image_ref import REPOSITORY, registry_host
+from pipeline.rules.image_ref import REPOSITORY, split_host
 from pipeline.rules.platforms import platform_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -160,7 +160,7 @@ class BuildSettings(_Base):
 
     @property
     def registry_host(self) -> str:
-        return registry_host(self.image_repository)
+        return split_host(self.image_repository)[0]
 
     @property
     def docker(self) -> Location:

@@ -116,14 +116,12 @@ def test_get_stop_delete_paths() -> None:
     assert api.get_sandbox("a/b") is not None
     assert api.get_sandbox("gone") is None
     api.stop_sandbox("id-1")
-    api.stop_sandbox("id-1", force=True)
     assert api.delete_sandbox("id-1") is True
     assert api.delete_sandbox("gone") is False
     assert seen == [
         "GET /api/sandbox/a%2Fb",  # one path segment, like the generated client
         "GET /api/sandbox/gone",
         "POST /api/sandbox/id-1/stop",
-        "POST /api/sandbox/id-1/stop?force=true",
         "DELETE /api/sandbox/id-1",
         "DELETE /api/sandbox/gone",
     ]

@@ -7,9 +7,10 @@ import pytest
 from pipeline.rules.image_ref import (
     ImageRefError,
     daytona_image_problem,
+    image_repository,
     is_loopback,
     parse_image_ref,
-    registry_host,
+    split_host,
 )
 
 DIGEST = "sha256:" + "a" * 64
@@ -75,6 +76,22 @@ def test_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-def test_registry_host() -> None:
-    assert registry_host("ghcr.io/iterate/sandbox") == "ghcr.io"
-    assert registry_host("iterate/sandbox") == "docker.io"
+def test_split_host() -> None:
+    assert split_host("ghcr.io/iterate/sandbox") == ("ghcr.io", "iterate/sandbox")
+    assert split_host("iterate/sandbox") == ("docker.io", "iterate/sandbox")
+
+
+@pytest.mark.parametrize(
+    ("image", "repository"),
+    [
+        ("ghcr.io/iterate/sandbox:sha-1", "ghcr.io/iterate/sandbox"),
+        (f"ghcr.io/iterate/sandbox@{DIGEST}", "ghcr.io/iterate/sandbox"),
+        (f"ghcr.io/iterate/sandbox:main@{DIGEST}", "ghcr.io/iterate/sandbox"),
+        ("127.0.0.1:5000/a/b:sha-1", "127.0.0.1:5000/a/b"),  # the port is no tag
+        ("debian:12", "debian"),  # the name as written, no docker.io/library/
+    ],
+)
+def test_image_repository_drops_tag_and_digest_and_keeps_the_name(
+    image: str, repository: str
+) -> None:
+    assert image_repository(image) == repository

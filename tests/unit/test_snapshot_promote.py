@@ -20,7 +20,6 @@ from pipeline.rules.snapshot_names import (
     PromoteFrom,
     SnapshotSpec,
     image_check,
-    image_repository,
     missing_source_fix,
     promote_source,
     pulled_digest,
@@ -70,22 +69,6 @@ def test_from_refuses_anything_else_in_one_line(text: str) -> None:
 def test_a_missed_short_sha_is_told_to_use_the_full_one() -> None:
     assert "full 40-character sha" in missing_source_fix("0123456")
     assert "full 40-character sha" not in missing_source_fix("prd--20261123-120000")
-
-
-@pytest.mark.parametrize(
-    ("image", "repository"),
-    [
-        (f"{REPOSITORY}:sha-{SHA}", REPOSITORY),
-        (f"{REPOSITORY}@{OTHER_DIGEST}", REPOSITORY),
-        (f"{REPOSITORY}:main@{OTHER_DIGEST}", REPOSITORY),
-        ("127.0.0.1:5000/a/b:sha-1", "127.0.0.1:5000/a/b"),  # the port is no tag
-        ("debian:12", "debian"),  # the name as written, no docker.io/library/
-    ],
-)
-def test_image_repository_drops_tag_and_digest_and_keeps_the_name(
-    image: str, repository: str
-) -> None:
-    assert image_repository(image) == repository
 
 
 def snapshot(ref: str | None) -> Snapshot:
