@@ -25,14 +25,7 @@ from pipeline.registry.credentials import GHCR, Sources
 from pipeline.rules.release import COMMIT, MainMove, decide_main_move
 
 
-def put_tag(
-    repository: str,
-    digest: str,
-    tag: str,
-    settings: Sources,
-    *,
-    may_move: bool,
-) -> bool:
+def put_tag(repository: str, digest: str, tag: str, settings: Sources, *, may_move: bool) -> bool:
     """Point `<repository>:<tag>` at `digest` (already in that repository); False when it
     already named that digest."""
     target = f"{repository}:{tag}"

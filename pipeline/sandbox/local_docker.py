@@ -95,10 +95,7 @@ def start(docker: Docker, spec: SandboxSpec, clock: Clock = SYSTEM_CLOCK) -> San
         env=spec.env,
         labels={LABEL: "1", f"{LABEL}.synced": str(synced).lower()},
         publish=[f"127.0.0.1::{DAEMON_PORT}"],
-        mounts=[
-            *(spec.sync or []),
-            Mount(spec.pnpm_volume, PNPM_STORE_PATH),
-        ],
+        mounts=[*(spec.sync or []), Mount(spec.pnpm_volume, PNPM_STORE_PATH)],
     )
     try:
         url = f"http://127.0.0.1:{_published_port(docker, spec.name)}"
