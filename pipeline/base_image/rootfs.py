@@ -74,7 +74,10 @@ def sudo_prefix(env: dict[str, str]) -> list[str]:
     mmdebstrap = shutil.which("mmdebstrap")
     is_root = os.geteuid() == 0
     sudo = None if is_root else shutil.which("sudo")
-    sudo_works = sudo is not None and _succeeds([sudo, "-n", "true"])
+    try:
+        sudo_works = sudo is not None and run([sudo, "-n", "true"], 15).code == 0
+    except OSError:
+        sudo_works = False
     problem = offline_tools_problem(mmdebstrap, is_root, sudo_works)
     if problem:
         fix = "run as root or with passwordless sudo"
@@ -88,13 +91,6 @@ def sudo_prefix(env: dict[str, str]) -> list[str]:
         return []
     kept = [name for name in PROXY_VARIABLES if env.get(name)]
     return [sudo, "-n", *([f"--preserve-env={','.join(kept)}"] if kept else [])]
-
-
-def _succeeds(argv: list[str]) -> bool:
-    try:
-        return run(argv, 15).code == 0
-    except OSError:
-        return False
 
 
 def fetch_npm_tarball(

@@ -213,18 +213,28 @@ class RegistryReader:
             f"check {creds.source}; the token needs read access to {ref.repository}",
         )
 
-    def fail(self, response: httpx.Response) -> RegistryError:
+    def fail(self, response: httpx.Response, writing: str = "") -> RegistryError:
+        """`writing`: the tag a failed manifest PUT was for."""
         status = response.status_code
-        if status == 404:
+        if status == 404 and not writing:
             return RegistryError(
                 f"image {self.image} does not exist in {self.ref.host} ({error_code(response)})",
                 PUSH_FIX,
             )
+        if status in (401, 403) and writing:
+            who = self.credentials.source if self.credentials else "no credentials"
+            return RegistryError(
+                f"registry {self.ref.host} refused to write {writing} with {who} ({status})",
+                "use credentials that may push to the repository (REGISTRY_USERNAME/"
+                "REGISTRY_PASSWORD"
+                + (", or GITHUB_TOKEN with packages: write" if self.ref.host == GHCR else "")
+                + ")",
+            )
         if status in (401, 403):
             return self.refused(status)
+        to = f"to writing {writing}" if writing else f"for {self.image}"
         return RegistryError(
-            f"registry {self.ref.api_host} answered {status} for {self.image} "
-            f"({error_code(response)})",
+            f"registry {self.ref.api_host} answered {status} {to} ({error_code(response)})",
             "check the registry's status and retry",
         )
 

@@ -147,12 +147,10 @@ def _from_helper(helper: str, server: str) -> Credentials | None:
         answer = json.loads(done.out) if done.code == 0 else {}
     except (OSError, ValueError):
         return None
-    if not isinstance(answer, dict):
-        return None
+    answer = answer if isinstance(answer, dict) else {}
     user, secret = answer.get("Username"), answer.get("Secret")
-    if not isinstance(user, str) or not isinstance(secret, str) or not secret:
-        return None
-    if user == "<token>":  # an identity token: only docker's own OAuth flow can use it
+    # "<token>": an identity token, which only docker's own OAuth flow can use
+    if not isinstance(user, str) or not isinstance(secret, str) or not secret or user == "<token>":
         return None
     return _stored(user, secret, f"the Docker credential helper docker-credential-{helper}")
 
