@@ -48,8 +48,6 @@ class PollTimeout(Exception, Generic[T]):
 
 @dataclass(frozen=True)
 class Interval:
-    """`first_s`, times `factor` each time, up to `max_s`."""
-
     first_s: float = 1.0
     factor: float = 1.0
     max_s: float | None = None

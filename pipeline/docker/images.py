@@ -33,7 +33,6 @@ class Image:
 
 
 def inspect(docker: Docker, refs: Sequence[str]) -> dict[str, Image | None]:
-    """Each reference's image, None where the engine has none."""
     try:
         found = endpoint.inspect_images(docker.location, refs)
     except endpoint.Unsupported:

@@ -42,15 +42,13 @@ PUSH_FIX = (
 
 
 def parse_image(image: str) -> ImageRef:
-    """A reference with a tag or digest; ConfigError."""
+    fix = "use a reference like ghcr.io/acme/app:sha-…"
     try:
         ref = parse_image_ref(image)
     except ImageRefError as error:
-        raise ConfigError(str(error), "use a reference like ghcr.io/acme/app:sha-…") from None
+        raise ConfigError(str(error), fix) from None
     if ref.tag is None and ref.digest is None:
-        raise ConfigError(
-            f"image {image!r} has no tag or digest", "use a reference like ghcr.io/acme/app:sha-…"
-        )
+        raise ConfigError(f"image {image!r} has no tag or digest", fix)
     return ref
 
 
@@ -330,5 +328,4 @@ def image_labels(
 
 
 def image_revision(image: str, settings: Sources) -> str | None:
-    """None when the tag or the label is absent."""
     return (image_labels(image, settings) or {}).get(REVISION_LABEL)

@@ -53,7 +53,6 @@ class Sources(Protocol):  # BuildSettings is one
 
 
 def resolve_credentials(settings: Sources, host: str | None = None) -> Credentials | None:
-    """`host`: default the configured repository's."""
     configured = settings.registry_host
     host = host or configured
     user, password = settings.registry_username, settings.registry_password

@@ -44,7 +44,6 @@ class SandboxSpec:
 
 
 def image_candidates(image_name: str | None, repository: str) -> list[str]:
-    """LOCAL_DOCKER_IMAGE_NAME, else <repo>:local, then <repo>:main."""
     if image_name:
         return [image_name]
     return [f"{repository}:local", f"{repository}:main"]
