@@ -16,7 +16,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -53,20 +53,14 @@ class BaseImageError(PipelineError):
     exit_code = 12
 
 
-def read_apt_source_texts(paths: Iterable[Path] = APT_SOURCE_FILES) -> list[str]:
+def plan_here(tag: str = DEFAULT_TAG) -> BasePlan:
     texts = []
-    for path in paths:
+    for path in APT_SOURCE_FILES:
         files = sorted(path.glob("*.list")) + sorted(path.glob("*.sources"))
         for file in files if path.is_dir() else [path]:
-            try:
+            with suppress(OSError):
                 texts.append(file.read_text())
-            except OSError:
-                continue
-    return texts
-
-
-def plan_here(tag: str = DEFAULT_TAG) -> BasePlan:
-    return make_plan(tag, read_apt_source_texts(), platform.machine())
+    return make_plan(tag, texts, platform.machine())
 
 
 def sudo_prefix(env: dict[str, str]) -> list[str]:
