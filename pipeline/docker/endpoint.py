@@ -56,10 +56,6 @@ class Location:
     def config_dir(self) -> Path:
         return self.config or Path.home() / ".docker"
 
-    @property
-    def buildx_dir(self) -> Path:
-        return self.buildx_config or self.config_dir / "buildx"
-
     def context_name(self) -> str:
         """ "default": DOCKER_HOST or the default socket."""
         if self.host:
@@ -162,7 +158,7 @@ def builder_identity(location: Location) -> str:
     """Which builder buildx builds with, as `name:driver:endpoint`, decided from its files as
     buildx decides it (BUILDX_BUILDER, else `current` under BUILDX_CONFIG or <config>/buildx,
     else the engine's `default`)."""
-    config = location.buildx_dir
+    config = location.buildx_config or location.config_dir / "buildx"
     builder = location.builder
     if builder is None:
         try:

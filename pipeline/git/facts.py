@@ -84,13 +84,8 @@ def _branch(header: str, ci: CiRefs) -> str | None:
 def _source_url(path: Path, ci: CiRefs) -> str | None:
     if ci.server_url and ci.repository:
         return f"{ci.server_url.rstrip('/')}/{ci.repository}"
-    url = origin_url(path)
-    return browsable_url(url) if url else None
-
-
-def origin_url(path: Path) -> str:
-    """`remote.origin.url` as git's whole config resolves it ("" when unset)."""
+    # `remote.origin.url` as git's whole config resolves it
     done = git(path, "config", "--get", "remote.origin.url")
     if done.code not in (0, 1):  # 1: not set
         raise GitError(f"git config failed: {last_line(done.err)}", "run `git config -l` there")
-    return done.out.strip()
+    return browsable_url(done.out.strip()) if done.out.strip() else None
