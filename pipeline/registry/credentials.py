@@ -74,8 +74,7 @@ def resolve_credentials(settings: Sources, host: str | None = None) -> Credentia
                 password=settings.github_token,
                 source="GITHUB_ACTOR/GITHUB_TOKEN",
             )
-        token = _gh_auth_token()
-        if token:
+        if token := _gh_auth_token():
             return Credentials(
                 username=settings.github_actor or _gh_user() or "gh",
                 password=SecretStr(token),
@@ -121,8 +120,7 @@ def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None
     helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
     if isinstance(helper, str) and helper:
         for key in _config_keys(host):
-            found = _from_helper(helper, key)
-            if found is not None:
+            if found := _from_helper(helper, key):
                 return found
     auths = config.get("auths") or {}
     for key in _config_keys(host):
