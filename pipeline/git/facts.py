@@ -60,25 +60,19 @@ def read_git_facts(path: Path, ci: CiRefs) -> GitFacts:
             "run `git status` there and fix what it reports",
         )
     state = status.out.splitlines()
+    # "## main...origin/main [ahead 1]", "## HEAD (no branch)", "## No commits yet on main"
+    branch = (state[0] if state else "").removeprefix("## ").split("...")[0].split(" ")[0]
     return GitFacts(
         sha=sha,
         dirty=len(state) > 1,
-        branch=_branch(state[0] if state else "", ci),
+        # CI checks out a detached HEAD; the workflow knows the branch it was asked for.
+        branch=branch if branch not in ("", "HEAD") else ci.head_ref or ci.ref_name or None,
         work_tree=where.work_tree,
         git_dir=where.git_dir,
         common_dir=where.common_dir,
         commit_time=datetime.fromtimestamp(int(committed), tz=UTC),
         source_url=_source_url(path, ci),
     )
-
-
-def _branch(header: str, ci: CiRefs) -> str | None:
-    # "## main...origin/main [ahead 1]", "## HEAD (no branch)", "## No commits yet on main"
-    name = header.removeprefix("## ").split("...")[0].split(" ")[0]
-    if name and name != "HEAD":
-        return name
-    # CI checks out a detached HEAD; the workflow knows the branch it was asked for.
-    return ci.head_ref or ci.ref_name or None
 
 
 def _source_url(path: Path, ci: CiRefs) -> str | None:

@@ -107,10 +107,8 @@ def _config_keys(host: str) -> list[str]:
 
 def docker_config_has_auth(config_dir: Path, host: str) -> bool:
     config = json_object(config_dir / "config.json")
-    auths = config.get("auths") or {}
-    helpers = config.get("credHelpers") or {}
-    keys = set(_config_keys(host))
-    return bool(keys & (auths.keys() | helpers.keys())) or bool(config.get("credsStore"))
+    named = {**(config.get("auths") or {}), **(config.get("credHelpers") or {})}
+    return bool(named.keys() & set(_config_keys(host))) or bool(config.get("credsStore"))
 
 
 def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None:
