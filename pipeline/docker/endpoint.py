@@ -56,32 +56,27 @@ class Location:
     def config_dir(self) -> Path:
         return self.config or Path.home() / ".docker"
 
-    def context_name(self) -> str:
-        """ "default": DOCKER_HOST or the default socket."""
-        if self.host:
-            return "default"
-        if self.context:
-            return self.context
-        try:
-            document = json.loads((self.config_dir / "config.json").read_text())
-        except FileNotFoundError:
-            return "default"
-        except (OSError, ValueError) as error:
-            raise Unsupported(f"docker's config.json is not readable: {error}") from None
-        current = document.get("currentContext") if isinstance(document, dict) else None
-        return current if isinstance(current, str) and current else "default"
-
     def engine_host(self) -> str:
-        name = self.context_name()
+        if self.host:
+            return self.host
+        name = self.context
+        if not name:
+            try:
+                document = json.loads((self.config_dir / "config.json").read_text())
+            except FileNotFoundError:
+                document = {}
+            except (OSError, ValueError) as error:
+                raise Unsupported(f"docker's config.json is not readable: {error}") from None
+            current = document.get("currentContext") if isinstance(document, dict) else None
+            name = current if isinstance(current, str) and current else "default"
         if name == "default":
-            return self.host or DEFAULT_HOST
+            return DEFAULT_HOST
         key = hashlib.sha256(name.encode()).hexdigest()
-        if (self.config_dir / "contexts" / "tls" / key).exists():
+        contexts = self.config_dir / "contexts"
+        if (contexts / "tls" / key).exists():
             raise Unsupported(f"docker context {name} uses TLS")
         try:
-            meta = json.loads(
-                (self.config_dir / "contexts" / "meta" / key / "meta.json").read_text()
-            )
+            meta = json.loads((contexts / "meta" / key / "meta.json").read_text())
             host = meta["Endpoints"]["docker"]["Host"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise Unsupported(f"docker context {name} is not readable: {error}") from None
