@@ -44,9 +44,7 @@ class SandboxSpec:
 
 
 def image_candidates(image_name: str | None, repository: str) -> list[str]:
-    if image_name:
-        return [image_name]
-    return [f"{repository}:local", f"{repository}:main"]
+    return [image_name] if image_name else [f"{repository}:local", f"{repository}:main"]
 
 
 def pick_image(candidates: list[str], exists: Callable[[str], bool]) -> str | None:
