@@ -143,10 +143,7 @@ def inspect_images(location: Location, refs: Sequence[str]) -> dict[str, dict[st
 
 
 def image_ids(location: Location, refs: Sequence[str]) -> dict[str, str | None]:
-    return {
-        ref: (doc["Id"] if doc is not None else None)
-        for ref, doc in inspect_images(location, refs).items()
-    }
+    return {ref: doc["Id"] if doc else None for ref, doc in inspect_images(location, refs).items()}
 
 
 def builder_identity(location: Location) -> str:

@@ -126,8 +126,7 @@ class RegistryReader:
     def digest(self) -> str | None:
         """The digest the registry names for the reference (None: it names none); RegistryError
         unless the reference exists."""
-        digest = self.ok(self.manifest()).headers.get("Docker-Content-Digest")
-        return str(digest) if digest else None
+        return self.ok(self.manifest()).headers.get("Docker-Content-Digest") or None
 
     def _send(
         self,
