@@ -103,6 +103,5 @@ def import_rootfs(
 ) -> str:
     """`docker import` a root file system tarball; returns the image id."""
     args = ["import", *repeated("--change", changes), "-", tag_as]
-    return docker.checked(
-        *args, stdin=rootfs, timeout_s=timeout_s, doing=f"importing {tag_as}"
-    ).strip()
+    doing = f"importing {tag_as}"
+    return docker.checked(*args, stdin=rootfs, timeout_s=timeout_s, doing=doing).strip()
