@@ -72,8 +72,7 @@ def sudo_prefix(env: dict[str, str]) -> list[str]:
         sudo_works = sudo is not None and run([sudo, "-n", "true"], 15).code == 0
     except OSError:
         sudo_works = False
-    problem = offline_tools_problem(mmdebstrap, is_root, sudo_works)
-    if problem:
+    if problem := offline_tools_problem(mmdebstrap, is_root, sudo_works):
         fix = "run as root or with passwordless sudo"
         if mmdebstrap is None:
             fix = f"{'' if is_root else 'sudo '}apt-get install --no-install-recommends mmdebstrap"

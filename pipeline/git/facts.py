@@ -33,11 +33,10 @@ def locate(path: Path) -> Where:
             f"{path} is not inside a git repository",
             "run from a git checkout or set SANDBOX_BUILD_CONTEXT to a folder inside one",
         )
-    common = Path(lines[2])
     return Where(
         work_tree=Path(lines[0]).resolve(),
         git_dir=Path(lines[1]).resolve(),
-        common_dir=(common if common.is_absolute() else path / common).resolve(),
+        common_dir=(path / lines[2]).resolve(),  # relative to `path` unless absolute
     )
 
 

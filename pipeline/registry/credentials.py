@@ -161,8 +161,7 @@ def _gh(*args: str) -> str | None:
         done = run(["gh", *args], HELPER_TIMEOUT_S)
     except OSError:
         return None
-    out = done.out.strip()
-    return out if done.code == 0 and out else None
+    return (done.out.strip() or None) if done.code == 0 else None
 
 
 def _gh_auth_token() -> str | None:
