@@ -42,8 +42,7 @@ class PollTimeout(Exception, Generic[T]):
 
     def __init__(self, last: T, waited_s: float) -> None:
         super().__init__(f"still not done after {waited_s:.1f} s")
-        self.last = last
-        self.waited_s = waited_s
+        self.last, self.waited_s = last, waited_s
 
 
 @dataclass(frozen=True)

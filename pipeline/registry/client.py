@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -237,11 +238,10 @@ class RegistryReader:
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    return body if isinstance(body, dict) else {}
+    with suppress(ValueError):
+        if isinstance(body := response.json(), dict):
+            return body
+    return {}
 
 
 def error_code(response: httpx.Response) -> str:
