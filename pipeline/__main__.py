@@ -38,7 +38,11 @@ def main(argv: list[str]) -> int:
     cancel_when_orphaned()
     try:
         with sigterm_interrupts():
-            traceback = _start_up()
+            from pipeline.settings.build import ReportSettings, load
+
+            reports = load(ReportSettings)
+            console.WHERE.github = reports.github_actions  # where output goes
+            traceback = reports.traceback
             _command(name)(rest)
     except PipelineError as error:
         if traceback:
@@ -52,15 +56,6 @@ def main(argv: list[str]) -> int:
         print(f"interrupted{': ' + done if done else ''}", file=sys.stderr)
         return interrupt.exit_code if isinstance(interrupt, Interrupted) else 130
     return 0
-
-
-def _start_up() -> bool:
-    """Where output goes (GitHub or a terminal); True when tracebacks are asked for."""
-    from pipeline.settings.build import ReportSettings, load
-
-    reports = load(ReportSettings)
-    console.WHERE.github = reports.github_actions
-    return reports.traceback
 
 
 def _command(name: str) -> Callable[[Sequence[str]], None]:

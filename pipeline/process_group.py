@@ -119,26 +119,20 @@ class GroupProcess:
         return Ran(returncode=code, timed_out=not exited)
 
     def _pump(self, deadline: float, on_line: LineSink, on_err_line: LineSink) -> bool:
-        streams = {
-            stream.fileno(): (sink, [b""])
-            for stream, sink in ((self.process.stdout, on_line), (self.process.stderr, on_err_line))
-            if stream is not None
-        }
+        streams = ((self.process.stdout, on_line), (self.process.stderr, on_err_line))
         with selectors.DefaultSelector() as selector:
-            for fd in streams:
-                selector.register(fd, selectors.EVENT_READ)
-            open_fds = set(streams)
-            while open_fds:
+            for stream, sink in streams:
+                if stream is not None:  # data: the sink, and the line read so far
+                    selector.register(stream, selectors.EVENT_READ, (sink, [b""]))
+            while selector.get_map():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 for key, _ in selector.select(min(remaining, 1.0)):
-                    fd = int(key.fd)
-                    sink, pending = streams[fd]
-                    chunk = os.read(fd, 65536)
+                    sink, pending = key.data
+                    chunk = os.read(key.fd, 65536)
                     if not chunk:
-                        selector.unregister(fd)
-                        open_fds.discard(fd)
+                        selector.unregister(key.fileobj)
                         if pending[0]:
                             sink(pending[0].decode(errors="replace"))
                         continue

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.docker.cli import json_object
+
 if TYPE_CHECKING:  # the replay (fastpath/replay.py) publishes without loading pydantic
     from pipeline.settings.build import ReportSettings
 
@@ -23,27 +25,17 @@ def publish(
     picture: str = "",
 ) -> None:
     """`picture`: a Mermaid diagram for the step summary (GitHub draws it)."""
-    if settings.report_path:
-        _merge_json(settings.report_path, section, values)
+    if path := settings.report_path:
+        merged = {**json_object(path), section: dict(values)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(merged, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.replace(path)
     if settings.github_output:
         with settings.github_output.open("a") as handle:
             handle.write("\n".join(output_lines(values)) + "\n")
     if settings.github_step_summary and (summary or picture):
         _append_summary(settings.github_step_summary, section, summary, picture)
-
-
-def _merge_json(path: Path, section: str, values: Mapping[str, Any]) -> None:
-    try:
-        existing = json.loads(path.read_text())
-        if not isinstance(existing, dict):
-            existing = {}
-    except (OSError, ValueError):
-        existing = {}
-    existing[section] = dict(values)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(existing, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
 
 
 def output_lines(values: Mapping[str, Any]) -> list[str]:

@@ -42,21 +42,14 @@ class PollTimeout(Exception, Generic[T]):
 
     def __init__(self, last: T, waited_s: float) -> None:
         super().__init__(f"still not done after {waited_s:.1f} s")
-        self.last = last
-        self.waited_s = waited_s
+        self.last, self.waited_s = last, waited_s
 
 
 @dataclass(frozen=True)
 class Interval:
-    """`first_s`, times `factor` each time, up to `max_s`."""
-
     first_s: float = 1.0
     factor: float = 1.0
-    max_s: float | None = None
-
-    def wait(self) -> wait_base:
-        cap = math.inf if self.max_s is None else self.max_s
-        return tenacity.wait_exponential(multiplier=self.first_s, exp_base=self.factor, max=cap)
+    max_s: float = math.inf
 
 
 def poll(
@@ -70,7 +63,10 @@ def poll(
     """Call `probe` until `done(result)`; that result, or PollTimeout. The last probe is right
     at the deadline, so a timeout never hides a state reached while sleeping. An exception from
     the probe ends the wait."""
-    plan = (interval if isinstance(interval, Interval) else Interval(first_s=interval)).wait()
+    every = interval if isinstance(interval, Interval) else Interval(first_s=interval)
+    plan = tenacity.wait_exponential(
+        multiplier=every.first_s, exp_base=every.factor, max=every.max_s
+    )
     started = clock.monotonic()
     deadline = started + timeout_s
 

@@ -56,10 +56,7 @@ def choose_build_base(
     # without asking the network again: the unchanged path stays one look-up, and a network
     # that drops connections cannot stall every run.
     offline = found[offline_tag]
-    if (
-        offline is not None
-        and offline.labels.get(RECIPE_LABEL) == rootfs.plan_here(offline_tag).recipe
-    ):
+    if offline and offline.labels.get(RECIPE_LABEL) == rootfs.plan_here(offline_tag).recipe:
         return offline_tag
     step(f"{official} is not in the engine: pulling it")
     why_not = images.pull(docker, official)

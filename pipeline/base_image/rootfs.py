@@ -16,7 +16,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -53,20 +53,14 @@ class BaseImageError(PipelineError):
     exit_code = 12
 
 
-def read_apt_source_texts(paths: Iterable[Path] = APT_SOURCE_FILES) -> list[str]:
+def plan_here(tag: str = DEFAULT_TAG) -> BasePlan:
     texts = []
-    for path in paths:
+    for path in APT_SOURCE_FILES:
         files = sorted(path.glob("*.list")) + sorted(path.glob("*.sources"))
         for file in files if path.is_dir() else [path]:
-            try:
+            with suppress(OSError):
                 texts.append(file.read_text())
-            except OSError:
-                continue
-    return texts
-
-
-def plan_here(tag: str = DEFAULT_TAG) -> BasePlan:
-    return make_plan(tag, read_apt_source_texts(), platform.machine())
+    return make_plan(tag, texts, platform.machine())
 
 
 def sudo_prefix(env: dict[str, str]) -> list[str]:
@@ -74,9 +68,11 @@ def sudo_prefix(env: dict[str, str]) -> list[str]:
     mmdebstrap = shutil.which("mmdebstrap")
     is_root = os.geteuid() == 0
     sudo = None if is_root else shutil.which("sudo")
-    sudo_works = sudo is not None and _succeeds([sudo, "-n", "true"])
-    problem = offline_tools_problem(mmdebstrap, is_root, sudo_works)
-    if problem:
+    try:
+        sudo_works = sudo is not None and run([sudo, "-n", "true"], 15).code == 0
+    except OSError:
+        sudo_works = False
+    if problem := offline_tools_problem(mmdebstrap, is_root, sudo_works):
         fix = "run as root or with passwordless sudo"
         if mmdebstrap is None:
             fix = f"{'' if is_root else 'sudo '}apt-get install --no-install-recommends mmdebstrap"
@@ -88,13 +84,6 @@ def sudo_prefix(env: dict[str, str]) -> list[str]:
         return []
     kept = [name for name in PROXY_VARIABLES if env.get(name)]
     return [sudo, "-n", *([f"--preserve-env={','.join(kept)}"] if kept else [])]
-
-
-def _succeeds(argv: list[str]) -> bool:
-    try:
-        return run(argv, 15).code == 0
-    except OSError:
-        return False
 
 
 def fetch_npm_tarball(

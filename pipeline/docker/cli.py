@@ -43,7 +43,6 @@ class Docker:
         stdin: Stdin = None,
         env: Mapping[str, str] | None = None,
     ) -> Finished:
-        """`env`: variables added for the command (`docker run --env NAME` reads them)."""
         return run(self.argv(*args), timeout_s, stdin=stdin, env=env, cancelled=f"docker {args[0]}")
 
     def with_config(self, config: Path | None) -> Docker:
@@ -60,7 +59,6 @@ class Docker:
         stdin: Stdin = None,
         env: Mapping[str, str] | None = None,
     ) -> str:
-        """Its stdout, or EngineError saying what failed."""
         done = self.run(*args, timeout_s=timeout_s, stdin=stdin, env=env)
         if done.code == 0:
             return done.out

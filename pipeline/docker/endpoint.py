@@ -56,36 +56,27 @@ class Location:
     def config_dir(self) -> Path:
         return self.config or Path.home() / ".docker"
 
-    @property
-    def buildx_dir(self) -> Path:
-        return self.buildx_config or self.config_dir / "buildx"
-
-    def context_name(self) -> str:
-        """ "default": DOCKER_HOST or the default socket."""
-        if self.host:
-            return "default"
-        if self.context:
-            return self.context
-        try:
-            document = json.loads((self.config_dir / "config.json").read_text())
-        except FileNotFoundError:
-            return "default"
-        except (OSError, ValueError) as error:
-            raise Unsupported(f"docker's config.json is not readable: {error}") from None
-        current = document.get("currentContext") if isinstance(document, dict) else None
-        return current if isinstance(current, str) and current else "default"
-
     def engine_host(self) -> str:
-        name = self.context_name()
+        if self.host:
+            return self.host
+        name = self.context
+        if not name:
+            try:
+                document = json.loads((self.config_dir / "config.json").read_text())
+            except FileNotFoundError:
+                document = {}
+            except (OSError, ValueError) as error:
+                raise Unsupported(f"docker's config.json is not readable: {error}") from None
+            current = document.get("currentContext") if isinstance(document, dict) else None
+            name = current if isinstance(current, str) and current else "default"
         if name == "default":
-            return self.host or DEFAULT_HOST
+            return DEFAULT_HOST
         key = hashlib.sha256(name.encode()).hexdigest()
-        if (self.config_dir / "contexts" / "tls" / key).exists():
+        contexts = self.config_dir / "contexts"
+        if (contexts / "tls" / key).exists():
             raise Unsupported(f"docker context {name} uses TLS")
         try:
-            meta = json.loads(
-                (self.config_dir / "contexts" / "meta" / key / "meta.json").read_text()
-            )
+            meta = json.loads((contexts / "meta" / key / "meta.json").read_text())
             host = meta["Endpoints"]["docker"]["Host"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise Unsupported(f"docker context {name} is not readable: {error}") from None
@@ -152,17 +143,14 @@ def inspect_images(location: Location, refs: Sequence[str]) -> dict[str, dict[st
 
 
 def image_ids(location: Location, refs: Sequence[str]) -> dict[str, str | None]:
-    return {
-        ref: (doc["Id"] if doc is not None else None)
-        for ref, doc in inspect_images(location, refs).items()
-    }
+    return {ref: doc["Id"] if doc else None for ref, doc in inspect_images(location, refs).items()}
 
 
 def builder_identity(location: Location) -> str:
     """Which builder buildx builds with, as `name:driver:endpoint`, decided from its files as
     buildx decides it (BUILDX_BUILDER, else `current` under BUILDX_CONFIG or <config>/buildx,
     else the engine's `default`)."""
-    config = location.buildx_dir
+    config = location.buildx_config or location.config_dir / "buildx"
     builder = location.builder
     if builder is None:
         try:

@@ -33,7 +33,6 @@ class Image:
 
 
 def inspect(docker: Docker, refs: Sequence[str]) -> dict[str, Image | None]:
-    """Each reference's image, None where the engine has none."""
     try:
         found = endpoint.inspect_images(docker.location, refs)
     except endpoint.Unsupported:
@@ -104,6 +103,5 @@ def import_rootfs(
 ) -> str:
     """`docker import` a root file system tarball; returns the image id."""
     args = ["import", *repeated("--change", changes), "-", tag_as]
-    return docker.checked(
-        *args, stdin=rootfs, timeout_s=timeout_s, doing=f"importing {tag_as}"
-    ).strip()
+    doing = f"importing {tag_as}"
+    return docker.checked(*args, stdin=rootfs, timeout_s=timeout_s, doing=doing).strip()

@@ -59,11 +59,18 @@ def login(
 
 @contextmanager
 def logged_in(docker: Docker, host: str, credentials: Credentials) -> Iterator[Docker]:
-    """The docker CLI with a temporary config folder logged in to `host`, for one push."""
-    with _deleted_on_sigterm(), temporary_config(docker.location.config_dir) as config:
-        pushing = docker.with_config(config)
-        login(pushing, host, credentials)
-        yield pushing
+    """The docker CLI with a temporary config folder logged in to `host`, for one push. SIGTERM
+    (a cancelled CI job) unwinds the stack, so the credential is deleted, then exits as SIGTERM
+    would; a command stopped meanwhile still says what it stopped."""
+    try:
+        with sigterm_interrupts(), temporary_config(docker.location.config_dir) as config:
+            pushing = docker.with_config(config)
+            login(pushing, host, credentials)
+            yield pushing
+    except Interrupted as stop:
+        if stop.done or stop.signum != signal.SIGTERM:
+            raise
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
 @contextmanager
@@ -82,16 +89,3 @@ def temporary_config(source: Path) -> Iterator[Path]:
     finally:
         # rmtree unlinks the symlinks and never follows them into the user's folders.
         shutil.rmtree(config, ignore_errors=True)
-
-
-@contextmanager
-def _deleted_on_sigterm() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job) unwinds the stack, so the credential is deleted, then exits
-    as SIGTERM would; a command stopped meanwhile still says what it stopped."""
-    try:
-        with sigterm_interrupts():
-            yield
-    except Interrupted as stop:
-        if stop.done or stop.signum != signal.SIGTERM:
-            raise
-        raise SystemExit(128 + signal.SIGTERM) from None

@@ -25,8 +25,7 @@ def strict_ancestry(repo: Path, building: str, current: str, *, remote: str = "o
     if building == current:
         return Ancestry("not-ancestor", "the same commit")
     try:
-        missing = [sha for sha in (building, current) if not _has_commit(repo, sha)]
-        if missing:
+        if missing := [sha for sha in (building, current) if not _has_commit(repo, sha)]:
             depth = [f"--depth={FETCH_DEPTH}"] if _shallow(repo) else []
             if problem := _fetch(repo, remote, depth, missing):
                 names = ", ".join(sha[:12] for sha in missing)

@@ -33,11 +33,10 @@ def locate(path: Path) -> Where:
             f"{path} is not inside a git repository",
             "run from a git checkout or set SANDBOX_BUILD_CONTEXT to a folder inside one",
         )
-    common = Path(lines[2])
     return Where(
         work_tree=Path(lines[0]).resolve(),
         git_dir=Path(lines[1]).resolve(),
-        common_dir=(common if common.is_absolute() else path / common).resolve(),
+        common_dir=(path / lines[2]).resolve(),  # relative to `path` unless absolute
     )
 
 
@@ -60,10 +59,13 @@ def read_git_facts(path: Path, ci: CiRefs) -> GitFacts:
             "run `git status` there and fix what it reports",
         )
     state = status.out.splitlines()
+    # "## main...origin/main [ahead 1]", "## HEAD (no branch)", "## No commits yet on main"
+    branch = (state[0] if state else "").removeprefix("## ").split("...")[0].split(" ")[0]
     return GitFacts(
         sha=sha,
         dirty=len(state) > 1,
-        branch=_branch(state[0] if state else "", ci),
+        # CI checks out a detached HEAD; the workflow knows the branch it was asked for.
+        branch=branch if branch not in ("", "HEAD") else ci.head_ref or ci.ref_name or None,
         work_tree=where.work_tree,
         git_dir=where.git_dir,
         common_dir=where.common_dir,
@@ -72,25 +74,11 @@ def read_git_facts(path: Path, ci: CiRefs) -> GitFacts:
     )
 
 
-def _branch(header: str, ci: CiRefs) -> str | None:
-    # "## main...origin/main [ahead 1]", "## HEAD (no branch)", "## No commits yet on main"
-    name = header.removeprefix("## ").split("...")[0].split(" ")[0]
-    if name and name != "HEAD":
-        return name
-    # CI checks out a detached HEAD; the workflow knows the branch it was asked for.
-    return ci.head_ref or ci.ref_name or None
-
-
 def _source_url(path: Path, ci: CiRefs) -> str | None:
     if ci.server_url and ci.repository:
         return f"{ci.server_url.rstrip('/')}/{ci.repository}"
-    url = origin_url(path)
-    return browsable_url(url) if url else None
-
-
-def origin_url(path: Path) -> str:
-    """`remote.origin.url` as git's whole config resolves it ("" when unset)."""
+    # `remote.origin.url` as git's whole config resolves it
     done = git(path, "config", "--get", "remote.origin.url")
     if done.code not in (0, 1):  # 1: not set
         raise GitError(f"git config failed: {last_line(done.err)}", "run `git config -l` there")
-    return done.out.strip()
+    return browsable_url(done.out.strip()) if done.out.strip() else None

@@ -77,12 +77,10 @@ def make_git_context(
         in_clone("remote", "add", "origin", f"{source_url}.git")
     # Reflogs and fetch notes carry timestamps: without them an unchanged rebuild gets identical
     # bytes and the COPY of this context stays cached.
-    for volatile in ("logs", "FETCH_HEAD", "ORIG_HEAD"):
-        path = dest / ".git" / volatile
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    if (dest / ".git" / "logs").is_dir():
+        shutil.rmtree(dest / ".git" / "logs")
+    for volatile in ("FETCH_HEAD", "ORIG_HEAD"):
+        (dest / ".git" / volatile).unlink(missing_ok=True)
     # buildx takes a context path ending in ".git" for a git URL: hand it over under another name.
     context = dest.parent / f"{dest.name}-context"
     (dest / ".git").rename(context)

@@ -30,10 +30,7 @@ _POLICY = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 
 
 def git(
-    cwd: Path,
-    *args: str,
-    timeout_s: float = TIMEOUT_S,
-    env: Mapping[str, str] | None = None,
+    cwd: Path, *args: str, timeout_s: float = TIMEOUT_S, env: Mapping[str, str] | None = None
 ) -> Finished:
     if shutil.which("git") is None:
         raise GitError("git is not on PATH", "install git (Debian: apt-get install git)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -42,15 +43,13 @@ PUSH_FIX = (
 
 
 def parse_image(image: str) -> ImageRef:
-    """A reference with a tag or digest; ConfigError."""
+    fix = "use a reference like ghcr.io/acme/app:sha-…"
     try:
         ref = parse_image_ref(image)
     except ImageRefError as error:
-        raise ConfigError(str(error), "use a reference like ghcr.io/acme/app:sha-…") from None
+        raise ConfigError(str(error), fix) from None
     if ref.tag is None and ref.digest is None:
-        raise ConfigError(
-            f"image {image!r} has no tag or digest", "use a reference like ghcr.io/acme/app:sha-…"
-        )
+        raise ConfigError(f"image {image!r} has no tag or digest", fix)
     return ref
 
 
@@ -128,8 +127,7 @@ class RegistryReader:
     def digest(self) -> str | None:
         """The digest the registry names for the reference (None: it names none); RegistryError
         unless the reference exists."""
-        digest = self.ok(self.manifest()).headers.get("Docker-Content-Digest")
-        return str(digest) if digest else None
+        return self.ok(self.manifest()).headers.get("Docker-Content-Digest") or None
 
     def _send(
         self,
@@ -213,28 +211,37 @@ class RegistryReader:
             f"check {creds.source}; the token needs read access to {ref.repository}",
         )
 
-    def fail(self, response: httpx.Response) -> RegistryError:
+    def fail(self, response: httpx.Response, writing: str = "") -> RegistryError:
+        """`writing`: the tag a failed manifest PUT was for."""
         status = response.status_code
-        if status == 404:
+        if status == 404 and not writing:
             return RegistryError(
                 f"image {self.image} does not exist in {self.ref.host} ({error_code(response)})",
                 PUSH_FIX,
             )
+        if status in (401, 403) and writing:
+            who = self.credentials.source if self.credentials else "no credentials"
+            return RegistryError(
+                f"registry {self.ref.host} refused to write {writing} with {who} ({status})",
+                "use credentials that may push to the repository (REGISTRY_USERNAME/"
+                "REGISTRY_PASSWORD"
+                + (", or GITHUB_TOKEN with packages: write" if self.ref.host == GHCR else "")
+                + ")",
+            )
         if status in (401, 403):
             return self.refused(status)
+        to = f"to writing {writing}" if writing else f"for {self.image}"
         return RegistryError(
-            f"registry {self.ref.api_host} answered {status} for {self.image} "
-            f"({error_code(response)})",
+            f"registry {self.ref.api_host} answered {status} {to} ({error_code(response)})",
             "check the registry's status and retry",
         )
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    return body if isinstance(body, dict) else {}
+    with suppress(ValueError):
+        if isinstance(body := response.json(), dict):
+            return body
+    return {}
 
 
 def error_code(response: httpx.Response) -> str:
@@ -320,5 +327,4 @@ def image_labels(
 
 
 def image_revision(image: str, settings: Sources) -> str | None:
-    """None when the tag or the label is absent."""
     return (image_labels(image, settings) or {}).get(REVISION_LABEL)

@@ -53,7 +53,6 @@ class Sources(Protocol):  # BuildSettings is one
 
 
 def resolve_credentials(settings: Sources, host: str | None = None) -> Credentials | None:
-    """`host`: default the configured repository's."""
     configured = settings.registry_host
     host = host or configured
     user, password = settings.registry_username, settings.registry_password
@@ -75,8 +74,7 @@ def resolve_credentials(settings: Sources, host: str | None = None) -> Credentia
                 password=settings.github_token,
                 source="GITHUB_ACTOR/GITHUB_TOKEN",
             )
-        token = _gh_auth_token()
-        if token:
+        if token := _gh_auth_token():
             return Credentials(
                 username=settings.github_actor or _gh_user() or "gh",
                 password=SecretStr(token),
@@ -109,10 +107,8 @@ def _config_keys(host: str) -> list[str]:
 
 def docker_config_has_auth(config_dir: Path, host: str) -> bool:
     config = json_object(config_dir / "config.json")
-    auths = config.get("auths") or {}
-    helpers = config.get("credHelpers") or {}
-    keys = set(_config_keys(host))
-    return bool(keys & (auths.keys() | helpers.keys())) or bool(config.get("credsStore"))
+    named = {**(config.get("auths") or {}), **(config.get("credHelpers") or {})}
+    return bool(named.keys() & set(_config_keys(host))) or bool(config.get("credsStore"))
 
 
 def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None:
@@ -122,8 +118,7 @@ def docker_config_credentials(config_dir: Path, host: str) -> Credentials | None
     helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
     if isinstance(helper, str) and helper:
         for key in _config_keys(host):
-            found = _from_helper(helper, key)
-            if found is not None:
+            if found := _from_helper(helper, key):
                 return found
     auths = config.get("auths") or {}
     for key in _config_keys(host):
@@ -147,12 +142,10 @@ def _from_helper(helper: str, server: str) -> Credentials | None:
         answer = json.loads(done.out) if done.code == 0 else {}
     except (OSError, ValueError):
         return None
-    if not isinstance(answer, dict):
-        return None
+    answer = answer if isinstance(answer, dict) else {}
     user, secret = answer.get("Username"), answer.get("Secret")
-    if not isinstance(user, str) or not isinstance(secret, str) or not secret:
-        return None
-    if user == "<token>":  # an identity token: only docker's own OAuth flow can use it
+    # "<token>": an identity token, which only docker's own OAuth flow can use
+    if not isinstance(user, str) or not isinstance(secret, str) or not secret or user == "<token>":
         return None
     return _stored(user, secret, f"the Docker credential helper docker-credential-{helper}")
 
@@ -168,8 +161,7 @@ def _gh(*args: str) -> str | None:
         done = run(["gh", *args], HELPER_TIMEOUT_S)
     except OSError:
         return None
-    out = done.out.strip()
-    return out if done.code == 0 and out else None
+    return (done.out.strip() or None) if done.code == 0 else None
 
 
 def _gh_auth_token() -> str | None:

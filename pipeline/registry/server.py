@@ -78,10 +78,7 @@ def start_registry(
     root.mkdir(parents=True, exist_ok=True)
     htpasswd = root / "htpasswd"
     hashed = subprocess.run(
-        ["htpasswd", "-Bbin", username],
-        input=password.encode(),
-        capture_output=True,
-        check=True,
+        ["htpasswd", "-Bbin", username], input=password.encode(), capture_output=True, check=True
     ).stdout
     htpasswd.write_bytes(hashed)
     config = root / "config.yml"
@@ -96,11 +93,7 @@ def start_registry(
     with (root / "registry.log").open("ab") as log:  # the child keeps its own copy
         process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
     registry = LocalRegistry(
-        host=f"127.0.0.1:{port}",
-        username=username,
-        password=password,
-        root=root,
-        process=process,
+        host=f"127.0.0.1:{port}", username=username, password=password, root=root, process=process
     )
 
     def answers() -> bool:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from pipeline.errors import RegistryError
 from pipeline.git.ancestry import strict_ancestry
 from pipeline.registry.client import (
@@ -21,18 +19,11 @@ from pipeline.registry.client import (
     image_revision,
     reader_for,
 )
-from pipeline.registry.credentials import GHCR, Sources
+from pipeline.registry.credentials import Sources
 from pipeline.rules.release import COMMIT, MainMove, decide_main_move
 
 
-def put_tag(
-    repository: str,
-    digest: str,
-    tag: str,
-    settings: Sources,
-    *,
-    may_move: bool,
-) -> bool:
+def put_tag(repository: str, digest: str, tag: str, settings: Sources, *, may_move: bool) -> bool:
     """Point `<repository>:<tag>` at `digest` (already in that repository); False when it
     already named that digest."""
     target = f"{repository}:{tag}"
@@ -58,7 +49,7 @@ def put_tag(
             content=body,
         )
         if written.status_code not in (200, 201):
-            raise _refused(reader, target, written)
+            raise reader.fail(written, writing=target)
         check = reader.manifest()
         landed = check.headers.get("Docker-Content-Digest") if check.status_code == 200 else None
     if landed != digest:
@@ -89,25 +80,6 @@ def _manifest(reader: RegistryReader, repository: str, digest: str) -> tuple[byt
             "promote the digest of a container image or image index",
         )
     return body, media_type
-
-
-def _refused(reader: RegistryReader, target: str, response: httpx.Response) -> RegistryError:
-    status = response.status_code
-    if status in (401, 403):
-        who = reader.credentials.source if reader.credentials else "no credentials"
-        host = reader.ref.host
-        return RegistryError(
-            f"registry {host} refused to write {target} with {who} ({status})",
-            "use credentials that may push to the repository (REGISTRY_USERNAME/"
-            "REGISTRY_PASSWORD"
-            + (", or GITHUB_TOKEN with packages: write" if host == GHCR else "")
-            + ")",
-        )
-    return RegistryError(
-        f"registry {reader.ref.api_host} answered {status} to writing {target} "
-        f"({error_code(response)})",
-        "check the registry's status and retry",
-    )
 
 
 def main_tag_move(main_image: str, building: str, repo: Path, settings: Sources) -> MainMove:

@@ -44,10 +44,7 @@ class SandboxSpec:
 
 
 def image_candidates(image_name: str | None, repository: str) -> list[str]:
-    """LOCAL_DOCKER_IMAGE_NAME, else <repo>:local, then <repo>:main."""
-    if image_name:
-        return [image_name]
-    return [f"{repository}:local", f"{repository}:main"]
+    return [image_name] if image_name else [f"{repository}:local", f"{repository}:main"]
 
 
 def pick_image(candidates: list[str], exists: Callable[[str], bool]) -> str | None:
@@ -95,10 +92,7 @@ def start(docker: Docker, spec: SandboxSpec, clock: Clock = SYSTEM_CLOCK) -> San
         env=spec.env,
         labels={LABEL: "1", f"{LABEL}.synced": str(synced).lower()},
         publish=[f"127.0.0.1::{DAEMON_PORT}"],
-        mounts=[
-            *(spec.sync or []),
-            Mount(spec.pnpm_volume, PNPM_STORE_PATH),
-        ],
+        mounts=[*(spec.sync or []), Mount(spec.pnpm_volume, PNPM_STORE_PATH)],
     )
     try:
         url = f"http://127.0.0.1:{_published_port(docker, spec.name)}"
