@@ -63,7 +63,7 @@ def context_digest(entries: Iterable[Entry]) -> str:
         entries, key=lambda e: e[0].encode("utf-8", "surrogateescape")
     ):
         kind, perms = _KINDS.get(stat.S_IFMT(mode), "other"), stat.S_IMODE(mode)
-        line = f"{path}\0{kind}\0{perms:o}\0{0}\0{0}\0{payload}\n"
+        line = "\0".join((path, kind, f"{perms:o}", "0", "0", payload)) + "\n"  # uid, gid: 0
         digest.update(line.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
