@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.docker.cli import json_object
+from pipeline.fastpath.files import json_object
 
 if TYPE_CHECKING:  # the replay (fastpath/replay.py) publishes without loading pydantic
     from pipeline.settings.build import ReportSettings

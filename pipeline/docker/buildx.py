@@ -16,8 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.docker import images
-from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, json_object, repeated
+from pipeline.docker.cli import QUERY_TIMEOUT_S, Docker, repeated
 from pipeline.errors import EngineError
+from pipeline.fastpath.files import json_object
 from pipeline.process_group import GroupProcess, LineSink, last_line
 from pipeline.rules.build_plan import GIT_META, BuildPlan, cache_option
 from pipeline.rules.failures import classify_failure, setup_failure, untag_after_failed_push

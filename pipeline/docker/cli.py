@@ -79,15 +79,6 @@ def inspect(docker: Docker, kind: str, ref: str) -> dict[str, Any] | None:
     raise engine_failure(done, f"looking up {ref if kind == 'image' else f'{kind} {ref}'}")
 
 
-def json_object(path: Path) -> dict[str, Any]:
-    """A JSON file holding an object ({} when absent, unreadable or anything else)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def repeated(flag: str, values: Iterable[str]) -> list[str]:
     return [part for value in values for part in (flag, value)]
 

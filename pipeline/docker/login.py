@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.docker.cli import Docker, json_object
+from pipeline.docker.cli import Docker
 from pipeline.errors import Interrupted, RegistryError
+from pipeline.fastpath.files import json_object
 from pipeline.process_group import sigterm_interrupts
 from pipeline.rules.auth_words import says_auth_refused
 

@@ -1,4 +1,4 @@
-"""Small files of this machine's own, written whole and readable by their owner only: JSON
+"""Small local files: JSON read leniently; written whole and readable by their owner only: JSON
 documents, logs trimmed to the newest, and a random key for keyed digests of secret values (a
 plain hash of a weak secret could be tested against guesses wherever it is kept, in an image label
 or a cache file; an HMAC under a key that never leaves this machine cannot). Standard library only.
@@ -26,13 +26,20 @@ def local_key(key_dir: Path) -> bytes:
     return path.read_bytes()
 
 
-def read_json(path: Path, version: int) -> dict[str, Any]:
-    """A document `write_json` wrote in format `version`; empty when absent, damaged or older."""
+def json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object ({} when absent, unreadable or anything else): docker's
+    config, buildx's metadata, the report, and the documents below."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) and data.get("format") == version else {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_json(path: Path, version: int) -> dict[str, Any]:
+    """A document `write_json` wrote in format `version`; empty when absent, damaged or older."""
+    data = json_object(path)
+    return data if data.get("format") == version else {}
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:

@@ -17,8 +17,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from pipeline.docker.cli import json_object
 from pipeline.errors import ConfigError, RegistryError
+from pipeline.fastpath.files import json_object
 from pipeline.process_group import run
 from pipeline.rules.image_ref import DOCKER_HUB, is_loopback
 
