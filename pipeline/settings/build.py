@@ -21,11 +21,11 @@ from pipeline.rules.build_plan import BuildRequest, CacheMode, Mode
 from pipeline.rules.git_facts import CiRefs
 from pipeline.rules.image_ref import REPOSITORY, split_host
 from pipeline.rules.platforms import platform_problem
+from pipeline.rules.release import COMMIT
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _PLATFORMS_FORM = "os/arch[/variant], comma-separated, like linux/amd64,linux/arm64"
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 _DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://", "fd://")
 # What a build reads besides these settings, the context and the images, for the fingerprint and
 # the replay's watch (build/record.py). buildx's own variables (BUILDX_GIT_LABELS adds labels,
@@ -132,7 +132,7 @@ class BuildSettings(_Base):
     @field_validator("git_sha")
     @classmethod
     def _sha(cls, value: str | None) -> str | None:
-        if value is not None and not _SHA.fullmatch(value := value.lower()):
+        if value is not None and not COMMIT.fullmatch(value := value.lower()):
             raise ValueError("a full 40-character hex commit sha")
         return value
 
