@@ -65,3 +65,24 @@ def test_push_plan_on_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ("--metadata-file", "/tmp/meta.json") in pairs
     assert "--push" in argv and "--load" not in argv and "--secret" not in argv
     assert "--provenance=false" in argv and "--sbom=false" in argv
+
+
+def test_local_plan_loads_and_does_not_push(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in env_names(BuildSettings):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SANDBOX_BUILD_CA_BUNDLE", "none")
+    facts = GitFacts(
+        sha=SHA,
+        dirty=False,
+        branch="main",
+        work_tree=Path("/repo"),
+        git_dir=Path("/repo/.git"),
+        common_dir=Path("/repo/.git"),
+        commit_time=datetime(2026, 1, 1, tzinfo=UTC),
+        source_url=None,
+    )
+    plan = make_plan("local", BuildSettings(), facts)
+    argv = build_argv(Docker("/usr/bin/docker", Location()), plan, Path("/tmp/meta.json"))
+    assert "--load" in argv and "--push" not in argv
+    pairs = set(itertools.pairwise(argv))
+    assert ("--tag", "ghcr.io/iterate/sandbox:local") in pairs
